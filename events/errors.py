@@ -1,0 +1,25 @@
+"""The one error hierarchy. Every message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+__all__ = ["AgoraError", "ConfigurationError", "DecodeError", "ToolError"]
+
+
+class AgoraError(Exception):
+    """Root of every error agora raises on purpose."""
+
+
+class ConfigurationError(AgoraError):
+    """A setting, stream or consumer is not as agora needs it."""
+
+
+class DecodeError(AgoraError):
+    """Bytes on the bus are not a valid event or command."""
+
+
+class ToolError(AgoraError):
+    """A tool could not do its job. ``transient`` errors are worth retrying."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient

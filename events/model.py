@@ -1,0 +1,122 @@
+"""The event envelope and the value objects that events carry.
+
+Every event is a frozen msgspec struct tagged by its ``type``. Evolve an event only by adding
+fields with defaults; never rename or reuse a tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from events.ids import derive_id
+
+__all__ = [
+    "Check",
+    "Event",
+    "Expect",
+    "MemoryItem",
+    "Stamp",
+    "TaskOutcome",
+    "TaskSpec",
+    "event_type",
+]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """The envelope every event shares. ``type`` is the struct's tag."""
+
+    event_id: str
+    schema_version: int = 1
+    goal_id: str
+    occurred_at: datetime
+    causation_id: str | None
+    correlation_id: str
+    producer: str
+
+
+def event_type(event: Event) -> str:
+    tag = type(event).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+class Expect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the evaluator checks in a goal's result."""
+
+    contains: str | tuple[str, ...] | None = None
+    equals: str | None = None
+    matches: str | None = None  # a regular expression searched in the result
+
+
+class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One task of a plan. ``args`` may refer to earlier outputs as ``{{steps.<id>.output}}``."""
+
+    task_id: str
+    description: str
+    tool: str
+    args: dict[str, Any] = {}
+    depends_on: tuple[str, ...] = ()
+    timeout_s: float = 30.0
+    max_attempts: int = 3
+
+
+class MemoryItem(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    text: str
+    score: float
+    goal_id: str
+    source_event_id: str
+
+
+class TaskOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    task_id: str
+    tool: str
+    status: Literal["completed", "failed", "skipped"]
+    output: str = ""
+    error: str = ""
+
+
+class Check(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """Fills in the envelope of the events one input causes.
+
+    ``envelope(tag, *key)`` derives the event id from the producer, the goal, the event type
+    and the decision's logical key, so the same decision always gets the same id.
+    """
+
+    producer: str
+    goal_id: str
+    occurred_at: datetime
+    causation_id: str | None
+    correlation_id: str
+
+    @classmethod
+    def caused_by(cls, cause: Event, *, producer: str, now: datetime) -> Stamp:
+        return cls(
+            producer=producer,
+            goal_id=cause.goal_id,
+            occurred_at=now,
+            causation_id=cause.event_id,
+            correlation_id=cause.correlation_id,
+        )
+
+    def envelope(self, tag: str, *key: object) -> dict[str, Any]:
+        service = self.producer.split("@", 1)[0]
+        return {
+            "event_id": derive_id(service, self.goal_id, tag, *key),
+            "goal_id": self.goal_id,
+            "occurred_at": self.occurred_at,
+            "causation_id": self.causation_id,
+            "correlation_id": self.correlation_id,
+            "producer": self.producer,
+        }

@@ -1,0 +1,29 @@
+"""JSON Schema of intake commands, tool arguments and every event type (``agora schema``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from events.catalog import EVENT_TYPES
+from events.commands import GoalCommand
+from events.tools import BUILTIN_TOOLS
+
+__all__ = ["json_schemas"]
+
+
+def json_schemas() -> dict[str, Any]:
+    intake_schema, intake_defs = msgspec.json.schema_components([GoalCommand])
+    event_schemas, event_defs = msgspec.json.schema_components(list(EVENT_TYPES.values()))
+    return {
+        "intake": {"agora.intake.goal": intake_schema[0], "$defs": intake_defs},
+        "events": {
+            "types": dict(zip(EVENT_TYPES, event_schemas, strict=True)),
+            "$defs": event_defs,
+        },
+        "tools": {
+            name: {"description": spec.description, "args": spec.args.model_json_schema()}
+            for name, spec in BUILTIN_TOOLS.items()
+        },
+    }

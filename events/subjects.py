@@ -1,0 +1,58 @@
+"""Subject and stream names: the bus layout of ARCHITECTURE.md, in one place."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "DLQ_STREAM",
+    "EVENTS_STREAM",
+    "INTAKE_GOAL",
+    "INTAKE_STREAM",
+    "QUERY_SUBJECT",
+    "SUBJECT_TOKEN",
+    "dlq_subject",
+    "event_subject",
+    "event_type_filter",
+    "goal_events_filter",
+    "goal_id_from_subject",
+    "live_subject",
+]
+
+INTAKE_STREAM = "AGORA_INTAKE"
+EVENTS_STREAM = "AGORA_EVENTS"
+DLQ_STREAM = "AGORA_DLQ"
+
+INTAKE_GOAL = "agora.intake.goal"
+QUERY_SUBJECT = "agora.query"
+
+# A goal id must be usable as one subject token.
+SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def event_subject(goal_id: str, event_type: str) -> str:
+    return f"agora.events.{goal_id}.{event_type}"
+
+
+def event_type_filter(event_type: str) -> str:
+    """Every goal's events of one type."""
+    return f"agora.events.*.{event_type}"
+
+
+def goal_events_filter(goal_id: str) -> str:
+    return f"agora.events.{goal_id}.>"
+
+
+def goal_id_from_subject(subject: str) -> str | None:
+    parts = subject.split(".")
+    if len(parts) >= 4 and parts[0] == "agora" and parts[1] == "events":
+        return parts[2]
+    return None
+
+
+def dlq_subject(consumer: str) -> str:
+    return f"agora.dlq.{consumer}"
+
+
+def live_subject(goal_id: str, channel: str) -> str:
+    return f"agora.live.{goal_id}.{channel}"
