@@ -24,7 +24,7 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 _encoder = msgspec.json.Encoder()
-_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)  # type: ignore[arg-type]
+_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 _raw_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -62,6 +62,6 @@ def _upcast(data: bytes) -> Event | None:
     if not changed:
         return None
     try:
-        return msgspec.convert(raw, AnyEvent)  # type: ignore[arg-type, no-any-return]
+        return msgspec.convert(raw, AnyEvent)  # type: ignore[no-any-return]
     except msgspec.ValidationError:
         return None

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_ITERATIONS = 3
-_TOKEN = r"^[A-Za-z0-9_-]{1,128}$"
+_ID_PATTERN = SUBJECT_TOKEN.pattern  # one subject token: letters, digits, - and _
 
 
 class StepCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -35,8 +35,8 @@ class StepCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     tool: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     args: dict[str, Any] = {}
-    id: Annotated[str, msgspec.Meta(pattern=_TOKEN)] | None = None
-    depends_on: tuple[Annotated[str, msgspec.Meta(pattern=_TOKEN)], ...] | None = None
+    id: Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)] | None = None
+    depends_on: tuple[Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)], ...] | None = None
     description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
 
@@ -46,7 +46,7 @@ class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
     command_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
-    goal_id: Annotated[str, msgspec.Meta(pattern=_TOKEN)] | None = None
+    goal_id: Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)] | None = None
     steps: Annotated[tuple[StepCommand, ...], msgspec.Meta(max_length=100)] | None = None
     expect: Expect | None = None
     max_iterations: Annotated[int, msgspec.Meta(ge=1, le=10)] = DEFAULT_MAX_ITERATIONS

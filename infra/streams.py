@@ -1,0 +1,213 @@
+"""Streams and durable consumers, declared as data and provisioned idempotently at start-up.
+
+An existing stream or consumer whose configuration differs from what agora needs is never
+silently changed: start-up fails with a message naming each difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from events.errors import ConfigurationError
+from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_GOAL, INTAKE_STREAM, event_type_filter
+from infra.settings import MiB, Settings
+
+__all__ = ["SERVICE_CONSUMERS", "ConsumerSpec", "consumers_for", "provision", "stream_configs"]
+
+DAY_S = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    filter_subjects: tuple[str, ...]
+    description: str
+
+
+def _events(*types: str) -> tuple[str, ...]:
+    return tuple(event_type_filter(t) for t in types)
+
+
+# What each service consumes. Each service's replicas share its durable consumer.
+SERVICE_CONSUMERS: dict[str, tuple[ConsumerSpec, ...]] = {
+    "planner": (
+        ConsumerSpec(INTAKE_STREAM, "planner", (INTAKE_GOAL,), "planner: goal commands"),
+        ConsumerSpec(
+            EVENTS_STREAM,
+            "planner",
+            _events("context_provided", "task_completed", "task_failed", "evaluation_completed"),
+            "planner: results that move a goal forward",
+        ),
+    ),
+    "executor": (
+        ConsumerSpec(
+            EVENTS_STREAM, "executor", _events("task_scheduled"), "executor: tasks to run"
+        ),
+    ),
+    "memory": (
+        ConsumerSpec(
+            EVENTS_STREAM,
+            "memory",
+            _events("context_requested", "task_completed"),
+            "memory: context requests and observations",
+        ),
+    ),
+    "evaluator": (
+        ConsumerSpec(
+            EVENTS_STREAM, "evaluator", _events("evaluation_requested"), "evaluator: plans to judge"
+        ),
+    ),
+}
+
+
+def consumers_for(service: str) -> tuple[ConsumerSpec, ...]:
+    try:
+        return SERVICE_CONSUMERS[service]
+    except KeyError:
+        known = ", ".join(sorted(SERVICE_CONSUMERS))
+        raise ConfigurationError(f"unknown service {service!r}; known: {known}") from None
+
+
+def stream_configs(settings: Settings) -> list[StreamConfig]:
+    common: dict[str, Any] = {
+        "storage": StorageType.FILE,
+        "retention": RetentionPolicy.LIMITS,
+        "discard": DiscardPolicy.OLD,
+        "num_replicas": settings.stream_replicas,
+        "duplicate_window": settings.duplicate_window_s,
+    }
+    return [
+        StreamConfig(
+            name=INTAKE_STREAM,
+            description="agora: commands from outside (untrusted until the planner validates them)",
+            subjects=["agora.intake.>"],
+            max_msg_size=settings.max_message_bytes,
+            max_age=7 * DAY_S,
+            **common,
+        ),
+        StreamConfig(
+            name=EVENTS_STREAM,
+            description="agora: the immutable event log, the system of record",
+            subjects=["agora.events.>"],
+            max_msg_size=settings.max_message_bytes,
+            deny_delete=True,
+            deny_purge=True,
+            allow_direct=True,
+            **common,
+        ),
+        StreamConfig(
+            name=DLQ_STREAM,
+            description="agora: dead letters with their original bytes and the reason",
+            subjects=["agora.dlq.>"],
+            max_msg_size=4 * MiB,
+            **common,
+        ),
+    ]
+
+
+def consumer_config(spec: ConsumerSpec, settings: Settings, max_ack_pending: int) -> ConsumerConfig:
+    single = len(spec.filter_subjects) == 1
+    return ConsumerConfig(
+        durable_name=spec.durable,
+        description=spec.description,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait_s,
+        # Unlimited at the server: the consume loop counts deliveries itself and moves a message
+        # to the DLQ at AGORA_MAX_DELIVER, so nothing is ever silently abandoned by the server.
+        max_deliver=-1,
+        max_ack_pending=max_ack_pending,
+        filter_subject=spec.filter_subjects[0] if single else None,
+        filter_subjects=None if single else list(spec.filter_subjects),
+    )
+
+
+_STREAM_FIELDS = (
+    "subjects",
+    "storage",
+    "retention",
+    "max_msg_size",
+    "duplicate_window",
+    "deny_delete",
+    "deny_purge",
+    "num_replicas",
+)
+_CONSUMER_FIELDS = ("ack_policy", "deliver_policy", "max_deliver", "ack_wait")
+
+
+def _differences(kind: str, name: str, want: Any, have: Any, fields: Iterable[str]) -> list[str]:
+    diffs = []
+    for field in fields:
+        wanted, actual = getattr(want, field), getattr(have, field)
+        if isinstance(wanted, list):
+            wanted, actual = sorted(wanted), sorted(actual or [])
+        if wanted is not None and wanted != actual:
+            diffs.append(f"{kind} {name}: {field} is {actual!r}, agora needs {wanted!r}")
+    return diffs
+
+
+def _filters(config: ConsumerConfig) -> list[str]:
+    return sorted(
+        config.filter_subjects or ([config.filter_subject] if config.filter_subject else [])
+    )
+
+
+async def provision_streams(js: JetStreamContext, settings: Settings) -> None:
+    diffs: list[str] = []
+    for config in stream_configs(settings):
+        assert config.name is not None
+        try:
+            info = await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            continue
+        diffs += _differences("stream", config.name, config, info.config, _STREAM_FIELDS)
+    _raise_if(diffs)
+
+
+async def provision(
+    js: JetStreamContext,
+    settings: Settings,
+    consumers: Iterable[tuple[ConsumerSpec, int]] = (),
+) -> None:
+    """Create missing streams and consumers; fail on conflicting ones. Safe to run concurrently."""
+    await provision_streams(js, settings)
+    diffs: list[str] = []
+    for spec, max_ack_pending in consumers:
+        want = consumer_config(spec, settings, max_ack_pending)
+        try:
+            info = await js.consumer_info(spec.stream, spec.durable)
+        except NotFoundError:
+            await js.add_consumer(spec.stream, want)
+            continue
+        diffs += _differences("consumer", spec.durable, want, info.config, _CONSUMER_FIELDS)
+        if _filters(want) != _filters(info.config):
+            diffs.append(
+                f"consumer {spec.stream}/{spec.durable}: filters are {_filters(info.config)}, "
+                f"agora needs {_filters(want)}"
+            )
+    _raise_if(diffs)
+
+
+def _raise_if(diffs: list[str]) -> None:
+    if diffs:
+        raise ConfigurationError(
+            "existing NATS configuration conflicts with agora's:\n  "
+            + "\n  ".join(diffs)
+            + "\nchange the AGORA_* settings to match, or update/remove the stream or consumer"
+        )

@@ -1,0 +1,114 @@
+"""``agora up``: nats-server (unless external) and each service as its own OS process.
+
+A service that exits unexpectedly is restarted with exponential backoff; SIGINT/SIGTERM stop
+every service (they drain their in-flight work) and then the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from infra.bus import connect
+from infra.embedded import EmbeddedNats
+from infra.logging import get_logger
+from infra.runner import SERVICES
+from infra.settings import Settings
+from infra.streams import provision
+
+__all__ = ["Supervisor", "restart_delay_s"]
+
+log = get_logger("agora.supervisor")
+HEALTHY_AFTER_S = 30.0
+
+
+def restart_delay_s(consecutive_failures: int) -> float:
+    return float(min(30.0, 0.5 * 2 ** max(0, consecutive_failures - 1)))
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    services: Sequence[str] = SERVICES
+    server: EmbeddedNats | None = None
+    _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _watchers: list[asyncio.Task[None]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        if self.settings.embedded:
+            self.server = EmbeddedNats(
+                self.settings.nats_dir, durability=self.settings.durability
+            ).start()
+            log.info("nats_started", url=self.server.url)
+        nc = await connect(self.settings, name="agora-supervisor")
+        try:
+            await provision(nc.jetstream(), self.settings)
+        finally:
+            await nc.close()
+        self.env = dict(os.environ)
+        if self.server is not None:
+            self.env["AGORA_NATS_URL"] = self.server.url
+        self.env.setdefault("AGORA_DATA_DIR", str(self.settings.data_dir))
+        for name in self.services:
+            self._watchers.append(asyncio.ensure_future(self._keep_running(name)))
+
+    @property
+    def url(self) -> str:
+        return self.server.url if self.server else ",".join(self.settings.nats_urls or ())
+
+    def pid_of(self, service: str) -> int | None:
+        proc = self._procs.get(service)
+        return proc.pid if proc and proc.returncode is None else None
+
+    async def _spawn(self, name: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "infra.cli", "service", name, env=self.env
+        )
+
+    async def _keep_running(self, name: str) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            proc = self._procs[name] = await self._spawn(name)
+            log.info("service_spawned", service=name, pid=proc.pid)
+            code = await proc.wait()
+            if self._stopping.is_set():
+                return
+            failures = 1 if time.monotonic() - started > HEALTHY_AFTER_S else failures + 1
+            delay = restart_delay_s(failures)
+            log.warning("service_exited", service=name, code=code, restart_in_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def wait_until_stopped(self) -> None:
+        await self._stopping.wait()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self, timeout_s: float = 15.0) -> None:
+        self._stopping.set()
+        for proc in self._procs.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self._procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), timeout_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        for watcher in self._watchers:
+            watcher.cancel()
+        if self.server is not None:
+            self.server.stop()
+            log.info("nats_stopped")

@@ -1,0 +1,50 @@
+"""The planner's per-goal state, folded from the log and kept in memory (bounded, LRU).
+
+``evolve`` is idempotent, but we still skip events already applied: the planner applies its own
+outputs the moment they are published (so its next decision sees them even before the stream
+delivers them back) and then sees some of them again from the log.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from events.model import Event
+from services.planner.state import PlannerState, evolve
+
+__all__ = ["GoalStates"]
+
+
+@dataclass
+class _Entry:
+    state: PlannerState | None = None
+    seen: set[str] = field(default_factory=set)
+
+
+@dataclass
+class GoalStates:
+    capacity: int = 100_000
+    _entries: OrderedDict[str, _Entry] = field(default_factory=OrderedDict)
+
+    def __contains__(self, goal_id: str) -> bool:
+        return goal_id in self._entries
+
+    def get(self, goal_id: str) -> PlannerState | None:
+        entry = self._entries.get(goal_id)
+        return entry.state if entry else None
+
+    def apply(self, goal_id: str, events: Iterable[Event]) -> PlannerState | None:
+        entry = self._entries.get(goal_id)
+        if entry is None:
+            entry = self._entries[goal_id] = _Entry()
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(goal_id)
+        for event in events:
+            if event.event_id not in entry.seen:
+                entry.seen.add(event.event_id)
+                entry.state = evolve(entry.state, event)
+        return entry.state

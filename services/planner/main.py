@@ -1,0 +1,75 @@
+"""Composition root of the planner: intake validation and the per-goal decision loop."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+from events.codec import decode_event
+from events.commands import parse_goal_command
+from events.model import Event
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM, event_subject, goal_id_from_subject
+from events.tools import BUILTIN_TOOLS
+from infra.consume import Delivery
+from infra.runner import ServiceContext, ServiceParts, Subscription
+from services.planner.cache import GoalStates
+from services.planner.decide import accept_goal, decide
+from services.planner.state import PlannerState
+
+__all__ = ["build"]
+
+
+def _goal_of(delivery: Delivery) -> Hashable | None:
+    return goal_id_from_subject(delivery.subject)
+
+
+def build(ctx: ServiceContext) -> ServiceParts:
+    states = GoalStates()
+    tools = BUILTIN_TOOLS
+
+    async def state_of(goal_id: str) -> PlannerState | None:
+        """Cached, or folded from the goal's whole recorded history (after a restart)."""
+        if goal_id not in states:
+            states.apply(goal_id, await ctx.goal_log.load(goal_id))
+        return states.get(goal_id)
+
+    async def known_goal(goal_id: str) -> PlannerState | None:
+        # One direct get instead of a history read for the common case: a brand-new goal.
+        if goal_id in states:
+            return states.get(goal_id)
+        for kind in ("goal_accepted", "goal_rejected"):
+            if await ctx.goal_log.has_events(event_subject(goal_id, kind)):
+                return await state_of(goal_id)
+        return None
+
+    async def publish(goal_id: str, outputs: Sequence[Event]) -> None:
+        if outputs:
+            await ctx.publish(outputs)
+            states.apply(goal_id, outputs)
+
+    async def on_intake(delivery: Delivery) -> None:
+        fallback = delivery.headers.get("Nats-Msg-Id") or f"intake-{delivery.stream_seq}"
+        parsed = parse_goal_command(
+            delivery.data,
+            fallback_command_id=fallback,
+            max_bytes=ctx.settings.max_intake_bytes,
+        )
+        existing = await known_goal(parsed.goal_id)
+        outputs = accept_goal(parsed, existing, tools=tools, now=ctx.now(), producer=ctx.producer)
+        await publish(parsed.goal_id, outputs)
+
+    async def on_event(delivery: Delivery) -> None:
+        event = decode_event(delivery.data)
+        await state_of(event.goal_id)
+        state = states.apply(event.goal_id, [event])
+        if state is None:
+            return
+        outputs = decide(state, event, tools=tools, now=ctx.now(), producer=ctx.producer)
+        await publish(event.goal_id, outputs)
+
+    concurrency = ctx.settings.concurrency
+    return ServiceParts(
+        [
+            Subscription(ctx.spec(INTAKE_STREAM), on_intake, concurrency),
+            Subscription(ctx.spec(EVENTS_STREAM), on_event, concurrency, ordering_key=_goal_of),
+        ]
+    )

@@ -1,0 +1,61 @@
+"""Goals flow end to end through planner, executor, memory and evaluator on a real JetStream."""
+
+from __future__ import annotations
+
+import json
+
+from nats.aio.client import Client as NatsClient
+
+from events.catalog import GoalCompleted, TaskCompleted
+from infra.client import AgoraClient
+from tests.conftest import InProcessPlatform
+from tests.support import all_events, duplicates, types_of
+
+DOCUMENTED_COMMAND = {
+    "command_id": "c-123",
+    "goal_id": "g-123",
+    "text": "compute 17*23 then summarize",
+    "steps": [{"tool": "calculator", "args": {"expression": "17*23"}}],
+    "expect": {"contains": "391"},
+    "max_iterations": 3,
+    "metadata": {"team": "ops"},
+}
+
+
+async def test_plain_nats_publish_of_documented_json_completes(
+    nc: NatsClient, client: AgoraClient, platform: InProcessPlatform
+) -> None:
+    # No agora client code: the documented JSON, a JetStream publish, the documented header.
+    ack = await nc.jetstream().publish(
+        "agora.intake.goal",
+        json.dumps(DOCUMENTED_COMMAND).encode(),
+        headers={"Nats-Msg-Id": "c-123"},
+    )
+    assert ack.stream == "AGORA_INTAKE"
+
+    events = await client.wait_for_outcome("g-123", timeout_s=30)
+
+    # memory_stored (memory observing the result) interleaves; the goal's own path is fixed.
+    assert [t for t in types_of(events) if t != "memory_stored"] == [
+        "goal_accepted",
+        "context_requested",
+        "context_provided",
+        "plan_created",
+        "task_scheduled",
+        "task_started",
+        "tool_called",
+        "tool_returned",
+        "task_completed",
+        "evaluation_requested",
+        "evaluation_completed",
+        "goal_completed",
+    ]
+    outcome = events[-1]
+    assert isinstance(outcome, GoalCompleted)
+    assert outcome.result == "391"
+    assert outcome.score == 1.0
+    # memory_stored lands on the goal's subjects too; every event has a unique id.
+    log = await all_events(nc.jetstream(), "agora.events.g-123.>")
+    assert not duplicates(log)
+    assert [e for e in log if isinstance(e, TaskCompleted)][0].output == "391"
+    assert "memory_stored" in types_of(log)
