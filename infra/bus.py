@@ -43,7 +43,7 @@ async def connect(settings: Settings, name: str) -> NatsClient:
         log.warning("nats_error", error=str(exc), client=name)
 
     async def on_disconnect() -> None:
-        log.warning("nats_disconnected", client=name)
+        log.info("nats_disconnected", client=name)
 
     async def on_reconnect() -> None:
         log.warning("nats_reconnected", client=name)
