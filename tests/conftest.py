@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 
-from infra.bus import connect
+from infra.bus import EventPublisher, connect
 from infra.client import AgoraClient
 from infra.embedded import EmbeddedNats
 from infra.runner import SERVICES, run_service
@@ -64,11 +65,16 @@ class InProcessPlatform:
         self._stops: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, *names: str, settings: Settings | None = None) -> None:
+    def start(
+        self,
+        *names: str,
+        settings: Settings | None = None,
+        publisher: Callable[[JetStreamContext], EventPublisher] = EventPublisher,
+    ) -> None:
         for name in names or SERVICES:
             stop = self._stops[name] = asyncio.Event()
             self._tasks[name] = asyncio.ensure_future(
-                run_service(name, settings or self.settings, stop)
+                run_service(name, settings or self.settings, stop, publisher=publisher)
             )
 
     async def stop(self, *names: str) -> None:
@@ -102,7 +108,9 @@ def spawn_service(settings: Settings) -> Iterator[Callable[..., subprocess.Popen
             "AGORA_DURABILITY": "os",
             **env,
         }
-        proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "service", name], env=environment)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "service", name], env=environment
+        )
         procs.append(proc)
         return proc
 

@@ -20,6 +20,4 @@ def build(ctx: ServiceContext) -> ServiceParts:
             stamp = Stamp.caused_by(event, producer=ctx.producer, now=ctx.now())
             await ctx.publish([evaluate(event, stamp)])
 
-    return ServiceParts(
-        [Subscription(ctx.spec(EVENTS_STREAM), judge, ctx.settings.concurrency)]
-    )
+    return ServiceParts([Subscription(ctx.spec(EVENTS_STREAM), judge, ctx.settings.concurrency)])

@@ -3,6 +3,10 @@
 ``evolve`` is idempotent, but we still skip events already applied: the planner applies its own
 outputs the moment they are published (so its next decision sees them even before the stream
 delivers them back) and then sees some of them again from the log.
+
+The cache is trusted only while every write through it succeeded. When handling an event fails
+after some outputs may have reached the stream, the goal is evicted and its next event reloads
+the whole history from the log, in stream order.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ class GoalStates:
     def get(self, goal_id: str) -> PlannerState | None:
         entry = self._entries.get(goal_id)
         return entry.state if entry else None
+
+    def evict(self, goal_id: str) -> None:
+        self._entries.pop(goal_id, None)
 
     def apply(self, goal_id: str, events: Iterable[Event]) -> PlannerState | None:
         entry = self._entries.get(goal_id)

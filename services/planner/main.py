@@ -42,9 +42,15 @@ def build(ctx: ServiceContext) -> ServiceParts:
         return None
 
     async def publish(goal_id: str, outputs: Sequence[Event]) -> None:
-        if outputs:
+        if not outputs:
+            return
+        try:
             await ctx.publish(outputs)
-            states.apply(goal_id, outputs)
+        except BaseException:
+            # Some outputs may be stored already: the cached state no longer matches the log.
+            states.evict(goal_id)
+            raise
+        states.apply(goal_id, outputs)
 
     async def on_intake(delivery: Delivery) -> None:
         fallback = delivery.headers.get("Nats-Msg-Id") or f"intake-{delivery.stream_seq}"

@@ -57,5 +57,5 @@ async def test_plain_nats_publish_of_documented_json_completes(
     # memory_stored lands on the goal's subjects too; every event has a unique id.
     log = await all_events(nc.jetstream(), "agora.events.g-123.>")
     assert not duplicates(log)
-    assert [e for e in log if isinstance(e, TaskCompleted)][0].output == "391"
+    assert next(e for e in log if isinstance(e, TaskCompleted)).output == "391"
     assert "memory_stored" in types_of(log)

@@ -1,0 +1,271 @@
+"""The executor's decisions about one scheduled task. Pure: no I/O, no clock, no ids.
+
+A task's history is folded from the goal's recorded events into a ``TaskRecord``, and
+``plan_execution`` decides from it what a (re)delivered ``task_scheduled`` still needs:
+
+- nothing, because the task already finished;
+- only the closing events, because the outcome is recorded but a crash came before
+  ``task_completed`` / ``task_failed`` was published (the tool is NOT run again);
+- running the tool, from the attempt after the last recorded one. An attempt that was
+  called but never returned counts as failed: a tool with side effects may have acted, so
+  it is never re-run under the same attempt number (at most once per attempt).
+
+Event ids come from ``Stamp.envelope(tag, iteration, task_id[, attempt])``: the same decision
+always gets the same id, so re-publishing after a crash is deduplicated by JetStream.
+Durations of a whole task are the sum of its attempts' tool durations, which are recorded,
+so a task finished from the record reports the same duration as one finished live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from events.catalog import (
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    ToolCalled,
+    ToolFailed,
+    ToolReturned,
+)
+from events.errors import ToolError
+from events.model import Event, Stamp
+
+__all__ = [
+    "INTERRUPTED_ERROR",
+    "AlreadyFinished",
+    "Execution",
+    "FinishFromRecord",
+    "Run",
+    "TaskRecord",
+    "called",
+    "completed",
+    "failed",
+    "fold_task",
+    "next_attempt_delay",
+    "plan_execution",
+    "returned",
+    "started",
+    "tool_failed",
+]
+
+INTERRUPTED_ERROR = "the executor stopped before the tool returned; attempt counted as failed"
+_BACKOFF_BASE_S = 0.05
+_BACKOFF_CAP_S = 2.0
+
+
+# -- the record of one task --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    iteration: int
+    task_id: str
+    started: bool = False
+    called_attempts: frozenset[int] = frozenset()
+    returned: ToolReturned | None = None
+    failures: tuple[ToolFailed, ...] = ()
+    completed: bool = False
+    failed: bool = False
+
+    @property
+    def attempts_made(self) -> int:
+        return max(self.called_attempts, default=0)
+
+    @property
+    def tool_duration_ms(self) -> float:
+        spent = sum(failure.duration_ms for failure in self.failures)
+        return spent + (self.returned.duration_ms if self.returned else 0.0)
+
+    def failure_of(self, attempt: int) -> ToolFailed | None:
+        return next((f for f in self.failures if f.attempt == attempt), None)
+
+
+def fold_task(events: Iterable[Event], iteration: int, task_id: str) -> TaskRecord:
+    """The record of task ``task_id`` in ``iteration``, from a goal's events in stream order."""
+    record = TaskRecord(iteration=iteration, task_id=task_id)
+    for event in events:
+        if getattr(event, "iteration", None) == iteration and getattr(event, "task_id", None) == (
+            task_id
+        ):
+            record = _evolve(record, event)
+    return record
+
+
+def _evolve(record: TaskRecord, event: Event) -> TaskRecord:
+    evolved = record
+    match event:
+        case TaskStarted():
+            evolved = replace(record, started=True)
+        case ToolCalled(attempt=attempt):
+            evolved = replace(record, called_attempts=record.called_attempts | {attempt})
+        case ToolReturned():
+            evolved = replace(record, returned=event)
+        case ToolFailed(attempt=attempt) if record.failure_of(attempt) is None:
+            # A duplicate of an attempt's failure (same event id) must not count twice.
+            evolved = replace(record, failures=(*record.failures, event))
+        case TaskCompleted():
+            evolved = replace(record, completed=True)
+        case TaskFailed():
+            evolved = replace(record, failed=True)
+    return evolved
+
+
+# -- what to do about a scheduled task ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyFinished:
+    """task_completed or task_failed is recorded: nothing to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinishFromRecord:
+    """The outcome is recorded but not yet announced: publish these events, run nothing."""
+
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Run the tool from ``first_attempt``.
+
+    ``prelude`` closes an interrupted earlier attempt (publish it first); ``announce_start``
+    says whether task_started is still to be published; ``tool_duration_ms`` is the time the
+    recorded attempts already spent.
+    """
+
+    first_attempt: int
+    announce_start: bool = True
+    prelude: tuple[Event, ...] = ()
+    tool_duration_ms: float = 0.0
+
+
+Execution = AlreadyFinished | FinishFromRecord | Run
+
+
+def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Execution:
+    """What a delivery of ``task`` still has to do, given what is already recorded."""
+    if record.completed or record.failed:
+        return AlreadyFinished()
+    spent_ms = record.tool_duration_ms
+    if record.returned is not None:
+        result = record.returned
+        return FinishFromRecord((completed(task, result.output, result.attempt, spent_ms, stamp),))
+    last = record.attempts_made
+    if last == 0:
+        return Run(first_attempt=1, announce_start=not record.started)
+
+    prelude: tuple[Event, ...] = ()
+    last_failure = record.failure_of(last)
+    if last_failure is None:
+        interrupted = ToolError(INTERRUPTED_ERROR, transient=True)
+        prelude = (tool_failed(task, last, interrupted, 0.0, stamp),)
+        last_error = interrupted
+    else:
+        last_error = ToolError(last_failure.error, transient=last_failure.transient)
+
+    if next_attempt_delay(last_error, last, task.max_attempts) is None:
+        return FinishFromRecord((*prelude, failed(task, str(last_error), last, spent_ms, stamp)))
+    return Run(
+        first_attempt=last + 1,
+        announce_start=not record.started,
+        prelude=prelude,
+        tool_duration_ms=spent_ms,
+    )
+
+
+def next_attempt_delay(error: ToolError, attempt: int, max_attempts: int) -> float | None:
+    """Seconds to wait before the next attempt, or None to give up.
+
+    Giving up: the error is not transient, or ``attempt`` was the last one allowed.
+    Otherwise exponential backoff: 0.05 s, 0.1 s, 0.2 s, ... capped at 2 s.
+    """
+    if not error.transient or attempt >= max_attempts:
+        return None
+    return float(min(_BACKOFF_BASE_S * 2 ** (attempt - 1), _BACKOFF_CAP_S))
+
+
+# -- the events the executor records -----------------------------------------------------
+
+
+def started(task: TaskScheduled, attempt: int, stamp: Stamp) -> TaskStarted:
+    return TaskStarted(
+        **stamp.envelope("task_started", task.iteration, task.task_id, attempt),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=task.tool,
+        attempt=attempt,
+    )
+
+
+def called(task: TaskScheduled, attempt: int, args: dict[str, Any], stamp: Stamp) -> ToolCalled:
+    return ToolCalled(
+        **stamp.envelope("tool_called", task.iteration, task.task_id, attempt),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=task.tool,
+        attempt=attempt,
+        args=args,
+    )
+
+
+def returned(
+    task: TaskScheduled, attempt: int, output: str, duration_ms: float, stamp: Stamp
+) -> ToolReturned:
+    return ToolReturned(
+        **stamp.envelope("tool_returned", task.iteration, task.task_id, attempt),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=task.tool,
+        attempt=attempt,
+        output=output,
+        duration_ms=duration_ms,
+    )
+
+
+def tool_failed(
+    task: TaskScheduled, attempt: int, error: ToolError, duration_ms: float, stamp: Stamp
+) -> ToolFailed:
+    return ToolFailed(
+        **stamp.envelope("tool_failed", task.iteration, task.task_id, attempt),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=task.tool,
+        attempt=attempt,
+        error=str(error),
+        transient=error.transient,
+        duration_ms=duration_ms,
+    )
+
+
+def completed(
+    task: TaskScheduled, output: str, attempts: int, duration_ms: float, stamp: Stamp
+) -> TaskCompleted:
+    # Keyed without the attempt: a task completes once, whichever attempt succeeded.
+    return TaskCompleted(
+        **stamp.envelope("task_completed", task.iteration, task.task_id),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=task.tool,
+        output=output,
+        attempts=attempts,
+        duration_ms=duration_ms,
+    )
+
+
+def failed(
+    task: TaskScheduled, error: str, attempts: int, duration_ms: float, stamp: Stamp
+) -> TaskFailed:
+    return TaskFailed(
+        **stamp.envelope("task_failed", task.iteration, task.task_id),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=task.tool,
+        error=error,
+        attempts=attempts,
+        duration_ms=duration_ms,
+    )

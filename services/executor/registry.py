@@ -1,0 +1,97 @@
+"""Which tools exist, what arguments they take, and the code that runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from events.errors import ToolError
+from events.tools import BUILTIN_TOOLS, ToolSpec
+from services.executor.tools import (
+    calculator,
+    echo,
+    http_get,
+    read_file,
+    sleep,
+    write_file,
+)
+from services.executor.tools.context import ToolContext, ToolImplementation
+
+__all__ = ["RegisteredTool", "ToolRegistry", "describe_validation_error"]
+
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+_BUILTIN_IMPLEMENTATIONS: dict[str, ToolImplementation] = {
+    "calculator": calculator.run,
+    "echo": echo.run,
+    "sleep": sleep.run,
+    "http_get": http_get.run,
+    "read_file": read_file.run,
+    "write_file": write_file.run,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredTool:
+    spec: ToolSpec
+    run: ToolImplementation
+
+
+class ToolRegistry:
+    """Tool name -> (spec, implementation). The planner validates plans against ``specs()``."""
+
+    def __init__(self, tools: Iterable[RegisteredTool] = ()) -> None:
+        self._tools: dict[str, RegisteredTool] = {}
+        for tool in tools:
+            self._add(tool)
+
+    @classmethod
+    def builtin(cls) -> ToolRegistry:
+        registry = cls()
+        for name, spec in BUILTIN_TOOLS.items():
+            registry._add(RegisteredTool(spec, _BUILTIN_IMPLEMENTATIONS[name]))
+        return registry
+
+    def register(
+        self, spec: ToolSpec, implementation: Callable[[ArgsT, ToolContext], Awaitable[str]]
+    ) -> None:
+        """Add a tool. The implementation receives an instance of ``spec.args``."""
+        self._add(RegisteredTool(spec, implementation))
+
+    def specs(self) -> Mapping[str, ToolSpec]:
+        return MappingProxyType({name: tool.spec for name, tool in self._tools.items()})
+
+    def get(self, name: str) -> RegisteredTool:
+        tool = self._tools.get(name)
+        if tool is None:
+            available = ", ".join(sorted(self._tools)) or "none"
+            raise ToolError(f"unknown tool {name!r}; available tools: {available}")
+        return tool
+
+    def validate(self, name: str, raw_args: Any) -> BaseModel:
+        """The tool's argument model built from ``raw_args``, or a non-transient ``ToolError``."""
+        spec = self.get(name).spec
+        try:
+            return spec.args.model_validate(raw_args)
+        except ValidationError as exc:
+            raise ToolError(
+                f"invalid arguments for tool {name!r}: {describe_validation_error(exc)}"
+            ) from exc
+
+    def _add(self, tool: RegisteredTool) -> None:
+        if tool.spec.name in self._tools:
+            raise ValueError(f"tool {tool.spec.name!r} is registered twice")
+        self._tools[tool.spec.name] = tool
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, e.g. ``expression: Field required``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "arguments"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)

@@ -1,0 +1,26 @@
+"""What a tool implementation may touch: the workspace directory and an HTTP client.
+
+Tools get their capabilities handed in rather than reaching for globals, so tests can point
+them at a temporary directory and a local server, and the composition root owns lifetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["ToolContext", "ToolImplementation"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    workspace: Path
+    http: httpx.AsyncClient
+
+
+# The validated argument model is passed in; its concrete type depends on the tool.
+ToolImplementation = Callable[[Any, ToolContext], Awaitable[str]]

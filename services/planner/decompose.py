@@ -1,0 +1,264 @@
+"""Rule-based decomposition of a goal's text into a sequential plan.
+
+The text is split into steps, then each step is mapped to one built-in tool by its words.
+
+Splitting, in this order:
+
+* a numbered list (``1. foo`` / ``2) bar``) or a bullet list (``- foo``, ``* foo``, ``• foo``):
+  one step per item; lines before the first item introduce the list and are dropped, other
+  unmarked lines continue the item above them;
+* otherwise one step per non-empty line;
+* and within every item or line: ``A then B``, ``A, then B`` (or ``A. Then B``),
+  ``A and then B``, ``A; B``, and ``A, finally B`` / ``A. Next B``.
+
+Leading connectives ("first", "then", "next", "finally", "after that") are dropped. Text
+without any separator is one step. At most ``MAX_STEPS`` steps are kept.
+
+Mapping a step to a tool, first match wins:
+
+* ``write X to file Y`` / ``write file Y with X`` -> ``write_file {path, content}``
+* ``read file X`` / ``read X.txt`` -> ``read_file {path}``
+* ``echo X`` / ``say X`` / ``print X`` -> ``echo {text}``
+* (for write and echo, a content of ``it`` / ``that`` / ``the result`` / ``the output`` means
+  the previous step's output: ``{{steps.<previous>.output}}``)
+* a URL together with fetch/get/download/retrieve (or a bare URL) -> ``http_get {url}``
+* ``sleep 2`` / ``wait 1.5 seconds`` / ``pause for 500 ms`` -> ``sleep {seconds}``
+* ``compute 17*23`` / ``calculate (2+3)*4`` / ``what is 2^10`` or a bare expression ->
+  ``calculator {expression}``
+* ``summarize`` / ``summarise`` / ``report`` ->
+  ``echo {text: "Summary: {{steps.<previous>.output}}"}`` (the step's own text when it is the
+  first step)
+* anything else -> ``echo {text: <the step's text>}``
+
+Step ``sN`` depends on ``sN-1``, so the plan runs in order.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from events.model import TaskSpec
+from services.planner.references import step_reference
+
+__all__ = ["MAX_STEPS", "decompose_text", "split_steps", "task_for_step"]
+
+MAX_STEPS = 50
+
+# A sleep needs more time than it sleeps; this margin keeps the timeout from racing it.
+_SLEEP_TIMEOUT_MARGIN_S = 30.0
+_DEFAULT_TIMEOUT_S = 30.0
+_DESCRIPTION_LIMIT = 200
+
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•])\s+(?P<item>.*\S)\s*$")
+_INLINE_SEPARATOR = re.compile(
+    r"\s*;\s*"
+    r"|\s*[,.]?\s+and\s+then\s+"
+    r"|\s*[,.]?\s+then\s+"
+    # "..., finally C" / "... . Next C": the connective stays and is stripped from the step.
+    r"|\s*[,.]\s+(?=(?:finally|next|after\s+that|afterwards)\b)",
+    re.IGNORECASE,
+)
+_LEADING_CONNECTIVE = re.compile(
+    r"^(?:(?:first(?:ly)?|then|next|finally|and then|after that|afterwards)\b[,:]?\s*)+",
+    re.IGNORECASE,
+)
+
+_WRITE_TO_FILE = re.compile(
+    r"^(?:write|save|store)\s+(?P<content>.+?)\s+(?:to|into|in)\s+(?:the\s+)?file\s+(?P<path>\S+)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_WRITE_TO_NAMED_FILE = re.compile(
+    r"^(?:write|save|store)\s+(?P<content>.+?)\s+(?:to|into)\s+(?P<path>[\w./-]+\.\w{1,8})$",
+    re.IGNORECASE | re.DOTALL,
+)
+_WRITE_FILE_WITH = re.compile(
+    r"^write\s+(?:to\s+)?(?:the\s+)?file\s+(?P<path>\S+)\s+(?:with|containing)\s+(?P<content>.+)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_READ_FILE = re.compile(
+    r"^(?:read|open|show|cat)\s+(?:the\s+)?(?:file\s+(?P<path>\S+)|(?P<named>[\w./-]+\.\w{1,8}))$",
+    re.IGNORECASE,
+)
+_ECHO = re.compile(r"^(?:echo|say|print)\b:?\s*(?P<text>.+)$", re.IGNORECASE | re.DOTALL)
+_URL = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
+_FETCH_WORD = re.compile(r"\b(?:fetch|get|download|retrieve|curl|load|read|open)\b", re.IGNORECASE)
+_SLEEP = re.compile(
+    r"^(?:sleep|wait|pause)\s+(?:for\s+)?(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[a-z]*)\.?$",
+    re.IGNORECASE,
+)
+_SECONDS_PER_UNIT = {
+    "": 1.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 0.001,
+    "millisecond": 0.001,
+    "milliseconds": 0.001,
+    "m": 60.0,
+    "min": 60.0,
+    "mins": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+}
+_COMPUTE = re.compile(
+    r"^(?:compute|calculate|calc|evaluate|eval|solve|work\s+out|what\s+is|what's)\s+(?P<expr>.+?)[?.!]?$",
+    re.IGNORECASE,
+)
+# What the calculator tool understands: numbers, + - * / // % **, parentheses.
+_ARITHMETIC = re.compile(r"^[\d\s.+\-*/%()]+$")
+_HAS_OPERATOR = re.compile(r"\d\s*(?:\*\*|//|[+\-*/%])\s*[\d(.]|^\s*[-+]?\(")
+# "3 x 4" and "3 \N{MULTIPLICATION SIGN} 4" mean 3*4 to a person, not to the calculator.
+_TIMES_X = re.compile("(?<=\\d)\\s*[x\N{MULTIPLICATION SIGN}]\\s*(?=\\d)")
+_PREVIOUS_OUTPUT = re.compile(
+    r"^(?:it|that|this|the\s+(?:result|output|answer|summary)(?:\s+of\s+(?:it|that))?)$",
+    re.IGNORECASE,
+)
+_SUMMARY = re.compile(r"\b(?:summari[sz]e|summary|report)\b", re.IGNORECASE)
+
+
+def decompose_text(text: str) -> tuple[TaskSpec, ...]:
+    """A sequential plan ``s1..sN`` for ``text``; never empty."""
+    steps = split_steps(text) or [text.strip() or text]
+    tasks: list[TaskSpec] = []
+    for index, step in enumerate(steps, start=1):
+        previous = f"s{index - 1}" if index > 1 else None
+        tasks.append(task_for_step(step, task_id=f"s{index}", previous=previous))
+    return tuple(tasks)
+
+
+def split_steps(text: str) -> list[str]:
+    """The steps of ``text`` (see the module docstring), at most ``MAX_STEPS``."""
+    steps: list[str] = []
+    for chunk in _chunks(text):
+        for part in _INLINE_SEPARATOR.split(chunk):
+            step = _LEADING_CONNECTIVE.sub("", part.strip()).strip()
+            if step:
+                steps.append(step)
+    return steps[:MAX_STEPS]
+
+
+def _chunks(text: str) -> list[str]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not any(_LIST_ITEM.match(line) for line in lines):
+        return [line.strip() for line in lines]
+    items: list[str] = []
+    for line in lines:
+        marked = _LIST_ITEM.match(line)
+        if marked is not None:
+            items.append(marked.group("item"))
+        elif items:
+            items[-1] = f"{items[-1]} {line.strip()}"
+    return items
+
+
+def task_for_step(step: str, *, task_id: str, previous: str | None) -> TaskSpec:
+    """The task that carries out one step; ``previous`` is the step it follows, if any."""
+    tool, args = _tool_for(step, previous)
+    timeout_s = _DEFAULT_TIMEOUT_S
+    if tool == "sleep":
+        timeout_s = float(args["seconds"]) + _SLEEP_TIMEOUT_MARGIN_S
+    return TaskSpec(
+        task_id=task_id,
+        description=_describe(step),
+        tool=tool,
+        args=args,
+        depends_on=(previous,) if previous is not None else (),
+        timeout_s=timeout_s,
+    )
+
+
+def _tool_for(step: str, previous: str | None) -> tuple[str, dict[str, Any]]:
+    for match_step in (_match_write, _match_read, _match_echo, _match_fetch, _match_sleep):
+        found = match_step(step, previous)
+        if found is not None:
+            return found
+    expression = _arithmetic_in(step)
+    if expression is not None:
+        return "calculator", {"expression": expression}
+    if _SUMMARY.search(step) and previous is not None:
+        return "echo", {"text": f"Summary: {step_reference(previous)}"}
+    return "echo", {"text": step}
+
+
+def _match_write(step: str, previous: str | None) -> tuple[str, dict[str, Any]] | None:
+    for pattern in (_WRITE_FILE_WITH, _WRITE_TO_FILE, _WRITE_TO_NAMED_FILE):
+        match = pattern.match(step)
+        if match is not None:
+            path = _unquote(match.group("path"))
+            content = _content_or_reference(match.group("content"), previous)
+            return "write_file", {"path": path, "content": content}
+    return None
+
+
+def _match_read(step: str, _previous: str | None) -> tuple[str, dict[str, Any]] | None:
+    match = _READ_FILE.match(step)
+    if match is None:
+        return None
+    return "read_file", {"path": _unquote(match.group("path") or match.group("named"))}
+
+
+def _match_echo(step: str, previous: str | None) -> tuple[str, dict[str, Any]] | None:
+    match = _ECHO.match(step)
+    if match is None:
+        return None
+    return "echo", {"text": _content_or_reference(match.group("text"), previous)}
+
+
+def _content_or_reference(text: str, previous: str | None) -> str:
+    """``it`` / ``the result`` after an earlier step means that step's output."""
+    if previous is not None and _PREVIOUS_OUTPUT.match(text):
+        return step_reference(previous)
+    return _unquote(text)
+
+
+def _match_fetch(step: str, _previous: str | None) -> tuple[str, dict[str, Any]] | None:
+    url = _URL.search(step)
+    if url is None:
+        return None
+    bare = step.strip() == url.group(0)
+    if not (bare or _FETCH_WORD.search(step)):
+        return None
+    # Sentence punctuation right after a URL belongs to the sentence, not the URL.
+    return "http_get", {"url": url.group(0).rstrip(".,;:!?)")}
+
+
+def _match_sleep(step: str, _previous: str | None) -> tuple[str, dict[str, Any]] | None:
+    match = _SLEEP.match(step)
+    if match is None:
+        return None
+    per_unit = _SECONDS_PER_UNIT.get(match.group("unit").lower())
+    if per_unit is None:
+        return None
+    return "sleep", {"seconds": float(match.group("amount")) * per_unit}
+
+
+def _arithmetic_in(step: str) -> str | None:
+    """The calculator expression a step asks for, or None when it asks for something else."""
+    match = _COMPUTE.match(step)
+    candidate = match.group("expr") if match is not None else step
+    expression = (
+        _TIMES_X.sub("*", candidate.strip()).replace("^", "**").replace("\N{DIVISION SIGN}", "/")
+    )
+    if not _ARITHMETIC.match(expression) or not any(char.isdigit() for char in expression):
+        return None
+    # "compute 42" is a calculation; a bare "42" is just text.
+    if match is None and not _HAS_OPERATOR.search(expression):
+        return None
+    return expression.strip()
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":
+        return text[1:-1]
+    return text
+
+
+def _describe(step: str) -> str:
+    one_line = " ".join(step.split())
+    if len(one_line) <= _DESCRIPTION_LIMIT:
+        return one_line
+    return one_line[: _DESCRIPTION_LIMIT - 1] + "…"

@@ -1,0 +1,275 @@
+"""The planner's view of one goal, rebuilt by folding that goal's events.
+
+``evolve`` is pure and idempotent: applying an event twice leaves the state as applying it
+once. The planner relies on that because its adapter applies the planner's own outputs right
+after publishing them (write-through) and then sees the same events again from the stream.
+Events that arrive before the goal was accepted are ignored; a rejection makes a terminal
+state so nothing is ever decided for that goal again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from events.catalog import (
+    ContextProvided,
+    ContextRequested,
+    EvaluationCompleted,
+    EvaluationRequested,
+    GoalAccepted,
+    GoalCompleted,
+    GoalFailed,
+    GoalRejected,
+    PlanCreated,
+    PlanRevised,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+)
+from events.model import Event, Expect, TaskOutcome, TaskSpec
+
+__all__ = [
+    "GoalOutcome",
+    "PlannerState",
+    "TaskProgress",
+    "TaskStatus",
+    "evolve",
+    "is_finished",
+    "iteration_outcomes",
+    "iteration_result",
+    "ready_tasks",
+]
+
+TaskStatus = Literal["pending", "scheduled", "completed", "failed", "skipped"]
+GoalOutcome = Literal["completed", "failed", "rejected"]
+
+_TERMINAL: frozenset[TaskStatus] = frozenset({"completed", "failed", "skipped"})
+_OUTCOME_STATUS: dict[TaskStatus, Literal["completed", "failed", "skipped"]] = {
+    "completed": "completed",
+    "failed": "failed",
+    "skipped": "skipped",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskProgress:
+    """Where one task of the current iteration stands."""
+
+    status: TaskStatus = "pending"
+    output: str = ""
+    error: str = ""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in _TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerState:
+    """One goal as the planner sees it. Only the current iteration's progress is kept."""
+
+    goal_id: str
+    command_id: str
+    # The accepted command; None only for a goal that was rejected at intake.
+    goal: GoalAccepted | None
+    iteration: int = 1
+    context_requested: bool = False
+    context_received: bool = False
+    plan: tuple[TaskSpec, ...] | None = None
+    progress: Mapping[str, TaskProgress] = field(default_factory=dict)
+    evaluation_requested: bool = False
+    evaluation: EvaluationCompleted | None = None
+    outcome: GoalOutcome | None = None
+
+    @property
+    def text(self) -> str:
+        return self.goal.text if self.goal is not None else ""
+
+    @property
+    def expect(self) -> Expect | None:
+        return self.goal.expect if self.goal is not None else None
+
+    @property
+    def max_iterations(self) -> int:
+        return self.goal.max_iterations if self.goal is not None else 0
+
+    def status_of(self, task_id: str) -> TaskStatus:
+        progress = self.progress.get(task_id)
+        return progress.status if progress is not None else "pending"
+
+    @property
+    def all_tasks_done(self) -> bool:
+        return self.plan is not None and all(
+            self.status_of(task.task_id) in _TERMINAL for task in self.plan
+        )
+
+
+def is_finished(state: PlannerState | None) -> bool:
+    """True once the goal completed, failed or was rejected: nothing more is ever decided."""
+    return state is not None and state.outcome is not None
+
+
+def evolve(state: PlannerState | None, event: Event) -> PlannerState | None:
+    """The state after ``event``. Pure, idempotent, and tolerant of early or stray events."""
+    if state is None:
+        return _start(event)
+    if state.outcome is not None:
+        return state
+    if isinstance(event, TaskScheduled | TaskCompleted | TaskFailed):
+        return _fold_task_event(state, event)
+    return _fold_goal_event(state, event)
+
+
+def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
+    folded = state
+    match event:
+        case GoalCompleted():
+            folded = replace(state, outcome="completed")
+        case GoalFailed():
+            folded = replace(state, outcome="failed")
+        case ContextRequested(iteration=iteration) if iteration == state.iteration:
+            folded = replace(state, context_requested=True)
+        case ContextProvided(iteration=iteration) if iteration == state.iteration:
+            folded = replace(state, context_received=True)
+        case (
+            PlanCreated(iteration=iteration, tasks=tasks)
+            | PlanRevised(iteration=iteration, tasks=tasks)
+        ):
+            folded = _start_iteration(state, iteration, tasks)
+        case EvaluationRequested(iteration=iteration) if iteration == state.iteration:
+            folded = replace(state, evaluation_requested=True)
+        case EvaluationCompleted(iteration=iteration) if (
+            iteration == state.iteration and state.evaluation_requested and state.evaluation is None
+        ):
+            folded = replace(state, evaluation=event)
+        case _:
+            # GoalAccepted/GoalRejected for a goal that already exists, events of old
+            # iterations, and event types the planner does not track change nothing.
+            pass
+    return folded
+
+
+def _fold_task_event(
+    state: PlannerState, event: TaskScheduled | TaskCompleted | TaskFailed
+) -> PlannerState:
+    match event:
+        case TaskScheduled():
+            progress = TaskProgress(status="scheduled")
+        case TaskCompleted():
+            progress = TaskProgress(status="completed", output=event.output)
+        case TaskFailed():
+            progress = TaskProgress(status="failed", error=event.error)
+    return _skip_dependents_of_unsuccessful(
+        _advance_task(state, event.iteration, event.task_id, progress)
+    )
+
+
+def _start(event: Event) -> PlannerState | None:
+    match event:
+        case GoalAccepted():
+            return PlannerState(goal_id=event.goal_id, command_id=event.command_id, goal=event)
+        case GoalRejected():
+            return PlannerState(
+                goal_id=event.goal_id, command_id=event.command_id, goal=None, outcome="rejected"
+            )
+        case _:
+            return None
+
+
+def _start_iteration(
+    state: PlannerState, iteration: int, tasks: tuple[TaskSpec, ...]
+) -> PlannerState:
+    # A plan for an iteration we already have (a re-seen plan) or an older one changes nothing.
+    if iteration < state.iteration or (iteration == state.iteration and state.plan is not None):
+        return state
+    return PlannerState(
+        goal_id=state.goal_id,
+        command_id=state.command_id,
+        goal=state.goal,
+        iteration=iteration,
+        context_requested=state.context_requested,
+        context_received=state.context_received,
+        plan=tasks,
+    )
+
+
+def _advance_task(
+    state: PlannerState, iteration: int, task_id: str, new: TaskProgress
+) -> PlannerState:
+    if iteration != state.iteration or state.plan is None:
+        return state
+    if all(task.task_id != task_id for task in state.plan):
+        return state
+    current = state.status_of(task_id)
+    # Statuses only move forward, so a re-seen task_scheduled never undoes a completion, and
+    # the first terminal status of a task is the one that counts.
+    if current in _TERMINAL or (current == "scheduled" and new.status == "scheduled"):
+        return state
+    return replace(state, progress={**state.progress, task_id: new})
+
+
+def _skip_dependents_of_unsuccessful(state: PlannerState) -> PlannerState:
+    """Mark every pending task that (transitively) depends on a failed task as skipped."""
+    if state.plan is None:
+        return state
+    progress = dict(state.progress)
+    changed = True
+    while changed:
+        changed = False
+        for task in state.plan:
+            if progress.get(task.task_id, TaskProgress()).status != "pending":
+                continue
+            if any(
+                progress.get(dep, TaskProgress()).status in {"failed", "skipped"}
+                for dep in task.depends_on
+            ):
+                progress[task.task_id] = TaskProgress(status="skipped")
+                changed = True
+    if progress == state.progress:
+        return state
+    return replace(state, progress=progress)
+
+
+def ready_tasks(state: PlannerState) -> tuple[TaskSpec, ...]:
+    """Tasks of the current plan not yet scheduled whose dependencies all completed."""
+    if state.plan is None:
+        return ()
+    return tuple(
+        task
+        for task in state.plan
+        if state.status_of(task.task_id) == "pending"
+        and all(state.status_of(dep) == "completed" for dep in task.depends_on)
+    )
+
+
+def iteration_outcomes(state: PlannerState) -> tuple[TaskOutcome, ...]:
+    """How each task of the current iteration ended, in plan order."""
+    outcomes: list[TaskOutcome] = []
+    for task in state.plan or ():
+        progress = state.progress.get(task.task_id, TaskProgress())
+        status = _OUTCOME_STATUS.get(progress.status)
+        if status is None:
+            continue
+        outcomes.append(
+            TaskOutcome(
+                task_id=task.task_id,
+                tool=task.tool,
+                status=status,
+                output=progress.output,
+                error=progress.error,
+            )
+        )
+    return tuple(outcomes)
+
+
+def iteration_result(state: PlannerState) -> str:
+    """The outputs of the plan's completed sink tasks (nobody depends on them), one per line."""
+    plan = state.plan or ()
+    depended_on = {dep for task in plan for dep in task.depends_on}
+    return "\n".join(
+        state.progress[task.task_id].output
+        for task in plan
+        if task.task_id not in depended_on and state.status_of(task.task_id) == "completed"
+    )

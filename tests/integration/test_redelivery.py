@@ -1,0 +1,82 @@
+"""A service that dies after publishing its outputs but before acking doubles nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from nats.aio.client import Client as NatsClient
+from nats.js.api import PubAck
+
+from events.catalog import GoalCompleted
+from events.model import Event, event_type
+from events.subjects import EVENTS_STREAM
+from infra.bus import EventPublisher
+from infra.client import AgoraClient
+from infra.settings import Settings
+from tests.conftest import InProcessPlatform
+from tests.support import all_events, duplicates
+
+
+class SimulatedCrashError(RuntimeError):
+    pass
+
+
+class PublishThenCrashOnce(EventPublisher):
+    """Publishes (the stream stores the outputs), then fails before the input is acked."""
+
+    crashed_after: set[str] = set()
+
+    async def __call__(self, events: Sequence[Event]) -> list[PubAck]:
+        acks = await super().__call__(events)
+        first = events[0].event_id if events else None
+        if first and first not in self.crashed_after:
+            self.crashed_after.add(first)
+            raise SimulatedCrashError(f"simulated crash after publishing {event_type(events[0])}")
+        return acks
+
+
+async def test_redelivery_after_crash_between_publish_and_ack_adds_no_duplicates(
+    settings: Settings, nc: NatsClient, client: AgoraClient
+) -> None:
+    platform = InProcessPlatform(settings)
+    # Every input of the planner, memory and evaluator is processed twice. The executor is left
+    # out on purpose: a crash after tool_called rightly spends an attempt (at most once per
+    # attempt), which a SIGKILL test covers separately.
+    platform.start("planner", "memory", "evaluator", publisher=PublishThenCrashOnce)
+    platform.start("executor")
+    try:
+        goal_ids = []
+        for n in range(3):
+            submitted = await client.submit(
+                {
+                    "text": f"goal {n}",
+                    "steps": [
+                        {"tool": "calculator", "args": {"expression": f"{n}+1"}},
+                        {"tool": "echo", "args": {"text": "= {{steps.s1.output}}"}},
+                    ],
+                    "expect": {"contains": f"= {n + 1}"},
+                }
+            )
+            goal_ids.append(submitted.goal_id)
+        for goal_id in goal_ids:
+            events = await client.wait_for_outcome(goal_id, timeout_s=60)
+            assert isinstance(events[-1], GoalCompleted)
+    finally:
+        await platform.stop()
+
+    assert PublishThenCrashOnce.crashed_after, "the crash was never injected"
+    log = await all_events(nc.jetstream())
+    assert not duplicates(log)
+    info = await nc.jetstream().stream_info(EVENTS_STREAM)
+    assert info.state.messages == len(log)
+    for goal_id in goal_ids:
+        per_type = Counter(event_type(e) for e in log if e.goal_id == goal_id)
+        assert per_type["goal_accepted"] == 1
+        assert per_type["plan_created"] == 1
+        assert per_type["task_scheduled"] == 2
+        assert per_type["task_completed"] == 2
+        assert per_type["memory_stored"] == 2
+        assert per_type["context_provided"] == 1
+        assert per_type["evaluation_completed"] == 1
+        assert per_type["goal_completed"] == 1

@@ -1,0 +1,321 @@
+"""execute_task end to end, with in-memory fakes of the goal log and of a deduplicating publish.
+
+Given the events already recorded -> when a task_scheduled is (re)delivered -> then the events
+the executor records, and how often the tool really ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from events.catalog import (
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    ToolCalled,
+    ToolFailed,
+    ToolReturned,
+)
+from events.errors import ToolError
+from events.model import Event, Stamp, event_type
+from events.tools import EchoArgs, ToolSpec
+from services.executor import decide
+from services.executor.handler import execute_task
+from services.executor.registry import ToolRegistry
+from services.executor.runner import ToolRunner
+from services.executor.tools.context import ToolContext
+
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+PRODUCER = "executor@0.1.0"
+
+
+class PublishCrashedError(Exception):
+    """The process dies while publishing."""
+
+
+class Stream:
+    """The goal's event log. Publishing dedupes on event_id like JetStream's duplicate window,
+    and can be told to crash after a number of successfully stored events."""
+
+    def __init__(self, events: Sequence[Event] = ()) -> None:
+        self.events: list[Event] = list(events)
+        self.loads = 0
+        self.crash_after: int | None = None
+
+    async def load(self, goal_id: str) -> list[Event]:
+        self.loads += 1
+        return [e for e in self.events if e.goal_id == goal_id]
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if self.crash_after is not None and len(self.events) >= self.crash_after:
+                self.crash_after = None
+                raise PublishCrashedError
+            if all(e.event_id != event.event_id for e in self.events):
+                self.events.append(event)
+
+    def tags(self) -> list[str]:
+        return [f"{event_type(e)}:{getattr(e, 'attempt', '-')}" for e in self.events]
+
+
+class CountingTool:
+    """Fails with the scripted errors first, then returns its text; records what the log held."""
+
+    def __init__(self, *errors: ToolError) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+        self.log_sizes_at_call: list[int] = []
+        self.stream: Stream | None = None
+
+    async def __call__(self, args: EchoArgs, _ctx: ToolContext) -> str:
+        self.calls += 1
+        if self.stream is not None:
+            self.log_sizes_at_call.append(len(self.stream.events))
+        if self.errors:
+            raise self.errors.pop(0)
+        return args.text
+
+
+class Delays:
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seen.append(seconds)
+
+
+@pytest.fixture
+async def ctx(tmp_path: Path) -> AsyncIterator[ToolContext]:
+    async with httpx.AsyncClient() as http:
+        yield ToolContext(workspace=tmp_path, http=http)
+
+
+def runner_with(ctx: ToolContext, tool: CountingTool | None = None) -> ToolRunner:
+    registry = ToolRegistry.builtin()
+    if tool is not None:
+        registry.register(ToolSpec("counting", "scripted", EchoArgs), tool)
+    return ToolRunner(registry, ctx)
+
+
+def scheduled(
+    tool: str = "counting", args: dict[str, Any] | None = None, max_attempts: int = 3
+) -> TaskScheduled:
+    return TaskScheduled(
+        event_id="sched-1",
+        goal_id="g-1",
+        occurred_at=NOW,
+        causation_id="plan-1",
+        correlation_id="g-1",
+        producer="planner@0.1.0",
+        iteration=1,
+        task_id="s1",
+        description="a task",
+        tool=tool,
+        args={"text": "done"} if args is None else args,
+        timeout_s=5.0,
+        max_attempts=max_attempts,
+    )
+
+
+async def deliver(
+    task: TaskScheduled,
+    stream: Stream,
+    runner: ToolRunner,
+    *,
+    redelivered: bool,
+    delays: Delays | None = None,
+) -> None:
+    ticks = iter(float(n) for n in range(1000))  # each monotonic read is 1 s after the last
+    await execute_task(
+        task,
+        redelivered=redelivered,
+        runner=runner,
+        log=stream,
+        publish=stream.publish,
+        now=lambda: NOW,
+        producer=PRODUCER,
+        sleep=delays or Delays(),
+        monotonic=lambda: next(ticks),
+    )
+
+
+def only(stream: Stream, kind: type[Event]) -> Any:
+    (event,) = [e for e in stream.events if isinstance(e, kind)]
+    return event
+
+
+async def test_first_delivery_runs_the_tool_and_records_every_step(ctx: ToolContext) -> None:
+    tool = CountingTool()
+    stream = Stream()
+    tool.stream = stream
+
+    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
+
+    assert stream.tags() == [
+        "task_started:1",
+        "tool_called:1",
+        "tool_returned:1",
+        "task_completed:-",
+    ]
+    assert tool.log_sizes_at_call == [2]  # started + called were durable before the tool ran
+    assert stream.loads == 0  # fast path: a first delivery has nothing to read back
+    completed = only(stream, TaskCompleted)
+    assert (completed.output, completed.attempts, completed.duration_ms) == ("done", 1, 1000.0)
+    assert only(stream, ToolCalled).args == {"text": "done"}
+
+
+async def test_transient_failures_are_retried_with_backoff_until_success(ctx: ToolContext) -> None:
+    tool = CountingTool(ToolError("flaky", transient=True), ToolError("flaky", transient=True))
+    stream, delays = Stream(), Delays()
+
+    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False, delays=delays)
+
+    assert stream.tags() == [
+        "task_started:1",
+        "tool_called:1",
+        "tool_failed:1",
+        "tool_called:2",
+        "tool_failed:2",
+        "tool_called:3",
+        "tool_returned:3",
+        "task_completed:-",
+    ]
+    assert delays.seen == [0.05, 0.1]
+    assert tool.calls == 3
+    completed = only(stream, TaskCompleted)
+    assert (completed.attempts, completed.duration_ms) == (3, 3000.0)
+
+
+async def test_a_permanent_failure_fails_the_task_at_once(ctx: ToolContext) -> None:
+    tool = CountingTool(ToolError("HTTP 404 from upstream"))
+    stream, delays = Stream(), Delays()
+
+    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False, delays=delays)
+
+    assert stream.tags() == ["task_started:1", "tool_called:1", "tool_failed:1", "task_failed:-"]
+    assert delays.seen == []
+    failed = only(stream, TaskFailed)
+    assert (failed.error, failed.attempts) == ("HTTP 404 from upstream", 1)
+    assert only(stream, ToolFailed).transient is False
+
+
+async def test_transient_failures_exhaust_max_attempts(ctx: ToolContext) -> None:
+    tool = CountingTool(*(ToolError(f"down #{n}", transient=True) for n in range(1, 4)))
+    stream = Stream()
+
+    await deliver(scheduled(max_attempts=2), stream, runner_with(ctx, tool), redelivered=False)
+
+    assert tool.calls == 2
+    failed = only(stream, TaskFailed)
+    assert (failed.error, failed.attempts) == ("down #2", 2)
+
+
+async def test_invalid_arguments_are_recorded_as_a_permanent_failure(ctx: ToolContext) -> None:
+    stream = Stream()
+
+    await deliver(
+        scheduled(tool="calculator", args={"expr": "1+1"}),
+        stream,
+        runner_with(ctx),
+        redelivered=False,
+    )
+
+    assert "expression: Field required" in only(stream, TaskFailed).error
+
+
+async def test_redelivery_finishes_from_the_record_without_running_again(ctx: ToolContext) -> None:
+    tool = CountingTool()
+    stream = Stream()
+    stream.crash_after = 3  # started, called, returned are stored; task_completed is not
+    with pytest.raises(PublishCrashedError):
+        await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
+    assert stream.tags() == ["task_started:1", "tool_called:1", "tool_returned:1"]
+
+    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=True)
+
+    assert tool.calls == 1
+    assert stream.tags() == [
+        "task_started:1",
+        "tool_called:1",
+        "tool_returned:1",
+        "task_completed:-",
+    ]
+    assert only(stream, TaskCompleted).output == "done"
+
+
+async def test_redelivery_of_a_finished_task_publishes_nothing(ctx: ToolContext) -> None:
+    tool = CountingTool()
+    stream = Stream()
+    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
+    before = list(stream.events)
+
+    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=True)
+
+    assert stream.events == before
+    assert tool.calls == 1
+
+
+async def test_a_side_effect_call_that_never_returned_gets_a_new_attempt_number(
+    ctx: ToolContext,
+) -> None:
+    task = scheduled(tool="write_file", args={"path": "out/report.txt", "content": "42"})
+    stamp = Stamp.caused_by(task, producer=PRODUCER, now=NOW)
+    # The previous executor announced attempt 1 and died: did the write happen? Unknown.
+    stream = Stream([decide.started(task, 1, stamp), decide.called(task, 1, task.args, stamp)])
+
+    await deliver(task, stream, runner_with(ctx), redelivered=True)
+
+    assert stream.tags() == [
+        "task_started:1",
+        "tool_called:1",
+        "tool_failed:1",
+        "tool_called:2",
+        "tool_returned:2",
+        "task_completed:-",
+    ]
+    interrupted = next(e for e in stream.events if isinstance(e, ToolFailed))
+    assert interrupted.error == decide.INTERRUPTED_ERROR
+    assert only(stream, TaskCompleted).attempts == 2
+    assert (ctx.workspace / "out" / "report.txt").read_text() == "42"
+    assert sum(isinstance(e, TaskStarted) for e in stream.events) == 1
+
+
+async def test_a_crash_mid_retry_resumes_at_the_next_attempt(ctx: ToolContext) -> None:
+    tool = CountingTool(ToolError("flaky", transient=True))
+    stream = Stream()
+    stream.crash_after = 3  # started, called:1, failed:1 stored; the process dies before called:2
+    with pytest.raises(PublishCrashedError):
+        await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
+
+    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=True)
+
+    assert stream.tags() == [
+        "task_started:1",
+        "tool_called:1",
+        "tool_failed:1",
+        "tool_called:2",
+        "tool_returned:2",
+        "task_completed:-",
+    ]
+    assert tool.calls == 2
+
+
+async def test_a_redelivered_first_delivery_yields_identical_ids_that_are_deduplicated(
+    ctx: ToolContext,
+) -> None:
+    """Without a log read both runs take the same decisions, so every second event is a dupe."""
+    stream = Stream()
+    await deliver(scheduled(tool="echo"), stream, runner_with(ctx), redelivered=False)
+    first = list(stream.events)
+
+    await deliver(scheduled(tool="echo"), stream, runner_with(ctx), redelivered=False)
+
+    assert stream.events == first
+    assert isinstance(first[2], ToolReturned)
