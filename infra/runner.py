@@ -83,7 +83,14 @@ def _builder(name: str) -> Callable[[ServiceContext], ServiceParts]:
     return build
 
 
-async def run_service(name: str, settings: Settings, stop: asyncio.Event) -> None:
+async def run_service(
+    name: str,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    publisher: Callable[[JetStreamContext], EventPublisher] = EventPublisher,
+) -> None:
+    """Run ``name`` until ``stop`` is set. ``publisher`` is the adapter outputs go through."""
     build = _builder(name)
     nc = await connect(settings, name=f"agora-{name}")
     js = nc.jetstream()
@@ -92,7 +99,7 @@ async def run_service(name: str, settings: Settings, stop: asyncio.Event) -> Non
         settings=settings,
         nc=nc,
         js=js,
-        publish=EventPublisher(js),
+        publish=publisher(js),
         goal_log=StreamGoalLog(js),
         producer=producer_name(name),
     )
