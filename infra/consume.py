@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from events.errors import DecodeError
+from events.subjects import goal_id_from_subject
 from infra.dlq import DeadLetterQueue
 from infra.logging import get_logger
 from infra.streams import ConsumerSpec
@@ -141,7 +142,10 @@ class ConsumeLoop:
 
     async def _process(self, delivery: Delivery) -> None:
         structlog.contextvars.bind_contextvars(
-            stream_seq=delivery.stream_seq, subject=delivery.subject, consumer=self.spec.durable
+            goal_id=goal_id_from_subject(delivery.subject),
+            event_id=delivery.headers.get("Nats-Msg-Id"),
+            stream_seq=delivery.stream_seq,
+            consumer=self.spec.durable,
         )
         try:
             await self._handle_with_heartbeat(delivery)

@@ -1,0 +1,117 @@
+"""The `agora` command as a user runs it: real processes, real server, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+AGORA = [sys.executable, "-m", "infra.cli"]
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
+    return {**env, "AGORA_DATA_DIR": str(data_dir), "AGORA_DURABILITY": "os"}
+
+
+def _agora(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AGORA, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_schema_prints_json_schema_of_intake_events_and_tools(tmp_path: Path) -> None:
+    result = _agora("schema", env=_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    intake = schema["intake"]["agora.intake.goal"]
+    assert "text" in json.dumps(schema["intake"])
+    assert intake
+    assert {"goal_accepted", "task_completed", "goal_failed"} <= set(schema["events"]["types"])
+    assert set(schema["tools"]) >= {
+        "calculator",
+        "echo",
+        "sleep",
+        "http_get",
+        "read_file",
+        "write_file",
+    }
+
+
+def test_goal_without_a_running_platform_says_how_to_start_one(tmp_path: Path) -> None:
+    result = _agora("goal", "compute 1+1", env=_env(tmp_path))
+    assert result.returncode == 2
+    assert "agora up" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_three_sample_goals_and_exits_zero(tmp_path: Path) -> None:
+    result = _agora("demo", env=_env(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "every sample goal completed" in result.stdout
+    assert result.stdout.count("goal_completed") >= 3
+    assert "plan_revised" in result.stdout  # the third sample goes through a revision
+
+
+@pytest.fixture
+def running_platform(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = _env(tmp_path)
+    up = subprocess.Popen([*AGORA, "up"], env=env, stdout=subprocess.DEVNULL)
+    discovery = tmp_path / "nats" / "server.json"
+    deadline = time.monotonic() + 30
+    while not discovery.exists():
+        assert up.poll() is None, "agora up exited early"
+        assert time.monotonic() < deadline, "agora up did not start its server"
+        time.sleep(0.05)
+    yield env
+    up.send_signal(signal.SIGINT)
+    assert up.wait(30) == 0
+    assert not discovery.exists(), "the embedded server was not stopped cleanly"
+
+
+@pytest.mark.slow
+def test_up_then_goal_wait_follows_the_goal_to_completion(
+    running_platform: dict[str, str],
+) -> None:
+    result = _agora(
+        "goal",
+        "multiply then report",
+        "--step",
+        'calculator:{"expression": "17*23"}',
+        "--step",
+        'echo:{"text": "answer {{steps.s1.output}}"}',
+        "--expect",
+        "391",
+        "--wait",
+        "--json",
+        env=running_platform,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert "goal_id" in lines[0]
+    assert lines[-1]["type"] == "goal_completed"
+    assert lines[-1]["result"] == "answer 391"
+
+    failing = _agora(
+        "goal",
+        "impossible",
+        "--step",
+        'echo:{"text": "no"}',
+        "--expect",
+        "yes",
+        "--max-iterations",
+        "1",
+        "--wait",
+        env=running_platform,
+    )
+    assert failing.returncode == 1
+    assert "goal_failed" in failing.stdout
