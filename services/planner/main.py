@@ -12,7 +12,8 @@ from events.tools import BUILTIN_TOOLS
 from infra.consume import Delivery
 from infra.runner import ServiceContext, ServiceParts, Subscription
 from services.planner.cache import GoalStates
-from services.planner.decide import accept_goal, decide
+from services.planner.decide import decide
+from services.planner.intake import accept_goal
 from services.planner.state import PlannerState
 
 __all__ = ["build"]

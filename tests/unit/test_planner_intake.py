@@ -13,7 +13,7 @@ from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
 from events.ids import derive_id
 from events.model import Event, TaskSpec
 from events.tools import BUILTIN_TOOLS
-from services.planner.decide import accept_goal
+from services.planner.intake import accept_goal
 from services.planner.state import PlannerState, evolve
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -30,7 +30,8 @@ from events.commands import parse_goal_command
 from events.ids import derive_id
 from events.model import Event, Stamp
 from events.tools import BUILTIN_TOOLS
-from services.planner.decide import accept_goal, decide
+from services.planner.decide import decide
+from services.planner.intake import accept_goal
 from services.planner.state import PlannerState, evolve, is_finished
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -1,0 +1,268 @@
+"""Intake of goal commands: validate against the tool schemas, accept or reject. Pure.
+
+``accept_goal`` turns a parsed intake command into ``goal_accepted`` + ``context_requested``, or
+a ``goal_rejected`` whose reason says what to fix (every problem at once, up to a limit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from events.catalog import ContextRequested, GoalAccepted, GoalRejected
+from events.commands import ParsedGoal, RejectedGoal, StepCommand
+from events.model import Event, Stamp, TaskSpec
+from events.tools import ToolSpec
+from services.planner.references import contains_reference_marker, referenced_step_ids
+from services.planner.state import PlannerState
+
+__all__ = [
+    "CONTEXT_K",
+    "DEFAULT_MAX_ATTEMPTS",
+    "Tools",
+    "accept_goal",
+    "context_request",
+    "normalize_steps",
+    "step_problems",
+]
+
+CONTEXT_K = 5
+DEFAULT_MAX_ATTEMPTS = 3
+_REJECTED_TEXT_LIMIT = 500
+_DESCRIPTION_LIMIT = 200
+_MAX_PROBLEMS_REPORTED = 10
+
+Tools = Mapping[str, ToolSpec]
+
+
+def accept_goal(
+    parsed: ParsedGoal | RejectedGoal,
+    existing: PlannerState | None,
+    *,
+    tools: Tools,
+    now: datetime,
+    producer: str,
+) -> list[Event]:
+    """Admit a goal command into the log, or reject it with a reason saying what to fix.
+
+    A command for a goal id that already exists changes nothing: it is a resend, and a goal
+    that exists must never be disturbed by a later command.
+    """
+    if existing is not None:
+        return []
+    stamp = Stamp(
+        producer=producer,
+        goal_id=parsed.goal_id,
+        occurred_at=now,
+        causation_id=None,
+        correlation_id=parsed.goal_id,
+    )
+    if isinstance(parsed, RejectedGoal):
+        return [_rejection(stamp, parsed.command_id, parsed.reason, parsed.text)]
+    command = parsed.command
+    steps = None
+    if command.steps:
+        problems = step_problems(command.steps, tools)
+        if problems:
+            reason = "invalid steps: " + "; ".join(problems[:_MAX_PROBLEMS_REPORTED])
+            if len(problems) > _MAX_PROBLEMS_REPORTED:
+                reason += f"; and {len(problems) - _MAX_PROBLEMS_REPORTED} more"
+            return [_rejection(stamp, parsed.command_id, reason, command.text)]
+        steps = normalize_steps(command.steps, tools)
+    accepted = GoalAccepted(
+        **stamp.envelope("goal_accepted", "accepted"),
+        command_id=parsed.command_id,
+        text=command.text,
+        steps=steps,
+        expect=command.expect,
+        max_iterations=command.max_iterations,
+        metadata=command.metadata,
+    )
+    context = context_request(Stamp.caused_by(accepted, producer=producer, now=now), accepted)
+    return [accepted, context]
+
+
+def _rejection(stamp: Stamp, command_id: str, reason: str, text: str) -> GoalRejected:
+    return GoalRejected(
+        **stamp.envelope("goal_rejected", "goal_rejected", command_id),
+        command_id=command_id,
+        reason=reason,
+        text=text[:_REJECTED_TEXT_LIMIT],
+    )
+
+
+def context_request(stamp: Stamp, goal: GoalAccepted) -> ContextRequested:
+    # Context is gathered once, for the first plan; a revision keeps the plan's tasks.
+    return ContextRequested(
+        **stamp.envelope("context_requested", "context", 1),
+        iteration=1,
+        query=goal.text,
+        k=CONTEXT_K,
+    )
+
+
+def _is_dag(steps: tuple[StepCommand, ...]) -> bool:
+    return any(step.id is not None or step.depends_on is not None for step in steps)
+
+
+def _step_ids(steps: tuple[StepCommand, ...]) -> list[str]:
+    # A step without an id is named after its position, so "{{steps.s2.output}}" works
+    # for plain ordered steps too.
+    return [step.id or f"s{position}" for position, step in enumerate(steps, start=1)]
+
+
+def _dependencies(steps: tuple[StepCommand, ...]) -> list[tuple[str, ...]]:
+    ids = _step_ids(steps)
+    if not _is_dag(steps):
+        return [(ids[index - 1],) if index > 0 else () for index in range(len(steps))]
+    return [tuple(dict.fromkeys(step.depends_on or ())) for step in steps]
+
+
+def step_problems(steps: tuple[StepCommand, ...], tools: Tools) -> list[str]:
+    """Everything wrong with explicit steps, each phrased as what to fix. Empty when valid."""
+    ids = _step_ids(steps)
+    dependencies = _dependencies(steps)
+    problems: list[str] = []
+    problems += _duplicate_id_problems(steps, ids)
+    for step_id, step in zip(ids, steps, strict=True):
+        problems += _tool_problems(step_id, step, tools)
+    known = set(ids)
+    for step_id, deps in zip(ids, dependencies, strict=True):
+        problems += [
+            f"step {step_id} depends on unknown step {dep!r}; known steps: {', '.join(ids)}"
+            for dep in deps
+            if dep not in known
+        ]
+    if problems:
+        return problems
+    graph = dict(zip(ids, dependencies, strict=True))
+    cycle = _cycle_in(graph)
+    if cycle:
+        return [f"steps form a cycle ({' -> '.join(cycle)}); remove one of these depends_on"]
+    for step_id, step in zip(ids, steps, strict=True):
+        problems += _reference_problems(step_id, step, graph)
+    return problems
+
+
+def _duplicate_id_problems(steps: tuple[StepCommand, ...], ids: list[str]) -> list[str]:
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for position, (step_id, step) in enumerate(zip(ids, steps, strict=True), start=1):
+        if step_id in seen:
+            named = "" if step.id is not None else " (the name given to a step without an id)"
+            problems.append(
+                f"step {position} uses id {step_id!r}{named}, already used by step "
+                f"{seen[step_id]}; give every step a unique id"
+            )
+        seen.setdefault(step_id, position)
+    return problems
+
+
+def _tool_problems(step_id: str, step: StepCommand, tools: Tools) -> list[str]:
+    spec = tools.get(step.tool)
+    if spec is None:
+        known = ", ".join(sorted(tools))
+        return [f"step {step_id} uses unknown tool {step.tool!r}; known tools: {known}"]
+    prefix = f"step {step_id} ({step.tool})"
+    if contains_reference_marker(step.args):
+        # Values become known only at scheduling time; the names must already be right.
+        fields = spec.args.model_fields
+        unknown = sorted(set(step.args) - set(fields))
+        missing = sorted(
+            name for name, info in fields.items() if info.is_required() and name not in step.args
+        )
+        problems = [f"{prefix}: unknown argument {name!r}" for name in unknown]
+        problems += [f"{prefix}: missing argument {name!r}" for name in missing]
+        if problems:
+            problems[-1] += f"; expected arguments: {', '.join(fields)}"
+        return problems
+    try:
+        spec.args.model_validate(step.args)
+    except ValidationError as exc:
+        return [
+            f"{prefix}: argument {'.'.join(map(str, error['loc'])) or '(all)'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+    return []
+
+
+def _cycle_in(graph: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """One dependency cycle as a path that returns to its start, or [] when there is none."""
+    finished: set[str] = set()
+    for start in graph:
+        path: list[str] = []
+        on_path: set[str] = set()
+        stack: list[tuple[str, int]] = [(start, 0)]
+        while stack:
+            node, next_dep = stack.pop()
+            if next_dep == 0:
+                if node in finished:
+                    continue
+                if node in on_path:
+                    return [*path[path.index(node) :], node]
+                path.append(node)
+                on_path.add(node)
+            deps = graph[node]
+            if next_dep < len(deps):
+                stack.append((node, next_dep + 1))
+                stack.append((deps[next_dep], 0))
+            else:
+                path.pop()
+                on_path.discard(node)
+                finished.add(node)
+    return []
+
+
+def _ancestors(step_id: str, graph: Mapping[str, tuple[str, ...]]) -> set[str]:
+    seen: set[str] = set()
+    pending = list(graph[step_id])
+    while pending:
+        dep = pending.pop()
+        if dep not in seen:
+            seen.add(dep)
+            pending.extend(graph[dep])
+    return seen
+
+
+def _reference_problems(
+    step_id: str, step: StepCommand, graph: Mapping[str, tuple[str, ...]]
+) -> list[str]:
+    problems: list[str] = []
+    ancestors = _ancestors(step_id, graph)
+    for ref in referenced_step_ids(step.args):
+        if ref not in graph:
+            problems.append(
+                f"step {step_id} refers to the output of unknown step {ref!r}; "
+                f"known steps: {', '.join(graph)}"
+            )
+        elif ref not in ancestors:
+            problems.append(
+                f"step {step_id} refers to the output of step {ref!r} but does not depend "
+                f"on it; add {ref!r} to its depends_on"
+            )
+    return problems
+
+
+def normalize_steps(steps: tuple[StepCommand, ...], tools: Tools) -> tuple[TaskSpec, ...]:
+    """Valid explicit steps (see ``step_problems``) as the plan's tasks."""
+    return tuple(
+        TaskSpec(
+            task_id=step_id,
+            description=step.description or _describe(step.tool, step.args),
+            tool=step.tool,
+            args=dict(step.args),
+            depends_on=deps,
+            timeout_s=step.timeout_s or tools[step.tool].default_timeout_s,
+            max_attempts=DEFAULT_MAX_ATTEMPTS,
+        )
+        for step_id, step, deps in zip(_step_ids(steps), steps, _dependencies(steps), strict=True)
+    )
+
+
+def _describe(tool: str, args: Mapping[str, Any]) -> str:
+    text = " ".join([tool, *(str(value) for value in args.values())])
+    text = " ".join(text.split())
+    return text if len(text) <= _DESCRIPTION_LIMIT else text[: _DESCRIPTION_LIMIT - 1] + "…"
