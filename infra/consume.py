@@ -214,14 +214,18 @@ class ConsumeLoop:
         """Let in-flight work finish; whatever cannot finish in time is handed back (nak)."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.drain_timeout_s)
+        # The server redelivers in the order it gets naks, so each lane's unfinished head (nak'd
+        # by _process when cancelled) must go back before what queued behind it. Taken out of
+        # the lanes first: a cancelled lane task removes its lane as it ends.
+        queued = [delivery for lane in self._lanes.values() for delivery in lane]
+        for lane in self._lanes.values():
+            lane.clear()
         for task in list(self._tasks):
             task.cancel()
-        for lane in self._lanes.values():
-            for delivery in lane:
-                await _quietly(delivery.msg.nak())
-            lane.clear()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=1.0)
+        for delivery in queued:
+            await _quietly(delivery.msg.nak())
 
 
 async def _first_of(*waits: Awaitable[object]) -> None:

@@ -54,7 +54,11 @@ async def run_demo(settings: Settings, show: Callable[[str, str, list[Event]], N
     """Runs the sample goals on a throw-away data dir; returns whether every goal completed."""
     with tempfile.TemporaryDirectory(prefix="agora-demo-") as tmp:
         demo_settings = replace(
-            settings, nats_urls=None, data_dir=Path(tmp), workspace=Path(tmp) / "workspace"
+            settings,
+            nats_urls=None,
+            nats_port=0,  # any free port: the demo never collides with a running `agora up`
+            data_dir=Path(tmp),
+            workspace=Path(tmp) / "workspace",
         )
         supervisor = Supervisor(demo_settings)
         await supervisor.start()

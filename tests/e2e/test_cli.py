@@ -18,7 +18,12 @@ AGORA = [sys.executable, "-m", "infra.cli"]
 
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
-    return {**env, "AGORA_DATA_DIR": str(data_dir), "AGORA_DURABILITY": "os"}
+    return {
+        **env,
+        "AGORA_DATA_DIR": str(data_dir),
+        "AGORA_DURABILITY": "os",
+        "AGORA_NATS_PORT": "0",  # tests never take the well-known port
+    }
 
 
 def _agora(
