@@ -63,7 +63,10 @@ OrderingKey = Callable[[Delivery], Hashable | None]
 
 def retry_delay_s(num_delivered: int, base_s: float = 0.25, cap_s: float = 15.0) -> float:
     """Backoff before the next delivery of a message whose handling failed."""
-    return float(min(cap_s, base_s * 2 ** max(0, num_delivered - 1)))
+    # Bounded exponent: a message whose dead letter cannot be written is nak'd without end, and
+    # 2**1024 no longer converts to a float.
+    doublings = min(max(0, num_delivered - 1), 64)
+    return float(min(cap_s, base_s * 2**doublings))
 
 
 def no_ordering(_: Delivery) -> Hashable | None:

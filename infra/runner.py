@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
+from events.errors import ConfigurationError
 from infra.bus import EventPublisher, StreamGoalLog, connect
 from infra.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
 from infra.logging import get_logger
@@ -32,7 +33,14 @@ __all__ = [
 ]
 
 VERSION = "0.1.0"
-SERVICES = ("planner", "executor", "memory", "evaluator")
+# Service name -> module whose ``build(ctx)`` composes it.
+BUILDERS = {
+    "planner": "services.planner.main",
+    "executor": "services.executor.main",
+    "memory": "services.memory.main",
+    "evaluator": "services.evaluator.main",
+}
+SERVICES = tuple(BUILDERS)
 log = get_logger("agora.runner")
 
 
@@ -57,6 +65,8 @@ class ServiceParts:
     subscriptions: list[Subscription]
     on_start: Callable[[], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None]] | None = None
+    # Loops that run beside the consume loops until the stop event is set.
+    tasks: list[Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=list)
 
 
 @dataclass
@@ -73,12 +83,14 @@ class ServiceContext:
     now: Callable[[], datetime] = field(default=utc_now)
 
     def spec(self, stream: str) -> ConsumerSpec:
+        """This service's consumer on ``stream`` (see infra/streams.py)."""
         return next(s for s in consumers_for(self.name) if s.stream == stream)
 
 
 def _builder(name: str) -> Callable[[ServiceContext], ServiceParts]:
-    consumers_for(name)  # fails with the list of known services
-    module = importlib.import_module(f"services.{name}.main")
+    if name not in BUILDERS:
+        raise ConfigurationError(f"unknown service {name!r}; known: {', '.join(BUILDERS)}")
+    module = importlib.import_module(BUILDERS[name])
     build: Callable[[ServiceContext], ServiceParts] = module.build
     return build
 
@@ -122,7 +134,9 @@ async def run_service(
             for sub in parts.subscriptions
         ]
         log.info("service_started", service=name)
-        await asyncio.gather(*(loop.run(stop) for loop in loops))
+        await asyncio.gather(
+            *(loop.run(stop) for loop in loops), *(task(stop) for task in parts.tasks)
+        )
         if parts.on_stop:
             await parts.on_stop()
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -57,7 +57,6 @@ class Settings:
     executor_concurrency: int = 512
     stream_replicas: int = 1
     drain_timeout_s: float = 10.0
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,7 +87,6 @@ class Settings:
             executor_concurrency=_int(env, "AGORA_EXECUTOR_CONCURRENCY", 512),
             stream_replicas=_int(env, "AGORA_STREAM_REPLICAS", 1),
             drain_timeout_s=_float(env, "AGORA_DRAIN_TIMEOUT_S", 10.0),
-            extra={k: v for k, v in env.items() if k.startswith("AGORA_")},
         )
         settings.check()
         return settings
@@ -104,6 +102,28 @@ class Settings:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:
             raise ConfigurationError("AGORA_CONCURRENCY values must be at least 1")
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
+        env = {
+            "AGORA_DATA_DIR": str(self.data_dir),
+            "AGORA_NATS_PORT": str(self.nats_port),
+            "AGORA_DURABILITY": self.durability,
+            "AGORA_LOG_LEVEL": self.log_level,
+            "AGORA_LOG_FORMAT": self.log_format,
+            "AGORA_WORKSPACE": str(self.workspace),
+            "AGORA_MAX_INTAKE_BYTES": str(self.max_intake_bytes),
+            "AGORA_DUPLICATE_WINDOW_S": str(self.duplicate_window_s),
+            "AGORA_ACK_WAIT_S": str(self.ack_wait_s),
+            "AGORA_MAX_DELIVER": str(self.max_deliver),
+            "AGORA_CONCURRENCY": str(self.concurrency),
+            "AGORA_EXECUTOR_CONCURRENCY": str(self.executor_concurrency),
+            "AGORA_STREAM_REPLICAS": str(self.stream_replicas),
+            "AGORA_DRAIN_TIMEOUT_S": str(self.drain_timeout_s),
+        }
+        if self.nats_urls:
+            env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
+        return env
 
     @property
     def embedded(self) -> bool:

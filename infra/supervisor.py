@@ -29,7 +29,10 @@ HEALTHY_AFTER_S = 30.0
 
 
 def restart_delay_s(consecutive_failures: int) -> float:
-    return float(min(30.0, 0.5 * 2 ** max(0, consecutive_failures - 1)))
+    # Bounded exponent: after ~1000 crashes 2**n no longer converts to a float, and the watcher
+    # would die with OverflowError, never restarting the service again.
+    doublings = min(max(0, consecutive_failures - 1), 64)
+    return float(min(30.0, 0.5 * 2**doublings))
 
 
 @dataclass
@@ -55,10 +58,8 @@ class Supervisor:
             await provision(nc.jetstream(), self.settings)
         finally:
             await nc.close()
-        self.env = dict(os.environ)
-        if self.server is not None:
-            self.env["AGORA_NATS_URL"] = self.server.url
-        self.env.setdefault("AGORA_DATA_DIR", str(self.settings.data_dir))
+        # Children run with exactly the supervisor's settings, whatever the parent's env says.
+        self.env = {**os.environ, **self.settings.to_env(), "AGORA_NATS_URL": self.url}
         for name in self.services:
             self._watchers.append(asyncio.ensure_future(self._keep_running(name)))
 

@@ -1,0 +1,57 @@
+"""Settings from the environment: defaults for a first-time user, clear errors, round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from events.errors import ConfigurationError
+from infra.settings import Settings
+
+
+def test_defaults_need_no_configuration() -> None:
+    settings = Settings.from_env({})
+    assert settings.embedded
+    assert settings.data_dir == Path(".agora")
+    assert settings.durability == "fsync"
+    assert settings.nats_port == 4222
+
+
+def test_several_urls_mean_an_external_cluster() -> None:
+    settings = Settings.from_env({"AGORA_NATS_URL": "nats://a:4222, nats://b:4222"})
+    assert settings.nats_urls == ("nats://a:4222", "nats://b:4222")
+    assert not settings.embedded
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "mentions"),
+    [
+        ("AGORA_DURABILITY", "sometimes", "fsync"),
+        ("AGORA_ACK_WAIT_S", "soon", "AGORA_ACK_WAIT_S"),
+        ("AGORA_MAX_DELIVER", "0", "AGORA_MAX_DELIVER"),
+        ("AGORA_NATS_PORT", "70000", "AGORA_NATS_PORT"),
+        ("AGORA_MAX_INTAKE_BYTES", str(10 * 1024 * 1024), "AGORA_MAX_INTAKE_BYTES"),
+    ],
+)
+def test_a_bad_value_is_refused_with_its_name(name: str, value: str, mentions: str) -> None:
+    with pytest.raises(ConfigurationError, match=mentions):
+        Settings.from_env({name: value})
+
+
+def test_to_env_round_trips_every_setting_a_child_process_needs() -> None:
+    original = Settings.from_env(
+        {
+            "AGORA_NATS_URL": "nats://x:1,nats://y:2",
+            "AGORA_DATA_DIR": "/tmp/agora-x",
+            "AGORA_DURABILITY": "os",
+            "AGORA_ACK_WAIT_S": "7.5",
+            "AGORA_EXECUTOR_CONCURRENCY": "9",
+        }
+    )
+    again = Settings.from_env(original.to_env())
+    assert again.nats_urls == original.nats_urls
+    assert again.data_dir == original.data_dir
+    assert again.durability == "os"
+    assert again.ack_wait_s == 7.5
+    assert again.executor_concurrency == 9
