@@ -1,8 +1,15 @@
-"""One readable line per event: what happened, for timelines (CLI, trajectory view)."""
+"""One readable line per event: what happened, for timelines (CLI, trajectory view).
+
+The projections compute the same line in SQL (``projections.summary_sql``) and a test holds
+the two identical, so this stays simple to mirror: free text is flattened and clipped, tool
+arguments show as compact JSON, numbers with fixed decimals, and the whole line is only cut.
+"""
 
 from __future__ import annotations
 
+import math
 from functools import singledispatch
+from typing import Any
 
 from events.catalog import (
     ContextProvided,
@@ -26,6 +33,7 @@ from events.catalog import (
     ToolFailed,
     ToolReturned,
 )
+from events.codec import encode
 from events.model import Event, event_type
 
 __all__ = ["summarize"]
@@ -33,9 +41,39 @@ __all__ = ["summarize"]
 WIDTH = 120
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _clip(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return _cut(" ".join(text.split()), width)
+
+
+def _number(value: float) -> str:
+    """A float as DuckDB's JSON writer spells it: msgspec's shortest digits, but positional
+    (not exponent) notation for decimal exponents from -6 to 20, as JavaScript does."""
+    text = encode(value).decode()
+    mantissa, _, exponent = text.partition("e")
+    if not exponent or not math.isfinite(value) or not -7 < int(exponent) < 21:
+        return text
+    sign, digits = ("-", mantissa[1:]) if mantissa.startswith("-") else ("", mantissa)
+    digits = digits.replace(".", "")
+    point = int(exponent) + 1  # where the decimal point goes, counted in digits
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    whole, fraction = digits[:point].ljust(point, "0"), digits[point:]
+    return f"{sign}{whole}.{fraction or '0'}"
+
+
+def _json(value: Any) -> str:
+    """Compact JSON, exactly as DuckDB renders a JSON value (keys in their order)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_json(str(k))}:{_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(map(_json, value)) + "]"
+    if isinstance(value, float):
+        return _number(value)
+    return encode(value).decode()
 
 
 @singledispatch
@@ -77,7 +115,7 @@ def _(e: PlanRevised) -> str:
 
 @_describe.register
 def _(e: TaskScheduled) -> str:
-    return f"{e.task_id} scheduled: {e.tool} {_clip(str(e.args), 50)}"
+    return f"{e.task_id} scheduled: {e.tool} {_clip(_json(e.args), 50)}"
 
 
 @_describe.register
@@ -87,7 +125,7 @@ def _(e: TaskStarted) -> str:
 
 @_describe.register
 def _(e: ToolCalled) -> str:
-    return f"{e.task_id} → {e.tool}({_clip(str(e.args), 50)}) attempt {e.attempt}"
+    return f"{e.task_id} → {e.tool}({_clip(_json(e.args), 50)}) attempt {e.attempt}"
 
 
 @_describe.register
@@ -147,4 +185,4 @@ def _(e: GoalFailed) -> str:
 
 
 def summarize(event: Event) -> str:
-    return _clip(_describe(event), WIDTH)
+    return _cut(_describe(event), WIDTH)

@@ -1,22 +1,25 @@
-"""``agora demo``: a real embedded nats-server, every service as a process, three sample goals."""
+"""``agora demo``: real nats-server, every service a process, sample goals, their trajectories."""
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from nats.aio.client import Client as NatsClient
 
 from events.catalog import GoalCompleted
 from events.model import Event
 from infra.bus import connect
 from infra.client import AgoraClient
+from infra.query_client import ask, projector_caught_up
 from infra.settings import Settings
 from infra.supervisor import Supervisor
+from projections.protocol import QueryReply
 
-__all__ = ["SAMPLE_GOALS", "run_demo"]
+__all__ = ["SAMPLE_GOALS", "DemoGoal", "DemoReport", "run_demo"]
 
 SAMPLE_GOALS: list[tuple[str, dict[str, Any]]] = [
     (
@@ -50,8 +53,38 @@ SAMPLE_GOALS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-async def run_demo(settings: Settings, show: Callable[[str, str, list[Event]], None]) -> bool:
-    """Runs the sample goals on a throw-away data dir; returns whether every goal completed."""
+@dataclass(frozen=True, slots=True)
+class DemoGoal:
+    title: str
+    text: str
+    goal_id: str
+    elapsed_ms: float
+    outcome: Event
+    trajectory: QueryReply
+
+
+@dataclass(frozen=True, slots=True)
+class DemoReport:
+    goals: list[DemoGoal]
+    tool_stats: QueryReply
+
+    @property
+    def all_completed(self) -> bool:
+        return all(isinstance(goal.outcome, GoalCompleted) for goal in self.goals)
+
+
+TRAJECTORY_SQL = (
+    "SELECT step, actor, type, summary, round(duration_ms, 1) AS ms "
+    "FROM trajectory WHERE goal_id = '{goal_id}' ORDER BY step"
+)
+TOOL_STATS_SQL = (
+    "SELECT tool, calls, failures, round(p50_ms, 2) AS p50_ms, round(p95_ms, 2) AS p95_ms "
+    "FROM tool_stats ORDER BY calls DESC"
+)
+
+
+async def run_demo(settings: Settings) -> DemoReport:
+    """Runs the sample goals on a throw-away data dir and reads back what the projector saw."""
     with tempfile.TemporaryDirectory(prefix="agora-demo-") as tmp:
         demo_settings = replace(
             settings,
@@ -64,20 +97,33 @@ async def run_demo(settings: Settings, show: Callable[[str, str, list[Event]], N
         await supervisor.start()
         try:
             nc = await connect(replace(demo_settings, nats_urls=(supervisor.url,)), "agora-demo")
-            client = AgoraClient(nc)
-            all_completed = True
-            for title, command in SAMPLE_GOALS:
-                started = time.perf_counter()
-                submitted = await client.submit(command)
-                events = await client.wait_for_outcome(submitted.goal_id, timeout_s=60)
-                elapsed = time.perf_counter() - started
-                show(
-                    f"{title} — {submitted.goal_id} ({elapsed * 1000:.0f} ms)",
-                    command["text"],
-                    events,
-                )
-                all_completed &= isinstance(events[-1], GoalCompleted)
-            await nc.close()
+            try:
+                return await _run_samples(nc)
+            finally:
+                await nc.close()
         finally:
             await supervisor.stop()
-    return all_completed
+
+
+async def _run_samples(nc: NatsClient) -> DemoReport:
+    client = AgoraClient(nc)
+    finished: list[tuple[str, dict[str, Any], str, float, Event]] = []
+    for title, command in SAMPLE_GOALS:
+        started = time.perf_counter()
+        submitted = await client.submit(command)
+        events = await client.wait_for_outcome(submitted.goal_id, timeout_s=60)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        finished.append((title, command, submitted.goal_id, elapsed_ms, events[-1]))
+    await projector_caught_up(nc)
+    goals = [
+        DemoGoal(
+            title=title,
+            text=str(command["text"]),
+            goal_id=goal_id,
+            elapsed_ms=elapsed_ms,
+            outcome=outcome,
+            trajectory=await ask(nc, TRAJECTORY_SQL.format(goal_id=goal_id)),
+        )
+        for title, command, goal_id, elapsed_ms, outcome in finished
+    ]
+    return DemoReport(goals=goals, tool_stats=await ask(nc, TOOL_STATS_SQL))

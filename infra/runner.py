@@ -39,6 +39,7 @@ BUILDERS = {
     "executor": "services.executor.main",
     "memory": "services.memory.main",
     "evaluator": "services.evaluator.main",
+    "projector": "projections.service",
 }
 SERVICES = tuple(BUILDERS)
 log = get_logger("agora.runner")

@@ -57,6 +57,10 @@ class Settings:
     executor_concurrency: int = 512
     stream_replicas: int = 1
     drain_timeout_s: float = 10.0
+    query_timeout_s: float = 5.0
+    query_max_rows: int = 10_000
+    query_memory_limit: str = "512MB"
+    projector_batch: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +91,10 @@ class Settings:
             executor_concurrency=_int(env, "AGORA_EXECUTOR_CONCURRENCY", 512),
             stream_replicas=_int(env, "AGORA_STREAM_REPLICAS", 1),
             drain_timeout_s=_float(env, "AGORA_DRAIN_TIMEOUT_S", 10.0),
+            query_timeout_s=_float(env, "AGORA_QUERY_TIMEOUT_S", 5.0),
+            query_max_rows=_int(env, "AGORA_QUERY_MAX_ROWS", 10_000),
+            query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
+            projector_batch=_int(env, "AGORA_PROJECTOR_BATCH", 10_000),
         )
         settings.check()
         return settings
@@ -120,6 +128,10 @@ class Settings:
             "AGORA_EXECUTOR_CONCURRENCY": str(self.executor_concurrency),
             "AGORA_STREAM_REPLICAS": str(self.stream_replicas),
             "AGORA_DRAIN_TIMEOUT_S": str(self.drain_timeout_s),
+            "AGORA_QUERY_TIMEOUT_S": str(self.query_timeout_s),
+            "AGORA_QUERY_MAX_ROWS": str(self.query_max_rows),
+            "AGORA_QUERY_MEMORY_LIMIT": self.query_memory_limit,
+            "AGORA_PROJECTOR_BATCH": str(self.projector_batch),
         }
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)

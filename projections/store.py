@@ -1,37 +1,32 @@
-"""The DuckDB file behind the projections: schema, batched writes with their checkpoint.
+"""The DuckDB file behind the projections: schema, raw batches in, checkpoint with them.
 
-The projector is the only writer. Each batch lands in one transaction together with the last
-applied stream sequence, so after a crash the projector resumes exactly after the last batch
-that committed: nothing lost, nothing doubled. Writes are idempotent anyway (inserts ignore
-rows they already hold, upserts ignore rows older than what is stored), so replaying a batch
-that did commit changes nothing either.
+The projector is the only writer. It hands over raw payload bytes; DuckDB decodes them and
+derives every table with set-based SQL (``projections.derive``), so Python does nothing per
+event. Each batch lands in one transaction together with the last applied stream sequence, so
+after a crash the projector resumes exactly after the last batch that committed: nothing lost,
+nothing doubled. Events at or below the checkpoint are skipped, which makes replaying a batch
+that did commit harmless without any index on the big append-only table.
 
-The database is opened with external access disabled and its configuration locked: the
-projector never reads files or loads extensions, and user queries run on cursors of this same
-database (see ``projections.guard``), so SQL can neither reach the file system nor switch that
-protection back off.
+Opened ``locked`` (the default), the database has external access disabled and its
+configuration locked: the projector never reads files or loads extensions, and user queries
+run on cursors of this same database (see ``projections.guard``), so SQL can neither reach the
+file system nor switch that protection back off. ``locked=False`` is for agora's own exports
+(``replay --to FILE``), which run ``COPY ... TO`` themselves.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from events.errors import AgoraError
-from projections.batch import Batch
-from projections.schema import (
-    CHECKPOINT_TABLE,
-    CHECKSUM_VIEWS,
-    DDL,
-    SCHEMA_VERSION,
-    TABLES,
-    VIEWS,
-    Merge,
-    TableSpec,
-)
+from projections.derive import DERIVATIONS, RAW_BATCH, STAGE_BATCH
+from projections.schema import CHECKPOINT_TABLE, CHECKSUM_VIEWS, DDL, SCHEMA_VERSION, TABLES, VIEWS
 
 __all__ = ["ProjectionStore", "ProjectionWriteError", "connection_config"]
 
@@ -43,48 +38,19 @@ class ProjectionWriteError(AgoraError):
 
 
 def connection_config(
-    *, memory_limit: str | None = None, threads: int | None = None
+    *, memory_limit: str | None = None, threads: int | None = None, locked: bool = True
 ) -> dict[str, Any]:
-    """DuckDB settings for a projection database: no file system, no extensions, locked."""
-    config: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
+    """DuckDB settings for a projection database; ``locked``: no file system, no extensions."""
+    # The default 16MB write-ahead log makes every few batches compress and rewrite row groups
+    # inside the commit (two thirds of a rebuild's time); a larger log checkpoints rarely.
+    config: dict[str, Any] = {"checkpoint_threshold": "256MB"}
+    if locked:
+        config |= {"enable_external_access": False, "lock_configuration": True}
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
     if threads is not None:
         config["threads"] = threads
     return config
-
-
-def _merge_sql(column: str, merge: Merge) -> str:
-    match merge:
-        case Merge.LATEST:
-            return f"{column} = coalesce(excluded.{column}, t.{column})"
-        case Merge.FIRST:
-            return f"{column} = coalesce(t.{column}, excluded.{column})"
-        case Merge.MAX:
-            return f"{column} = greatest(t.{column}, excluded.{column})"
-
-
-def _write_sql(spec: TableSpec, source: str) -> str:
-    columns = ", ".join(spec.column_names)
-    # Identifiers come from schema.TABLES, never from input.
-    insert = f"INSERT INTO {spec.name} AS t ({columns}) SELECT {columns} FROM {source}"  # noqa: S608
-    if spec.kind == "insert":
-        return f"{insert} ON CONFLICT DO NOTHING"
-    updates = ", ".join(
-        _merge_sql(column.name, column.merge)
-        for column in spec.columns
-        if column.name not in spec.key
-    )
-    # A row older than the stored one (a batch replayed after a later one) changes nothing.
-    newer_only = " WHERE excluded.last_seq >= t.last_seq" if "last_seq" in spec.column_names else ""
-    return f"{insert} ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {updates}{newer_only}"
-
-
-def _source_name(table: str) -> str:
-    return f"_incoming_{table}"
-
-
-_WRITES = {name: _write_sql(spec, _source_name(name)) for name, spec in TABLES.items()}
 
 
 def _checksum_sql(view: str) -> str:
@@ -93,6 +59,17 @@ def _checksum_sql(view: str) -> str:
     rows = f"SELECT md5(CAST(to_json(r) AS VARCHAR)) AS h FROM {view} AS r"  # noqa: S608
     digest = "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), ''))"
     return f"{digest} FROM ({rows})"
+
+
+def _raw_batch(seqs: Sequence[int], payloads: Sequence[bytes]) -> pa.Table:
+    if len(seqs) != len(payloads):
+        raise ValueError(f"{len(seqs)} stream sequences for {len(payloads)} payloads")
+    return pa.table(
+        {
+            "stream_seq": pa.array(seqs, type=pa.int64()),
+            "payload": pa.array(payloads, type=pa.binary()),
+        }
+    )
 
 
 class ProjectionStore:
@@ -106,6 +83,7 @@ class ProjectionStore:
         cls,
         path: str | Path,
         *,
+        locked: bool = True,
         memory_limit: str | None = None,
         threads: int | None = None,
     ) -> ProjectionStore:
@@ -117,14 +95,12 @@ class ProjectionStore:
         database = str(path)
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        connection = duckdb.connect(
-            database, config=connection_config(memory_limit=memory_limit, threads=threads)
-        )
-        store = cls(connection)
+        config = connection_config(memory_limit=memory_limit, threads=threads, locked=locked)
+        store = cls(duckdb.connect(database, config=config))
         if store._stored_schema_version() not in (None, SCHEMA_VERSION):
             store.reset()
         else:
-            store._create_schema()
+            store._in_transaction(store._execute_ddl)
         return store
 
     @property
@@ -147,41 +123,61 @@ class ProjectionStore:
 
     def last_seq(self) -> int:
         """The stream sequence of the last event applied (0 for an empty store)."""
-        row = self._connection.execute(
-            "SELECT last_seq FROM projection_checkpoint WHERE id = ?", [_CHECKPOINT_ID]
-        ).fetchone()
-        return int(row[0]) if row else 0
+        rows = self._connection.execute(
+            f"SELECT last_seq FROM {CHECKPOINT_TABLE} WHERE id = ?",  # noqa: S608  a constant
+            [_CHECKPOINT_ID],
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
 
-    def apply_batch(self, batch: Batch, last_seq: int) -> None:
-        """Write every row of ``batch`` and the checkpoint ``last_seq`` atomically.
+    def apply_raw(self, seqs: Sequence[int], payloads: Sequence[bytes]) -> int:
+        """Derive every table from the raw events ``payloads`` at stream sequences ``seqs``.
 
-        The checkpoint never moves backwards: replaying an older batch leaves it as it was.
+        One transaction: events at or below ``last_seq()`` are skipped, payloads that are no
+        JSON object with a string ``type`` and ``goal_id`` go to ``undecodable_events``, the
+        checkpoint advances to ``max(seqs)`` (never backwards). Returns how many events were
+        applied, i.e. written to ``events``; refused payloads are not counted.
         """
-        tables = batch.to_arrow()
+        if not seqs:
+            return 0
+        batch = _raw_batch(seqs, payloads)
+        last_seq = max(seqs)
         connection = self._connection
-        connection.execute("BEGIN TRANSACTION")
+        # Registered outside the transaction: unregistering inside an aborted one would fail
+        # and hide the error that aborted it.
+        connection.register(RAW_BATCH, batch)
         try:
-            for name, table in tables.items():
-                if table.num_rows == 0:
-                    continue
-                connection.register(_source_name(name), table)
-                try:
-                    connection.execute(_WRITES[name])
-                finally:
-                    connection.unregister(_source_name(name))
-            connection.execute(
-                "UPDATE projection_checkpoint SET last_seq = greatest(last_seq, ?) WHERE id = ?",
-                [last_seq, _CHECKPOINT_ID],
-            )
-            connection.execute("COMMIT")
-        except BaseException as exc:
-            connection.execute("ROLLBACK")
-            if isinstance(exc, duckdb.Error):
-                raise ProjectionWriteError(
-                    f"could not write the batch ending at stream sequence {last_seq}; "
-                    f"nothing of it was kept: {exc}"
-                ) from exc
-            raise
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                applied = self._write(last_seq)
+                connection.execute("COMMIT")
+            except BaseException as exc:
+                connection.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error):
+                    raise ProjectionWriteError(
+                        f"could not write the batch ending at stream sequence {last_seq}; "
+                        f"nothing of it was kept: {exc}"
+                    ) from exc
+                raise
+        finally:
+            connection.unregister(RAW_BATCH)
+        return applied
+
+    def _write(self, last_seq: int) -> int:
+        connection = self._connection
+        stored_seq = self.last_seq()
+        if last_seq <= stored_seq:
+            return 0  # a replay of what is already stored
+        applied = 0
+        connection.execute(STAGE_BATCH, {"last_seq": stored_seq})
+        for table, statement in DERIVATIONS.items():
+            [(written,)] = connection.execute(statement).fetchall()
+            if table == "events":
+                applied = int(written)
+        connection.execute(
+            f"UPDATE {CHECKPOINT_TABLE} SET last_seq = greatest(last_seq, ?) WHERE id = ?",  # noqa: S608
+            [last_seq, _CHECKPOINT_ID],
+        )
+        return applied
 
     def checksums(self) -> dict[str, str]:
         """``"<rows>:<md5>"`` per user-facing view, independent of row order.
@@ -190,31 +186,28 @@ class ProjectionStore:
         """
         sums: dict[str, str] = {}
         for view in CHECKSUM_VIEWS:
-            row = self._connection.execute(_checksum_sql(view)).fetchone()
-            assert row is not None  # an aggregate always returns a row
-            sums[view] = f"{row[0]}:{row[1]}"
+            [(count, digest)] = self._connection.execute(_checksum_sql(view)).fetchall()
+            sums[view] = f"{count}:{digest}"
         return sums
 
     def reset(self) -> None:
         """Drop every projection table and view and recreate them empty (checkpoint 0)."""
-        connection = self._connection
-        connection.execute("BEGIN TRANSACTION")
-        try:
-            for view in VIEWS:
-                connection.execute(f"DROP VIEW IF EXISTS {view}")
-            for table in (*TABLES, CHECKPOINT_TABLE):
-                connection.execute(f"DROP TABLE IF EXISTS {table}")
-            self._execute_ddl()
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
 
-    def _create_schema(self) -> None:
+        def recreate() -> None:
+            for view in VIEWS:
+                self._connection.execute(f"DROP VIEW IF EXISTS {view}")
+            # Tables of older layouts too: a name this version no longer uses would linger.
+            for table in (*TABLES, "trajectory_log"):
+                self._connection.execute(f"DROP TABLE IF EXISTS {table}")
+            self._execute_ddl()
+
+        self._in_transaction(recreate)
+
+    def _in_transaction(self, work: Callable[[], None]) -> None:
         connection = self._connection
         connection.execute("BEGIN TRANSACTION")
         try:
-            self._execute_ddl()
+            work()
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -224,18 +217,19 @@ class ProjectionStore:
         for statement in DDL:
             self._connection.execute(statement)
         self._connection.execute(
-            "INSERT INTO projection_checkpoint (id, last_seq, schema_version) VALUES (?, 0, ?) "
+            f"INSERT INTO {CHECKPOINT_TABLE} (id, last_seq, schema_version) VALUES (?, 0, ?) "  # noqa: S608
             "ON CONFLICT DO NOTHING",
             [_CHECKPOINT_ID, SCHEMA_VERSION],
-        )
+        ).fetchall()
 
     def _stored_schema_version(self) -> int | None:
-        exists = self._connection.execute(
+        [(exists,)] = self._connection.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [CHECKPOINT_TABLE]
-        ).fetchone()
-        if not exists or exists[0] == 0:
+        ).fetchall()
+        if exists == 0:
             return None
-        row = self._connection.execute(
-            "SELECT schema_version FROM projection_checkpoint WHERE id = ?", [_CHECKPOINT_ID]
-        ).fetchone()
-        return int(row[0]) if row else None
+        rows = self._connection.execute(
+            f"SELECT schema_version FROM {CHECKPOINT_TABLE} WHERE id = ?",  # noqa: S608
+            [_CHECKPOINT_ID],
+        ).fetchall()
+        return int(rows[0][0]) if rows else None

@@ -41,6 +41,7 @@ def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
         drain_timeout_s=2.0,
         concurrency=64,
         executor_concurrency=256,
+        query_timeout_s=2.0,
     )
 
 
@@ -104,7 +105,7 @@ def spawn_service(settings: Settings) -> Iterator[Callable[..., subprocess.Popen
             **os.environ,
             "AGORA_NATS_URL": settings.nats_urls[0],
             "AGORA_DATA_DIR": str(settings.data_dir),
-            "AGORA_ACK_WAIT_S": str(settings.ack_wait_s),
+            **settings.to_env(),
             "AGORA_DURABILITY": "os",
             **env,
         }

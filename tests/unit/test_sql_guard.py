@@ -10,8 +10,8 @@ import duckdb
 import pytest
 
 from events.catalog import GoalAccepted
+from events.codec import encode
 from events.errors import ConfigurationError
-from projections.batch import Batch
 from projections.guard import QueryRefused, check_read_only, run_query
 from projections.store import ProjectionStore
 
@@ -33,10 +33,9 @@ def accepted(goal_id: str) -> GoalAccepted:
 
 
 def add_goals(store: ProjectionStore, *goal_ids: str) -> None:
-    batch = Batch()
-    for goal_id in goal_ids:
-        batch.add_event(accepted(goal_id), store.last_seq() + len(batch) + 1)
-    store.apply_batch(batch, batch.last_seq)
+    first = store.last_seq() + 1
+    seqs = list(range(first, first + len(goal_ids)))
+    store.apply_raw(seqs, [encode(accepted(goal_id)) for goal_id in goal_ids])
 
 
 @pytest.fixture
@@ -165,6 +164,14 @@ def test_a_file_held_by_a_writer_in_this_process_says_how_to_query_it(tmp_path: 
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(QueryRefused, match="no projection database"):
         run_query(tmp_path / "absent.duckdb", "SELECT 1")
+
+
+def test_an_unlocked_store_is_not_used_for_user_queries() -> None:
+    with (
+        ProjectionStore.open(":memory:", locked=False) as unlocked,
+        pytest.raises(ConfigurationError, match="external access disabled"),
+    ):
+        run_query(unlocked.connection, "SELECT 1")
 
 
 def test_a_connection_that_allows_file_access_is_not_used() -> None:

@@ -1,76 +1,34 @@
-"""The ``agora`` command line. Each command only translates arguments and prints results."""
+"""Commands that run the platform and drive goals: demo, up, service, goal, tail, schema."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sys
-from collections.abc import Coroutine
 from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from events.catalog import GoalCompleted, GoalFailed, GoalRejected
 from events.codec import to_builtins
-from events.errors import AgoraError
 from events.model import Event, event_type
 from events.schema import json_schemas
 from events.subjects import goal_events_filter
 from events.summary import summarize
-from infra.logging import configure_logging
-from infra.settings import Settings
+from infra.cli.common import app, load_settings, out, run, stop_on_signals
+from projections.protocol import QueryReply
 
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="agora",
-    help="Event-sourced multi-agent platform on NATS JetStream.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-out = Console()
-err = Console(stderr=True)
+__all__ = ["demo", "goal", "schema", "service", "tail", "up"]
 
 
-def _settings() -> Settings:
-    settings = Settings.from_env()
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
-
-
-def _run(work: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(work)
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.run(work)
-
-
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-
-def _timeline(title: str, text: str, events: list[Event]) -> None:
-    outcome = events[-1] if events else None
-    colour = "green" if isinstance(outcome, GoalCompleted) else "red"
-    table = Table(title=f"[bold]{title}[/]\n{text}", title_justify="left", expand=False)
-    table.add_column("#", justify="right")
-    table.add_column("event")
-    table.add_column("by")
-    table.add_column("what happened", overflow="fold")
-    for step, event in enumerate(events, 1):
-        table.add_row(str(step), event_type(event), event.producer.split("@")[0], summarize(event))
-    out.print(table)
-    if outcome is not None:
-        out.print(f"[{colour}]→ {summarize(outcome)}[/]\n")
+def _reply_table(title: str, reply: QueryReply) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    for column in reply.columns:
+        table.add_column(column, overflow="fold")
+    for row in reply.rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    return table
 
 
 @app.command()
@@ -78,13 +36,25 @@ def demo() -> None:
     """Start an embedded NATS server and every service, run sample goals, show what happened."""
     from infra.demo import run_demo
 
-    settings = _settings()
-    out.print("[bold]agora demo[/]: embedded nats-server + planner, executor, memory, evaluator")
-    ok = _run(run_demo(settings, _timeline))
+    settings = load_settings()
+    out.print("[bold]agora demo[/]: embedded nats-server + planner, executor, memory, evaluator,")
+    out.print("projector; three sample goals, then their trajectories from the DuckDB projection\n")
+    report = run(run_demo(settings))
+    for goal in report.goals:
+        colour = "green" if isinstance(goal.outcome, GoalCompleted) else "red"
+        title = f"[bold]{goal.title}[/] — {goal.goal_id} ({goal.elapsed_ms:.0f} ms)\n{goal.text}"
+        out.print(_reply_table(title, goal.trajectory))
+        out.print(f"[{colour}]→ {summarize(goal.outcome)}[/]\n")
     out.print(
-        "[green]every sample goal completed[/]" if ok else "[red]a sample goal did not complete[/]"
+        _reply_table(
+            "[bold]analytics[/]: agora query 'SELECT … FROM tool_stats'", report.tool_stats
+        )
     )
-    raise typer.Exit(0 if ok else 1)
+    if report.all_completed:
+        out.print("[green]every sample goal completed[/]")
+    else:
+        out.print("[red]a sample goal did not complete[/]")
+    raise typer.Exit(0 if report.all_completed else 1)
 
 
 @app.command()
@@ -92,19 +62,19 @@ def up() -> None:
     """Run the platform: nats-server (unless AGORA_NATS_URL is set), each service a process."""
     from infra.supervisor import Supervisor
 
-    settings = _settings()
+    settings = load_settings()
 
-    async def run() -> None:
+    async def work() -> None:
         supervisor = Supervisor(settings)
         await supervisor.start()
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         out.print(f"agora is up at [bold]{supervisor.url}[/] — Ctrl-C to stop")
         await stop.wait()
         out.print("stopping…")
         await supervisor.stop()
 
-    _run(run())
+    run(work())
 
 
 @app.command()
@@ -114,14 +84,14 @@ def service(
     """Run one service (start several to scale it out; replicas share its durable consumer)."""
     from infra.runner import run_service
 
-    settings = _settings()
+    settings = load_settings()
 
-    async def run() -> None:
+    async def work() -> None:
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         await run_service(name, settings, stop)
 
-    _run(run())
+    run(work())
 
 
 def _parse_step(raw: str) -> dict[str, Any]:
@@ -175,9 +145,9 @@ def goal(
         command["goal_id"] = goal_id
     if max_iterations:
         command["max_iterations"] = max_iterations
-    settings = _settings()
+    settings = load_settings()
 
-    async def run() -> int:
+    async def work() -> int:
         nc = await connect(settings, "agora-cli")
         try:
             client = AgoraClient(nc)
@@ -208,7 +178,7 @@ def goal(
         finally:
             await nc.close()
 
-    raise typer.Exit(_run(run()))
+    raise typer.Exit(run(work()))
 
 
 @app.command()
@@ -221,12 +191,12 @@ def tail(
     from infra.bus import connect
     from infra.client import AgoraClient
 
-    settings = _settings()
+    settings = load_settings()
 
-    async def run() -> None:
+    async def work() -> None:
         nc = await connect(settings, "agora-tail")
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         subject = goal_events_filter(goal_id) if goal_id else "agora.events.>"
         client = AgoraClient(nc)
 
@@ -252,22 +222,10 @@ def tail(
         task.cancel()
         await nc.close()
 
-    _run(run())
+    run(work())
 
 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of intake commands, tool arguments and every event type."""
     print(json.dumps(json_schemas(), indent=2))
-
-
-def main() -> None:
-    try:
-        app()
-    except AgoraError as exc:
-        err.print(f"[red]agora: {exc}[/]")
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,307 @@
+"""Commands that read the projections: query, goals, trajectory, replay, export."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from events.errors import AgoraError
+from events.subjects import EVENTS_STREAM, SUBJECT_TOKEN
+from infra.cli.common import app, load_settings, out, run
+from infra.settings import Settings
+
+__all__ = ["export", "goals", "query", "replay", "trajectory"]
+
+# The views of ARCHITECTURE.md plus the analytics views: what export writes.
+VIEWS = ("goals", "tasks", "facts", "trajectory", "events", "tool_stats", "goal_stats")
+GOAL_STATUSES = ("running", "completed", "failed", "rejected")
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool
+    elapsed_ms: float
+    last_seq: int
+
+
+def _print(answer: Answer, fmt: Format, title: str | None = None) -> None:
+    if fmt is Format.json:
+        rows = [dict(zip(answer.columns, row, strict=True)) for row in answer.rows]
+        print(json.dumps(rows, default=str, ensure_ascii=False))
+    elif fmt is Format.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(answer.columns)
+        writer.writerows(answer.rows)
+    else:
+        table = Table(title=title, title_justify="left")
+        for column in answer.columns:
+            table.add_column(column, overflow="fold")
+        for row in answer.rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+        more = " (truncated: raise --max-rows or add LIMIT)" if answer.truncated else ""
+        out.print(
+            f"[dim]{len(answer.rows)} row(s) in {answer.elapsed_ms:.1f} ms, "
+            f"as of stream sequence {answer.last_seq}{more}[/]"
+        )
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-22T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f"{text!r} has no time zone: add Z or +01:00")
+    return moment
+
+
+async def _ask(settings: Settings, sql: str, max_rows: int) -> Answer:
+    from infra.bus import connect
+    from infra.query_client import ask
+
+    nc = await connect(settings, "agora-query")
+    try:
+        reply = await ask(nc, sql, max_rows=max_rows, timeout_s=settings.query_timeout_s + 10)
+    finally:
+        await nc.close()
+    return Answer(reply.columns, reply.rows, reply.truncated, reply.elapsed_ms, reply.last_seq)
+
+
+async def _ask_as_of(
+    settings: Settings, sql: str, max_rows: int, until_seq: int | None, until: datetime | None
+) -> Answer:
+    """Time travel: rebuild the blackboard as it stood then, in memory, and query that."""
+    from infra.bus import connect
+    from projections.guard import run_query
+    from projections.replay import replay_into
+    from projections.store import ProjectionStore
+
+    nc = await connect(settings, "agora-query")
+    try:
+        # Locked like the projector's own database: the SQL is the user's, untrusted.
+        with ProjectionStore.open(":memory:", locked=True) as store:
+            progress = await replay_into(store, nc, until_seq=until_seq, until_time=until)
+            result = run_query(
+                store.connection, sql, max_rows=max_rows, timeout_s=settings.query_timeout_s
+            )
+    finally:
+        await nc.close()
+    return Answer(
+        list(result.columns),
+        [list(r) for r in result.rows],
+        result.truncated,
+        result.elapsed_ms,
+        progress.at_seq,
+    )
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="one read-only SELECT or WITH … SELECT statement")],
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    max_rows: Annotated[int, typer.Option("--max-rows")] = 1000,
+    as_of_seq: Annotated[
+        int | None, typer.Option("--as-of-seq", help="answer as of this stream sequence")
+    ] = None,
+    as_of_time: Annotated[
+        str | None, typer.Option("--as-of-time", help="answer as of this ISO 8601 time")
+    ] = None,
+) -> None:
+    """Analytics on the projections (goals, tasks, facts, trajectory, events, tool_stats…)."""
+    settings = load_settings()
+    if as_of_seq is not None or as_of_time is not None:
+        until = _parse_time(as_of_time) if as_of_time else None
+        answer = run(_ask_as_of(settings, sql, max_rows, as_of_seq, until))
+    else:
+        answer = run(_ask(settings, sql, max_rows))
+    _print(answer, fmt)
+
+
+@app.command()
+def goals(
+    status: Annotated[str | None, typer.Option(help=" | ".join(GOAL_STATUSES))] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """The most recent goals and how they stand."""
+    if status is not None and status not in GOAL_STATUSES:
+        raise typer.BadParameter(f"--status must be one of {', '.join(GOAL_STATUSES)}")
+    where = f"WHERE status = '{status}'" if status else ""  # validated against a fixed list
+    sql = (
+        "SELECT goal_id, status, iterations, score, submitted_at, finished_at, "
+        "left(text, 60) AS text FROM goals "
+        f"{where} ORDER BY submitted_at DESC NULLS LAST LIMIT {max(1, limit)}"
+    )
+    _print(run(_ask(load_settings(), sql, limit)), fmt)
+
+
+@app.command()
+def trajectory(
+    goal_id: Annotated[str, typer.Argument()],
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """A goal's timeline: step, actor, what happened, duration, tokens."""
+    if not SUBJECT_TOKEN.match(goal_id):
+        raise typer.BadParameter("a goal id has only letters, digits, - and _")
+    sql = (
+        "SELECT step, strftime(occurred_at, '%H:%M:%S.%g') AS at, actor, type, summary, "
+        "round(duration_ms, 1) AS ms, tokens_in, tokens_out "
+        f"FROM trajectory WHERE goal_id = '{goal_id}' ORDER BY step"
+    )
+    answer = run(_ask(load_settings(), sql, 100_000))
+    if not answer.rows:
+        raise AgoraError(f"no events for goal {goal_id} in the projection (yet)")
+    _print(answer, fmt, title=f"trajectory of {goal_id}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} seq"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=out,
+        transient=False,
+    )
+
+
+async def _replay_to_file(
+    settings: Settings,
+    path: Path,
+    until_seq: int | None,
+    until: datetime | None,
+    goal_id: str | None,
+) -> None:
+    from infra.bus import connect
+    from projections.replay import ReplayProgress, replay_into
+    from projections.store import ProjectionStore
+
+    nc = await connect(settings, "agora-replay")
+    try:
+        with _progress() as bar, ProjectionStore.open(path, locked=False) as store:
+            task = bar.add_task("replaying", total=None, rate="")
+
+            def show(p: ReplayProgress) -> None:
+                rate = f"{p.events_per_s:,.0f} events/s"
+                bar.update(task, completed=p.at_seq, total=p.target_seq, rate=rate)
+
+            final = await replay_into(
+                store, nc, until_seq=until_seq, until_time=until, goal_id=goal_id, on_progress=show
+            )
+            show(final)
+    finally:
+        await nc.close()
+    out.print(
+        f"wrote {final.applied:,} events up to stream sequence {final.at_seq} into {path} "
+        f"({final.events_per_s:,.0f} events/s); open it with duckdb, pandas or a notebook"
+    )
+
+
+async def _rebuild_live(settings: Settings) -> None:
+    from infra.bus import connect
+    from infra.query_client import projector_status
+    from infra.stream_reader import stream_last_seq
+
+    nc = await connect(settings, "agora-replay")
+    try:
+        target = await stream_last_seq(nc, EVENTS_STREAM)
+        await projector_status(nc, "rebuild")
+        started = time.perf_counter()
+        with _progress() as bar:
+            task = bar.add_task("rebuilding", total=target, rate="")
+            while True:
+                status = await projector_status(nc)
+                seq = int(str(status["last_seq"]))
+                if not status.get("rebuilding") and seq >= target:
+                    break
+                rate = f"{seq / max(time.perf_counter() - started, 1e-9):,.0f} events/s"
+                bar.update(task, completed=seq, rate=rate)
+                await asyncio.sleep(0.2)  # the progress bar's refresh rate
+            bar.update(task, completed=target)
+    finally:
+        await nc.close()
+    out.print(f"the projector rebuilt {target:,} events and follows the stream live again")
+
+
+@app.command()
+def replay(
+    to: Annotated[Path | None, typer.Option("--to", help="a new DuckDB file to build")] = None,
+    until_seq: Annotated[int | None, typer.Option("--until-seq")] = None,
+    until_time: Annotated[str | None, typer.Option("--until-time", help="ISO 8601")] = None,
+    goal_id: Annotated[str | None, typer.Option("--goal", help="only this goal's events")] = None,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="rebuild the running projector's database")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="overwrite --to if it exists")] = False,
+) -> None:
+    """Rebuild projections from the event stream: into a file, or the live projector's own."""
+    settings = load_settings()
+    if rebuild == (to is not None):
+        raise typer.BadParameter("give either --to FILE or --rebuild")
+    if rebuild:
+        run(_rebuild_live(settings))
+        return
+    assert to is not None
+    if goal_id is not None and not SUBJECT_TOKEN.match(goal_id):
+        raise typer.BadParameter("a goal id has only letters, digits, - and _")
+    if to.exists():
+        if not force:
+            raise AgoraError(f"{to} exists: choose another file or add --force")
+        to.unlink()
+        Path(f"{to}.wal").unlink(missing_ok=True)
+    until = _parse_time(until_time) if until_time else None
+    run(_replay_to_file(settings, to, until_seq, until, goal_id))
+
+
+async def _export(settings: Settings, directory: Path, until_seq: int | None) -> int:
+    from infra.bus import connect
+    from projections.replay import replay_into
+    from projections.store import ProjectionStore
+
+    nc = await connect(settings, "agora-export")
+    try:
+        with ProjectionStore.open(":memory:", locked=False) as store:
+            progress = await replay_into(store, nc, until_seq=until_seq)
+            for view in VIEWS:
+                target = str(directory / f"{view}.parquet").replace("'", "''")
+                store.connection.execute(
+                    f"COPY (SELECT * FROM {view}) TO '{target}' (FORMAT parquet)"
+                )
+    finally:
+        await nc.close()
+    return progress.at_seq
+
+
+@app.command()
+def export(
+    parquet: Annotated[Path, typer.Option("--parquet", help="directory for one file per view")],
+    until_seq: Annotated[int | None, typer.Option("--until-seq")] = None,
+) -> None:
+    """Write every view as Parquet, rebuilt from the event stream."""
+    parquet.mkdir(parents=True, exist_ok=True)
+    at_seq = run(_export(load_settings(), parquet, until_seq))
+    out.print(f"wrote {', '.join(VIEWS)} as Parquet to {parquet} (as of stream sequence {at_seq})")

@@ -1,0 +1,299 @@
+"""Every read model derived from a batch of raw events with set-based SQL, no Python per event.
+
+``ProjectionStore.apply_raw`` registers the batch as the Arrow table ``_raw_batch``
+(``stream_seq BIGINT, payload BLOB``) and runs, in one transaction:
+
+1. ``STAGE_BATCH``: each payload new to the store (``stream_seq > $last_seq``) is decoded and
+   parsed ONCE into the temporary table ``_batch``, one column per event field (NULL where an
+   event type has no such field). JSON parsing is the dominant cost, so it happens only here.
+2. One statement per table, each a pure function of ``_batch`` and the table's current rows:
+   ``WRITE_UNDECODABLE``, ``WRITE_EVENTS``, ``UPSERT_GOALS``, ``UPSERT_TASKS``,
+   ``INSERT_FACTS``. Upserts first aggregate the batch per key (latest non-NULL value by stream
+   order, ``max`` for counters, earliest for start times), because DuckDB cannot update one row
+   twice in a statement, then merge with the stored row by the same rules.
+"""
+
+# ruff: noqa: S608  every statement is assembled from this module's constants, never from input
+
+from __future__ import annotations
+
+import json
+
+from projections.summary_sql import SUMMARY_SQL
+
+__all__ = [
+    "BATCH_TABLE",
+    "DERIVATIONS",
+    "INSERT_FACTS",
+    "RAW_BATCH",
+    "STAGE_BATCH",
+    "UPSERT_GOALS",
+    "UPSERT_TASKS",
+    "WRITE_EVENTS",
+    "WRITE_UNDECODABLE",
+]
+
+RAW_BATCH = "_raw_batch"
+BATCH_TABLE = "_batch"
+
+# Every field any event type carries that some read model shows, with its SQL type. Fields an
+# event lacks, or holds with an unusable type, parse as NULL. ``type`` and ``goal_id`` stay JSON
+# so that a non-string value can be told apart from a string (and the event refused).
+_FIELDS: dict[str, object] = {
+    "type": "JSON",
+    "goal_id": "JSON",
+    "event_id": "VARCHAR",
+    "occurred_at": "VARCHAR",
+    "producer": "VARCHAR",
+    "command_id": "VARCHAR",
+    "text": "VARCHAR",
+    "reason": "VARCHAR",
+    "metadata": "JSON",
+    "max_iterations": "INTEGER",
+    "iteration": "INTEGER",
+    "iterations": "INTEGER",
+    "score": "DOUBLE",
+    "result": "VARCHAR",
+    "strategy": "VARCHAR",
+    "tasks": [{"task_id": "VARCHAR", "tool": "VARCHAR"}],
+    "feedback": "VARCHAR",
+    "verdict": "VARCHAR",
+    "k": "INTEGER",
+    "items": "JSON",
+    "task_id": "VARCHAR",
+    "description": "VARCHAR",
+    "tool": "VARCHAR",
+    "args": "JSON",
+    "max_attempts": "INTEGER",
+    "attempt": "INTEGER",
+    "attempts": "INTEGER",
+    "output": "VARCHAR",
+    "error": "VARCHAR",
+    "transient": "BOOLEAN",
+    "duration_ms": "DOUBLE",
+    "key": "VARCHAR",
+    "kind": "VARCHAR",
+    "source_event_id": "VARCHAR",
+    "importance": "DOUBLE",
+    "model": "VARCHAR",
+    "purpose": "VARCHAR",
+    "tokens_in": "BIGINT",
+    "tokens_out": "BIGINT",
+    "cost_usd": "DOUBLE",
+    "latency_ms": "DOUBLE",
+}
+
+_ENVELOPE_SPECIAL = {"type", "goal_id", "occurred_at"}
+_PLAIN_FIELDS = ",\n       ".join(
+    f"doc.{name} AS {name}" for name in _FIELDS if name not in _ENVELOPE_SPECIAL
+)
+
+# ``try`` turns a malformed document into NULL instead of failing the batch; a document that is
+# valid JSON but not an object parses to all-NULL fields, so it fails the string checks below.
+STAGE_BATCH = f"""
+CREATE OR REPLACE TEMP TABLE {BATCH_TABLE} AS
+WITH decoded AS (
+    SELECT stream_seq, try(decode(payload)) AS json_text
+    FROM {RAW_BATCH}
+    WHERE stream_seq > $last_seq
+), parsed AS (
+    SELECT *, try(json_transform(json_text, '{json.dumps(_FIELDS)}')) AS doc
+    FROM decoded
+)
+SELECT stream_seq, json_text,
+       coalesce(json_type(doc.type) = 'VARCHAR' AND json_type(doc.goal_id) = 'VARCHAR', false)
+           AS decodable,
+       json_extract_string(doc.type, '$') AS type,
+       json_extract_string(doc.goal_id, '$') AS goal_id,
+       -- In UTC. agora writes 'Z' (the fast path); another offset is converted, a time
+       -- without one is taken as UTC, and an unreadable one is NULL.
+       CASE
+           WHEN ends_with(doc.occurred_at, 'Z') THEN try_cast(doc.occurred_at AS TIMESTAMP)
+           WHEN regexp_matches(doc.occurred_at, '\\d:\\d\\d(\\.\\d*)?[+-]\\d\\d(:?\\d\\d)?$')
+               THEN timezone('UTC', try_cast(doc.occurred_at AS TIMESTAMPTZ))
+           ELSE try_cast(doc.occurred_at AS TIMESTAMP)
+       END AS occurred_at,
+       {_PLAIN_FIELDS}
+FROM parsed"""
+
+# The reason is worked out only for the (rare) refused payloads, whose bytes are looked up
+# again in the raw batch: copying every payload into the staged table would cost far more.
+WRITE_UNDECODABLE = f"""
+INSERT INTO undecodable_events (stream_seq, payload, error)
+SELECT stream_seq, raw.payload,
+       CASE
+           WHEN json_text IS NULL THEN 'payload is not valid UTF-8'
+           WHEN NOT json_valid(json_text) THEN 'payload is not valid JSON'
+           WHEN json_type(json_text) <> 'OBJECT' THEN 'payload is not a JSON object'
+           ELSE 'payload has no string "type" and "goal_id"'
+       END
+FROM {BATCH_TABLE} JOIN {RAW_BATCH} AS raw USING (stream_seq)
+WHERE NOT decodable"""
+
+_TASK_TYPES = (
+    "'task_scheduled', 'task_started', 'tool_called', 'tool_returned', 'tool_failed', "
+    "'task_completed', 'task_failed'"
+)
+
+# The payload is the text received, byte for byte; the trajectory columns are NULL where they
+# do not apply (duration of tool and task outcomes, latency and tokens of LLM answers).
+WRITE_EVENTS = f"""
+INSERT INTO events (stream_seq, event_id, goal_id, type, occurred_at, payload, producer,
+                    summary, duration_ms, tokens_in, tokens_out, cost_usd, tool)
+SELECT stream_seq, event_id, goal_id, type, occurred_at, json_text, producer,
+       {SUMMARY_SQL},
+       CASE
+           WHEN type IN ('tool_returned', 'tool_failed', 'task_completed', 'task_failed')
+               THEN duration_ms
+           WHEN type = 'llm_responded' THEN coalesce(latency_ms, 0)
+       END,
+       CASE WHEN type = 'llm_responded' THEN coalesce(tokens_in, 0) END,
+       CASE WHEN type = 'llm_responded' THEN coalesce(tokens_out, 0) END,
+       CASE WHEN type = 'llm_responded' THEN coalesce(cost_usd, 0) END,
+       CASE WHEN type IN ({_TASK_TYPES}) THEN tool END
+FROM {BATCH_TABLE}
+WHERE decodable"""
+
+
+def _latest(column: str) -> str:
+    """The batch's last non-NULL value of ``column``, in stream order."""
+    return f"arg_max({column}, stream_seq) FILTER (WHERE {column} IS NOT NULL) AS {column}"
+
+
+def _first(column: str) -> str:
+    return f"arg_min({column}, stream_seq) FILTER (WHERE {column} IS NOT NULL) AS {column}"
+
+
+def _merge_latest(*columns: str) -> str:
+    return ",\n    ".join(f"{c} = coalesce(excluded.{c}, t.{c})" for c in columns)
+
+
+# Every event touches its goal (``last_seq``); lifecycle events set its status, plans and
+# outcomes its iteration (the highest wins), evaluations and outcomes its score.
+UPSERT_GOALS = f"""
+INSERT INTO goals AS t (goal_id, text, status, submitted_at, finished_at, iterations, score,
+                        result, command_id, reason, metadata, max_iterations, last_seq)
+WITH changes AS (
+    SELECT goal_id, stream_seq,
+           CASE type WHEN 'goal_accepted' THEN text
+                     WHEN 'goal_rejected' THEN nullif(text, '') END AS text,
+           CASE type WHEN 'goal_accepted' THEN 'running'
+                     WHEN 'goal_rejected' THEN 'rejected'
+                     WHEN 'goal_completed' THEN 'completed'
+                     WHEN 'goal_failed' THEN 'failed' END AS status,
+           CASE WHEN type IN ('goal_accepted', 'goal_rejected') THEN occurred_at END
+               AS submitted_at,
+           CASE WHEN type IN ('goal_rejected', 'goal_completed', 'goal_failed') THEN occurred_at
+           END AS finished_at,
+           CASE WHEN type IN ('plan_created', 'plan_revised') THEN iteration
+                WHEN type IN ('goal_completed', 'goal_failed') THEN iterations END AS iterations,
+           CASE WHEN type IN ('evaluation_completed', 'goal_completed', 'goal_failed') THEN score
+           END AS score,
+           CASE WHEN type = 'goal_completed' THEN result END AS result,
+           CASE WHEN type IN ('goal_accepted', 'goal_rejected') THEN command_id END
+               AS command_id,
+           CASE WHEN type IN ('goal_rejected', 'goal_failed') THEN reason END AS reason,
+           CASE WHEN type = 'goal_accepted' THEN coalesce(metadata, '{{}}') END AS metadata,
+           CASE WHEN type = 'goal_accepted' THEN coalesce(max_iterations, 3) END
+               AS max_iterations
+    FROM {BATCH_TABLE}
+    WHERE decodable
+)
+SELECT goal_id,
+       {_latest("text")}, {_latest("status")}, {_first("submitted_at")},
+       {_latest("finished_at")}, max(iterations) AS iterations, {_latest("score")},
+       {_latest("result")}, {_latest("command_id")}, {_latest("reason")},
+       {_latest("metadata")}, {_latest("max_iterations")},
+       max(stream_seq) AS last_seq
+FROM changes
+GROUP BY goal_id
+ON CONFLICT (goal_id) DO UPDATE SET
+    {
+    _merge_latest(
+        "text",
+        "status",
+        "finished_at",
+        "score",
+        "result",
+        "command_id",
+        "reason",
+        "metadata",
+        "max_iterations",
+    )
+},
+    submitted_at = coalesce(t.submitted_at, excluded.submitted_at),
+    iterations = greatest(t.iterations, excluded.iterations),
+    last_seq = greatest(t.last_seq, excluded.last_seq)"""
+
+# Tool outcomes reach a task through task_completed / task_failed; tool_called counts attempts.
+UPSERT_TASKS = f"""
+INSERT INTO tasks AS t (goal_id, task_id, iteration, description, tool, status, attempts,
+                        started_at, finished_at, output, error, duration_ms, args,
+                        max_attempts, last_seq)
+WITH changes AS (
+    SELECT goal_id, task_id, iteration, stream_seq, tool,
+           CASE WHEN type = 'task_scheduled' THEN description END AS description,
+           CASE type WHEN 'task_scheduled' THEN 'scheduled'
+                     WHEN 'task_started' THEN 'running'
+                     WHEN 'task_completed' THEN 'completed'
+                     WHEN 'task_failed' THEN 'failed' END AS status,
+           CASE type WHEN 'tool_called' THEN attempt
+                     WHEN 'task_completed' THEN attempts
+                     WHEN 'task_failed' THEN attempts END AS attempts,
+           CASE WHEN type = 'task_started' THEN occurred_at END AS started_at,
+           CASE WHEN type IN ('task_completed', 'task_failed') THEN occurred_at END
+               AS finished_at,
+           CASE WHEN type = 'task_completed' THEN output END AS output,
+           CASE WHEN type = 'task_failed' THEN error END AS error,
+           CASE WHEN type IN ('task_completed', 'task_failed') THEN duration_ms END
+               AS duration_ms,
+           CASE WHEN type = 'task_scheduled' THEN args END AS args,
+           CASE WHEN type = 'task_scheduled' THEN max_attempts END AS max_attempts
+    FROM {BATCH_TABLE}
+    WHERE decodable AND type IN ({_TASK_TYPES})
+      AND task_id IS NOT NULL AND iteration IS NOT NULL
+)
+SELECT goal_id, task_id, iteration,
+       {_latest("description")}, {_latest("tool")}, {_latest("status")},
+       max(attempts) AS attempts, {_first("started_at")}, {_latest("finished_at")},
+       {_latest("output")}, {_latest("error")}, {_latest("duration_ms")}, {_latest("args")},
+       {_latest("max_attempts")}, max(stream_seq) AS last_seq
+FROM changes
+GROUP BY goal_id, task_id, iteration
+ON CONFLICT (goal_id, iteration, task_id) DO UPDATE SET
+    {
+    _merge_latest(
+        "description",
+        "tool",
+        "status",
+        "finished_at",
+        "output",
+        "error",
+        "duration_ms",
+        "args",
+        "max_attempts",
+    )
+},
+    attempts = greatest(t.attempts, excluded.attempts),
+    started_at = coalesce(t.started_at, excluded.started_at),
+    last_seq = greatest(t.last_seq, excluded.last_seq)"""
+
+# A fact is recorded once: the first memory_stored for a key wins, in the batch and after.
+INSERT_FACTS = f"""
+INSERT INTO facts (goal_id, key, value, source_event_id, recorded_at, kind, importance,
+                   event_id)
+SELECT goal_id, key, text, source_event_id, occurred_at, coalesce(kind, 'observation'),
+       coalesce(importance, 0.5), event_id
+FROM {BATCH_TABLE}
+WHERE decodable AND type = 'memory_stored' AND key IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY key ORDER BY stream_seq) = 1
+ON CONFLICT (key) DO NOTHING"""
+
+# Run in this order after STAGE_BATCH, inside the batch's transaction.
+DERIVATIONS: dict[str, str] = {
+    "undecodable_events": WRITE_UNDECODABLE,
+    "events": WRITE_EVENTS,
+    "goals": UPSERT_GOALS,
+    "tasks": UPSERT_TASKS,
+    "facts": INSERT_FACTS,
+}

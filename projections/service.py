@@ -1,0 +1,168 @@
+"""The projector: tails AGORA_EVENTS into its DuckDB file and answers read-only SQL over NATS.
+
+Its position in the stream is the checkpoint inside its DuckDB file, written in the same
+transaction as the rows, so it needs no durable consumer: on start it reads on from the
+checkpoint through an ephemeral one. Several projector replicas (each with its own file) share
+``agora.query`` through the queue group ``projector``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import msgspec
+from nats.aio.msg import Msg
+
+from events.subjects import EVENTS_STREAM, QUERY_SUBJECT
+from infra.logging import get_logger
+from infra.runner import ServiceContext, ServiceParts
+from infra.settings import Settings
+from infra.stream_reader import StreamReader
+from projections.guard import QueryRefused, run_query
+from projections.pipeline import OrderedApplier
+from projections.protocol import (
+    PROJECTOR_CONTROL,
+    QUERY_GROUP,
+    QueryReply,
+    decode_request,
+    encode,
+)
+from projections.store import ProjectionStore
+
+__all__ = ["Projector", "build", "database_path"]
+
+log = get_logger("agora.projector")
+MAX_CONCURRENT_QUERIES = 4
+
+
+def database_path(settings: Settings) -> Path:
+    return settings.data_dir / "projections" / "agora.duckdb"
+
+
+class Projector:
+    """Applies raw event batches in order; answers queries meanwhile on other threads."""
+
+    def __init__(self, ctx: ServiceContext, store: ProjectionStore) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.applied_seq = store.last_seq()
+        self._rebuild = asyncio.Event()
+        self._queries = asyncio.Semaphore(MAX_CONCURRENT_QUERIES)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- projecting ----------------------------------------------------------------------
+
+    async def project(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._tail(stop)
+            except Exception as exc:
+                log.exception(
+                    "projector_failed_will_resume", error=repr(exc), at_seq=self.applied_seq
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def _tail(self, stop: asyncio.Event) -> None:
+        reader = await StreamReader(
+            self.ctx.nc,
+            EVENTS_STREAM,
+            "agora.events.>",
+            start_seq=self.applied_seq + 1,
+            batch=self.ctx.settings.projector_batch,
+        ).open()
+        applier = OrderedApplier(self.store.apply_raw)
+        try:
+            while not stop.is_set() and not self._rebuild.is_set():
+                batch = await reader.next_batch(wait=True)
+                await applier.submit(batch.seqs, batch.payloads)
+                self.applied_seq = max(self.applied_seq, applier.applied_seq)
+            await applier.flush()
+            self.applied_seq = max(self.applied_seq, applier.applied_seq)
+        finally:
+            await reader.close()
+        if self._rebuild.is_set():
+            await asyncio.to_thread(self.store.reset)
+            self.applied_seq = 0
+            self._rebuild.clear()
+            log.warning("projection_rebuild_started")
+
+    # -- answering -----------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        queries = await self.ctx.nc.subscribe(QUERY_SUBJECT, queue=QUERY_GROUP, cb=self._on_query)
+        control = await self.ctx.nc.subscribe(PROJECTOR_CONTROL, cb=self._on_control)
+        try:
+            await stop.wait()
+        finally:
+            await queries.unsubscribe()
+            await control.unsubscribe()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=self.ctx.settings.drain_timeout_s)
+
+    async def _on_query(self, msg: Msg) -> None:
+        # One task per query: a slow query never holds up the next one.
+        task = asyncio.ensure_future(self._answer(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, msg: Msg) -> None:
+        async with self._queries:
+            reply = await asyncio.to_thread(self._run, msg.data)
+        data = encode(reply)
+        if len(data) > self.ctx.nc.max_payload:
+            data = encode(
+                QueryReply(
+                    error=f"the result is {len(data)} bytes, over the {self.ctx.nc.max_payload}"
+                    " byte message limit: select fewer columns or rows",
+                    refused=True,
+                    last_seq=reply.last_seq,
+                )
+            )
+        if msg.reply:
+            await msg.respond(data)
+
+    def _run(self, data: bytes) -> QueryReply:
+        settings = self.ctx.settings
+        try:
+            request = decode_request(data)
+            result = run_query(
+                self.store.connection,
+                request.sql,
+                max_rows=max(1, min(request.max_rows, settings.query_max_rows)),
+                timeout_s=settings.query_timeout_s,
+            )
+        except (QueryRefused, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return QueryReply(error=str(exc), refused=True, last_seq=self.applied_seq)
+        return QueryReply(
+            columns=list(result.columns),
+            rows=[list(row) for row in result.rows],
+            truncated=result.truncated,
+            elapsed_ms=result.elapsed_ms,
+            last_seq=self.applied_seq,
+        )
+
+    async def _on_control(self, msg: Msg) -> None:
+        action = msg.data.decode(errors="replace").strip()
+        if action == "rebuild":
+            self._rebuild.set()
+        elif action != "status":
+            await msg.respond(encode({"error": f"unknown action {action!r}: status | rebuild"}))
+            return
+        await msg.respond(
+            encode({"last_seq": self.applied_seq, "rebuilding": self._rebuild.is_set()})
+        )
+
+
+def build(ctx: ServiceContext) -> ServiceParts:
+    path = database_path(ctx.settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = ProjectionStore.open(path, memory_limit=ctx.settings.query_memory_limit)
+    projector = Projector(ctx, store)
+
+    async def close() -> None:
+        store.close()
+
+    return ServiceParts([], on_stop=close, tasks=[projector.project, projector.serve])

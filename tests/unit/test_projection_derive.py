@@ -1,0 +1,308 @@
+"""Derivations: given raw events of one type -> when applied in SQL -> then the rows they make."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from events.catalog import (
+    EvaluationCompleted,
+    GoalAccepted,
+    GoalCompleted,
+    GoalFailed,
+    GoalRejected,
+    LlmResponded,
+    MemoryStored,
+    PlanCreated,
+    PlanRevised,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    ToolCalled,
+    ToolFailed,
+    ToolReturned,
+)
+from events.codec import encode
+from events.model import Event, TaskSpec
+from projections.store import ProjectionStore
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(seconds=5)
+
+
+def envelope(n: int, at: datetime = NOW, producer: str = "planner@0.1.0") -> dict[str, Any]:
+    return {
+        "event_id": f"e-{n}",
+        "goal_id": "g-1",
+        "occurred_at": at,
+        "causation_id": None,
+        "correlation_id": "g-1",
+        "producer": producer,
+    }
+
+
+def task(n: int, at: datetime = NOW) -> dict[str, Any]:
+    return {**envelope(n, at, "executor@0.1.0"), "iteration": 1, "task_id": "s1", "tool": "echo"}
+
+
+@pytest.fixture
+def store() -> Iterator[ProjectionStore]:
+    with ProjectionStore.open(":memory:") as opened:
+        yield opened
+
+
+def apply(store: ProjectionStore, *items: Event | bytes) -> int:
+    first = store.last_seq() + 1
+    payloads = [item if isinstance(item, bytes) else encode(item) for item in items]
+    return store.apply_raw(range(first, first + len(payloads)), payloads)
+
+
+def one(store: ProjectionStore, sql: str) -> tuple[Any, ...]:
+    [row] = store.connection.execute(sql).fetchall()
+    return tuple(row)
+
+
+GOAL = (
+    "SELECT text, status, submitted_at, finished_at, iterations, score, result, reason FROM goals"
+)
+TASK = (
+    "SELECT description, status, attempts, started_at, finished_at, output, error, duration_ms, "
+    "args, max_attempts FROM tasks"
+)
+accepted = GoalAccepted(**envelope(1), command_id="c-1", text="add", metadata={"team": "ops"})
+
+
+def test_goal_accepted_starts_a_running_goal(store: ProjectionStore) -> None:
+    apply(store, accepted)
+
+    assert one(store, GOAL) == (
+        "add",
+        "running",
+        NOW.replace(tzinfo=None),
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert one(store, "SELECT command_id, metadata, max_iterations, last_seq FROM goals") == (
+        "c-1",
+        '{"team":"ops"}',
+        3,
+        1,
+    )
+
+
+def test_goal_rejected_is_finished_at_once_and_says_why(store: ProjectionStore) -> None:
+    apply(store, GoalRejected(**envelope(1), command_id="c-1", reason="empty text"))
+
+    naive = NOW.replace(tzinfo=None)
+    assert one(store, GOAL) == (None, "rejected", naive, naive, None, None, None, "empty text")
+
+
+def test_plans_and_evaluations_move_iterations_and_score(store: ProjectionStore) -> None:
+    spec = TaskSpec(task_id="s1", description="d", tool="echo")
+    apply(
+        store,
+        accepted,
+        PlanCreated(**envelope(2), iteration=1, strategy="rules", tasks=(spec,)),
+        PlanRevised(**envelope(3), iteration=2, strategy="rules", tasks=(spec,), feedback="no"),
+        EvaluationCompleted(
+            **envelope(4), request_id="r", iteration=2, verdict="revise", score=0.4, feedback="meh"
+        ),
+    )
+    apply(store, PlanCreated(**envelope(5), iteration=1, strategy="rules", tasks=(spec,)))
+
+    assert one(store, "SELECT status, iterations, score FROM goals") == ("running", 2, 0.4)
+
+
+@pytest.mark.parametrize("per_event", [False, True])
+def test_goal_completed_and_failed_finish_the_goal(store: ProjectionStore, per_event: bool) -> None:
+    events: list[Event] = [
+        accepted,
+        EvaluationCompleted(
+            **envelope(2), request_id="r", iteration=1, verdict="revise", score=0.3, feedback="meh"
+        ),
+        GoalFailed(**envelope(3, LATER), reason="out of iterations", iterations=3),
+    ]
+    for batch in ([e] for e in events) if per_event else [events]:
+        apply(store, *batch)
+
+    # GoalFailed carries no score: the evaluation's stays.
+    assert one(store, GOAL) == (
+        "add",
+        "failed",
+        NOW.replace(tzinfo=None),
+        LATER.replace(tzinfo=None),
+        3,
+        0.3,
+        None,
+        "out of iterations",
+    )
+    apply(store, GoalCompleted(**envelope(4, LATER), result="391", iterations=2, score=1.0))
+    assert one(store, "SELECT status, iterations, score, result FROM goals") == (
+        "completed",
+        3,
+        1.0,
+        "391",
+    )
+
+
+@pytest.mark.parametrize("per_event", [False, True])
+def test_task_events_fold_into_one_task_row(store: ProjectionStore, per_event: bool) -> None:
+    started, done = NOW + timedelta(seconds=1), NOW + timedelta(seconds=9)
+    events: list[Event] = [
+        TaskScheduled(
+            **task(1), description="say hi", args={"text": "hi"}, timeout_s=1.0, max_attempts=3
+        ),
+        TaskStarted(**task(2, started), attempt=1),
+        ToolCalled(**task(3, started), attempt=1, args={"text": "hi"}),
+        ToolFailed(**task(4), attempt=1, error="flaky", transient=True, duration_ms=1.0),
+        TaskStarted(**task(5, LATER), attempt=2),
+        ToolCalled(**task(6, LATER), attempt=2, args={"text": "hi"}),
+    ]
+    for batch in ([e] for e in events) if per_event else [events]:
+        apply(store, *batch)
+
+    assert one(store, TASK) == (
+        "say hi",
+        "running",
+        2,
+        started.replace(tzinfo=None),
+        None,
+        None,
+        None,
+        None,
+        '{"text":"hi"}',
+        3,
+    )
+    apply(
+        store,
+        ToolReturned(**task(7, done), attempt=2, output="hi", duration_ms=2.0),
+        TaskCompleted(**task(8, done), output="hi", attempts=2, duration_ms=3.0),
+    )
+    assert one(store, TASK) == (
+        "say hi",
+        "completed",
+        2,
+        started.replace(tzinfo=None),
+        done.replace(tzinfo=None),
+        "hi",
+        None,
+        3.0,
+        '{"text":"hi"}',
+        3,
+    )
+
+
+def test_task_failed_records_the_error(store: ProjectionStore) -> None:
+    apply(store, TaskFailed(**task(1), error="boom", attempts=3, duration_ms=7.5))
+
+    assert one(store, "SELECT status, attempts, error, duration_ms FROM tasks") == (
+        "failed",
+        3,
+        "boom",
+        7.5,
+    )
+
+
+def test_the_first_memory_stored_for_a_key_is_the_fact(store: ProjectionStore) -> None:
+    def memory(n: int, text: str) -> MemoryStored:
+        return MemoryStored(
+            **envelope(n, NOW, "memory@0.1.0"),
+            key="k1",
+            text=text,
+            source_event_id="e-0",
+            importance=0.9,
+        )
+
+    apply(store, memory(1, "first"), memory(2, "second"))
+    apply(store, memory(3, "third"))
+
+    assert one(store, "SELECT * FROM facts") == (
+        "g-1",
+        "k1",
+        "first",
+        "e-0",
+        NOW.replace(tzinfo=None),
+        "observation",
+        0.9,
+        "e-1",
+    )
+
+
+def test_every_event_lands_in_events_and_the_trajectory(store: ProjectionStore) -> None:
+    llm = LlmResponded(
+        **envelope(2, NOW, "llm@2"),
+        provider="p",
+        model="m",
+        request_hash="h",
+        content="c",
+        tokens_in=10,
+        tokens_out=3,
+        cost_usd=0.01,
+        latency_ms=250.0,
+    )
+    returned = ToolReturned(**task(3), attempt=1, output="o", duration_ms=12.5)
+
+    assert apply(store, accepted, llm, returned) == 3
+
+    trajectory = store.connection.execute(
+        "SELECT step, type, actor, duration_ms, tokens_in, tokens_out, cost_usd, tool "
+        "FROM trajectory ORDER BY step"
+    ).fetchall()
+    assert trajectory == [
+        (1, "goal_accepted", "planner", None, None, None, None, None),
+        (2, "llm_responded", "llm", 250.0, 10, 3, 0.01, None),
+        (3, "tool_returned", "executor", 12.5, None, None, None, "echo"),
+    ]
+    [(payload,)] = store.connection.execute(
+        "SELECT payload FROM events WHERE stream_seq = 1"
+    ).fetchall()
+    assert payload == encode(accepted).decode()
+
+
+def test_occurred_at_is_stored_in_utc(store: ProjectionStore) -> None:
+    plus_two = NOW.astimezone(timezone(timedelta(hours=2)))
+    apply(store, GoalAccepted(**envelope(1, plus_two), command_id="c", text="t"))
+
+    assert one(store, "SELECT occurred_at FROM events") == (NOW.replace(tzinfo=None),)
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"\xff\xfe not utf-8", "not valid UTF-8"),
+        (b'{"type": "goal_accepted", "goal_id": ', "not valid JSON"),
+        (b'["goal_accepted"]', "not a JSON object"),
+        (b'{"type": 7, "goal_id": "g-1"}', 'no string "type"'),
+        (b'{"type": "goal_accepted"}', 'no string "type" and "goal_id"'),
+    ],
+)
+def test_undecodable_payloads_are_kept_aside(
+    store: ProjectionStore, payload: bytes, error: str
+) -> None:
+    applied = apply(
+        store, accepted, payload, GoalCompleted(**envelope(3), result="r", iterations=1, score=1.0)
+    )
+
+    assert applied == 2
+    assert store.last_seq() == 3
+    [(seq, kept, why)] = store.connection.execute("SELECT * FROM undecodable_events").fetchall()
+    assert (seq, kept) == (2, payload)
+    assert error in why
+    assert one(store, "SELECT status FROM goals") == ("completed",)
+
+
+def test_an_unknown_event_type_still_reaches_events_and_its_goal(store: ProjectionStore) -> None:
+    apply(store, accepted, b'{"type": "goal_paused", "goal_id": "g-1", "event_id": "e-9"}')
+
+    assert one(store, "SELECT type, summary FROM events WHERE stream_seq = 2") == (
+        "goal_paused",
+        "goal_paused",
+    )
+    assert one(store, "SELECT status, last_seq FROM goals") == ("running", 2)
