@@ -181,7 +181,7 @@ def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} seq"),
+        TextColumn("{task.fields[position]}"),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         console=out,
@@ -203,11 +203,16 @@ async def _replay_to_file(
     nc = await connect(settings, "agora-replay")
     try:
         with _progress() as bar, ProjectionStore.open(path, locked=False) as store:
-            task = bar.add_task("replaying", total=None, rate="")
+            task = bar.add_task("replaying", total=None, rate="", position="")
 
             def show(p: ReplayProgress) -> None:
-                rate = f"{p.events_per_s:,.0f} events/s"
-                bar.update(task, completed=p.at_seq, total=p.target_seq, rate=rate)
+                bar.update(
+                    task,
+                    completed=p.at_seq,
+                    total=p.target_seq,
+                    rate=f"{p.events_per_s:,.0f} events/s",
+                    position=f"seq {p.at_seq:,}/{p.target_seq:,}",
+                )
 
             final = await replay_into(
                 store, nc, until_seq=until_seq, until_time=until, goal_id=goal_id, on_progress=show
@@ -232,14 +237,14 @@ async def _rebuild_live(settings: Settings) -> None:
         await projector_status(nc, "rebuild")
         started = time.perf_counter()
         with _progress() as bar:
-            task = bar.add_task("rebuilding", total=target, rate="")
+            task = bar.add_task("rebuilding", total=target, rate="", position="")
             while True:
                 status = await projector_status(nc)
                 seq = int(str(status["last_seq"]))
                 if not status.get("rebuilding") and seq >= target:
                     break
                 rate = f"{seq / max(time.perf_counter() - started, 1e-9):,.0f} events/s"
-                bar.update(task, completed=seq, rate=rate)
+                bar.update(task, completed=seq, rate=rate, position=f"seq {seq:,}/{target:,}")
                 await asyncio.sleep(0.2)  # the progress bar's refresh rate
             bar.update(task, completed=target)
     finally:

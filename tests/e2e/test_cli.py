@@ -120,3 +120,98 @@ def test_up_then_goal_wait_follows_the_goal_to_completion(
     )
     assert failing.returncode == 1
     assert "goal_failed" in failing.stdout
+
+
+@pytest.mark.slow
+def test_query_goals_trajectory_replay_export_time_travel(
+    running_platform: dict[str, str], tmp_path: Path
+) -> None:
+    env = running_platform
+    for n in (1, 2):
+        done = _agora(
+            "goal",
+            f"compute {n}+{n}",
+            "--goal-id",
+            f"cli-{n}",
+            "--expect",
+            str(2 * n),
+            "--wait",
+            env=env,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    # The projector catches up within moments; ask until it has both goals.
+    deadline = time.monotonic() + 30
+    while True:
+        counted = _agora(
+            "query",
+            "SELECT count(*) AS n FROM goals WHERE status = 'completed'",
+            "--format",
+            "json",
+            env=env,
+        )
+        assert counted.returncode == 0, counted.stderr
+        if json.loads(counted.stdout) == [{"n": 2}]:
+            break
+        assert time.monotonic() < deadline, counted.stdout
+        time.sleep(0.1)
+
+    listed = _agora("goals", "--format", "csv", env=env)
+    assert listed.returncode == 0
+    assert "cli-1" in listed.stdout
+    assert "completed" in listed.stdout
+
+    timeline = _agora("trajectory", "cli-2", "--format", "json", env=env)
+    steps = json.loads(timeline.stdout)
+    assert steps[0]["type"] == "goal_accepted"
+    assert steps[-1]["type"] == "goal_completed"
+    assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+
+    refused = _agora("query", "DROP TABLE goals", env=env)
+    assert refused.returncode == 2
+    assert "DROP statements are not allowed" in refused.stderr
+
+    # Time travel: as of the first goal's last event, the second goal does not exist yet.
+    first_end = _agora(
+        "query",
+        "SELECT max(stream_seq) AS s FROM events WHERE goal_id = 'cli-1'",
+        "--format",
+        "json",
+        env=env,
+    )
+    as_of = json.loads(first_end.stdout)[0]["s"]
+    then = _agora(
+        "query",
+        "SELECT goal_id FROM goals ORDER BY goal_id",
+        "--as-of-seq",
+        str(as_of),
+        "--format",
+        "json",
+        env=env,
+    )
+    assert then.returncode == 0, then.stderr
+    assert json.loads(then.stdout) == [{"goal_id": "cli-1"}]
+
+    rebuilt = tmp_path / "copy.duckdb"
+    replayed = _agora("replay", "--to", str(rebuilt), env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    import duckdb
+
+    with duckdb.connect(str(rebuilt), read_only=True) as db:
+        assert db.execute("SELECT count(*) FROM goals").fetchone() == (2,)
+    again = _agora("replay", "--to", str(rebuilt), env=env)
+    assert again.returncode == 2
+    assert "--force" in again.stderr
+
+    exported = _agora("export", "--parquet", str(tmp_path / "parquet"), env=env)
+    assert exported.returncode == 0, exported.stderr
+    with duckdb.connect() as db:
+        rows = db.execute(
+            f"SELECT count(*) FROM read_parquet('{tmp_path / 'parquet' / 'tasks.parquet'}')"
+        ).fetchone()
+    assert rows == (2,)
+
+    live = _agora("replay", "--rebuild", env=env)
+    assert live.returncode == 0, live.stdout + live.stderr
+    recounted = _agora("query", "SELECT count(*) AS n FROM goals", "--format", "json", env=env)
+    assert json.loads(recounted.stdout) == [{"n": 2}]
