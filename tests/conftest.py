@@ -94,6 +94,18 @@ async def platform(settings: Settings) -> AsyncIterator[InProcessPlatform]:
     await running.stop()
 
 
+AGENTS = ("planner", "executor", "memory", "evaluator")
+
+
+@pytest.fixture
+async def agents(settings: Settings) -> AsyncIterator[InProcessPlatform]:
+    """The four agent services without the projector (tests that run it as a process)."""
+    running = InProcessPlatform(settings)
+    running.start(*AGENTS)
+    yield running
+    await running.stop()
+
+
 @pytest.fixture
 def spawn_service(settings: Settings) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start a service as its own OS process (for kill tests)."""

@@ -57,6 +57,12 @@ async def _rebuilt_checksums(
         return {view: store.checksums()[view] for view in VIEWS_CHECKED}
 
 
+def _stop(projector: Popen[bytes]) -> None:
+    """SIGTERM: the projector drains and closes its database cleanly."""
+    projector.terminate()
+    assert projector.wait(15) == 0
+
+
 def _file_checksums(path: Path) -> dict[str, str]:
     with ProjectionStore.open(path) as store:
         return {view: store.checksums()[view] for view in VIEWS_CHECKED}
@@ -138,14 +144,11 @@ async def test_projector_sigkilled_mid_batch_loses_and_doubles_nothing(
     settings: Settings,
     nc: NatsClient,
     client: AgoraClient,
+    agents: InProcessPlatform,
     spawn_service: Callable[..., Popen[bytes]],
 ) -> None:
-    platform = InProcessPlatform(settings)
-    platform.start("planner", "executor", "memory", "evaluator")
-    try:
-        await _submit_and_finish(client, nc, range(150))
-    finally:
-        await platform.stop()
+    await _submit_and_finish(client, nc, range(150))
+    await agents.stop()
     target = await stream_last_seq(nc, "AGORA_EVENTS")
     db = database_path(settings)
 
@@ -157,8 +160,7 @@ async def test_projector_sigkilled_mid_batch_loses_and_doubles_nothing(
     assert any(0 < seq < target for seq in killed_at), f"no kill mid-backlog: {killed_at}"
     projector = spawn_service("projector")
     assert await projector_caught_up(nc) == target
-    projector.terminate()
-    assert projector.wait(15) == 0
+    _stop(projector)
 
     live = _file_checksums(db)
     rebuilt = await _rebuilt_checksums(nc, tmp_path / "rebuilt.duckdb")
@@ -172,20 +174,15 @@ async def test_rebuilds_are_identical_and_until_seq_equals_the_live_state_then(
     settings: Settings,
     nc: NatsClient,
     client: AgoraClient,
+    agents: InProcessPlatform,
     spawn_service: Callable[..., Popen[bytes]],
 ) -> None:
-    platform = InProcessPlatform(settings)
-    platform.start("planner", "executor", "memory", "evaluator")
-    try:
-        await _submit_and_finish(client, nc, range(20))
-        projector = spawn_service("projector")
-        at_n = await projector_caught_up(nc)
-        projector.terminate()
-        assert projector.wait(15) == 0
-        live_at_n = _file_checksums(database_path(settings))
-        await _submit_and_finish(client, nc, range(20, 40))
-    finally:
-        await platform.stop()
+    await _submit_and_finish(client, nc, range(20))
+    projector = spawn_service("projector")
+    at_n = await projector_caught_up(nc)
+    _stop(projector)
+    live_at_n = _file_checksums(database_path(settings))
+    await _submit_and_finish(client, nc, range(20, 40))
     assert await stream_last_seq(nc, "AGORA_EVENTS") > at_n
 
     first = await _rebuilt_checksums(nc, tmp_path / "one.duckdb")
