@@ -9,17 +9,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from bench import scenarios
 from bench.harness import Row, describe_machine, print_table, save
 from bench.rebuild import run_rebuild
 
-SCENARIOS = ("rebuild",)
+SCENARIOS = ("throughput", "latency", "step", "inflight", "rebuild")
 
 
-async def _run(names: list[str], events: int) -> list[Row]:
+async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     for name in names:
-        if name == "rebuild":
-            rows += await run_rebuild(events)
+        if name == "throughput":
+            for durability in ("os", "fsync"):
+                for in_flight in (100, 1000):
+                    rows += await scenarios.throughput(durability, in_flight, args.goals)
+        elif name == "latency":
+            rows += await scenarios.latency(args.latency_goals)
+        elif name == "step":
+            rows += await scenarios.step_overhead(args.latency_goals // 2)
+        elif name == "inflight":
+            rows += await scenarios.in_flight(args.in_flight)
+        elif name == "rebuild":
+            rows += await run_rebuild(args.events)
     return rows
 
 
@@ -29,6 +40,9 @@ def main() -> None:
         "scenarios", nargs="*", help=f"some of {', '.join(SCENARIOS)} (default: all)"
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="rebuild: events replayed")
+    parser.add_argument("--goals", type=int, default=3000, help="throughput: goals per run")
+    parser.add_argument("--latency-goals", type=int, default=200, help="latency: goals")
+    parser.add_argument("--in-flight", type=int, default=10_000, help="inflight: goals at once")
     args = parser.parse_args()
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
@@ -38,9 +52,9 @@ def main() -> None:
     try:
         import uvloop
 
-        rows = uvloop.run(_run(args.scenarios or list(SCENARIOS), args.events))
+        rows = uvloop.run(_run(args.scenarios or list(SCENARIOS), args))
     except ImportError:  # pragma: no cover
-        rows = asyncio.run(_run(args.scenarios or list(SCENARIOS), args.events))
+        rows = asyncio.run(_run(args.scenarios or list(SCENARIOS), args))
     save(rows, describe_machine())
     print_table(rows)
     print("results written to bench/results.json")
