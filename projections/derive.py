@@ -1,16 +1,24 @@
 """Every read model derived from a batch of raw events with set-based SQL, no Python per event.
 
 ``ProjectionStore.apply_raw`` registers the batch as the Arrow table ``_raw_batch``
-(``stream_seq BIGINT, payload BLOB``) and runs, in one transaction:
+(``stream_seq BIGINT, payload BLOB``) and, in one transaction, with ``$last_seq`` the checkpoint
+before the batch (so ``stream_seq > $last_seq`` is exactly the batch's new events):
 
-1. ``STAGE_BATCH``: each payload new to the store (``stream_seq > $last_seq``) is decoded and
-   parsed ONCE into the temporary table ``_batch``, one column per event field (NULL where an
-   event type has no such field). JSON parsing is the dominant cost, so it happens only here.
-2. One statement per table, each a pure function of ``_batch`` and the table's current rows:
-   ``WRITE_UNDECODABLE``, ``WRITE_EVENTS``, ``UPSERT_GOALS``, ``UPSERT_TASKS``,
-   ``INSERT_FACTS``. Upserts first aggregate the batch per key (latest non-NULL value by stream
-   order, ``max`` for counters, earliest for start times), because DuckDB cannot update one row
-   twice in a statement, then merge with the stored row by the same rules.
+1. ``PARSE_BATCH`` decodes and parses each new payload ONCE into the fields some table needs
+   (NULL where an event type has no such field). Its result is fetched as Arrow and registered
+   as ``_batch``: JSON parsing dominates, and a DuckDB temporary table to hold the parsed
+   fields cost more than the parsing itself (Arrow, in vector-sized record batches, costs a
+   fraction and is read back on every core).
+2. One statement per table, each a pure function of ``_batch`` and the table's current rows,
+   each reading only the columns and event types it needs: ``WRITE_EVENTS``, ``UPSERT_GOALS``,
+   ``UPSERT_TASKS``, ``INSERT_FACTS``, and ``WRITE_UNDECODABLE`` only when the batch held
+   payloads that are not events. Upserts first aggregate the batch per key (latest non-NULL
+   value by stream order, ``max`` for counters, earliest for start times), because DuckDB
+   cannot update one row twice in a statement, then merge with the stored row by the same
+   rules.
+
+The trajectory's human-readable ``summary`` is not written here at all: the ``trajectory``
+view works it out from the stored payload when it is read (``projections.schema``).
 """
 
 # ruff: noqa: S608  every statement is assembled from this module's constants, never from input
@@ -19,14 +27,12 @@ from __future__ import annotations
 
 import json
 
-from projections.summary_sql import SUMMARY_SQL
-
 __all__ = [
     "BATCH_TABLE",
     "DERIVATIONS",
     "INSERT_FACTS",
+    "PARSE_BATCH",
     "RAW_BATCH",
-    "STAGE_BATCH",
     "UPSERT_GOALS",
     "UPSERT_TASKS",
     "WRITE_EVENTS",
@@ -36,9 +42,9 @@ __all__ = [
 RAW_BATCH = "_raw_batch"
 BATCH_TABLE = "_batch"
 
-# Every field any event type carries that some read model shows, with its SQL type. Fields an
-# event lacks, or holds with an unusable type, parse as NULL. ``type`` and ``goal_id`` stay JSON
-# so that a non-string value can be told apart from a string (and the event refused).
+# Every field of any event type that some table stores, with its SQL type. Fields an event
+# lacks, or holds with an unusable type, parse as NULL. ``type`` and ``goal_id`` stay JSON so
+# that a non-string value can be told apart from a string (and the event refused).
 _FIELDS: dict[str, object] = {
     "type": "JSON",
     "goal_id": "JSON",
@@ -54,12 +60,6 @@ _FIELDS: dict[str, object] = {
     "iterations": "INTEGER",
     "score": "DOUBLE",
     "result": "VARCHAR",
-    "strategy": "VARCHAR",
-    "tasks": [{"task_id": "VARCHAR", "tool": "VARCHAR"}],
-    "feedback": "VARCHAR",
-    "verdict": "VARCHAR",
-    "k": "INTEGER",
-    "items": "JSON",
     "task_id": "VARCHAR",
     "description": "VARCHAR",
     "tool": "VARCHAR",
@@ -69,14 +69,11 @@ _FIELDS: dict[str, object] = {
     "attempts": "INTEGER",
     "output": "VARCHAR",
     "error": "VARCHAR",
-    "transient": "BOOLEAN",
     "duration_ms": "DOUBLE",
     "key": "VARCHAR",
     "kind": "VARCHAR",
     "source_event_id": "VARCHAR",
     "importance": "DOUBLE",
-    "model": "VARCHAR",
-    "purpose": "VARCHAR",
     "tokens_in": "BIGINT",
     "tokens_out": "BIGINT",
     "cost_usd": "DOUBLE",
@@ -88,17 +85,17 @@ _PLAIN_FIELDS = ",\n       ".join(
     f"doc.{name} AS {name}" for name in _FIELDS if name not in _ENVELOPE_SPECIAL
 )
 
-# ``try`` turns a malformed document into NULL instead of failing the batch; a document that is
-# valid JSON but not an object parses to all-NULL fields, so it fails the string checks below.
-STAGE_BATCH = f"""
-CREATE OR REPLACE TEMP TABLE {BATCH_TABLE} AS
-WITH decoded AS (
-    SELECT stream_seq, try(decode(payload)) AS json_text
-    FROM {RAW_BATCH}
-    WHERE stream_seq > $last_seq
-), parsed AS (
-    SELECT *, try(json_transform(json_text, '{json.dumps(_FIELDS)}')) AS doc
-    FROM decoded
+# ``try`` turns undecodable bytes or malformed JSON into NULL instead of failing the batch; a
+# document that is valid JSON but not an object parses to all-NULL fields, so it fails the
+# string checks below.
+PARSE_BATCH = f"""
+WITH parsed AS (
+    SELECT stream_seq, json_text, try(json_transform(json_text, '{json.dumps(_FIELDS)}')) AS doc
+    FROM (
+        SELECT stream_seq, try(decode(payload)) AS json_text
+        FROM {RAW_BATCH}
+        WHERE stream_seq > $last_seq
+    )
 )
 SELECT stream_seq, json_text,
        coalesce(json_type(doc.type) = 'VARCHAR' AND json_type(doc.goal_id) = 'VARCHAR', false)
@@ -116,8 +113,8 @@ SELECT stream_seq, json_text,
        {_PLAIN_FIELDS}
 FROM parsed"""
 
-# The reason is worked out only for the (rare) refused payloads, whose bytes are looked up
-# again in the raw batch: copying every payload into the staged table would cost far more.
+# Run only when the batch held refused payloads; their bytes are looked up again in the raw
+# batch rather than carried through ``_batch`` for every event.
 WRITE_UNDECODABLE = f"""
 INSERT INTO undecodable_events (stream_seq, payload, error)
 SELECT stream_seq, raw.payload,
@@ -135,13 +132,12 @@ _TASK_TYPES = (
     "'task_completed', 'task_failed'"
 )
 
-# The payload is the text received, byte for byte; the trajectory columns are NULL where they
+# The payload is the text received, byte for byte; the analytics columns are NULL where they
 # do not apply (duration of tool and task outcomes, latency and tokens of LLM answers).
 WRITE_EVENTS = f"""
 INSERT INTO events (stream_seq, event_id, goal_id, type, occurred_at, payload, producer,
-                    summary, duration_ms, tokens_in, tokens_out, cost_usd, tool)
+                    duration_ms, tokens_in, tokens_out, cost_usd, tool)
 SELECT stream_seq, event_id, goal_id, type, occurred_at, json_text, producer,
-       {SUMMARY_SQL},
        CASE
            WHEN type IN ('tool_returned', 'tool_failed', 'task_completed', 'task_failed')
                THEN duration_ms
@@ -289,10 +285,8 @@ WHERE decodable AND type = 'memory_stored' AND key IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY key ORDER BY stream_seq) = 1
 ON CONFLICT (key) DO NOTHING"""
 
-# Run in this order after STAGE_BATCH, inside the batch's transaction.
+# Run in this order after WRITE_EVENTS (and WRITE_UNDECODABLE), in the batch's transaction.
 DERIVATIONS: dict[str, str] = {
-    "undecodable_events": WRITE_UNDECODABLE,
-    "events": WRITE_EVENTS,
     "goals": UPSERT_GOALS,
     "tasks": UPSERT_TASKS,
     "facts": INSERT_FACTS,

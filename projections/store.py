@@ -25,12 +25,20 @@ import duckdb
 import pyarrow as pa
 
 from events.errors import AgoraError
-from projections.derive import DERIVATIONS, RAW_BATCH, STAGE_BATCH
+from projections.derive import (
+    BATCH_TABLE,
+    DERIVATIONS,
+    PARSE_BATCH,
+    RAW_BATCH,
+    WRITE_EVENTS,
+    WRITE_UNDECODABLE,
+)
 from projections.schema import CHECKPOINT_TABLE, CHECKSUM_VIEWS, DDL, SCHEMA_VERSION, TABLES, VIEWS
 
 __all__ = ["ProjectionStore", "ProjectionWriteError", "connection_config"]
 
 _CHECKPOINT_ID = 1
+_ARROW_CHUNK_ROWS = 2048  # DuckDB's vector size
 
 
 class ProjectionWriteError(AgoraError):
@@ -54,22 +62,27 @@ def connection_config(
 
 
 def _checksum_sql(view: str) -> str:
-    # md5 per row, then md5 over the sorted row hashes: independent of physical row order.
-    # The view name comes from schema.CHECKSUM_VIEWS, never from input.
-    rows = f"SELECT md5(CAST(to_json(r) AS VARCHAR)) AS h FROM {view} AS r"  # noqa: S608
-    digest = "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), ''))"
-    return f"{digest} FROM ({rows})"
+    # DuckDB's 64-bit hash of each whole row, combined by sum and xor: independent of row order
+    # without sorting a million row digests (an md5 per row, sorted, took ~3 s for 1M events;
+    # this takes 0.2 s). The hash is stable within one DuckDB version, which is what comparing
+    # a live store with a rebuild needs. The view name comes from schema.CHECKSUM_VIEWS.
+    rows = f"SELECT hash(r) AS h FROM {view} AS r"  # noqa: S608
+    digest = "printf('%x-%x', coalesce(sum(h), 0), coalesce(bit_xor(h), 0))"
+    return f"SELECT count(*), {digest} FROM ({rows})"  # noqa: S608
 
 
 def _raw_batch(seqs: Sequence[int], payloads: Sequence[bytes]) -> pa.Table:
     if len(seqs) != len(payloads):
         raise ValueError(f"{len(seqs)} stream sequences for {len(payloads)} payloads")
-    return pa.table(
+    table = pa.table(
         {
             "stream_seq": pa.array(seqs, type=pa.int64()),
             "payload": pa.array(payloads, type=pa.binary()),
         }
     )
+    # DuckDB scans an Arrow table one record batch per thread: in vector-sized batches the
+    # JSON parsing of one batch of events runs on every core.
+    return pa.Table.from_batches(table.to_batches(max_chunksize=_ARROW_CHUNK_ROWS))
 
 
 class ProjectionStore:
@@ -142,7 +155,7 @@ class ProjectionStore:
         batch = _raw_batch(seqs, payloads)
         last_seq = max(seqs)
         connection = self._connection
-        # Registered outside the transaction: unregistering inside an aborted one would fail
+        # Unregistered outside the transaction: unregistering inside an aborted one would fail
         # and hide the error that aborted it.
         connection.register(RAW_BATCH, batch)
         try:
@@ -160,6 +173,7 @@ class ProjectionStore:
                 raise
         finally:
             connection.unregister(RAW_BATCH)
+            connection.unregister(BATCH_TABLE)  # a no-op if the batch was never parsed
         return applied
 
     def _write(self, last_seq: int) -> int:
@@ -167,20 +181,36 @@ class ProjectionStore:
         stored_seq = self.last_seq()
         if last_seq <= stored_seq:
             return 0  # a replay of what is already stored
-        applied = 0
-        connection.execute(STAGE_BATCH, {"last_seq": stored_seq})
-        for table, statement in DERIVATIONS.items():
-            [(written,)] = connection.execute(statement).fetchall()
-            if table == "events":
-                applied = int(written)
+        parsed = connection.sql(PARSE_BATCH, params={"last_seq": stored_seq}).to_arrow_table(
+            _ARROW_CHUNK_ROWS
+        )
+        connection.register(BATCH_TABLE, parsed)  # unregistered by apply_raw, after the end
+        [(written,)] = connection.execute(WRITE_EVENTS).fetchall()
+        if written < parsed.num_rows:
+            connection.execute(WRITE_UNDECODABLE)
+        for statement in DERIVATIONS.values():
+            connection.execute(statement)
         connection.execute(
             f"UPDATE {CHECKPOINT_TABLE} SET last_seq = greatest(last_seq, ?) WHERE id = ?",  # noqa: S608
             [last_seq, _CHECKPOINT_ID],
         )
-        return applied
+        return int(written)
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file now.
+
+        DuckDB does this by itself inside the commit that makes the log outgrow
+        ``checkpoint_threshold``; calling it while the stream is idle (or after a rebuild)
+        keeps that pause out of a later batch and leaves no log to replay on the next start.
+        Committed batches are durable either way.
+        """
+        try:
+            self._connection.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            raise ProjectionWriteError(f"could not checkpoint the projections: {exc}") from exc
 
     def checksums(self) -> dict[str, str]:
-        """``"<rows>:<md5>"`` per user-facing view, independent of row order.
+        """``"<rows>:<digest>"`` per user-facing view, independent of row order.
 
         Two stores that applied the same events, however batched, have equal checksums.
         """

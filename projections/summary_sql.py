@@ -1,13 +1,22 @@
 """``events.summary.summarize`` as one SQL expression, so DuckDB writes the trajectory lines.
 
-The expression reads the columns of the staged batch (``projections.derive``) and must give
+The ``trajectory`` view evaluates it at query time over the stored payload (``type`` is the
+event's type column, every other field is read from ``doc``, the payload parsed with
+``SUMMARY_FIELDS``), so writing a batch never pays for a line only a human reads. It must give
 exactly the string ``summarize`` gives for the same event; a unit test runs every event type
 through both. Keep the two in step: change one, change the other.
 """
 
 from __future__ import annotations
 
-__all__ = ["PYTHON_WHITESPACE", "SUMMARY_SQL", "clip_sql", "cut_sql"]
+__all__ = [
+    "PYTHON_WHITESPACE",
+    "SUMMARY_DOC",
+    "SUMMARY_FIELDS",
+    "SUMMARY_SQL",
+    "clip_sql",
+    "cut_sql",
+]
 
 # Exactly the characters ``str.isspace`` accepts, i.e. what ``str.split()`` splits on (a test
 # checks this against every code point). RE2's ``\s`` knows only six of them.
@@ -37,58 +46,110 @@ def _text(expr: str) -> str:
     return f"CAST({expr} AS VARCHAR)"
 
 
+# The event's own fields, parsed from its stored payload by whoever evaluates the expression
+# (the ``trajectory`` view): ``doc`` is ``json_transform(payload, SUMMARY_FIELDS)``.
+SUMMARY_FIELDS: dict[str, object] = {
+    "text": "VARCHAR",
+    "reason": "VARCHAR",
+    "k": "INTEGER",
+    "items": "JSON",
+    "iteration": "INTEGER",
+    "iterations": "INTEGER",
+    "strategy": "VARCHAR",
+    "tasks": [{"task_id": "VARCHAR", "tool": "VARCHAR"}],
+    "feedback": "VARCHAR",
+    "task_id": "VARCHAR",
+    "tool": "VARCHAR",
+    "args": "JSON",
+    "attempt": "INTEGER",
+    "attempts": "INTEGER",
+    "output": "VARCHAR",
+    "error": "VARCHAR",
+    "transient": "BOOLEAN",
+    "duration_ms": "DOUBLE",
+    "key": "VARCHAR",
+    "model": "VARCHAR",
+    "purpose": "VARCHAR",
+    "tokens_in": "BIGINT",
+    "tokens_out": "BIGINT",
+    "result": "VARCHAR",
+    "verdict": "VARCHAR",
+    "score": "DOUBLE",
+}
+SUMMARY_DOC = "doc"
+
+
+def _f(field: str) -> str:
+    """The payload field ``field`` (one of ``SUMMARY_FIELDS``)."""
+    return f"{SUMMARY_DOC}.{field}"
+
+
+def _json_length(expr: str) -> str:
+    return f"json_array_length({expr})"
+
+
+def _or(expr: str, default: str) -> str:
+    return f"coalesce({expr}, {default})"
+
+
 _DESCRIPTIONS: dict[str, str] = {
-    "goal_accepted": f"'accepted: ' || {clip_sql('text', 60)}",
-    "goal_rejected": f"'rejected: ' || {clip_sql('reason', 100)}",
-    "context_requested": f"'asked memory for context (k=' || {_text('coalesce(k, 5)')} || ')'",
+    "goal_accepted": f"'accepted: ' || {clip_sql(_f('text'), 60)}",
+    "goal_rejected": f"'rejected: ' || {clip_sql(_f('reason'), 100)}",
+    "context_requested": (f"'asked memory for context (k=' || {_text(_or(_f('k'), '5'))} || ')'"),
     "context_provided": (
-        f"{_text('coalesce(json_array_length(items), 0)')} || ' memory item(s) provided'"
+        f"{_text(_or(_json_length(_f('items')), '0'))} || ' memory item(s) provided'"
     ),
     "plan_created": (
-        f"'plan #' || {_text('iteration')} || ' (' || strategy || '): ' || "
-        "array_to_string(list_transform(tasks, lambda t: t.task_id || ':' || t.tool), ', ')"
+        f"'plan #' || {_text(_f('iteration'))} || ' (' || {_f('strategy')} || '): ' || "
+        f"array_to_string(list_transform({_f('tasks')}, lambda t: t.task_id || ':' || t.tool), "
+        "', ')"
     ),
     "plan_revised": (
-        f"'plan #' || {_text('iteration')} || ' revised after: ' || {clip_sql('feedback', 60)}"
+        f"'plan #' || {_text(_f('iteration'))} || ' revised after: ' || "
+        f"{clip_sql(_f('feedback'), 60)}"
     ),
-    "task_scheduled": f"task_id || ' scheduled: ' || tool || ' ' || {clip_sql('args', 50)}",
-    "task_started": f"task_id || ' started (attempt ' || {_text('attempt')} || ')'",
+    "task_scheduled": (
+        f"{_f('task_id')} || ' scheduled: ' || {_f('tool')} || ' ' || {clip_sql(_f('args'), 50)}"
+    ),
+    "task_started": f"{_f('task_id')} || ' started (attempt ' || {_text(_f('attempt'))} || ')'",
     "tool_called": (
-        f"task_id || ' → ' || tool || '(' || {clip_sql('args', 50)} || ') attempt ' || "
-        f"{_text('attempt')}"
+        f"{_f('task_id')} || ' → ' || {_f('tool')} || '(' || {clip_sql(_f('args'), 50)} || "
+        f"') attempt ' || {_text(_f('attempt'))}"
     ),
     "tool_returned": (
-        f"task_id || ' ← ' || {clip_sql('output', 60)} || "
-        "' (' || printf('%.1f', duration_ms) || ' ms)'"
+        f"{_f('task_id')} || ' ← ' || {clip_sql(_f('output'), 60)} || "
+        f"' (' || printf('%.1f', {_f('duration_ms')}) || ' ms)'"
     ),
     "tool_failed": (
-        "task_id || ' ✗ ' || CASE WHEN transient THEN 'transient' ELSE 'permanent' END || "
-        f"': ' || {clip_sql('error', 60)}"
+        f"{_f('task_id')} || ' ✗ ' || "
+        f"CASE WHEN {_f('transient')} THEN 'transient' ELSE 'permanent' END || "
+        f"': ' || {clip_sql(_f('error'), 60)}"
     ),
-    "task_completed": f"task_id || ' completed: ' || {clip_sql('output', 60)}",
+    "task_completed": f"{_f('task_id')} || ' completed: ' || {clip_sql(_f('output'), 60)}",
     "task_failed": (
-        f"task_id || ' failed after ' || {_text('attempts')} || ' attempt(s): ' || "
-        f"{clip_sql('error', 60)}"
+        f"{_f('task_id')} || ' failed after ' || {_text(_f('attempts'))} || ' attempt(s): ' || "
+        f"{clip_sql(_f('error'), 60)}"
     ),
-    "memory_stored": "'remembered ' || key",
-    "llm_requested": "'asked ' || model || ' (' || purpose || ')'",
+    "memory_stored": f"'remembered ' || {_f('key')}",
+    "llm_requested": f"'asked ' || {_f('model')} || ' (' || {_f('purpose')} || ')'",
     "llm_responded": (
-        f"model || ' answered (' || {_text('coalesce(tokens_in, 0)')} || '→' || "
-        f"{_text('coalesce(tokens_out, 0)')} || ' tokens)'"
+        f"{_f('model')} || ' answered (' || {_text(_or(_f('tokens_in'), '0'))} || '→' || "
+        f"{_text(_or(_f('tokens_out'), '0'))} || ' tokens)'"
     ),
     "evaluation_requested": (
-        f"'evaluate iteration ' || {_text('iteration')} || ': ' || {clip_sql('result', 50)}"
+        f"'evaluate iteration ' || {_text(_f('iteration'))} || ': ' || {clip_sql(_f('result'), 50)}"
     ),
     "evaluation_completed": (
-        f"verdict || ' (score ' || printf('%.2f', score) || '): ' || {clip_sql('feedback', 60)}"
+        f"{_f('verdict')} || ' (score ' || printf('%.2f', {_f('score')}) || '): ' || "
+        f"{clip_sql(_f('feedback'), 60)}"
     ),
     "goal_completed": (
-        f"'completed after ' || {_text('iterations')} || ' iteration(s): ' || "
-        f"{clip_sql('result', 60)}"
+        f"'completed after ' || {_text(_f('iterations'))} || ' iteration(s): ' || "
+        f"{clip_sql(_f('result'), 60)}"
     ),
     "goal_failed": (
-        f"'failed after ' || {_text('iterations')} || ' iteration(s): ' || "
-        f"{clip_sql('reason', 100)}"
+        f"'failed after ' || {_text(_f('iterations'))} || ' iteration(s): ' || "
+        f"{clip_sql(_f('reason'), 100)}"
     ),
 }
 

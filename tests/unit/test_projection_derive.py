@@ -301,7 +301,7 @@ def test_undecodable_payloads_are_kept_aside(
 def test_an_unknown_event_type_still_reaches_events_and_its_goal(store: ProjectionStore) -> None:
     apply(store, accepted, b'{"type": "goal_paused", "goal_id": "g-1", "event_id": "e-9"}')
 
-    assert one(store, "SELECT type, summary FROM events WHERE stream_seq = 2") == (
+    assert one(store, "SELECT type, summary FROM trajectory WHERE stream_seq = 2") == (
         "goal_paused",
         "goal_paused",
     )

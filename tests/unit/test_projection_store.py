@@ -414,6 +414,25 @@ def test_a_file_store_keeps_rows_and_checkpoint_across_reopening(tmp_path: Path)
         assert reopened.checksums() == expected
 
 
+def test_checkpoint_moves_the_log_into_the_file_and_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "projections.duckdb"
+    wal = tmp_path / "projections.duckdb.wal"
+    log = two_goals_interleaved()
+    with ProjectionStore.open(path) as store:
+        write(store, log, size=5)
+        expected = store.checksums()
+        assert wal.exists()
+        assert wal.stat().st_size > 0  # the committed batches are in the log until then
+
+        store.checkpoint()
+
+        assert not wal.exists() or wal.stat().st_size == 0
+        assert store.checksums() == expected
+    with ProjectionStore.open(path) as reopened:
+        assert reopened.last_seq() == len(log.events)
+        assert reopened.checksums() == expected
+
+
 def test_reset_empties_everything(store: ProjectionStore) -> None:
     write(store, two_goals_interleaved())
 

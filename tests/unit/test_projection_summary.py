@@ -157,7 +157,7 @@ def test_sql_summaries_equal_the_python_ones_for_every_event() -> None:
     with ProjectionStore.open(":memory:") as store:
         store.apply_raw(range(1, len(payloads) + 1), payloads)
         in_sql = store.connection.execute(
-            "SELECT summary FROM events ORDER BY stream_seq"
+            "SELECT summary FROM trajectory ORDER BY stream_seq"
         ).fetchall()
 
     # Python summarises what a consumer decodes, so both sides see the same bytes.
@@ -174,7 +174,7 @@ def test_an_unknown_event_type_is_summarised_by_its_type() -> None:
     payload = b'{"type": "goal_paused", "goal_id": "g-1", "event_id": "e-1"}'
     with ProjectionStore.open(":memory:") as store:
         store.apply_raw([1], [payload])
-        [(summary,)] = store.connection.execute("SELECT summary FROM events").fetchall()
+        [(summary,)] = store.connection.execute("SELECT summary FROM trajectory").fetchall()
 
     assert summary == "goal_paused"
 
