@@ -1,6 +1,7 @@
 """The one consume loop every service runs.
 
-Durable pull consumer, bounded concurrency, per-key ordering (a goal's events are handled one at a
+Durable pull consumer (pull requests kept outstanding, each message handled as it arrives),
+bounded concurrency, per-key ordering (a goal's events are handled one at a
 time, in stream order, while different goals run in parallel), ack only after the handler returned
 (which means every output was durably published), nak with backoff on failure, DLQ + term for
 undecodable input or too many deliveries, in-progress heartbeats for long handlers, and a graceful
@@ -15,15 +16,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
-import nats.errors
 import structlog
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from events.errors import DecodeError
 from events.subjects import goal_id_from_subject
 from infra.dlq import DeadLetterQueue
 from infra.logging import get_logger
+from infra.pull import PullRequests
 from infra.streams import ConsumerSpec
 
 __all__ = ["ConsumeLoop", "Delivery", "Handler", "retry_delay_s"]
@@ -75,7 +76,7 @@ def no_ordering(_: Delivery) -> Hashable | None:
 
 @dataclass
 class ConsumeLoop:
-    js: JetStreamContext
+    nc: NatsClient
     spec: ConsumerSpec
     handler: Handler
     concurrency: int = 64
@@ -83,40 +84,49 @@ class ConsumeLoop:
     ack_wait_s: float = 30.0
     drain_timeout_s: float = 10.0
     ordering_key: OrderingKey = no_ordering
-    fetch_timeout_s: float = 1.0
-    fetch_batch: int = 256
+    # How long each pull request stays open at the server; also bounds shutdown's wait.
+    pull_expires_s: float = 2.0
     _in_flight: int = 0
     _room: asyncio.Event = field(default_factory=asyncio.Event)
     _lanes: dict[Hashable, deque[Delivery]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _dlq: DeadLetterQueue | None = None
+    _stopping: bool = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._dlq = DeadLetterQueue(self.js, self.spec.durable)
-        sub = await self.js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream)
+        self._dlq = DeadLetterQueue(self.nc.jetstream(), self.spec.durable)
+        self._stopping = False
+        pulls = PullRequests(
+            self.nc,
+            self.spec.stream,
+            self.spec.durable,
+            self._arrived,
+            expires_s=self.pull_expires_s,
+        )
+        await pulls.open()
         log.info("consuming", stream=self.spec.stream, consumer=self.spec.durable)
         try:
             while not stop.is_set():
-                room = self.concurrency - self._in_flight
-                if room <= 0:
-                    self._room.clear()
-                    await _first_of(self._room.wait(), stop.wait())
-                    continue
-                try:
-                    msgs = await sub.fetch(
-                        batch=min(room, self.fetch_batch), timeout=self.fetch_timeout_s
-                    )
-                except (nats.errors.TimeoutError, TimeoutError):
-                    continue  # nothing to do for now; look at the stop flag again
-                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                    await _first_of(asyncio.sleep(self.fetch_timeout_s), stop.wait())
-                    continue
-                for msg in msgs:
-                    self._dispatch(Delivery.of(msg))
+                await pulls.top_up(self.concurrency - self._in_flight)
+                self._room.clear()
+                await _first_of(
+                    self._room.wait(), stop.wait(), asyncio.sleep(self.pull_expires_s / 2)
+                )
         finally:
+            self._stopping = True
             await self._drain()
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            # Requests still open at the server may yet deliver: hand those back (nak) until
+            # they have expired, so no message waits out an ack wait in a dead request.
+            if pulls.outstanding:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(pulls.settled.wait(), self.pull_expires_s + 0.5)
+            await pulls.close()
+
+    def _arrived(self, msg: Msg) -> None:
+        if self._stopping:
+            self._spawn(_quietly(msg.nak()))
+            return
+        self._dispatch(Delivery.of(msg))
 
     def _dispatch(self, delivery: Delivery) -> None:
         self._in_flight += 1

@@ -123,7 +123,7 @@ async def run_service(
             await parts.on_start()
         loops = [
             ConsumeLoop(
-                js=js,
+                nc=nc,
                 spec=sub.spec,
                 handler=sub.handler,
                 concurrency=sub.concurrency,

@@ -117,11 +117,9 @@ async def running(loop: ConsumeLoop) -> AsyncIterator[Running]:
             await run.stop_and_wait()
 
 
-def loop_for(
-    js: JetStreamContext, spec: ConsumerSpec, handler: Handler, **options: Any
-) -> ConsumeLoop:
-    # A short fetch timeout only makes stop() quicker to notice; it changes no semantics.
-    return ConsumeLoop(js=js, spec=spec, handler=handler, fetch_timeout_s=0.2, **options)
+def loop_for(nc: NatsClient, spec: ConsumerSpec, handler: Handler, **options: Any) -> ConsumeLoop:
+    # Short-lived pull requests only make stop() quicker; they change no semantics.
+    return ConsumeLoop(nc=nc, spec=spec, handler=handler, pull_expires_s=0.5, **options)
 
 
 def holds(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
@@ -143,7 +141,7 @@ async def test_a_handled_message_is_acked(nc: NatsClient, settings: Settings) ->
         seen.enter(delivery)
         seen.leave(delivery, ok=True)
 
-    async with running(loop_for(js, spec, handle)):
+    async with running(loop_for(nc, spec, handle)):
         await wait_until(lambda: settled(js, spec), timeout_s=5, what="every message acked")
 
     assert sorted(seen.handled) == seqs
@@ -167,7 +165,7 @@ async def test_a_transient_failure_is_retried_until_it_succeeds_once(
             raise RuntimeError(f"transient failure on delivery {delivery.num_delivered}")
         seen.leave(delivery, ok=True)
 
-    async with running(loop_for(js, spec, fail_twice, max_deliver=5)):
+    async with running(loop_for(nc, spec, fail_twice, max_deliver=5)):
         await wait_until(lambda: settled(js, spec), timeout_s=5, what="the retried message acked")
 
     assert seen.deliveries_of(seq) == [1, 2, 3]
@@ -196,7 +194,7 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliver_and_others_go
     async def dead_lettered_and_settled() -> bool:
         return len(await dead_letters(js, spec.durable)) == 1 and await settled(js, spec)
 
-    async with running(loop_for(js, spec, reject_poison, max_deliver=3)) as run:
+    async with running(loop_for(nc, spec, reject_poison, max_deliver=3)) as run:
         await wait_until(dead_lettered_and_settled, timeout_s=8, what="the poison dead-lettered")
         # Termed, not nak'd: a nak'd message would still count as pending acknowledgement.
         assert (await js.consumer_info(spec.stream, spec.durable)).num_ack_pending == 0
@@ -234,7 +232,7 @@ async def test_undecodable_input_is_dead_lettered_on_first_delivery(
     async def dead_lettered_and_settled() -> bool:
         return len(await dead_letters(js, spec.durable)) == 1 and await settled(js, spec)
 
-    async with running(loop_for(js, spec, refuse, max_deliver=5)):
+    async with running(loop_for(nc, spec, refuse, max_deliver=5)):
         await wait_until(dead_lettered_and_settled, timeout_s=5, what="a dead letter")
 
     assert seen.entered == [(seq, 1)]
@@ -275,7 +273,7 @@ async def test_each_goal_is_handled_in_stream_order_while_goals_overlap(
         active_per_goal[goal] -= 1
         seen.leave(delivery, ok=True)
 
-    loop = loop_for(js, spec, record_slowly, concurrency=16, ordering_key=goal_of)
+    loop = loop_for(nc, spec, record_slowly, concurrency=16, ordering_key=goal_of)
     async with running(loop):
         await wait_until(lambda: settled(js, spec), timeout_s=8, what="all 60 messages acked")
 
@@ -299,7 +297,7 @@ async def test_no_more_handlers_run_at_once_than_the_concurrency(
         await asyncio.sleep(0.02)
         seen.leave(delivery, ok=True)
 
-    async with running(loop_for(js, spec, slow, concurrency=4)):
+    async with running(loop_for(nc, spec, slow, concurrency=4)):
         await wait_until(lambda: settled(js, spec), timeout_s=8, what="all 40 messages acked")
 
     assert sorted(seen.handled) == seqs
@@ -320,7 +318,7 @@ async def test_a_long_handler_keeps_its_message_with_heartbeats(
         await asyncio.sleep(2.5)  # the slow work itself, 2.5 x the server's ack wait
         seen.leave(delivery, ok=True)
 
-    async with running(loop_for(js, spec, take_long, ack_wait_s=1.0)):
+    async with running(loop_for(nc, spec, take_long, ack_wait_s=1.0)):
         await wait_until(lambda: settled(js, spec), timeout_s=6, what="the long job acked")
 
     # A redelivery would have entered the handler again while the first run was still going.
@@ -343,7 +341,7 @@ async def test_stop_lets_in_flight_handlers_finish_and_a_restart_handles_the_res
         await asyncio.sleep(0.3)
         first.leave(delivery, ok=True)
 
-    loop = loop_for(js, spec, slow, concurrency=4, drain_timeout_s=2.0)
+    loop = loop_for(nc, spec, slow, concurrency=4, drain_timeout_s=2.0)
     async with running(loop) as run:
         await wait_until(holds(lambda: first.active == 4), timeout_s=5, what="4 handlers in flight")
         took_s = await run.stop_and_wait()
@@ -366,7 +364,7 @@ async def test_stop_lets_in_flight_handlers_finish_and_a_restart_handles_the_res
         second.enter(delivery)
         second.leave(delivery, ok=True)
 
-    async with running(loop_for(js, spec, quick, concurrency=4)):
+    async with running(loop_for(nc, spec, quick, concurrency=4)):
         await wait_until(lambda: settled(js, spec), timeout_s=5, what="the rest handled")
 
     assert sorted(first.handled + second.handled) == seqs
@@ -395,7 +393,7 @@ async def test_work_that_outlives_the_drain_is_handed_back_in_order(
         first.leave(delivery, ok=True)
 
     loop = loop_for(
-        js, spec, hang_on_stuck, ordering_key=goal_of, drain_timeout_s=0.5, ack_wait_s=30.0
+        nc, spec, hang_on_stuck, ordering_key=goal_of, drain_timeout_s=0.5, ack_wait_s=30.0
     )
     async with running(loop) as run:
         await wait_until(
@@ -416,7 +414,7 @@ async def test_work_that_outlives_the_drain_is_handed_back_in_order(
         order.append(delivery.stream_seq)
         second.leave(delivery, ok=True)
 
-    async with running(loop_for(js, spec, quick, ordering_key=goal_of, ack_wait_s=30.0)):
+    async with running(loop_for(nc, spec, quick, ordering_key=goal_of, ack_wait_s=30.0)):
         await wait_until(lambda: settled(js, spec), timeout_s=5, what="the handed-back work")
 
     assert order == stuck_goal
