@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.errors import NotFoundError
 
 from events.codec import decode_event, encode
-from events.errors import ConfigurationError
+from events.errors import AgoraError, ConfigurationError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
 from infra.embedded import running_server_url
@@ -64,26 +65,35 @@ async def connect(settings: Settings, name: str) -> NatsClient:
 class EventPublisher:
     """Appends events to AGORA_EVENTS, in order, each with ``Nats-Msg-Id`` = its event id.
 
-    Returns only once every publish is acknowledged by the stream, so the caller may then ack
-    its input. A duplicate (same id inside the window) is acknowledged as such and not stored.
+    All of one call's events are sent back to back and their acknowledgements awaited together:
+    one round trip instead of one per event. Order is kept, because the stream stores a
+    connection's messages in the order they were sent. The call returns only once every
+    event is acknowledged, so the caller may then ack its input. A duplicate (the same id
+    inside the window) is acknowledged as such and not stored.
     """
 
     js: JetStreamContext
     timeout_s: float = 10.0
 
     async def __call__(self, events: Sequence[Event]) -> list[PubAck]:
-        acks = []
-        for event in events:
-            acks.append(
-                await self.js.publish(
-                    event_subject(event.goal_id, event_type(event)),
-                    encode(event),
-                    timeout=self.timeout_s,
-                    stream=EVENTS_STREAM,
-                    headers={MSG_ID: event.event_id},
-                )
+        if not events:
+            return []
+        pending = [
+            await self.js.publish_async(
+                event_subject(event.goal_id, event_type(event)),
+                encode(event),
+                stream=EVENTS_STREAM,
+                headers={MSG_ID: event.event_id},
             )
-        return acks
+            for event in events
+        ]
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*pending), self.timeout_s))
+        except TimeoutError:
+            raise AgoraError(
+                f"the event stream did not acknowledge {len(events)} event(s) "
+                f"within {self.timeout_s}s"
+            ) from None
 
 
 async def read_events(
