@@ -1,10 +1,15 @@
-"""Reading a stream's raw messages in order, as fast as nats-py allows.
+"""Reading a stream's raw messages in order, as fast as the machine allows.
 
 The projector and replay read the whole event log. nats-py's JetStream consumer API manages
-~25-35k messages/s on this 2-core machine, while its core protocol layer reaches ~100k/s. So
-this reader talks to the JetStream API directly: one ephemeral ack-none consumer, one inbox
-subscription whose callback only appends, one pull request (``CONSUMER.MSG.NEXT``) per batch.
-The stream sequence and timestamp come from each message's reply subject.
+~25-35k messages/s on a 2-core machine; even its core layer spends most of a bulk read on
+its protocol parser and a ``Msg`` object (with parsed headers) per message. So this reader
+creates one ephemeral ack-none consumer through nats-py, and pulls from it (one
+``CONSUMER.MSG.NEXT`` request per batch) over its own plain TCP connection that speaks the
+NATS protocol just for this: see ``infra.nats_wire``. The stream sequence and timestamp of a
+message come from its reply subject.
+
+Servers that need TLS or credentials get the old path instead (an inbox subscription on the
+nats-py connection): doing TLS and every auth scheme again is not worth it for a read path.
 """
 
 from __future__ import annotations
@@ -12,34 +17,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Final, Protocol, cast
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
+from events.errors import AgoraError
 from infra.logging import get_logger
+from infra.nats_wire import (
+    PING,
+    PONG,
+    Control,
+    Deliveries,
+    FrameParser,
+    ProtocolError,
+    ServerError,
+    ServerInfo,
+    Status,
+    connect_line,
+    publish_line,
+    reply_position,
+    sub_line,
+)
 
-__all__ = ["RawBatch", "StreamReader", "reply_position", "stream_last_seq"]
+__all__ = [
+    "RawBatch",
+    "StreamReadError",
+    "StreamReader",
+    "reply_position",
+    "stream_last_seq",
+]
 
 log = get_logger("agora.stream_reader")
 
-STATUS = "Status"
-# 404: nothing (more) right now; 408: the request expired; 409: consumer gone or similar.
-_END_OF_REQUEST = {"404", "408"}
+# 404: nothing (more) right now; 408: the request expired. 100 is a heartbeat. Any other
+# status (409 consumer deleted, leadership change, ...) means the consumer must be recreated.
+_END_OF_REQUEST: Final = frozenset({404, 408})
+_HEARTBEAT: Final = 100
+_CONNECT_TIMEOUT_S: Final = 5.0
+# The most a pull waits for the server beyond its own expiry before the reader gives up on it.
+_ANSWER_GRACE_S: Final = 5.0
+# next_batch tries this many pulls (recovering in between) before it reports the stream broken.
+_PULL_ATTEMPTS: Final = 3
+_RETRY_PAUSE_S: Final = 0.25
+_fallback_reasons_logged: set[str] = set()
 
 
-def reply_position(reply: str) -> tuple[int, int, int]:
-    """(stream sequence, timestamp ns, pending) from a JetStream ack reply subject.
-
-    v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-    v2: $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>...
-    """
-    tokens = reply.split(".")
-    base = 5 if len(tokens) == 9 else 7
-    return int(tokens[base]), int(tokens[base + 2]), int(tokens[base + 3])
+class StreamReadError(AgoraError):
+    """The stream could not be read even after recreating the consumer and reconnecting."""
 
 
 @dataclass(slots=True)
@@ -61,6 +92,266 @@ class RawBatch:
         del self.seqs[count:], self.payloads[count:], self.timestamps_ns[count:]
 
 
+@dataclass(slots=True)
+class _Pulled:
+    """What one pull request brought, and how it ended."""
+
+    deliveries: Deliveries
+    full: bool = False  # the batch is complete: more may be waiting
+    broken: bool = False  # the consumer or the connection needs recreating
+
+
+class _Transport(Protocol):
+    # How many pull requests may be outstanding at once (answered in order).
+    pipeline: int
+
+    async def request(self, subject: str, body: bytes, wanted: int) -> None:
+        """Send one pull request for ``wanted`` messages (errors surface in ``collect``)."""
+
+    async def collect(self, timeout_s: float) -> _Pulled:
+        """The oldest outstanding request's messages, once it is full, ended or broken."""
+
+    async def close(self) -> None: ...
+
+
+def _wire_refusal(nc: NatsClient) -> str | None:
+    """Why the client's configuration rules out our own plain connection (None: it doesn't)."""
+    url = nc.connected_url
+    if url is None:
+        return "the nats-py client is not connected"
+    if url.scheme != "nats":
+        return f"the server URL scheme is {url.scheme}://, not nats://"
+    if nc.options.get("tls") is not None:
+        return "the nats-py client is configured for TLS"
+    # nats-py keeps whether any credential (user, token, nkey, creds file) was given here.
+    if getattr(nc, "_auth_configured", False) or url.username:
+        return "the nats-py client is configured with credentials"
+    return None
+
+
+def _log_fallback(reason: str) -> None:
+    if reason not in _fallback_reasons_logged:
+        _fallback_reasons_logged.add(reason)
+        log.info("stream_reader_uses_nats_py", reason=reason)
+
+
+class _WireRefusedError(Exception):
+    """The server wants what our plain connection does not do (TLS, auth): use nats-py."""
+
+
+class _SocketFeed(asyncio.Protocol):
+    """Feeds received bytes straight into the parser and wakes whoever waits for them.
+
+    It closes the socket as soon as the server does (a half-open socket would keep the
+    server's port busy across a restart) and remembers why, for the next read.
+    """
+
+    def __init__(self, parser: FrameParser) -> None:
+        self._parser = parser
+        self._arrived: asyncio.Future[None] | None = None
+        self.lost: Exception | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's does not subclass asyncio.Transport, hence the cast).
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._parser.feed(data)
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.lost = ConnectionResetError("the server closed the connection")
+        self._wake()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = self.lost or exc or ConnectionResetError("the connection was closed")
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
+    async def more(self) -> None:
+        """Wait until new bytes (or the end of the connection) arrive."""
+        if self.lost is not None:
+            raise self.lost
+        self._arrived = asyncio.get_running_loop().create_future()
+        await self._arrived
+        if self.lost is not None:
+            raise self.lost
+
+
+class _WireTransport:
+    """Our own TCP connection, subscribed to one inbox, that only sends pull requests.
+
+    Two requests are kept outstanding while batches come back full, so the server streams the
+    next batch while this process parses the previous one.
+    """
+
+    pipeline = 2
+
+    def __init__(self, inbox: str) -> None:
+        self._inbox = inbox
+        self._parser = FrameParser()
+        self._socket = _SocketFeed(self._parser)
+        self._wanted: deque[int] = deque()
+
+    @classmethod
+    async def open(cls, host: str, port: int, inbox: str, name: str) -> _WireTransport:
+        transport = cls(inbox)
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                loop = asyncio.get_running_loop()
+                await loop.create_connection(lambda: transport._socket, host, port)
+                await transport._handshake(name)
+        except BaseException:
+            await transport.close()
+            raise
+        return transport
+
+    def _write(self, data: bytes) -> None:
+        # Tiny writes go out at once; a dead socket shows up as a lost connection when reading.
+        if self._socket.transport is not None and not self._socket.transport.is_closing():
+            self._socket.transport.write(data)
+
+    async def _handshake(self, name: str) -> None:
+        info = await self._next_control()
+        if not isinstance(info, ServerInfo):
+            raise ProtocolError(f"the server did not start with INFO but {info!r}")
+        for requirement in ("tls_required", "auth_required"):
+            if info.info.get(requirement):
+                raise _WireRefusedError(f"the server says {requirement}")
+        if not info.info.get("headers"):
+            raise _WireRefusedError("the server does not support headers")
+        self._write(connect_line(name))
+        while (answer := await self._next_control()) is not PONG:
+            if isinstance(answer, ServerError):
+                raise _WireRefusedError(f"the server refused CONNECT: {answer.message}")
+        self._write(sub_line(self._inbox, 1))
+
+    async def _next_control(self) -> Control:
+        while (control := self._parser.parse()) is None:
+            await self._socket.more()
+        return control
+
+    async def request(self, subject: str, body: bytes, wanted: int) -> None:
+        self._wanted.append(wanted)
+        self._write(publish_line(subject, self._inbox, body))
+
+    async def collect(self, timeout_s: float) -> _Pulled:
+        parser = self._parser
+        pulled = _Pulled(Deliveries())
+        wanted = self._wanted.popleft()
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    control = parser.parse(wanted)
+                    if control is None:
+                        if parser.collected >= wanted:
+                            pulled.full = True
+                            break
+                        await self._socket.more()
+                    elif not self._request_goes_on(control):
+                        pulled.broken = not (
+                            isinstance(control, Status) and control.code in _END_OF_REQUEST
+                        )
+                        break
+        except (OSError, TimeoutError, ProtocolError) as exc:
+            # The server restarted, the request got lost or the bytes make no sense: what
+            # arrived is still good; the caller recreates the consumer and the connection.
+            log.warning("stream_reader_pull_failed", error=repr(exc))
+            pulled.broken = True
+        pulled.deliveries = parser.take()
+        return pulled
+
+    def _request_goes_on(self, control: Control) -> bool:
+        """Handle a non-data frame; False when it ends the current pull request."""
+        if control is PING:
+            self._write(b"PONG\r\n")
+            return True
+        if isinstance(control, Status):
+            if control.code == _HEARTBEAT:
+                return True
+            if control.code not in _END_OF_REQUEST:
+                log.warning(
+                    "stream_reader_status", status=control.code, description=control.description
+                )
+            return False
+        if isinstance(control, ServerError):
+            log.warning("stream_reader_server_error", error=control.message)
+            return False
+        return True  # INFO (cluster changes), PONG: nothing to do
+
+    async def close(self) -> None:
+        if self._socket.transport is not None:
+            self._socket.transport.close()
+
+
+class _InboxTransport:
+    """The fallback: an inbox subscription on the nats-py connection whose callback appends."""
+
+    pipeline = 1
+
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._inbox = nc.new_inbox()
+        self._sub: object = None
+        self._pulled = _Pulled(Deliveries())
+        self._wanted = 0
+        self._done = asyncio.Event()
+
+    async def open(self) -> _InboxTransport:
+        self._sub = await self._nc.subscribe(
+            self._inbox, cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1
+        )
+        return self
+
+    async def _on_message(self, msg: Msg) -> None:
+        headers = msg.headers
+        status = headers.get("Status") if headers else None
+        pulled = self._pulled
+        if status is None:
+            seq, timestamp, _ = reply_position(msg.reply)
+            pulled.deliveries.seqs.append(seq)
+            pulled.deliveries.timestamps_ns.append(timestamp)
+            pulled.deliveries.payloads.append(msg.data)
+            pulled.deliveries.last_reply = msg.reply.encode()
+            if len(pulled.deliveries.payloads) >= self._wanted:
+                pulled.full = True
+                self._done.set()
+        elif int(status) != _HEARTBEAT:
+            if int(status) not in _END_OF_REQUEST:
+                log.warning("stream_reader_status", status=status, description=headers)
+                pulled.broken = True
+            self._done.set()
+
+    async def request(self, subject: str, body: bytes, wanted: int) -> None:
+        self._pulled = _Pulled(Deliveries())
+        self._wanted = wanted
+        self._done.clear()
+        try:
+            await self._nc.publish(subject, body, reply=self._inbox)
+        except nats.errors.Error as exc:
+            log.warning("stream_reader_pull_failed", error=repr(exc))
+            self._pulled.broken = True
+            self._done.set()
+
+    async def collect(self, timeout_s: float) -> _Pulled:
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout_s)
+        except TimeoutError:
+            self._pulled.broken = True  # no answer: the server restarted or the consumer vanished
+        pulled, self._pulled = self._pulled, _Pulled(Deliveries())  # late arrivals go nowhere
+        return pulled
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()  # type: ignore[attr-defined]
+
+
 @dataclass
 class StreamReader:
     nc: NatsClient
@@ -71,28 +362,101 @@ class StreamReader:
     # How long a pull request waits for messages when the reader has caught up: the most a
     # new event waits before a tailing projector sees it.
     linger_s: float = 0.1
+    # False: always use the nats-py connection (tests force the fallback path with it).
+    wire: bool = True
+    # How long recovery (server restart, consumer lost) keeps trying before giving up.
+    recover_timeout_s: float = 30.0
     _consumer: str | None = None
-    _inbox: str = ""
-    _sub: object = None
-    _replies: list[str] = field(default_factory=list)
-    _payloads: list[bytes] = field(default_factory=list)
-    _done: asyncio.Event = field(default_factory=asyncio.Event)
-    _wanted: int = 0
+    _transport: _Transport | None = None
+    _refusal: str | None = None
     _broken: bool = False
     _next_seq: int = 0
+    # Bodies of the pull requests sent ahead (oldest first), so the server streams the next
+    # batch while the caller works on this one.
+    _in_flight: deque[bytes] = field(default_factory=deque)
 
     async def open(self) -> StreamReader:
         self._next_seq = self.start_seq
-        self._inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(
-            self._inbox, cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1
-        )
+        self._refusal = "disabled by the caller" if not self.wire else _wire_refusal(self.nc)
         await self._create_consumer()
+        await self._connect()
         return self
 
+    @property
+    def _no_wait_body(self) -> bytes:
+        return json.dumps({"batch": self.batch, "no_wait": True}).encode()
+
+    @property
+    def _waiting_body(self) -> bytes:
+        return json.dumps({"batch": self.batch, "expires": int(self.linger_s * 1e9)}).encode()
+
+    @property
+    def uses_wire(self) -> bool:
+        """True while the reader pulls over its own connection rather than nats-py's."""
+        return isinstance(self._transport, _WireTransport)
+
+    async def next_batch(self, *, wait: bool = True) -> RawBatch:
+        """The next messages in stream order (possibly none). ``wait``: linger for new ones."""
+        body = self._waiting_body if wait else self._no_wait_body
+        for _ in range(_PULL_ATTEMPTS):
+            pulled = await self._pull(body)
+            if pulled.deliveries.payloads or not pulled.broken:
+                return self._to_batch(pulled.deliveries)
+        raise StreamReadError(
+            f"reading stream {self.stream} failed {_PULL_ATTEMPTS} times in a row even after "
+            "recreating its consumer: check the server's log and the stream's health"
+        )
+
+    async def _pull(self, body: bytes) -> _Pulled:
+        if self._broken:
+            await self._recover()
+        transport = self._transport
+        assert transport is not None
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self._consumer}"
+        in_flight = self._in_flight
+        if not in_flight:
+            await transport.request(subject, body, self.batch)
+            in_flight.append(body)
+        timeout_s = self.linger_s + _ANSWER_GRACE_S
+        sent = in_flight.popleft()
+        pulled = await transport.collect(timeout_s)
+        while sent != body and not (pulled.deliveries.payloads or pulled.broken):
+            # A request sent ahead asked differently (no_wait vs linger) and found nothing.
+            if not in_flight:
+                await transport.request(subject, body, self.batch)
+                in_flight.append(body)
+            sent = in_flight.popleft()
+            pulled = await transport.collect(timeout_s)
+        self._broken = pulled.broken
+        while pulled.full and len(in_flight) < self._depth(transport, body, pulled):
+            await transport.request(subject, body, self.batch)
+            in_flight.append(body)
+        return pulled
+
+    def _depth(self, transport: _Transport, body: bytes, pulled: _Pulled) -> int:
+        """How many requests to keep outstanding after a full batch.
+
+        One more is always safe: it reaches the server after the last one ended. A second one
+        (the server streams while we parse) only for no_wait requests when the stream holds
+        enough for both, because the server answers a second request early whenever the first
+        could leave it short (no_wait: "408 Requests Pending"; expiry: "408 Request Timeout"),
+        and on one inbox an early answer cannot be told apart from the first request's end.
+        """
+        if transport.pipeline < 2 or body != self._no_wait_body:
+            return 1
+        pending = reply_position(pulled.deliveries.last_reply)[2]
+        return 2 if pending >= 2 * self.batch else 1
+
+    def _to_batch(self, deliveries: Deliveries) -> RawBatch:
+        batch = RawBatch(deliveries.seqs, deliveries.payloads, deliveries.timestamps_ns)
+        if deliveries.last_reply:
+            batch.pending = reply_position(deliveries.last_reply)[2]
+        if batch.seqs:
+            self._next_seq = batch.seqs[-1] + 1
+        return batch
+
     async def _create_consumer(self) -> None:
-        js = self.nc.jetstream()
-        info = await js.add_consumer(
+        info = await self.nc.jetstream().add_consumer(
             self.stream,
             ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -101,71 +465,75 @@ class StreamReader:
                 filter_subject=self.filter_subject,
                 mem_storage=True,
                 inactive_threshold=60.0,
-                max_waiting=1,
+                # +1: the server may count a request it has just filled as still waiting
+                # when the next one arrives ("409 Exceeded MaxWaiting" otherwise).
+                max_waiting=_WireTransport.pipeline + 1,
             ),
         )
         self._consumer = info.name
+
+    async def _connect(self) -> None:
+        """A fresh transport (and inbox), so no answer to an older request can reach us."""
+        await self._close_transport()
+        if self._refusal is None:
+            url = self.nc.connected_url
+            if url is None or url.hostname is None:
+                raise ConnectionResetError("the nats-py client is reconnecting")
+            name = f"{self.nc.options.get('name') or 'agora'}/stream-reader"
+            try:
+                self._transport = await _WireTransport.open(
+                    url.hostname, url.port or 4222, self.nc.new_inbox(), name
+                )
+            except _WireRefusedError as refused:
+                self._refusal = str(refused)
+            else:
+                return
+        _log_fallback(self._refusal)
+        self._transport = await _InboxTransport(self.nc).open()
+
+    async def _close_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        self._in_flight.clear()
+        if transport is not None:
+            await transport.close()
+
+    async def _recover(self) -> None:
+        """Recreate the consumer from the next sequence and reconnect, until the deadline."""
+        log.info("stream_reader_recovering", stream=self.stream, next_seq=self._next_seq)
+        await self._close_transport()
+        await self._delete_consumer()
+        await _retry_until(time.monotonic() + self.recover_timeout_s, self._reopen)
         self._broken = False
 
-    async def _on_message(self, msg: Msg) -> None:
-        headers = msg.headers
-        status = headers.get(STATUS) if headers else None
-        if status is None:
-            self._replies.append(msg.reply)
-            self._payloads.append(msg.data)
-            if len(self._payloads) >= self._wanted:
-                self._done.set()
-        elif status in _END_OF_REQUEST:
-            self._done.set()
-        elif status != "100":  # 100 is a heartbeat
-            log.warning("stream_reader_status", status=status, description=headers)
-            self._broken = True
-            self._done.set()
+    async def _reopen(self) -> None:
+        await self._create_consumer()
+        await self._connect()
 
-    async def next_batch(self, *, wait: bool = True) -> RawBatch:
-        """The next messages in stream order (possibly none). ``wait``: linger for new ones."""
-        if self._broken:
-            await self._create_consumer()
-        self._replies, self._payloads = [], []
-        self._wanted = self.batch
-        self._done.clear()
-        request = {"batch": self.batch}
-        if wait:
-            request["expires"] = int(self.linger_s * 1e9)
-        else:
-            request["no_wait"] = True
-        await self.nc.publish(
-            f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self._consumer}",
-            json.dumps(request).encode(),
-            reply=self._inbox,
-        )
-        try:
-            await asyncio.wait_for(self._done.wait(), self.linger_s + 5.0)
-        except TimeoutError:
-            # No answer at all: the server restarted or the consumer vanished. Start again from
-            # where we are; what arrived so far is still good.
-            self._broken = True
-        return self._take()
-
-    def _take(self) -> RawBatch:
-        result = RawBatch(payloads=self._payloads)
-        for reply in self._replies:
-            seq, ts, pending = reply_position(reply)
-            result.seqs.append(seq)
-            result.timestamps_ns.append(ts)
-            result.pending = pending
-        self._replies, self._payloads = [], []
-        if result.seqs:
-            self._next_seq = result.seqs[-1] + 1
-        return result
+    async def _delete_consumer(self) -> None:
+        # Best effort: an old consumer could still answer an old request; it also expires.
+        consumer, self._consumer = self._consumer, None
+        if consumer and self.nc.is_connected:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self.nc.jetstream().delete_consumer(self.stream, consumer)
 
     async def close(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()  # type: ignore[attr-defined]
-        if self._consumer:
-            with contextlib.suppress(NotFoundError, nats.errors.Error):
-                await self.nc.jetstream().delete_consumer(self.stream, self._consumer)
+        await self._close_transport()
+        await self._delete_consumer()
+
+
+async def _retry_until(deadline: float, attempt: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        try:
+            await attempt()
+        except (nats.errors.Error, OSError, TimeoutError, ProtocolError) as exc:
+            if time.monotonic() >= deadline:
+                raise StreamReadError(
+                    f"could not reconnect the stream reader: {exc!r}; is the NATS server up?"
+                ) from exc
+            log.info("stream_reader_retrying", error=repr(exc))
+            await asyncio.sleep(_RETRY_PAUSE_S)
+        else:
+            return
 
 
 async def stream_last_seq(nc: NatsClient, stream: str) -> int:

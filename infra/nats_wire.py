@@ -1,0 +1,283 @@
+"""The NATS client protocol as one bulk reader needs it. Pure: bytes in, frames out.
+
+nats-py spends most of a bulk read building a ``Msg`` (and parsing its headers) per message.
+The stream reader needs only two things from each JetStream message: the reply subject
+(sequence, timestamp, pending) and the payload. This parser collects exactly those from
+``MSG``/``HMSG`` frames in one tight loop over a buffer, and hands every other frame (PING,
+status messages, errors, ...) back to its caller, in order.
+
+Frames (https://docs.nats.io/reference/reference-protocols/nats-protocol)::
+
+    MSG <subject> <sid> [reply] <size>\\r\\n<payload>\\r\\n
+    HMSG <subject> <sid> [reply] <header size> <total size>\\r\\n<headers><payload>\\r\\n
+    PING | PONG | +OK | -ERR '<message>' | INFO {json}
+
+A header block starts ``NATS/1.0\\r\\n`` on data messages and ``NATS/1.0 <code> <text>\\r\\n``
+on JetStream status messages (404 no messages, 408 request expired, 409 consumer gone or
+similar, 100 heartbeat); data headers are skipped, not parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+from events.errors import AgoraError
+
+__all__ = [
+    "PING",
+    "PONG",
+    "Control",
+    "Deliveries",
+    "FrameParser",
+    "ProtocolError",
+    "ServerError",
+    "ServerInfo",
+    "Signal",
+    "Status",
+    "connect_line",
+    "publish_line",
+    "reply_position",
+    "sub_line",
+]
+
+# The longest control line we accept before calling the stream garbage (subjects are short).
+MAX_CONTROL_LINE: Final = 64 * 1024
+MAX_MESSAGES: Final = 1 << 62
+
+_HMSG = re.compile(rb"HMSG [^ \r\n]+ [^ \r\n]+ (?:([^ \r\n]+) )?(\d+) (\d+)\r\n")
+_MSG = re.compile(rb"MSG [^ \r\n]+ [^ \r\n]+ (?:([^ \r\n]+) )?(\d+)\r\n")
+# The fast path: a JetStream delivery with a v1 ack subject (what nats-server 2.x sends),
+# $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>; reading sequence and
+# timestamp here saves splitting every reply subject again later.
+_JS_DELIVERY = re.compile(
+    rb"HMSG [^ \r\n]+ [^ \r\n]+ "
+    rb"(\$JS\.ACK\.[^. \r\n]+\.[^. \r\n]+\.\d+\.(\d+)\.\d+\.(\d+)\.\d+) (\d+) (\d+)\r\n"
+)
+_STATUS_LINE = re.compile(rb"NATS/1\.0 (\d{3}) ?([^\r\n]*)\r\n")
+_SPACE = 0x20
+_CR = 0x0D
+_CRLF = b"\r\n"
+
+
+class ProtocolError(AgoraError):
+    """The server sent bytes that are not the NATS protocol (or a corrupted frame)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A JetStream status message, e.g. 404 "No Messages" or 409 "Consumer Deleted"."""
+
+    code: int
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerError:
+    """``-ERR``: the server refused something; it usually closes the connection next."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """``INFO``: the server's description of itself (sent on connect, and on cluster changes)."""
+
+    info: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A frame without arguments: PING (answer it) or PONG."""
+
+    op: str
+
+
+PING: Final = Signal("PING")
+PONG: Final = Signal("PONG")
+
+Control = Status | ServerError | ServerInfo | Signal
+# Argument-less lines; +OK (only sent in verbose mode) needs nothing from the caller.
+_SIGNALS: Final[dict[bytes, Signal | None]] = {b"PING": PING, b"PONG": PONG, b"+OK": None}
+
+
+@dataclass(slots=True)
+class Deliveries:
+    """JetStream messages in arrival order: stream sequence, stored-at time, payload."""
+
+    seqs: list[int] = field(default_factory=list)
+    timestamps_ns: list[int] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    last_reply: bytes = b""  # the newest ack subject: its pending count is the batch's
+
+
+class FrameParser:
+    """Incremental parser: ``feed`` bytes as they arrive, then ``parse`` until it returns None.
+
+    Data messages must be JetStream deliveries (their reply subject is the ack subject that
+    carries sequence and timestamp); they are collected until ``take``. Every other frame is
+    returned, one per ``parse`` call, so the caller sees it in order after the data before it.
+    """
+
+    __slots__ = ("_buffer", "_deliveries")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._deliveries = Deliveries()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet parsed (an incomplete frame)."""
+        return len(self._buffer)
+
+    @property
+    def collected(self) -> int:
+        """Messages collected since the last ``take``."""
+        return len(self._deliveries.payloads)
+
+    def take(self) -> Deliveries:
+        """The messages collected so far; collecting starts afresh."""
+        taken, self._deliveries = self._deliveries, Deliveries()
+        return taken
+
+    def parse(self, limit: int = MAX_MESSAGES) -> Control | None:
+        """Collect complete data messages; return the first other frame, or None when dry.
+
+        Stops once ``limit`` messages are collected: what follows answers the next request.
+        """
+        buffer = self._buffer
+        size = len(buffer)
+        deliveries = self._deliveries
+        seqs, timestamps, payloads = deliveries.seqs, deliveries.timestamps_ns, deliveries.payloads
+        match_delivery = _JS_DELIVERY.match
+        position = 0
+        control: Control | None = None
+        last: re.Match[bytes] | None = None
+        # The memoryview lets each payload be copied exactly once, out of the buffer; it must
+        # be released before the buffer is compacted below.
+        with memoryview(buffer) as view:
+            while control is None and len(payloads) < limit:
+                frame = match_delivery(buffer, position)
+                if frame is None:  # any other frame, or an incomplete line
+                    if last is not None:  # keep "last reply" right if a slow-path one follows
+                        deliveries.last_reply, last = bytes(last.group(1)), None
+                    control, after = self._other_frame(view, position)
+                    if after == position:
+                        break
+                    position = after
+                    continue
+                _, seq, timestamp, header_size, total_size = frame.groups()
+                start = frame.end()
+                end = start + int(total_size)
+                if end + 2 > size:
+                    break  # the rest of this message has not arrived yet
+                # A data header block is "NATS/1.0\r\n..."; the payload is followed by CRLF.
+                if buffer[start + 8] != _CR or buffer[end] != _CR:
+                    raise ProtocolError(f"malformed HMSG from the server at byte {position}")
+                seqs.append(int(seq))
+                timestamps.append(int(timestamp))
+                payloads.append(view[start + int(header_size) : end].tobytes())
+                last = frame
+                position = end + 2
+        if last is not None:
+            deliveries.last_reply = bytes(last.group(1))
+        del buffer[:position]
+        return control
+
+    def _other_frame(self, view: memoryview, position: int) -> tuple[Control | None, int]:
+        """Any frame the fast path does not take: (frame to hand back, position after it).
+
+        The position comes back unchanged when the frame has not fully arrived yet.
+        """
+        buffer = self._buffer
+        line_end = buffer.find(_CRLF, position)
+        if line_end < 0:
+            if len(buffer) - position > MAX_CONTROL_LINE:
+                raise ProtocolError(f"no line end in {MAX_CONTROL_LINE} bytes from the server")
+            return None, position
+        line = bytes(buffer[position:line_end])
+        op = line.split(b" ", 1)[0].upper()
+        after = line_end + 2
+        if op in (b"HMSG", b"MSG"):
+            return self._message(view, position, line)
+        if op in _SIGNALS:
+            return _SIGNALS[op], after
+        if op == b"-ERR":
+            return ServerError(line[4:].strip().strip(b"'").decode(errors="replace")), after
+        if op == b"INFO":
+            return ServerInfo(json.loads(line[4:])), after
+        raise ProtocolError(f"unexpected line from the server: {line[:200]!r}")
+
+    def _message(self, view: memoryview, position: int, line: bytes) -> tuple[Status | None, int]:
+        """A status message, or a delivery whose ack subject the fast path does not know."""
+        with_headers = line.startswith(b"HMSG")
+        frame = (_HMSG if with_headers else _MSG).match(line + _CRLF)
+        if frame is None:
+            raise ProtocolError(f"malformed message line from the server: {line[:200]!r}")
+        reply, *sizes = frame.groups()
+        start = position + len(line) + 2
+        end = start + int(sizes[-1])
+        if end + 2 > len(self._buffer):
+            return None, position
+        headers_end = start + int(sizes[0]) if with_headers else start
+        if with_headers and self._buffer[start + 8] == _SPACE:  # "NATS/1.0 <code> <text>"
+            return _status(view[start:headers_end].tobytes()), end + 2
+        if not reply:
+            raise ProtocolError(f"a message without a JetStream reply subject: {line[:200]!r}")
+        seq, timestamp, _ = reply_position(reply)
+        self._deliveries.seqs.append(seq)
+        self._deliveries.timestamps_ns.append(timestamp)
+        self._deliveries.payloads.append(view[headers_end:end].tobytes())
+        self._deliveries.last_reply = reply
+        return None, end + 2
+
+
+def reply_position(reply: str | bytes) -> tuple[int, int, int]:
+    """(stream sequence, timestamp ns, pending) from a JetStream ack reply subject.
+
+    v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+    v2: $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>...
+    """
+    tokens = (reply.encode() if isinstance(reply, str) else reply).split(b".")
+    base = 5 if len(tokens) == 9 else 7
+    try:
+        return int(tokens[base]), int(tokens[base + 2]), int(tokens[base + 3])
+    except (IndexError, ValueError):
+        raise ProtocolError(f"not a JetStream ack subject: {reply[:200]!r}") from None
+
+
+def _status(headers: bytes) -> Status:
+    line = _STATUS_LINE.match(headers)
+    if line is None:
+        raise ProtocolError(f"malformed status header from the server: {headers[:200]!r}")
+    return Status(int(line.group(1)), line.group(2).decode(errors="replace"))
+
+
+def connect_line(name: str) -> bytes:
+    """CONNECT for a plain (no TLS, no auth) server; headers on, so status messages arrive."""
+    options = {
+        "verbose": False,
+        "pedantic": False,
+        "headers": True,
+        "no_responders": True,
+        "lang": "python",
+        "version": "agora",
+        "protocol": 1,
+        "echo": False,
+        "name": name,
+    }
+    return b"CONNECT " + json.dumps(options, separators=(",", ":")).encode() + b"\r\nPING\r\n"
+
+
+def sub_line(subject: str, sid: int) -> bytes:
+    return f"SUB {subject} {sid}\r\n".encode()
+
+
+def publish_line(subject: str, reply: str, payload: bytes) -> bytes:
+    """PUB with a reply subject, e.g. a JetStream pull request whose messages go to ``reply``."""
+    return f"PUB {subject} {reply} {len(payload)}\r\n".encode() + payload + _CRLF
