@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.errors import NotFoundError
@@ -21,7 +23,15 @@ from infra.embedded import running_server_url
 from infra.logging import get_logger
 from infra.settings import Settings
 
-__all__ = ["EventPublisher", "StreamGoalLog", "connect", "read_events", "resolve_urls"]
+__all__ = [
+    "EventPublisher",
+    "GoalExistsError",
+    "PublishRejectedError",
+    "StreamGoalLog",
+    "connect",
+    "read_events",
+    "resolve_urls",
+]
 
 MSG_ID = "Nats-Msg-Id"
 log = get_logger("agora.bus")
@@ -61,7 +71,21 @@ async def connect(settings: Settings, name: str) -> NatsClient:
     )
 
 
-@dataclass
+class PublishRejectedError(AgoraError):
+    """The stream refused an event; ``err_code`` is JetStream's (10071: wrong last sequence)."""
+
+    def __init__(self, description: str, err_code: int | None) -> None:
+        super().__init__(f"the event stream refused a publish: {description}")
+        self.err_code = err_code
+
+
+class GoalExistsError(PublishRejectedError):
+    """A publish guarded with ``new_goal=True`` found events of that goal already stored."""
+
+
+WRONG_LAST_SEQUENCE = 10071
+
+
 class EventPublisher:
     """Appends events to AGORA_EVENTS, in order, each with ``Nats-Msg-Id`` = its event id.
 
@@ -70,30 +94,94 @@ class EventPublisher:
     connection's messages in the order they were sent. The call returns only once every
     event is acknowledged, so the caller may then ack its input. A duplicate (the same id
     inside the window) is acknowledged as such and not stored.
+
+    Replies are matched on our own inbox rather than through nats-py's ``publish_async``,
+    whose futures never complete when the server rejects a message (2.16: the error is raised
+    inside its reply callback instead of being set on the future).
     """
 
-    js: JetStreamContext
-    timeout_s: float = 10.0
+    def __init__(self, nc: NatsClient, timeout_s: float = 10.0) -> None:
+        self.nc = nc
+        self.timeout_s = timeout_s
+        self._prefix = ""
+        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+        self._next = 0
 
-    async def __call__(self, events: Sequence[Event]) -> list[PubAck]:
+    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list[PubAck]:
+        """Publish ``events``. ``new_goal``: store the first only if its goal has no events yet
+        (atomically, at the stream), raising ``GoalExistsError`` and sending nothing else if it has.
+        """
         if not events:
             return []
-        pending = [
-            await self.js.publish_async(
-                event_subject(event.goal_id, event_type(event)),
-                encode(event),
-                stream=EVENTS_STREAM,
-                headers={MSG_ID: event.event_id},
-            )
-            for event in events
-        ]
+        if not self._prefix:
+            self._prefix = self.nc.new_inbox()
+            await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+        acks: list[PubAck] = []
+        rest = list(events)
+        if new_goal:
+            first = rest.pop(0)
+            guard = {
+                "Nats-Expected-Last-Subject-Sequence": "0",
+                "Nats-Expected-Last-Subject-Sequence-Subject": goal_events_filter(first.goal_id),
+            }
+            try:
+                acks += await self._settle([await self._send(first, guard)])
+            except PublishRejectedError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise GoalExistsError(f"goal {first.goal_id} exists", exc.err_code) from None
+                raise
+        return acks + await self._settle([await self._send(event) for event in rest])
+
+    async def _send(
+        self, event: Event, extra: dict[str, str] | None = None
+    ) -> asyncio.Future[PubAck]:
+        self._next += 1
+        token = str(self._next)
+        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        headers = {MSG_ID: event.event_id, "Nats-Expected-Stream": EVENTS_STREAM, **(extra or {})}
+        await self.nc.publish(
+            event_subject(event.goal_id, event_type(event)),
+            encode(event),
+            reply=f"{self._prefix}.{token}",
+            headers=headers,
+        )
+        return future
+
+    async def _settle(self, futures: list[asyncio.Future[PubAck]]) -> list[PubAck]:
+        if not futures:
+            return []
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*pending), self.timeout_s))
+            return list(await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s))
         except TimeoutError:
             raise AgoraError(
-                f"the event stream did not acknowledge {len(events)} event(s) "
+                f"the event stream did not acknowledge {len(futures)} event(s) "
                 f"within {self.timeout_s}s"
             ) from None
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+            for token in [t for t, f in self._waiting.items() if f.done()]:
+                del self._waiting[token]
+
+    async def _on_reply(self, msg: Msg) -> None:
+        future = self._waiting.get(msg.subject.rsplit(".", 1)[-1])
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            future.set_exception(
+                AgoraError("no stream answers on agora.events (is it provisioned?)")
+            )
+            return
+        reply = json.loads(msg.data)
+        error = reply.get("error")
+        if error:
+            future.set_exception(
+                PublishRejectedError(str(error.get("description")), error.get("err_code"))
+            )
+        else:
+            future.set_result(PubAck.from_response(reply))
 
 
 async def read_events(
@@ -131,11 +219,3 @@ class StreamGoalLog:
 
     async def load(self, goal_id: str) -> list[Event]:
         return [event async for _, event in read_events(self.js, goal_events_filter(goal_id))]
-
-    async def has_events(self, subject: str) -> bool:
-        """Whether any event was stored on this exact subject (one direct get)."""
-        try:
-            await self.js.get_last_msg(EVENTS_STREAM, subject, direct=True)
-        except NotFoundError:
-            return False
-        return True

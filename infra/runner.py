@@ -101,7 +101,7 @@ async def run_service(
     settings: Settings,
     stop: asyncio.Event,
     *,
-    publisher: Callable[[JetStreamContext], EventPublisher] = EventPublisher,
+    publisher: Callable[[NatsClient], EventPublisher] = EventPublisher,
 ) -> None:
     """Run ``name`` until ``stop`` is set. ``publisher`` is the adapter outputs go through."""
     build = _builder(name)
@@ -112,7 +112,7 @@ async def run_service(
         settings=settings,
         nc=nc,
         js=js,
-        publish=publisher(js),
+        publish=publisher(nc),
         goal_log=StreamGoalLog(js),
         producer=producer_name(name),
     )

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
 
 from infra.bus import EventPublisher, connect
 from infra.client import AgoraClient
@@ -70,7 +69,7 @@ class InProcessPlatform:
         self,
         *names: str,
         settings: Settings | None = None,
-        publisher: Callable[[JetStreamContext], EventPublisher] = EventPublisher,
+        publisher: Callable[[NatsClient], EventPublisher] = EventPublisher,
     ) -> None:
         for name in names or SERVICES:
             stop = self._stops[name] = asyncio.Event()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 from events.codec import decode_event
-from events.commands import parse_goal_command
+from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
 from events.model import Event
-from events.subjects import EVENTS_STREAM, INTAKE_STREAM, event_subject, goal_id_from_subject
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_id_from_subject
 from events.tools import BUILTIN_TOOLS
+from infra.bus import GoalExistsError
 from infra.consume import Delivery
 from infra.logging import get_logger
 from infra.runner import ServiceContext, ServiceParts, Subscription
@@ -36,20 +37,11 @@ def build(ctx: ServiceContext) -> ServiceParts:
             states.apply(goal_id, await ctx.goal_log.load(goal_id))
         return states.get(goal_id)
 
-    async def known_goal(goal_id: str) -> PlannerState | None:
-        # One direct get instead of a history read for the common case: a brand-new goal.
-        if goal_id in states:
-            return states.get(goal_id)
-        for kind in ("goal_accepted", "goal_rejected"):
-            if await ctx.goal_log.has_events(event_subject(goal_id, kind)):
-                return await state_of(goal_id)
-        return None
-
-    async def publish(goal_id: str, outputs: Sequence[Event]) -> None:
+    async def publish(goal_id: str, outputs: Sequence[Event], *, new_goal: bool = False) -> None:
         if not outputs:
             return
         try:
-            await ctx.publish(outputs)
+            await ctx.publish(outputs, new_goal=new_goal)
         except BaseException:
             # Some outputs may be stored already: the cached state no longer matches the log.
             states.evict(goal_id)
@@ -63,17 +55,35 @@ def build(ctx: ServiceContext) -> ServiceParts:
             fallback_command_id=fallback,
             max_bytes=ctx.settings.max_intake_bytes,
         )
-        existing = await known_goal(parsed.goal_id)
-        if existing is not None and existing.command_id != parsed.command_id:
+        if parsed.goal_id not in states:
+            # Presumed new: the stream itself refuses the first event if the goal has any,
+            # which costs no extra round trip in the common case.
+            outputs = accept_goal(parsed, None, tools=tools, now=ctx.now(), producer=ctx.producer)
+            try:
+                await publish(parsed.goal_id, outputs, new_goal=True)
+            except GoalExistsError:
+                await resume_existing(parsed)
+        else:
+            await resume_existing(parsed)
+
+    async def resume_existing(parsed: ParsedGoal | RejectedGoal) -> None:
+        """A command for a goal that exists: a resend, or a redelivery after a crash."""
+        state = await state_of(parsed.goal_id)
+        if state is None:
+            return
+        if state.command_id != parsed.command_id:
             log.warning(
                 "goal_id_in_use",
                 goal_id=parsed.goal_id,
                 command_id=parsed.command_id,
-                owner_command_id=existing.command_id,
+                owner_command_id=state.command_id,
                 action="command ignored; the existing goal is not changed",
             )
-        outputs = accept_goal(parsed, existing, tools=tools, now=ctx.now(), producer=ctx.producer)
-        await publish(parsed.goal_id, outputs)
+        if state.goal is not None:
+            # Level-triggered: if a crash cut the intake's outputs short (context_requested
+            # missing), this emits what is due; otherwise nothing.
+            due = decide(state, state.goal, tools=tools, now=ctx.now(), producer=ctx.producer)
+            await publish(parsed.goal_id, due)
 
     async def on_event(delivery: Delivery) -> None:
         event = decode_event(delivery.data)

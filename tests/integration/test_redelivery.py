@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 
+import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import PubAck
 
@@ -27,8 +29,8 @@ class PublishThenCrashOnce(EventPublisher):
 
     crashed_after: set[str] = set()
 
-    async def __call__(self, events: Sequence[Event]) -> list[PubAck]:
-        acks = await super().__call__(events)
+    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list[PubAck]:
+        acks = await super().__call__(events, new_goal=new_goal)
         first = events[0].event_id if events else None
         if first and first not in self.crashed_after:
             self.crashed_after.add(first)
@@ -80,3 +82,56 @@ async def test_redelivery_after_crash_between_publish_and_ack_adds_no_duplicates
         assert per_type["context_provided"] == 1
         assert per_type["evaluation_completed"] == 1
         assert per_type["goal_completed"] == 1
+
+
+class PublishFirstThenCrash(EventPublisher):
+    """Stores only the first event of the goal's intake outputs, then dies before the rest."""
+
+    crashed: set[str] = set()
+
+    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list[PubAck]:
+        if new_goal and events and events[0].goal_id not in self.crashed:
+            self.crashed.add(events[0].goal_id)
+            await super().__call__(events[:1], new_goal=True)
+            raise SimulatedCrashError(f"crash after storing only {event_type(events[0])}")
+        return await super().__call__(events, new_goal=new_goal)
+
+
+async def test_intake_cut_short_by_a_crash_is_completed_by_the_redelivery(
+    settings: Settings, nc: NatsClient, client: AgoraClient
+) -> None:
+    platform = InProcessPlatform(settings)
+    platform.start("planner", publisher=PublishFirstThenCrash)
+    platform.start("executor", "memory", "evaluator")
+    try:
+        submitted = await client.submit(
+            {"text": "x", "steps": [{"tool": "echo", "args": {"text": "still here"}}]}
+        )
+        events = await client.wait_for_outcome(submitted.goal_id, timeout_s=30)
+    finally:
+        await platform.stop()
+    assert submitted.goal_id in PublishFirstThenCrash.crashed
+    assert isinstance(events[-1], GoalCompleted)
+    kinds = [event_type(e) for e in events]
+    assert kinds.count("goal_accepted") == 1
+    assert kinds.count("context_requested") == 1
+
+
+async def test_a_publish_the_stream_refuses_fails_at_once_with_the_reason(
+    nc: NatsClient,
+) -> None:
+    from datetime import UTC, datetime
+
+    from events.catalog import GoalCompleted as Completed
+    from events.model import Stamp
+    from infra.bus import PublishRejectedError
+
+    stamp = Stamp("planner@test", "g-huge", datetime.now(UTC), None, "g-huge")
+    huge = Completed(
+        **stamp.envelope("goal_completed", "x"), result="x" * 2_000_000, iterations=1, score=1.0
+    )
+    publisher = EventPublisher(nc, timeout_s=30)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(PublishRejectedError, match="maximum"):
+        await publisher([huge])
+    assert asyncio.get_running_loop().time() - started < 5, "a refusal must not wait out a timeout"
