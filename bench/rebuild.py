@@ -83,7 +83,7 @@ async def run_rebuild(events: int = 1_000_000) -> list[Row]:
         ),
         Row(
             "rebuild",
-            "read-only limit (nats-py)",
+            "read-only limit (stream reader)",
             read_rate,
             "msgs/s",
             "the physical limit: reading, no projection",

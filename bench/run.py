@@ -12,6 +12,7 @@ import asyncio
 from bench import scenarios
 from bench.harness import Row, describe_machine, print_table, save
 from bench.rebuild import run_rebuild
+from infra.logging import configure_logging
 
 SCENARIOS = ("throughput", "latency", "step", "inflight", "rebuild")
 
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--latency-goals", type=int, default=200, help="latency: goals")
     parser.add_argument("--in-flight", type=int, default=10_000, help="inflight: goals at once")
     args = parser.parse_args()
+    configure_logging("warning")  # the platform's info lines would drown the table
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(
