@@ -106,8 +106,14 @@ def run_query(
     """
     statement = check_read_only(sql)
     if isinstance(db_path_or_connection, duckdb.DuckDBPyConnection):
-        _require_locked_down(db_path_or_connection)
+        # Everything runs on the new cursor: DuckDB refuses work on a connection that is busy
+        # in another thread (the projector writing a batch) instead of waiting.
         cursor = db_path_or_connection.cursor()
+        try:
+            _require_locked_down(cursor)
+        except BaseException:
+            cursor.close()
+            raise
     else:
         cursor = _open_read_only(Path(db_path_or_connection), memory_limit)
     try:

@@ -36,7 +36,7 @@ async def replay_into(
     until_seq: int | None = None,
     until_time: datetime | None = None,
     goal_id: str | None = None,
-    batch: int = 20_000,
+    batch: int = 50_000,
     on_progress: Callable[[ReplayProgress], None] | None = None,
 ) -> ReplayProgress:
     """Apply the stream from the store's checkpoint up to the limits; returns the final progress.

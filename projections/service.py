@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from pathlib import Path
 
 import msgspec
@@ -48,6 +49,10 @@ class Projector:
         self.ctx = ctx
         self.store = store
         self.applied_seq = store.last_seq()
+        # Queries never touch the connection batches are written on (DuckDB refuses a busy
+        # connection rather than wait): each takes a cursor of this parent, which runs nothing.
+        self._query_parent = store.connection.cursor()
+        self._cursor_lock = threading.Lock()
         self._rebuild = asyncio.Event()
         self._queries = asyncio.Semaphore(MAX_CONCURRENT_QUERIES)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -98,6 +103,10 @@ class Projector:
             self._rebuild.clear()
             log.warning("projection_rebuild_started")
 
+    def close(self) -> None:
+        self._query_parent.close()
+        self.store.close()
+
     # -- answering -----------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -119,7 +128,12 @@ class Projector:
 
     async def _answer(self, msg: Msg) -> None:
         async with self._queries:
-            reply = await asyncio.to_thread(self._run, msg.data)
+            try:
+                reply = await asyncio.to_thread(self._run, msg.data)
+            except Exception as exc:
+                # Whatever went wrong, the asker gets an answer, not a timeout.
+                log.exception("query_failed")
+                reply = QueryReply(error=f"the query failed: {exc}", last_seq=self.applied_seq)
         data = encode(reply)
         if len(data) > self.ctx.nc.max_payload:
             data = encode(
@@ -137,14 +151,21 @@ class Projector:
         settings = self.ctx.settings
         try:
             request = decode_request(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return QueryReply(error=f"not a query request: {exc}", refused=True)
+        with self._cursor_lock:
+            connection = self._query_parent.cursor()
+        try:
             result = run_query(
-                self.store.connection,
+                connection,
                 request.sql,
                 max_rows=max(1, min(request.max_rows, settings.query_max_rows)),
                 timeout_s=settings.query_timeout_s,
             )
-        except (QueryRefused, msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except QueryRefused as exc:
             return QueryReply(error=str(exc), refused=True, last_seq=self.applied_seq)
+        finally:
+            connection.close()
         return QueryReply(
             columns=list(result.columns),
             rows=[list(row) for row in result.rows],
@@ -172,6 +193,6 @@ def build(ctx: ServiceContext) -> ServiceParts:
     projector = Projector(ctx, store)
 
     async def close() -> None:
-        store.close()
+        projector.close()
 
     return ServiceParts([], on_stop=close, tasks=[projector.project, projector.serve])

@@ -226,3 +226,19 @@ async def test_query_refuses_anything_but_one_read_only_select_and_survives_runa
         await ask(nc, runaway, timeout_s=settings.query_timeout_s + 20)
     after = await ask(nc, "SELECT count(*) FROM goals")
     assert after.rows == before.rows == [[3]]
+
+
+async def test_queries_while_the_projector_writes_are_all_answered(
+    nc: NatsClient, client: AgoraClient, platform: InProcessPlatform
+) -> None:
+    """Queries run on their own cursors; a batch being written never makes one fail."""
+    await projector_caught_up(nc)  # the projector is up and answering
+    goals = asyncio.ensure_future(_submit_and_finish(client, nc, range(150)))
+    answered = 0
+    while not goals.done():
+        replies = await asyncio.gather(
+            *(ask(nc, "SELECT count(*) FROM events", timeout_s=10) for _ in range(4))
+        )
+        answered += len(replies)
+    await goals
+    assert answered >= 8
