@@ -16,7 +16,6 @@ __all__ = [
     "event_type_filter",
     "goal_events_filter",
     "goal_id_from_subject",
-    "live_subject",
 ]
 
 INTAKE_STREAM = "AGORA_INTAKE"
@@ -52,7 +51,3 @@ def goal_id_from_subject(subject: str) -> str | None:
 
 def dlq_subject(consumer: str) -> str:
     return f"agora.dlq.{consumer}"
-
-
-def live_subject(goal_id: str, channel: str) -> str:
-    return f"agora.live.{goal_id}.{channel}"

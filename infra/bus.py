@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -11,9 +10,7 @@ from dataclasses import dataclass
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
-from nats.js.errors import NotFoundError
+from nats.js.api import PubAck
 
 from events.codec import decode_event, encode
 from events.errors import AgoraError, ConfigurationError
@@ -22,6 +19,7 @@ from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
 from infra.embedded import running_server_url
 from infra.logging import get_logger
 from infra.settings import Settings
+from infra.stream_reader import StreamReader
 
 __all__ = [
     "EventPublisher",
@@ -185,37 +183,31 @@ class EventPublisher:
 
 
 async def read_events(
-    js: JetStreamContext, filter_subject: str, *, batch: int = 512
+    nc: NatsClient, filter_subject: str, *, batch: int = 1_000
 ) -> AsyncIterator[tuple[int, Event]]:
-    """Every stored event matching ``filter_subject``, in stream order, with its sequence."""
-    sub = await js.pull_subscribe(
-        filter_subject,
-        stream=EVENTS_STREAM,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.ALL,
-            mem_storage=True,
-            inactive_threshold=30.0,
-        ),
-    )
-    info = await sub.consumer_info()
-    pending = info.num_pending or 0
+    """Every stored event matching ``filter_subject``, in stream order, with its sequence.
+
+    The same reader the projector uses, on this client's connection (``wire=False``): these
+    reads are small (one goal's history, memory's observations), not worth a socket of
+    their own.
+    """
+    reader = await StreamReader(nc, EVENTS_STREAM, filter_subject, batch=batch, wire=False).open()
     try:
-        while pending > 0:
-            for msg in await sub.fetch(batch=min(pending, batch), timeout=10):
-                pending = msg.metadata.num_pending or 0
-                yield msg.metadata.sequence.stream, decode_event(msg.data)
+        while True:
+            chunk = await reader.next_batch(wait=False)
+            for seq, payload in zip(chunk.seqs, chunk.payloads, strict=True):
+                yield seq, decode_event(payload)
+            if not chunk.seqs or chunk.pending == 0:
+                return
     finally:
-        await sub.unsubscribe()
-        with contextlib.suppress(NotFoundError, nats.errors.Error):
-            await js.delete_consumer(EVENTS_STREAM, info.name)
+        await reader.close()
 
 
 @dataclass
 class StreamGoalLog:
     """A goal's recorded history, read from the event stream."""
 
-    js: JetStreamContext
+    nc: NatsClient
 
     async def load(self, goal_id: str) -> list[Event]:
-        return [event async for _, event in read_events(self.js, goal_events_filter(goal_id))]
+        return [event async for _, event in read_events(self.nc, goal_events_filter(goal_id))]

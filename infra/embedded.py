@@ -160,15 +160,6 @@ class EmbeddedNats:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would. For fault tests."""
-        if self._process and self._process.poll() is None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait()
-
     def stop(self, timeout_s: float = 10.0) -> None:
         process, self._process = self._process, None
         if process is None:

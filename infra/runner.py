@@ -113,7 +113,7 @@ async def run_service(
         nc=nc,
         js=js,
         publish=publisher(nc),
-        goal_log=StreamGoalLog(js),
+        goal_log=StreamGoalLog(nc),
         producer=producer_name(name),
     )
     try:

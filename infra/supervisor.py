@@ -91,12 +91,6 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
-    async def wait_until_stopped(self) -> None:
-        await self._stopping.wait()
-
-    def request_stop(self) -> None:
-        self._stopping.set()
-
     async def stop(self, timeout_s: float = 15.0) -> None:
         self._stopping.set()
         for proc in self._procs.values():

@@ -7,14 +7,14 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NatsClient
 
 from events.model import Event, event_type
 from infra.bus import read_events
 
 
-async def all_events(js: JetStreamContext, subject: str = "agora.events.>") -> list[Event]:
-    return [event async for _, event in read_events(js, subject)]
+async def all_events(nc: NatsClient, subject: str = "agora.events.>") -> list[Event]:
+    return [event async for _, event in read_events(nc, subject)]
 
 
 async def wait_until(

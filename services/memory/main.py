@@ -22,7 +22,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
     index = MemoryIndex()
 
     async def rebuild_index() -> None:
-        async for _, event in read_events(ctx.js, event_type_filter("memory_stored")):
+        async for _, event in read_events(ctx.nc, event_type_filter("memory_stored")):
             if isinstance(event, MemoryStored):
                 index.add(event)
         log.info("memory_index_rebuilt", items=len(index))

@@ -42,7 +42,7 @@ async def test_executor_sigkilled_mid_task_then_restarted_completes_each_task_on
     async def slow_step_running() -> bool:
         called[:] = [
             e
-            for e in await all_events(nc.jetstream(), f"agora.events.{submitted.goal_id}.>")
+            for e in await all_events(nc, f"agora.events.{submitted.goal_id}.>")
             if isinstance(e, ToolCalled)
         ]
         return bool(called)
@@ -62,7 +62,7 @@ async def test_executor_sigkilled_mid_task_then_restarted_completes_each_task_on
     assert s1_calls == [1, 2]
     interrupted = [e for e in events if isinstance(e, ToolFailed) and e.task_id == "s1"]
     assert [e.attempt for e in interrupted] == [1]
-    assert not duplicates(await all_events(nc.jetstream()))
+    assert not duplicates(await all_events(nc))
 
 
 @pytest.mark.slow
@@ -92,7 +92,7 @@ async def test_200_concurrent_goals_all_complete_with_nothing_lost_or_doubled(
 
     await wait_until(all_finished, timeout_s=90, what=f"{n} goals to complete")
 
-    log = await all_events(js)
+    log = await all_events(nc)
     assert not duplicates(log)
     info = await js.stream_info(EVENTS_STREAM)
     assert info.state.messages == len(log), "the stream holds a message that is not an event"

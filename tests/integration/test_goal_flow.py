@@ -55,7 +55,7 @@ async def test_plain_nats_publish_of_documented_json_completes(
     assert outcome.result == "391"
     assert outcome.score == 1.0
     # memory_stored lands on the goal's subjects too; every event has a unique id.
-    log = await all_events(nc.jetstream(), "agora.events.g-123.>")
+    log = await all_events(nc, "agora.events.g-123.>")
     assert not duplicates(log)
     assert next(e for e in log if isinstance(e, TaskCompleted)).output == "391"
     assert "memory_stored" in types_of(log)

@@ -77,7 +77,7 @@ async def test_views_agree_with_the_event_log_after_200_goals(
 
     from tests.support import all_events
 
-    log = await all_events(nc.jetstream())
+    log = await all_events(nc)
     per_goal_type = Counter((e.goal_id, event_type(e)) for e in log)
     reply = await ask(
         nc, "SELECT goal_id, type, count(*) FROM events GROUP BY ALL", max_rows=100_000

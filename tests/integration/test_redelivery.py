@@ -68,7 +68,7 @@ async def test_redelivery_after_crash_between_publish_and_ack_adds_no_duplicates
         await platform.stop()
 
     assert PublishThenCrashOnce.crashed_after, "the crash was never injected"
-    log = await all_events(nc.jetstream())
+    log = await all_events(nc)
     assert not duplicates(log)
     info = await nc.jetstream().stream_info(EVENTS_STREAM)
     assert info.state.messages == len(log)
