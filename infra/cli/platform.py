@@ -79,9 +79,12 @@ def up() -> None:
 
 @app.command()
 def service(
-    name: Annotated[str, typer.Argument(help="planner | executor | memory | evaluator")],
+    name: Annotated[
+        str, typer.Argument(help="planner | executor | memory | evaluator | projector")
+    ],
 ) -> None:
-    """Run one service (start several to scale it out; replicas share its durable consumer)."""
+    """Run one service. executor and evaluator scale out as several processes; planner,
+    memory and projector run one each (per data dir) for now."""
     from infra.runner import run_service
 
     settings = load_settings()
