@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -26,7 +27,16 @@ from events.subjects import INTAKE_GOAL, INTAKE_STREAM
 from infra.settings import Settings
 from infra.supervisor import Supervisor
 
-__all__ = ["Load", "drive", "percentile", "rss_mb", "running_platform", "standard_goal"]
+__all__ = [
+    "Load",
+    "cpu_seconds",
+    "drive",
+    "percentile",
+    "platform_pids",
+    "rss_mb",
+    "running_platform",
+    "standard_goal",
+]
 
 
 def standard_goal(
@@ -59,6 +69,29 @@ def rss_mb(pids: list[int]) -> float:
                 if line.startswith("VmRSS:"):
                     total_kib += int(line.split()[1])
     return total_kib / 1024
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far, in seconds (Linux /proc).
+
+    The primary before/after metric of the optimisation work: unlike wall-clock rates it
+    hardly moves when other work shares the machine.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Fields after the parenthesised command name; utime and stime are the 14th, 15th.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def platform_pids(supervisor: Supervisor) -> dict[str, int]:
+    """The platform's processes by name: nats-server and every service."""
+    pids = {"nats-server": supervisor.server.pid if supervisor.server else None}
+    pids |= {name: supervisor.pid_of(name) for name in supervisor.services}
+    return {name: pid for name, pid in pids.items() if pid}
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,78 @@
+"""Where the platform's CPU goes under the standard throughput load.
+
+python -m bench.profile                        # CPU ms per goal, per process
+python -m bench.profile --py-spy out/          # plus a py-spy flame graph of every service
+
+CPU time per goal (user + system, read from /proc) is the figure to compare before and after a
+change: unlike goals/s it hardly moves when other work shares the machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import sys
+from pathlib import Path
+
+from bench.platform import cpu_seconds, drive, platform_pids, running_platform, standard_goal
+from bench.scenarios import cpu_per_goal_ms
+from events.subjects import EVENTS_STREAM
+from infra.logging import configure_logging
+from infra.stream_reader import stream_last_seq
+
+
+async def profile(goals: int, in_flight: int, durability: str, py_spy: Path | None) -> None:
+    async with running_platform(durability) as (supervisor, nc):
+        pids = platform_pids(supervisor)
+        spies: list[asyncio.subprocess.Process] = []
+        if py_spy is not None:
+            spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+            if spy is None:
+                raise SystemExit("py-spy is not installed: pip install py-spy")
+            py_spy.mkdir(parents=True, exist_ok=True)
+            for name, pid in pids.items():
+                if name == "nats-server":
+                    continue
+                spies.append(
+                    await asyncio.create_subprocess_exec(
+                        spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+                        "--output", str(py_spy / f"{name}.txt"),
+                        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                    )
+                )  # fmt: skip
+        before_seq = await stream_last_seq(nc, EVENTS_STREAM)
+        before = cpu_seconds(pids)
+        commands = [standard_goal(n, prefix="p") for n in range(goals)]
+        load = await drive(nc, commands, in_flight=in_flight)
+        after = cpu_seconds(pids)
+        events = await stream_last_seq(nc, EVENTS_STREAM) - before_seq
+        for proc in spies:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(2)  # SIGINT: py-spy writes its profile and exits
+            await proc.wait()
+    per_goal = cpu_per_goal_ms(before, after, load.completed)
+    print(
+        f"{load.completed} goals ({load.failed} failed) in {load.seconds:.1f}s: "
+        f"{load.goals_per_s:.0f} goals/s, {events / max(1, load.completed):.1f} events/goal"
+    )
+    for name, ms in sorted(per_goal.items(), key=lambda item: -item[1]):
+        print(f"  {name:<12} {ms:8.3f} ms CPU per goal")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--goals", type=int, default=2000)
+    parser.add_argument("--in-flight", type=int, default=100)
+    parser.add_argument("--durability", choices=("os", "fsync"), default="os")
+    parser.add_argument("--py-spy", type=Path, default=None, help="write raw py-spy profiles here")
+    args = parser.parse_args()
+    configure_logging("warning")
+    import uvloop
+
+    uvloop.run(profile(args.goals, args.in_flight, args.durability, args.py_spy))
+
+
+if __name__ == "__main__":
+    main()
