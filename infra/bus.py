@@ -82,6 +82,8 @@ class GoalExistsError(PublishRejectedError):
 
 
 WRONG_LAST_SEQUENCE = 10071
+# A sent event's reply token and the future its acknowledgement settles.
+_Pending = tuple[str, "asyncio.Future[PubAck]"]
 
 
 class EventPublisher:
@@ -130,9 +132,7 @@ class EventPublisher:
                 raise
         return acks + await self._settle([await self._send(event) for event in rest])
 
-    async def _send(
-        self, event: Event, extra: dict[str, str] | None = None
-    ) -> asyncio.Future[PubAck]:
+    async def _send(self, event: Event, extra: dict[str, str] | None = None) -> _Pending:
         self._next += 1
         token = str(self._next)
         future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
@@ -144,24 +144,32 @@ class EventPublisher:
             reply=f"{self._prefix}.{token}",
             headers=headers,
         )
-        return future
+        return token, future
 
-    async def _settle(self, futures: list[asyncio.Future[PubAck]]) -> list[PubAck]:
-        if not futures:
+    async def _settle(self, pending: list[_Pending]) -> list[PubAck]:
+        if not pending:
             return []
+        acks: list[PubAck] = []
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s))
+            # One deadline for all, awaited in place: no gather or wait_for task per call.
+            async with asyncio.timeout(self.timeout_s):
+                for _, future in pending:
+                    acks.append(await future)
         except TimeoutError:
             raise AgoraError(
-                f"the event stream did not acknowledge {len(futures)} event(s) "
+                f"the event stream did not acknowledge {len(pending)} event(s) "
                 f"within {self.timeout_s}s"
             ) from None
         finally:
-            for future in futures:
+            # Only this call's own replies: scanning every caller's (hundreds under load) on
+            # each call made settling cost grow with concurrency.
+            for token, future in pending:
                 if not future.done():
                     future.cancel()
-            for token in [t for t, f in self._waiting.items() if f.done()]:
-                del self._waiting[token]
+                elif not future.cancelled():
+                    future.exception()  # retrieved: a later rejection is not logged as lost
+                self._waiting.pop(token, None)
+        return acks
 
     async def _on_reply(self, msg: Msg) -> None:
         future = self._waiting.get(msg.subject.rsplit(".", 1)[-1])

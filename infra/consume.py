@@ -91,12 +91,13 @@ class ConsumeLoop:
     _lanes: dict[Hashable, deque[Delivery]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _dlq: DeadLetterQueue | None = None
+    _pulls: PullRequests | None = None
     _stopping: bool = False
 
     async def run(self, stop: asyncio.Event) -> None:
         self._dlq = DeadLetterQueue(self.nc.jetstream(), self.spec.durable)
         self._stopping = False
-        pulls = PullRequests(
+        pulls = self._pulls = PullRequests(
             self.nc,
             self.spec.stream,
             self.spec.durable,
@@ -105,14 +106,19 @@ class ConsumeLoop:
         )
         await pulls.open()
         log.info("consuming", stream=self.spec.stream, consumer=self.spec.durable)
+        # One waiter for the whole run, not three tasks per wake-up: the loop wakes when room
+        # worth a pull request frees up, when told to stop, or to renew expired requests.
+        stopped = asyncio.ensure_future(stop.wait())
+        stopped.add_done_callback(lambda _: self._room.set())
         try:
             while not stop.is_set():
                 await pulls.top_up(self.concurrency - self._in_flight)
                 self._room.clear()
-                await _first_of(
-                    self._room.wait(), stop.wait(), asyncio.sleep(self.pull_expires_s / 2)
-                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.pull_expires_s / 2):
+                        await self._room.wait()
         finally:
+            stopped.cancel()
             self._stopping = True
             await self._drain()
             # Requests still open at the server may yet deliver: hand those back (nak) until
@@ -184,23 +190,34 @@ class ConsumeLoop:
             await _quietly(delivery.msg.ack())
         finally:
             self._in_flight -= 1
-            self._room.set()
+            if self._worth_a_pull():
+                self._room.set()
             structlog.contextvars.clear_contextvars()
 
+    def _worth_a_pull(self) -> bool:
+        """Whether PullRequests.top_up would ask for more now (it waits for half the room)."""
+        pulls = self._pulls
+        if pulls is None or not pulls.outstanding:
+            return True
+        room = self.concurrency - self._in_flight
+        return room - pulls.outstanding >= room // 2
+
     async def _handle_with_heartbeat(self, delivery: Delivery) -> None:
-        work = asyncio.ensure_future(self.handler(delivery))
+        # A timer, not a watcher task per message: while the handler works, tell the server
+        # every third of the ack wait, so the message is not redelivered under us.
+        loop = asyncio.get_running_loop()
+        period = self.ack_wait_s / 3
+        timers: list[asyncio.TimerHandle] = []
+
+        def beat() -> None:
+            self._spawn(_quietly(delivery.msg.in_progress()))
+            timers[0] = loop.call_later(period, beat)
+
+        timers.append(loop.call_later(period, beat))
         try:
-            while True:
-                done, _ = await asyncio.wait({work}, timeout=self.ack_wait_s / 3)
-                if done:
-                    return work.result()
-                # Still working: tell the server, so the message is not redelivered under us.
-                await _quietly(delivery.msg.in_progress())
+            await self.handler(delivery)
         finally:
-            if not work.done():
-                work.cancel()
-                with contextlib.suppress(BaseException):
-                    await work
+            timers[0].cancel()
 
     async def _dead_letter(self, delivery: Delivery, reason: str, exc: Exception) -> None:
         assert self._dlq is not None
@@ -239,15 +256,6 @@ class ConsumeLoop:
             await asyncio.wait(set(self._tasks), timeout=1.0)
         for delivery in queued:
             await _quietly(delivery.msg.nak())
-
-
-async def _first_of(*waits: Awaitable[object]) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 async def _quietly(op: Awaitable[object]) -> None:
