@@ -87,4 +87,6 @@ def print_table(rows: list[Row]) -> None:
             f"{row.value:,.0f} {row.unit}" if row.value >= 100 else f"{row.value:.2f} {row.unit}"
         )
         table.add_row(row.scenario, row.metric, value, row.target)
-    Console().print(table)
+    console = Console()
+    console.width = max(console.width, 120)  # one line per row, even in a narrow terminal
+    console.print(table)

@@ -28,10 +28,10 @@ async def profile(goals: int, in_flight: int, durability: str, py_spy: Path | No
         pids = platform_pids(supervisor)
         spies: list[asyncio.subprocess.Process] = []
         if py_spy is not None:
-            spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+            venv_bin = str(Path(sys.executable).parent)
+            spy = shutil.which("py-spy") or shutil.which("py-spy", path=venv_bin)
             if spy is None:
                 raise SystemExit("py-spy is not installed: pip install py-spy")
-            py_spy.mkdir(parents=True, exist_ok=True)
             for name, pid in pids.items():
                 if name == "nats-server":
                     continue
@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--py-spy", type=Path, default=None, help="write raw py-spy profiles here")
     args = parser.parse_args()
     configure_logging("warning")
+    if args.py_spy is not None:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
     import uvloop
 
     uvloop.run(profile(args.goals, args.in_flight, args.durability, args.py_spy))

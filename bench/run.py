@@ -2,6 +2,8 @@
 
 python -m bench.run                      # every scenario, default sizes
 python -m bench.run rebuild --events 200000
+python -m bench.run query --query-goals 10000
+python -m bench.run limits               # the NATS traffic alone: the physical limit
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import asyncio
 
 from bench import scenarios
 from bench.harness import Row, describe_machine, print_table, save
+from bench.limits import run_limits
+from bench.query import run_query
 from bench.rebuild import run_rebuild
 from infra.logging import configure_logging
 
-SCENARIOS = ("throughput", "latency", "step", "inflight", "rebuild")
+SCENARIOS = ("throughput", "latency", "step", "inflight", "rebuild", "query", "limits")
 
 
 async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
@@ -32,6 +36,10 @@ async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
             rows += await scenarios.in_flight(args.in_flight)
         elif name == "rebuild":
             rows += await run_rebuild(args.events)
+        elif name == "query":
+            rows += await run_query(args.query_goals)
+        elif name == "limits":
+            rows += await run_limits()
     return rows
 
 
@@ -41,8 +49,11 @@ def main() -> None:
         "scenarios", nargs="*", help=f"some of {', '.join(SCENARIOS)} (default: all)"
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="rebuild: events replayed")
-    parser.add_argument("--goals", type=int, default=3000, help="throughput: goals per run")
+    parser.add_argument("--goals", type=int, default=2000, help="throughput: goals per run")
     parser.add_argument("--latency-goals", type=int, default=200, help="latency: goals")
+    parser.add_argument(
+        "--query-goals", type=int, default=100_000, help="query: goals on the blackboard"
+    )
     parser.add_argument("--in-flight", type=int, default=10_000, help="inflight: goals at once")
     args = parser.parse_args()
     configure_logging("warning")  # the platform's info lines would drown the table
