@@ -61,10 +61,12 @@ def describe_machine() -> dict[str, Any]:
     }
 
 
-def save(rows: list[Row], machine: dict[str, Any]) -> None:
-    """Merge ``rows`` into results.json, replacing earlier rows of the same scenario + metric."""
+def save(rows: list[Row], machine: dict[str, Any], *, merge: bool = True) -> None:
+    """Write ``rows`` to results.json. ``merge``: keep earlier rows of other scenario + metric
+    pairs (a partial run); otherwise the file holds exactly this run (a full ``make bench``).
+    """
     try:
-        existing = json.loads(RESULTS.read_text())
+        existing = json.loads(RESULTS.read_text()) if merge else {}
     except (OSError, ValueError):
         existing = {}
     keyed = {(r["scenario"], r["metric"]): r for r in existing.get("rows", [])}

@@ -24,7 +24,9 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from events.subjects import INTAKE_GOAL, INTAKE_STREAM
+from infra.query_client import projector_caught_up
 from infra.settings import Settings
+from infra.streams import SERVICE_CONSUMERS
 from infra.supervisor import Supervisor
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "rss_mb",
     "running_platform",
     "standard_goal",
+    "wait_until_idle",
 ]
 
 
@@ -92,6 +95,25 @@ def platform_pids(supervisor: Supervisor) -> dict[str, int]:
     pids = {"nats-server": supervisor.server.pid if supervisor.server else None}
     pids |= {name: supervisor.pid_of(name) for name in supervisor.services}
     return {name: pid for name, pid in pids.items() if pid}
+
+
+async def wait_until_idle(nc: NatsClient, timeout_s: float = 300.0) -> None:
+    """Until every service consumer has nothing pending or unacked and the projector caught up.
+
+    A goal completes before all of its work is done (memory may still be storing its last
+    observation, the projector still writing it): CPU and events per goal are read after this.
+    """
+    js = nc.jetstream()
+    consumers = [(s.stream, s.durable) for specs in SERVICE_CONSUMERS.values() for s in specs]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        infos = [await js.consumer_info(stream, durable) for stream, durable in consumers]
+        if all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the platform was still busy after {timeout_s}s")
+        await asyncio.sleep(0.1)  # polling consumer state, with a deadline
+    await projector_caught_up(nc, timeout_s=timeout_s)
 
 
 @contextlib.asynccontextmanager

@@ -16,7 +16,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.platform import cpu_seconds, drive, platform_pids, running_platform, standard_goal
+from bench.platform import (
+    cpu_seconds,
+    drive,
+    platform_pids,
+    running_platform,
+    standard_goal,
+    wait_until_idle,
+)
 from bench.scenarios import cpu_per_goal_ms
 from events.subjects import EVENTS_STREAM
 from infra.logging import configure_logging
@@ -46,6 +53,7 @@ async def profile(goals: int, in_flight: int, durability: str, py_spy: Path | No
         before = cpu_seconds(pids)
         commands = [standard_goal(n, prefix="p") for n in range(goals)]
         load = await drive(nc, commands, in_flight=in_flight)
+        await wait_until_idle(nc)
         after = cpu_seconds(pids)
         events = await stream_last_seq(nc, EVENTS_STREAM) - before_seq
         for proc in spies:

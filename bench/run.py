@@ -68,7 +68,7 @@ def main() -> None:
         rows = uvloop.run(_run(args.scenarios or list(SCENARIOS), args))
     except ImportError:  # pragma: no cover
         rows = asyncio.run(_run(args.scenarios or list(SCENARIOS), args))
-    save(rows, describe_machine())
+    save(rows, describe_machine(), merge=bool(args.scenarios))
     print_table(rows)
     print("results written to bench/results.json")
 
