@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from events.model import Check, Event, Expect, MemoryItem, TaskOutcome, TaskSpec
+from events.model import Budget, Check, Event, Expect, MemoryItem, TaskOutcome, TaskSpec
 
 __all__ = [
     "EVENT_TYPES",
@@ -44,6 +44,7 @@ class GoalAccepted(Event, frozen=True, kw_only=True, tag="goal_accepted"):
     expect: Expect | None = None
     max_iterations: int = 3
     metadata: dict[str, Any] = {}
+    budget: Budget | None = None
 
 
 class GoalRejected(Event, frozen=True, kw_only=True, tag="goal_rejected"):
@@ -105,6 +106,8 @@ class TaskScheduled(Event, frozen=True, kw_only=True, tag="task_scheduled"):
     args: dict[str, Any]
     timeout_s: float
     max_attempts: int
+    allowed_tools: tuple[str, ...] = ()
+    llm_budget: Budget | None = None  # what the goal may still spend when the task starts
 
 
 class EvaluationRequested(Event, frozen=True, kw_only=True, tag="evaluation_requested"):
@@ -115,6 +118,7 @@ class EvaluationRequested(Event, frozen=True, kw_only=True, tag="evaluation_requ
     expect: Expect | None
     result: str
     tasks: tuple[TaskOutcome, ...]
+    llm_budget: Budget | None = None
 
 
 # -- execution (executor) ----------------------------------------------------------------
