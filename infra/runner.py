@@ -21,6 +21,7 @@ from infra.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
 from infra.logging import get_logger
 from infra.settings import Settings
 from infra.streams import ConsumerSpec, consumers_for, provision
+from services.llm.port import LlmPort
 
 __all__ = [
     "SERVICES",
@@ -82,6 +83,9 @@ class ServiceContext:
     goal_log: StreamGoalLog
     producer: str
     now: Callable[[], datetime] = field(default=utc_now)
+    # The language model behind every LLM strategy; None (the embedded default) means the
+    # rule-based strategies run. Built once per process from the AGORA_LLM_* settings.
+    llm: LlmPort | None = None
 
     def spec(self, stream: str) -> ConsumerSpec:
         """This service's consumer on ``stream`` (see infra/streams.py)."""
