@@ -297,6 +297,7 @@ class ScriptedLlmServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are separate writes
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the test asserts on ``requests`` instead."""
