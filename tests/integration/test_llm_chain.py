@@ -21,7 +21,9 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from events.errors import LlmUnavailableError
-from infra.llm import LlmChain, build_llm_port
+from infra.llm import LlmChain, build_llm_port, build_provider
+from infra.llm.chain import RetryPolicy
+from infra.llm.pricing import PriceTable
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings
 from services.llm.messages import ChatMessage, LlmRequest
@@ -307,3 +309,32 @@ async def test_an_answer_of_an_unexpected_shape_is_unusable_not_a_crash(
 
     assert "openai:scripted-openai: unusable answer: bad tool call" in str(raised.value)
     assert "anthropic:scripted-anthropic: unusable answer (AttributeError" in str(raised.value)
+
+
+async def test_after_the_cooldown_one_probe_closes_the_circuit_again(
+    openai_server: ScriptedLlmServer, anthropic_server: ScriptedLlmServer
+) -> None:
+    now = [0.0]
+    settings = llm_settings(Settings(), openai_server, anthropic_server)
+    chain = LlmChain(
+        [build_provider(e, settings) for e in settings.llm_endpoints],
+        policy=RetryPolicy(retries=0),
+        prices=PriceTable.load(),
+        breaker_threshold=1,
+        breaker_cooldown_s=10.0,
+        clock=lambda: now[0],
+    )
+    openai_server.push(SERVER_ERROR, openai_reply("primary is back"))
+    anthropic_server.set_script(lambda _: anthropic_reply("fallback"))
+    try:
+        assert (await chain.complete(REQUEST, goal_id="g")).provider == "anthropic"  # opens
+        now[0] = 5.0
+        assert (await chain.complete(REQUEST, goal_id="g")).provider == "anthropic"  # skipped
+        assert len(openai_server.requests) == 1
+        now[0] = 10.0
+        reply = await chain.complete(REQUEST, goal_id="g")  # the probe
+    finally:
+        await chain.aclose()
+
+    assert reply.content == "primary is back"
+    assert chain.providers[0].breaker.state == "closed"
