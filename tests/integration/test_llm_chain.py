@@ -338,3 +338,17 @@ async def test_after_the_cooldown_one_probe_closes_the_circuit_again(
 
     assert reply.content == "primary is back"
     assert chain.providers[0].breaker.state == "closed"
+
+
+async def test_a_circuit_opening_during_retries_is_reported_as_such(
+    openai_server: ScriptedLlmServer, chain_for: Callable[..., LlmChain]
+) -> None:
+    openai_server.set_script(lambda _: SERVER_ERROR)
+    chain = chain_for(openai_server, llm_retries=3, llm_breaker_threshold=2)
+
+    with pytest.raises(LlmUnavailableError) as raised:
+        await chain.complete(REQUEST, goal_id="g")
+
+    assert len(openai_server.requests) == 2
+    assert "openai:scripted-openai: 2 attempts: HTTP 500" in str(raised.value)
+    assert str(raised.value).endswith("; skipped, circuit open (retry in 30s)")
