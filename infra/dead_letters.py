@@ -40,6 +40,7 @@ __all__ = [
     "StoredDeadLetter",
     "b64",
     "get_dead_letter",
+    "hexdump",
     "list_dead_letters",
     "parse_duration",
     "printable",
@@ -276,3 +277,15 @@ def printable(data: bytes) -> str | None:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def hexdump(data: bytes, *, limit: int = 4096) -> list[str]:
+    """``xxd``-style lines: offset, 16 bytes in hex, the printable ASCII among them."""
+    lines = []
+    for offset in range(0, min(len(data), limit), 16):
+        chunk = data[offset : offset + 16]
+        ascii_ = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:08x}  {chunk.hex(' '):<47}  |{ascii_}|")
+    if len(data) > limit:
+        lines.append(f"… {len(data) - limit} more byte(s): see the base64 below")
+    return lines
