@@ -83,7 +83,7 @@ class ServiceCounters:
             counters.in_flight += 1
             try:
                 await handler(delivery)
-            except BaseException as exc:
+            except Exception as exc:  # not a cancellation: that is a drain, not a failure
                 counters.failed += 1
                 counters.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 raise
