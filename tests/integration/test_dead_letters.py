@@ -31,6 +31,7 @@ from infra.dead_letters import (
 )
 from infra.dlq import DeadLetterQueue
 from infra.redrive import ORIGINAL_STREAM, redrive_subject
+from infra.service_stats import collect_stats
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, duplicates, wait_until
@@ -89,6 +90,11 @@ async def test_a_poisoned_task_is_listed_shown_and_completes_once_after_a_fix_an
         assert letter.data == original.data  # the original bytes, exactly
         assert letter.headers["Nats-Msg-Id"] == original.headers["Nats-Msg-Id"]
         assert not shown.redriven
+        # The buggy executor's own counters say the same: two failed deliveries, one a redelivery.
+        [stats] = [r for r in await collect_stats(nc) if r["name"] == "agora-executor"]
+        counts = stats["endpoints"][0]["data"]["consumers"]["AGORA_EVENTS/executor"]
+        assert (counts["failed"], counts["redelivered"]) == (2, 1)
+        assert "bug: cannot publish outputs" in counts["last_error"]
 
         # Redriven before the fix: it fails again and comes back as a record of its own.
         first = await redrive(nc, listed.seq)
