@@ -152,8 +152,13 @@ async def _redrive_copy(
     nc: NatsClient, letter: DeadLetter, seq: int
 ) -> tuple[int, datetime | None] | None:
     subject = redrive_subject(redriven_consumer(letter.consumer), seq)
+    js = nc.jetstream()
+    # Asked this way first, a record never redriven costs no JetStream API error (status
+    # shows those counts, and an operator should not see one per `dlq show`).
+    if not (await js.stream_info(DLQ_STREAM, subjects_filter=subject)).state.subjects:
+        return None
     try:
-        msg = await nc.jetstream().get_last_msg(DLQ_STREAM, subject)
+        msg = await js.get_last_msg(DLQ_STREAM, subject)
     except NotFoundError:
         return None
     return int(msg.seq or 0), msg.time
