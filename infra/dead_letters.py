@@ -23,6 +23,7 @@ from events.errors import AgoraError
 from events.subjects import DLQ_STREAM
 from infra.dlq import DeadLetter, decode_dead_letter
 from infra.redrive import (
+    ORIGINAL_DELIVERIES,
     ORIGINAL_MSG_ID,
     ORIGINAL_STREAM,
     ORIGINAL_SUBJECT,
@@ -190,6 +191,11 @@ def _copy_headers(letter: DeadLetter, record_seq: int) -> dict[str, str]:
     headers[ORIGINAL_STREAM] = original.get(ORIGINAL_STREAM, letter.stream)
     headers[ORIGINAL_SUBJECT] = original.get(ORIGINAL_SUBJECT, letter.subject)
     headers[REDRIVE_OF] = str(record_seq)
+    # Every delivery so far, over earlier redrives too: the handler must see a redelivery.
+    earlier = original.get(ORIGINAL_DELIVERIES, "0")
+    headers[ORIGINAL_DELIVERIES] = str(
+        (int(earlier) if earlier.isdigit() else 0) + letter.deliveries
+    )
     headers["Nats-Msg-Id"] = f"redrive-{record_seq}"
     headers["Nats-Expected-Stream"] = DLQ_STREAM
     # Only if nothing was ever redriven for this record: the server makes redrive at-most-once.

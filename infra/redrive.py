@@ -7,7 +7,8 @@ stores a copy of the original bytes and headers on ``agora.dlq.redrive.<consumer
 in ``AGORA_DLQ``; each service consumes its own redrive subject through a durable consumer
 ``redrive-<consumer>`` and hands the copy to the handler that failed, with the original
 subject restored. The copy carries ``Agora-Original-Stream``, ``Agora-Original-Subject`` and
-``Agora-Original-Msg-Id`` (the handler sees the original ``Nats-Msg-Id`` again).
+``Agora-Original-Msg-Id`` (the handler sees the original ``Nats-Msg-Id`` again), and
+``Agora-Original-Deliveries`` (the handler sees a redelivery, never a first delivery).
 
 The copy is published with ``Nats-Expected-Last-Subject-Sequence: 0`` on a subject of its own
 per record, so the server itself makes a second redrive of the same record fail: redrive
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from infra.runner import Subscription
 
 __all__ = [
+    "ORIGINAL_DELIVERIES",
     "ORIGINAL_MSG_ID",
     "ORIGINAL_STREAM",
     "ORIGINAL_SUBJECT",
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 REDRIVE_PREFIX = "agora.dlq.redrive"
+ORIGINAL_DELIVERIES = "Agora-Original-Deliveries"
 ORIGINAL_MSG_ID = "Agora-Original-Msg-Id"
 ORIGINAL_STREAM = "Agora-Original-Stream"
 ORIGINAL_SUBJECT = "Agora-Original-Subject"
@@ -64,12 +67,22 @@ def redriven_consumer(consumer: str) -> str:
 
 
 def _original(delivery: Delivery) -> Delivery:
-    """The delivery as the failed handler first saw it: its subject and its message id."""
+    """The delivery as the failed handler sees a redelivery: its subject, its message id, and
+    a delivery count that goes on from the original's. A redrive is never a first delivery:
+    handlers that skip reading the log on a first delivery (the executor) must read it here,
+    or they would redo steps already recorded."""
     headers = dict(delivery.headers)
     if ORIGINAL_MSG_ID in headers:
         headers["Nats-Msg-Id"] = headers[ORIGINAL_MSG_ID]
+    try:
+        before = max(1, int(headers.get(ORIGINAL_DELIVERIES, "1")))
+    except ValueError:
+        before = 1
     return dataclasses.replace(
-        delivery, subject=headers.get(ORIGINAL_SUBJECT, delivery.subject), headers=headers
+        delivery,
+        subject=headers.get(ORIGINAL_SUBJECT, delivery.subject),
+        headers=headers,
+        num_delivered=before + delivery.num_delivered,
     )
 
 

@@ -17,6 +17,7 @@ from infra.dead_letters import (
 )
 from infra.dlq import DeadLetter
 from infra.redrive import (
+    ORIGINAL_DELIVERIES,
     ORIGINAL_MSG_ID,
     ORIGINAL_STREAM,
     ORIGINAL_SUBJECT,
@@ -81,6 +82,7 @@ def test_a_copy_drops_the_original_publish_guards_and_keeps_its_id_and_origin() 
         ORIGINAL_STREAM: EVENTS_STREAM,
         ORIGINAL_SUBJECT: "agora.events.g-1.task_scheduled",
         REDRIVE_OF: "42",
+        ORIGINAL_DELIVERIES: "8",
         "Nats-Msg-Id": "redrive-42",
         "Nats-Expected-Stream": DLQ_STREAM,
         "Nats-Expected-Last-Subject-Sequence": "0",
@@ -101,6 +103,7 @@ def test_a_copy_of_a_failed_redrive_points_at_the_first_origin() -> None:
     assert headers[ORIGINAL_SUBJECT] == "agora.events.g-1.task_scheduled"
     assert headers[ORIGINAL_MSG_ID] == "e-1"
     assert headers[REDRIVE_OF] == "44"
+    assert headers[ORIGINAL_DELIVERIES] == "16"  # 8 of the original, 8 of the failed redrive
     assert redriven_consumer(again.consumer) == "executor"
 
 
@@ -142,6 +145,7 @@ async def test_a_redrive_reaches_the_handler_of_its_original_stream_as_first_see
             ORIGINAL_STREAM: EVENTS_STREAM,
             ORIGINAL_SUBJECT: "agora.events.g-1.task_completed",
             ORIGINAL_MSG_ID: "e-7",
+            ORIGINAL_DELIVERIES: "8",
             "Nats-Msg-Id": "redrive-9",
         }
     )
@@ -150,6 +154,9 @@ async def test_a_redrive_reaches_the_handler_of_its_original_stream_as_first_see
     assert name == "events"
     assert delivery.subject == "agora.events.g-1.task_completed"
     assert delivery.headers["Nats-Msg-Id"] == "e-7"
+    assert (delivery.num_delivered, delivery.redelivered) == (9, True)
+    await redrive.handler(_delivery({ORIGINAL_STREAM: EVENTS_STREAM}))
+    assert seen[-1][1].redelivered  # even without the header: a redrive is never a first
     assert redrive.ordering_key(copy) == "agora.events.g-1.task_completed"
 
     with pytest.raises(LookupError, match="consumes nothing from stream 'AGORA_ELSEWHERE'"):
