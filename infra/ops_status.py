@@ -133,11 +133,18 @@ def _services(replies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return services
 
 
+def _version(nc: NatsClient) -> str:
+    """The server's version as its INFO gave it, e.g. ``2.15.1``."""
+    version = nc.connected_server_version
+    text = f"{version.major}.{version.minor}.{version.patch}"
+    return f"{text}-{version.dev}" if version.dev else text
+
+
 async def _server(nc: NatsClient, monitor_url: str | None) -> dict[str, Any]:
     account = await nc.jetstream().account_info()
     server: dict[str, Any] = {
         "url": nc.connected_url.netloc if nc.connected_url else None,
-        "version": str(nc.connected_server_version),
+        "version": _version(nc),
         "jetstream": {
             "memory_bytes": account.memory,
             "storage_bytes": account.storage,

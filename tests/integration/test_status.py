@@ -14,6 +14,7 @@ from nats.aio.client import Client as NatsClient
 from events.catalog import ContextRequested, GoalCompleted, TaskScheduled
 from events.subjects import INTAKE_GOAL
 from infra.client import AgoraClient
+from infra.embedded import EmbeddedNats
 from infra.ops_status import gather_status
 from infra.service_stats import collect_stats, stats_subject
 from tests.conftest import InProcessPlatform
@@ -97,7 +98,7 @@ async def test_status_shows_lag_dead_letters_and_counters_that_match_the_log(
 
 
 async def test_each_service_answers_on_its_stats_endpoint(
-    nc: NatsClient, platform: InProcessPlatform
+    nc: NatsClient, platform: InProcessPlatform, nats_server: EmbeddedNats
 ) -> None:
     expected = sorted(
         f"agora-{s}" for s in ("planner", "executor", "memory", "evaluator", "projector")
@@ -112,3 +113,12 @@ async def test_each_service_answers_on_its_stats_endpoint(
     assert stats["service"] == "executor"
     assert set(stats["consumers"]) == {"AGORA_EVENTS/executor", "AGORA_DLQ/redrive-executor"}
     assert stats["uptime_s"] >= 0
+
+    # The server as its monitoring port sees it: five services and this test connected.
+    server = (await gather_status(nc, monitor_url=nats_server.monitor_url))["server"]
+    assert server["server_name"] == "agora"
+    assert server["connections"] >= 6
+    unreachable = (await gather_status(nc, monitor_url="http://127.0.0.1:9"))["server"]
+    assert "monitor_error" in unreachable
+    assert unreachable["version"] == server["version"]  # from INFO, the same as /varz's
+    assert unreachable["jetstream"]["streams"] == 3  # what the JetStream API says still shows
