@@ -106,7 +106,8 @@ def _record_of(seq: int, stored_at: datetime, data: bytes) -> StoredDeadLetter:
 async def _redriven(nc: NatsClient) -> set[int]:
     """Sequences of the records that have a redrive copy."""
     info = await nc.jetstream().stream_info(DLQ_STREAM, subjects_filter=f"{REDRIVE_PREFIX}.>")
-    return {int(subject.rsplit(".", 1)[1]) for subject in info.state.subjects or {}}
+    ids = (subject.rsplit(".", 1)[1] for subject in info.state.subjects or {})
+    return {int(token) for token in ids if token.isdigit()}
 
 
 async def list_dead_letters(nc: NatsClient) -> list[StoredDeadLetter]:
