@@ -8,6 +8,10 @@ add up to what the log holds.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import msgspec
 from nats.aio.client import Client as NatsClient
 
@@ -15,8 +19,9 @@ from events.catalog import ContextRequested, GoalCompleted, TaskScheduled
 from events.subjects import INTAKE_GOAL
 from infra.client import AgoraClient
 from infra.embedded import EmbeddedNats
-from infra.ops_status import gather_status
+from infra.ops_status import gather_status, monitor_url_of
 from infra.service_stats import collect_stats, stats_subject
+from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, wait_until
 
@@ -122,3 +127,17 @@ async def test_each_service_answers_on_its_stats_endpoint(
     assert "monitor_error" in unreachable
     assert unreachable["version"] == server["version"]  # from INFO, the same as /varz's
     assert unreachable["jetstream"]["streams"] == 3  # what the JetStream API says still shows
+
+
+def test_the_embedded_servers_monitoring_url_is_found_through_its_discovery_file(
+    tmp_path: Path,
+) -> None:
+    embedded = replace(Settings(), data_dir=tmp_path)
+    assert monitor_url_of(embedded) is None  # no server.json: no server running
+    (tmp_path / "nats").mkdir()
+    (tmp_path / "nats" / "server.json").write_text(
+        json.dumps({"pid": 1, "url": "nats://127.0.0.1:4222", "monitor": "http://127.0.0.1:8222"})
+    )
+    assert monitor_url_of(embedded) == "http://127.0.0.1:8222"
+    external = replace(embedded, nats_urls=("nats://elsewhere:4222",))
+    assert monitor_url_of(external) is None  # only known for the embedded server
