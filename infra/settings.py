@@ -61,6 +61,8 @@ class Settings:
     query_max_rows: int = 10_000
     query_memory_limit: str = "512MB"
     projector_batch: int = 10_000
+    # The most think steps a ReAct task may take before it fails without an answer.
+    react_max_steps: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +97,7 @@ class Settings:
             query_max_rows=_int(env, "AGORA_QUERY_MAX_ROWS", 10_000),
             query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
             projector_batch=_int(env, "AGORA_PROJECTOR_BATCH", 10_000),
+            react_max_steps=_int(env, "AGORA_REACT_MAX_STEPS", 8),
         )
         settings.check()
         return settings
@@ -110,6 +113,8 @@ class Settings:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:
             raise ConfigurationError("AGORA_CONCURRENCY values must be at least 1")
+        if self.react_max_steps < 1:
+            raise ConfigurationError("AGORA_REACT_MAX_STEPS must be at least 1")
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
@@ -132,6 +137,7 @@ class Settings:
             "AGORA_QUERY_MAX_ROWS": str(self.query_max_rows),
             "AGORA_QUERY_MEMORY_LIMIT": self.query_memory_limit,
             "AGORA_PROJECTOR_BATCH": str(self.projector_batch),
+            "AGORA_REACT_MAX_STEPS": str(self.react_max_steps),
         }
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
