@@ -159,6 +159,14 @@ class LlmChain:
                         reply = await guarded.provider.attempt(
                             request, on_delta=live.delta if live else None
                         )
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    # An answer shaped unlike anything the API documents: unusable, not a crash.
+                    failed = AttemptError(
+                        f"unusable answer ({type(exc).__name__} reading it)", unusable=True
+                    )
+                    self._record(guarded, failed)
+                    outcome.failures.append(failed.reason)
+                    break
                 except AttemptError as failed:
                     self._record(guarded, failed)
                     outcome.failures.append(failed.reason)
