@@ -61,6 +61,12 @@ class Settings:
     query_max_rows: int = 10_000
     query_memory_limit: str = "512MB"
     projector_batch: int = 10_000
+    # Memory (docs/memory.md): working-memory budget per goal, snapshot interval, embeddings.
+    memory_working_tokens: int = 2000
+    memory_snapshot_every: int = 5000
+    embeddings_url: str | None = None
+    embeddings_model: str = "text-embedding-3-small"
+    embeddings_key: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +101,12 @@ class Settings:
             query_max_rows=_int(env, "AGORA_QUERY_MAX_ROWS", 10_000),
             query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
             projector_batch=_int(env, "AGORA_PROJECTOR_BATCH", 10_000),
+            memory_working_tokens=_int(env, "AGORA_MEMORY_WORKING_TOKENS", 2000),
+            memory_snapshot_every=_int(env, "AGORA_MEMORY_SNAPSHOT_EVERY", 5000),
+            embeddings_url=env.get("AGORA_EMBEDDINGS_URL", "").strip() or None,
+            embeddings_model=env.get("AGORA_EMBEDDINGS_MODEL", "").strip()
+            or "text-embedding-3-small",
+            embeddings_key=env.get("AGORA_EMBEDDINGS_KEY", "").strip() or None,
         )
         settings.check()
         return settings
@@ -110,6 +122,11 @@ class Settings:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:
             raise ConfigurationError("AGORA_CONCURRENCY values must be at least 1")
+        if self.memory_working_tokens < 16 or self.memory_snapshot_every < 1:
+            raise ConfigurationError(
+                "AGORA_MEMORY_WORKING_TOKENS must be at least 16 and "
+                "AGORA_MEMORY_SNAPSHOT_EVERY at least 1"
+            )
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
@@ -132,7 +149,14 @@ class Settings:
             "AGORA_QUERY_MAX_ROWS": str(self.query_max_rows),
             "AGORA_QUERY_MEMORY_LIMIT": self.query_memory_limit,
             "AGORA_PROJECTOR_BATCH": str(self.projector_batch),
+            "AGORA_MEMORY_WORKING_TOKENS": str(self.memory_working_tokens),
+            "AGORA_MEMORY_SNAPSHOT_EVERY": str(self.memory_snapshot_every),
+            "AGORA_EMBEDDINGS_MODEL": self.embeddings_model,
         }
+        if self.embeddings_url:
+            env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
+        if self.embeddings_key:
+            env["AGORA_EMBEDDINGS_KEY"] = self.embeddings_key
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
         return env

@@ -1,0 +1,215 @@
+"""Keeps memory's read model current: snapshot at start, then the log's memory events.
+
+Every replica follows ``memory_stored``, ``memory_forgotten`` and ``memory_compacted`` of
+every goal, in stream order, through an ephemeral consumer (no durable state of its own: the
+position is the state's ``applied_seq``). At start it loads the latest snapshot from the
+object store and reads only the events after the sequence it covers; a missing or unreadable
+snapshot means a full replay (with a warning for an unreadable one). It saves a snapshot
+every ``snapshot_every`` events and when it stops cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client as NatsClient
+
+from events.codec import decode_event
+from events.errors import AgoraError, DecodeError
+from events.subjects import EVENTS_STREAM, event_type_filter
+from infra.logging import get_logger
+from infra.snapshots import SnapshotStore
+from infra.stream_reader import RawBatch, StreamReader
+from services.memory.longterm import Item
+from services.memory.state import (
+    MEMORY_EVENT_TYPES,
+    MemoryState,
+    SnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+)
+
+__all__ = ["SNAPSHOT_NAME", "IndexFollower", "MemoryLagError", "memory_reader"]
+
+log = get_logger("agora.memory")
+SNAPSHOT_NAME = "memory-index"
+ItemsAdded = Callable[[list[Item]], Awaitable[None]]
+
+
+class MemoryLagError(AgoraError):
+    """Memory's read model did not catch up with the log in time (the input is retried)."""
+
+
+class IndexFollower:
+    def __init__(
+        self,
+        nc: NatsClient,
+        *,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int,
+        items_added: ItemsAdded | None = None,
+    ) -> None:
+        self.state = MemoryState()
+        self._nc = nc
+        self._current: StreamReader | None = None
+        self.snapshots = snapshots
+        self._snapshot_every = snapshot_every
+        self._items_added = items_added
+        self.snapshot_seq = 0  # what the loaded snapshot covered (0: none)
+        self.replayed_at_start = 0  # events folded after it, before serving
+        self._since_snapshot = 0
+        self._returns = 0  # answered pull requests
+        self._drained_at = 0  # the last answered pull that left nothing pending
+        self._progress = asyncio.Condition()
+
+    @staticmethod
+    def filters() -> tuple[str, tuple[str, ...]]:
+        first, *more = (event_type_filter(t) for t in MEMORY_EVENT_TYPES)
+        return first, tuple(more)
+
+    async def load(self) -> None:
+        """The latest snapshot, then every memory event after it, before anything is served."""
+        started = time.monotonic()
+        await self._load_snapshot()
+        reader = await memory_reader(self._nc, self.state.applied_seq + 1).open()
+        try:
+            while True:
+                batch = await reader.next_batch(wait=False)
+                self.replayed_at_start += await self._apply(batch)
+                if not batch.seqs or batch.pending == 0:
+                    break
+        finally:
+            await reader.close()
+        self._since_snapshot = self.replayed_at_start
+        log.info(
+            "memory_loaded",
+            snapshot_seq=self.snapshot_seq,
+            replayed=self.replayed_at_start,
+            items=len(self.state.long_term),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def _load_snapshot(self) -> None:
+        if self.snapshots is None:
+            return
+        data = await self.snapshots.load(SNAPSHOT_NAME)
+        if data is None:
+            log.info("memory_snapshot_missing_full_replay")
+            return
+        try:
+            state = decode_snapshot(data)
+        except SnapshotError as exc:
+            log.warning("memory_snapshot_unreadable_full_replay", error=str(exc))
+            return
+        self.state = state
+        self.snapshot_seq = state.applied_seq
+        if self._items_added is not None:
+            await self._items_added(list(state.long_term.items.values()))
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Fold new memory events as they are appended, until ``stop``; then snapshot."""
+        while not stop.is_set():
+            try:
+                await self._tail(stop)
+            except Exception as exc:
+                log.exception("memory_follow_failed_will_resume", error=repr(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+        await self.save_snapshot()
+
+    async def _tail(self, stop: asyncio.Event) -> None:
+        reader = self._current = await memory_reader(self._nc, self.state.applied_seq + 1).open()
+        try:
+            while not stop.is_set():
+                batch = await reader.next_batch(wait=True)
+                applied = await self._apply(batch)
+                self._since_snapshot += applied
+                async with self._progress:
+                    self._returns += 1
+                    if not batch.seqs or batch.pending == 0:
+                        self._drained_at = self._returns
+                    self._progress.notify_all()
+                if self._since_snapshot >= self._snapshot_every:
+                    await self.save_snapshot()
+        finally:
+            self._current = None
+            await reader.close()
+
+    async def _apply(self, batch: RawBatch) -> int:
+        state = self.state
+        first_new = state.long_term.next_item_id
+        for seq, payload in zip(batch.seqs, batch.payloads, strict=True):
+            try:
+                event = decode_event(payload)
+            except DecodeError as exc:
+                # The log is append-only: skipping an unreadable event is all memory can do.
+                log.exception("memory_event_undecodable", stream_seq=seq, error=str(exc))
+                continue
+            state.apply(seq, event)
+        if batch.seqs:
+            state.applied_seq = max(state.applied_seq, batch.seqs[-1])
+        if self._items_added is not None and state.long_term.next_item_id > first_new:
+            items = state.long_term.items
+            added = [items[i] for i in range(first_new, state.long_term.next_item_id) if i in items]
+            await self._items_added(added)
+        return len(batch.seqs)
+
+    async def save_snapshot(self) -> None:
+        if self.snapshots is None or self._since_snapshot == 0:
+            return
+        data = encode_snapshot(self.state)
+        try:
+            await self.snapshots.save(SNAPSHOT_NAME, data)
+        except Exception as exc:
+            # The next interval (or stop) tries again; a missing snapshot only costs replay time.
+            log.warning("memory_snapshot_failed", error=repr(exc))
+            return
+        self._since_snapshot = 0
+        log.info("memory_snapshot_saved", seq=self.state.applied_seq, bytes=len(data))
+
+    async def wait_applied(self, seq: int, timeout_s: float) -> None:
+        """Until the event at stream sequence ``seq`` (a memory event) has been folded."""
+        await self._wait(lambda: self.state.applied_seq >= seq, timeout_s)
+
+    async def wait_current(self, timeout_s: float) -> None:
+        """Until every memory event appended before this call has been folded.
+
+        The reader's consumer knows: once it has nothing pending, what it delivered last is
+        the newest memory event, and folding up to it is enough (one round trip when memory
+        is current). While the reader is being recreated, the proof is a pull request that
+        was answered with nothing pending and was sent after this call began.
+        """
+        deadline = time.monotonic() + timeout_s
+        while (reader := self._current) is not None and reader.consumer is not None:
+            try:
+                info = await self._nc.jetstream().consumer_info(EVENTS_STREAM, reader.consumer)
+            except Exception as exc:  # the consumer is being recreated: use the other proof
+                log.info("memory_consumer_info_failed", error=repr(exc))
+                break
+            delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
+            await self.wait_applied(delivered, max(0.0, deadline - time.monotonic()))
+            if not info.num_pending:
+                return
+        mark = self._returns + 2
+        await self._wait(lambda: self._drained_at >= mark, max(0.0, deadline - time.monotonic()))
+
+    async def _wait(self, condition: Callable[[], bool], timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s), self._progress:
+                await self._progress.wait_for(condition)
+        except TimeoutError:
+            raise MemoryLagError(
+                f"memory's index did not catch up with the log within {timeout_s}s "
+                f"(at sequence {self.state.applied_seq})"
+            ) from None
+
+
+def memory_reader(nc: NatsClient, start_seq: int) -> StreamReader:
+    """A reader of every goal's memory events from ``start_seq``, in stream order."""
+    first, more = IndexFollower.filters()
+    return StreamReader(
+        nc, EVENTS_STREAM, first, start_seq=start_seq, batch=5_000, more_filter_subjects=more
+    )
