@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from events.codec import decode_event
 from events.errors import AgoraError, DecodeError
@@ -36,6 +37,8 @@ __all__ = ["SNAPSHOT_NAME", "IndexFollower", "MemoryLagError", "memory_reader"]
 
 log = get_logger("agora.memory")
 SNAPSHOT_NAME = "memory-index"
+# When caught up and nothing rings, read anyway this often (a missed ring costs this much).
+IDLE_PULL_S = 1.0
 ItemsAdded = Callable[[list[Item]], Awaitable[None]]
 
 
@@ -64,6 +67,7 @@ class IndexFollower:
         self._returns = 0  # answered pull requests
         self._drained_at = 0  # the last answered pull that left nothing pending
         self._progress = asyncio.Condition()
+        self._doorbell = asyncio.Event()
 
     @staticmethod
     def filters() -> tuple[str, tuple[str, ...]]:
@@ -121,22 +125,40 @@ class IndexFollower:
         await self.save_snapshot()
 
     async def _tail(self, stop: asyncio.Event) -> None:
+        # A pull request that lingers for new messages answers only when full or expired,
+        # which would hold every new memory event for the linger time. So the tail reads
+        # without waiting, and when caught up it sleeps until a core NATS subscription to
+        # the same subjects rings (JetStream delivers every stored message to those too).
+        doorbell = self._doorbell
+        first, more = self.filters()
+        subs = [await self._nc.subscribe(subject, cb=self._ring) for subject in (first, *more)]
         reader = self._current = await memory_reader(self._nc, self.state.applied_seq + 1).open()
         try:
             while not stop.is_set():
-                batch = await reader.next_batch(wait=True)
+                doorbell.clear()
+                batch = await reader.next_batch(wait=False)
                 applied = await self._apply(batch)
                 self._since_snapshot += applied
+                drained = not batch.seqs or batch.pending == 0
                 async with self._progress:
                     self._returns += 1
-                    if not batch.seqs or batch.pending == 0:
+                    if drained:
                         self._drained_at = self._returns
                     self._progress.notify_all()
                 if self._since_snapshot >= self._snapshot_every:
                     await self.save_snapshot()
+                if drained:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(_first(doorbell.wait(), stop.wait()), IDLE_PULL_S)
         finally:
             self._current = None
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
             await reader.close()
+
+    async def _ring(self, _: Msg) -> None:
+        self._doorbell.set()
 
     async def _apply(self, batch: RawBatch) -> int:
         state = self.state
@@ -194,6 +216,7 @@ class IndexFollower:
             if not info.num_pending:
                 return
         mark = self._returns + 2
+        self._doorbell.set()
         await self._wait(lambda: self._drained_at >= mark, max(0.0, deadline - time.monotonic()))
 
     async def _wait(self, condition: Callable[[], bool], timeout_s: float) -> None:
@@ -213,3 +236,12 @@ def memory_reader(nc: NatsClient, start_seq: int) -> StreamReader:
     return StreamReader(
         nc, EVENTS_STREAM, first, start_seq=start_seq, batch=5_000, more_filter_subjects=more
     )
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -229,7 +229,7 @@ class MemoryService:
         )
         ranked = await self._dense_rank(request.query)
         k = max(1, min(request.k, MAX_K))
-        now = self.ctx.now()
+        now = request.as_of or self.ctx.now()
         return MemoryReply(
             items=state.long_term.search(request.query, k, where=where, now=now, dense=ranked)
         )
@@ -243,6 +243,7 @@ class MemoryService:
             "summary": wm.summary,
             "compactions": wm.compactions,
             "compacted_through": wm.compacted_through,
+            "observed": wm.next_ordinal,
             "observations": [
                 {"ordinal": o.ordinal, "key": o.key, "text": o.text, "tokens": o.tokens}
                 for o in wm.observations

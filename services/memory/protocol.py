@@ -1,7 +1,7 @@
 """Asking memory directly over core NATS (``agora.memory.query``, queue group ``memory``).
 
 Request: ``{"op": "search", "query": "launch code", "k": 5, "goal_id": null, "kinds": [],
-"metadata": {}, "since": null, "until": null}``, ``{"op": "stats"}`` or
+"metadata": {}, "since": null, "until": null, "as_of": null}``, ``{"op": "stats"}`` or
 ``{"op": "working", "goal_id": "g-7"}``. Reply: ``{"items": [...]}``, ``{"stats": {...}}``,
 ``{"working": {...}}``, or ``{"error": "..."}``. Any language can ask; the CLI is one client.
 These reads do not enter the log: they answer from the replica's current state.
@@ -39,6 +39,8 @@ class MemoryRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     metadata: dict[str, Any] = {}
     since: datetime | None = None
     until: datetime | None = None
+    # Rank recency as if asked at this time (default: now), e.g. to compare answers over time.
+    as_of: datetime | None = None
 
 
 class MemoryReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
