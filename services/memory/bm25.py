@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from functools import lru_cache
 
 __all__ = ["K1", "STOPWORDS", "B", "Bm25Index", "tokenize"]
 
@@ -31,6 +32,7 @@ STOPWORDS: frozenset[str] = frozenset({  # kept compact: one word per line would
 # fmt: on
 
 
+@lru_cache(maxsize=1 << 16)  # vocabularies are small; stemming each word once is enough
 def _stem(word: str) -> str:
     """A light plural/-ing/-ed strip, so "deployments" meets "deployment". Deterministic."""
     if len(word) > 4 and word.endswith("ies"):

@@ -133,9 +133,12 @@ class LongTermMemory:
             or event.goal_id in self.forgotten_goals
         )
 
-    def store(self, event: MemoryStored) -> Item | None:
-        """Fold one ``memory_stored``; returns the new item, or None (merged, known, forgotten)."""
-        digest = content_hash(event.text)
+    def store(self, event: MemoryStored, digest: str | None = None) -> Item | None:
+        """Fold one ``memory_stored``; returns the new item, or None (merged, known, forgotten).
+
+        ``digest``: the text's ``content_hash``, if the caller has it already.
+        """
+        digest = digest or content_hash(event.text)
         if event.key in self._by_key or self.is_forgotten(event, digest):
             return None
         existing = self._by_hash.get(digest)

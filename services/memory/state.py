@@ -60,10 +60,11 @@ class MemoryState:
 
     def _stored(self, event: MemoryStored) -> None:
         ltm = self.long_term
-        if event.kind == "observation" and not ltm.is_forgotten(event, content_hash(event.text)):
+        digest = content_hash(event.text)
+        if event.kind == "observation" and not ltm.is_forgotten(event, digest):
             self._observation_goal[event.key] = event.goal_id
             self.working_memory(event.goal_id).observe(event.key, event.text)
-        ltm.store(event)
+        ltm.store(event, digest)
 
     def _forgotten(self, event: MemoryForgotten) -> None:
         removed = self.long_term.forget(event)
@@ -117,7 +118,7 @@ class _WorkingRecord(msgspec.Struct, array_like=True):
     compactions: int
     next_ordinal: int
     keys: list[str]
-    observations: list[tuple[int, str, str]]  # ordinal, key, text
+    observations: list[tuple[int, str]]  # ordinal, key (the text is the long-term item's)
 
 
 class _Snapshot(msgspec.Struct):
@@ -172,7 +173,7 @@ def encode_snapshot(state: MemoryState) -> bytes:
                     wm.compactions,
                     wm.next_ordinal,
                     sorted(wm.keys),
-                    [(o.ordinal, o.key, o.text) for o in wm.observations],
+                    [(o.ordinal, o.key) for o in wm.observations],
                 )
                 for goal, wm in state.working.items()
             ],
@@ -219,8 +220,9 @@ def decode_snapshot(data: bytes) -> MemoryState:
     for record in snapshot.working:
         state.working[record.goal_id] = GoalWorkingMemory(
             observations=[
-                Observation(ordinal, key, text, estimate_tokens(text))
-                for ordinal, key, text in record.observations
+                Observation(ordinal, key, item.text, estimate_tokens(item.text))
+                for ordinal, key in record.observations
+                if (item := ltm.lookup(key)) is not None
             ],
             summary=record.summary,
             compacted_through=record.compacted_through,
