@@ -108,7 +108,7 @@ async def test_a_forgotten_item_is_not_returned_also_after_a_full_rebuild(
             ]
         )
         await memory_reached(nc, acks[-1].seq)
-        assert [i.key for i in await search(nc, "vault combination")][0] == "g-secret/1/s1"
+        assert (await search(nc, "vault combination"))[0].key == "g-secret/1/s1"
 
         await send_forget(nc, key="g-secret/1/s1", reason="secret")
         await wait_until(

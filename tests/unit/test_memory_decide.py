@@ -26,8 +26,8 @@ from services.memory.decide import (
     observe,
     provide_context,
 )
-from services.memory.longterm import content_hash
 from services.memory.longterm import LongTermMemory as MemoryIndex
+from services.memory.longterm import content_hash
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LATER = datetime(2024, 5, 1, 13, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Long-term memory: given memory_stored / memory_forgotten -> when searched -> then ranked items."""
+"""Long-term memory: given memory_stored / memory_forgotten -> when searched -> then ranked."""
 
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ def recall_at(k: int) -> float:
                 source_event_id=f"src-{doc['id']}",
             )
         )
-    assert len(memory) >= 200 and len(corpus["queries"]) >= 30
+    assert len(memory) >= 200
+    assert len(corpus["queries"]) >= 30
     recalls = []
     for query in corpus["queries"]:
         found = {item.key for item in memory.search(query["query"], k, now=NOW)}

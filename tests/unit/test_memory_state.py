@@ -78,7 +78,7 @@ def test_forgetting_and_compaction_fold_in_order() -> None:
     assert state.applied_seq == 63
     assert "g-2" not in state.working
     assert all("g-2" not in item.goals for item in state.long_term.items.values())
-    assert [o.ordinal for o in state.working["g-0"].observations][0] == 10
+    assert state.working["g-0"].observations[0].ordinal == 10
     assert state.stats()["forgotten_goals"] == 1
 
 
