@@ -97,6 +97,9 @@ class DenseRetrieval:
         ltm = self._follower.state.long_term
         return [item.item_id for h in hashes if (item := ltm.item_for_hash(h)) is not None]
 
+    async def vector_count(self) -> int:
+        return await asyncio.to_thread(len, self._vectors)
+
     async def close(self) -> None:
         await self._embedder.close()
         self._vectors.close()
@@ -214,6 +217,7 @@ class MemoryService:
                 "snapshot_seq": self.follower.snapshot_seq,
                 "replayed_at_start": self.follower.replayed_at_start,
                 "retrieval": "hybrid (bm25 + dense, rrf)" if self.dense else "bm25",
+                "vectors": await self.dense.vector_count() if self.dense else 0,
             }
             return MemoryReply(stats=stats)
         if request.op == "working":
