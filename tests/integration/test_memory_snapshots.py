@@ -11,12 +11,11 @@ from nats.aio.client import Client as NatsClient
 
 from events.catalog import MemoryStored
 from events.model import MemoryItem
-from infra.bus import EventPublisher, read_events
+from infra.bus import EventPublisher
 from infra.memory_client import MemoryQueryError, ask_memory
 from infra.settings import Settings
 from services.memory.follower import IndexFollower
 from services.memory.protocol import MemoryRequest
-from services.memory.state import MemoryState
 from tests.conftest import InProcessPlatform
 from tests.support import wait_until
 
@@ -98,13 +97,11 @@ async def answers(nc: NatsClient) -> list[list[MemoryItem]]:
 
 
 async def full_rebuild_answers(nc: NatsClient) -> list[list[MemoryItem]]:
-    """What a memory folding the whole log from scratch answers (no snapshot)."""
-    state = MemoryState()
-    first, more = IndexFollower.filters()
-    for subject in (first, *more):
-        async for seq, event in read_events(nc, subject, batch=5_000):
-            state.apply(seq, event)
-    return [state.long_term.search(q, 10, now=NOW) for q in QUERIES]
+    """What a memory folding the whole log from scratch answers (no snapshot store)."""
+    rebuilt = IndexFollower(nc, snapshot_every=ITEMS)
+    await rebuilt.load()
+    assert rebuilt.replayed_at_start == ITEMS + TAIL
+    return [rebuilt.state.long_term.search(q, 10, now=NOW) for q in QUERIES]
 
 
 async def test_restart_after_20000_items_loads_the_snapshot_and_replays_only_the_tail(
