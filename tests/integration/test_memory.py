@@ -13,9 +13,12 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 
 from events.catalog import ContextProvided, MemoryForgotten, MemoryStored, TaskCompleted
+from events.memory_commands import INTAKE_MEMORY_FORGET
 from events.model import MemoryItem
+from events.subjects import DLQ_STREAM, dlq_subject
 from infra.bus import EventPublisher, read_events
 from infra.client import AgoraClient
+from infra.dlq import decode_dead_letter
 from infra.memory_client import MemoryQueryError, ask_memory, send_forget
 from infra.query_client import ask, projector_caught_up
 from infra.settings import Settings
@@ -200,5 +203,31 @@ async def test_working_memory_of_500_observations_stays_within_budget_and_shows_
         assert f"budget {budget}" in reply.rows[0][0]
         log = await all_events(nc, f"agora.events.{goal}.memory_stored")
         assert len(log) == 500
+    finally:
+        await platform.stop()
+
+
+async def test_a_forget_command_that_names_nothing_goes_to_the_dlq_with_the_reason(
+    nc: NatsClient, settings: Settings
+) -> None:
+    platform = InProcessPlatform(settings)
+    platform.start("memory")
+    try:
+        js = nc.jetstream()
+        await js.publish(
+            INTAKE_MEMORY_FORGET, b'{"command_id": "c-bad"}', headers={"Nats-Msg-Id": "c-bad"}
+        )
+
+        async def dead_lettered() -> bool:
+            info = await js.stream_info(DLQ_STREAM)
+            return bool(info.state.messages)
+
+        await wait_until(dead_lettered, timeout_s=30, what="the bad command in the DLQ")
+        message = await js.get_last_msg(DLQ_STREAM, dlq_subject("memory"))
+        letter = decode_dead_letter(message.data or b"")
+        assert letter.reason == "undecodable"
+        assert "exactly one of `key` or `goal_id`" in letter.error
+        assert letter.data == b'{"command_id": "c-bad"}'
+        assert not [e async for _, e in read_events(nc, "agora.events.*.memory_forgotten")]
     finally:
         await platform.stop()
