@@ -12,7 +12,14 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 
-from events.catalog import ContextProvided, MemoryForgotten, MemoryStored, TaskCompleted
+from events.catalog import (
+    ContextProvided,
+    EvaluationCompleted,
+    GoalCompleted,
+    MemoryForgotten,
+    MemoryStored,
+    TaskCompleted,
+)
 from events.memory_commands import INTAKE_MEMORY_FORGET
 from events.model import MemoryItem
 from events.subjects import DLQ_STREAM, dlq_subject
@@ -231,3 +238,37 @@ async def test_a_forget_command_that_names_nothing_goes_to_the_dlq_with_the_reas
         assert not [e async for _, e in read_events(nc, "agora.events.*.memory_forgotten")]
     finally:
         await platform.stop()
+
+
+async def test_feedback_that_led_to_a_successful_revision_is_recalled_as_a_lesson(
+    nc: NatsClient, client: AgoraClient, platform: InProcessPlatform
+) -> None:
+    slow_goal = {
+        "text": "wait for a slow step, then report",
+        "steps": [
+            # Iteration 1 times out; the revision doubles the budget and iteration 2 succeeds.
+            {"tool": "sleep", "args": {"seconds": 0.45}, "timeout_s": 0.3},
+            {"tool": "echo", "args": {"text": "the slow step finished"}},
+        ],
+        "expect": {"contains": "finished"},
+        "metadata": {"team": "ops"},
+    }
+    first = await client.submit({**slow_goal, "goal_id": "slow-1"})
+    events = await client.wait_for_outcome(first.goal_id, timeout_s=30)
+    assert isinstance(events[-1], GoalCompleted)
+    assert events[-1].iterations == 2
+    [revise] = [e for e in events if isinstance(e, EvaluationCompleted) and e.verdict == "revise"]
+
+    async def lesson_stored() -> bool:
+        lessons = await search(nc, "slow step", kinds=("lesson",))
+        return bool(lessons)
+
+    await wait_until(lesson_stored, timeout_s=30, what="the lesson of slow-1")
+    [lesson] = await search(nc, "slow step", kinds=("lesson",), metadata={"team": "ops"})
+    assert (lesson.goal_id, lesson.source_event_id) == ("slow-1", revise.event_id)
+    assert revise.feedback in lesson.text
+
+    second = await client.submit({**slow_goal, "goal_id": "slow-2"})
+    events = await client.wait_for_outcome(second.goal_id, timeout_s=30)
+    [context] = [e for e in events if isinstance(e, ContextProvided)]
+    assert lesson.key in [item.key for item in context.items]
