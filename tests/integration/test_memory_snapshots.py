@@ -107,7 +107,7 @@ async def full_rebuild_answers(nc: NatsClient) -> list[list[MemoryItem]]:
 async def test_restart_after_20000_items_loads_the_snapshot_and_replays_only_the_tail(
     nc: NatsClient, settings: Settings
 ) -> None:
-    platform = InProcessPlatform(replace(settings, memory_snapshot_every=5_000))
+    platform = InProcessPlatform(replace(settings, memory_snapshot_every=10_000))
     platform.start("memory")
     try:
         started = time.monotonic()
