@@ -57,13 +57,15 @@ class IndexFollower:
     ) -> None:
         self.state = MemoryState()
         self._nc = nc
-        self._current: StreamReader | None = None
         self.snapshots = snapshots
         self._snapshot_every = snapshot_every
         self._items_added = items_added
         self.snapshot_seq = 0  # what the loaded snapshot covered (0: none)
         self.replayed_at_start = 0  # events folded after it, before serving
         self._since_snapshot = 0
+        # The tail's current consumer and how many events it delivered that are folded.
+        self._consumer: str | None = None
+        self._from_consumer = 0
         self._returns = 0  # answered pull requests
         self._drained_at = 0  # the last answered pull that left nothing pending
         self._progress = asyncio.Condition()
@@ -132,7 +134,8 @@ class IndexFollower:
         doorbell = self._doorbell
         first, more = self.filters()
         subs = [await self._nc.subscribe(subject, cb=self._ring) for subject in (first, *more)]
-        reader = self._current = await memory_reader(self._nc, self.state.applied_seq + 1).open()
+        reader = await memory_reader(self._nc, self.state.applied_seq + 1).open()
+        self._consumer, self._from_consumer = reader.consumer, 0
         try:
             while not stop.is_set():
                 doorbell.clear()
@@ -141,6 +144,9 @@ class IndexFollower:
                 self._since_snapshot += applied
                 drained = not batch.seqs or batch.pending == 0
                 async with self._progress:
+                    if reader.consumer != self._consumer:  # recreated: its count starts over
+                        self._consumer, self._from_consumer = reader.consumer, 0
+                    self._from_consumer += applied
                     self._returns += 1
                     if drained:
                         self._drained_at = self._returns
@@ -151,7 +157,9 @@ class IndexFollower:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(_first(doorbell.wait(), stop.wait()), IDLE_PULL_S)
         finally:
-            self._current = None
+            async with self._progress:
+                self._consumer = None
+                self._progress.notify_all()
             for sub in subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
@@ -199,22 +207,28 @@ class IndexFollower:
     async def wait_current(self, timeout_s: float) -> None:
         """Until every memory event appended before this call has been folded.
 
-        The reader's consumer knows: once it has nothing pending, what it delivered last is
-        the newest memory event, and folding up to it is enough (one round trip when memory
-        is current). While the reader is being recreated, the proof is a pull request that
+        The reader's consumer knows how many messages it has delivered and how many are still
+        pending: once the follower has folded that many from this consumer, it is current (one
+        round trip when memory is current, and no chasing a log that keeps growing). If the
+        consumer is recreated meanwhile, or cannot be asked, the proof is a pull request that
         was answered with nothing pending and was sent after this call began.
         """
         deadline = time.monotonic() + timeout_s
-        while (reader := self._current) is not None and reader.consumer is not None:
+        consumer = self._consumer
+        if consumer is not None:
             try:
-                info = await self._nc.jetstream().consumer_info(EVENTS_STREAM, reader.consumer)
+                info = await self._nc.jetstream().consumer_info(EVENTS_STREAM, consumer)
             except Exception as exc:  # the consumer is being recreated: use the other proof
                 log.info("memory_consumer_info_failed", error=repr(exc))
-                break
-            delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
-            await self.wait_applied(delivered, max(0.0, deadline - time.monotonic()))
-            if not info.num_pending:
-                return
+            else:
+                delivered = int(info.delivered.consumer_seq or 0) if info.delivered else 0
+                target = delivered + int(info.num_pending or 0)
+                await self._wait(
+                    lambda: self._consumer != consumer or self._from_consumer >= target,
+                    max(0.0, deadline - time.monotonic()),
+                )
+                if self._consumer == consumer:
+                    return
         mark = self._returns + 2
         self._doorbell.set()
         await self._wait(lambda: self._drained_at >= mark, max(0.0, deadline - time.monotonic()))

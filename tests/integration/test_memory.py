@@ -14,6 +14,7 @@ from nats.aio.client import Client as NatsClient
 
 from events.catalog import (
     ContextProvided,
+    ContextRequested,
     EvaluationCompleted,
     GoalCompleted,
     MemoryForgotten,
@@ -272,3 +273,36 @@ async def test_feedback_that_led_to_a_successful_revision_is_recalled_as_a_lesso
     events = await client.wait_for_outcome(second.goal_id, timeout_s=30)
     [context] = [e for e in events if isinstance(e, ContextProvided)]
     assert lesson.key in [item.key for item in context.items]
+
+
+async def test_a_context_request_sees_every_item_stored_before_it(
+    nc: NatsClient, settings: Settings
+) -> None:
+    platform = InProcessPlatform(settings)
+    platform.start("memory")
+    try:
+        await memory_reached(nc, 0)  # memory is up and following the log
+        request = ContextRequested(
+            event_id="cr-late",
+            goal_id="g-asker",
+            occurred_at=NOW,
+            causation_id=None,
+            correlation_id="g-asker",
+            producer="planner@0.1.0",
+            iteration=1,
+            query="zebra crossing",
+        )
+        # 3,000 items then the request, back to back: memory is behind when the request comes.
+        filler = [stored(n, f"g-fill-{n % 30}", f"filler note {n}") for n in range(3_000)]
+        fact = stored(1, "g-zebra", "the zebra crossing is on Elm St")
+        await EventPublisher(nc)([*filler, fact, request])
+
+        async def answered() -> bool:
+            return bool(await all_events(nc, "agora.events.g-asker.context_provided"))
+
+        await wait_until(answered, timeout_s=30, what="the context_provided")
+        [provided] = await all_events(nc, "agora.events.g-asker.context_provided")
+        assert isinstance(provided, ContextProvided)
+        assert [item.key for item in provided.items] == ["g-zebra/1/s1"]
+    finally:
+        await platform.stop()
