@@ -70,6 +70,7 @@ class IndexFollower:
         self._drained_at = 0  # the last answered pull that left nothing pending
         self._progress = asyncio.Condition()
         self._doorbell = asyncio.Event()
+        self._stopped = False
 
     @staticmethod
     def filters() -> tuple[str, tuple[str, ...]]:
@@ -124,6 +125,11 @@ class IndexFollower:
                 log.exception("memory_follow_failed_will_resume", error=repr(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
+        # Handlers still draining must not wait for a follower that is gone: they fail now
+        # and their input is redelivered to the next memory.
+        async with self._progress:
+            self._stopped = True
+            self._progress.notify_all()
         await self.save_snapshot()
 
     async def _tail(self, stop: asyncio.Event) -> None:
@@ -236,7 +242,9 @@ class IndexFollower:
     async def _wait(self, condition: Callable[[], bool], timeout_s: float) -> None:
         try:
             async with asyncio.timeout(timeout_s), self._progress:
-                await self._progress.wait_for(condition)
+                await self._progress.wait_for(lambda: self._stopped or condition())
+                if not condition():
+                    raise MemoryLagError("memory is stopping; the input will be redelivered")
         except TimeoutError:
             raise MemoryLagError(
                 f"memory's index did not catch up with the log within {timeout_s}s "
