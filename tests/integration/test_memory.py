@@ -32,7 +32,7 @@ from infra.query_client import ask, projector_caught_up
 from infra.settings import Settings
 from infra.snapshots import MEMORY_SNAPSHOTS
 from services.memory.follower import SNAPSHOT_NAME
-from services.memory.protocol import MemoryRequest
+from services.memory.protocol import MEMORY_QUERY, MemoryRequest, decode_reply
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, wait_until
 
@@ -236,6 +236,11 @@ async def test_a_forget_command_that_names_nothing_goes_to_the_dlq_with_the_reas
         assert letter.reason == "undecodable"
         assert "exactly one of `key` or `goal_id`" in letter.error
         assert letter.data == b'{"command_id": "c-bad"}'
+
+        # A bad direct request gets an answer that says why, not a timeout.
+        reply = decode_reply((await nc.request(MEMORY_QUERY, b'{"op": "drop"}', timeout=10)).data)
+        assert reply.error is not None
+        assert reply.error.startswith("not a memory request")
         assert not [e async for _, e in read_events(nc, "agora.events.*.memory_forgotten")]
     finally:
         await platform.stop()

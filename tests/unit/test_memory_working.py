@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from events.catalog import MemoryCompacted
 from events.codec import decode_event, encode
 from events.model import Stamp
 from services.memory.decide import compaction
-from services.memory.ports import ExtractiveSummarizer
+from services.memory.ports import ExtractiveSummarizer, Summarizer
 from services.memory.working import (
     GoalWorkingMemory,
     estimate_tokens,
@@ -113,3 +114,27 @@ def test_the_extractive_summary_keeps_recurring_subjects_in_order_within_budget(
     assert "alpha" in summary
     assert "lunch" not in summary
     assert summary == extractive_summary("", texts, max_tokens=25)  # deterministic
+
+
+class LongWindedSummarizer:
+    """What an LLM summarizer plugged into the port might do: ignore the budget."""
+
+    method = "llm:test"
+
+    async def summarize(self, previous: str, texts: Sequence[str], max_tokens: int) -> str:
+        return f"{previous} {len(texts)} lines: " + "a very long summary " * (max_tokens * 2)
+
+
+def test_a_summary_over_its_budget_is_cut_so_the_goal_stays_within_budget() -> None:
+    memory = memory_of(*(f"echo -> line number {n} of many" for n in range(50)))
+    plan = plan_compaction(memory, budget=100)
+    assert plan is not None
+    summarizer: Summarizer = LongWindedSummarizer()
+
+    summary = asyncio.run(summarizer.summarize(plan.previous_summary, plan.texts, 25))
+    event = compaction(plan, summary, summarizer.method, 100, STAMP)
+    memory.compacted(event.through_ordinal, event.summary)
+
+    assert event.method == "llm:test"
+    assert estimate_tokens(event.summary) <= plan.summary_budget
+    assert memory.tokens == event.tokens_after <= 100
