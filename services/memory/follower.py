@@ -71,6 +71,8 @@ class IndexFollower:
         self._progress = asyncio.Condition()
         self._doorbell = asyncio.Event()
         self._stopped = False
+        # The consumer-info request in flight (or last made): consumer, when sent, its answer.
+        self._asking: tuple[str, float, asyncio.Future[int]] | None = None
 
     @staticmethod
     def filters() -> tuple[str, tuple[str, ...]]:
@@ -219,16 +221,15 @@ class IndexFollower:
         consumer is recreated meanwhile, or cannot be asked, the proof is a pull request that
         was answered with nothing pending and was sent after this call began.
         """
-        deadline = time.monotonic() + timeout_s
+        began = time.monotonic()
+        deadline = began + timeout_s
         consumer = self._consumer
         if consumer is not None:
             try:
-                info = await self._nc.jetstream().consumer_info(EVENTS_STREAM, consumer)
+                target = await asyncio.wait_for(self._consumer_total(consumer, began), timeout_s)
             except Exception as exc:  # the consumer is being recreated: use the other proof
                 log.info("memory_consumer_info_failed", error=repr(exc))
             else:
-                delivered = int(info.delivered.consumer_seq or 0) if info.delivered else 0
-                target = delivered + int(info.num_pending or 0)
                 await self._wait(
                     lambda: self._consumer != consumer or self._from_consumer >= target,
                     max(0.0, deadline - time.monotonic()),
@@ -238,6 +239,27 @@ class IndexFollower:
         mark = self._returns + 2
         self._doorbell.set()
         await self._wait(lambda: self._drained_at >= mark, max(0.0, deadline - time.monotonic()))
+
+    async def _consumer_total(self, consumer: str, since: float) -> int:
+        """Delivered + pending of ``consumer``, from an info request sent at or after ``since``.
+
+        Concurrent callers share one request (a burst of context requests costs one or two
+        round trips to the JetStream API, not one each).
+        """
+        while True:
+            asking = self._asking
+            if asking is not None and asking[0] == consumer and asking[1] >= since:
+                return await asyncio.shield(asking[2])
+            if asking is not None and not asking[2].done():
+                await asyncio.wait({asking[2]})  # sent too early for us: let it end, then ask
+                continue
+            task = asyncio.ensure_future(self._ask_consumer_total(consumer))
+            self._asking = (consumer, time.monotonic(), task)
+
+    async def _ask_consumer_total(self, consumer: str) -> int:
+        info = await self._nc.jetstream().consumer_info(EVENTS_STREAM, consumer)
+        delivered = int(info.delivered.consumer_seq or 0) if info.delivered else 0
+        return delivered + int(info.num_pending or 0)
 
     async def _wait(self, condition: Callable[[], bool], timeout_s: float) -> None:
         try:
