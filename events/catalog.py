@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from events.model import Check, Event, Expect, MemoryItem, TaskOutcome, TaskSpec
+from events.model import Budget, Check, Event, Expect, MemoryItem, TaskOutcome, TaskSpec
 
 __all__ = [
     "EVENT_TYPES",
@@ -19,6 +19,8 @@ __all__ = [
     "GoalRejected",
     "LlmRequested",
     "LlmResponded",
+    "MemoryCompacted",
+    "MemoryForgotten",
     "MemoryStored",
     "PlanCreated",
     "PlanRevised",
@@ -28,6 +30,7 @@ __all__ = [
     "TaskStarted",
     "ToolCalled",
     "ToolFailed",
+    "ToolRefused",
     "ToolReturned",
 ]
 
@@ -44,6 +47,7 @@ class GoalAccepted(Event, frozen=True, kw_only=True, tag="goal_accepted"):
     expect: Expect | None = None
     max_iterations: int = 3
     metadata: dict[str, Any] = {}
+    budget: Budget | None = None
 
 
 class GoalRejected(Event, frozen=True, kw_only=True, tag="goal_rejected"):
@@ -105,6 +109,8 @@ class TaskScheduled(Event, frozen=True, kw_only=True, tag="task_scheduled"):
     args: dict[str, Any]
     timeout_s: float
     max_attempts: int
+    allowed_tools: tuple[str, ...] = ()
+    llm_budget: Budget | None = None  # what the goal may still spend when the task starts
 
 
 class EvaluationRequested(Event, frozen=True, kw_only=True, tag="evaluation_requested"):
@@ -115,6 +121,7 @@ class EvaluationRequested(Event, frozen=True, kw_only=True, tag="evaluation_requ
     expect: Expect | None
     result: str
     tasks: tuple[TaskOutcome, ...]
+    llm_budget: Budget | None = None
 
 
 # -- execution (executor) ----------------------------------------------------------------
@@ -133,6 +140,10 @@ class ToolCalled(Event, frozen=True, kw_only=True, tag="tool_called"):
     tool: str
     attempt: int
     args: dict[str, Any]
+    # A ReAct task's calls: the think step (from 1) that asked for it and its position (from
+    # 1) among that step's tool calls. A plain task's single tool call has step 0, call 0.
+    step: int = 0
+    call: int = 0
 
 
 class ToolReturned(Event, frozen=True, kw_only=True, tag="tool_returned"):
@@ -142,6 +153,8 @@ class ToolReturned(Event, frozen=True, kw_only=True, tag="tool_returned"):
     attempt: int
     output: str
     duration_ms: float
+    step: int = 0
+    call: int = 0
 
 
 class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
@@ -152,6 +165,8 @@ class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
     error: str
     transient: bool
     duration_ms: float
+    step: int = 0
+    call: int = 0
 
 
 class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
@@ -172,6 +187,22 @@ class TaskFailed(Event, frozen=True, kw_only=True, tag="task_failed"):
     duration_ms: float
 
 
+# -- ReAct refusals (executor) -----------------------------------------------------------
+
+
+class ToolRefused(Event, frozen=True, kw_only=True, tag="tool_refused"):
+    """A ReAct step's tool call that was never run: the tool was not granted to the task, or
+    its arguments were invalid. The refusal is the observation the model gets back."""
+
+    iteration: int
+    task_id: str
+    tool: str  # the name the model asked for, granted or not
+    step: int
+    call: int
+    args: dict[str, Any]
+    reason: str
+
+
 # -- memory ------------------------------------------------------------------------------
 
 
@@ -181,6 +212,37 @@ class MemoryStored(Event, frozen=True, kw_only=True, tag="memory_stored"):
     kind: str = "observation"
     source_event_id: str
     importance: float = 0.5
+    # Free-form labels that searches may filter on (e.g. the goal's metadata for a lesson).
+    metadata: dict[str, Any] = {}
+
+
+# -- memory: forgetting and working-memory compaction (memory service) -------------------
+
+
+class MemoryForgotten(Event, frozen=True, kw_only=True, tag="memory_forgotten"):
+    """A forget command, applied. ``key`` empty: everything learned from ``goal_id``.
+
+    ``goal_id`` is the goal the forgotten item came from; ``content_hash`` (when the item was
+    known) also forgets every copy of the same normalized text, stored before or after.
+    """
+
+    command_id: str
+    key: str = ""
+    content_hash: str = ""
+    reason: str = ""
+
+
+class MemoryCompacted(Event, frozen=True, kw_only=True, tag="memory_compacted"):
+    """A goal's working memory went over its token budget: its oldest observations (ordinals
+    below ``through_ordinal``) are replaced by ``summary``."""
+
+    through_ordinal: int
+    observations: int
+    summary: str
+    method: str = "extractive"
+    tokens_before: int
+    tokens_after: int
+    budget: int
 
 
 # -- LLM calls (recorded so that replay never calls a model) -----------------------------
@@ -239,6 +301,9 @@ AnyEvent = (
     | LlmRequested
     | LlmResponded
     | EvaluationCompleted
+    | ToolRefused
+    | MemoryForgotten
+    | MemoryCompacted
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

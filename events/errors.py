@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["AgoraError", "ConfigurationError", "DecodeError", "ToolError"]
+__all__ = [
+    "AgoraError",
+    "ConfigurationError",
+    "DecodeError",
+    "LlmError",
+    "LlmNotRecordedError",
+    "LlmResponseError",
+    "LlmUnavailableError",
+    "ToolError",
+]
 
 
 class AgoraError(Exception):
@@ -23,3 +32,19 @@ class ToolError(AgoraError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class LlmError(AgoraError):
+    """A language model could not give a usable answer."""
+
+
+class LlmUnavailableError(LlmError):
+    """Every provider of the chain failed (timeouts, 429/5xx after retries, open breakers)."""
+
+
+class LlmResponseError(LlmError):
+    """A provider answered, but not with something agora can use (malformed JSON, bad shape)."""
+
+
+class LlmNotRecordedError(LlmError):
+    """Re-drive asked a question the recorded goal never asked, and live calls are off."""

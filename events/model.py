@@ -15,6 +15,7 @@ import msgspec
 from events.ids import derive_id
 
 __all__ = [
+    "Budget",
     "Check",
     "Event",
     "Expect",
@@ -52,8 +53,20 @@ class Expect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     matches: str | None = None  # a regular expression searched in the result
 
 
+class Budget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A cap on a goal's LLM spending; ``None`` means no cap on that measure."""
+
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """One task of a plan. ``args`` may refer to earlier outputs as ``{{steps.<id>.output}}``."""
+    """One task of a plan. ``args`` may refer to earlier outputs as ``{{steps.<id>.output}}``.
+
+    A task whose ``tool`` is ``react`` is open-ended: the executor runs a think -> call a tool
+    -> observe loop, and may call only the tools in ``allowed_tools``, fixed when the plan is
+    made (tool output can never widen them).
+    """
 
     task_id: str
     description: str
@@ -62,14 +75,17 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     depends_on: tuple[str, ...] = ()
     timeout_s: float = 30.0
     max_attempts: int = 3
+    allowed_tools: tuple[str, ...] = ()
 
 
 class MemoryItem(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     text: str
     score: float
-    goal_id: str
-    source_event_id: str
+    goal_id: str  # provenance: the goal the item was learned in
+    source_event_id: str  # provenance: the event it was learned from
+    kind: str = "observation"
+    recorded_at: datetime | None = None
 
 
 class TaskOutcome(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,6 +22,8 @@ from events.catalog import (
     GoalRejected,
     LlmRequested,
     LlmResponded,
+    MemoryCompacted,
+    MemoryForgotten,
     MemoryStored,
     PlanCreated,
     PlanRevised,
@@ -31,6 +33,7 @@ from events.catalog import (
     TaskStarted,
     ToolCalled,
     ToolFailed,
+    ToolRefused,
     ToolReturned,
 )
 from events.codec import encode
@@ -155,6 +158,19 @@ def _(e: MemoryStored) -> str:
 
 
 @_describe.register
+def _(e: MemoryForgotten) -> str:
+    return f"forgot {e.key}" if e.key else "forgot everything learned in this goal"
+
+
+@_describe.register
+def _(e: MemoryCompacted) -> str:
+    return (
+        f"compacted {e.observations} observation(s) ({e.method}): "
+        f"{e.tokens_before}→{e.tokens_after} tokens, budget {e.budget}"
+    )
+
+
+@_describe.register
 def _(e: LlmRequested) -> str:
     return f"asked {e.model} ({e.purpose})"
 
@@ -182,6 +198,11 @@ def _(e: GoalCompleted) -> str:
 @_describe.register
 def _(e: GoalFailed) -> str:
     return f"failed after {e.iterations} iteration(s): {_clip(e.reason, 100)}"
+
+
+@_describe.register
+def _(e: ToolRefused) -> str:
+    return f"{e.task_id} ⊘ {e.tool} refused: {_clip(e.reason)}"
 
 
 def summarize(event: Event) -> str:

@@ -18,9 +18,13 @@ from nats.js import JetStreamContext
 from events.errors import ConfigurationError
 from infra.bus import EventPublisher, StreamGoalLog, connect
 from infra.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
+from infra.llm import build_llm_port
 from infra.logging import get_logger
+from infra.redrive import redrive_subscriptions
+from infra.service_stats import ServiceCounters, serve_stats
 from infra.settings import Settings
 from infra.streams import ConsumerSpec, consumers_for, provision
+from services.llm.port import LlmPort
 
 __all__ = [
     "SERVICES",
@@ -82,6 +86,9 @@ class ServiceContext:
     goal_log: StreamGoalLog
     producer: str
     now: Callable[[], datetime] = field(default=utc_now)
+    # The language model behind every LLM strategy; None (the embedded default) means the
+    # rule-based strategies run. Built once per process from the AGORA_LLM_* settings.
+    llm: LlmPort | None = None
 
     def spec(self, stream: str) -> ConsumerSpec:
         """This service's consumer on ``stream`` (see infra/streams.py)."""
@@ -107,6 +114,7 @@ async def run_service(
     build = _builder(name)
     nc = await connect(settings, name=f"agora-{name}")
     js = nc.jetstream()
+    llm = build_llm_port(settings, nc)
     ctx = ServiceContext(
         name=name,
         settings=settings,
@@ -115,31 +123,38 @@ async def run_service(
         publish=publisher(nc),
         goal_log=StreamGoalLog(nc),
         producer=producer_name(name),
+        llm=llm,
     )
     try:
         parts = build(ctx)
-        await provision(js, settings, [(s.spec, 2 * s.concurrency) for s in parts.subscriptions])
+        subscriptions = parts.subscriptions + redrive_subscriptions(parts.subscriptions)
+        counters = ServiceCounters(name)
+        await provision(js, settings, [(s.spec, 2 * s.concurrency) for s in subscriptions])
         if parts.on_start:
             await parts.on_start()
         loops = [
             ConsumeLoop(
                 nc=nc,
                 spec=sub.spec,
-                handler=sub.handler,
+                handler=counters.track(sub.spec.stream, sub.spec.durable, sub.handler),
                 concurrency=sub.concurrency,
                 max_deliver=settings.max_deliver,
                 ack_wait_s=settings.ack_wait_s,
                 drain_timeout_s=settings.drain_timeout_s,
                 ordering_key=sub.ordering_key,
             )
-            for sub in parts.subscriptions
+            for sub in subscriptions
         ]
+        stats = await serve_stats(nc, counters, VERSION)
         log.info("service_started", service=name)
         await asyncio.gather(
             *(loop.run(stop) for loop in loops), *(task(stop) for task in parts.tasks)
         )
+        await stats.stop()  # on an error, draining the connection below ends it too
         if parts.on_stop:
             await parts.on_stop()
     finally:
+        if llm is not None:
+            await llm.aclose()
         await nc.drain()
         log.info("service_stopped", service=name)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 
 from events.errors import AgoraError
-from infra.cli import data, platform
+from infra.cli import data, dlq, memory, platform, status
 from infra.cli.common import app, err
 
 __all__ = ["app", "main"]
 
-_COMMAND_MODULES = (platform, data)  # importing them registers their commands on ``app``
+# Importing them registers their commands on ``app``.
+_COMMAND_MODULES = (platform, data, dlq, status, memory)
 
 
 def main() -> None:
