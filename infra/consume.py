@@ -103,6 +103,7 @@ class ConsumeLoop:
             self.spec.durable,
             self._arrived,
             expires_s=self.pull_expires_s,
+            ended=self._room.set,
         )
         await pulls.open()
         log.info("consuming", stream=self.spec.stream, consumer=self.spec.durable)

@@ -37,6 +37,9 @@ class PullRequests:
     deliver: Callable[[Msg], None]
     expires_s: float = 5.0
     clock: Callable[[], float] = time.monotonic
+    # Called when a request ends with messages it did not deliver (expired, cut short): the
+    # owner should top up at once, or new messages wait until it next looks.
+    ended: Callable[[], None] | None = None
     outstanding: int = 0  # requested, neither delivered nor given back yet
     _inbox: str = ""
     _sub: object = None
@@ -65,6 +68,8 @@ class PullRequests:
             self.outstanding = max(0, self.outstanding - unfilled)
             if status == "409":
                 log.info("pull_request_ended", description=msg.headers.get("Description"))
+            if unfilled and self.ended is not None:
+                self.ended()
         # 100 (heartbeat) and 404 (no_wait, unused here) need nothing.
         if self.outstanding == 0:
             self.settled.set()
