@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 from events.errors import ConfigurationError
 
@@ -37,6 +37,42 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigurationError(f"{name}={raw!r} is not a number") from None
 
 
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+class _Security(TypedDict):
+    nats_auth: bool
+    nats_user: str | None
+    nats_password: str | None
+    nats_creds: Path | None
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_ca: Path | None
+    http_allow: tuple[str, ...]
+
+
+def _security(env: Mapping[str, str]) -> _Security:
+    auth = env.get("AGORA_NATS_AUTH", "on").strip().lower()
+    if auth not in ("on", "off"):
+        raise ConfigurationError(f"AGORA_NATS_AUTH={auth!r}: use 'on' (default) or 'off'")
+    tls_cert, tls_key = _path(env, "AGORA_TLS_CERT"), _path(env, "AGORA_TLS_KEY")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigurationError("AGORA_TLS_CERT and AGORA_TLS_KEY go together: set both or none")
+    allow = env.get("AGORA_HTTP_ALLOW", "")
+    return {
+        "nats_auth": auth == "on",
+        "nats_user": env.get("AGORA_NATS_USER") or None,
+        "nats_password": env.get("AGORA_NATS_PASSWORD") or None,
+        "nats_creds": _path(env, "AGORA_NATS_CREDS"),
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_ca": _path(env, "AGORA_TLS_CA"),
+        "http_allow": tuple(a.strip() for a in allow.split(",") if a.strip()),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     # None: agora starts (or finds) its embedded nats-server under data_dir.
@@ -61,6 +97,17 @@ class Settings:
     query_max_rows: int = 10_000
     query_memory_limit: str = "512MB"
     projector_batch: int = 10_000
+    # Security (docs/security.md). The embedded server requires credentials unless
+    # AGORA_NATS_AUTH=off; a process finds its own under data_dir unless given them.
+    nats_auth: bool = True
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_creds: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    # Private/loopback addresses http_get may reach anyway: CIDRs or host names.
+    http_allow: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +142,7 @@ class Settings:
             query_max_rows=_int(env, "AGORA_QUERY_MAX_ROWS", 10_000),
             query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
             projector_batch=_int(env, "AGORA_PROJECTOR_BATCH", 10_000),
+            **_security(env),
         )
         settings.check()
         return settings
@@ -132,7 +180,17 @@ class Settings:
             "AGORA_QUERY_MAX_ROWS": str(self.query_max_rows),
             "AGORA_QUERY_MEMORY_LIMIT": self.query_memory_limit,
             "AGORA_PROJECTOR_BATCH": str(self.projector_batch),
+            "AGORA_NATS_AUTH": "on" if self.nats_auth else "off",
+            "AGORA_HTTP_ALLOW": ",".join(self.http_allow),
         }
+        # Credentials are per process (the supervisor hands each service its own); TLS is not.
+        for name, path in (
+            ("AGORA_TLS_CERT", self.tls_cert),
+            ("AGORA_TLS_KEY", self.tls_key),
+            ("AGORA_TLS_CA", self.tls_ca),
+        ):
+            if path is not None:
+                env[name] = str(path)
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
         return env

@@ -8,8 +8,9 @@ creates one ephemeral ack-none consumer through nats-py, and pulls from it (one
 NATS protocol just for this: see ``infra.nats_wire``. The stream sequence and timestamp of a
 message come from its reply subject.
 
-Servers that need TLS or credentials get the old path instead (an inbox subscription on the
-nats-py connection): doing TLS and every auth scheme again is not worth it for a read path.
+Servers that need TLS, or credentials other than a user and password, get the old path instead
+(an inbox subscription on the nats-py connection): doing TLS and every auth scheme again is
+not worth it for a read path.
 """
 
 from __future__ import annotations
@@ -199,13 +200,15 @@ class _WireTransport:
         self._wanted: deque[int] = deque()
 
     @classmethod
-    async def open(cls, host: str, port: int, inbox: str, name: str) -> _WireTransport:
+    async def open(
+        cls, host: str, port: int, inbox: str, name: str, auth: tuple[str, str] | None = None
+    ) -> _WireTransport:
         transport = cls(inbox)
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
                 loop = asyncio.get_running_loop()
                 await loop.create_connection(lambda: transport._socket, host, port)
-                await transport._handshake(name)
+                await transport._handshake(name, auth)
         except BaseException:
             await transport.close()
             raise
@@ -216,16 +219,17 @@ class _WireTransport:
         if self._socket.transport is not None and not self._socket.transport.is_closing():
             self._socket.transport.write(data)
 
-    async def _handshake(self, name: str) -> None:
+    async def _handshake(self, name: str, auth: tuple[str, str] | None) -> None:
         info = await self._next_control()
         if not isinstance(info, ServerInfo):
             raise ProtocolError(f"the server did not start with INFO but {info!r}")
-        for requirement in ("tls_required", "auth_required"):
-            if info.info.get(requirement):
-                raise _WireRefusedError(f"the server says {requirement}")
+        if info.info.get("tls_required"):
+            raise _WireRefusedError("the server says tls_required")
+        if info.info.get("auth_required") and auth is None:
+            raise _WireRefusedError("the server says auth_required")
         if not info.info.get("headers"):
             raise _WireRefusedError("the server does not support headers")
-        self._write(connect_line(name))
+        self._write(connect_line(name, *(auth or (None, None))))
         while (answer := await self._next_control()) is not PONG:
             if isinstance(answer, ServerError):
                 raise _WireRefusedError(f"the server refused CONNECT: {answer.message}")
@@ -481,8 +485,14 @@ class StreamReader:
                 raise ConnectionResetError("the nats-py client is reconnecting")
             name = f"{self.nc.options.get('name') or 'agora'}/stream-reader"
             try:
+                # The nats-py connection's credentials, if any (a user and password).
+                user, password = self.nc.options.get("user"), self.nc.options.get("password")
                 self._transport = await _WireTransport.open(
-                    url.hostname, url.port or 4222, self.nc.new_inbox(), name
+                    url.hostname,
+                    url.port or 4222,
+                    self.nc.new_inbox(),
+                    name,
+                    (str(user), str(password)) if user is not None else None,
                 )
             except _WireRefusedError as refused:
                 self._refusal = str(refused)

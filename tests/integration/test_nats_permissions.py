@@ -1,0 +1,207 @@
+"""Acceptance 1 of issue 8: the generated configuration lets each identity do its job, no more.
+
+A real nats-server with the permission table of infra/auth.py (the ``secure_settings``
+fixture, as ``agora up`` configures it): the whole platform still runs a goal to its end,
+while a service publishing another's event type, a non-admin purging or deleting a stream,
+anonymous clients and wrong passwords are all refused by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js.api import ConsumerConfig
+
+from events.catalog import PlanCreated
+from events.errors import AgoraError, ConfigurationError
+from events.model import Stamp
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM
+from infra.auth import ADMIN, credentials_path, load_credentials
+from infra.bus import EventPublisher, connect
+from infra.client import AgoraClient
+from infra.query_client import ask, projector_caught_up
+from infra.settings import Settings
+from infra.streams import consumers_for, provision
+from tests.conftest import InProcessPlatform
+
+# A refused request gets no answer at all: the server drops it and reports the violation.
+REFUSED_WITHIN_S = 1.0
+
+
+async def _as(settings: Settings, identity: str) -> NatsClient:
+    return await connect(settings, f"test-{identity}", identity=identity)
+
+
+async def _stored(admin: NatsClient, stream: str) -> int:
+    info = await admin.jetstream().stream_info(stream)
+    return int(info.state.messages)
+
+
+def _plan(goal_id: str) -> PlanCreated:
+    stamp = Stamp("executor@forged", goal_id, datetime.now(UTC), None, goal_id)
+    return PlanCreated(
+        **stamp.envelope("plan_created", 1), iteration=1, strategy="explicit", tasks=()
+    )
+
+
+@pytest.fixture
+async def admin(secure_settings: Settings) -> AsyncIterator[NatsClient]:
+    nc = await _as(secure_settings, ADMIN)
+    await provision(nc.jetstream(), secure_settings)
+    yield nc
+    await nc.close()
+
+
+async def test_the_platform_runs_a_goal_with_per_service_identities(
+    secure_settings: Settings, admin: NatsClient
+) -> None:
+    platform = InProcessPlatform(secure_settings)
+    platform.start()
+    client_nc = await _as(secure_settings, "client")
+    try:
+        client = AgoraClient(client_nc)
+        submitted = await client.submit(
+            {
+                "text": "compute then echo",
+                "steps": [
+                    {"tool": "calculator", "args": {"expression": "17*23"}},
+                    {"tool": "echo", "args": {"text": "= {{steps.s1.output}}"}},
+                ],
+                "expect": {"contains": "391"},
+            }
+        )
+        events = await client.wait_for_outcome(submitted.goal_id, timeout_s=30)
+        assert type(events[-1]).__name__ == "GoalCompleted"
+        await projector_caught_up(client_nc, timeout_s=30)
+        reply = await ask(
+            client_nc, f"SELECT status FROM goals WHERE goal_id = '{submitted.goal_id}'"
+        )
+        assert reply.rows == [["completed"]]
+    finally:
+        await client_nc.close()
+        await platform.stop()
+
+
+async def test_the_executor_cannot_publish_a_plan(
+    secure_settings: Settings, admin: NatsClient
+) -> None:
+    executor = await _as(secure_settings, "executor")
+    try:
+        before = await _stored(admin, EVENTS_STREAM)
+        publish = EventPublisher(executor, timeout_s=REFUSED_WITHIN_S)
+        with pytest.raises(AgoraError, match="did not acknowledge"):
+            await publish([_plan("g-forged")])
+        assert await _stored(admin, EVENTS_STREAM) == before
+        # The same connection may still publish what the executor owns.
+        assert executor.is_connected
+    finally:
+        await executor.close()
+
+
+async def test_the_client_may_submit_goals_but_not_write_events(
+    secure_settings: Settings, admin: NatsClient
+) -> None:
+    client_nc = await _as(secure_settings, "client")
+    try:
+        await AgoraClient(client_nc).submit({"text": "echo hi"})
+        assert await _stored(admin, INTAKE_STREAM) == 1
+        with pytest.raises(AgoraError):
+            await EventPublisher(client_nc, timeout_s=REFUSED_WITHIN_S)([_plan("g-client")])
+        assert await _stored(admin, EVENTS_STREAM) == 0
+    finally:
+        await client_nc.close()
+
+
+@pytest.mark.parametrize("identity", ["executor", "client"])
+async def test_only_admin_may_purge_delete_or_change_streams(
+    secure_settings: Settings, admin: NatsClient, identity: str
+) -> None:
+    await AgoraClient(admin).submit({"text": "keep me"})
+    await provision(admin.jetstream(), secure_settings, [(consumers_for("planner")[1], 8)])
+    nc = await _as(secure_settings, identity)
+    js = nc.jetstream(timeout=REFUSED_WITHIN_S)
+    try:
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.purge_stream(INTAKE_STREAM)
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.delete_stream(INTAKE_STREAM)
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.delete_msg(INTAKE_STREAM, 1)
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.add_stream(name="EVIL", subjects=["evil.>"])
+        assert await _stored(admin, INTAKE_STREAM) == 1
+        # Nor touch a service's durable consumer: pull its work away or delete it.
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.delete_consumer(EVENTS_STREAM, "planner")
+        assert (await admin.jetstream().consumer_info(EVENTS_STREAM, "planner")).name == "planner"
+    finally:
+        await nc.close()
+    # admin may (the supervisor provisions streams; an operator may purge)
+    await admin.jetstream().purge_stream(INTAKE_STREAM)
+    assert await _stored(admin, INTAKE_STREAM) == 0
+
+
+async def test_an_ephemeral_read_cannot_take_over_a_durable(
+    secure_settings: Settings, admin: NatsClient
+) -> None:
+    """Creating an "ephemeral" consumer that names a durable must not reach the durable."""
+    executor = await _as(secure_settings, "executor")
+    try:
+        js = executor.jetstream(timeout=REFUSED_WITHIN_S)
+        with pytest.raises((nats.errors.Error, nats.js.errors.Error)):
+            await js.add_consumer(EVENTS_STREAM, ConsumerConfig(durable_name="planner_x"))
+        with pytest.raises((nats.errors.Error, nats.js.errors.Error)):
+            await js.add_consumer(EVENTS_STREAM, ConsumerConfig(name="planner"))
+    finally:
+        await executor.close()
+
+
+async def test_anonymous_and_wrong_passwords_are_refused(secure_settings: Settings) -> None:
+    assert secure_settings.nats_urls is not None
+    url = secure_settings.nats_urls[0]
+    with pytest.raises(nats.errors.Error, match=r"(?i)authorization violation"):
+        await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+    executor = load_credentials(credentials_path(secure_settings.nats_dir, "executor"))
+    with pytest.raises(nats.errors.Error, match=r"(?i)authorization violation"):
+        await nats.connect(
+            url, user=executor.user, password=executor.password + "x", allow_reconnect=False
+        )
+    # agora's own connect says so at once, rather than retrying forever.
+    async with asyncio.timeout(10):
+        with pytest.raises(ConfigurationError, match="refused the credentials"):
+            await connect(replace(secure_settings, nats_user="admin", nats_password="guess"), "t")
+
+
+def test_credentials_are_private_files(secure_settings: Settings) -> None:
+    directory = credentials_path(secure_settings.nats_dir, "admin").parent
+    assert directory.stat().st_mode & 0o777 == 0o700
+    for path in directory.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert (secure_settings.nats_dir / "nats-server.conf").stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_refused_publish_is_reported_not_silent(secure_settings: Settings) -> None:
+    assert secure_settings.nats_urls is not None
+    errors: list[str] = []
+    reported = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+        reported.set()
+
+    creds = load_credentials(credentials_path(secure_settings.nats_dir, "executor"))
+    executor = await nats.connect(
+        secure_settings.nats_urls[0], user=creds.user, password=creds.password, error_cb=on_error
+    )
+    try:
+        await executor.publish("agora.events.g-x.plan_created", b"{}")
+        await asyncio.wait_for(reported.wait(), 5)
+    finally:
+        await executor.close()
+    assert "permissions violation" in errors[0].lower()
