@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
-
 from events.catalog import TaskScheduled
 from events.codec import decode_event
 from events.model import Event
@@ -13,8 +11,10 @@ from events.subjects import EVENTS_STREAM
 from infra.consume import Delivery
 from infra.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.handler import execute_task
+from services.executor.netguard import AddressPolicy, guarded_http_client
 from services.executor.registry import ToolRegistry
 from services.executor.runner import ToolRunner
+from services.executor.sandbox import Sandbox
 from services.executor.tools.context import ToolContext
 
 __all__ = ["build"]
@@ -23,8 +23,15 @@ __all__ = ["build"]
 def build(ctx: ServiceContext) -> ServiceParts:
     workspace = ctx.settings.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    http = httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0))
-    runner = ToolRunner(ToolRegistry.builtin(), ToolContext(workspace=workspace, http=http))
+    settings = ctx.settings
+    http = guarded_http_client(AddressPolicy.parse(settings.http_allow))
+    # Code tools must not see agora's data (NATS credentials, the workspace, DuckDB) or keys.
+    secrets = (settings.nats_creds, settings.tls_key, settings.tls_cert)
+    sandbox = Sandbox(
+        hide=[settings.data_dir, workspace, *(path for path in secrets if path is not None)]
+    )
+    tools = ToolContext(workspace=workspace, http=http, sandbox=sandbox)
+    runner = ToolRunner(ToolRegistry.builtin(), tools)
 
     async def publish(events: Sequence[Event]) -> None:
         await ctx.publish(events)
