@@ -103,7 +103,8 @@ _READ_LOG = (
     "$JS.API.INFO",
     "$JS.API.STREAM.NAMES",
     "$JS.API.STREAM.INFO.*",
-    "$JS.API.CONSUMER.CREATE.*",
+    # Named creates only: an unnamed create ("$JS.API.CONSUMER.CREATE.<stream>") may carry
+    # any consumer name in its body and would update that consumer, a durable included.
     "$JS.API.CONSUMER.CREATE.*.*",
     "$JS.API.CONSUMER.CREATE.*.*.>",
     "$JS.API.CONSUMER.INFO.*.*",

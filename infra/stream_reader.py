@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -463,6 +464,9 @@ class StreamReader:
         info = await self.nc.jetstream().add_consumer(
             self.stream,
             ConsumerConfig(
+                # Named: under agora's permissions only a named create is allowed, since an
+                # unnamed one could name (and so change) another service's durable consumer.
+                name=f"read_{uuid.uuid4().hex}",
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=max(1, self._next_seq),
                 ack_policy=AckPolicy.NONE,

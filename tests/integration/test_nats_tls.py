@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.aio.client import Client as NatsClient
 
 from infra.auth import ADMIN, prepare_embedded_security
 from infra.bus import connect, read_events
@@ -47,8 +48,12 @@ async def test_tls_with_credentials_end_to_end(
     ) as server:
         settings = replace(base, nats_urls=(server.url,))
         # A client without TLS is turned away.
-        with pytest.raises((nats.errors.Error, OSError)):
-            await nats.connect(server.url, allow_reconnect=False, connect_timeout=2)
+        plain = NatsClient()
+        try:
+            with pytest.raises((nats.errors.Error, OSError)):
+                await plain.connect(server.url, allow_reconnect=False, connect_timeout=2)
+        finally:
+            await plain.close()
         admin = await connect(settings, "test-admin", identity=ADMIN)
         try:
             await provision(admin.jetstream(), settings)
