@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-import nats
 import pytest
-from nats.aio.client import Client as NatsClient
 
 from infra.auth import ADMIN, prepare_embedded_security
 from infra.bus import connect, read_events
@@ -48,12 +48,16 @@ async def test_tls_with_credentials_end_to_end(
     ) as server:
         settings = replace(base, nats_urls=(server.url,))
         # A client without TLS is turned away.
-        plain = NatsClient()
+        # A plain client is told TLS is required before anything else.
+        assert server.port > 0
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         try:
-            with pytest.raises((nats.errors.Error, OSError)):
-                await plain.connect(server.url, allow_reconnect=False, connect_timeout=2)
+            info = json.loads((await asyncio.wait_for(reader.readline(), 5))[len("INFO ") :])
         finally:
-            await plain.close()
+            writer.close()
+            await writer.wait_closed()
+        assert info["tls_required"] is True
+        assert info["auth_required"] is True
         admin = await connect(settings, "test-admin", identity=ADMIN)
         try:
             await provision(admin.jetstream(), settings)
