@@ -23,6 +23,7 @@ from infra.auth import (
     ensure_credentials,
     permissions,
 )
+from infra.runner import SERVICES
 from infra.settings import Settings
 from infra.streams import SERVICE_CONSUMERS
 
@@ -163,3 +164,10 @@ def test_security_settings_from_the_environment(tmp_path: Path) -> None:
         Settings.from_env({"AGORA_NATS_AUTH": "maybe"})
     with pytest.raises(ConfigurationError, match="go together"):
         Settings.from_env({"AGORA_TLS_CERT": "cert.pem"})
+
+
+def test_every_service_the_supervisor_runs_has_an_identity() -> None:
+    # A service without one would get no credentials from `agora up` and be refused.
+    assert set(SERVICES) <= set(IDENTITIES)
+    for service in SERVICES:
+        assert permissions(service) is not None
