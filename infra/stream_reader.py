@@ -125,8 +125,12 @@ def _wire_refusal(nc: NatsClient) -> str | None:
         return f"the server URL scheme is {url.scheme}://, not nats://"
     if nc.options.get("tls") is not None:
         return "the nats-py client is configured for TLS"
-    # nats-py keeps whether any credential (user, token, nkey, creds file) was given here.
-    if getattr(nc, "_auth_configured", False) or url.username:
+    # A user and password we send ourselves (agora's identities); tokens, nkeys and creds
+    # files, which nats-py keeps in private attributes, we do not.
+    other = ("_user_credentials", "_nkeys_seed", "_nkeys_seed_str")
+    if url.username or nc.options.get("token") or any(getattr(nc, a, None) for a in other):
+        return "the nats-py client uses credentials other than a user and password"
+    if getattr(nc, "_auth_configured", False) and not nc.options.get("user"):
         return "the nats-py client is configured with credentials"
     return None
 

@@ -28,6 +28,7 @@ from infra.bus import EventPublisher, connect
 from infra.client import AgoraClient
 from infra.query_client import ask, projector_caught_up
 from infra.settings import Settings
+from infra.stream_reader import StreamReader
 from infra.streams import consumers_for, provision
 from tests.conftest import InProcessPlatform
 
@@ -231,3 +232,19 @@ async def test_a_refused_publish_is_reported_not_silent(secure_settings: Setting
     finally:
         await executor.close()
     assert "permissions violation" in errors[0].lower()
+
+
+async def test_the_projector_reads_over_its_own_socket_with_its_credentials(
+    secure_settings: Settings, admin: NatsClient
+) -> None:
+    """The stream reader's fast path logs in as the projector (not the nats-py fallback)."""
+    await AgoraClient(admin).submit({"text": "read me"})
+    projector = await _as(secure_settings, "projector")
+    reader = await StreamReader(projector, INTAKE_STREAM, "agora.intake.>", wire=True).open()
+    try:
+        batch = await reader.next_batch(wait=False)
+        assert reader.uses_wire
+        assert batch.seqs == [1]
+    finally:
+        await reader.close()
+        await projector.close()
