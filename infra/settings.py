@@ -108,6 +108,11 @@ class Settings:
     tls_ca: Path | None = None
     # Private/loopback addresses http_get may reach anyway: CIDRs or host names.
     http_allow: tuple[str, ...] = ()
+    # Limits of one sandboxed program (the python tool; docs/security.md).
+    sandbox_cpu_s: int = 5
+    sandbox_memory_mb: int = 512
+    sandbox_processes: int = 16
+    sandbox_wall_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +148,10 @@ class Settings:
             query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
             projector_batch=_int(env, "AGORA_PROJECTOR_BATCH", 10_000),
             **_security(env),
+            sandbox_cpu_s=_int(env, "AGORA_SANDBOX_CPU_S", 5),
+            sandbox_memory_mb=_int(env, "AGORA_SANDBOX_MEMORY_MB", 512),
+            sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
+            sandbox_wall_s=_float(env, "AGORA_SANDBOX_WALL_S", 10.0),
         )
         settings.check()
         return settings
@@ -158,6 +167,10 @@ class Settings:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:
             raise ConfigurationError("AGORA_CONCURRENCY values must be at least 1")
+        if min(self.sandbox_cpu_s, self.sandbox_memory_mb, self.sandbox_processes) < 1 or not (
+            self.sandbox_wall_s > 0
+        ):
+            raise ConfigurationError("AGORA_SANDBOX_* limits must be positive")
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
@@ -182,6 +195,10 @@ class Settings:
             "AGORA_PROJECTOR_BATCH": str(self.projector_batch),
             "AGORA_NATS_AUTH": "on" if self.nats_auth else "off",
             "AGORA_HTTP_ALLOW": ",".join(self.http_allow),
+            "AGORA_SANDBOX_CPU_S": str(self.sandbox_cpu_s),
+            "AGORA_SANDBOX_MEMORY_MB": str(self.sandbox_memory_mb),
+            "AGORA_SANDBOX_PROCESSES": str(self.sandbox_processes),
+            "AGORA_SANDBOX_WALL_S": str(self.sandbox_wall_s),
         }
         # Credentials are per process (the supervisor hands each service its own); TLS is not.
         for name, path in (

@@ -14,7 +14,7 @@ from services.executor.handler import execute_task
 from services.executor.netguard import AddressPolicy, guarded_http_client
 from services.executor.registry import ToolRegistry
 from services.executor.runner import ToolRunner
-from services.executor.sandbox import Sandbox
+from services.executor.sandbox import Sandbox, SandboxLimits
 from services.executor.tools.context import ToolContext
 
 __all__ = ["build"]
@@ -27,8 +27,15 @@ def build(ctx: ServiceContext) -> ServiceParts:
     http = guarded_http_client(AddressPolicy.parse(settings.http_allow))
     # Code tools must not see agora's data (NATS credentials, the workspace, DuckDB) or keys.
     secrets = (settings.nats_creds, settings.tls_key, settings.tls_cert)
+    limits = SandboxLimits(
+        cpu_s=settings.sandbox_cpu_s,
+        memory_bytes=settings.sandbox_memory_mb * 1024 * 1024,
+        processes=settings.sandbox_processes,
+        wall_s=settings.sandbox_wall_s,
+    )
     sandbox = Sandbox(
-        hide=[settings.data_dir, workspace, *(path for path in secrets if path is not None)]
+        limits,
+        hide=[settings.data_dir, workspace, *(path for path in secrets if path is not None)],
     )
     tools = ToolContext(workspace=workspace, http=http, sandbox=sandbox)
     runner = ToolRunner(ToolRegistry.builtin(), tools)

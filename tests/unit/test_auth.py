@@ -171,3 +171,11 @@ def test_every_service_the_supervisor_runs_has_an_identity() -> None:
     assert set(SERVICES) <= set(IDENTITIES)
     for service in SERVICES:
         assert permissions(service) is not None
+
+
+def test_sandbox_limits_from_the_environment() -> None:
+    settings = Settings.from_env({"AGORA_SANDBOX_CPU_S": "2", "AGORA_SANDBOX_WALL_S": "3.5"})
+    assert (settings.sandbox_cpu_s, settings.sandbox_wall_s) == (2, 3.5)
+    assert Settings.from_env(settings.to_env()).sandbox_wall_s == 3.5
+    with pytest.raises(ConfigurationError, match="AGORA_SANDBOX"):
+        Settings.from_env({"AGORA_SANDBOX_MEMORY_MB": "0"})
