@@ -43,6 +43,8 @@ class SandboxLimits:
     processes: int = 16
     file_bytes: int = 16 * MiB
     open_files: int = 64
+    # Per tmpfs (/tmp, /var/tmp, /dev/shm, the working directory) when namespaces exist.
+    scratch_bytes: int = 64 * MiB
     wall_s: float = 10.0
     output_bytes: int = 64 * 1024
 
@@ -109,6 +111,7 @@ class Sandbox:
                 "python_home": str(Path(sys.base_prefix).resolve()),
                 "hide": list(self.hide),
                 "program": program,
+                "scratch_bytes": limits.scratch_bytes,
                 "uid": NOBODY,
                 "gid": NOBODY,
                 "limits": {

@@ -9,6 +9,7 @@ silently skipped) on the first stdout line ``AGORA-SANDBOX {json}``:
    (plus a user namespace when not root, which is what makes the others unprivileged);
 2. hidden paths (agora's data dir with the NATS credentials, ...) covered by empty read-only
    tmpfs; a fresh /proc showing only the sandbox's own processes;
+   fresh size-capped tmpfs for /tmp, /var/tmp, /dev/shm and the working directory;
 3. resource limits: CPU seconds, address space, processes, file size, open files, no cores;
 4. as root: the interpreter's installation made reachable, then setuid to ``nobody``
    (root ignores the process limit, and may signal or read anything);
@@ -121,6 +122,25 @@ def _reachable_for_others(home: str) -> None:
     staging.rmdir()
 
 
+def _private_scratch(size: int, report: dict[str, object]) -> None:
+    """Fresh, size-capped tmpfs for /tmp, /var/tmp, /dev/shm and the working directory.
+
+    Whatever the program writes is bounded by ``size`` per mount and vanishes with the mount
+    namespace: it can neither fill the host's disk or memory nor leave files behind.
+    """
+    program = {p.name: p.read_bytes() for p in Path.cwd().iterdir() if p.is_file()}
+    options = f"size={size},mode=1777"
+    for scratch in ("/tmp", "/var/tmp", "/dev/shm"):  # noqa: S108 - covering them, not using
+        if Path(scratch).is_dir():
+            _mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    work = Path("/tmp/work")  # noqa: S108 - inside the fresh tmpfs just mounted
+    work.mkdir(mode=0o755)
+    for name, data in program.items():
+        (work / name).write_bytes(data)
+    os.chdir(work)
+    report["scratch"] = f"private tmpfs, {size // (1024 * 1024)} MiB each"
+
+
 def _limit(limits: dict[str, int]) -> None:
     pairs = {
         "cpu_s": resource.RLIMIT_CPU,
@@ -151,6 +171,8 @@ def main() -> None:
         else:
             drop = False
             report["user"] = "root: no mount namespace to reach the interpreter as nobody"
+    if namespaces:
+        _private_scratch(config["scratch_bytes"], report)
     if drop:
         os.chown(".", config["uid"], config["gid"])
     # PID 1 of the new PID namespace is our child; we only wait for it and pass its status on.

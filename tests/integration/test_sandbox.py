@@ -8,7 +8,9 @@ nor connect to the server; meanwhile the executor keeps running other tasks.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import replace
+from pathlib import Path
 
 from events.catalog import GoalCompleted, GoalFailed
 from infra.auth import ADMIN, credentials_path, load_credentials
@@ -69,6 +71,32 @@ async def test_the_wall_clock_stops_a_sleeping_program() -> None:
     result = await Sandbox(replace(QUICK, wall_s=1.0)).run_python("import time; time.sleep(30)")
     assert result.timed_out
     assert result.describe_failure() == "killed: wall-clock timeout"
+
+
+async def test_written_files_are_capped_and_leave_nothing_behind() -> None:
+    marker = f"agora-sandbox-leak-{uuid.uuid4().hex}"
+    program = f"""
+import os
+for directory in ("/tmp", "/dev/shm", "."):
+    try:
+        with open(os.path.join(directory, {marker!r}), "wb") as handle:
+            for _ in range(100):
+                handle.write(b"x" * 1024 * 1024)
+        print("wrote 100 MiB to", directory)
+    except OSError as exc:
+        print("stopped in", directory, exc.errno)
+"""
+    limits = replace(QUICK, file_bytes=1024**3, scratch_bytes=8 * 1024 * 1024)
+    result = await Sandbox(limits).run_python(program)
+    assert result.ok, result.stderr
+    assert "wrote" not in result.stdout
+    assert result.stdout.count("stopped in") == 3
+    assert result.isolation.get("scratch"), result.isolation
+    assert not _left_on_host(marker)
+
+
+def _left_on_host(name: str) -> list[Path]:
+    return [p for p in (Path("/tmp") / name, Path("/dev/shm") / name) if p.exists()]
 
 
 async def test_the_program_cannot_read_nats_credentials_or_reach_the_server(
