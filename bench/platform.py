@@ -23,6 +23,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from events.subjects import INTAKE_GOAL, INTAKE_STREAM
+from infra.auth import ADMIN, connect_options
 from infra.settings import Settings
 from infra.supervisor import Supervisor
 
@@ -76,7 +77,10 @@ async def running_platform(
         )
         supervisor = Supervisor(settings)
         await supervisor.start()
-        nc = await nats.connect(supervisor.url, pending_size=256 * 1024 * 1024)
+        # The bench drives the platform as its operator: admin (core subscriptions to events).
+        nc = await nats.connect(
+            supervisor.url, pending_size=256 * 1024 * 1024, **connect_options(settings, ADMIN)
+        )
         try:
             await _wait_for_services(nc)
             yield supervisor, nc

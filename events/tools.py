@@ -16,6 +16,7 @@ __all__ = [
     "CalculatorArgs",
     "EchoArgs",
     "HttpGetArgs",
+    "PythonArgs",
     "ReactArgs",
     "ReadFileArgs",
     "SleepArgs",
@@ -53,6 +54,11 @@ class WriteFileArgs(_Args):
     content: str = Field(max_length=1_000_000)
 
 
+class PythonArgs(_Args):
+    code: str = Field(min_length=1, max_length=100_000, description="a Python 3 program")
+    stdin: str = Field(default="", max_length=1_000_000, description="its standard input")
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     name: str
@@ -73,6 +79,11 @@ BUILTIN_TOOLS: dict[str, ToolSpec] = {
         ToolSpec("read_file", "read a text file from the workspace", ReadFileArgs),
         ToolSpec(
             "write_file", "write a text file in the workspace", WriteFileArgs, side_effects=True
+        ),
+        ToolSpec(
+            "python",
+            "run a Python program in a sandbox (standard library, no network); returns stdout",
+            PythonArgs,
         ),
     )
 }

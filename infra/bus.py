@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
@@ -16,6 +15,7 @@ from events.codec import decode_event, encode
 from events.errors import AgoraError, ConfigurationError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
+from infra.auth import CLIENT, connect_options
 from infra.embedded import running_server_url
 from infra.logging import get_logger
 from infra.settings import Settings
@@ -47,9 +47,21 @@ def resolve_urls(settings: Settings) -> list[str]:
     return [url]
 
 
-async def connect(settings: Settings, name: str) -> NatsClient:
+async def connect(settings: Settings, name: str, *, identity: str = CLIENT) -> NatsClient:
+    """A connection as ``identity`` (docs/security.md): a service's own, ``client`` or ``admin``.
+
+    Refused credentials fail at once with a readable error (nats-py would retry forever).
+    """
+    connected = False
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc), client=name)
+        if not connected and "authorization violation" in str(exc).lower():
+            raise ConfigurationError(
+                f"the NATS server refused the credentials of {name!r} (identity {identity!r}): "
+                "check AGORA_NATS_USER/AGORA_NATS_PASSWORD or AGORA_NATS_CREDS, or the files "
+                f"under {settings.nats_dir / 'credentials'} (docs/security.md)"
+            )
 
     async def on_disconnect() -> None:
         log.info("nats_disconnected", client=name)
@@ -57,16 +69,25 @@ async def connect(settings: Settings, name: str) -> NatsClient:
     async def on_reconnect() -> None:
         log.warning("nats_reconnected", client=name)
 
-    return await nats.connect(
-        servers=resolve_urls(settings),
-        name=name,
-        max_reconnect_attempts=-1,  # a server restart is a pause, never the end of a service
-        reconnect_time_wait=0.25,
-        connect_timeout=5,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-    )
+    servers = resolve_urls(settings)
+    nc = NatsClient()
+    try:
+        await nc.connect(
+            servers=servers,
+            name=name,
+            max_reconnect_attempts=-1,  # a server restart is a pause, never the end of a service
+            reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds; nats-py says int
+            connect_timeout=5,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            **connect_options(settings, identity),
+        )
+    except ConfigurationError:
+        await nc.close()
+        raise
+    connected = True
+    return nc
 
 
 class PublishRejectedError(AgoraError):

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 from events.errors import ConfigurationError
 
@@ -36,6 +36,42 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+class _Security(TypedDict):
+    nats_auth: bool
+    nats_user: str | None
+    nats_password: str | None
+    nats_creds: Path | None
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_ca: Path | None
+    http_allow: tuple[str, ...]
+
+
+def _security(env: Mapping[str, str]) -> _Security:
+    auth = env.get("AGORA_NATS_AUTH", "on").strip().lower()
+    if auth not in ("on", "off"):
+        raise ConfigurationError(f"AGORA_NATS_AUTH={auth!r}: use 'on' (default) or 'off'")
+    tls_cert, tls_key = _path(env, "AGORA_TLS_CERT"), _path(env, "AGORA_TLS_KEY")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigurationError("AGORA_TLS_CERT and AGORA_TLS_KEY go together: set both or none")
+    allow = env.get("AGORA_HTTP_ALLOW", "")
+    return {
+        "nats_auth": auth == "on",
+        "nats_user": env.get("AGORA_NATS_USER") or None,
+        "nats_password": env.get("AGORA_NATS_PASSWORD") or None,
+        "nats_creds": _path(env, "AGORA_NATS_CREDS"),
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_ca": _path(env, "AGORA_TLS_CA"),
+        "http_allow": tuple(a.strip() for a in allow.split(",") if a.strip()),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +118,22 @@ class Settings:
     embeddings_url: str | None = None
     embeddings_model: str = "text-embedding-3-small"
     embeddings_key: str | None = None
+    # Security (docs/security.md). The embedded server requires credentials unless
+    # AGORA_NATS_AUTH=off; a process finds its own under data_dir unless given them.
+    nats_auth: bool = True
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_creds: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    # Private/loopback addresses http_get may reach anyway: CIDRs or host names.
+    http_allow: tuple[str, ...] = ()
+    # Limits of one sandboxed program (the python tool; docs/security.md).
+    sandbox_cpu_s: int = 5
+    sandbox_memory_mb: int = 512
+    sandbox_processes: int = 16
+    sandbox_wall_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -135,6 +187,11 @@ class Settings:
             embeddings_model=env.get("AGORA_EMBEDDINGS_MODEL", "").strip()
             or "text-embedding-3-small",
             embeddings_key=env.get("AGORA_EMBEDDINGS_KEY", "").strip() or None,
+            **_security(env),
+            sandbox_cpu_s=_int(env, "AGORA_SANDBOX_CPU_S", 5),
+            sandbox_memory_mb=_int(env, "AGORA_SANDBOX_MEMORY_MB", 512),
+            sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
+            sandbox_wall_s=_float(env, "AGORA_SANDBOX_WALL_S", 10.0),
         )
         settings.check()
         return settings
@@ -165,6 +222,10 @@ class Settings:
                 "AGORA_MEMORY_WORKING_TOKENS must be at least 16 and "
                 "AGORA_MEMORY_SNAPSHOT_EVERY at least 1"
             )
+        if min(self.sandbox_cpu_s, self.sandbox_memory_mb, self.sandbox_processes) < 1 or not (
+            self.sandbox_wall_s > 0
+        ):
+            raise ConfigurationError("AGORA_SANDBOX_* limits must be positive")
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
@@ -191,11 +252,25 @@ class Settings:
             "AGORA_MEMORY_WORKING_TOKENS": str(self.memory_working_tokens),
             "AGORA_MEMORY_SNAPSHOT_EVERY": str(self.memory_snapshot_every),
             "AGORA_EMBEDDINGS_MODEL": self.embeddings_model,
+            "AGORA_NATS_AUTH": "on" if self.nats_auth else "off",
+            "AGORA_HTTP_ALLOW": ",".join(self.http_allow),
+            "AGORA_SANDBOX_CPU_S": str(self.sandbox_cpu_s),
+            "AGORA_SANDBOX_MEMORY_MB": str(self.sandbox_memory_mb),
+            "AGORA_SANDBOX_PROCESSES": str(self.sandbox_processes),
+            "AGORA_SANDBOX_WALL_S": str(self.sandbox_wall_s),
         }
         if self.embeddings_url:
             env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
         if self.embeddings_key:
             env["AGORA_EMBEDDINGS_KEY"] = self.embeddings_key
+        # Credentials are per process (the supervisor hands each service its own); TLS is not.
+        for name, path in (
+            ("AGORA_TLS_CERT", self.tls_cert),
+            ("AGORA_TLS_KEY", self.tls_key),
+            ("AGORA_TLS_CA", self.tls_ca),
+        ):
+            if path is not None:
+                env[name] = str(path)
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
         env.update(self._llm_env())

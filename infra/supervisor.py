@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from infra.auth import ADMIN, check_secret_files, prepare_embedded_security, service_env
 from infra.bus import connect
 from infra.embedded import EmbeddedNats
 from infra.logging import get_logger
@@ -51,15 +52,21 @@ class Supervisor:
                 self.settings.nats_dir,
                 durability=self.settings.durability,
                 port=self.settings.nats_port or -1,
+                extra_config=prepare_embedded_security(self.settings),
             ).start()
             log.info("nats_started", url=self.server.url)
-        nc = await connect(self.settings, name="agora-supervisor")
+        check_secret_files(self.settings)
+        nc = await connect(self.settings, name="agora-supervisor", identity=ADMIN)
         try:
             await provision(nc.jetstream(), self.settings)
         finally:
             await nc.close()
         # Children run with exactly the supervisor's settings, whatever the parent's env says.
         self.env = {**os.environ, **self.settings.to_env(), "AGORA_NATS_URL": self.url}
+        if self.server is not None and self.settings.nats_auth:
+            # Each service gets its own identity below, never the operator's.
+            for name in ("AGORA_NATS_USER", "AGORA_NATS_PASSWORD", "AGORA_NATS_CREDS"):
+                self.env.pop(name, None)
         for name in self.services:
             self._watchers.append(asyncio.ensure_future(self._keep_running(name)))
 
@@ -72,8 +79,9 @@ class Supervisor:
         return proc.pid if proc and proc.returncode is None else None
 
     async def _spawn(self, name: str) -> asyncio.subprocess.Process:
+        env = {**self.env, **service_env(self.settings, name)} if self.server else self.env
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "infra.cli", "service", name, env=self.env
+            sys.executable, "-m", "infra.cli", "service", name, env=env
         )
 
     async def _keep_running(self, name: str) -> None:

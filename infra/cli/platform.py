@@ -70,6 +70,8 @@ def up() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
         out.print(f"agora is up at [bold]{supervisor.url}[/] — Ctrl-C to stop")
+        if supervisor.server is not None and settings.nats_auth:
+            out.print(f"NATS credentials per service: {settings.nats_dir / 'credentials'}")
         await stop.wait()
         out.print("stopping…")
         await supervisor.stop()

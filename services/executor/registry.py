@@ -15,6 +15,7 @@ from services.executor.tools import (
     calculator,
     echo,
     http_get,
+    python,
     read_file,
     sleep,
     write_file,
@@ -32,6 +33,7 @@ _BUILTIN_IMPLEMENTATIONS: dict[str, ToolImplementation] = {
     "http_get": http_get.run,
     "read_file": read_file.run,
     "write_file": write_file.run,
+    "python": python.run,
 }
 
 

@@ -66,6 +66,7 @@ async def test_write_creates_a_missing_workspace(tmp_path: Path) -> None:
     [
         ("../outside.txt", r"must not contain '\.\.'"),
         ("notes/../../outside.txt", r"must not contain '\.\.'"),
+        ("../../etc/passwd", r"must not contain '\.\.'"),
         ("..\\outside.txt", r"must not contain '\.\.'"),
         ("/etc/passwd", "absolute paths are not allowed"),
         ("C:\\Windows\\win.ini", "absolute paths are not allowed"),
