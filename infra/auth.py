@@ -30,11 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from events.errors import ConfigurationError
-from events.subjects import QUERY_SUBJECT, dlq_subject, event_type_filter
+from events.subjects import DLQ_STREAM, QUERY_SUBJECT, dlq_subject, event_type_filter
 from infra.logging import get_logger
+from infra.redrive import redrive_consumer
+from infra.service_stats import stats_subject
 from infra.settings import Settings
+from infra.snapshots import MEMORY_SNAPSHOTS
 from infra.streams import SERVICE_CONSUMERS
 from projections.protocol import PROJECTOR_CONTROL
+from services.memory.protocol import MEMORY_QUERY
+from services.memory.state import MEMORY_EVENT_TYPES as MEMORY_INDEX_TYPES
 
 __all__ = [
     "ADMIN",
@@ -42,6 +47,7 @@ __all__ = [
     "CREDENTIALS_DIR",
     "EVENT_OWNERS",
     "IDENTITIES",
+    "SERVICE_IDENTITIES",
     "Credentials",
     "Permissions",
     "authorization_config",
@@ -83,12 +89,15 @@ EVENT_OWNERS: Mapping[str, tuple[str, ...]] = {
     "goal_failed": ("planner",),
     "context_provided": ("memory",),
     "memory_stored": ("memory",),
+    "memory_forgotten": ("memory",),
+    "memory_compacted": ("memory",),
     "task_started": ("executor",),
     "tool_called": ("executor",),
     "tool_returned": ("executor",),
     "tool_failed": ("executor",),
     "task_completed": ("executor",),
     "task_failed": ("executor",),
+    "tool_refused": ("executor",),
     "evaluation_completed": ("evaluator",),
     "llm_requested": ("planner", "executor", "evaluator"),
     "llm_responded": ("planner", "executor", "evaluator"),
@@ -114,17 +123,44 @@ _READ_LOG = (
 )
 
 
+# Memory keeps its index snapshots in its own object store bucket (infra/snapshots.py): it may
+# create that bucket's stream, purge its old chunks and read it back. The event log and the
+# other streams stay the admin's alone.
+_SNAPSHOT_STREAM = f"OBJ_{MEMORY_SNAPSHOTS}"
+_MEMORY_SNAPSHOTS = (
+    f"$O.{MEMORY_SNAPSHOTS}.>",
+    f"$JS.API.STREAM.CREATE.{_SNAPSHOT_STREAM}",
+    f"$JS.API.STREAM.PURGE.{_SNAPSHOT_STREAM}",
+    f"$JS.API.STREAM.MSG.GET.{_SNAPSHOT_STREAM}",
+    f"$JS.API.DIRECT.GET.{_SNAPSHOT_STREAM}.>",
+    # Reading an object is an unnamed ordered consumer; this stream has no durables to hijack.
+    f"$JS.API.CONSUMER.CREATE.{_SNAPSHOT_STREAM}",
+)
+# Every service process answers NATS micro requests ($SRV.PING/INFO/STATS) and its stats
+# endpoint (infra/service_stats.py), which `agora status` gathers.
+_SERVICE_DISCOVERY = "$SRV.>"
+
+
+def _own_durables(identity: str) -> list[tuple[str, str]]:
+    """(stream, durable) of every durable consumer ``identity`` runs, redrive ones included."""
+    specs = SERVICE_CONSUMERS.get(identity, ())
+    own = [(spec.stream, spec.durable) for spec in specs]
+    own += [(DLQ_STREAM, redrive_consumer(d)) for d in sorted({spec.durable for spec in specs})]
+    return own
+
+
 def _durables() -> tuple[str, ...]:
-    names = {spec.durable for specs in SERVICE_CONSUMERS.values() for spec in specs}
+    names = {durable for service in SERVICE_CONSUMERS for _, durable in _own_durables(service)}
     return tuple(sorted(names | {PROJECTOR}))
 
 
-def _durable_denials(own: str | None) -> list[str]:
-    """Requests on durable consumers that are not ``own``'s (and deleting even its own)."""
+def _durable_denials(identity: str | None) -> list[str]:
+    """Requests on durable consumers that are not ``identity``'s (and deleting even its own)."""
+    own = {identity} | {durable for _, durable in _own_durables(identity)} if identity else set()
     denied = []
     for durable in _durables():
         denied.append(f"$JS.API.CONSUMER.DELETE.*.{durable}")
-        if durable == own:
+        if durable in own:
             continue
         denied += [
             f"$JS.API.CONSUMER.CREATE.*.{durable}",
@@ -161,6 +197,8 @@ def permissions(identity: str) -> Permissions | None:
                 "agora.intake.>",
                 QUERY_SUBJECT,
                 PROJECTOR_CONTROL,
+                MEMORY_QUERY,
+                _SERVICE_DISCOVERY,
                 *_READ_LOG,
             ),
             publish_deny=tuple(_durable_denials(None)),
@@ -170,22 +208,27 @@ def permissions(identity: str) -> Permissions | None:
         raise ConfigurationError(f"unknown identity {identity!r}; known: {', '.join(IDENTITIES)}")
     publish = [event_type_filter(t) for t, owners in EVENT_OWNERS.items() if identity in owners]
     publish.append(dlq_subject(identity))
-    for spec in SERVICE_CONSUMERS.get(identity, ()):
+    for stream, durable in _own_durables(identity):
         publish += [
-            f"$JS.API.CONSUMER.DURABLE.CREATE.{spec.stream}.{spec.durable}",
-            f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}",
-            f"$JS.ACK.{spec.stream}.{spec.durable}.>",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
         ]
     if identity in LIVE_PUBLISHERS:
         publish.append("agora.live.>")
-    subscribe = [inbox]
+    subscribe = [inbox, _SERVICE_DISCOVERY, stats_subject(identity)]
     if identity == PROJECTOR:
         subscribe += [QUERY_SUBJECT, PROJECTOR_CONTROL]
+    if identity == "memory":
+        publish += _MEMORY_SNAPSHOTS
+        # The index follows its own events live; queries arrive on agora.memory.query.
+        subscribe += [MEMORY_QUERY, *(event_type_filter(t) for t in MEMORY_INDEX_TYPES)]
     return Permissions(
         publish_allow=(*publish, *_READ_LOG),
         publish_deny=tuple(_durable_denials(identity)),
         subscribe_allow=tuple(subscribe),
-        allow_responses=identity == PROJECTOR,
+        # Services answer requests: queries (projector, memory) and $SRV/stats (every one).
+        allow_responses=True,
     )
 
 

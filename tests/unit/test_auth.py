@@ -15,6 +15,7 @@ from infra.auth import (
     CLIENT,
     EVENT_OWNERS,
     IDENTITIES,
+    SERVICE_IDENTITIES,
     authorization_config,
     check_secret_files,
     client_credentials,
@@ -51,6 +52,12 @@ def test_no_one_but_admin_may_manage_streams(identity: str) -> None:
     perms = permissions(identity)
     assert perms is not None
     for subject in perms.publish_allow:
+        if subject.startswith("$JS.API.STREAM.") and subject.endswith(
+            ".OBJ_AGORA_MEMORY_SNAPSHOTS"
+        ):
+            # Memory's own snapshot bucket, and only memory's (below).
+            assert identity == "memory", subject
+            continue
         assert not subject.startswith(
             ("$JS.API.STREAM.CREATE", "$JS.API.STREAM.UPDATE", "$JS.API.STREAM.DELETE")
         )
@@ -84,9 +91,10 @@ def test_the_client_submits_reads_and_queries_but_writes_no_events() -> None:
     assert not perms.allow_responses
 
 
-def test_only_the_projector_answers_requests() -> None:
+def test_services_answer_requests_and_clients_do_not() -> None:
+    # Queries (projector, memory) and $SRV/stats requests (every service) get answers.
     answering = [i for i in IDENTITIES if (p := permissions(i)) is not None and p.allow_responses]
-    assert answering == ["projector"]
+    assert answering == list(SERVICE_IDENTITIES)
 
 
 def test_unknown_identities_are_refused() -> None:
