@@ -51,6 +51,9 @@ class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     expect: Expect | None = None
     max_iterations: Annotated[int, msgspec.Meta(ge=1, le=10)] = DEFAULT_MAX_ITERATIONS
     metadata: dict[str, Any] = {}
+    # The goal's LLM budget (every service's calls count); exceeding it fails the goal.
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] | None = None
+    max_cost_usd: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] | None = None
 
 
 @dataclass(frozen=True, slots=True)

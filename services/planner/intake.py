@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from events.catalog import ContextRequested, GoalAccepted, GoalRejected
 from events.commands import ParsedGoal, RejectedGoal, StepCommand
-from events.model import Event, Stamp, TaskSpec
+from events.model import Budget, Event, Stamp, TaskSpec
 from events.tools import ToolSpec
 from services.planner.references import contains_reference_marker, referenced_step_ids
 from services.planner.state import PlannerState
@@ -80,9 +80,16 @@ def accept_goal(
         expect=command.expect,
         max_iterations=command.max_iterations,
         metadata=command.metadata,
+        budget=_budget(command.max_tokens, command.max_cost_usd),
     )
     context = context_request(Stamp.caused_by(accepted, producer=producer, now=now), accepted)
     return [accepted, context]
+
+
+def _budget(max_tokens: int | None, max_cost_usd: float | None) -> Budget | None:
+    if max_tokens is None and max_cost_usd is None:
+        return None
+    return Budget(max_tokens=max_tokens, max_cost_usd=max_cost_usd)
 
 
 def _rejection(stamp: Stamp, command_id: str, reason: str, text: str) -> GoalRejected:
