@@ -61,6 +61,11 @@ class Settings:
     query_max_rows: int = 10_000
     query_memory_limit: str = "512MB"
     projector_batch: int = 10_000
+    # The LLM planner (used when an LLM is configured): requests per plan, tokens per request,
+    # and an optional directory of prompt templates overriding the packaged ones.
+    llm_plan_attempts: int = 3
+    llm_plan_max_tokens: int = 4096
+    planner_prompts: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +100,11 @@ class Settings:
             query_max_rows=_int(env, "AGORA_QUERY_MAX_ROWS", 10_000),
             query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
             projector_batch=_int(env, "AGORA_PROJECTOR_BATCH", 10_000),
+            llm_plan_attempts=_int(env, "AGORA_LLM_PLAN_ATTEMPTS", 3),
+            llm_plan_max_tokens=_int(env, "AGORA_LLM_PLAN_MAX_TOKENS", 4096),
+            planner_prompts=Path(env["AGORA_PLANNER_PROMPTS"]).expanduser()
+            if env.get("AGORA_PLANNER_PROMPTS")
+            else None,
         )
         settings.check()
         return settings
@@ -110,6 +120,10 @@ class Settings:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:
             raise ConfigurationError("AGORA_CONCURRENCY values must be at least 1")
+        if self.llm_plan_attempts < 1 or self.llm_plan_max_tokens < 1:
+            raise ConfigurationError(
+                "AGORA_LLM_PLAN_ATTEMPTS and AGORA_LLM_PLAN_MAX_TOKENS must be at least 1"
+            )
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
@@ -133,6 +147,10 @@ class Settings:
             "AGORA_QUERY_MEMORY_LIMIT": self.query_memory_limit,
             "AGORA_PROJECTOR_BATCH": str(self.projector_batch),
         }
+        env["AGORA_LLM_PLAN_ATTEMPTS"] = str(self.llm_plan_attempts)
+        env["AGORA_LLM_PLAN_MAX_TOKENS"] = str(self.llm_plan_max_tokens)
+        if self.planner_prompts is not None:
+            env["AGORA_PLANNER_PROMPTS"] = str(self.planner_prompts)
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
         return env

@@ -64,7 +64,18 @@ from services.planner.state import (
     ready_tasks,
 )
 
-__all__ = ["MAX_REVISED_TIMEOUT_S", "Decision", "decide", "decide_next", "revise_tasks"]
+__all__ = [
+    "LLM_UNAVAILABLE",
+    "MAX_REVISED_TIMEOUT_S",
+    "Decision",
+    "decide",
+    "decide_next",
+    "llm_failure",
+    "revise_tasks",
+]
+
+# The reason prefix of a goal that failed because the model could not answer.
+LLM_UNAVAILABLE = "llm_unavailable"
 
 # The largest timeout an intake step may ask for; revisions never grow a timeout beyond it.
 MAX_REVISED_TIMEOUT_S = 3600.0
@@ -132,6 +143,16 @@ def decide_next(
             break
         state = after
     return Decision(decided)
+
+
+def llm_failure(
+    state: PlannerState | None, trigger: Event, error: str, *, now: datetime, producer: str
+) -> list[Event]:
+    """The goal fails cleanly when the model it waits for cannot answer (the chain gave up)."""
+    if state is None or is_finished(state):
+        return []
+    stamp = Stamp.caused_by(trigger, producer=producer, now=now)
+    return [_failure(state, stamp, f"{LLM_UNAVAILABLE}: {error}")]
 
 
 def _is_trigger(state: PlannerState, event: Event) -> bool:
