@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from events.errors import ConfigurationError
 from infra.bus import EventPublisher, StreamGoalLog, connect
 from infra.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
+from infra.llm import build_llm_port
 from infra.logging import get_logger
 from infra.settings import Settings
 from infra.streams import ConsumerSpec, consumers_for, provision
@@ -111,6 +112,7 @@ async def run_service(
     build = _builder(name)
     nc = await connect(settings, name=f"agora-{name}")
     js = nc.jetstream()
+    llm = build_llm_port(settings, nc)
     ctx = ServiceContext(
         name=name,
         settings=settings,
@@ -119,6 +121,7 @@ async def run_service(
         publish=publisher(nc),
         goal_log=StreamGoalLog(nc),
         producer=producer_name(name),
+        llm=llm,
     )
     try:
         parts = build(ctx)
@@ -145,5 +148,7 @@ async def run_service(
         if parts.on_stop:
             await parts.on_stop()
     finally:
+        if llm is not None:
+            await llm.aclose()
         await nc.drain()
         log.info("service_stopped", service=name)

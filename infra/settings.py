@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from events.errors import ConfigurationError
 
-__all__ = ["Settings"]
+__all__ = ["LlmEndpoint", "Settings"]
 
 Durability = Literal["fsync", "os"]
 KiB = 1024
@@ -66,6 +67,18 @@ class Settings:
     llm_plan_attempts: int = 3
     llm_plan_max_tokens: int = 4096
     planner_prompts: Path | None = None
+    # LLM providers (docs/llm.md): the primary endpoint, then the ordered fallbacks.
+    # No base URL and no provider configured: no LLM, the rule-based strategies run.
+    llm_endpoints: tuple[LlmEndpoint, ...] = ()
+    llm_timeout_s: float = 60.0
+    llm_retries: int = 2
+    llm_backoff_s: float = 0.5
+    llm_retry_after_max_s: float = 30.0
+    llm_concurrency: int = 4
+    llm_breaker_threshold: int = 5
+    llm_breaker_cooldown_s: float = 30.0
+    llm_stream: bool = False
+    llm_prices: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +118,18 @@ class Settings:
             planner_prompts=Path(env["AGORA_PLANNER_PROMPTS"]).expanduser()
             if env.get("AGORA_PLANNER_PROMPTS")
             else None,
+            llm_endpoints=_llm_endpoints(env),
+            llm_timeout_s=_float(env, "AGORA_LLM_TIMEOUT_S", 60.0),
+            llm_retries=_int(env, "AGORA_LLM_RETRIES", 2),
+            llm_backoff_s=_float(env, "AGORA_LLM_BACKOFF_S", 0.5),
+            llm_retry_after_max_s=_float(env, "AGORA_LLM_RETRY_AFTER_MAX_S", 30.0),
+            llm_concurrency=_int(env, "AGORA_LLM_CONCURRENCY", 4),
+            llm_breaker_threshold=_int(env, "AGORA_LLM_BREAKER_THRESHOLD", 5),
+            llm_breaker_cooldown_s=_float(env, "AGORA_LLM_BREAKER_COOLDOWN_S", 30.0),
+            llm_stream=_bool(env, "AGORA_LLM_STREAM", default=False),
+            llm_prices=Path(env["AGORA_LLM_PRICES"]).expanduser()
+            if env.get("AGORA_LLM_PRICES")
+            else None,
         )
         settings.check()
         return settings
@@ -123,6 +148,14 @@ class Settings:
         if self.llm_plan_attempts < 1 or self.llm_plan_max_tokens < 1:
             raise ConfigurationError(
                 "AGORA_LLM_PLAN_ATTEMPTS and AGORA_LLM_PLAN_MAX_TOKENS must be at least 1"
+            )
+        if self.llm_timeout_s <= 0 or self.llm_concurrency < 1:
+            raise ConfigurationError(
+                "AGORA_LLM_TIMEOUT_S must be positive and AGORA_LLM_CONCURRENCY at least 1"
+            )
+        if self.llm_retries < 0 or self.llm_breaker_threshold < 1:
+            raise ConfigurationError(
+                "AGORA_LLM_RETRIES must be 0 or more and AGORA_LLM_BREAKER_THRESHOLD at least 1"
             )
 
     def to_env(self) -> dict[str, str]:
@@ -153,6 +186,31 @@ class Settings:
             env["AGORA_PLANNER_PROMPTS"] = str(self.planner_prompts)
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
+        env.update(self._llm_env())
+        return env
+
+    def _llm_env(self) -> dict[str, str]:
+        env = {
+            "AGORA_LLM_TIMEOUT_S": str(self.llm_timeout_s),
+            "AGORA_LLM_RETRIES": str(self.llm_retries),
+            "AGORA_LLM_BACKOFF_S": str(self.llm_backoff_s),
+            "AGORA_LLM_RETRY_AFTER_MAX_S": str(self.llm_retry_after_max_s),
+            "AGORA_LLM_CONCURRENCY": str(self.llm_concurrency),
+            "AGORA_LLM_BREAKER_THRESHOLD": str(self.llm_breaker_threshold),
+            "AGORA_LLM_BREAKER_COOLDOWN_S": str(self.llm_breaker_cooldown_s),
+            "AGORA_LLM_STREAM": "true" if self.llm_stream else "false",
+        }
+        if self.llm_prices is not None:
+            env["AGORA_LLM_PRICES"] = str(self.llm_prices)
+        if self.llm_endpoints:
+            primary, *fallbacks = self.llm_endpoints
+            env["AGORA_LLM_PROVIDER"] = primary.provider
+            env["AGORA_LLM_BASE_URL"] = primary.base_url
+            env["AGORA_LLM_MODEL"] = primary.model
+            # A child process gets the key itself: it may not see the parent's key file.
+            env["AGORA_LLM_API_KEY"] = primary.api_key
+            if fallbacks:
+                env["AGORA_LLM_FALLBACKS"] = json.dumps([f.as_json() for f in fallbacks])
         return env
 
     @property
@@ -162,3 +220,124 @@ class Settings:
     @property
     def nats_dir(self) -> Path:
         return self.data_dir / "nats"
+
+
+# -- LLM endpoints ---------------------------------------------------------------------------
+
+LlmProvider = Literal["openai", "anthropic"]
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LlmEndpoint:
+    """One provider of the chain. The key is kept out of ``repr`` (and so out of logs)."""
+
+    provider: LlmProvider
+    base_url: str
+    model: str
+    api_key: str = field(default="", repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "provider": self.provider,
+            "base_url": self.base_url,
+            "model": self.model,
+            "api_key": self.api_key,
+        }
+
+
+def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}={raw!r}: use true or false")
+
+
+def _read_key_file(name: str, path: str) -> str:
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigurationError(f"{name}={path!r} cannot be read: {exc.strerror}") from None
+
+
+def _endpoint(
+    where: str,
+    provider: str,
+    base_url: str,
+    model: str,
+    api_key: str,
+) -> LlmEndpoint:
+    provider = provider.strip().lower() or "openai"
+    if provider not in DEFAULT_BASE_URLS:
+        raise ConfigurationError(f"{where}: provider {provider!r} is not 'openai' or 'anthropic'")
+    if not model.strip():
+        raise ConfigurationError(f'{where}: name the model (AGORA_LLM_MODEL or "model")')
+    url = (base_url.strip() or DEFAULT_BASE_URLS[provider]).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"{where}: base URL {url!r} must start with http:// or https://")
+    return LlmEndpoint(
+        provider="openai" if provider == "openai" else "anthropic",
+        base_url=url,
+        model=model.strip(),
+        api_key=api_key.strip(),
+    )
+
+
+_FALLBACK_KEYS = {"provider", "base_url", "model", "api_key", "api_key_env", "api_key_file"}
+
+
+def _fallback(env: Mapping[str, str], index: int, entry: object) -> LlmEndpoint:
+    where = f"AGORA_LLM_FALLBACKS[{index}]"
+    if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+        raise ConfigurationError(f"{where} must be an object of strings")
+    unknown = set(entry) - _FALLBACK_KEYS
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown keys {sorted(unknown)}")
+    key = entry.get("api_key", "")
+    if entry.get("api_key_env"):
+        key = env.get(entry["api_key_env"], "")
+    if entry.get("api_key_file"):
+        key = _read_key_file(f"{where}.api_key_file", entry["api_key_file"])
+    return _endpoint(
+        where, entry.get("provider", ""), entry.get("base_url", ""), entry.get("model", ""), key
+    )
+
+
+def _llm_endpoints(env: Mapping[str, str]) -> tuple[LlmEndpoint, ...]:
+    """The primary endpoint from AGORA_LLM_*, then AGORA_LLM_FALLBACKS (a JSON list)."""
+    provider = env.get("AGORA_LLM_PROVIDER", "")
+    base_url = env.get("AGORA_LLM_BASE_URL", "")
+    endpoints: list[LlmEndpoint] = []
+    if provider.strip() or base_url.strip():
+        key = env.get("AGORA_LLM_API_KEY", "")
+        if env.get("AGORA_LLM_API_KEY_FILE"):
+            key = _read_key_file("AGORA_LLM_API_KEY_FILE", env["AGORA_LLM_API_KEY_FILE"])
+        endpoints.append(
+            _endpoint("AGORA_LLM_*", provider, base_url, env.get("AGORA_LLM_MODEL", ""), key)
+        )
+    raw = env.get("AGORA_LLM_FALLBACKS", "").strip()
+    if raw:
+        try:
+            entries = json.loads(raw)
+        except ValueError:
+            raise ConfigurationError(
+                "AGORA_LLM_FALLBACKS must be a JSON list of "
+                '{"provider", "base_url", "model", "api_key_env"} objects'
+            ) from None
+        if not isinstance(entries, list):
+            raise ConfigurationError("AGORA_LLM_FALLBACKS must be a JSON list")
+        if not endpoints:
+            raise ConfigurationError("AGORA_LLM_FALLBACKS needs a primary AGORA_LLM_BASE_URL")
+        endpoints += [_fallback(env, i, entry) for i, entry in enumerate(entries)]
+    return tuple(endpoints)

@@ -20,6 +20,7 @@ from infra.embedded import EmbeddedNats
 from infra.runner import SERVICES, run_service
 from infra.settings import Settings
 from infra.streams import provision
+from tests.llm_servers import ScriptedLlmServer
 
 
 @pytest.fixture
@@ -135,3 +136,20 @@ def spawn_service(settings: Settings) -> Iterator[Callable[..., subprocess.Popen
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- scripted LLM providers (tests/llm_servers.py) ---------------------------------------
+
+
+@pytest.fixture
+def openai_server() -> Iterator[ScriptedLlmServer]:
+    """An OpenAI-compatible server on loopback; script it with ``push(openai_reply(...))``."""
+    with ScriptedLlmServer("openai") as server:
+        yield server
+
+
+@pytest.fixture
+def anthropic_server() -> Iterator[ScriptedLlmServer]:
+    """An Anthropic Messages server on loopback; script it with ``push(anthropic_reply(...))``."""
+    with ScriptedLlmServer("anthropic") as server:
+        yield server
