@@ -15,6 +15,7 @@ from infra.bus import GoalExistsError
 from infra.consume import Delivery
 from infra.logging import get_logger
 from infra.runner import ServiceContext, ServiceParts, Subscription
+from infra.settings import Settings
 from services.llm.recording import recorded_call
 from services.planner.cache import GoalStates
 from services.planner.decide import decide_next, llm_failure
@@ -23,7 +24,7 @@ from services.planner.llm_plan import LlmPlanning
 from services.planner.state import PlannerState
 from services.planner.templates import load_prompts
 
-__all__ = ["build"]
+__all__ = ["build", "planning_from_settings"]
 
 log = get_logger("agora.planner")
 
@@ -32,15 +33,18 @@ def _goal_of(delivery: Delivery) -> Hashable | None:
     return goal_id_from_subject(delivery.subject)
 
 
+def planning_from_settings(settings: Settings) -> LlmPlanning:
+    """The LLM planning strategy as configured (prompt templates, attempts, tokens)."""
+    return LlmPlanning(
+        prompts=load_prompts(settings.planner_prompts),
+        attempts=settings.llm_plan_attempts,
+        max_tokens=settings.llm_plan_max_tokens,
+    )
+
+
 def planning_for(ctx: ServiceContext) -> LlmPlanning | None:
     """The LLM planning strategy when a model is configured; None keeps the rule-based one."""
-    if ctx.llm is None:
-        return None
-    return LlmPlanning(
-        prompts=load_prompts(ctx.settings.planner_prompts),
-        attempts=ctx.settings.llm_plan_attempts,
-        max_tokens=ctx.settings.llm_plan_max_tokens,
-    )
+    return None if ctx.llm is None else planning_from_settings(ctx.settings)
 
 
 @dataclass
