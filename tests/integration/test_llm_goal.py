@@ -30,9 +30,12 @@ from events.catalog import (
     PlanCreated,
     PlanRevised,
 )
+from events.codec import encode
 from events.model import Event
 from infra.cli.redrive import redrive_goal
 from infra.client import AgoraClient
+from infra.dlq import decode_dead_letter
+from infra.query_client import projector_caught_up
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.llm_servers import (
@@ -43,7 +46,7 @@ from tests.llm_servers import (
     llm_settings,
     openai_reply,
 )
-from tests.support import all_events
+from tests.support import all_events, wait_until
 
 PLAN = {
     "tasks": [
@@ -372,3 +375,63 @@ async def test_the_budget_is_enforced_to_the_token(
     exact = await client.submit({"text": "what is 17*23?", "max_tokens": 140})
     done = await client.wait_for_outcome(exact.goal_id, timeout_s=30)
     assert isinstance(done[-1], GoalCompleted), done[-1]  # 70 of 140: within the budget
+
+
+async def test_the_api_key_is_nowhere_after_a_run(
+    settings: Settings,
+    nc: NatsClient,
+    client: AgoraClient,
+    openai_server: ScriptedLlmServer,
+    start_platform: Callable[[Settings], InProcessPlatform],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Stream, DLQ, logs and the DuckDB projection: scanned whole, the key is in none."""
+    llm = llm_settings(settings, openai_server, log_level="debug")
+    key = llm.llm_endpoints[0].api_key
+    answers = iter([*[Scripted(status=500, body={"error": {"message": "boom"}})] * 3])
+
+    def script(request: ReceivedRequest) -> Scripted:
+        if "please fail" in json.dumps(request.body):
+            return next(answers, Scripted(status=500, body={"error": {}}))
+        return plans(PLAN)(request)
+
+    openai_server.set_script(script)
+    platform = start_platform(llm)
+    platform.start("projector", settings=llm)
+    done = await client.submit({"text": "marker-ok what is 17*23?", "expect": {"contains": "391"}})
+    failed = await client.submit({"text": "marker-failed please fail"})
+    assert isinstance(
+        (await client.wait_for_outcome(done.goal_id, timeout_s=30))[-1], GoalCompleted
+    )
+    assert isinstance((await client.wait_for_outcome(failed.goal_id, timeout_s=30))[-1], GoalFailed)
+    await nc.jetstream().publish("agora.intake.goal", b"not json: marker-dlq")
+    await wait_until(lambda: dlq_count(nc, 1), what="the dead letter")
+    await projector_caught_up(nc)
+    await platform.stop()
+    # The key did go out, in the header the provider needs: the scan below can find it.
+    assert all(r.headers.get("authorization") == f"Bearer {key}" for r in openai_server.requests)
+
+    stream = b"".join(encode(e) for e in await all_events(nc))
+    record = (await nc.jetstream().get_last_msg("AGORA_DLQ", "agora.dlq.>")).data or b""
+    dlq = record + decode_dead_letter(record).data  # the record, and the bytes it carries
+    logs = capfd.readouterr()
+    on_disk = b"".join(p.read_bytes() for p in sorted(settings.data_dir.rglob("*")) if p.is_file())
+    for name, blob in [
+        ("stream", stream),
+        ("dlq", dlq),
+        ("logs", (logs.out + logs.err).encode()),
+        ("files", on_disk),
+    ]:
+        assert key.encode() not in blob, f"the API key leaked into the {name}"
+    # Positive controls: each scan does see what the run wrote.
+    assert b"marker-ok" in stream
+    assert b"marker-dlq" in dlq
+    assert "llm_failed" in logs.out + logs.err  # the planner logged the provider failure
+    duckdb_files = list(settings.data_dir.rglob("*.duckdb"))
+    assert duckdb_files
+    assert b"marker-failed" in on_disk
+
+
+async def dlq_count(nc: NatsClient, at_least: int) -> bool:
+    info = await nc.jetstream().stream_info("AGORA_DLQ")
+    return info.state.messages >= at_least
