@@ -28,6 +28,7 @@ __all__ = [
     "TaskStarted",
     "ToolCalled",
     "ToolFailed",
+    "ToolRefused",
     "ToolReturned",
 ]
 
@@ -137,6 +138,10 @@ class ToolCalled(Event, frozen=True, kw_only=True, tag="tool_called"):
     tool: str
     attempt: int
     args: dict[str, Any]
+    # A ReAct task's calls: the think step (from 1) that asked for it and its position (from
+    # 1) among that step's tool calls. A plain task's single tool call has step 0, call 0.
+    step: int = 0
+    call: int = 0
 
 
 class ToolReturned(Event, frozen=True, kw_only=True, tag="tool_returned"):
@@ -146,6 +151,8 @@ class ToolReturned(Event, frozen=True, kw_only=True, tag="tool_returned"):
     attempt: int
     output: str
     duration_ms: float
+    step: int = 0
+    call: int = 0
 
 
 class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
@@ -156,6 +163,8 @@ class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
     error: str
     transient: bool
     duration_ms: float
+    step: int = 0
+    call: int = 0
 
 
 class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
@@ -174,6 +183,22 @@ class TaskFailed(Event, frozen=True, kw_only=True, tag="task_failed"):
     error: str
     attempts: int
     duration_ms: float
+
+
+# -- ReAct refusals (executor) -----------------------------------------------------------
+
+
+class ToolRefused(Event, frozen=True, kw_only=True, tag="tool_refused"):
+    """A ReAct step's tool call that was never run: the tool was not granted to the task, or
+    its arguments were invalid. The refusal is the observation the model gets back."""
+
+    iteration: int
+    task_id: str
+    tool: str  # the name the model asked for, granted or not
+    step: int
+    call: int
+    args: dict[str, Any]
+    reason: str
 
 
 # -- memory ------------------------------------------------------------------------------
@@ -243,6 +268,7 @@ AnyEvent = (
     | LlmRequested
     | LlmResponded
     | EvaluationCompleted
+    | ToolRefused
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

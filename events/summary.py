@@ -31,6 +31,7 @@ from events.catalog import (
     TaskStarted,
     ToolCalled,
     ToolFailed,
+    ToolRefused,
     ToolReturned,
 )
 from events.codec import encode
@@ -182,6 +183,11 @@ def _(e: GoalCompleted) -> str:
 @_describe.register
 def _(e: GoalFailed) -> str:
     return f"failed after {e.iterations} iteration(s): {_clip(e.reason, 100)}"
+
+
+@_describe.register
+def _(e: ToolRefused) -> str:
+    return f"{e.task_id} ⊘ {e.tool} refused: {_clip(e.reason)}"
 
 
 def summarize(event: Event) -> str:

@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "BUILTIN_TOOLS",
+    "REACT_TOOL",
     "CalculatorArgs",
     "EchoArgs",
     "HttpGetArgs",
+    "ReactArgs",
     "ReadFileArgs",
     "SleepArgs",
     "ToolSpec",
@@ -74,3 +76,14 @@ BUILTIN_TOOLS: dict[str, ToolSpec] = {
         ),
     )
 }
+
+
+# An open-ended task: not a tool of the registry but a think -> call a tool -> observe loop in
+# the executor, which may call only the task's ``allowed_tools`` (see services/executor/react.py).
+REACT_TOOL = "react"
+
+
+class ReactArgs(_Args):
+    instruction: str = Field(
+        min_length=1, max_length=20_000, description="what the open-ended task must achieve"
+    )

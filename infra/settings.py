@@ -79,6 +79,8 @@ class Settings:
     llm_breaker_cooldown_s: float = 30.0
     llm_stream: bool = False
     llm_prices: Path | None = None
+    # The most think steps a ReAct task may take before it fails without an answer.
+    react_max_steps: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +132,7 @@ class Settings:
             llm_prices=Path(env["AGORA_LLM_PRICES"]).expanduser()
             if env.get("AGORA_LLM_PRICES")
             else None,
+            react_max_steps=_int(env, "AGORA_REACT_MAX_STEPS", 8),
         )
         settings.check()
         return settings
@@ -157,6 +160,8 @@ class Settings:
             raise ConfigurationError(
                 "AGORA_LLM_RETRIES must be 0 or more and AGORA_LLM_BREAKER_THRESHOLD at least 1"
             )
+        if self.react_max_steps < 1:
+            raise ConfigurationError("AGORA_REACT_MAX_STEPS must be at least 1")
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
@@ -179,6 +184,7 @@ class Settings:
             "AGORA_QUERY_MAX_ROWS": str(self.query_max_rows),
             "AGORA_QUERY_MEMORY_LIMIT": self.query_memory_limit,
             "AGORA_PROJECTOR_BATCH": str(self.projector_batch),
+            "AGORA_REACT_MAX_STEPS": str(self.react_max_steps),
         }
         env["AGORA_LLM_PLAN_ATTEMPTS"] = str(self.llm_plan_attempts)
         env["AGORA_LLM_PLAN_MAX_TOKENS"] = str(self.llm_plan_max_tokens)

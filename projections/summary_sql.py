@@ -151,6 +151,9 @@ _DESCRIPTIONS: dict[str, str] = {
         f"'failed after ' || {_text(_f('iterations'))} || ' iteration(s): ' || "
         f"{clip_sql(_f('reason'), 100)}"
     ),
+    "tool_refused": (
+        f"{_f('task_id')} || ' ⊘ ' || {_f('tool')} || ' refused: ' || {clip_sql(_f('reason'), 60)}"
+    ),
 }
 
 _CASES = "\n".join(f"        WHEN '{tag}' THEN {sql}" for tag, sql in _DESCRIPTIONS.items())

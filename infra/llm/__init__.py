@@ -14,6 +14,7 @@ from infra.llm.chain import LiveSink, LlmChain, RetryPolicy, live_subject
 from infra.llm.openai import OpenAiChat
 from infra.llm.pricing import PriceTable
 from infra.llm.provider import Provider
+from infra.logging import register_secret
 from infra.settings import LlmEndpoint, Settings
 
 __all__ = ["LiveSink", "LlmChain", "build_llm_port", "build_provider", "live_subject"]
@@ -40,6 +41,8 @@ def build_llm_port(
     """
     if not settings.llm_endpoints:
         return None
+    for endpoint in settings.llm_endpoints:
+        register_secret(endpoint.api_key)
     if nc is not None:
         client = nc
 

@@ -19,6 +19,9 @@ __all__ = [
     "check_matches",
     "check_tasks_succeeded",
     "evaluate",
+    "rule_checks",
+    "rule_score",
+    "verdict_of",
 ]
 
 ALL_PASSED_FEEDBACK = "all checks passed"
@@ -29,19 +32,40 @@ _QUOTE_LIMIT = 200
 
 def evaluate(request: EvaluationRequested, stamp: Stamp) -> EvaluationCompleted:
     """Run every applicable check: accept iff all pass, otherwise ask for a revision."""
-    checks = (
+    checks = rule_checks(request)
+    return verdict_of(request, checks, stamp, score=rule_score(checks))
+
+
+def rule_checks(request: EvaluationRequested) -> tuple[Check, ...]:
+    """The rule checks: every task completed, then the goal's expectations."""
+    return (
         check_tasks_succeeded(request.tasks),
         *check_expectations(request.expect, request.result),
     )
-    passed = sum(check.passed for check in checks)
+
+
+def rule_score(checks: tuple[Check, ...]) -> float:
+    """The fraction of ``checks`` that passed."""
+    return sum(check.passed for check in checks) / len(checks)
+
+
+def verdict_of(
+    request: EvaluationRequested,
+    checks: tuple[Check, ...],
+    stamp: Stamp,
+    *,
+    score: float,
+    accepted_feedback: str = ALL_PASSED_FEEDBACK,
+) -> EvaluationCompleted:
+    """Accept iff every check passed; the feedback of a revision lists what failed."""
     failed = [check for check in checks if not check.passed]
     return EvaluationCompleted(
         **stamp.envelope("evaluation_completed", "evaluation", request.event_id),
         request_id=request.event_id,
         iteration=request.iteration,
         verdict="revise" if failed else "accept",
-        score=round(passed / len(checks), 3),
-        feedback="; ".join(check.detail for check in failed) or ALL_PASSED_FEEDBACK,
+        score=round(score, 3),
+        feedback="; ".join(check.detail for check in failed) or accepted_feedback,
         checks=checks,
     )
 

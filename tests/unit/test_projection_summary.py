@@ -29,6 +29,7 @@ from events.catalog import (
     TaskStarted,
     ToolCalled,
     ToolFailed,
+    ToolRefused,
     ToolReturned,
 )
 from events.codec import decode_event, encode
@@ -143,6 +144,10 @@ def corpus() -> Iterator[Event]:
         tokens_out=34,
     )
     yield LlmResponded(**envelope(n + 5), provider="p", model="m-2", request_hash="h", content="c")
+    for i, text in enumerate(TEXTS):
+        yield ToolRefused(
+            **task(n + 6 + i), step=2, call=1, args={"path": text}, reason=text or "refused"
+        )
 
 
 EVENTS = list(corpus())

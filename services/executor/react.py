@@ -1,0 +1,532 @@
+"""ReAct tasks: think -> call a tool -> observe, each step decided purely from the record.
+
+A task with ``tool == "react"`` (args ``{"instruction": ...}``) is open-ended. The executor
+asks the model what to do (a *think*, one recorded ``llm_requested`` / ``llm_responded``
+pair), runs the tool calls it asked for (``tool_called`` then ``tool_returned`` /
+``tool_failed``, or ``tool_refused``), shows it the results and asks again, up to
+``max_steps`` thinks. An answer without tool calls completes the task.
+
+Injection safety is decided here, not trusted to the model:
+
+- The tools a task may call are ``allowed_tools``, fixed when the plan was made. A call to
+  any other tool (``react`` itself included), or with arguments its schema refuses, becomes a
+  ``tool_refused`` observation and never runs. Nothing a tool returns can widen the grant,
+  change the instruction or emit an event other than this task's step events.
+- Tool output reaches the model only as the JSON-quoted content of a ``role="tool"`` message
+  answering the call that produced it, never as instructions.
+
+:func:`next_react_action` is a pure function of the task, the turns so far and the task's
+recorded events. The adapter (``react_handler.py``) performs the action and asks again, so a
+redelivered task replays its thinks from the goal's recorded answers (no model call), reuses
+recorded tool outcomes, and counts a call that was announced but never returned as failed:
+a tool runs at most once per call, as plain tasks run at most once per attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import msgspec
+from pydantic import ValidationError
+
+from events.catalog import (
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    ToolCalled,
+    ToolFailed,
+    ToolRefused,
+    ToolReturned,
+)
+from events.errors import ToolError
+from events.model import Budget, Event, Stamp
+from events.tools import REACT_TOOL, ReactArgs, ToolSpec
+from services.executor import decide
+from services.llm.messages import ChatMessage, LlmReply, LlmRequest, ToolCall, ToolDefinition
+from services.llm.templates import PromptTemplate
+
+__all__ = [
+    "BUDGET_EXCEEDED",
+    "REACT_ATTEMPT",
+    "AlreadyFinished",
+    "CallTool",
+    "Finish",
+    "Observation",
+    "Observe",
+    "ReactAction",
+    "ReactConfig",
+    "ReactRecord",
+    "Spend",
+    "Think",
+    "Turn",
+    "build_request",
+    "fold_react",
+    "granted_tools",
+    "next_react_action",
+    "observation_message",
+    "react_called",
+    "react_completed",
+    "react_failed",
+    "react_returned",
+    "react_tool_failed",
+]
+
+# A ReAct task is one attempt: a failing tool is an observation for the model, not a retry.
+REACT_ATTEMPT = 1
+# The prefix of a task_failed error when the goal's LLM budget ran out (the planner maps it
+# to goal_failed with reason budget_exceeded).
+BUDGET_EXCEEDED = "budget_exceeded"
+
+Observation = ToolReturned | ToolFailed | ToolRefused
+
+
+@dataclass(frozen=True, slots=True)
+class ReactConfig:
+    """What ReAct decisions need besides the record: the registry's tool specs (names,
+    descriptions, argument schemas), the prompt template and the step limit."""
+
+    tools: Mapping[str, ToolSpec]
+    prompt: PromptTemplate
+    max_steps: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One think: the model's reply and the observations of the calls it asked for so far."""
+
+    step: int
+    reply: LlmReply
+    observations: tuple[Observation, ...] = ()
+
+    @property
+    def pending(self) -> bool:
+        return len(self.observations) < len(self.reply.tool_calls)
+
+    def observed(self, observation: Observation) -> Turn:
+        return replace(self, observations=(*self.observations, observation))
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    @classmethod
+    def of(cls, turns: Iterable[Turn]) -> Spend:
+        replies = [turn.reply for turn in turns]
+        return cls(
+            tokens=sum(r.tokens_in + r.tokens_out for r in replies),
+            cost_usd=sum(r.cost_usd for r in replies),
+        )
+
+
+# -- the record of one ReAct task --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReactRecord:
+    started: bool = False
+    finished: bool = False
+    called: frozenset[tuple[int, int]] = frozenset()  # (step, call) announced by tool_called
+    outcomes: Mapping[tuple[int, int], Observation] = field(default_factory=dict)
+
+
+def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRecord:
+    """What the log holds about ReAct task ``task_id`` of ``iteration``, in stream order."""
+    started = finished = False
+    called: set[tuple[int, int]] = set()
+    outcomes: dict[tuple[int, int], Observation] = {}
+    for event in events:
+        if getattr(event, "iteration", None) != iteration:
+            continue
+        if getattr(event, "task_id", None) != task_id:
+            continue
+        match event:
+            case TaskStarted():
+                started = True
+            case TaskCompleted() | TaskFailed():
+                finished = True
+            case ToolCalled(step=step, call=call) if step > 0:
+                called.add((step, call))
+            case ToolReturned() | ToolFailed() | ToolRefused() if event.step > 0:
+                outcomes.setdefault((event.step, event.call), event)
+    return ReactRecord(
+        started=started, finished=finished, called=frozenset(called), outcomes=outcomes
+    )
+
+
+# -- what to do next ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyFinished:
+    """task_completed or task_failed is recorded: nothing to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Think:
+    """Ask the model (through ``recorded_call``) for step ``step``."""
+
+    step: int
+    request: LlmRequest
+
+
+@dataclass(frozen=True, slots=True)
+class CallTool:
+    """Publish ``announce`` (durably), then run the granted tool with validated ``args``."""
+
+    step: int
+    call: int
+    tool: str
+    args: dict[str, Any]
+    announce: ToolCalled
+
+
+@dataclass(frozen=True, slots=True)
+class Observe:
+    """The next call's observation is known without running anything: recorded already
+    (``publish`` False), or a refusal / an interrupted call to record now (``publish`` True)."""
+
+    observation: Observation
+    publish: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Publish ``events`` (task_completed or task_failed): the task is done."""
+
+    events: tuple[Event, ...]
+
+
+ReactAction = AlreadyFinished | Think | CallTool | Observe | Finish
+
+
+def next_react_action(
+    task: TaskScheduled,
+    turns: tuple[Turn, ...],
+    record: ReactRecord,
+    config: ReactConfig,
+    stamp: Stamp,
+) -> ReactAction:
+    """The next thing a ReAct task has to do, given its turns so far and its record."""
+    if record.finished:
+        return AlreadyFinished()
+    try:
+        args = ReactArgs.model_validate(task.args)
+    except ValidationError as exc:
+        error = f"invalid arguments for tool 'react': {_describe(exc)}"
+        return Finish((react_failed(task, error, turns, stamp),))
+    spent = Spend.of(turns)
+    overrun = _budget_overrun(task.llm_budget, spent)
+    if overrun is not None:
+        return Finish((react_failed(task, overrun, turns, stamp),))
+    if turns and turns[-1].pending:
+        return _next_call(task, turns[-1], record, config, stamp)
+    outcome = _outcome(task, turns, spent, config, stamp)
+    if outcome is not None:
+        return Finish((outcome,))
+    remaining = _remaining_tokens(task.llm_budget, spent)
+    request = build_request(task, args.instruction, turns, config, max_tokens=remaining)
+    return Think(step=len(turns) + 1, request=request)
+
+
+def _outcome(
+    task: TaskScheduled, turns: tuple[Turn, ...], spent: Spend, config: ReactConfig, stamp: Stamp
+) -> TaskCompleted | TaskFailed | None:
+    """How the task ends once every call of the last turn is observed, if it ends now."""
+    error: str | None
+    if turns and not turns[-1].reply.tool_calls:
+        answer = turns[-1].reply.content
+        if answer.strip():
+            return react_completed(task, answer, turns, stamp)
+        error = f"the model ended step {turns[-1].step} with neither a tool call nor an answer"
+    elif len(turns) >= config.max_steps:
+        error = (
+            f"react step limit reached: {config.max_steps} steps without a final answer "
+            "(AGORA_REACT_MAX_STEPS)"
+        )
+    else:
+        error = _budget_exhausted(task.llm_budget, spent)
+    return None if error is None else react_failed(task, error, turns, stamp)
+
+
+def _next_call(
+    task: TaskScheduled, turn: Turn, record: ReactRecord, config: ReactConfig, stamp: Stamp
+) -> ReactAction:
+    index = len(turn.observations)
+    number = index + 1
+    call = turn.reply.tool_calls[index]
+    key = (turn.step, number)
+    recorded = record.outcomes.get(key)
+    if recorded is not None:
+        return Observe(recorded, publish=False)
+    if key in record.called:
+        # Announced but never answered: the tool may have acted, so it is not run again.
+        interrupted = ToolError(decide.INTERRUPTED_ERROR, transient=True)
+        failure = react_tool_failed(
+            task, step=turn.step, call=number, tool=call.name, error=interrupted, stamp=stamp
+        )
+        return Observe(failure, publish=True)
+    granted = granted_tools(task, config)
+    if call.name not in granted:
+        listed = ", ".join(granted) or "none"
+        reason = (
+            f"tool {call.name!r} not granted to this task (granted: {listed}); the call was not run"
+        )
+        return Observe(_refused(task, turn, number, reason, stamp), publish=True)
+    try:
+        validated = config.tools[call.name].args.model_validate(call.arguments)
+    except ValidationError as exc:
+        reason = f"invalid arguments for tool {call.name!r}: {_describe(exc)}; the call was not run"
+        return Observe(_refused(task, turn, number, reason, stamp), publish=True)
+    args = validated.model_dump(mode="json")
+    return CallTool(
+        step=turn.step,
+        call=number,
+        tool=call.name,
+        args=args,
+        announce=react_called(
+            task, step=turn.step, call=number, tool=call.name, args=args, stamp=stamp
+        ),
+    )
+
+
+def granted_tools(task: TaskScheduled, config: ReactConfig) -> tuple[str, ...]:
+    """The task's ``allowed_tools`` that exist, in plan order; never ``react`` itself."""
+    granted: list[str] = []
+    for name in task.allowed_tools:
+        if name in config.tools and name != REACT_TOOL and name not in granted:
+            granted.append(name)
+    return tuple(granted)
+
+
+# -- budgets -----------------------------------------------------------------------------
+
+
+def _budget_overrun(budget: Budget | None, spent: Spend) -> str | None:
+    """Why the thinks so far already spent more than the goal had left, if they did."""
+    if budget is None:
+        return None
+    if budget.max_tokens is not None and spent.tokens > budget.max_tokens:
+        return (
+            f"{BUDGET_EXCEEDED}: the react task used {spent.tokens} LLM tokens, "
+            f"the goal had {budget.max_tokens} left"
+        )
+    if budget.max_cost_usd is not None and spent.cost_usd > budget.max_cost_usd:
+        return (
+            f"{BUDGET_EXCEEDED}: the react task spent ${spent.cost_usd:.6f}, "
+            f"the goal had ${budget.max_cost_usd:.6f} left"
+        )
+    return None
+
+
+def _budget_exhausted(budget: Budget | None, spent: Spend) -> str | None:
+    """Why another think cannot be afforded: nothing at all is left of a capped measure."""
+    if budget is None:
+        return None
+    if budget.max_tokens is not None and spent.tokens >= budget.max_tokens:
+        return (
+            f"{BUDGET_EXCEEDED}: all {budget.max_tokens} LLM tokens the goal had left are "
+            "spent and the task has no answer yet"
+        )
+    if budget.max_cost_usd is not None and spent.cost_usd >= budget.max_cost_usd:
+        return (
+            f"{BUDGET_EXCEEDED}: all ${budget.max_cost_usd:.6f} the goal had left is spent "
+            "and the task has no answer yet"
+        )
+    return None
+
+
+def _remaining_tokens(budget: Budget | None, spent: Spend) -> int | None:
+    if budget is None or budget.max_tokens is None:
+        return None
+    return budget.max_tokens - spent.tokens
+
+
+# -- the request -------------------------------------------------------------------------
+
+
+def build_request(
+    task: TaskScheduled,
+    instruction: str,
+    turns: tuple[Turn, ...],
+    config: ReactConfig,
+    *,
+    max_tokens: int | None = None,
+) -> LlmRequest:
+    """The think request for the step after ``turns``: system prompt, the instruction, then
+    every earlier reply and its observations as role=tool messages."""
+    granted = granted_tools(task, config)
+    system = config.prompt.render(
+        tools=", ".join(granted) or "none (answer directly)", max_steps=str(config.max_steps)
+    )
+    messages = [
+        ChatMessage(role="system", content=system),
+        ChatMessage(
+            role="user", content=f"Task {task.task_id}: {task.description}\n\n{instruction}"
+        ),
+    ]
+    for turn in turns:
+        calls = tuple(
+            _with_id(call, turn.step, n) for n, call in enumerate(turn.reply.tool_calls, 1)
+        )
+        messages.append(ChatMessage(role="assistant", content=turn.reply.content, tool_calls=calls))
+        messages.extend(
+            observation_message(call, observation)
+            for call, observation in zip(calls, turn.observations, strict=False)
+        )
+    return LlmRequest(
+        purpose="react",
+        messages=tuple(messages),
+        tools=tuple(_definition(config.tools[name]) for name in granted),
+        max_tokens=max_tokens,
+    )
+
+
+def observation_message(call: ToolCall, observation: Observation) -> ChatMessage:
+    """The result of ``call`` as the model sees it: JSON-quoted data in a role=tool message,
+    so nothing inside it can pose as a message, a role or a tool call."""
+    payload: dict[str, str]
+    match observation:
+        case ToolReturned(output=output):
+            payload = {"tool": call.name, "status": "returned", "output": output}
+        case ToolFailed(error=error):
+            payload = {"tool": call.name, "status": "failed", "error": error}
+        case ToolRefused(reason=reason):
+            payload = {"tool": call.name, "status": "refused", "error": reason}
+    return ChatMessage(
+        role="tool", tool_call_id=call.id, content=msgspec.json.encode(payload).decode()
+    )
+
+
+def _with_id(call: ToolCall, step: int, number: int) -> ToolCall:
+    # Some servers leave tool call ids empty; a tool message must name the call it answers.
+    return (
+        call
+        if call.id
+        else ToolCall(id=f"s{step}c{number}", name=call.name, arguments=call.arguments)
+    )
+
+
+def _definition(spec: ToolSpec) -> ToolDefinition:
+    return ToolDefinition(
+        name=spec.name, description=spec.description, parameters=spec.args.model_json_schema()
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "arguments"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+# -- the events a ReAct task records -----------------------------------------------------
+
+
+def _key(task: TaskScheduled, step: int, call: int) -> tuple[object, ...]:
+    return (task.iteration, task.task_id, REACT_ATTEMPT, step, call)
+
+
+def react_called(
+    task: TaskScheduled, *, step: int, call: int, tool: str, args: dict[str, Any], stamp: Stamp
+) -> ToolCalled:
+    return ToolCalled(
+        **stamp.envelope("tool_called", *_key(task, step, call)),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=tool,
+        attempt=REACT_ATTEMPT,
+        args=args,
+        step=step,
+        call=call,
+    )
+
+
+def react_returned(
+    task: TaskScheduled,
+    *,
+    step: int,
+    call: int,
+    tool: str,
+    output: str,
+    duration_ms: float,
+    stamp: Stamp,
+) -> ToolReturned:
+    return ToolReturned(
+        **stamp.envelope("tool_returned", *_key(task, step, call)),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=tool,
+        attempt=REACT_ATTEMPT,
+        output=output,
+        duration_ms=duration_ms,
+        step=step,
+        call=call,
+    )
+
+
+def react_tool_failed(
+    task: TaskScheduled,
+    *,
+    step: int,
+    call: int,
+    tool: str,
+    error: ToolError,
+    stamp: Stamp,
+    duration_ms: float = 0.0,
+) -> ToolFailed:
+    return ToolFailed(
+        **stamp.envelope("tool_failed", *_key(task, step, call)),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=tool,
+        attempt=REACT_ATTEMPT,
+        error=str(error),
+        transient=error.transient,
+        duration_ms=duration_ms,
+        step=step,
+        call=call,
+    )
+
+
+def _refused(
+    task: TaskScheduled, turn: Turn, number: int, reason: str, stamp: Stamp
+) -> ToolRefused:
+    step, call = turn.step, turn.reply.tool_calls[number - 1]
+    return ToolRefused(
+        **stamp.envelope("tool_refused", task.iteration, task.task_id, step, number),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=call.name,
+        step=step,
+        call=number,
+        args=call.arguments,
+        reason=reason,
+    )
+
+
+def _duration_ms(turns: tuple[Turn, ...]) -> float:
+    """Time the task spent in the model and in its tools, from the record (so a task
+    finished after a redelivery reports the same duration)."""
+    thinking = sum(turn.reply.latency_ms for turn in turns)
+    acting = sum(
+        o.duration_ms for turn in turns for o in turn.observations if not isinstance(o, ToolRefused)
+    )
+    return thinking + acting
+
+
+def react_completed(
+    task: TaskScheduled, answer: str, turns: tuple[Turn, ...], stamp: Stamp
+) -> TaskCompleted:
+    return decide.completed(task, answer, REACT_ATTEMPT, _duration_ms(turns), stamp)
+
+
+def react_failed(
+    task: TaskScheduled, error: str, turns: tuple[Turn, ...], stamp: Stamp
+) -> TaskFailed:
+    return decide.failed(task, error, REACT_ATTEMPT, _duration_ms(turns), stamp)

@@ -1,0 +1,130 @@
+"""Executes one ReAct ``task_scheduled``: the imperative shell around ``react.next_react_action``.
+
+Each think goes through :func:`services.llm.recording.recorded_call` with the goal's recorded
+answers, each tool call is announced (``tool_called``, durably acknowledged) before the tool
+runs, and each outcome is published before the next think. A redelivery therefore replays
+the recorded steps without calling the model or re-running a tool, and resumes where the
+crash left off.
+
+Failure policy: a model that cannot answer (every provider failed, an unusable answer, or no
+model configured) fails the task with a readable reason; nothing is left stuck.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from events.catalog import TaskScheduled
+from events.errors import LlmError, LlmNotRecordedError, LlmResponseError, ToolError
+from events.model import Event, Stamp
+from services.executor import decide, react
+from services.executor.ports import GoalLog, Publish
+from services.executor.runner import ToolRunner
+from services.llm.port import LlmPort
+from services.llm.recording import answers_in, recorded_call
+
+__all__ = ["execute_react"]
+
+
+async def execute_react(
+    task: TaskScheduled,
+    *,
+    redelivered: bool,
+    config: react.ReactConfig,
+    runner: ToolRunner,
+    llm: LlmPort | None,
+    log: GoalLog,
+    publish: Publish,
+    now: Callable[[], datetime],
+    producer: str,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> None:
+    """Run ReAct task ``task`` to task_completed or task_failed, publishing every step.
+
+    On a first delivery nothing can be recorded yet, so the log read is skipped. Raises only
+    if publishing or the log fails; the consume loop then naks and the redelivery resumes.
+    """
+
+    def stamp() -> Stamp:
+        return Stamp.caused_by(task, producer=producer, now=now())
+
+    history: list[Event] = await log.load(task.goal_id) if redelivered else []
+    record = react.fold_react(history, task.iteration, task.task_id)
+    recorded = answers_in(history)
+    if record.finished:
+        return
+    if not record.started:
+        await publish([decide.started(task, react.REACT_ATTEMPT, stamp())])
+
+    turns: list[react.Turn] = []
+    while True:
+        match react.next_react_action(task, tuple(turns), record, config, stamp()):
+            case react.AlreadyFinished():
+                return
+            case react.Finish(events=events):
+                await publish(events)
+                return
+            case react.Think(step=step, request=request):
+                try:
+                    reply, _ = await recorded_call(
+                        llm, request, stamp=stamp(), recorded=recorded, publish=publish
+                    )
+                except LlmError as error:
+                    reason = _llm_failure(error, step, configured=llm is not None)
+                    await publish([react.react_failed(task, reason, tuple(turns), stamp())])
+                    return
+                turns.append(react.Turn(step=step, reply=reply))
+            case react.Observe(observation=observation, publish=must_publish):
+                if must_publish:
+                    await publish([observation])
+                turns[-1] = turns[-1].observed(observation)
+            case react.CallTool() as action:
+                await publish([action.announce])
+                observation = await _run(task, action, runner, stamp, monotonic)
+                await publish([observation])
+                turns[-1] = turns[-1].observed(observation)
+
+
+async def _run(
+    task: TaskScheduled,
+    action: react.CallTool,
+    runner: ToolRunner,
+    stamp: Callable[[], Stamp],
+    monotonic: Callable[[], float],
+) -> react.Observation:
+    began = monotonic()
+    try:
+        output = await runner.call(action.tool, action.args, task.timeout_s)
+    except ToolError as error:
+        duration_ms = (monotonic() - began) * 1000
+        return react.react_tool_failed(
+            task,
+            step=action.step,
+            call=action.call,
+            tool=action.tool,
+            error=error,
+            duration_ms=duration_ms,
+            stamp=stamp(),
+        )
+    duration_ms = (monotonic() - began) * 1000
+    return react.react_returned(
+        task,
+        step=action.step,
+        call=action.call,
+        tool=action.tool,
+        output=output,
+        duration_ms=duration_ms,
+        stamp=stamp(),
+    )
+
+
+def _llm_failure(error: LlmError, step: int, *, configured: bool) -> str:
+    if isinstance(error, LlmNotRecordedError) and not configured:
+        return (
+            "react tasks need a language model and none is configured "
+            "(set AGORA_LLM_BASE_URL and AGORA_LLM_MODEL)"
+        )
+    kind = "gave an unusable answer" if isinstance(error, LlmResponseError) else "is unavailable"
+    return f"the language model {kind} at react step {step}: {error}"
