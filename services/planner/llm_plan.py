@@ -25,12 +25,11 @@ from typing import Any
 
 import msgspec
 from msgspec.structs import replace as replace_struct
-from pydantic import BaseModel, ConfigDict, Field
 
 from events.catalog import EvaluationCompleted
 from events.commands import StepCommand
 from events.model import TaskSpec
-from events.tools import ToolSpec
+from events.tools import REACT_TOOL, ReactArgs, ToolSpec
 from services.llm.messages import ChatMessage, LlmRequest, request_hash
 from services.planner.budget import tokens_left
 from services.planner.intake import Tools, normalize_steps, step_problems
@@ -48,16 +47,9 @@ __all__ = [
     "plan_schema",
 ]
 
-REACT_TOOL = "react"
 MAX_PLAN_TASKS = 50
 _MAX_PROBLEMS = 10
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(?P<body>.*?)\s*```\s*$", re.DOTALL)
-
-
-class ReactArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    instruction: str = Field(min_length=1, max_length=20_000)
 
 
 REACT_SPEC = ToolSpec(

@@ -3,7 +3,7 @@
 A template is a file ``services/planner/prompts/<name>.v<N>.md``; the highest ``N`` of each name
 is used. ``$placeholders`` are filled with :class:`string.Template`, so braces in a prompt
 (JSON examples, ``{{steps.<id>.output}}``) stay literal. A rendered system prompt starts with
-``[prompt <name>.v<N>]``: the template's name and version are part of every request, so
+``[prompt planner/<name>.v<N>]``: the template's name and version are part of every request, so
 changing a prompt changes the request hash, and re-drive reports the difference.
 
 ``AGORA_PLANNER_PROMPTS`` may name a directory of templates that take precedence over the
@@ -36,7 +36,7 @@ class PromptTemplate:
 
     @property
     def label(self) -> str:
-        return f"{self.name}.v{self.version}"
+        return f"planner/{self.name}.v{self.version}"
 
     def render(self, **values: str) -> str:
         try:

@@ -181,7 +181,7 @@ async def test_a_free_text_goal_is_planned_by_the_model_revised_once_and_complet
     # Two requests reached the model: the plan, then the revision with the feedback.
     assert [schema_name(r) for r in openai_server.requests] == ["plan", "plan"]
     revision_prompt = json.dumps(openai_server.requests[1].body["messages"])
-    assert "[prompt revise.v1]" in revision_prompt
+    assert "[prompt planner/revise.v1]" in revision_prompt
     assert revised.feedback[:40] in revision_prompt
     log = await all_events(nc, f"agora.events.{submitted.goal_id}.>")
     assert len(of_type(log, LlmRequested)) == len(of_type(log, LlmResponded)) == 2

@@ -192,7 +192,7 @@ def test_a_free_text_goal_gets_a_plan_from_the_model() -> None:
     assert request.schema_name == "plan"
     assert request.response_schema == plan_schema(BUILTIN_TOOLS)
     system, user = request.messages
-    assert system.content.startswith("[prompt plan.v1]")
+    assert system.content.startswith("[prompt planner/plan.v1]")
     assert "calculator" in system.content
     assert "what is 17*23? explain" in user.content
     assert "17*23 was asked before" in user.content  # memory's context reaches the model
@@ -329,7 +329,7 @@ def test_a_revision_asks_the_model_with_the_evaluators_feedback() -> None:
 
     request = h.requests[-1]
     assert request.purpose == "revise"
-    assert request.messages[0].content.startswith("[prompt revise.v1]")
+    assert request.messages[0].content.startswith("[prompt planner/revise.v1]")
     assert "the explanation is missing" in request.messages[1].content
     assert "391 it is" in request.messages[1].content  # how the tasks ended
     revised = next(e for e in outputs if isinstance(e, PlanRevised))
@@ -399,5 +399,5 @@ def test_a_changed_prompt_template_changes_the_request(tmp_path: Path) -> None:
     first, second = LlmHarness(), LlmHarness(planning=changed)
     first.context(plan_answer(VALID_PLAN))
     second.context(plan_answer(VALID_PLAN))
-    assert second.requests[0].messages[0].content.startswith("[prompt plan.v2]")
+    assert second.requests[0].messages[0].content.startswith("[prompt planner/plan.v2]")
     assert request_hash(first.requests[0]) != request_hash(second.requests[0])
