@@ -23,12 +23,14 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from events.catalog import (
+    EvaluationCompleted,
     GoalCompleted,
     GoalFailed,
     LlmRequested,
     LlmResponded,
     PlanCreated,
     PlanRevised,
+    ToolCalled,
 )
 from events.codec import encode
 from events.model import Event
@@ -101,17 +103,53 @@ def schema_name(request: ReceivedRequest) -> str | None:
     return None
 
 
+ACCEPT = {"score": 0.9, "verdict": "accept", "feedback": "correct", "criteria": []}
+REACT_PLAN = {
+    "tasks": [
+        {
+            "id": "r1",
+            "description": "the product, checked and said",
+            "tool": "react",
+            "args": {"instruction": "compute 17*23, then echo the product"},
+            "depends_on": [],
+            "allowed_tools": ["calculator", "echo"],
+        }
+    ]
+}
+
+
+def observations(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [json.loads(m["content"]) for m in body.get("messages", []) if m["role"] == "tool"]
+
+
+def react_agent(body: dict[str, Any]) -> Scripted:
+    """A ReAct agent: calculate, echo the product, then answer."""
+    seen = observations(body)
+    if not seen:
+        return openai_reply(None, tool_calls=[("calculator", {"expression": "17*23"})])
+    if seen[-1]["tool"] == "calculator":
+        return openai_reply(None, tool_calls=[("echo", {"text": f"product {seen[-1]['output']}"})])
+    return openai_reply("17*23 = 391")
+
+
 def plans(
-    *answers: dict[str, Any], tokens: tuple[int, int] = (50, 20)
+    *answers: dict[str, Any],
+    verdicts: tuple[dict[str, Any], ...] = (ACCEPT,),
+    tokens: tuple[int, int] = (50, 20),
 ) -> Callable[[ReceivedRequest], Scripted]:
-    """A script answering plan requests with ``answers`` in order (the last one repeats)."""
-    queue = list(answers)
+    """A model: plan requests get ``answers`` in order, judge requests ``verdicts`` in order
+    (the last of each repeats), anything else is a ReAct agent's turn."""
+    plan_queue, verdict_queue = list(answers), list(verdicts)
 
     def script(request: ReceivedRequest) -> Scripted:
-        if schema_name(request) != "plan":
-            return Scripted(status=500, body={"error": {"message": "unexpected request"}})
-        answer = queue.pop(0) if len(queue) > 1 else queue[0]
-        return openai_reply(json.dumps(answer), tokens_in=tokens[0], tokens_out=tokens[1])
+        name = schema_name(request)
+        if name == "plan":
+            answer = plan_queue.pop(0) if len(plan_queue) > 1 else plan_queue[0]
+            return openai_reply(json.dumps(answer), tokens_in=tokens[0], tokens_out=tokens[1])
+        if name == "judgement":
+            verdict = verdict_queue.pop(0) if len(verdict_queue) > 1 else verdict_queue[0]
+            return openai_reply(json.dumps(verdict), tokens_in=10, tokens_out=5)
+        return react_agent(request.body)
 
     return script
 
@@ -153,7 +191,7 @@ def of_type(events: list[Event], kind: type[Event]) -> list[Any]:
     return [e for e in events if isinstance(e, kind)]
 
 
-async def test_a_free_text_goal_is_planned_by_the_model_revised_once_and_completes(
+async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_completes(
     settings: Settings,
     nc: NatsClient,
     client: AgoraClient,
@@ -161,13 +199,12 @@ async def test_a_free_text_goal_is_planned_by_the_model_revised_once_and_complet
     start_platform: Callable[[Settings], InProcessPlatform],
     tmp_path: Path,
 ) -> None:
-    openai_server.set_script(plans(PLAN, BETTER_PLAN))
+    revise = {"score": 0.3, "verdict": "revise", "feedback": "say: the answer is N", "criteria": []}
+    openai_server.set_script(plans(REACT_PLAN, BETTER_PLAN, verdicts=(revise, ACCEPT)))
     llm = llm_settings(settings, openai_server)
     start_platform(llm)
 
-    submitted = await client.submit(
-        {"text": "what is 17*23?", "expect": {"contains": "the answer is 391"}}
-    )
+    submitted = await client.submit({"text": "what is 17*23? say the answer"})
     events = await client.wait_for_outcome(submitted.goal_id, timeout_s=30)
 
     outcome = events[-1]
@@ -176,16 +213,32 @@ async def test_a_free_text_goal_is_planned_by_the_model_revised_once_and_complet
     assert outcome.iterations == 2
     [created] = of_type(events, PlanCreated)
     assert created.strategy == "llm"
+    assert [(t.tool, t.allowed_tools) for t in created.tasks] == [("react", ("calculator", "echo"))]
+    calls = of_type(events, ToolCalled)
+    assert [(c.iteration, c.tool) for c in calls if c.iteration == 1] == [
+        (1, "calculator"),
+        (1, "echo"),
+    ]
     [revised] = of_type(events, PlanRevised)
     assert revised.strategy == "llm"
-    # Two requests reached the model: the plan, then the revision with the feedback.
-    assert [schema_name(r) for r in openai_server.requests] == ["plan", "plan"]
-    revision_prompt = json.dumps(openai_server.requests[1].body["messages"])
+    assert "say: the answer is N" in revised.feedback
+    verdicts = of_type(events, EvaluationCompleted)
+    assert [v.verdict for v in verdicts] == ["revise", "accept"]
+    # What reached the model: plan, three ReAct turns, judge, the revision, judge.
+    assert [schema_name(r) for r in openai_server.requests] == [
+        "plan",
+        None,
+        None,
+        None,
+        "judgement",
+        "plan",
+        "judgement",
+    ]
+    revision_prompt = json.dumps(openai_server.requests[5].body["messages"])
     assert "[prompt planner/revise.v1]" in revision_prompt
-    assert revised.feedback[:40] in revision_prompt
+    assert "say: the answer is N" in revision_prompt
     log = await all_events(nc, f"agora.events.{submitted.goal_id}.>")
-    assert len(of_type(log, LlmRequested)) == len(of_type(log, LlmResponded)) == 2
-    assert all(e.tokens_in == 50 and e.tokens_out == 20 for e in of_type(log, LlmResponded))
+    assert len(of_type(log, LlmRequested)) == len(of_type(log, LlmResponded)) == 7
 
     # Re-drive with unchanged code: no differences, and not one HTTP request.
     before = len(openai_server.requests)
@@ -285,7 +338,8 @@ async def test_provider_trouble_is_retried_and_the_goal_completes(
     events = await client.wait_for_outcome(submitted.goal_id, timeout_s=30)
 
     assert isinstance(events[-1], GoalCompleted), events[-1]
-    assert len(openai_server.requests) == len(trouble) + 1
+    asked = [schema_name(r) for r in openai_server.requests]
+    assert asked.count("plan") == len(trouble) + 1  # the trouble, then the answer used
 
 
 async def test_malformed_json_with_no_fallback_fails_the_goal_cleanly(
@@ -313,7 +367,9 @@ async def test_a_failing_provider_falls_back_to_the_next(
 ) -> None:
     openai_server.set_script(lambda _r: Scripted(status=503, body={"error": {}}))
     anthropic_server.set_script(
-        lambda _r: anthropic_reply(tool_uses=[("plan", PLAN)], tokens_in=40, tokens_out=10)
+        lambda r: anthropic_reply(
+            tool_uses=[("plan", PLAN) if schema_name(r) == "plan" else ("judgement", ACCEPT)]
+        )
     )
     start_platform(llm_settings(settings, openai_server, anthropic_server))
 
@@ -322,7 +378,7 @@ async def test_a_failing_provider_falls_back_to_the_next(
 
     assert isinstance(events[-1], GoalCompleted), events[-1]
     assert openai_server.requests
-    assert len(anthropic_server.requests) == 1
+    assert [schema_name(r) for r in anthropic_server.requests] == ["plan", "judgement"]
 
 
 async def test_when_every_provider_fails_the_goal_fails_cleanly(
@@ -354,27 +410,28 @@ async def test_the_budget_is_enforced_to_the_token(
     openai_server: ScriptedLlmServer,
     start_platform: Callable[[Settings], InProcessPlatform],
 ) -> None:
-    # Each answer uses 50 + 20 = 70 tokens. 139 allowed: the plan (70) fits; its fix would
-    # make 140 > 139, so the goal fails right after that answer and nothing more is asked.
-    openai_server.set_script(plans(UNKNOWN_TOOL_PLAN, UNKNOWN_TOOL_PLAN, PLAN))
+    """Each plan answer uses 50 + 20 = 70 tokens; the model keeps naming an unknown tool."""
     start_platform(llm_settings(settings, openai_server))
 
-    submitted = await client.submit({"text": "what is 17*23?", "max_tokens": 139})
-    events = await client.wait_for_outcome(submitted.goal_id, timeout_s=30)
+    async def run(max_tokens: int) -> tuple[GoalFailed, list[int]]:
+        openai_server.requests.clear()
+        openai_server.set_script(plans(UNKNOWN_TOOL_PLAN))
+        submitted = await client.submit({"text": "teleport me", "max_tokens": max_tokens})
+        events = await client.wait_for_outcome(submitted.goal_id, timeout_s=30)
+        log = await all_events(nc, f"agora.events.{submitted.goal_id}.>")
+        spent = sum(e.tokens_in + e.tokens_out for e in of_type(log, LlmResponded))
+        assert isinstance(events[-1], GoalFailed), events[-1]
+        assert events[-1].reason.startswith("budget_exceeded"), events[-1].reason
+        return events[-1], [*[b["max_tokens"] for b in openai_server.bodies()], spent]
 
-    failed = events[-1]
-    assert isinstance(failed, GoalFailed), failed
-    assert failed.reason.startswith("budget_exceeded")
-    assert "140 tokens" in failed.reason
-    bodies = openai_server.bodies()
-    assert [b["max_tokens"] for b in bodies] == [139, 69]  # what was left, each time
-    log = await all_events(nc, f"agora.events.{submitted.goal_id}.>")
-    assert sum(e.tokens_in + e.tokens_out for e in of_type(log, LlmResponded)) == 140
-
-    openai_server.set_script(plans(PLAN))
-    exact = await client.submit({"text": "what is 17*23?", "max_tokens": 140})
-    done = await client.wait_for_outcome(exact.goal_id, timeout_s=30)
-    assert isinstance(done[-1], GoalCompleted), done[-1]  # 70 of 140: within the budget
+    # 139 allowed: the second answer brings the total to 140 > 139, and the goal fails.
+    failed, asked = await run(139)
+    assert asked == [139, 69, 140]  # each request may use what is left; 140 spent
+    assert "used 140 tokens; its budget is 139" in failed.reason
+    # 140 allowed: 140 spent is within the budget, but nothing is left for a third call.
+    failed, asked = await run(140)
+    assert asked == [140, 70, 140]
+    assert "tokens are used up" in failed.reason
 
 
 async def test_the_api_key_is_nowhere_after_a_run(
