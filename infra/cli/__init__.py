@@ -5,12 +5,17 @@ from __future__ import annotations
 import sys
 
 from events.errors import AgoraError
-from infra.cli import data, platform, redrive
+from infra.cli import data, fork, platform, redrive
 from infra.cli.common import app, err
 
 __all__ = ["app", "main"]
 
-_COMMAND_MODULES = (platform, data, redrive)  # importing them registers their commands on ``app``
+_COMMAND_MODULES = (
+    platform,
+    data,
+    redrive,
+    fork,
+)  # importing them registers their commands on ``app``
 
 
 def main() -> None:

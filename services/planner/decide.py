@@ -237,7 +237,7 @@ def _first_plan(
     planning: LlmPlanning | None,
 ) -> list[Event] | LlmRequest:
     if goal.steps:
-        strategy, tasks = "explicit", goal.steps
+        strategy, tasks = ("forked" if goal.forked_from else "explicit"), goal.steps
     elif planning is not None:
         step = llm_plan(state, tools=tools, planning=planning)
         unfinished = _llm_step(state, stamp, step)

@@ -9,9 +9,9 @@ from events.codec import decode_event
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
 from events.errors import LlmError
 from events.model import Event, Stamp
-from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_id_from_subject
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, goal_id_from_subject
 from events.tools import BUILTIN_TOOLS
-from infra.bus import GoalExistsError
+from infra.bus import GoalExistsError, read_events
 from infra.consume import Delivery
 from infra.logging import get_logger
 from infra.runner import ServiceContext, ServiceParts, Subscription
@@ -85,7 +85,12 @@ class _Planner:
             # Presumed new: the stream itself refuses the first event if the goal has any,
             # which costs no extra round trip in the common case.
             outputs = accept_goal(
-                parsed, None, tools=self.tools, now=ctx.now(), producer=ctx.producer
+                parsed,
+                None,
+                tools=self.tools,
+                now=ctx.now(),
+                producer=ctx.producer,
+                origin=await self.fork_origin(parsed),
             )
             try:
                 await self.publish(parsed.goal_id, outputs, new_goal=True)
@@ -93,6 +98,17 @@ class _Planner:
                 await self.resume_existing(parsed)
         else:
             await self.resume_existing(parsed)
+
+    async def fork_origin(self, parsed: ParsedGoal | RejectedGoal) -> list[Event]:
+        """A fork's old goal, as recorded up to the fork's sequence (read from the log)."""
+        if isinstance(parsed, RejectedGoal) or parsed.command.forked_from is None:
+            return []
+        fork = parsed.command.forked_from
+        return [
+            event
+            async for seq, event in read_events(self.ctx.nc, goal_events_filter(fork.goal_id))
+            if seq <= fork.at_seq
+        ]
 
     async def resume_existing(self, parsed: ParsedGoal | RejectedGoal) -> None:
         """A command for a goal that exists: a resend, or a redelivery after a crash."""

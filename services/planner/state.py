@@ -224,11 +224,16 @@ def _start_iteration(
     # A plan for an iteration we already have (a re-seen plan) or an older one changes nothing.
     if iteration < state.iteration or (iteration == state.iteration and state.plan is not None):
         return state
+    # A fork's first plan starts with the tasks it carried over already completed.
+    carried = state.goal.carried if state.goal is not None and iteration == 1 else ()
     return replace(
         state,
         iteration=iteration,
         plan=tasks,
-        progress={},
+        progress={
+            outcome.task_id: TaskProgress(status="completed", output=outcome.output)
+            for outcome in carried
+        },
         evaluation_requested=False,
         evaluation=None,
     )
