@@ -138,6 +138,12 @@ def goal(
     ] = None,
     goal_id: Annotated[str | None, typer.Option("--goal-id")] = None,
     max_iterations: Annotated[int | None, typer.Option("--max-iterations")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="LLM token budget of the goal")
+    ] = None,
+    max_cost_usd: Annotated[
+        float | None, typer.Option("--max-cost-usd", help="LLM cost budget of the goal")
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="follow the goal live to its outcome")
     ] = False,
@@ -157,6 +163,10 @@ def goal(
         command["goal_id"] = goal_id
     if max_iterations:
         command["max_iterations"] = max_iterations
+    if max_tokens is not None:
+        command["max_tokens"] = max_tokens
+    if max_cost_usd is not None:
+        command["max_cost_usd"] = max_cost_usd
     settings = load_settings()
 
     async def work() -> int:
