@@ -14,8 +14,15 @@ from infra.bus import connect, read_events
 from infra.cli.common import app, load_settings, out, run
 from infra.runner import producer_name, utc_now
 from infra.settings import Settings
+from services.llm.templates import load_prompt
 from services.planner.main import planning_from_settings
-from services.redrive import REDRIVERS, RedriveOptions, RedriveReport, planner_used_llm
+from services.redrive import (
+    REDRIVERS,
+    RedriveOptions,
+    RedriveReport,
+    evaluator_used_llm,
+    planner_used_llm,
+)
 
 __all__ = ["redrive", "redrive_goal"]
 
@@ -43,13 +50,16 @@ async def redrive_goal(
         history = [event async for _, event in read_events(nc, goal_events_filter(goal_id))]
         if not history:
             raise AgoraError(f"goal {goal_id} has no recorded events; check the id")
-        # The LLM strategy is on when an LLM is configured, or when the recorded goal's
-        # planner used one (its answers are in the record: no LLM is needed to re-drive it).
-        enabled = bool(settings.llm_endpoints) or planner_used_llm(history)
+        # The LLM strategies are on when an LLM is configured, or when the recorded goal
+        # used them (their answers are in the record: no LLM is needed to re-drive it).
+        used = planner_used_llm if service == "planner" else evaluator_used_llm
+        enabled = bool(settings.llm_endpoints) or used(history)
         options = RedriveOptions(
             planning=planning_from_settings(settings) if enabled else None,
             port=port,
             producer=producer_name(service),
+            llm_strategies=enabled,
+            judge_prompt=load_prompt("evaluator", "judge", 1),
         )
         return await REDRIVERS[service](history, options, utc_now())
     finally:
@@ -83,7 +93,7 @@ def _print(report: RedriveReport) -> None:
 @app.command()
 def redrive(
     goal_id: Annotated[str, typer.Argument(help="the recorded goal to re-drive")],
-    service: Annotated[str, typer.Option(help="whose decisions to re-drive")] = "planner",
+    service: Annotated[str, typer.Option(help="whose decisions to re-drive: planner or evaluator")] = "planner",
     live_llm: Annotated[
         bool, typer.Option("--live-llm", help="ask the configured LLM what the record lacks")
     ] = False,

@@ -245,6 +245,9 @@ async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_com
     report = await redrive_goal(llm, submitted.goal_id)
     assert report.identical, report.differences
     assert report.llm_answers_reused == 2
+    judged = await redrive_goal(llm, submitted.goal_id, service="evaluator")
+    assert judged.identical, judged.differences
+    assert (judged.inputs, judged.llm_answers_reused) == (2, 2)
     assert len(openai_server.requests) == before
 
     # A changed revision prompt: the revision request is new, and reported.

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from msgspec.structs import replace as replace_struct
 
-from events.catalog import LlmRequested, PlanCreated, TaskScheduled
+from events.catalog import (
+    EvaluationCompleted,
+    EvaluationRequested,
+    LlmRequested,
+    PlanCreated,
+    TaskScheduled,
+)
 from events.model import Event, Stamp
+from services.evaluator.judging import evaluate_with_judge
 from services.llm.messages import LlmReply, LlmRequest, request_hash
 from services.llm.recording import requested_event
+from services.llm.templates import PromptTemplate, load_prompt
 from services.planner.llm_plan import LlmPlanning
 from services.planner.templates import load_prompts
-from services.redrive import PLANNER_INPUTS, RedriveOptions, compare, redrive_planner
+from services.redrive import (
+    PLANNER_INPUTS,
+    RedriveOptions,
+    compare,
+    evaluator_used_llm,
+    redrive_evaluator,
+    redrive_planner,
+)
 from tests.unit.test_planner_llm import PLANNING, VALID_PLAN, LlmHarness, plan_answer
 from tests.unit.test_planner_loop import PlannerHarness
 
@@ -135,3 +152,81 @@ def test_the_planner_inputs_match_its_consumer() -> None:
     consumed = {subject.rsplit(".", 1)[-1] for subject in events_consumer.filter_subjects}
     assert consumed == {cls.__struct_config__.tag for cls in PLANNER_INPUTS}
     assert LlmRequested.__struct_config__.tag not in consumed
+
+
+# -- the evaluator ------------------------------------------------------------------------
+
+
+class JudgeModel:
+    def __init__(self, verdict: str = "accept") -> None:
+        self.verdict = verdict
+        self.calls = 0
+
+    async def complete(self, request: LlmRequest, *, goal_id: str) -> LlmReply:  # noqa: ARG002
+        self.calls += 1
+        content = json.dumps(
+            {"score": 0.9, "verdict": self.verdict, "feedback": "fine", "criteria": []}
+        )
+        return LlmReply(provider="p", model="m", content=content, tokens_in=30, tokens_out=10)
+
+
+async def judged_history(model: JudgeModel) -> list[Event]:
+    """A goal's evaluation as the live evaluator records it: request, judge call, verdict."""
+    history = [e for e in recorded_llm_goal() if not isinstance(e, EvaluationCompleted)]
+    request = next(e for e in history if isinstance(e, EvaluationRequested))
+
+    async def publish(events: Sequence[Event]) -> None:
+        history.extend(events)
+
+    def stamp() -> Stamp:
+        return Stamp.caused_by(request, producer="evaluator@0.1.0", now=LATER)
+
+    verdict = await evaluate_with_judge(
+        request,
+        llm=model,
+        prompt=load_prompt("evaluator", "judge", 1),
+        recorded={},
+        publish=publish,
+        stamp=stamp,
+    )
+    return [*history, verdict]
+
+
+def evaluator_options(port: JudgeModel | None = None) -> RedriveOptions:
+    return RedriveOptions(
+        planning=None,
+        port=port,
+        producer="evaluator@0.1.0",
+        llm_strategies=True,
+        judge_prompt=load_prompt("evaluator", "judge", 1),
+    )
+
+
+async def test_the_evaluator_redrives_its_judged_verdicts_without_asking_the_model() -> None:
+    model = JudgeModel()
+    history = await judged_history(model)
+    assert model.calls == 1
+    assert evaluator_used_llm(history)
+
+    report = await redrive_evaluator(history, evaluator_options(), LATER)
+
+    assert report.identical, report.differences
+    assert (report.inputs, report.recorded, report.redriven) == (1, 1, 1)
+    assert report.llm_answers_reused == 1
+    assert model.calls == 1
+
+
+async def test_a_changed_judge_prompt_is_a_new_request_for_the_evaluator() -> None:
+    history = await judged_history(JudgeModel())
+    options = replace(
+        evaluator_options(),
+        judge_prompt=PromptTemplate("evaluator", "judge", 2, "Judge it.\n"),
+    )
+    report = await redrive_evaluator(history, options, LATER)
+    assert [d.kind for d in report.differences] == ["llm_request_new"]
+
+    live = JudgeModel(verdict="revise")
+    report = await redrive_evaluator(history, replace(options, port=live), LATER)
+    assert live.calls == 1
+    kinds = [(d.kind, d.type) for d in report.differences]
+    assert kinds == [("llm_request_new", "llm_requested"), ("changed", "evaluation_completed")]

@@ -17,12 +17,9 @@ the planner's is here, the executor's and evaluator's can follow the same shape.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
-
-import msgspec
 
 from events.catalog import (
     ContextProvided,
@@ -37,127 +34,27 @@ from events.catalog import (
     TaskCompleted,
     TaskFailed,
 )
-from events.model import Event, Stamp, event_type
+from events.model import Event, Stamp
 from events.tools import BUILTIN_TOOLS
 from services.llm.messages import LlmRequest, request_hash
-from services.llm.port import LlmPort
 from services.llm.recording import answers_in, responded_event
 from services.planner.decide import LLM_UNAVAILABLE, decide_next, llm_failure
-from services.planner.llm_plan import LlmPlanning
 from services.planner.state import PlannerState, evolve
+from services.redrive.common import (
+    Difference,
+    RedriveOptions,
+    RedriveReport,
+    compare,
+    service_of,
+    short,
+)
 
-__all__ = [
-    "PLANNER_INPUTS",
-    "REDRIVERS",
-    "Difference",
-    "RedriveOptions",
-    "RedriveReport",
-    "compare",
-    "planner_used_llm",
-    "redrive_planner",
-]
+__all__ = ["PLANNER_INPUTS", "planner_used_llm", "redrive_planner"]
 
-DifferenceKind = Literal["missing", "new", "changed", "llm_request_new", "llm_request_unasked"]
 # What the planner consumes from other services (its consumer in infra/streams.py).
 PLANNER_INPUTS = (ContextProvided, TaskCompleted, TaskFailed, EvaluationCompleted, LlmResponded)
-_NOT_COMPARED = frozenset({"occurred_at", "producer", "causation_id"})
-_DETAIL_CHARS = 160
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    kind: DifferenceKind
-    event_id: str
-    type: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class RedriveReport:
-    goal_id: str
-    service: str
-    inputs: int  # inputs fed through the current code
-    recorded: int  # recorded decisions of the service
-    redriven: int  # decisions the current code took
-    llm_answers_reused: int  # model requests answered from the record
-    llm_calls: int  # live model calls (only with a live port)
-    differences: tuple[Difference, ...]
-    stopped_early: bool = False  # a request had no recorded answer: later inputs not driven
-
-    @property
-    def identical(self) -> bool:
-        return not self.differences
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "goal_id": self.goal_id,
-            "service": self.service,
-            "identical": self.identical,
-            "inputs": self.inputs,
-            "recorded": self.recorded,
-            "redriven": self.redriven,
-            "llm_answers_reused": self.llm_answers_reused,
-            "llm_calls": self.llm_calls,
-            "stopped_early": self.stopped_early,
-            "differences": [
-                {"kind": d.kind, "event_id": d.event_id, "type": d.type, "detail": d.detail}
-                for d in self.differences
-            ],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RedriveOptions:
-    """The current code's configuration, and a port for ``--live-llm`` (None: record only)."""
-
-    planning: LlmPlanning | None
-    port: LlmPort | None = None
-    producer: str = "planner@redrive"
-
-
-def _content(event: Event) -> dict[str, Any]:
-    raw = msgspec.to_builtins(event)
-    assert isinstance(raw, dict)
-    return {key: value for key, value in raw.items() if key not in _NOT_COMPARED}
-
-
-def _short(value: object) -> str:
-    text = msgspec.json.encode(value).decode()
-    return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 1] + "…"
-
-
-def compare(recorded: Sequence[Event], redriven: Sequence[Event]) -> list[Difference]:
-    """Where ``redriven`` decisions differ from ``recorded`` ones, in recorded order."""
-    new_by_id = {event.event_id: event for event in redriven}
-    old_ids = {event.event_id for event in recorded}
-    differences: list[Difference] = []
-    for old in recorded:
-        new = new_by_id.get(old.event_id)
-        if new is None:
-            differences.append(
-                Difference("missing", old.event_id, event_type(old), "no longer decided")
-            )
-            continue
-        before, after = _content(old), _content(new)
-        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-        if changed:
-            detail = "; ".join(
-                f"{k}: {_short(before.get(k))} -> {_short(after.get(k))}" for k in changed
-            )
-            differences.append(Difference("changed", old.event_id, event_type(old), detail))
-    differences += [
-        Difference("new", event.event_id, event_type(event), "decided only by the current code")
-        for event in redriven
-        if event.event_id not in old_ids
-    ]
-    return differences
-
 
 # -- the planner --------------------------------------------------------------------------
-
-
-def _service(event: Event) -> str:
-    return event.producer.split("@", 1)[0]
 
 
 @dataclass
@@ -240,7 +137,7 @@ class _PlannerRun:
                 rhash,
                 "llm_requested",
                 f"the current code asks a {request.purpose!r} request the recorded goal never "
-                f"asked: {_short(request.messages[-1].content if request.messages else '')}",
+                f"asked: {short(request.messages[-1].content if request.messages else '')}",
             )
         )
         if self.options.port is None:
@@ -259,13 +156,13 @@ def planner_used_llm(history: Sequence[Event]) -> bool:
     """Whether the recorded goal's planner planned with a model (or tried to)."""
     return any(
         (isinstance(event, PlanCreated | PlanRevised) and event.strategy == "llm")
-        or (isinstance(event, LlmRequested) and _service(event) == "planner")
+        or (isinstance(event, LlmRequested) and service_of(event) == "planner")
         for event in history
     )
 
 
 def _is_planner_input(event: Event) -> bool:
-    return isinstance(event, PLANNER_INPUTS) and _service(event) != "planner"
+    return isinstance(event, PLANNER_INPUTS) and service_of(event) != "planner"
 
 
 async def redrive_planner(
@@ -290,7 +187,7 @@ async def redrive_planner(
     recorded = [
         event
         for position, event in enumerate(history)
-        if _service(event) == "planner"
+        if service_of(event) == "planner"
         and not isinstance(event, GoalAccepted | GoalRejected | LlmRequested | LlmResponded)
         and (position < stop_at or event.event_id in decided_ids)
     ]
@@ -307,7 +204,7 @@ async def redrive_planner(
             )
             for event in history
             if isinstance(event, LlmRequested)
-            and _service(event) == "planner"
+            and service_of(event) == "planner"
             and event.request_hash not in asked
         ]
     goal_id = history[0].goal_id if history else ""
@@ -322,8 +219,3 @@ async def redrive_planner(
         differences=tuple(differences),
         stopped_early=run.stopped,
     )
-
-
-Redriver = Callable[[Sequence[Event], RedriveOptions, datetime], Awaitable[RedriveReport]]
-# Service name -> its re-drive (the executor's and evaluator's are not written yet).
-REDRIVERS: dict[str, Redriver] = {"planner": redrive_planner}
