@@ -93,7 +93,9 @@ def _print(report: RedriveReport) -> None:
 @app.command()
 def redrive(
     goal_id: Annotated[str, typer.Argument(help="the recorded goal to re-drive")],
-    service: Annotated[str, typer.Option(help="whose decisions to re-drive: planner or evaluator")] = "planner",
+    service: Annotated[
+        str, typer.Option(help="whose decisions to re-drive: planner or evaluator")
+    ] = "planner",
     live_llm: Annotated[
         bool, typer.Option("--live-llm", help="ask the configured LLM what the record lacks")
     ] = False,
