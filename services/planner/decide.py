@@ -51,7 +51,7 @@ from services.llm.messages import LlmRequest
 from services.planner.budget import exceeded_reason, no_room_reason, remaining
 from services.planner.decompose import decompose_text
 from services.planner.intake import Tools, context_request
-from services.planner.llm_plan import LlmPlanning, NeedAnswer, PlanFailed, llm_plan
+from services.planner.llm_plan import LlmPlanning, NeedAnswer, PlanFailed, Planned, llm_plan
 from services.planner.references import (
     resolve_references,
 )
@@ -209,24 +209,20 @@ def _failure(state: PlannerState, stamp: Stamp, reason: str) -> GoalFailed:
     )
 
 
-def _llm_step(
-    state: PlannerState,
-    stamp: Stamp,
-    step: object,
-) -> GoalFailed | LlmRequest | None:
-    """The failure or the request an unfinished LLM planning step leads to (None: planned)."""
-    if isinstance(step, PlanFailed):
-        return _failure(state, stamp, step.reason)
-    if isinstance(step, NeedAnswer):
-        budget = state.budget
-        no_room = no_room_reason(
-            state,
-            step.request.max_tokens
-            if budget is not None and budget.max_tokens is not None
-            else None,
-        )
-        return _failure(state, stamp, no_room) if no_room is not None else step.request
-    return None
+def _llm_tasks(
+    state: PlannerState, stamp: Stamp, step: Planned | NeedAnswer | PlanFailed
+) -> tuple[TaskSpec, ...] | list[Event] | LlmRequest:
+    """The model's plan; else the goal's failure, or the request to ask (if the budget allows)."""
+    match step:
+        case Planned(tasks=tasks):
+            return tasks
+        case PlanFailed(reason=reason):
+            return [_failure(state, stamp, reason)]
+        case NeedAnswer(request=request):
+            budget = state.budget
+            capped = budget is not None and budget.max_tokens is not None
+            no_room = no_room_reason(state, request.max_tokens if capped else None)
+            return [_failure(state, stamp, no_room)] if no_room is not None else request
 
 
 def _first_plan(
@@ -239,14 +235,10 @@ def _first_plan(
     if goal.steps:
         strategy, tasks = ("forked" if goal.forked_from else "explicit"), goal.steps
     elif planning is not None:
-        step = llm_plan(state, tools=tools, planning=planning)
-        unfinished = _llm_step(state, stamp, step)
-        if isinstance(unfinished, LlmRequest):
-            return unfinished
-        if unfinished is not None:
-            return [unfinished]
-        assert not isinstance(step, NeedAnswer | PlanFailed)
-        strategy, tasks = "llm", step.tasks
+        planned = _llm_tasks(state, stamp, llm_plan(state, tools=tools, planning=planning))
+        if not isinstance(planned, tuple):
+            return planned
+        strategy, tasks = "llm", planned
     else:
         strategy, tasks = "decomposed", _with_tool_timeouts(decompose_text(goal.text), tools)
     return [
@@ -315,13 +307,10 @@ def _act_on_verdict(
     strategy = "revised"
     if planning is not None and goal is not None and not goal.steps:
         step = llm_plan(state, tools=tools, planning=planning, verdict=evaluation)
-        unfinished = _llm_step(state, stamp, step)
-        if isinstance(unfinished, LlmRequest):
-            return unfinished
-        if unfinished is not None:
-            return [unfinished]
-        assert not isinstance(step, NeedAnswer | PlanFailed)
-        strategy, tasks = "llm", step.tasks
+        planned = _llm_tasks(state, stamp, step)
+        if not isinstance(planned, tuple):
+            return planned
+        strategy, tasks = "llm", planned
     next_iteration = state.iteration + 1
     return [
         PlanRevised(
