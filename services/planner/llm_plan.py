@@ -231,10 +231,19 @@ def _opening(
             ChatMessage(role="system", content=system),
             ChatMessage(role="user", content=user),
         )
-    outcomes = "\n".join(
-        f"- {o.task_id} ({o.tool}): {o.status}"
-        + (f": {o.output or o.error}" if o.output or o.error else "")
-        for o in iteration_outcomes(state)
+    # Task outputs are untrusted (a web page, a file): they reach the model as JSON data.
+    outcomes = json.dumps(
+        [
+            {
+                "id": o.task_id,
+                "tool": o.tool,
+                "status": o.status,
+                "output": o.output,
+                "error": o.error,
+            }
+            for o in iteration_outcomes(state)
+        ],
+        ensure_ascii=False,
     )
     system = prompts["revise"].render_system(tools=catalogue)
     user = prompts["revision"].render(
@@ -243,7 +252,7 @@ def _opening(
         iteration=str(state.iteration),
         next_iteration=str(state.iteration + 1),
         plan=_plan_text(state.plan or ()),
-        outcomes=outcomes or "(no task ran)",
+        outcomes=outcomes,
         feedback=verdict.feedback,
     )
     return "revise", (
