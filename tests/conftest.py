@@ -146,6 +146,7 @@ def openai_server() -> Iterator[ScriptedLlmServer]:
     """An OpenAI-compatible server on loopback; script it with ``push(openai_reply(...))``."""
     with ScriptedLlmServer("openai") as server:
         yield server
+    assert not server.script_errors, f"the test's script raised: {server.script_errors}"
 
 
 @pytest.fixture
@@ -153,3 +154,4 @@ def anthropic_server() -> Iterator[ScriptedLlmServer]:
     """An Anthropic Messages server on loopback; script it with ``push(anthropic_reply(...))``."""
     with ScriptedLlmServer("anthropic") as server:
         yield server
+    assert not server.script_errors, f"the test's script raised: {server.script_errors}"

@@ -206,6 +206,7 @@ class ScriptedLlmServer:
         self._lock = threading.Lock()
         self._in_flight = 0
         self.max_in_flight = 0
+        self.script_errors: list[Exception] = []  # what the test's script raised, if anything
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -296,6 +297,7 @@ class ScriptedLlmServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are separate writes
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the test asserts on ``requests`` instead."""
@@ -309,7 +311,11 @@ class ScriptedLlmServer:
                     if self.path != _PATHS[server.flavour]:
                         self._send(404, b'{"error": {"message": "no such path"}}', {})
                         return
-                    reply = server._next(request)
+                    try:
+                        reply = server._next(request)
+                    except Exception as exc:  # a broken script: say so instead of hanging
+                        server.script_errors.append(exc)
+                        reply = Scripted(status=500, body={"error": f"script failed: {exc!r}"})
                     if reply.delay_s:
                         time.sleep(reply.delay_s)
                     streamed = request.stream and reply.status == 200 and reply.raw is None

@@ -88,15 +88,14 @@ class _Outcome:
     """What one provider did during one call, for the error summary."""
 
     name: str
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # one per attempt made
+    skipped: str = ""  # why the provider was (no longer) tried: its circuit is open
 
     def summary(self) -> str:
-        attempts = len(self.failures)
-        return f"{self.name}: " + (
-            "; ".join(self.failures)
-            if attempts <= 1
-            else f"{attempts} attempts: " + "; ".join(self.failures)
-        )
+        text = "; ".join(self.failures)
+        if len(self.failures) > 1:
+            text = f"{len(self.failures)} attempts: {text}"
+        return f"{self.name}: " + "; ".join(part for part in (text, self.skipped) if part)
 
 
 class LlmChain:
@@ -150,7 +149,7 @@ class LlmChain:
             for retry in range(self._policy.retries + 1):
                 if not guarded.breaker.try_acquire():
                     wait = guarded.breaker.seconds_until_half_open()
-                    outcome.failures.append(f"skipped, circuit open (retry in {wait:.0f}s)")
+                    outcome.skipped = f"skipped, circuit open (retry in {wait:.0f}s)"
                     break
                 attempt_no += 1
                 live = self._live_attempt(request, guarded, goal_id, attempt_no)
@@ -159,6 +158,14 @@ class LlmChain:
                         reply = await guarded.provider.attempt(
                             request, on_delta=live.delta if live else None
                         )
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    # An answer shaped unlike anything the API documents: unusable, not a crash.
+                    failed = AttemptError(
+                        f"unusable answer ({type(exc).__name__} reading it)", unusable=True
+                    )
+                    self._record(guarded, failed)
+                    outcome.failures.append(failed.reason)
+                    break
                 except AttemptError as failed:
                     self._record(guarded, failed)
                     outcome.failures.append(failed.reason)

@@ -143,6 +143,10 @@ class OpenAiChat:
         async for chunk in events:
             if chunk is None:
                 break
+            if chunk.get("error"):
+                detail = chunk["error"]
+                kind = detail.get("type", "unknown") if isinstance(detail, dict) else "unknown"
+                raise AttemptError(f"stream error: {kind}", transient=True)
             model = str(chunk.get("model") or model)
             if chunk.get("usage"):
                 tokens = _usage(chunk)

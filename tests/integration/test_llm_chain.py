@@ -7,6 +7,7 @@ every provider down, and streaming to ``agora.live.<goal_id>.llm`` on a real nat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,9 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from events.errors import LlmUnavailableError
-from infra.llm import LlmChain, build_llm_port
+from infra.llm import LlmChain, build_llm_port, build_provider
+from infra.llm.chain import RetryPolicy
+from infra.llm.pricing import PriceTable
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings
 from services.llm.messages import ChatMessage, LlmRequest
@@ -211,7 +214,7 @@ async def test_when_every_provider_fails_the_error_says_what_each_did(
 async def test_concurrency_limit_per_provider(
     openai_server: ScriptedLlmServer, chain_for: Callable[..., LlmChain]
 ) -> None:
-    openai_server.set_script(lambda _: Scripted(**{**vars(openai_reply("hi")), "delay_s": 0.15}))
+    openai_server.set_script(lambda _: dataclasses.replace(openai_reply("hi"), delay_s=0.15))
     chain = chain_for(openai_server, llm_concurrency=2)
 
     replies = await asyncio.gather(*(chain.complete(REQUEST, goal_id="g") for _ in range(6)))
@@ -277,3 +280,75 @@ async def test_the_api_key_reaches_neither_errors_nor_logs(
     assert "Incorrect API key provided: [redacted]" in str(raised.value)
     assert key not in logged  # …without the key, even when logged by careless code
     assert key not in str(raised.value)
+
+
+async def test_an_error_event_mid_stream_is_retried(
+    anthropic_server: ScriptedLlmServer, chain_for: Callable[..., LlmChain], nc: NatsClient
+) -> None:
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+    start = {"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 1}}}
+    anthropic_server.push(Scripted(body={}, sse=[start, overloaded]), anthropic_reply("calm"))
+    chain = chain_for(anthropic_server, nc=nc, llm_stream=True)
+
+    reply = await chain.complete(REQUEST, goal_id="g")
+
+    assert reply.content == "calm"
+    assert len(anthropic_server.requests) == 2
+
+
+async def test_an_answer_of_an_unexpected_shape_is_unusable_not_a_crash(
+    openai_server: ScriptedLlmServer,
+    anthropic_server: ScriptedLlmServer,
+    chain_for: Callable[..., LlmChain],
+) -> None:
+    openai_server.push(Scripted(body={"choices": [{"message": {"tool_calls": [7]}}]}))
+    anthropic_server.push(Scripted(body={"content": [{"type": "text", "text": "x"}], "usage": 3}))
+
+    with pytest.raises(LlmUnavailableError) as raised:
+        await chain_for(openai_server, anthropic_server).complete(REQUEST, goal_id="g")
+
+    assert "openai:scripted-openai: unusable answer: bad tool call" in str(raised.value)
+    assert "anthropic:scripted-anthropic: unusable answer (AttributeError" in str(raised.value)
+
+
+async def test_after_the_cooldown_one_probe_closes_the_circuit_again(
+    openai_server: ScriptedLlmServer, anthropic_server: ScriptedLlmServer
+) -> None:
+    now = [0.0]
+    settings = llm_settings(Settings(), openai_server, anthropic_server)
+    chain = LlmChain(
+        [build_provider(e, settings) for e in settings.llm_endpoints],
+        policy=RetryPolicy(retries=0),
+        prices=PriceTable.load(),
+        breaker_threshold=1,
+        breaker_cooldown_s=10.0,
+        clock=lambda: now[0],
+    )
+    openai_server.push(SERVER_ERROR, openai_reply("primary is back"))
+    anthropic_server.set_script(lambda _: anthropic_reply("fallback"))
+    try:
+        assert (await chain.complete(REQUEST, goal_id="g")).provider == "anthropic"  # opens
+        now[0] = 5.0
+        assert (await chain.complete(REQUEST, goal_id="g")).provider == "anthropic"  # skipped
+        assert len(openai_server.requests) == 1
+        now[0] = 10.0
+        reply = await chain.complete(REQUEST, goal_id="g")  # the probe
+    finally:
+        await chain.aclose()
+
+    assert reply.content == "primary is back"
+    assert chain.providers[0].breaker.state == "closed"
+
+
+async def test_a_circuit_opening_during_retries_is_reported_as_such(
+    openai_server: ScriptedLlmServer, chain_for: Callable[..., LlmChain]
+) -> None:
+    openai_server.set_script(lambda _: SERVER_ERROR)
+    chain = chain_for(openai_server, llm_retries=3, llm_breaker_threshold=2)
+
+    with pytest.raises(LlmUnavailableError) as raised:
+        await chain.complete(REQUEST, goal_id="g")
+
+    assert len(openai_server.requests) == 2
+    assert "openai:scripted-openai: 2 attempts: HTTP 500" in str(raised.value)
+    assert str(raised.value).endswith("; skipped, circuit open (retry in 30s)")
