@@ -222,12 +222,16 @@ ON CONFLICT (goal_id) DO UPDATE SET
     last_seq = greatest(t.last_seq, excluded.last_seq)"""
 
 # Tool outcomes reach a task through task_completed / task_failed; tool_called counts attempts.
+# A task's tool comes from the task events only: a ReAct task's tool events name the tools it
+# called, not the task's own tool ("react").
 UPSERT_TASKS = f"""
 INSERT INTO tasks AS t (goal_id, task_id, iteration, description, tool, status, attempts,
                         started_at, finished_at, output, error, duration_ms, args,
                         max_attempts, last_seq)
 WITH changes AS (
-    SELECT goal_id, task_id, iteration, stream_seq, tool,
+    SELECT goal_id, task_id, iteration, stream_seq,
+           CASE WHEN type IN ('task_scheduled', 'task_started', 'task_completed', 'task_failed')
+               THEN tool END AS tool,
            CASE WHEN type = 'task_scheduled' THEN description END AS description,
            CASE type WHEN 'task_scheduled' THEN 'scheduled'
                      WHEN 'task_started' THEN 'running'

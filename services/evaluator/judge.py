@@ -107,7 +107,9 @@ def judge_request(
 ) -> LlmRequest:
     """The rubric request for ``request``: the template as system message, the evaluation's
     inputs as one JSON user message (data, never instructions), structured output."""
+    # The iteration makes each evaluation its own request (and its own recorded answer).
     subject: dict[str, Any] = {
+        "iteration": request.iteration,
         "goal": request.text,
         "expect": request.expect,
         "result": request.result,

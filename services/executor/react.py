@@ -363,11 +363,12 @@ def build_request(
     system = config.prompt.render(
         tools=", ".join(granted) or "none (answer directly)", max_steps=str(config.max_steps)
     )
+    # The iteration makes every attempt at a task its own request: a revised plan that runs
+    # the same task again gets a fresh answer, recorded under its own hash.
+    heading = f"Task {task.task_id} (iteration {task.iteration}): {task.description}"
     messages = [
         ChatMessage(role="system", content=system),
-        ChatMessage(
-            role="user", content=f"Task {task.task_id}: {task.description}\n\n{instruction}"
-        ),
+        ChatMessage(role="user", content=f"{heading}\n\n{instruction}"),
     ]
     for turn in turns:
         calls = tuple(

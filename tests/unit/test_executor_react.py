@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from events.catalog import (
@@ -225,7 +226,8 @@ async def test_the_model_sees_its_prompt_the_granted_tools_and_quoted_observatio
     assert first.messages[0].content.startswith("[prompt executor/react.v1]")
     assert "calculator, echo" in first.messages[0].content
     assert first.messages[1] == ChatMessage(
-        role="user", content="Task r1: work out a product\n\ncompute 17*23 and echo it"
+        role="user",
+        content="Task r1 (iteration 1): work out a product\n\ncompute 17*23 and echo it",
     )
     assert [t.name for t in first.tools] == ["calculator", "echo"]
     assert first.tools[0].parameters["properties"]["expression"]["type"] == "string"
@@ -502,3 +504,19 @@ def test_fold_reads_only_this_tasks_react_steps() -> None:
     assert not record.finished
     assert record.called == {(1, 1), (1, 2)}
     assert set(record.outcomes) == {(1, 1)}
+
+
+async def test_the_same_task_in_a_later_iteration_asks_the_model_afresh(
+    runner: ToolRunner,
+) -> None:
+    stream = Stream()
+    await run(react_task(), stream, runner, ScriptedModel(by_observations(*TWO_CALLS_THEN_ANSWER)))
+    again = ScriptedModel(by_observations(*TWO_CALLS_THEN_ANSWER))
+
+    await run(
+        msgspec.structs.replace(react_task(), iteration=2), stream, runner, again, redelivered=True
+    )
+
+    assert len(again.requests) == 3
+    assert len(stream.of(TaskCompleted)) == 2
+    assert len({e.event_id for e in stream.of(LlmRequested)}) == 6

@@ -458,3 +458,52 @@ def test_the_database_refuses_files_and_settings(store: ProjectionStore) -> None
         store.connection.execute("SELECT * FROM read_csv('/etc/passwd')")
     with pytest.raises(duckdb.InvalidInputException, match="configuration has been locked"):
         store.connection.execute("SET enable_external_access = true")
+
+
+def test_a_react_tasks_tool_stays_react_while_it_calls_other_tools(
+    store: ProjectionStore,
+) -> None:
+    log = Log()
+    accept(log, "g-1", DAY_ONE)
+    key: dict[str, Any] = {"iteration": 1, "task_id": "r1"}
+    executor = envelope("g-1", "r1", DAY_ONE, "executor@0.1.0")
+    log.add(
+        TaskScheduled(
+            **envelope("g-1", "r1/scheduled", DAY_ONE, "planner@0.1.0"),
+            **key,
+            tool="react",
+            description="open-ended",
+            args={"instruction": "compute"},
+            timeout_s=5.0,
+            max_attempts=1,
+            allowed_tools=("calculator",),
+        )
+    )
+    log.add(TaskStarted(**{**executor, "event_id": "s"}, **key, tool="react", attempt=1))
+    log.add(
+        ToolCalled(
+            **{**executor, "event_id": "c"},
+            **key,
+            tool="calculator",
+            attempt=1,
+            args={"expression": "1+1"},
+            step=1,
+            call=1,
+        )
+    )
+    log.add(
+        ToolReturned(
+            **{**executor, "event_id": "r"},
+            **key,
+            tool="calculator",
+            attempt=1,
+            output="2",
+            duration_ms=3.0,
+            step=1,
+            call=1,
+        )
+    )
+    write(store, log)
+
+    assert rows(store, "SELECT tool, status FROM tasks") == [("react", "running")]
+    assert rows(store, "SELECT tool, calls FROM tool_stats") == [("calculator", 1)]
