@@ -40,6 +40,7 @@ from infra.dlq import decode_dead_letter
 from infra.query_client import projector_caught_up
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
+from tests.integration.test_react_and_judge import crash_once_after
 from tests.llm_servers import (
     ReceivedRequest,
     Scripted,
@@ -48,7 +49,7 @@ from tests.llm_servers import (
     llm_settings,
     openai_reply,
 )
-from tests.support import all_events, wait_until
+from tests.support import all_events, duplicates, wait_until
 
 PLAN = {
     "tasks": [
@@ -495,3 +496,32 @@ async def test_the_api_key_is_nowhere_after_a_run(
 async def dlq_count(nc: NatsClient, at_least: int) -> bool:
     info = await nc.jetstream().stream_info("AGORA_DLQ")
     return info.state.messages >= at_least
+
+
+async def test_a_planner_crash_after_the_answer_reuses_it(
+    settings: Settings,
+    nc: NatsClient,
+    client: AgoraClient,
+    openai_server: ScriptedLlmServer,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The planner dies right after recording the model's plan answer, before planning: the
+    redelivered trigger finds the answer in the log and plans from it, asking nothing again."""
+    openai_server.set_script(plans(UNKNOWN_TOOL_PLAN, PLAN))
+    llm = llm_settings(settings, openai_server)
+    platform = InProcessPlatform(llm)
+    platform.start("planner", publisher=crash_once_after("llm_responded"))
+    platform.start("executor", "memory", "evaluator")
+    try:
+        submitted = await client.submit({"text": "what is 17*23?", "expect": {"contains": "391"}})
+        events = await client.wait_for_outcome(submitted.goal_id, timeout_s=30)
+    finally:
+        await platform.stop()
+
+    assert isinstance(events[-1], GoalCompleted), events[-1]
+    assert "crash after publishing llm_responded" in capfd.readouterr().out  # it did crash
+    log = await all_events(nc, f"agora.events.{submitted.goal_id}.>")
+    assert not duplicates(log)
+    # The invalid plan, then the fixed one: each asked once although the planner crashed.
+    assert [schema_name(r) for r in openai_server.requests].count("plan") == 2
+    assert len(of_type(log, PlanCreated)) == 1
