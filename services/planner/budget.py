@@ -15,7 +15,7 @@ from __future__ import annotations
 from events.model import Budget
 from services.planner.state import PlannerState
 
-__all__ = ["BUDGET_EXCEEDED", "exceeded_reason", "no_room_reason", "remaining", "tokens_left"]
+__all__ = ["BUDGET_EXCEEDED", "exceeded_reason", "no_room_reason", "remaining"]
 
 BUDGET_EXCEEDED = "budget_exceeded"
 
@@ -54,13 +54,6 @@ def no_room_reason(state: PlannerState, tokens_available: int | None) -> str | N
             f"${budget.max_cost_usd:.6f} are spent"
         )
     return None
-
-
-def tokens_left(state: PlannerState) -> int | None:
-    budget = state.budget
-    if budget is None or budget.max_tokens is None:
-        return None
-    return budget.max_tokens - state.spent_tokens
 
 
 def remaining(state: PlannerState) -> Budget | None:

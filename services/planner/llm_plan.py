@@ -31,7 +31,6 @@ from events.commands import StepCommand
 from events.model import TaskSpec
 from events.tools import REACT_TOOL, ReactArgs, ToolSpec
 from services.llm.messages import ChatMessage, LlmRequest, request_hash
-from services.planner.budget import tokens_left
 from services.planner.intake import Tools, normalize_steps, step_problems
 from services.planner.state import PlannerState, iteration_outcomes
 from services.planner.templates import PromptTemplates
@@ -271,11 +270,15 @@ def llm_plan(
     """The next step of planning (``verdict`` set: revising after it) given recorded answers."""
     purpose, messages = _opening(state, tools, planning.prompts, verdict)
     schema = plan_schema(tools)
-    budget_tokens = tokens_left(state)
-    # What this phase's earlier answers spent: the budget each request may use is fixed by
-    # what was spent before it, so replaying the conversation rebuilds identical requests.
-    if budget_tokens is not None:
-        budget_tokens = budget_tokens + state.spent_tokens - state.planning_base_tokens
+    # The tokens each request may use are what was left before it: what the goal had when
+    # this planning phase began, minus this conversation's earlier answers. Fixed by the
+    # record, so replaying the conversation rebuilds identical requests (identical hashes).
+    budget = state.budget
+    budget_tokens = (
+        None
+        if budget is None or budget.max_tokens is None
+        else budget.max_tokens - state.planning_base_tokens
+    )
     problems: list[str] = []
     for _attempt in range(planning.attempts):
         max_tokens = planning.max_tokens

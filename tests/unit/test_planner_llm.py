@@ -401,3 +401,15 @@ def test_a_changed_prompt_template_changes_the_request(tmp_path: Path) -> None:
     second.context(plan_answer(VALID_PLAN))
     assert second.requests[0].messages[0].content.startswith("[prompt planner/plan.v2]")
     assert request_hash(first.requests[0]) != request_hash(second.requests[0])
+
+
+def test_a_revision_may_use_what_the_plan_and_the_tasks_left() -> None:
+    h = LlmHarness(max_tokens=1000)
+    h.context(plan_answer(VALID_PLAN))  # 70 tokens
+    h.completed("s1", "391")
+    h.foreign_spend(30)  # the ReAct task's model calls
+    h.completed("s2", "391 it is")
+    h.evaluated("revise", plan_answer(VALID_PLAN))
+    assert [r.max_tokens for r in h.requests] == [1000, 900]
+    revised = next(e for e in h.log if isinstance(e, PlanRevised))
+    assert revised.iteration == 2
