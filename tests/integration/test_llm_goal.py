@@ -258,7 +258,18 @@ async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_com
     changed = await redrive_goal(replace(llm, planner_prompts=prompts), submitted.goal_id)
     assert [d.kind for d in changed.differences] == ["llm_request_new"]
     assert "'revise'" in changed.differences[0].detail
+    assert changed.stopped_early
     assert len(openai_server.requests) == before
+    # --live-llm: the new request is asked (once), and the re-drive goes on to the end.
+    live = await redrive_goal(
+        replace(llm, planner_prompts=prompts), submitted.goal_id, live_llm=True
+    )
+    assert live.llm_calls == 1
+    assert not live.stopped_early
+    # The new request replaced the recorded one; the same plan came back, so nothing else.
+    assert [d.kind for d in live.differences] == ["llm_request_new", "llm_request_unasked"]
+    assert len(openai_server.requests) == before + 1
+    before += 1
 
     # The same through the command line, as a team would run it.
     env = {**os.environ, **llm.to_env(), "AGORA_LOG_LEVEL": "error"}
