@@ -18,6 +18,7 @@ An invalid answer goes back to the model with the problems (``fix`` template), a
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -102,6 +103,13 @@ def _with_react(tools: Tools) -> dict[str, ToolSpec]:
 
 def plan_schema(tools: Tools) -> dict[str, Any]:
     """The JSON Schema a plan answer must follow, built from the tool registry."""
+    return _plan_schema(tuple(sorted(tools.items())))
+
+
+@functools.cache
+def _plan_schema(registry: tuple[tuple[str, ToolSpec], ...]) -> dict[str, Any]:
+    # Built once per registry: pydantic's schema generation costs milliseconds per tool.
+    tools = dict(registry)
     names = sorted(tools)
     branches = [
         {
@@ -139,6 +147,12 @@ def plan_schema(tools: Tools) -> dict[str, Any]:
 
 
 def _tool_catalogue(tools: Tools) -> str:
+    return _catalogue(tuple(sorted(tools.items())))
+
+
+@functools.cache
+def _catalogue(registry: tuple[tuple[str, ToolSpec], ...]) -> str:
+    tools = dict(registry)
     return "\n".join(
         f"- {name}: {spec.description}; {json.dumps(spec.args.model_json_schema(), sort_keys=True)}"
         for name, spec in sorted(_with_react(tools).items())
