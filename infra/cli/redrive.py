@@ -52,14 +52,16 @@ async def redrive_goal(
             raise AgoraError(f"goal {goal_id} has no recorded events; check the id")
         # The LLM strategies are on when an LLM is configured, or when the recorded goal
         # used them (their answers are in the record: no LLM is needed to re-drive it).
-        used = planner_used_llm if service == "planner" else evaluator_used_llm
-        enabled = bool(settings.llm_endpoints) or used(history)
+        used = {"planner": planner_used_llm, "evaluator": evaluator_used_llm}.get(service)
+        enabled = bool(settings.llm_endpoints) or (used is not None and used(history))
         options = RedriveOptions(
             planning=planning_from_settings(settings) if enabled else None,
             port=port,
             producer=producer_name(service),
             llm_strategies=enabled,
             judge_prompt=load_prompt("evaluator", "judge", 1),
+            react_prompt=load_prompt("executor", "react", 1),
+            react_max_steps=settings.react_max_steps,
         )
         return await REDRIVERS[service](history, options, utc_now())
     finally:
@@ -94,7 +96,7 @@ def _print(report: RedriveReport) -> None:
 def redrive(
     goal_id: Annotated[str, typer.Argument(help="the recorded goal to re-drive")],
     service: Annotated[
-        str, typer.Option(help="whose decisions to re-drive: planner or evaluator")
+        str, typer.Option(help="whose decisions to re-drive: planner, executor or evaluator")
     ] = "planner",
     live_llm: Annotated[
         bool, typer.Option("--live-llm", help="ask the configured LLM what the record lacks")

@@ -5,7 +5,8 @@ change against yesterday's traffic. Each service has a driver (``REDRIVERS``): i
 inputs the service consumed, in stream order, through the *current* code as the live adapter
 does, answering model requests from the goal's recorded ``llm_responded`` events by request
 hash (no network), and compares the new decisions with the recorded ones (``common.compare``).
-Nothing is published. The executor's driver is not written yet; it would plug in the same way.
+Nothing is published, and no tool runs: the executor's driver answers tool calls from the
+recorded outcomes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from events.model import Event
 from services.redrive.common import Difference, RedriveOptions, RedriveReport, compare
 from services.redrive.evaluator import evaluator_used_llm, redrive_evaluator
+from services.redrive.executor import redrive_executor
 from services.redrive.planner import PLANNER_INPUTS, planner_used_llm, redrive_planner
 
 __all__ = [
@@ -29,9 +31,14 @@ __all__ = [
     "evaluator_used_llm",
     "planner_used_llm",
     "redrive_evaluator",
+    "redrive_executor",
     "redrive_planner",
 ]
 
 Redriver = Callable[[Sequence[Event], RedriveOptions, datetime], Awaitable[RedriveReport]]
 # Service name -> its re-drive.
-REDRIVERS: dict[str, Redriver] = {"planner": redrive_planner, "evaluator": redrive_evaluator}
+REDRIVERS: dict[str, Redriver] = {
+    "planner": redrive_planner,
+    "executor": redrive_executor,
+    "evaluator": redrive_evaluator,
+}

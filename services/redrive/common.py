@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 
 from events.model import Event, event_type
+from events.tools import BUILTIN_TOOLS, ToolSpec
 from services.llm.port import LlmPort
 from services.llm.templates import PromptTemplate
 from services.planner.llm_plan import LlmPlanning
 
 __all__ = ["Difference", "RedriveOptions", "RedriveReport", "compare", "service_of", "short"]
 
-DifferenceKind = Literal["missing", "new", "changed", "llm_request_new", "llm_request_unasked"]
-_NOT_COMPARED = frozenset({"occurred_at", "producer", "causation_id"})
+DifferenceKind = Literal[
+    "missing", "new", "changed", "llm_request_new", "llm_request_unasked", "tool_call_new"
+]
+# When and on which delivery a decision was taken, and how long a tool took: not what it was.
+_NOT_COMPARED = frozenset({"occurred_at", "producer", "causation_id", "duration_ms", "latency_ms"})
 _DETAIL_CHARS = 160
 
 
@@ -75,6 +79,9 @@ class RedriveOptions:
     producer: str = "planner@redrive"
     llm_strategies: bool = False
     judge_prompt: PromptTemplate | None = None
+    react_prompt: PromptTemplate | None = None
+    react_tools: Mapping[str, ToolSpec] = field(default_factory=lambda: BUILTIN_TOOLS)
+    react_max_steps: int = 8
 
 
 def _content(event: Event) -> dict[str, Any]:

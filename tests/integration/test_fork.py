@@ -15,6 +15,7 @@ from events.codec import encode
 from events.subjects import goal_events_filter
 from infra.bus import read_events
 from infra.cli.fork import fork_goal
+from infra.cli.redrive import redrive_goal
 from infra.client import AgoraClient
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
@@ -58,6 +59,12 @@ async def test_a_fork_runs_what_was_left_and_leaves_the_original_untouched(
     assert [e.task_id for e in events if isinstance(e, TaskScheduled)] == ["s2", "s3"]
     after = [encode(e) for e in await all_events(nc, goal_events_filter(original.goal_id))]
     assert after == before  # the original goal: not one event added or changed
+    # Both re-drive without a difference, whichever service (rule-based: no LLM anywhere).
+    for goal_id in (original.goal_id, submitted.goal_id):
+        for service in ("planner", "executor", "evaluator"):
+            report = await redrive_goal(settings, goal_id, service=service)
+            assert report.identical, (goal_id, service, report.differences)
+            assert report.redriven > 0
 
     # The command line, with a new text: another goal, planned from the same state.
     assert settings.nats_urls is not None

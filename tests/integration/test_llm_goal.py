@@ -16,10 +16,12 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace as replace_struct
 from nats.aio.client import Client as NatsClient
 
 from events.catalog import (
@@ -30,6 +32,7 @@ from events.catalog import (
     LlmResponded,
     PlanCreated,
     PlanRevised,
+    TaskScheduled,
     ToolCalled,
 )
 from events.codec import encode
@@ -38,7 +41,10 @@ from infra.cli.redrive import redrive_goal
 from infra.client import AgoraClient
 from infra.dlq import decode_dead_letter
 from infra.query_client import projector_caught_up
+from infra.runner import producer_name
 from infra.settings import Settings
+from services.llm.templates import load_prompt
+from services.redrive import RedriveOptions, redrive_executor
 from tests.conftest import InProcessPlatform
 from tests.integration.test_react_and_judge import crash_once_after
 from tests.llm_servers import (
@@ -249,6 +255,25 @@ async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_com
     judged = await redrive_goal(llm, submitted.goal_id, service="evaluator")
     assert judged.identical, judged.differences
     assert (judged.inputs, judged.llm_answers_reused) == (2, 2)
+    executed = await redrive_goal(llm, submitted.goal_id, service="executor")
+    assert executed.identical, executed.differences
+    assert (executed.inputs, executed.llm_answers_reused) == (3, 3)  # tasks; ReAct thinks
+    # A task asking for a call the record cannot answer is reported, and nothing runs.
+    history = await all_events(nc, f"agora.events.{submitted.goal_id}.>")
+    tampered = [
+        replace_struct(e, args={"expression": "17*24"})
+        if isinstance(e, TaskScheduled) and e.tool == "calculator"
+        else e
+        for e in history
+    ]
+    options = RedriveOptions(
+        planning=None,
+        producer=producer_name("executor"),
+        react_prompt=load_prompt("executor", "react", 1),
+    )
+    drifted = await redrive_executor(tampered, options, datetime.now(UTC))
+    assert [d.kind for d in drifted.differences] == ["tool_call_new"]
+    assert "17*24" in drifted.differences[0].detail
     assert len(openai_server.requests) == before
 
     # A changed revision prompt: the revision request is new, and reported.
