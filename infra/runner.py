@@ -20,6 +20,8 @@ from infra.bus import EventPublisher, StreamGoalLog, connect
 from infra.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
 from infra.llm import build_llm_port
 from infra.logging import get_logger
+from infra.redrive import redrive_subscriptions
+from infra.service_stats import ServiceCounters, serve_stats
 from infra.settings import Settings
 from infra.streams import ConsumerSpec, consumers_for, provision
 from services.llm.port import LlmPort
@@ -125,26 +127,30 @@ async def run_service(
     )
     try:
         parts = build(ctx)
-        await provision(js, settings, [(s.spec, 2 * s.concurrency) for s in parts.subscriptions])
+        subscriptions = parts.subscriptions + redrive_subscriptions(parts.subscriptions)
+        counters = ServiceCounters(name)
+        await provision(js, settings, [(s.spec, 2 * s.concurrency) for s in subscriptions])
         if parts.on_start:
             await parts.on_start()
         loops = [
             ConsumeLoop(
                 nc=nc,
                 spec=sub.spec,
-                handler=sub.handler,
+                handler=counters.track(sub.spec.stream, sub.spec.durable, sub.handler),
                 concurrency=sub.concurrency,
                 max_deliver=settings.max_deliver,
                 ack_wait_s=settings.ack_wait_s,
                 drain_timeout_s=settings.drain_timeout_s,
                 ordering_key=sub.ordering_key,
             )
-            for sub in parts.subscriptions
+            for sub in subscriptions
         ]
+        stats = await serve_stats(nc, counters, VERSION)
         log.info("service_started", service=name)
         await asyncio.gather(
             *(loop.run(stop) for loop in loops), *(task(stop) for task in parts.tasks)
         )
+        await stats.stop()  # on an error, draining the connection below ends it too
         if parts.on_stop:
             await parts.on_stop()
     finally:

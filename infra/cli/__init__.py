@@ -5,17 +5,13 @@ from __future__ import annotations
 import sys
 
 from events.errors import AgoraError
-from infra.cli import data, fork, platform, redrive
+from infra.cli import data, dlq, fork, platform, redrive, status
 from infra.cli.common import app, err
 
 __all__ = ["app", "main"]
 
-_COMMAND_MODULES = (
-    platform,
-    data,
-    redrive,
-    fork,
-)  # importing them registers their commands on ``app``
+# Importing them registers their commands on ``app``.
+_COMMAND_MODULES = (platform, data, dlq, status, redrive, fork)
 
 
 def main() -> None:

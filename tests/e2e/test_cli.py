@@ -165,7 +165,10 @@ def test_query_goals_trajectory_replay_export_time_travel(
     timeline = _agora("trajectory", "cli-2", "--format", "json", env=env)
     steps = json.loads(timeline.stdout)
     assert steps[0]["type"] == "goal_accepted"
-    assert steps[-1]["type"] == "goal_completed"
+    # Memory may record the last task's observation after the goal completed: both are true.
+    types = [s["type"] for s in steps]
+    assert types.count("goal_completed") == 1
+    assert set(types[types.index("goal_completed") + 1 :]) <= {"memory_stored"}
     assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
 
     refused = _agora("query", "DROP TABLE goals", env=env)

@@ -1,0 +1,143 @@
+"""``agora status`` and the services' stats endpoints tell the truth about a running platform.
+
+Memory is stopped while goals arrive: its consumer's lag must equal the context requests
+waiting in the log, and status must say that no memory process answers. A poison intake adds
+one dead letter. Memory back, every goal completes: lag 0, and the counters of each service
+add up to what the log holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+
+from events.catalog import ContextRequested, GoalCompleted, TaskScheduled
+from events.subjects import INTAKE_GOAL
+from infra.client import AgoraClient
+from infra.embedded import EmbeddedNats
+from infra.ops_status import gather_status, monitor_url_of
+from infra.service_stats import collect_stats, stats_subject
+from infra.settings import Settings
+from tests.conftest import InProcessPlatform
+from tests.support import all_events, wait_until
+
+GOALS = 5
+
+
+def _goal(n: int) -> dict[str, object]:
+    return {
+        "goal_id": f"g-status-{n}",
+        "text": "echo",
+        "steps": [{"tool": "echo", "args": {"text": f"hello {n}"}}],
+    }
+
+
+def _consumer(status: dict[str, object], stream: str, durable: str) -> dict[str, object]:
+    rows = status["consumers"]
+    assert isinstance(rows, list)
+    return next(r for r in rows if (r["stream"], r["consumer"]) == (stream, durable))
+
+
+async def test_status_shows_lag_dead_letters_and_counters_that_match_the_log(
+    nc: NatsClient, client: AgoraClient, platform: InProcessPlatform
+) -> None:
+    await platform.stop("memory")
+    for n in range(GOALS):
+        await client.submit(_goal(n))
+    await nc.jetstream().publish(INTAKE_GOAL, b"\xff not json", headers={"Nats-Msg-Id": "c-bad"})
+
+    async def requests_waiting() -> bool:
+        log = await all_events(nc)
+        return sum(isinstance(e, ContextRequested) for e in log) == GOALS
+
+    await wait_until(requests_waiting, timeout_s=20, what="every goal asking memory for context")
+
+    async def dead_letter_recorded() -> bool:
+        return (await gather_status(nc, stats_timeout_s=0.3))["dead_letters"]["records"] == 1
+
+    await wait_until(dead_letter_recorded, timeout_s=10, what="the poison intake dead-lettered")
+
+    stalled = await gather_status(nc)
+    memory = _consumer(stalled, "AGORA_EVENTS", "memory")
+    assert (memory["pending"], memory["ack_pending"]) == (GOALS, 0)
+    assert stalled["services"]["memory"]["replicas"] == 0
+    assert "no memory process answers" in stalled["problems"]
+    assert stalled["dead_letters"]["by_consumer"] == {"planner": 1}
+    assert any("dead letter" in p for p in stalled["problems"])
+    assert stalled["server"]["version"]
+    assert stalled["server"]["jetstream"]["streams"] == 3
+    assert stalled["projector"]["running"]
+
+    platform.start("memory")
+    for n in range(GOALS):
+        outcome = await client.wait_for_outcome(f"g-status-{n}", timeout_s=30)
+        assert isinstance(outcome[-1], GoalCompleted)
+
+    log = await all_events(nc)
+    tasks = sum(isinstance(e, TaskScheduled) for e in log)
+    done = await gather_status(nc)
+
+    async def executor_counted() -> bool:
+        counts = (await gather_status(nc, stats_timeout_s=0.3))["services"]["executor"]
+        return counts["consumers"]["AGORA_EVENTS/executor"]["handled"] == tasks
+
+    # The executor acks after its handler returned: its count may trail the log briefly.
+    await wait_until(executor_counted, timeout_s=10, what="the executor's count")
+    assert _consumer(done, "AGORA_EVENTS", "memory")["pending"] == 0
+    for name in ("planner", "executor", "memory", "evaluator", "projector"):
+        assert done["services"][name]["replicas"] == 1, name
+    planner = done["services"]["planner"]["consumers"]
+    assert planner["AGORA_INTAKE/planner"]["handled"] == GOALS  # the poison one failed
+    assert planner["AGORA_INTAKE/planner"]["failed"] == 1
+    assert "no memory process answers" not in done["problems"]
+
+    async def projector_caught_up() -> bool:
+        projector = (await gather_status(nc, stats_timeout_s=0.3))["projector"]
+        return projector["lag"] == 0 and projector["applied_seq"] == len(log)
+
+    await wait_until(projector_caught_up, timeout_s=20, what="the projector at the log's end")
+
+
+async def test_each_service_answers_on_its_stats_endpoint(
+    nc: NatsClient, platform: InProcessPlatform, nats_server: EmbeddedNats
+) -> None:
+    expected = sorted(
+        f"agora-{s}" for s in ("planner", "executor", "memory", "evaluator", "projector")
+    )
+
+    async def all_registered() -> bool:
+        return sorted(r["name"] for r in await collect_stats(nc, timeout_s=0.3)) == expected
+
+    await wait_until(all_registered, timeout_s=10, what="every service's stats")
+    reply = await nc.request(stats_subject("executor"), b"", timeout=5)
+    stats = msgspec.json.decode(reply.data)
+    assert stats["service"] == "executor"
+    assert set(stats["consumers"]) == {"AGORA_EVENTS/executor", "AGORA_DLQ/redrive-executor"}
+    assert stats["uptime_s"] >= 0
+
+    # The server as its monitoring port sees it: five services and this test connected.
+    server = (await gather_status(nc, monitor_url=nats_server.monitor_url))["server"]
+    assert server["server_name"] == "agora"
+    assert server["connections"] >= 6
+    unreachable = (await gather_status(nc, monitor_url="http://127.0.0.1:9"))["server"]
+    assert "monitor_error" in unreachable
+    assert unreachable["version"] == server["version"]  # from INFO, the same as /varz's
+    assert unreachable["jetstream"]["streams"] == 3  # what the JetStream API says still shows
+
+
+def test_the_embedded_servers_monitoring_url_is_found_through_its_discovery_file(
+    tmp_path: Path,
+) -> None:
+    embedded = replace(Settings(), data_dir=tmp_path)
+    assert monitor_url_of(embedded) is None  # no server.json: no server running
+    (tmp_path / "nats").mkdir()
+    (tmp_path / "nats" / "server.json").write_text(
+        json.dumps({"pid": 1, "url": "nats://127.0.0.1:4222", "monitor": "http://127.0.0.1:8222"})
+    )
+    assert monitor_url_of(embedded) == "http://127.0.0.1:8222"
+    external = replace(embedded, nats_urls=("nats://elsewhere:4222",))
+    assert monitor_url_of(external) is None  # only known for the embedded server
