@@ -28,6 +28,8 @@ __all__ = [
     "GoalRejected",
     "LlmRequested",
     "LlmResponded",
+    "MemoryCompacted",
+    "MemoryForgotten",
     "MemoryStored",
     "PlanCreated",
     "PlanRevised",
@@ -223,6 +225,37 @@ class MemoryStored(Event, frozen=True, kw_only=True, tag="memory_stored"):
     kind: str = "observation"
     source_event_id: str
     importance: float = 0.5
+    # Free-form labels that searches may filter on (e.g. the goal's metadata for a lesson).
+    metadata: dict[str, Any] = {}
+
+
+# -- memory: forgetting and working-memory compaction (memory service) -------------------
+
+
+class MemoryForgotten(Event, frozen=True, kw_only=True, tag="memory_forgotten"):
+    """A forget command, applied. ``key`` empty: everything learned from ``goal_id``.
+
+    ``goal_id`` is the goal the forgotten item came from; ``content_hash`` (when the item was
+    known) also forgets every copy of the same normalized text, stored before or after.
+    """
+
+    command_id: str
+    key: str = ""
+    content_hash: str = ""
+    reason: str = ""
+
+
+class MemoryCompacted(Event, frozen=True, kw_only=True, tag="memory_compacted"):
+    """A goal's working memory went over its token budget: its oldest observations (ordinals
+    below ``through_ordinal``) are replaced by ``summary``."""
+
+    through_ordinal: int
+    observations: int
+    summary: str
+    method: str = "extractive"
+    tokens_before: int
+    tokens_after: int
+    budget: int
 
 
 # -- LLM calls (recorded so that replay never calls a model) -----------------------------
@@ -282,6 +315,8 @@ AnyEvent = (
     | LlmResponded
     | EvaluationCompleted
     | ToolRefused
+    | MemoryForgotten
+    | MemoryCompacted
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -90,8 +90,10 @@ class MemoryItem(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     text: str
     score: float
-    goal_id: str
-    source_event_id: str
+    goal_id: str  # provenance: the goal the item was learned in
+    source_event_id: str  # provenance: the event it was learned from
+    kind: str = "observation"
+    recorded_at: datetime | None = None
 
 
 class TaskOutcome(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,16 +8,21 @@ import msgspec
 
 from events.catalog import EVENT_TYPES
 from events.commands import GoalCommand
+from events.memory_commands import INTAKE_MEMORY_FORGET, ForgetCommand
 from events.tools import BUILTIN_TOOLS
 
 __all__ = ["json_schemas"]
 
 
 def json_schemas() -> dict[str, Any]:
-    intake_schema, intake_defs = msgspec.json.schema_components([GoalCommand])
+    intake_schema, intake_defs = msgspec.json.schema_components([GoalCommand, ForgetCommand])
     event_schemas, event_defs = msgspec.json.schema_components(list(EVENT_TYPES.values()))
     return {
-        "intake": {"agora.intake.goal": intake_schema[0], "$defs": intake_defs},
+        "intake": {
+            "agora.intake.goal": intake_schema[0],
+            INTAKE_MEMORY_FORGET: intake_schema[1],
+            "$defs": intake_defs,
+        },
         "events": {
             "types": dict(zip(EVENT_TYPES, event_schemas, strict=True)),
             "$defs": event_defs,

@@ -22,6 +22,8 @@ from events.catalog import (
     GoalRejected,
     LlmRequested,
     LlmResponded,
+    MemoryCompacted,
+    MemoryForgotten,
     MemoryStored,
     PlanCreated,
     PlanRevised,
@@ -153,6 +155,19 @@ def _(e: TaskFailed) -> str:
 @_describe.register
 def _(e: MemoryStored) -> str:
     return f"remembered {e.key}"
+
+
+@_describe.register
+def _(e: MemoryForgotten) -> str:
+    return f"forgot {e.key}" if e.key else "forgot everything learned in this goal"
+
+
+@_describe.register
+def _(e: MemoryCompacted) -> str:
+    return (
+        f"compacted {e.observations} observation(s) ({e.method}): "
+        f"{e.tokens_before}→{e.tokens_after} tokens, budget {e.budget}"
+    )
 
 
 @_describe.register

@@ -81,6 +81,12 @@ class Settings:
     llm_prices: Path | None = None
     # The most think steps a ReAct task may take before it fails without an answer.
     react_max_steps: int = 8
+    # Memory (docs/memory.md): working-memory budget per goal, snapshot interval, embeddings.
+    memory_working_tokens: int = 2000
+    memory_snapshot_every: int = 5000
+    embeddings_url: str | None = None
+    embeddings_model: str = "text-embedding-3-small"
+    embeddings_key: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -133,6 +139,12 @@ class Settings:
             if env.get("AGORA_LLM_PRICES")
             else None,
             react_max_steps=_int(env, "AGORA_REACT_MAX_STEPS", 8),
+            memory_working_tokens=_int(env, "AGORA_MEMORY_WORKING_TOKENS", 2000),
+            memory_snapshot_every=_int(env, "AGORA_MEMORY_SNAPSHOT_EVERY", 5000),
+            embeddings_url=env.get("AGORA_EMBEDDINGS_URL", "").strip() or None,
+            embeddings_model=env.get("AGORA_EMBEDDINGS_MODEL", "").strip()
+            or "text-embedding-3-small",
+            embeddings_key=env.get("AGORA_EMBEDDINGS_KEY", "").strip() or None,
         )
         settings.check()
         return settings
@@ -162,6 +174,11 @@ class Settings:
             )
         if self.react_max_steps < 1:
             raise ConfigurationError("AGORA_REACT_MAX_STEPS must be at least 1")
+        if self.memory_working_tokens < 16 or self.memory_snapshot_every < 1:
+            raise ConfigurationError(
+                "AGORA_MEMORY_WORKING_TOKENS must be at least 16 and "
+                "AGORA_MEMORY_SNAPSHOT_EVERY at least 1"
+            )
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
@@ -185,11 +202,18 @@ class Settings:
             "AGORA_QUERY_MEMORY_LIMIT": self.query_memory_limit,
             "AGORA_PROJECTOR_BATCH": str(self.projector_batch),
             "AGORA_REACT_MAX_STEPS": str(self.react_max_steps),
+            "AGORA_MEMORY_WORKING_TOKENS": str(self.memory_working_tokens),
+            "AGORA_MEMORY_SNAPSHOT_EVERY": str(self.memory_snapshot_every),
+            "AGORA_EMBEDDINGS_MODEL": self.embeddings_model,
         }
         env["AGORA_LLM_PLAN_ATTEMPTS"] = str(self.llm_plan_attempts)
         env["AGORA_LLM_PLAN_MAX_TOKENS"] = str(self.llm_plan_max_tokens)
         if self.planner_prompts is not None:
             env["AGORA_PLANNER_PROMPTS"] = str(self.planner_prompts)
+        if self.embeddings_url:
+            env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
+        if self.embeddings_key:
+            env["AGORA_EMBEDDINGS_KEY"] = self.embeddings_key
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
         env.update(self._llm_env())

@@ -366,6 +366,8 @@ class StreamReader:
     wire: bool = True
     # How long recovery (server restart, consumer lost) keeps trying before giving up.
     recover_timeout_s: float = 30.0
+    # Subjects read besides ``filter_subject`` (one consumer, one ordered read of them all).
+    more_filter_subjects: tuple[str, ...] = ()
     _consumer: str | None = None
     _transport: _Transport | None = None
     _refusal: str | None = None
@@ -389,6 +391,11 @@ class StreamReader:
     @property
     def _waiting_body(self) -> bytes:
         return json.dumps({"batch": self.batch, "expires": int(self.linger_s * 1e9)}).encode()
+
+    @property
+    def consumer(self) -> str | None:
+        """The name of the ephemeral consumer read right now (None while recreating it)."""
+        return self._consumer
 
     @property
     def uses_wire(self) -> bool:
@@ -462,7 +469,12 @@ class StreamReader:
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=max(1, self._next_seq),
                 ack_policy=AckPolicy.NONE,
-                filter_subject=self.filter_subject,
+                filter_subject=None if self.more_filter_subjects else self.filter_subject,
+                filter_subjects=(
+                    [self.filter_subject, *self.more_filter_subjects]
+                    if self.more_filter_subjects
+                    else None
+                ),
                 mem_storage=True,
                 inactive_threshold=60.0,
                 # +1: the server may count a request it has just filled as still waiting

@@ -23,6 +23,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from events.errors import ConfigurationError
+from events.memory_commands import INTAKE_MEMORY_FORGET
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_GOAL, INTAKE_STREAM, event_type_filter
 from infra.settings import MiB, Settings
 
@@ -69,9 +70,10 @@ SERVICE_CONSUMERS: dict[str, tuple[ConsumerSpec, ...]] = {
         ConsumerSpec(
             EVENTS_STREAM,
             "memory",
-            _events("context_requested", "task_completed"),
-            "memory: context requests and observations",
+            _events("context_requested", "task_completed", "goal_completed"),
+            "memory: context requests, observations and lessons",
         ),
+        ConsumerSpec(INTAKE_STREAM, "memory", (INTAKE_MEMORY_FORGET,), "memory: forget commands"),
     ),
     "evaluator": (
         ConsumerSpec(

@@ -36,7 +36,10 @@ async def replay_into(
     until_seq: int | None = None,
     until_time: datetime | None = None,
     goal_id: str | None = None,
-    batch: int = 50_000,
+    # At least one DuckDB row group (122,880 rows): a batch that fills one is compressed and
+    # written straight to the file instead of through the write-ahead log and a later
+    # checkpoint, which costs a third of the CPU of a 50,000-event batch.
+    batch: int = 131_072,
     on_progress: Callable[[ReplayProgress], None] | None = None,
 ) -> ReplayProgress:
     """Apply the stream from the store's checkpoint up to the limits; returns the final progress.

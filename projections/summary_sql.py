@@ -75,6 +75,11 @@ SUMMARY_FIELDS: dict[str, object] = {
     "result": "VARCHAR",
     "verdict": "VARCHAR",
     "score": "DOUBLE",
+    "observations": "BIGINT",
+    "method": "VARCHAR",
+    "tokens_before": "BIGINT",
+    "tokens_after": "BIGINT",
+    "budget": "BIGINT",
 }
 SUMMARY_DOC = "doc"
 
@@ -91,6 +96,8 @@ def _json_length(expr: str) -> str:
 def _or(expr: str, default: str) -> str:
     return f"coalesce({expr}, {default})"
 
+
+_EMPTY = "''"
 
 _DESCRIPTIONS: dict[str, str] = {
     "goal_accepted": f"'accepted: ' || {clip_sql(_f('text'), 60)}",
@@ -131,6 +138,15 @@ _DESCRIPTIONS: dict[str, str] = {
         f"{clip_sql(_f('error'), 60)}"
     ),
     "memory_stored": f"'remembered ' || {_f('key')}",
+    "memory_forgotten": (
+        f"CASE WHEN {_or(_f('key'), _EMPTY)} = '' THEN 'forgot everything learned in this goal' "
+        f"ELSE 'forgot ' || {_f('key')} END"
+    ),
+    "memory_compacted": (
+        f"'compacted ' || {_text(_f('observations'))} || ' observation(s) (' || {_f('method')} || "
+        f"'): ' || {_text(_f('tokens_before'))} || '→' || {_text(_f('tokens_after'))} || "
+        f"' tokens, budget ' || {_text(_f('budget'))}"
+    ),
     "llm_requested": f"'asked ' || {_f('model')} || ' (' || {_f('purpose')} || ')'",
     "llm_responded": (
         f"{_f('model')} || ' answered (' || {_text(_or(_f('tokens_in'), '0'))} || '→' || "

@@ -1,16 +1,44 @@
-"""The memory service's decisions: what to remember, and what context to hand back. Pure."""
+"""The memory service's decisions: what to remember, what context to hand back, what to
+forget, and when a goal's working memory is compacted. Pure."""
 
 from __future__ import annotations
 
-from events.catalog import ContextProvided, ContextRequested, MemoryStored, TaskCompleted
-from events.model import Stamp
-from services.memory.index import MemoryIndex
+from collections.abc import Sequence
 
-__all__ = ["MAX_OBSERVATION_OUTPUT_CHARS", "observe", "provide_context"]
+from events.catalog import (
+    ContextProvided,
+    ContextRequested,
+    EvaluationCompleted,
+    GoalAccepted,
+    GoalCompleted,
+    MemoryCompacted,
+    MemoryForgotten,
+    MemoryStored,
+    TaskCompleted,
+)
+from events.memory_commands import ForgetCommand
+from events.model import Event, Stamp
+from events.subjects import SUBJECT_TOKEN
+from services.memory.longterm import LongTermMemory
+from services.memory.working import CHARS_PER_TOKEN, CompactionPlan
+
+__all__ = [
+    "LESSON_IMPORTANCE",
+    "MAX_OBSERVATION_OUTPUT_CHARS",
+    "UNATTRIBUTED_GOAL",
+    "compaction",
+    "forget",
+    "learn_lessons",
+    "observe",
+    "provide_context",
+]
 
 # Long tool outputs (a fetched page, a file) would dominate the index and bloat every
 # context_provided event that quotes them; the beginning is what later plans need.
 MAX_OBSERVATION_OUTPUT_CHARS = 2000
+LESSON_IMPORTANCE = 0.8
+# The goal id of a memory_forgotten whose key belongs to no goal memory knows of.
+UNATTRIBUTED_GOAL = "_memory"
 
 
 def observe(event: TaskCompleted, stamp: Stamp) -> list[MemoryStored]:
@@ -27,11 +55,104 @@ def observe(event: TaskCompleted, stamp: Stamp) -> list[MemoryStored]:
     ]
 
 
-def provide_context(index: MemoryIndex, request: ContextRequested, stamp: Stamp) -> ContextProvided:
-    """Answer a context request with the best matches, from every goal including the asker's."""
+def learn_lessons(
+    history: Sequence[Event], completed: GoalCompleted, stamp: Stamp
+) -> list[MemoryStored]:
+    """A goal that succeeded after revisions teaches what the evaluator asked to change.
+
+    One lesson per ``revise`` verdict before the accepted iteration, with that verdict as
+    its source and the goal's metadata as the lesson's.
+    """
+    if completed.iterations <= 1:
+        return []
+    goal = next((e for e in history if isinstance(e, GoalAccepted)), None)
+    goal_text = " ".join(goal.text.split())[:200] if goal else completed.goal_id
+    revisions = [
+        e
+        for e in history
+        if isinstance(e, EvaluationCompleted)
+        and e.verdict == "revise"
+        and e.iteration < completed.iterations
+    ]
+    return [
+        MemoryStored(
+            **stamp.envelope("memory_stored", "lesson", verdict.iteration),
+            key=f"{completed.goal_id}/lesson/{verdict.iteration}",
+            text=(
+                f'lesson from "{goal_text}": {verdict.feedback} '
+                f"(revised after iteration {verdict.iteration}, then accepted)"
+            ),
+            kind="lesson",
+            source_event_id=verdict.event_id,
+            importance=LESSON_IMPORTANCE,
+            metadata=dict(goal.metadata) if goal else {},
+        )
+        for verdict in revisions
+    ]
+
+
+def provide_context(
+    memory: LongTermMemory,
+    request: ContextRequested,
+    stamp: Stamp,
+    *,
+    dense: Sequence[int] | None = None,
+) -> ContextProvided:
+    """Answer a context request with the best matches from every goal, with provenance.
+
+    Recency is measured at the request's own time, so the answer replays identically.
+    """
     return ContextProvided(
         **stamp.envelope("context_provided", "context", request.event_id),
         request_id=request.event_id,
         iteration=request.iteration,
-        items=tuple(index.search(request.query, request.k)),
+        items=tuple(memory.search(request.query, request.k, now=request.occurred_at, dense=dense)),
+    )
+
+
+def forget(memory: LongTermMemory, command: ForgetCommand, stamp: Stamp) -> MemoryForgotten:
+    """Turn a validated forget command into the event that makes it so.
+
+    ``stamp.goal_id`` is ignored: the event belongs to the goal the item came from (the
+    goal named by the command, the key's first segment, or ``UNATTRIBUTED_GOAL``).
+    """
+    if command.goal_id is not None:
+        goal_id, key, digest = command.goal_id, "", ""
+    else:
+        assert command.key is not None
+        key = command.key
+        item = memory.lookup(key)
+        prefix = key.split("/", 1)[0]
+        known_goal = prefix if SUBJECT_TOKEN.match(prefix) else UNATTRIBUTED_GOAL
+        goal_id = item.goal_id if item else known_goal
+        digest = item.content_hash if item else ""
+    envelope = {
+        **stamp.envelope("memory_forgotten", command.command_id, key, goal_id),
+        "goal_id": goal_id,
+        "correlation_id": goal_id,
+    }
+    return MemoryForgotten(
+        **envelope,
+        command_id=command.command_id,
+        key=key,
+        content_hash=digest,
+        reason=command.reason,
+    )
+
+
+def compaction(
+    plan: CompactionPlan, summary: str, method: str, budget: int, stamp: Stamp
+) -> MemoryCompacted:
+    """Record a compaction of ``stamp.goal_id``'s working memory. ``summary`` is cut to the
+    plan's summary budget, so the goal ends within its budget whatever wrote the summary."""
+    summary = summary[: plan.summary_budget * CHARS_PER_TOKEN]
+    return MemoryCompacted(
+        **stamp.envelope("memory_compacted", "compact", plan.through_ordinal),
+        through_ordinal=plan.through_ordinal,
+        observations=len(plan.texts),
+        summary=summary,
+        method=method,
+        tokens_before=plan.tokens_before,
+        tokens_after=plan.tokens_after(summary),
+        budget=budget,
     )

@@ -1,44 +1,274 @@
-"""Composition root of memory: an in-memory index rebuilt from the log at start-up."""
+"""Composition root of memory: the follower's read model, the decisions, the adapters.
+
+Inputs (durable consumer ``memory``): ``context_requested``, ``task_completed`` and
+``goal_completed`` from the event log, one goal at a time (so a goal's compactions are decided
+in order), and forget commands from ``agora.intake.memory.forget``. Reads: ``agora.memory.query``
+(queue group ``memory``) answers search, stats and working-memory requests.
+"""
 
 from __future__ import annotations
 
-from events.catalog import ContextRequested, MemoryStored, TaskCompleted
+import asyncio
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+
+from events.catalog import ContextRequested, GoalCompleted, TaskCompleted
 from events.codec import decode_event
+from events.memory_commands import parse_forget_command
 from events.model import Stamp
-from events.subjects import EVENTS_STREAM, event_type_filter
-from infra.bus import read_events
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_id_from_subject
 from infra.consume import Delivery
+from infra.embeddings import HttpEmbedder
 from infra.logging import get_logger
 from infra.runner import ServiceContext, ServiceParts, Subscription
-from services.memory.decide import observe, provide_context
-from services.memory.index import MemoryIndex
+from infra.snapshots import MEMORY_SNAPSHOTS, SnapshotStore
+from infra.vectors import VectorStore
+from services.memory.decide import (
+    UNATTRIBUTED_GOAL,
+    compaction,
+    forget,
+    learn_lessons,
+    observe,
+    provide_context,
+)
+from services.memory.follower import IndexFollower
+from services.memory.longterm import Item, SearchFilter
+from services.memory.ports import ExtractiveSummarizer, Summarizer
+from services.memory.protocol import (
+    MEMORY_QUERY,
+    MEMORY_QUERY_GROUP,
+    MemoryReply,
+    MemoryRequest,
+    decode_request,
+    encode,
+)
+from services.memory.working import GoalWorkingMemory, plan_compaction
 
-__all__ = ["build"]
+__all__ = ["DenseRetrieval", "MemoryService", "build"]
 
 log = get_logger("agora.memory")
+# How long a decision waits for the read model to reach what it must see (then it is retried).
+CATCH_UP_TIMEOUT_S = 10.0
+MAX_K = 100
+DENSE_CANDIDATES = 50
+FORGET_CONCURRENCY = 8
+
+
+class DenseRetrieval:
+    """Embeds what memory stores and ranks items by cosine similarity to a query.
+
+    Best effort: if the endpoint fails, items wait to be embedded with the next batch, and
+    searches rank lexically (BM25) alone rather than fail.
+    """
+
+    def __init__(
+        self, embedder: HttpEmbedder, vectors: VectorStore, follower: IndexFollower
+    ) -> None:
+        self._embedder = embedder
+        self._vectors = vectors
+        self._follower = follower
+        self._waiting: dict[str, str] = {}  # content hash -> text, not embedded yet
+
+    async def items_added(self, items: list[Item]) -> None:
+        for item in items:
+            self._waiting[item.content_hash] = item.text
+        missing = await asyncio.to_thread(self._vectors.missing, list(self._waiting))
+        if not missing:
+            self._waiting.clear()
+            return
+        try:
+            vectors = await self._embedder.embed([self._waiting[h] for h in missing])
+            await asyncio.to_thread(self._vectors.add, missing, vectors)
+        except Exception as exc:
+            log.warning("memory_embedding_failed", error=repr(exc), waiting=len(missing))
+            return
+        self._waiting.clear()
+
+    async def rank(self, query: str) -> list[int] | None:
+        """Item ids by similarity to ``query``, best first; None if the endpoint failed."""
+        try:
+            [vector] = await self._embedder.embed([query])
+        except Exception as exc:
+            log.warning("memory_query_embedding_failed", error=repr(exc))
+            return None
+        hashes = await asyncio.to_thread(self._vectors.nearest, vector, DENSE_CANDIDATES)
+        ltm = self._follower.state.long_term
+        return [item.item_id for h in hashes if (item := ltm.item_for_hash(h)) is not None]
+
+    async def vector_count(self) -> int:
+        return await asyncio.to_thread(len, self._vectors)
+
+    async def close(self) -> None:
+        await self._embedder.close()
+        self._vectors.close()
+
+
+class MemoryService:
+    """The memory service's handlers, over one follower (the read model) and its ports."""
+
+    def __init__(self, ctx: ServiceContext, summarizer: Summarizer | None = None) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()
+        self.dense: DenseRetrieval | None = None
+        self.follower = IndexFollower(
+            ctx.nc, snapshot_every=self.settings.memory_snapshot_every, items_added=self._added
+        )
+        if self.settings.embeddings_url:
+            path = self.settings.data_dir / "memory" / "vectors.duckdb"
+            vectors = VectorStore(path, self.settings.embeddings_model)
+            self.dense = DenseRetrieval(HttpEmbedder(self.settings), vectors, self.follower)
+
+    async def _added(self, items: list[Item]) -> None:
+        if self.dense is not None:
+            await self.dense.items_added(items)
+
+    async def start(self) -> None:
+        self.follower.snapshots = await SnapshotStore.open(
+            self.ctx.js, self.settings, MEMORY_SNAPSHOTS
+        )
+        await self.follower.load()
+
+    async def stop(self) -> None:
+        if self.dense is not None:
+            await self.dense.close()
+
+    async def _dense_rank(self, query: str) -> list[int] | None:
+        return await self.dense.rank(query) if self.dense is not None else None
+
+    # -- the log's events ------------------------------------------------------------------
+
+    async def on_event(self, delivery: Delivery) -> None:
+        event = decode_event(delivery.data)
+        stamp = Stamp.caused_by(event, producer=self.ctx.producer, now=self.ctx.now())
+        follower = self.follower
+        if isinstance(event, ContextRequested):
+            # Everything stored before the request must be there to be recalled.
+            await follower.wait_current(CATCH_UP_TIMEOUT_S)
+            ranked = await self._dense_rank(event.query)
+            context = provide_context(follower.state.long_term, event, stamp, dense=ranked)
+            await self.ctx.publish([context])
+        elif isinstance(event, TaskCompleted):
+            acks = await self.ctx.publish(observe(event, stamp))
+            await follower.wait_applied(acks[-1].seq, CATCH_UP_TIMEOUT_S)
+            await self._compact_if_over_budget(event.goal_id, stamp)
+        elif isinstance(event, GoalCompleted) and event.iterations > 1:
+            history = await self.ctx.goal_log.load(event.goal_id)
+            await self.ctx.publish(learn_lessons(history, event, stamp))
+
+    async def _compact_if_over_budget(self, goal_id: str, stamp: Stamp) -> None:
+        budget = self.settings.memory_working_tokens
+        plan = plan_compaction(self.follower.state.working_memory(goal_id), budget)
+        if plan is None:
+            return
+        summary = await self.summarizer.summarize(
+            plan.previous_summary, plan.texts, plan.summary_budget
+        )
+        acks = await self.ctx.publish(
+            [compaction(plan, summary, self.summarizer.method, budget, stamp)]
+        )
+        # The goal's next observation must see this compaction folded in.
+        await self.follower.wait_applied(acks[-1].seq, CATCH_UP_TIMEOUT_S)
+
+    async def on_forget(self, delivery: Delivery) -> None:
+        command = parse_forget_command(delivery.data)  # DecodeError: to the DLQ, with why
+        await self.follower.wait_current(CATCH_UP_TIMEOUT_S)
+        goal_id = command.goal_id or UNATTRIBUTED_GOAL
+        stamp = Stamp(
+            producer=self.ctx.producer,
+            goal_id=goal_id,
+            occurred_at=self.ctx.now(),
+            causation_id=None,
+            correlation_id=goal_id,
+        )
+        event = forget(self.follower.state.long_term, command, stamp)
+        await self.ctx.publish([event])
+        log.info("memory_forget", key=event.key, goal_id=event.goal_id)
+
+    # -- direct reads (agora.memory.query) ---------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        sub = await self.ctx.nc.subscribe(
+            MEMORY_QUERY, queue=MEMORY_QUERY_GROUP, cb=self._on_request
+        )
+        try:
+            await stop.wait()
+        finally:
+            await sub.unsubscribe()
+
+    async def _on_request(self, msg: Msg) -> None:
+        try:
+            reply = await self.answer(decode_request(msg.data))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reply = MemoryReply(error=f"not a memory request: {exc}")
+        except Exception as exc:
+            log.exception("memory_request_failed")
+            reply = MemoryReply(error=f"the memory request failed: {exc!r}")
+        if msg.reply:
+            await msg.respond(encode(reply))
+
+    async def answer(self, request: MemoryRequest) -> MemoryReply:
+        state = self.follower.state
+        if request.op == "stats":
+            stats = {
+                **state.stats(),
+                "snapshot_seq": self.follower.snapshot_seq,
+                "replayed_at_start": self.follower.replayed_at_start,
+                "retrieval": "hybrid (bm25 + dense, rrf)" if self.dense else "bm25",
+                "vectors": await self.dense.vector_count() if self.dense else 0,
+            }
+            return MemoryReply(stats=stats)
+        if request.op == "working":
+            if not request.goal_id:
+                return MemoryReply(error="a working-memory request names a goal_id")
+            return MemoryReply(working=self.working_view(request.goal_id))
+        where = SearchFilter(
+            goal_id=request.goal_id,
+            kinds=request.kinds,
+            metadata=request.metadata,
+            since=request.since,
+            until=request.until,
+        )
+        ranked = await self._dense_rank(request.query)
+        k = max(1, min(request.k, MAX_K))
+        now = request.as_of or self.ctx.now()
+        return MemoryReply(
+            items=state.long_term.search(request.query, k, where=where, now=now, dense=ranked)
+        )
+
+    def working_view(self, goal_id: str) -> dict[str, Any]:
+        wm = self.follower.state.working.get(goal_id) or GoalWorkingMemory()
+        return {
+            "goal_id": goal_id,
+            "budget": self.settings.memory_working_tokens,
+            "tokens": wm.tokens,
+            "summary": wm.summary,
+            "compactions": wm.compactions,
+            "compacted_through": wm.compacted_through,
+            "observed": wm.next_ordinal,
+            "observations": [
+                {"ordinal": o.ordinal, "key": o.key, "text": o.text, "tokens": o.tokens}
+                for o in wm.observations
+            ],
+        }
+
+
+def per_goal(delivery: Delivery) -> str | None:
+    return goal_id_from_subject(delivery.subject)
 
 
 def build(ctx: ServiceContext) -> ServiceParts:
-    index = MemoryIndex()
-
-    async def rebuild_index() -> None:
-        async for _, event in read_events(ctx.nc, event_type_filter("memory_stored")):
-            if isinstance(event, MemoryStored):
-                index.add(event)
-        log.info("memory_index_rebuilt", items=len(index))
-
-    async def handle(delivery: Delivery) -> None:
-        event = decode_event(delivery.data)
-        stamp = Stamp.caused_by(event, producer=ctx.producer, now=ctx.now())
-        if isinstance(event, ContextRequested):
-            await ctx.publish([provide_context(index, event, stamp)])
-        elif isinstance(event, TaskCompleted):
-            stored = observe(event, stamp)
-            await ctx.publish(stored)
-            for item in stored:
-                index.add(item)
-
+    service = MemoryService(ctx)
     return ServiceParts(
-        [Subscription(ctx.spec(EVENTS_STREAM), handle, ctx.settings.concurrency)],
-        on_start=rebuild_index,
+        [
+            Subscription(
+                ctx.spec(EVENTS_STREAM), service.on_event, ctx.settings.concurrency, per_goal
+            ),
+            Subscription(ctx.spec(INTAKE_STREAM), service.on_forget, FORGET_CONCURRENCY),
+        ],
+        on_start=service.start,
+        on_stop=service.stop,
+        tasks=[service.follower.follow, service.serve],
     )

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from events.catalog import ContextProvided, ContextRequested, MemoryStored, TaskCompleted
+import pytest
+
+from events.catalog import (
+    ContextProvided,
+    ContextRequested,
+    EvaluationCompleted,
+    GoalAccepted,
+    GoalCompleted,
+    MemoryStored,
+    TaskCompleted,
+)
 from events.codec import decode_event, encode
+from events.errors import DecodeError
+from events.memory_commands import ForgetCommand, parse_forget_command
 from events.model import Stamp, event_type
-from services.memory.decide import observe, provide_context
-from services.memory.index import MemoryIndex
+from services.memory.decide import (
+    UNATTRIBUTED_GOAL,
+    forget,
+    learn_lessons,
+    observe,
+    provide_context,
+)
+from services.memory.longterm import LongTermMemory as MemoryIndex
+from services.memory.longterm import content_hash
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LATER = datetime(2024, 5, 1, 13, 0, tzinfo=UTC)
@@ -62,7 +81,7 @@ def index_of(*completed: TaskCompleted) -> MemoryIndex:
     index = MemoryIndex()
     for event in completed:
         for memory in observe_at(event):
-            index.add(memory)
+            index.store(memory)
     return index
 
 
@@ -153,3 +172,105 @@ def test_answering_the_same_request_again_gives_the_same_event_id() -> None:
 
     assert again.event_id == first.event_id
     assert answer(MemoryIndex(), context_requested(event_id="cr-2")).event_id != first.event_id
+
+
+# -- lessons, forgetting --------------------------------------------------------------------
+
+
+def _envelope(event_id: str, goal_id: str = "g-5") -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "goal_id": goal_id,
+        "occurred_at": NOW,
+        "causation_id": None,
+        "correlation_id": goal_id,
+        "producer": "planner@0.1.0",
+    }
+
+
+def test_a_goal_accepted_after_a_revision_teaches_the_evaluators_feedback() -> None:
+    history = [
+        GoalAccepted(**_envelope("ga"), command_id="c", text="deploy  alpha", metadata={"t": 1}),
+        EvaluationCompleted(
+            **_envelope("ev-1"),
+            request_id="r1",
+            iteration=1,
+            verdict="revise",
+            score=0.2,
+            feedback="result must mention the version",
+        ),
+        EvaluationCompleted(
+            **_envelope("ev-2"),
+            request_id="r2",
+            iteration=2,
+            verdict="accept",
+            score=1.0,
+            feedback="ok",
+        ),
+    ]
+    completed = GoalCompleted(**_envelope("gc"), result="v2 deployed", iterations=2, score=1.0)
+    stamp = Stamp.caused_by(completed, producer=PRODUCER, now=NOW)
+
+    [lesson] = learn_lessons(history, completed, stamp)
+
+    assert lesson.kind == "lesson"
+    assert lesson.key == "g-5/lesson/1"
+    assert lesson.source_event_id == "ev-1"
+    assert "result must mention the version" in lesson.text
+    assert '"deploy alpha"' in lesson.text
+    assert lesson.metadata == {"t": 1}
+    assert learn_lessons(history, completed, stamp)[0].event_id == lesson.event_id
+
+
+def test_a_goal_accepted_at_once_teaches_no_lesson() -> None:
+    completed = GoalCompleted(**_envelope("gc"), result="r", iterations=1, score=1.0)
+
+    assert (
+        learn_lessons([], completed, Stamp.caused_by(completed, producer=PRODUCER, now=NOW)) == []
+    )
+
+
+def _forget_stamp() -> Stamp:
+    return Stamp(
+        producer=PRODUCER,
+        goal_id="_memory",
+        occurred_at=NOW,
+        causation_id=None,
+        correlation_id="_memory",
+    )
+
+
+def test_forgetting_a_known_key_belongs_to_its_goal_and_names_its_text() -> None:
+    index = index_of(task_completed(goal_id="g-1", output="secret"))
+    command = ForgetCommand(command_id="c-9", key="g-1/2/s1", reason="leaked")
+
+    event = forget(index, command, _forget_stamp())
+
+    assert (event.goal_id, event.key, event.reason) == ("g-1", "g-1/2/s1", "leaked")
+    assert event.content_hash == content_hash("calculator -> secret")
+    assert forget(index, command, _forget_stamp()).event_id == event.event_id
+
+
+def test_forgetting_an_unknown_key_or_a_goal() -> None:
+    unknown = forget(MemoryIndex(), ForgetCommand(command_id="c", key="g-4/1/s1"), _forget_stamp())
+    odd = forget(MemoryIndex(), ForgetCommand(command_id="c", key="no goal.here"), _forget_stamp())
+    goal = forget(MemoryIndex(), ForgetCommand(command_id="c", goal_id="g-7"), _forget_stamp())
+
+    assert (unknown.goal_id, unknown.content_hash) == ("g-4", "")
+    assert odd.goal_id == UNATTRIBUTED_GOAL
+    assert (goal.goal_id, goal.key) == ("g-7", "")
+
+
+def test_a_forget_command_names_exactly_one_of_key_or_goal() -> None:
+    for bad in (
+        b"{}",
+        b'{"command_id": "c"}',
+        b'{"command_id": "c", "key": "k", "goal_id": "g"}',
+        b'{"command_id": "c", "goal_id": "a.b"}',
+        b"not json",
+        b'{"command_id": "c", "kee": "k"}',
+    ):
+        with pytest.raises(DecodeError):
+            parse_forget_command(bad)
+
+    assert parse_forget_command(b'{"command_id": "c", "key": "k"}').key == "k"

@@ -20,6 +20,8 @@ from events.catalog import (
     GoalRejected,
     LlmRequested,
     LlmResponded,
+    MemoryCompacted,
+    MemoryForgotten,
     MemoryStored,
     PlanCreated,
     PlanRevised,
@@ -92,6 +94,16 @@ def corpus() -> Iterator[Event]:
         yield TaskCompleted(**task(n), output=text, attempts=1, duration_ms=2.0)
         yield TaskFailed(**task(n), error=text, attempts=3, duration_ms=3.0)
         yield MemoryStored(**envelope(n), key=f"k/{text[:10]}", text=text, source_event_id="e")
+        yield MemoryForgotten(**envelope(n), command_id="c", key=text[:20])
+        yield MemoryCompacted(
+            **envelope(n),
+            through_ordinal=n,
+            observations=n * 7,
+            summary=text,
+            tokens_before=1000 + n,
+            tokens_after=400,
+            budget=800,
+        )
         yield LlmRequested(**envelope(n), provider="p", model="m-1", request_hash="h", purpose=text)
         yield EvaluationRequested(
             **envelope(n),
