@@ -98,6 +98,11 @@ class Settings:
     query_max_rows: int = 10_000
     query_memory_limit: str = "512MB"
     projector_batch: int = 10_000
+    # The LLM planner (used when an LLM is configured): requests per plan, tokens per request,
+    # and an optional directory of prompt templates overriding the packaged ones.
+    llm_plan_attempts: int = 3
+    llm_plan_max_tokens: int = 4096
+    planner_prompts: Path | None = None
     # LLM providers (docs/llm.md): the primary endpoint, then the ordered fallbacks.
     # No base URL and no provider configured: no LLM, the rule-based strategies run.
     llm_endpoints: tuple[LlmEndpoint, ...] = ()
@@ -168,6 +173,11 @@ class Settings:
             query_max_rows=_int(env, "AGORA_QUERY_MAX_ROWS", 10_000),
             query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
             projector_batch=_int(env, "AGORA_PROJECTOR_BATCH", 10_000),
+            llm_plan_attempts=_int(env, "AGORA_LLM_PLAN_ATTEMPTS", 3),
+            llm_plan_max_tokens=_int(env, "AGORA_LLM_PLAN_MAX_TOKENS", 4096),
+            planner_prompts=Path(env["AGORA_PLANNER_PROMPTS"]).expanduser()
+            if env.get("AGORA_PLANNER_PROMPTS")
+            else None,
             llm_endpoints=_llm_endpoints(env),
             llm_timeout_s=_float(env, "AGORA_LLM_TIMEOUT_S", 60.0),
             llm_retries=_int(env, "AGORA_LLM_RETRIES", 2),
@@ -207,6 +217,10 @@ class Settings:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:
             raise ConfigurationError("AGORA_CONCURRENCY values must be at least 1")
+        if self.llm_plan_attempts < 1 or self.llm_plan_max_tokens < 1:
+            raise ConfigurationError(
+                "AGORA_LLM_PLAN_ATTEMPTS and AGORA_LLM_PLAN_MAX_TOKENS must be at least 1"
+            )
         if self.llm_timeout_s <= 0 or self.llm_concurrency < 1:
             raise ConfigurationError(
                 "AGORA_LLM_TIMEOUT_S must be positive and AGORA_LLM_CONCURRENCY at least 1"
@@ -259,6 +273,10 @@ class Settings:
             "AGORA_SANDBOX_PROCESSES": str(self.sandbox_processes),
             "AGORA_SANDBOX_WALL_S": str(self.sandbox_wall_s),
         }
+        env["AGORA_LLM_PLAN_ATTEMPTS"] = str(self.llm_plan_attempts)
+        env["AGORA_LLM_PLAN_MAX_TOKENS"] = str(self.llm_plan_max_tokens)
+        if self.planner_prompts is not None:
+            env["AGORA_PLANNER_PROMPTS"] = str(self.planner_prompts)
         if self.embeddings_url:
             env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
         if self.embeddings_key:

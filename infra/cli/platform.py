@@ -17,6 +17,7 @@ from events.schema import json_schemas
 from events.subjects import goal_events_filter
 from events.summary import summarize
 from infra.cli.common import app, load_settings, out, run, stop_on_signals
+from infra.settings import Settings
 from projections.protocol import QueryReply
 
 __all__ = ["demo", "goal", "schema", "service", "tail", "up"]
@@ -38,7 +39,8 @@ def demo() -> None:
 
     settings = load_settings()
     out.print("[bold]agora demo[/]: embedded nats-server + planner, executor, memory, evaluator,")
-    out.print("projector; three sample goals, then their trajectories from the DuckDB projection\n")
+    out.print("projector; three sample goals, then their trajectories from the DuckDB projection")
+    out.print(_llm_line(settings) + "\n")
     report = run(run_demo(settings))
     for goal in report.goals:
         colour = "green" if isinstance(goal.outcome, GoalCompleted) else "red"
@@ -55,6 +57,13 @@ def demo() -> None:
     else:
         out.print("[red]a sample goal did not complete[/]")
     raise typer.Exit(0 if report.all_completed else 1)
+
+
+def _llm_line(settings: Settings) -> str:
+    if not settings.llm_endpoints:
+        return "no LLM configured (AGORA_LLM_BASE_URL unset): the rule-based strategies run"
+    chain = " -> ".join(f"{e.name} at {e.base_url}" for e in settings.llm_endpoints)
+    return f"LLM: {chain}; the planner, ReAct tasks and the judge ask it"
 
 
 @app.command()
@@ -131,6 +140,12 @@ def goal(
     ] = None,
     goal_id: Annotated[str | None, typer.Option("--goal-id")] = None,
     max_iterations: Annotated[int | None, typer.Option("--max-iterations")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="LLM token budget of the goal")
+    ] = None,
+    max_cost_usd: Annotated[
+        float | None, typer.Option("--max-cost-usd", help="LLM cost budget of the goal")
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="follow the goal live to its outcome")
     ] = False,
@@ -150,6 +165,10 @@ def goal(
         command["goal_id"] = goal_id
     if max_iterations:
         command["max_iterations"] = max_iterations
+    if max_tokens is not None:
+        command["max_tokens"] = max_tokens
+    if max_cost_usd is not None:
+        command["max_cost_usd"] = max_cost_usd
     settings = load_settings()
 
     async def work() -> int:
