@@ -19,6 +19,7 @@ __all__ = [
     "SleepArgs",
     "ToolSpec",
     "WriteFileArgs",
+    "AppendLineArgs",
 ]
 
 
@@ -51,6 +52,11 @@ class WriteFileArgs(_Args):
     content: str = Field(max_length=1_000_000)
 
 
+class AppendLineArgs(_Args):
+    path: str = Field(min_length=1, max_length=1024, description="relative to the workspace")
+    line: str = Field(max_length=100_000, pattern=r"^[^\n]*$", description="one line, no newline")
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     name: str
@@ -71,6 +77,12 @@ BUILTIN_TOOLS: dict[str, ToolSpec] = {
         ToolSpec("read_file", "read a text file from the workspace", ReadFileArgs),
         ToolSpec(
             "write_file", "write a text file in the workspace", WriteFileArgs, side_effects=True
+        ),
+        ToolSpec(
+            "append_line",
+            "append one line to a text file in the workspace",
+            AppendLineArgs,
+            side_effects=True,
         ),
     )
 }

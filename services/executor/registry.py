@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from events.errors import ToolError
 from events.tools import BUILTIN_TOOLS, ToolSpec
 from services.executor.tools import (
+    append_line,
     calculator,
     echo,
     http_get,
@@ -32,6 +33,7 @@ _BUILTIN_IMPLEMENTATIONS: dict[str, ToolImplementation] = {
     "http_get": http_get.run,
     "read_file": read_file.run,
     "write_file": write_file.run,
+    "append_line": append_line.run,
 }
 
 
