@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "BUILTIN_TOOLS",
+    "AppendLineArgs",
     "CalculatorArgs",
     "EchoArgs",
     "HttpGetArgs",
@@ -19,7 +20,6 @@ __all__ = [
     "SleepArgs",
     "ToolSpec",
     "WriteFileArgs",
-    "AppendLineArgs",
 ]
 
 

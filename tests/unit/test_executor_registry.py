@@ -17,7 +17,15 @@ from services.executor.tools.context import ToolContext
 def test_builtin_registry_offers_every_builtin_tool() -> None:
     specs = ToolRegistry.builtin().specs()
 
-    assert set(specs) == {"calculator", "echo", "sleep", "http_get", "read_file", "write_file", "append_line"}
+    assert set(specs) == {
+        "calculator",
+        "echo",
+        "sleep",
+        "http_get",
+        "read_file",
+        "write_file",
+        "append_line",
+    }
     assert specs == BUILTIN_TOOLS
     assert specs["write_file"].side_effects is True
 
