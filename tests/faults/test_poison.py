@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -44,11 +45,13 @@ class FailsForThePoisonGoal(EventPublisher):
     async def tried(cls) -> bool:
         return cls.calls >= 1
 
-    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list[PubAck]:
+    async def __call__(
+        self, events: Sequence[Event], *, new_goal: bool = False, **guard: Any
+    ) -> list[PubAck]:
         if events and events[0].goal_id == POISON and isinstance(events[0], PlanCreated):
             FailsForThePoisonGoal.calls += 1
             raise PoisonError("planning this goal always fails (injected)")
-        return await super().__call__(events, new_goal=new_goal)
+        return await super().__call__(events, new_goal=new_goal, **guard)
 
 
 async def finished_in_window(nc: NatsClient, before: int, window_s: float) -> int:
