@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["AgoraError", "ConfigurationError", "DecodeError", "ToolError"]
+__all__ = [
+    "AgoraError",
+    "ConcurrentWriteError",
+    "ConfigurationError",
+    "DecodeError",
+    "ToolError",
+]
 
 
 class AgoraError(Exception):
@@ -23,3 +29,7 @@ class ToolError(AgoraError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class ConcurrentWriteError(AgoraError):
+    """A guarded append was refused: the goal has events newer than the writer had read."""

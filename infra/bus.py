@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
 from events.codec import decode_event, encode
-from events.errors import AgoraError, ConfigurationError
+from events.errors import AgoraError, ConcurrentWriteError, ConfigurationError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
 from infra.embedded import running_server_url
@@ -82,7 +82,7 @@ class GoalExistsError(PublishRejectedError):
     """A publish guarded with ``new_goal=True`` found events of that goal already stored."""
 
 
-class GoalChangedError(PublishRejectedError):
+class GoalChangedError(PublishRejectedError, ConcurrentWriteError):
     """A publish guarded with ``expected_last_seq`` found a newer event of the goal stored."""
 
 

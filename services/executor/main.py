@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import httpx
+from nats.js.api import PubAck
 
 from events.catalog import TaskScheduled
 from events.codec import decode_event
 from events.model import Event
 from events.subjects import EVENTS_STREAM
 from infra.consume import Delivery
+from infra.goal_history import GoalHistory
 from infra.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.handler import execute_task
 from services.executor.registry import ToolRegistry
@@ -26,17 +28,20 @@ def build(ctx: ServiceContext) -> ServiceParts:
     http = httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0))
     runner = ToolRunner(ToolRegistry.builtin(), ToolContext(workspace=workspace, http=http))
 
-    async def publish(events: Sequence[Event]) -> None:
-        await ctx.publish(events)
+    history = GoalHistory(ctx.nc)
+
+    async def publish(events: Sequence[Event], *, expected_last_seq: int) -> list[PubAck]:
+        return await ctx.publish(events, expected_last_seq=expected_last_seq)
 
     async def run_task(delivery: Delivery) -> None:
         task = decode_event(delivery.data)
         if isinstance(task, TaskScheduled):
             await execute_task(
                 task,
+                task_seq=delivery.stream_seq,
                 redelivered=delivery.redelivered,
                 runner=runner,
-                log=ctx.goal_log,
+                log=history,
                 publish=publish,
                 now=ctx.now,
                 producer=ctx.producer,
