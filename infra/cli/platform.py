@@ -58,14 +58,24 @@ def demo() -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    cluster: Annotated[
+        int,
+        typer.Option(
+            help="run N embedded nats-server nodes as one JetStream cluster (R3 streams)",
+            min=0,
+        ),
+    ] = 0,
+) -> None:
     """Run the platform: nats-server (unless AGORA_NATS_URL is set), each service a process."""
     from infra.supervisor import Supervisor
 
     settings = load_settings()
+    if cluster > 1 and not settings.embedded:
+        raise typer.BadParameter("--cluster starts embedded servers: unset AGORA_NATS_URL")
 
     async def work() -> None:
-        supervisor = Supervisor(settings)
+        supervisor = Supervisor(settings, cluster=cluster)
         await supervisor.start()
         stop = asyncio.Event()
         stop_on_signals(stop)
