@@ -40,7 +40,7 @@ def fault_settings(tmp_path: Path, *urls: str, **changes: Any) -> Settings:
         nats_urls=urls,
         data_dir=tmp_path,
         workspace=tmp_path / "workspace",
-        ack_wait_s=3.0,
+        ack_wait_s=2.0,
         drain_timeout_s=2.0,
         executor_concurrency=256,
         query_timeout_s=2.0,

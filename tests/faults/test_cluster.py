@@ -38,13 +38,11 @@ def nats_cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
         yield cluster
 
 
-@pytest.mark.parametrize(
-    "goals",
-    [pytest.param(60, id="reduced"), pytest.param(500, id="full", marks=pytest.mark.faults)],
-)
+@pytest.mark.faults
 async def test_stream_leader_sigkilled_mid_run_every_goal_finishes_nothing_lost(
-    tmp_path: Path, nats_cluster: EmbeddedCluster, goals: int
+    tmp_path: Path, nats_cluster: EmbeddedCluster
 ) -> None:
+    goals = 500
     settings = fault_settings(tmp_path, *nats_cluster.urls, stream_replicas=3)
     nc = await connect(settings, "fault-test")
     platform = InProcessPlatform(settings)
