@@ -93,8 +93,8 @@ def service(
         str, typer.Argument(help="planner | executor | memory | evaluator | projector")
     ],
 ) -> None:
-    """Run one service. executor and evaluator scale out as several processes; planner,
-    memory and projector run one each (per data dir) for now."""
+    """Run one service. planner, executor and evaluator scale out as several processes;
+    memory runs one; each projector replica needs its own data dir."""
     from infra.runner import run_service
 
     settings = load_settings()
