@@ -32,7 +32,7 @@ from tests.support import all_events, wait_until
 
 @pytest.mark.parametrize(
     "goals",
-    [pytest.param(60, id="reduced"), pytest.param(500, id="full", marks=pytest.mark.faults)],
+    [pytest.param(40, id="reduced"), pytest.param(500, id="full", marks=pytest.mark.faults)],
 )
 async def test_nats_server_sigkilled_mid_run_and_restarted_loses_and_doubles_nothing(
     tmp_path: Path, goals: int

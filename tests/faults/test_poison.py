@@ -101,14 +101,19 @@ async def dead_letters(nc: NatsClient) -> list[DeadLetter]:
 # reduced run (one round, in `make test`) only reports the ratio; `make faults` sums four
 # rounds of longer windows and holds it to 90%.
 @pytest.mark.parametrize(
-    ("rounds", "window_s", "max_deliver", "hold_ratio"),
+    ("rounds", "window_s", "max_deliver", "in_flight", "hold_ratio"),
     [
-        pytest.param(1, 1.5, 5, False, id="reduced"),
-        pytest.param(4, 4.0, 6, True, id="full", marks=pytest.mark.faults),
+        pytest.param(1, 1.5, 5, 100, False, id="reduced"),
+        pytest.param(4, 4.0, 6, 200, True, id="full", marks=pytest.mark.faults),
     ],
 )
 async def test_poison_event_is_dead_lettered_while_other_goals_keep_their_throughput(
-    tmp_path: Path, rounds: int, window_s: float, max_deliver: int, hold_ratio: bool
+    tmp_path: Path,
+    rounds: int,
+    window_s: float,
+    max_deliver: int,
+    in_flight: int,
+    hold_ratio: bool,
 ) -> None:
     server = EmbeddedNats(tmp_path / "nats", durability="os").start()
     settings = fault_settings(tmp_path, server.url, max_deliver=max_deliver)
@@ -116,7 +121,7 @@ async def test_poison_event_is_dead_lettered_while_other_goals_keep_their_throug
     platform = InProcessPlatform(settings)
     FailsForPoisonGoals.calls.clear()
     client = AgoraClient(nc)
-    load = SteadyLoad(client, nc, in_flight=200)
+    load = SteadyLoad(client, nc, in_flight=in_flight)
     stop_load = asyncio.Event()
     normal: list[int] = []
     poisoned: list[int] = []
@@ -127,7 +132,9 @@ async def test_poison_event_is_dead_lettered_while_other_goals_keep_their_throug
         platform.start("planner", publisher=FailsForPoisonGoals)
         platform.start("executor", "memory", "evaluator", "projector")
         loader = asyncio.ensure_future(load.run(stop_load))
-        await wait_until(lambda: _finished(nc, 50), timeout_s=60, what="the load to warm up")
+        await wait_until(
+            lambda: _finished(nc, in_flight // 4), timeout_s=60, what="the load to warm up"
+        )
         for poison in poison_ids:
             normal.append(await events_in_window(nc, window_s))
             await client.submit(

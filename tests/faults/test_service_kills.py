@@ -26,19 +26,22 @@ from tests.faults.harness import (
     fault_settings,
     goal_command,
     submit_all,
+    wait_all_finished,
 )
 from tests.support import all_events
 
 
+# A cap on kills keeps the reduced run short on a busy machine, where a restarted Python
+# process may need longer than the kill period to start.
 @pytest.mark.parametrize(
-    ("goals", "kill_every_s"),
+    ("goals", "kill_every_s", "max_kills"),
     [
-        pytest.param(60, 1.5, id="reduced"),
-        pytest.param(500, 3.0, id="full", marks=pytest.mark.faults),
+        pytest.param(60, 1.5, 5, id="reduced"),
+        pytest.param(500, 3.0, 40, id="full", marks=pytest.mark.faults),
     ],
 )
 async def test_random_services_sigkilled_during_a_run_lose_and_double_nothing(
-    tmp_path: Path, goals: int, kill_every_s: float
+    tmp_path: Path, goals: int, kill_every_s: float, max_kills: int
 ) -> None:
     seed = int(time.time())
     chooser = random.Random(seed)
@@ -55,7 +58,7 @@ async def test_random_services_sigkilled_during_a_run_lose_and_double_nothing(
         goal_ids = await submit_all(AgoraClient(nc), [goal_command("r", n) for n in range(goals)])
         deadline = started + 60 + goals * 0.8
         # Kill while goals are still running; once all have finished, stop killing.
-        while await count_finished(nc) < goals:
+        while sum(kills.values()) < max_kills and await count_finished(nc) < goals:
             done = await count_finished(nc)
             assert time.monotonic() < deadline, f"{done}/{goals} finished (seed {seed}, {kills})"
             await asyncio.sleep(
@@ -65,6 +68,7 @@ async def test_random_services_sigkilled_during_a_run_lose_and_double_nothing(
             services.kill(victim)
             kills[victim] += 1
             services.start(victim)
+        await wait_all_finished(nc, goals, timeout_s=max(1.0, deadline - time.monotonic()))
         elapsed = time.monotonic() - started
         await projector_caught_up(nc, timeout_s=60)
         services.stop_all()
