@@ -95,7 +95,9 @@ async def test_two_replicas_of_planner_and_executor_take_no_conflicting_decision
 ) -> None:
     goals = 300
     server = EmbeddedNats(tmp_path / "nats", durability="os").start()
-    settings = fault_settings(tmp_path, server.url)
+    # No fault here: a long ack wait keeps a starved event loop on this shared machine from
+    # looking like one (a late heartbeat would hand a task to the other replica).
+    settings = fault_settings(tmp_path, server.url, ack_wait_s=30.0)
     nc = await connect(settings, "fault-test")
     services = ServiceProcesses(settings, log_dir=tmp_path / "logs")
     try:
