@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "BUILTIN_TOOLS",
     "REACT_TOOL",
+    "AppendLineArgs",
     "CalculatorArgs",
     "EchoArgs",
     "HttpGetArgs",
@@ -59,6 +60,11 @@ class PythonArgs(_Args):
     stdin: str = Field(default="", max_length=1_000_000, description="its standard input")
 
 
+class AppendLineArgs(_Args):
+    path: str = Field(min_length=1, max_length=1024, description="relative to the workspace")
+    line: str = Field(max_length=100_000, pattern=r"^[^\n]*$", description="one line, no newline")
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     name: str
@@ -84,6 +90,12 @@ BUILTIN_TOOLS: dict[str, ToolSpec] = {
             "python",
             "run a Python program in a sandbox (standard library, no network); returns stdout",
             PythonArgs,
+        ),
+        ToolSpec(
+            "append_line",
+            "append one line to a text file in the workspace",
+            AppendLineArgs,
+            side_effects=True,
         ),
     )
 }

@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
 from events.codec import decode_event, encode
-from events.errors import AgoraError, ConfigurationError
+from events.errors import AgoraError, ConcurrentWriteError, ConfigurationError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
 from infra.auth import CLIENT, connect_options
@@ -23,6 +23,7 @@ from infra.stream_reader import StreamReader
 
 __all__ = [
     "EventPublisher",
+    "GoalChangedError",
     "GoalExistsError",
     "PublishRejectedError",
     "StreamGoalLog",
@@ -102,6 +103,10 @@ class GoalExistsError(PublishRejectedError):
     """A publish guarded with ``new_goal=True`` found events of that goal already stored."""
 
 
+class GoalChangedError(PublishRejectedError, ConcurrentWriteError):
+    """A publish guarded with ``expected_last_seq`` found a newer event of the goal stored."""
+
+
 WRONG_LAST_SEQUENCE = 10071
 
 
@@ -126,9 +131,17 @@ class EventPublisher:
         self._waiting: dict[str, asyncio.Future[PubAck]] = {}
         self._next = 0
 
-    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list[PubAck]:
+    async def __call__(
+        self,
+        events: Sequence[Event],
+        *,
+        new_goal: bool = False,
+        expected_last_seq: int | None = None,
+    ) -> list[PubAck]:
         """Publish ``events``. ``new_goal``: store the first only if its goal has no events yet
         (atomically, at the stream), raising ``GoalExistsError`` and sending nothing else if it has.
+        ``expected_last_seq``: the same guard with the goal's last known sequence (optimistic
+        concurrency between replicas), raising ``GoalChangedError``.
         """
         if not events:
             return []
@@ -137,17 +150,21 @@ class EventPublisher:
             await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
         acks: list[PubAck] = []
         rest = list(events)
-        if new_goal:
+        if new_goal or expected_last_seq is not None:
             first = rest.pop(0)
             guard = {
-                "Nats-Expected-Last-Subject-Sequence": "0",
+                "Nats-Expected-Last-Subject-Sequence": str(expected_last_seq or 0),
                 "Nats-Expected-Last-Subject-Sequence-Subject": goal_events_filter(first.goal_id),
             }
             try:
                 acks += await self._settle([await self._send(first, guard)])
             except PublishRejectedError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:
+                if exc.err_code == WRONG_LAST_SEQUENCE and new_goal:
                     raise GoalExistsError(f"goal {first.goal_id} exists", exc.err_code) from None
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise GoalChangedError(
+                        f"goal {first.goal_id} has events after {expected_last_seq}", exc.err_code
+                    ) from None
                 raise
         return acks + await self._settle([await self._send(event) for event in rest])
 

@@ -13,10 +13,11 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from infra.auth import ADMIN, check_secret_files, prepare_embedded_security, service_env
 from infra.bus import connect
+from infra.cluster import EmbeddedCluster
 from infra.embedded import EmbeddedNats
 from infra.logging import get_logger
 from infra.runner import SERVICES
@@ -45,9 +46,22 @@ class Supervisor:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # > 1: run that many embedded nats-server nodes as one JetStream cluster (R``cluster``).
+    cluster: int = 0
+    nats_cluster: EmbeddedCluster | None = None
 
     async def start(self) -> None:
-        if self.settings.embedded:
+        if self.cluster > 1 and self.settings.embedded:
+            self.nats_cluster = EmbeddedCluster(
+                self.settings.nats_dir, size=self.cluster, durability=self.settings.durability
+            ).start()
+            self.settings = replace(
+                self.settings,
+                nats_urls=tuple(self.nats_cluster.urls),
+                stream_replicas=min(self.cluster, 3),
+            )
+            log.info("nats_cluster_started", urls=self.nats_cluster.urls)
+        elif self.settings.embedded:
             self.server = EmbeddedNats(
                 self.settings.nats_dir,
                 durability=self.settings.durability,
@@ -117,3 +131,6 @@ class Supervisor:
         if self.server is not None:
             self.server.stop()
             log.info("nats_stopped")
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
+            log.info("nats_cluster_stopped")

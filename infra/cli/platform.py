@@ -67,14 +67,24 @@ def _llm_line(settings: Settings) -> str:
 
 
 @app.command()
-def up() -> None:
+def up(
+    cluster: Annotated[
+        int,
+        typer.Option(
+            help="run N embedded nats-server nodes as one JetStream cluster (R3 streams)",
+            min=0,
+        ),
+    ] = 0,
+) -> None:
     """Run the platform: nats-server (unless AGORA_NATS_URL is set), each service a process."""
     from infra.supervisor import Supervisor
 
     settings = load_settings()
+    if cluster > 1 and not settings.embedded:
+        raise typer.BadParameter("--cluster starts embedded servers: unset AGORA_NATS_URL")
 
     async def work() -> None:
-        supervisor = Supervisor(settings)
+        supervisor = Supervisor(settings, cluster=cluster)
         await supervisor.start()
         stop = asyncio.Event()
         stop_on_signals(stop)
@@ -94,8 +104,8 @@ def service(
         str, typer.Argument(help="planner | executor | memory | evaluator | projector")
     ],
 ) -> None:
-    """Run one service. executor and evaluator scale out as several processes; planner,
-    memory and projector run one each (per data dir) for now."""
+    """Run one service. planner, executor and evaluator scale out as several processes;
+    memory runs one; each projector replica needs its own data dir."""
     from infra.runner import run_service
 
     settings = load_settings()

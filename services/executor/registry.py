@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from events.errors import ToolError
 from events.tools import BUILTIN_TOOLS, ToolSpec
 from services.executor.tools import (
+    append_line,
     calculator,
     echo,
     http_get,
@@ -34,6 +35,7 @@ _BUILTIN_IMPLEMENTATIONS: dict[str, ToolImplementation] = {
     "read_file": read_file.run,
     "write_file": write_file.run,
     "python": python.run,
+    "append_line": append_line.run,
 }
 
 

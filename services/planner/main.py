@@ -1,21 +1,29 @@
-"""Composition root of the planner: intake validation and the per-goal decision loop."""
+"""Composition root of the planner: intake validation and the per-goal decision loop.
+
+Replicas share the planner's consumers. Every decision is taken on the goal's state as of its
+last stored event and published guarded by that sequence (per-goal optimistic concurrency,
+docs/architecture.md); a refused publish means another replica decided meanwhile: catch up and
+decide again. A decision that waits for a language model asks it through ``recorded_call``
+(answered from the goal's record when it can) and decides again with the answer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
 
 from events.codec import decode_event
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
-from events.errors import LlmError
+from events.errors import AgoraError, LlmError
 from events.model import Event, Stamp
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, goal_id_from_subject
 from events.tools import BUILTIN_TOOLS
-from infra.bus import GoalExistsError, read_events
+from infra.bus import GoalChangedError, GoalExistsError, read_events
 from infra.consume import Delivery
+from infra.goal_history import GoalHistory
 from infra.logging import get_logger
 from infra.runner import ServiceContext, ServiceParts, Subscription
 from infra.settings import Settings
+from services.llm.messages import LlmRequest
 from services.llm.recording import recorded_call
 from services.planner.cache import GoalStates
 from services.planner.decide import decide_next, llm_failure
@@ -27,6 +35,12 @@ from services.planner.templates import load_prompts
 __all__ = ["build", "planning_from_settings"]
 
 log = get_logger("agora.planner")
+# Decisions in a row refused because the goal changed meanwhile before the input is nak'd.
+MAX_CONFLICTS = 20
+
+
+class GoalContendedError(AgoraError):
+    """Every decision for a goal kept losing to concurrent writes; the input comes back later."""
 
 
 def _goal_of(delivery: Delivery) -> Hashable | None:
@@ -47,39 +61,130 @@ def planning_for(ctx: ServiceContext) -> LlmPlanning | None:
     return None if ctx.llm is None else planning_from_settings(ctx.settings)
 
 
-@dataclass
-class _Planner:
-    ctx: ServiceContext
-    planning: LlmPlanning | None
-    tools: Tools = field(default_factory=lambda: BUILTIN_TOOLS)
-    states: GoalStates = field(default_factory=GoalStates)
+class Planner:
+    """The planner's handlers over its goal-state cache; one per process."""
 
-    async def state_of(self, goal_id: str) -> PlannerState | None:
-        """Cached, or folded from the goal's whole recorded history (after a restart)."""
+    def __init__(self, ctx: ServiceContext, planning: LlmPlanning | None) -> None:
+        self.ctx = ctx
+        self.planning = planning
+        self.states = GoalStates()
+        self.tools: Tools = BUILTIN_TOOLS
+        self.history = GoalHistory(self.ctx.nc)
+
+    async def current_state(self, goal_id: str) -> PlannerState | None:
+        """The goal's state as of its last stored event: cached, then caught up with the log.
+
+        Another replica may have decided for this goal since (replicas share the consumer),
+        so the cache is brought up to the stream's end before every decision.
+        """
         if goal_id not in self.states:
-            self.states.apply(goal_id, await self.ctx.goal_log.load(goal_id))
-        return self.states.get(goal_id)
+            loaded = await self.history.load(goal_id)
+            return self.states.apply(goal_id, loaded.events, up_to_seq=loaded.last_seq)
+        newer = await self.history.since(goal_id, self.states.last_seq(goal_id))
+        return self.states.apply(goal_id, newer.events, up_to_seq=newer.last_seq)
+
+    async def decide_and_publish(self, goal_id: str, trigger: Event | None) -> None:
+        """Decide on the current state and publish, guarded by the goal's last sequence.
+
+        ``trigger`` None: the goal's own acceptance is the trigger (a resent command). When
+        the stream refuses a publish because the goal changed, catch up and decide again;
+        while a decision waits for a model, ask it and decide again with its answer.
+        """
+        conflicts = 0
+        while conflicts < MAX_CONFLICTS:
+            state = await self.current_state(goal_id)
+            if state is None or state.goal is None:
+                return
+            cause = trigger or state.goal
+            decision = decide_next(
+                state,
+                cause,
+                tools=self.tools,
+                now=self.ctx.now(),
+                producer=self.ctx.producer,
+                planning=self.planning,
+            )
+            try:
+                await self.publish_guarded(goal_id, decision.events)
+                if decision.llm_request is None:
+                    return
+                answer = await self.ask_model(goal_id, cause, decision.llm_request)
+            except GoalChangedError:
+                conflicts += 1
+                continue
+            if answer is None:
+                return
+            trigger = answer
+        raise GoalContendedError(
+            f"goal {goal_id} changed under {MAX_CONFLICTS} decisions in a row; retrying later"
+        )
+
+    async def ask_model(self, goal_id: str, cause: Event, request: LlmRequest) -> Event | None:
+        """The recorded answer to ``request`` (the next trigger), or None when the goal failed
+        because no model could answer."""
+        state = self.states.get(goal_id)
+        if state is None:
+            return None
+        stamp = Stamp.caused_by(cause, producer=self.ctx.producer, now=self.ctx.now())
+        try:
+            _, responded = await recorded_call(
+                self.ctx.llm,
+                request,
+                stamp=stamp,
+                recorded=state.llm_answers,
+                publish=lambda events: self.publish_guarded(goal_id, events),
+            )
+        except LlmError as exc:
+            log.warning("llm_failed", goal_id=goal_id, error=str(exc))
+            failed = llm_failure(
+                state, cause, str(exc), now=self.ctx.now(), producer=self.ctx.producer
+            )
+            await self.publish_guarded(goal_id, failed)
+            return None
+        return responded
+
+    async def publish_guarded(self, goal_id: str, outputs: Sequence[Event]) -> None:
+        await self.publish(goal_id, outputs, expected_last_seq=self.states.last_seq(goal_id))
 
     async def publish(
-        self, goal_id: str, outputs: Sequence[Event], *, new_goal: bool = False
+        self,
+        goal_id: str,
+        outputs: Sequence[Event],
+        *,
+        new_goal: bool = False,
+        expected_last_seq: int | None = None,
     ) -> None:
         if not outputs:
             return
         try:
-            await self.ctx.publish(outputs, new_goal=new_goal)
+            acks = await self.ctx.publish(
+                outputs, new_goal=new_goal, expected_last_seq=expected_last_seq
+            )
+        except GoalChangedError:
+            raise  # nothing was stored: the cache still matches the log
         except BaseException:
             # Some outputs may be stored already: the cached state no longer matches the log.
             self.states.evict(goal_id)
             raise
-        self.states.apply(goal_id, outputs)
+        seqs = [ack.seq for ack in acks]
+        guarded = new_goal or expected_last_seq is not None
+        # A guarded first event followed by back-to-back ones: nothing else of any goal came
+        # in between, so the history is complete up to the last of them.
+        fresh = not any(ack.duplicate for ack in acks)
+        unbroken = (
+            guarded
+            and fresh
+            and len(seqs) == len(outputs)
+            and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        )
+        self.states.apply(goal_id, outputs, up_to_seq=seqs[-1] if unbroken else None)
 
     async def on_intake(self, delivery: Delivery) -> None:
-        ctx = self.ctx
         fallback = delivery.headers.get("Nats-Msg-Id") or f"intake-{delivery.stream_seq}"
         parsed = parse_goal_command(
             delivery.data,
             fallback_command_id=fallback,
-            max_bytes=ctx.settings.max_intake_bytes,
+            max_bytes=self.ctx.settings.max_intake_bytes,
         )
         if parsed.goal_id not in self.states:
             # Presumed new: the stream itself refuses the first event if the goal has any,
@@ -88,8 +193,8 @@ class _Planner:
                 parsed,
                 None,
                 tools=self.tools,
-                now=ctx.now(),
-                producer=ctx.producer,
+                now=self.ctx.now(),
+                producer=self.ctx.producer,
                 origin=await self.fork_origin(parsed),
             )
             try:
@@ -112,7 +217,7 @@ class _Planner:
 
     async def resume_existing(self, parsed: ParsedGoal | RejectedGoal) -> None:
         """A command for a goal that exists: a resend, or a redelivery after a crash."""
-        state = await self.state_of(parsed.goal_id)
+        state = await self.current_state(parsed.goal_id)
         if state is None:
             return
         if state.command_id != parsed.command_id:
@@ -123,54 +228,17 @@ class _Planner:
                 owner_command_id=state.command_id,
                 action="command ignored; the existing goal is not changed",
             )
-        if state.goal is not None:
-            # Level-triggered: if a crash cut the intake's outputs short (context_requested
-            # missing), this emits what is due; otherwise nothing.
-            await self.drive(parsed.goal_id, state, state.goal)
+        # Level-triggered: if a crash cut the intake's outputs short (context_requested
+        # missing), this emits what is due; otherwise nothing.
+        await self.decide_and_publish(parsed.goal_id, None)
 
     async def on_event(self, delivery: Delivery) -> None:
         event = decode_event(delivery.data)
-        await self.state_of(event.goal_id)
-        state = self.states.apply(event.goal_id, [event])
-        if state is None:
-            return
-        await self.drive(event.goal_id, state, event)
-
-    async def drive(self, goal_id: str, state: PlannerState | None, trigger: Event) -> None:
-        """Decide and publish; while a decision waits for a model, ask it and decide again."""
-        ctx = self.ctx
-        while True:
-            decision = decide_next(
-                state,
-                trigger,
-                tools=self.tools,
-                now=ctx.now(),
-                producer=ctx.producer,
-                planning=self.planning,
-            )
-            await self.publish(goal_id, decision.events)
-            state = self.states.get(goal_id)
-            if decision.llm_request is None or state is None:
-                return
-            stamp = Stamp.caused_by(trigger, producer=ctx.producer, now=ctx.now())
-            try:
-                _, trigger = await recorded_call(
-                    ctx.llm,
-                    decision.llm_request,
-                    stamp=stamp,
-                    recorded=state.llm_answers,
-                    publish=lambda events: self.publish(goal_id, events),
-                )
-            except LlmError as exc:
-                log.warning("llm_failed", goal_id=goal_id, error=str(exc))
-                failed = llm_failure(state, trigger, str(exc), now=ctx.now(), producer=ctx.producer)
-                await self.publish(goal_id, failed)
-                return
-            state = self.states.get(goal_id)
+        await self.decide_and_publish(event.goal_id, event)
 
 
 def build(ctx: ServiceContext) -> ServiceParts:
-    planner = _Planner(ctx, planning_for(ctx))
+    planner = Planner(ctx, planning_for(ctx))
     concurrency = ctx.settings.concurrency
     return ServiceParts(
         [

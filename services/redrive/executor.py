@@ -102,6 +102,50 @@ class _Answers:
         return self.answers
 
 
+class _NoLog:
+    """A first delivery never reads the log, and re-drive is the only writer: never asked."""
+
+    async def load(self, goal_id: str) -> _Recorded:
+        raise AssertionError(f"re-drive of {goal_id} read the goal log on a first delivery")
+
+    async def since(self, goal_id: str, after_seq: int) -> _Recorded:
+        raise AssertionError(f"re-drive of {goal_id} lost a write race after {after_seq}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    events: list[Event]
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Appended:
+    """What re-drive answers for each event the current code "publishes": a fresh sequence."""
+
+    seq: int
+    duplicate: bool = False
+
+
+@dataclass
+class _Collector:
+    """The re-driven code's publish: collects its decisions; nothing reaches the stream."""
+
+    decided: list[Event] = field(default_factory=list)
+    seq: int = 0
+
+    async def __call__(
+        self, events: Sequence[Event], *, expected_last_seq: int = 0
+    ) -> list[_Appended]:
+        del expected_last_seq  # re-drive is the only writer of its imagined log
+        self.decided.extend(e for e in events if not isinstance(e, LlmRequested | LlmResponded))
+        appended = [_Appended(self.seq + n) for n in range(1, len(events) + 1)]
+        self.seq += len(events)
+        return appended
+
+    async def steps(self, events: Sequence[Event]) -> None:
+        await self(events)
+
+
 def _recorded_calls(
     history: Sequence[Event], task: TaskScheduled
 ) -> list[tuple[ToolCalled, ToolReturned | ToolFailed]]:
@@ -147,13 +191,11 @@ async def redrive_executor(
     ), "re-driving ReAct tasks needs the ReAct prompt"
     answers = _Answers([e for e in history if isinstance(e, LlmResponded)])
     model = _RecordedModel(options)
-    decided: list[Event] = []
+    collector = _Collector()
+    decided = collector.decided
     differences: list[Difference] = []
     unknown: set[tuple[int, str]] = set()  # tasks whose run left the record
     tasks = [e for e in history if isinstance(e, TaskScheduled)]
-
-    async def collect(events: Sequence[Event]) -> None:
-        decided.extend(e for e in events if not isinstance(e, LlmRequested | LlmResponded))
 
     async def no_wait(_: float) -> None:
         return None
@@ -175,17 +217,18 @@ async def redrive_executor(
                 runner=tools,
                 llm=model,
                 log=answers,
-                publish=collect,
+                publish=collector.steps,
                 now=lambda: now,
                 producer=options.producer,
             )
         else:
             await execute_task(
                 task,
-                redelivered=False,
+                task_seq=collector.seq,
+                redelivered=False,  # a first delivery reads no log
                 runner=tools,
-                log=answers,
-                publish=collect,
+                log=_NoLog(),
+                publish=collector,
                 now=lambda: now,
                 producer=options.producer,
                 sleep=no_wait,

@@ -25,6 +25,7 @@ def test_builtin_registry_offers_every_builtin_tool() -> None:
         "read_file",
         "write_file",
         "python",
+        "append_line",
     }
     assert specs == BUILTIN_TOOLS
     assert specs["write_file"].side_effects is True
@@ -43,7 +44,7 @@ def test_validate_builds_the_argument_model() -> None:
 
 def test_unknown_tool_names_the_available_ones() -> None:
     with pytest.raises(
-        ToolError, match=r"unknown tool 'shell'; available tools: calculator, "
+        ToolError, match=r"unknown tool 'shell'; available tools: append_line, calculator, "
     ) as e:
         ToolRegistry.builtin().validate("shell", {"cmd": "rm -rf /"})
     assert e.value.transient is False
