@@ -112,6 +112,10 @@ _READ_LOG = (
     "$JS.API.INFO",
     "$JS.API.STREAM.NAMES",
     "$JS.API.STREAM.INFO.*",
+    # One message by sequence or by subject (a goal's history since a sequence, the DLQ).
+    "$JS.API.STREAM.MSG.GET.*",
+    "$JS.API.DIRECT.GET.*",
+    "$JS.API.DIRECT.GET.*.>",
     # Named creates only: an unnamed create ("$JS.API.CONSUMER.CREATE.<stream>") may carry
     # any consumer name in its body and would update that consumer, a durable included.
     "$JS.API.CONSUMER.CREATE.*.*",

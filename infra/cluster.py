@@ -85,6 +85,9 @@ class EmbeddedCluster:
     size: int = 3
     durability: str = "fsync"
     startup_timeout_s: float = 30.0
+    # Appended to every node's configuration: client authorization and TLS (infra/auth.py).
+    # Routes between the nodes stay on loopback.
+    extra_config: str = ""
     nodes: list[ClusterNode] = field(default_factory=list)
 
     def start(self) -> EmbeddedCluster:
@@ -100,6 +103,7 @@ class EmbeddedCluster:
                 cluster_port=cluster_ports[i],
                 routes=tuple(p for j, p in enumerate(cluster_ports) if j != i),
                 monitor_port=free_port(),
+                extra_config=self.extra_config,
             )
             for i in range(self.size)
         ]

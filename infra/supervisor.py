@@ -53,7 +53,10 @@ class Supervisor:
     async def start(self) -> None:
         if self.cluster > 1 and self.settings.embedded:
             self.nats_cluster = EmbeddedCluster(
-                self.settings.nats_dir, size=self.cluster, durability=self.settings.durability
+                self.settings.nats_dir,
+                size=self.cluster,
+                durability=self.settings.durability,
+                extra_config=prepare_embedded_security(self.settings),
             ).start()
             self.settings = replace(
                 self.settings,
@@ -77,12 +80,16 @@ class Supervisor:
             await nc.close()
         # Children run with exactly the supervisor's settings, whatever the parent's env says.
         self.env = {**os.environ, **self.settings.to_env(), "AGORA_NATS_URL": self.url}
-        if self.server is not None and self.settings.nats_auth:
+        if self._embedded and self.settings.nats_auth:
             # Each service gets its own identity below, never the operator's.
             for name in ("AGORA_NATS_USER", "AGORA_NATS_PASSWORD", "AGORA_NATS_CREDS"):
                 self.env.pop(name, None)
         for name in self.services:
             self._watchers.append(asyncio.ensure_future(self._keep_running(name)))
+
+    @property
+    def _embedded(self) -> bool:
+        return self.server is not None or self.nats_cluster is not None
 
     @property
     def url(self) -> str:
@@ -93,7 +100,7 @@ class Supervisor:
         return proc.pid if proc and proc.returncode is None else None
 
     async def _spawn(self, name: str) -> asyncio.subprocess.Process:
-        env = {**self.env, **service_env(self.settings, name)} if self.server else self.env
+        env = {**self.env, **service_env(self.settings, name)} if self._embedded else self.env
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "infra.cli", "service", name, env=env
         )
