@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test unit lint bench clean
+.PHONY: install demo test unit lint bench clean faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# Every fault scenario at full scale, with the checker's verdict and counts at the end.
+faults: $(STAMP)
+	$(BIN)/pytest tests/faults -m "faults or not faults"

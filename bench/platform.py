@@ -24,6 +24,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from events.subjects import INTAKE_GOAL, INTAKE_STREAM
+from infra.auth import ADMIN, connect_options
 from infra.query_client import projector_caught_up
 from infra.settings import Settings
 from infra.streams import SERVICE_CONSUMERS
@@ -134,7 +135,10 @@ async def running_platform(
         )
         supervisor = Supervisor(settings)
         await supervisor.start()
-        nc = await nats.connect(supervisor.url, pending_size=256 * 1024 * 1024)
+        # The bench drives the platform as its operator: admin (core subscriptions to events).
+        nc = await nats.connect(
+            supervisor.url, pending_size=256 * 1024 * 1024, **connect_options(settings, ADMIN)
+        )
         try:
             await _wait_for_services(nc)
             yield supervisor, nc

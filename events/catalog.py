@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from events.model import Budget, Check, Event, Expect, MemoryItem, TaskOutcome, TaskSpec
+from events.model import (
+    Budget,
+    Check,
+    Event,
+    Expect,
+    ForkPoint,
+    MemoryItem,
+    TaskOutcome,
+    TaskSpec,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -48,6 +57,10 @@ class GoalAccepted(Event, frozen=True, kw_only=True, tag="goal_accepted"):
     max_iterations: int = 3
     metadata: dict[str, Any] = {}
     budget: Budget | None = None
+    # A fork (``agora fork``): the goal it started from, and the tasks of ``steps`` that had
+    # completed there by then, with their outputs (they are not run again).
+    forked_from: ForkPoint | None = None
+    carried: tuple[TaskOutcome, ...] = ()
 
 
 class GoalRejected(Event, frozen=True, kw_only=True, tag="goal_rejected"):

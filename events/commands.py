@@ -19,6 +19,7 @@ from events.subjects import SUBJECT_TOKEN
 
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
+    "ForkCommand",
     "GoalCommand",
     "ParsedGoal",
     "RejectedGoal",
@@ -41,6 +42,13 @@ class StepCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
 
 
+class ForkCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Start from the state of goal ``goal_id`` as of its event at stream sequence ``at_seq``."""
+
+    goal_id: Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)]
+    at_seq: Annotated[int, msgspec.Meta(ge=1)]
+
+
 class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The JSON published to ``agora.intake.goal``. Only ``text`` is required."""
 
@@ -51,6 +59,10 @@ class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     expect: Expect | None = None
     max_iterations: Annotated[int, msgspec.Meta(ge=1, le=10)] = DEFAULT_MAX_ITERATIONS
     metadata: dict[str, Any] = {}
+    # The goal's LLM budget (every service's calls count); exceeding it fails the goal.
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] | None = None
+    max_cost_usd: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] | None = None
+    forked_from: ForkCommand | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgoraError",
+    "ConcurrentWriteError",
     "ConfigurationError",
     "DecodeError",
     "LlmError",
@@ -48,3 +49,7 @@ class LlmResponseError(LlmError):
 
 class LlmNotRecordedError(LlmError):
     """Re-drive asked a question the recorded goal never asked, and live calls are off."""
+
+
+class ConcurrentWriteError(AgoraError):
+    """A guarded append was refused: the goal has events newer than the writer had read."""

@@ -19,6 +19,7 @@ __all__ = [
     "Check",
     "Event",
     "Expect",
+    "ForkPoint",
     "MemoryItem",
     "Stamp",
     "TaskOutcome",
@@ -58,6 +59,13 @@ class Budget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     max_tokens: int | None = None
     max_cost_usd: float | None = None
+
+
+class ForkPoint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where a forked goal starts from: ``goal_id``'s state as of stream sequence ``at_seq``."""
+
+    goal_id: str
+    at_seq: int
 
 
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):

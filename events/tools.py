@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "BUILTIN_TOOLS",
     "REACT_TOOL",
+    "AppendLineArgs",
     "CalculatorArgs",
     "EchoArgs",
     "HttpGetArgs",
+    "PythonArgs",
     "ReactArgs",
     "ReadFileArgs",
     "SleepArgs",
@@ -53,6 +55,16 @@ class WriteFileArgs(_Args):
     content: str = Field(max_length=1_000_000)
 
 
+class PythonArgs(_Args):
+    code: str = Field(min_length=1, max_length=100_000, description="a Python 3 program")
+    stdin: str = Field(default="", max_length=1_000_000, description="its standard input")
+
+
+class AppendLineArgs(_Args):
+    path: str = Field(min_length=1, max_length=1024, description="relative to the workspace")
+    line: str = Field(max_length=100_000, pattern=r"^[^\n]*$", description="one line, no newline")
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     name: str
@@ -73,6 +85,17 @@ BUILTIN_TOOLS: dict[str, ToolSpec] = {
         ToolSpec("read_file", "read a text file from the workspace", ReadFileArgs),
         ToolSpec(
             "write_file", "write a text file in the workspace", WriteFileArgs, side_effects=True
+        ),
+        ToolSpec(
+            "python",
+            "run a Python program in a sandbox (standard library, no network); returns stdout",
+            PythonArgs,
+        ),
+        ToolSpec(
+            "append_line",
+            "append one line to a text file in the workspace",
+            AppendLineArgs,
+            side_effects=True,
         ),
     )
 }

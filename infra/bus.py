@@ -7,15 +7,15 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
 from events.codec import decode_event, encode
-from events.errors import AgoraError, ConfigurationError
+from events.errors import AgoraError, ConcurrentWriteError, ConfigurationError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
+from infra.auth import CLIENT, connect_options
 from infra.embedded import running_server_url
 from infra.logging import get_logger
 from infra.settings import Settings
@@ -23,6 +23,7 @@ from infra.stream_reader import StreamReader
 
 __all__ = [
     "EventPublisher",
+    "GoalChangedError",
     "GoalExistsError",
     "PublishRejectedError",
     "StreamGoalLog",
@@ -47,9 +48,21 @@ def resolve_urls(settings: Settings) -> list[str]:
     return [url]
 
 
-async def connect(settings: Settings, name: str) -> NatsClient:
+async def connect(settings: Settings, name: str, *, identity: str = CLIENT) -> NatsClient:
+    """A connection as ``identity`` (docs/security.md): a service's own, ``client`` or ``admin``.
+
+    Refused credentials fail at once with a readable error (nats-py would retry forever).
+    """
+    connected = False
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc), client=name)
+        if not connected and "authorization violation" in str(exc).lower():
+            raise ConfigurationError(
+                f"the NATS server refused the credentials of {name!r} (identity {identity!r}): "
+                "check AGORA_NATS_USER/AGORA_NATS_PASSWORD or AGORA_NATS_CREDS, or the files "
+                f"under {settings.nats_dir / 'credentials'} (docs/security.md)"
+            )
 
     async def on_disconnect() -> None:
         log.info("nats_disconnected", client=name)
@@ -57,16 +70,25 @@ async def connect(settings: Settings, name: str) -> NatsClient:
     async def on_reconnect() -> None:
         log.warning("nats_reconnected", client=name)
 
-    return await nats.connect(
-        servers=resolve_urls(settings),
-        name=name,
-        max_reconnect_attempts=-1,  # a server restart is a pause, never the end of a service
-        reconnect_time_wait=0.25,
-        connect_timeout=5,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-    )
+    servers = resolve_urls(settings)
+    nc = NatsClient()
+    try:
+        await nc.connect(
+            servers=servers,
+            name=name,
+            max_reconnect_attempts=-1,  # a server restart is a pause, never the end of a service
+            reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds; nats-py says int
+            connect_timeout=5,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            **connect_options(settings, identity),
+        )
+    except ConfigurationError:
+        await nc.close()
+        raise
+    connected = True
+    return nc
 
 
 class PublishRejectedError(AgoraError):
@@ -79,6 +101,10 @@ class PublishRejectedError(AgoraError):
 
 class GoalExistsError(PublishRejectedError):
     """A publish guarded with ``new_goal=True`` found events of that goal already stored."""
+
+
+class GoalChangedError(PublishRejectedError, ConcurrentWriteError):
+    """A publish guarded with ``expected_last_seq`` found a newer event of the goal stored."""
 
 
 WRONG_LAST_SEQUENCE = 10071
@@ -107,9 +133,17 @@ class EventPublisher:
         self._waiting: dict[str, asyncio.Future[PubAck]] = {}
         self._next = 0
 
-    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list[PubAck]:
+    async def __call__(
+        self,
+        events: Sequence[Event],
+        *,
+        new_goal: bool = False,
+        expected_last_seq: int | None = None,
+    ) -> list[PubAck]:
         """Publish ``events``. ``new_goal``: store the first only if its goal has no events yet
         (atomically, at the stream), raising ``GoalExistsError`` and sending nothing else if it has.
+        ``expected_last_seq``: the same guard with the goal's last known sequence (optimistic
+        concurrency between replicas), raising ``GoalChangedError``.
         """
         if not events:
             return []
@@ -118,17 +152,21 @@ class EventPublisher:
             await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
         acks: list[PubAck] = []
         rest = list(events)
-        if new_goal:
+        if new_goal or expected_last_seq is not None:
             first = rest.pop(0)
             guard = {
-                "Nats-Expected-Last-Subject-Sequence": "0",
+                "Nats-Expected-Last-Subject-Sequence": str(expected_last_seq or 0),
                 "Nats-Expected-Last-Subject-Sequence-Subject": goal_events_filter(first.goal_id),
             }
             try:
                 acks += await self._settle([await self._send(first, guard)])
             except PublishRejectedError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:
+                if exc.err_code == WRONG_LAST_SEQUENCE and new_goal:
                     raise GoalExistsError(f"goal {first.goal_id} exists", exc.err_code) from None
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise GoalChangedError(
+                        f"goal {first.goal_id} has events after {expected_last_seq}", exc.err_code
+                    ) from None
                 raise
         return acks + await self._settle([await self._send(event) for event in rest])
 

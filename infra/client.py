@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from events.catalog import GoalCompleted, GoalFailed, GoalRejected
 from events.codec import decode_event
@@ -65,6 +65,7 @@ class AgoraClient:
             stream=EVENTS_STREAM,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
+            config=_named_reader(),
         )
         try:
             async for msg in sub.messages:
@@ -100,9 +101,16 @@ class AgoraClient:
             stream=EVENTS_STREAM,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW if new_only else DeliverPolicy.ALL,
+            config=_named_reader(),
         )
         try:
             async for msg in sub.messages:
                 yield msg.metadata.sequence.stream, decode_event(msg.data)
         finally:
             await sub.unsubscribe()
+
+
+def _named_reader() -> ConsumerConfig:
+    """A fresh consumer name: agora's permissions allow creating named consumers only (an
+    unnamed create could name, and so change, another service's durable consumer)."""
+    return ConsumerConfig(name=f"follow_{uuid.uuid4().hex}", inactive_threshold=60.0)

@@ -87,6 +87,8 @@ class EmbeddedNats:
     max_payload: int = 8 * 1024 * 1024
     server_name: str = "agora"
     startup_timeout_s: float = 15.0
+    # Appended to the configuration: authorization and TLS (see infra/auth.py).
+    extra_config: str = ""
     _process: subprocess.Popen[bytes] | None = None
     # -1: a free port on first start; a restart reuses the port so clients reconnect.
     port: int = -1
@@ -104,7 +106,7 @@ class EmbeddedNats:
             "http: 127.0.0.1:-1\n"
             f"max_payload: {self.max_payload}\n"
             f"ports_file_dir: {json.dumps(str(self.nats_dir))}\n"
-            f"jetstream {{\n  store_dir: {json.dumps(str(store))}{sync}\n}}\n"
+            f"jetstream {{\n  store_dir: {json.dumps(str(store))}{sync}\n}}\n" + self.extra_config
         )
 
     def start(self) -> EmbeddedNats:
@@ -121,6 +123,8 @@ class EmbeddedNats:
                 "stop it first or point AGORA_NATS_URL at it"
             )
         config = self.nats_dir / "nats-server.conf"
+        config.touch(mode=0o600)  # it may hold passwords: owner-only before any byte is written
+        config.chmod(0o600)
         config.write_text(self.config_text())
         log = (self.nats_dir / "nats-server.log").open("ab")
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our own config

@@ -258,9 +258,10 @@ def _status(headers: bytes) -> Status:
     return Status(int(line.group(1)), line.group(2).decode(errors="replace"))
 
 
-def connect_line(name: str) -> bytes:
-    """CONNECT for a plain (no TLS, no auth) server; headers on, so status messages arrive."""
-    options = {
+def connect_line(name: str, user: str | None = None, password: str | None = None) -> bytes:
+    """CONNECT for a plain (no TLS) server, with a user and password if given; headers on, so
+    status messages arrive."""
+    options: dict[str, object] = {
         "verbose": False,
         "pedantic": False,
         "headers": True,
@@ -271,6 +272,8 @@ def connect_line(name: str) -> bytes:
         "echo": False,
         "name": name,
     }
+    if user is not None:
+        options.update(user=user, **{"pass": password or ""})
     return b"CONNECT " + json.dumps(options, separators=(",", ":")).encode() + b"\r\nPING\r\n"
 
 

@@ -16,6 +16,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from events.errors import ConfigurationError
+from infra.auth import check_secret_files
 from infra.bus import EventPublisher, StreamGoalLog, connect
 from infra.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
 from infra.llm import build_llm_port
@@ -112,7 +113,8 @@ async def run_service(
 ) -> None:
     """Run ``name`` until ``stop`` is set. ``publisher`` is the adapter outputs go through."""
     build = _builder(name)
-    nc = await connect(settings, name=f"agora-{name}")
+    check_secret_files(settings)
+    nc = await connect(settings, name=f"agora-{name}", identity=name)
     js = nc.jetstream()
     llm = build_llm_port(settings, nc)
     ctx = ServiceContext(

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 from events.errors import ConfigurationError
 
@@ -38,6 +38,42 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigurationError(f"{name}={raw!r} is not a number") from None
 
 
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+class _Security(TypedDict):
+    nats_auth: bool
+    nats_user: str | None
+    nats_password: str | None
+    nats_creds: Path | None
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_ca: Path | None
+    http_allow: tuple[str, ...]
+
+
+def _security(env: Mapping[str, str]) -> _Security:
+    auth = env.get("AGORA_NATS_AUTH", "on").strip().lower()
+    if auth not in ("on", "off"):
+        raise ConfigurationError(f"AGORA_NATS_AUTH={auth!r}: use 'on' (default) or 'off'")
+    tls_cert, tls_key = _path(env, "AGORA_TLS_CERT"), _path(env, "AGORA_TLS_KEY")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigurationError("AGORA_TLS_CERT and AGORA_TLS_KEY go together: set both or none")
+    allow = env.get("AGORA_HTTP_ALLOW", "")
+    return {
+        "nats_auth": auth == "on",
+        "nats_user": env.get("AGORA_NATS_USER") or None,
+        "nats_password": env.get("AGORA_NATS_PASSWORD") or None,
+        "nats_creds": _path(env, "AGORA_NATS_CREDS"),
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_ca": _path(env, "AGORA_TLS_CA"),
+        "http_allow": tuple(a.strip() for a in allow.split(",") if a.strip()),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     # None: agora starts (or finds) its embedded nats-server under data_dir.
@@ -62,6 +98,11 @@ class Settings:
     query_max_rows: int = 10_000
     query_memory_limit: str = "512MB"
     projector_batch: int = 10_000
+    # The LLM planner (used when an LLM is configured): requests per plan, tokens per request,
+    # and an optional directory of prompt templates overriding the packaged ones.
+    llm_plan_attempts: int = 3
+    llm_plan_max_tokens: int = 4096
+    planner_prompts: Path | None = None
     # LLM providers (docs/llm.md): the primary endpoint, then the ordered fallbacks.
     # No base URL and no provider configured: no LLM, the rule-based strategies run.
     llm_endpoints: tuple[LlmEndpoint, ...] = ()
@@ -82,6 +123,22 @@ class Settings:
     embeddings_url: str | None = None
     embeddings_model: str = "text-embedding-3-small"
     embeddings_key: str | None = None
+    # Security (docs/security.md). The embedded server requires credentials unless
+    # AGORA_NATS_AUTH=off; a process finds its own under data_dir unless given them.
+    nats_auth: bool = True
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_creds: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    # Private/loopback addresses http_get may reach anyway: CIDRs or host names.
+    http_allow: tuple[str, ...] = ()
+    # Limits of one sandboxed program (the python tool; docs/security.md).
+    sandbox_cpu_s: int = 5
+    sandbox_memory_mb: int = 512
+    sandbox_processes: int = 16
+    sandbox_wall_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +173,11 @@ class Settings:
             query_max_rows=_int(env, "AGORA_QUERY_MAX_ROWS", 10_000),
             query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
             projector_batch=_int(env, "AGORA_PROJECTOR_BATCH", 10_000),
+            llm_plan_attempts=_int(env, "AGORA_LLM_PLAN_ATTEMPTS", 3),
+            llm_plan_max_tokens=_int(env, "AGORA_LLM_PLAN_MAX_TOKENS", 4096),
+            planner_prompts=Path(env["AGORA_PLANNER_PROMPTS"]).expanduser()
+            if env.get("AGORA_PLANNER_PROMPTS")
+            else None,
             llm_endpoints=_llm_endpoints(env),
             llm_timeout_s=_float(env, "AGORA_LLM_TIMEOUT_S", 60.0),
             llm_retries=_int(env, "AGORA_LLM_RETRIES", 2),
@@ -135,6 +197,11 @@ class Settings:
             embeddings_model=env.get("AGORA_EMBEDDINGS_MODEL", "").strip()
             or "text-embedding-3-small",
             embeddings_key=env.get("AGORA_EMBEDDINGS_KEY", "").strip() or None,
+            **_security(env),
+            sandbox_cpu_s=_int(env, "AGORA_SANDBOX_CPU_S", 5),
+            sandbox_memory_mb=_int(env, "AGORA_SANDBOX_MEMORY_MB", 512),
+            sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
+            sandbox_wall_s=_float(env, "AGORA_SANDBOX_WALL_S", 10.0),
         )
         settings.check()
         return settings
@@ -150,6 +217,10 @@ class Settings:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:
             raise ConfigurationError("AGORA_CONCURRENCY values must be at least 1")
+        if self.llm_plan_attempts < 1 or self.llm_plan_max_tokens < 1:
+            raise ConfigurationError(
+                "AGORA_LLM_PLAN_ATTEMPTS and AGORA_LLM_PLAN_MAX_TOKENS must be at least 1"
+            )
         if self.llm_timeout_s <= 0 or self.llm_concurrency < 1:
             raise ConfigurationError(
                 "AGORA_LLM_TIMEOUT_S must be positive and AGORA_LLM_CONCURRENCY at least 1"
@@ -165,6 +236,10 @@ class Settings:
                 "AGORA_MEMORY_WORKING_TOKENS must be at least 16 and "
                 "AGORA_MEMORY_SNAPSHOT_EVERY at least 1"
             )
+        if min(self.sandbox_cpu_s, self.sandbox_memory_mb, self.sandbox_processes) < 1 or not (
+            self.sandbox_wall_s > 0
+        ):
+            raise ConfigurationError("AGORA_SANDBOX_* limits must be positive")
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
@@ -191,11 +266,29 @@ class Settings:
             "AGORA_MEMORY_WORKING_TOKENS": str(self.memory_working_tokens),
             "AGORA_MEMORY_SNAPSHOT_EVERY": str(self.memory_snapshot_every),
             "AGORA_EMBEDDINGS_MODEL": self.embeddings_model,
+            "AGORA_NATS_AUTH": "on" if self.nats_auth else "off",
+            "AGORA_HTTP_ALLOW": ",".join(self.http_allow),
+            "AGORA_SANDBOX_CPU_S": str(self.sandbox_cpu_s),
+            "AGORA_SANDBOX_MEMORY_MB": str(self.sandbox_memory_mb),
+            "AGORA_SANDBOX_PROCESSES": str(self.sandbox_processes),
+            "AGORA_SANDBOX_WALL_S": str(self.sandbox_wall_s),
         }
+        env["AGORA_LLM_PLAN_ATTEMPTS"] = str(self.llm_plan_attempts)
+        env["AGORA_LLM_PLAN_MAX_TOKENS"] = str(self.llm_plan_max_tokens)
+        if self.planner_prompts is not None:
+            env["AGORA_PLANNER_PROMPTS"] = str(self.planner_prompts)
         if self.embeddings_url:
             env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
         if self.embeddings_key:
             env["AGORA_EMBEDDINGS_KEY"] = self.embeddings_key
+        # Credentials are per process (the supervisor hands each service its own); TLS is not.
+        for name, path in (
+            ("AGORA_TLS_CERT", self.tls_cert),
+            ("AGORA_TLS_KEY", self.tls_key),
+            ("AGORA_TLS_CA", self.tls_ca),
+        ):
+            if path is not None:
+                env[name] = str(path)
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
         env.update(self._llm_env())

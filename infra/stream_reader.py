@@ -8,8 +8,9 @@ creates one ephemeral ack-none consumer through nats-py, and pulls from it (one
 NATS protocol just for this: see ``infra.nats_wire``. The stream sequence and timestamp of a
 message come from its reply subject.
 
-Servers that need TLS or credentials get the old path instead (an inbox subscription on the
-nats-py connection): doing TLS and every auth scheme again is not worth it for a read path.
+Servers that need TLS, or credentials other than a user and password, get the old path instead
+(an inbox subscription on the nats-py connection): doing TLS and every auth scheme again is
+not worth it for a read path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -123,8 +125,12 @@ def _wire_refusal(nc: NatsClient) -> str | None:
         return f"the server URL scheme is {url.scheme}://, not nats://"
     if nc.options.get("tls") is not None:
         return "the nats-py client is configured for TLS"
-    # nats-py keeps whether any credential (user, token, nkey, creds file) was given here.
-    if getattr(nc, "_auth_configured", False) or url.username:
+    # A user and password we send ourselves (agora's identities); tokens, nkeys and creds
+    # files, which nats-py keeps in private attributes, we do not.
+    other = ("_user_credentials", "_nkeys_seed", "_nkeys_seed_str")
+    if url.username or nc.options.get("token") or any(getattr(nc, a, None) for a in other):
+        return "the nats-py client uses credentials other than a user and password"
+    if getattr(nc, "_auth_configured", False) and not nc.options.get("user"):
         return "the nats-py client is configured with credentials"
     return None
 
@@ -199,13 +205,15 @@ class _WireTransport:
         self._wanted: deque[int] = deque()
 
     @classmethod
-    async def open(cls, host: str, port: int, inbox: str, name: str) -> _WireTransport:
+    async def open(
+        cls, host: str, port: int, inbox: str, name: str, auth: tuple[str, str] | None = None
+    ) -> _WireTransport:
         transport = cls(inbox)
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
                 loop = asyncio.get_running_loop()
                 await loop.create_connection(lambda: transport._socket, host, port)
-                await transport._handshake(name)
+                await transport._handshake(name, auth)
         except BaseException:
             await transport.close()
             raise
@@ -216,16 +224,17 @@ class _WireTransport:
         if self._socket.transport is not None and not self._socket.transport.is_closing():
             self._socket.transport.write(data)
 
-    async def _handshake(self, name: str) -> None:
+    async def _handshake(self, name: str, auth: tuple[str, str] | None) -> None:
         info = await self._next_control()
         if not isinstance(info, ServerInfo):
             raise ProtocolError(f"the server did not start with INFO but {info!r}")
-        for requirement in ("tls_required", "auth_required"):
-            if info.info.get(requirement):
-                raise _WireRefusedError(f"the server says {requirement}")
+        if info.info.get("tls_required"):
+            raise _WireRefusedError("the server says tls_required")
+        if info.info.get("auth_required") and auth is None:
+            raise _WireRefusedError("the server says auth_required")
         if not info.info.get("headers"):
             raise _WireRefusedError("the server does not support headers")
-        self._write(connect_line(name))
+        self._write(connect_line(name, *(auth or (None, None))))
         while (answer := await self._next_control()) is not PONG:
             if isinstance(answer, ServerError):
                 raise _WireRefusedError(f"the server refused CONNECT: {answer.message}")
@@ -466,6 +475,9 @@ class StreamReader:
         info = await self.nc.jetstream().add_consumer(
             self.stream,
             ConsumerConfig(
+                # Named: under agora's permissions only a named create is allowed, since an
+                # unnamed one could name (and so change) another service's durable consumer.
+                name=f"read_{uuid.uuid4().hex}",
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=max(1, self._next_seq),
                 ack_policy=AckPolicy.NONE,
@@ -493,8 +505,14 @@ class StreamReader:
                 raise ConnectionResetError("the nats-py client is reconnecting")
             name = f"{self.nc.options.get('name') or 'agora'}/stream-reader"
             try:
+                # The nats-py connection's credentials, if any (a user and password).
+                user, password = self.nc.options.get("user"), self.nc.options.get("password")
                 self._transport = await _WireTransport.open(
-                    url.hostname, url.port or 4222, self.nc.new_inbox(), name
+                    url.hostname,
+                    url.port or 4222,
+                    self.nc.new_inbox(),
+                    name,
+                    (str(user), str(password)) if user is not None else None,
                 )
             except _WireRefusedError as refused:
                 self._refusal = str(refused)

@@ -51,7 +51,13 @@ SERVICE_CONSUMERS: dict[str, tuple[ConsumerSpec, ...]] = {
         ConsumerSpec(
             EVENTS_STREAM,
             "planner",
-            _events("context_provided", "task_completed", "task_failed", "evaluation_completed"),
+            _events(
+                "context_provided",
+                "task_completed",
+                "task_failed",
+                "evaluation_completed",
+                "llm_responded",  # every LLM answer of a goal counts against its budget
+            ),
             "planner: results that move a goal forward",
         ),
     ),

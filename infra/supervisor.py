@@ -13,9 +13,11 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from infra.auth import ADMIN, check_secret_files, prepare_embedded_security, service_env
 from infra.bus import connect
+from infra.cluster import EmbeddedCluster
 from infra.embedded import EmbeddedNats
 from infra.logging import get_logger
 from infra.runner import SERVICES
@@ -44,24 +46,50 @@ class Supervisor:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # > 1: run that many embedded nats-server nodes as one JetStream cluster (R``cluster``).
+    cluster: int = 0
+    nats_cluster: EmbeddedCluster | None = None
 
     async def start(self) -> None:
-        if self.settings.embedded:
+        if self.cluster > 1 and self.settings.embedded:
+            self.nats_cluster = EmbeddedCluster(
+                self.settings.nats_dir,
+                size=self.cluster,
+                durability=self.settings.durability,
+                extra_config=prepare_embedded_security(self.settings),
+            ).start()
+            self.settings = replace(
+                self.settings,
+                nats_urls=tuple(self.nats_cluster.urls),
+                stream_replicas=min(self.cluster, 3),
+            )
+            log.info("nats_cluster_started", urls=self.nats_cluster.urls)
+        elif self.settings.embedded:
             self.server = EmbeddedNats(
                 self.settings.nats_dir,
                 durability=self.settings.durability,
                 port=self.settings.nats_port or -1,
+                extra_config=prepare_embedded_security(self.settings),
             ).start()
             log.info("nats_started", url=self.server.url)
-        nc = await connect(self.settings, name="agora-supervisor")
+        check_secret_files(self.settings)
+        nc = await connect(self.settings, name="agora-supervisor", identity=ADMIN)
         try:
             await provision(nc.jetstream(), self.settings)
         finally:
             await nc.close()
         # Children run with exactly the supervisor's settings, whatever the parent's env says.
         self.env = {**os.environ, **self.settings.to_env(), "AGORA_NATS_URL": self.url}
+        if self._embedded and self.settings.nats_auth:
+            # Each service gets its own identity below, never the operator's.
+            for name in ("AGORA_NATS_USER", "AGORA_NATS_PASSWORD", "AGORA_NATS_CREDS"):
+                self.env.pop(name, None)
         for name in self.services:
             self._watchers.append(asyncio.ensure_future(self._keep_running(name)))
+
+    @property
+    def _embedded(self) -> bool:
+        return self.server is not None or self.nats_cluster is not None
 
     @property
     def url(self) -> str:
@@ -72,8 +100,9 @@ class Supervisor:
         return proc.pid if proc and proc.returncode is None else None
 
     async def _spawn(self, name: str) -> asyncio.subprocess.Process:
+        env = {**self.env, **service_env(self.settings, name)} if self._embedded else self.env
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "infra.cli", "service", name, env=self.env
+            sys.executable, "-m", "infra.cli", "service", name, env=env
         )
 
     async def _keep_running(self, name: str) -> None:
@@ -109,3 +138,6 @@ class Supervisor:
         if self.server is not None:
             self.server.stop()
             log.info("nats_stopped")
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
+            log.info("nats_cluster_stopped")

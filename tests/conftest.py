@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NatsClient
 
+from infra.auth import prepare_embedded_security
 from infra.bus import EventPublisher, connect
 from infra.client import AgoraClient
 from infra.embedded import EmbeddedNats
@@ -155,3 +156,24 @@ def anthropic_server() -> Iterator[ScriptedLlmServer]:
     with ScriptedLlmServer("anthropic") as server:
         yield server
     assert not server.script_errors, f"the test's script raised: {server.script_errors}"
+
+
+@pytest.fixture
+def secure_settings(tmp_path: Path) -> Iterator[Settings]:
+    """A nats-server with agora's generated credentials and permission table (docs/security.md).
+
+    Processes find their identity's credentials under ``data_dir`` as under ``agora up``.
+    """
+    data_dir = tmp_path / "secure"
+    base = replace(
+        Settings(),
+        data_dir=data_dir,
+        workspace=data_dir / "workspace",
+        ack_wait_s=3.0,
+        drain_timeout_s=2.0,
+        query_timeout_s=2.0,
+    )
+    with EmbeddedNats(
+        base.nats_dir, durability="os", extra_config=prepare_embedded_security(base)
+    ) as server:
+        yield replace(base, nats_urls=(server.url,))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 
 from events.errors import AgoraError
-from infra.cli import data, dlq, memory, platform, status
+from infra.cli import data, dlq, fork, memory, platform, redrive, status
 from infra.cli.common import app, err
 
 __all__ = ["app", "main"]
 
 # Importing them registers their commands on ``app``.
-_COMMAND_MODULES = (platform, data, dlq, status, memory)
+_COMMAND_MODULES = (platform, data, dlq, status, memory, redrive, fork)
 
 
 def main() -> None:

@@ -26,13 +26,16 @@ T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
-def _with_nats(work: Callable[[NatsClient], Awaitable[T]]) -> T:
+def _with_nats(work: Callable[[NatsClient], Awaitable[T]], *, operator: bool = False) -> T:
+    """Run ``work`` connected as the client, or (``operator``) as admin: re-injecting bytes
+    into a service and purging a stream are the operator's (docs/security.md)."""
+    from infra.auth import ADMIN, CLIENT
     from infra.bus import connect
 
     settings = load_settings()
 
     async def connected() -> T:
-        nc = await connect(settings, "agora-dlq")
+        nc = await connect(settings, "agora-dlq", identity=ADMIN if operator else CLIENT)
         try:
             return await work(nc)
         finally:
@@ -165,10 +168,10 @@ def redrive(
     if (record_id is None) == (not every):
         raise typer.BadParameter("give one record ID, or --all")
     if every:
-        results = _with_nats(redrive_all)
+        results = _with_nats(redrive_all, operator=True)
     else:
         assert record_id is not None
-        results = [_with_nats(lambda nc: redrive_one(nc, record_id))]
+        results = [_with_nats(lambda nc: redrive_one(nc, record_id), operator=True)]
     rows = [
         {"id": r.record_seq, "consumer": r.consumer, "copy_seq": r.copy_seq, "already": r.already}
         for r in results
@@ -201,7 +204,7 @@ def purge(
     from infra.dead_letters import parse_duration, purge_older_than
 
     age = parse_duration(older_than)
-    result = _with_nats(lambda nc: purge_older_than(nc, age, now=datetime.now(UTC)))
+    result = _with_nats(lambda nc: purge_older_than(nc, age, now=datetime.now(UTC)), operator=True)
     if as_json:
         print(json.dumps({"purged": result.purged, "kept_from_seq": result.kept_from_seq}))
     else:

@@ -17,6 +17,7 @@ from events.schema import json_schemas
 from events.subjects import goal_events_filter
 from events.summary import summarize
 from infra.cli.common import app, load_settings, out, run, stop_on_signals
+from infra.settings import Settings
 from projections.protocol import QueryReply
 
 __all__ = ["demo", "goal", "schema", "service", "tail", "up"]
@@ -38,7 +39,8 @@ def demo() -> None:
 
     settings = load_settings()
     out.print("[bold]agora demo[/]: embedded nats-server + planner, executor, memory, evaluator,")
-    out.print("projector; three sample goals, then their trajectories from the DuckDB projection\n")
+    out.print("projector; three sample goals, then their trajectories from the DuckDB projection")
+    out.print(_llm_line(settings) + "\n")
     report = run(run_demo(settings))
     for goal in report.goals:
         colour = "green" if isinstance(goal.outcome, GoalCompleted) else "red"
@@ -57,19 +59,38 @@ def demo() -> None:
     raise typer.Exit(0 if report.all_completed else 1)
 
 
+def _llm_line(settings: Settings) -> str:
+    if not settings.llm_endpoints:
+        return "no LLM configured (AGORA_LLM_BASE_URL unset): the rule-based strategies run"
+    chain = " -> ".join(f"{e.name} at {e.base_url}" for e in settings.llm_endpoints)
+    return f"LLM: {chain}; the planner, ReAct tasks and the judge ask it"
+
+
 @app.command()
-def up() -> None:
+def up(
+    cluster: Annotated[
+        int,
+        typer.Option(
+            help="run N embedded nats-server nodes as one JetStream cluster (R3 streams)",
+            min=0,
+        ),
+    ] = 0,
+) -> None:
     """Run the platform: nats-server (unless AGORA_NATS_URL is set), each service a process."""
     from infra.supervisor import Supervisor
 
     settings = load_settings()
+    if cluster > 1 and not settings.embedded:
+        raise typer.BadParameter("--cluster starts embedded servers: unset AGORA_NATS_URL")
 
     async def work() -> None:
-        supervisor = Supervisor(settings)
+        supervisor = Supervisor(settings, cluster=cluster)
         await supervisor.start()
         stop = asyncio.Event()
         stop_on_signals(stop)
         out.print(f"agora is up at [bold]{supervisor.url}[/] — Ctrl-C to stop")
+        if supervisor.server is not None and settings.nats_auth:
+            out.print(f"NATS credentials per service: {settings.nats_dir / 'credentials'}")
         await stop.wait()
         out.print("stopping…")
         await supervisor.stop()
@@ -83,8 +104,8 @@ def service(
         str, typer.Argument(help="planner | executor | memory | evaluator | projector")
     ],
 ) -> None:
-    """Run one service. executor and evaluator scale out as several processes; planner,
-    memory and projector run one each (per data dir) for now."""
+    """Run one service. planner, executor and evaluator scale out as several processes;
+    memory runs one; each projector replica needs its own data dir."""
     from infra.runner import run_service
 
     settings = load_settings()
@@ -129,6 +150,12 @@ def goal(
     ] = None,
     goal_id: Annotated[str | None, typer.Option("--goal-id")] = None,
     max_iterations: Annotated[int | None, typer.Option("--max-iterations")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="LLM token budget of the goal")
+    ] = None,
+    max_cost_usd: Annotated[
+        float | None, typer.Option("--max-cost-usd", help="LLM cost budget of the goal")
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="follow the goal live to its outcome")
     ] = False,
@@ -148,6 +175,10 @@ def goal(
         command["goal_id"] = goal_id
     if max_iterations:
         command["max_iterations"] = max_iterations
+    if max_tokens is not None:
+        command["max_tokens"] = max_tokens
+    if max_cost_usd is not None:
+        command["max_cost_usd"] = max_cost_usd
     settings = load_settings()
 
     async def work() -> int:

@@ -3,28 +3,95 @@
 Every attempt is announced (``tool_called``) and durably acknowledged BEFORE the tool runs, and
 its outcome is published before the next step, so after a crash the goal's log tells a
 redelivery exactly where to resume (see ``decide.plan_execution``).
+
+Several executor replicas share one durable consumer, and a replica that stalls past the ack
+wait (a long GC pause, SIGSTOP) loses its delivery to another one while it still believes it
+owns the task. So every write is guarded by the goal's last known stream sequence: the stream
+refuses it if anything was appended to the goal meanwhile. The writer then catches up; if
+another replica wrote events of this task, it stands down — before running the tool, or
+discarding a late result — so an attempt's tool runs at most once and a task never gets two
+different outcomes. Writes of other tasks of the goal only cause a retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from events.catalog import TaskScheduled
-from events.errors import ToolError
+from events.errors import AgoraError, ConcurrentWriteError, ToolError
 from events.model import Event, Stamp
 from services.executor import decide
 from services.executor.ports import GoalLog, Publish
 from services.executor.runner import ToolRunner
 
-__all__ = ["execute_task"]
+__all__ = ["TaskTakenOverError", "execute_task"]
+
+
+class TaskTakenOverError(AgoraError):
+    """Another replica is working on this task; the delivery comes back later (nak)."""
+
+
+@dataclass
+class _TaskWriter:
+    """Appends one task's events, guarded; notices when another replica writes to the task."""
+
+    task: TaskScheduled
+    log: GoalLog
+    publish: Publish
+    last_seq: int
+    history: list[Event] = field(default_factory=list)
+    mine: set[str] = field(default_factory=set)
+
+    def _foreign(self, event: Event) -> bool:
+        return (
+            getattr(event, "iteration", None) == self.task.iteration
+            and getattr(event, "task_id", None) == self.task.task_id
+            and event.event_id not in self.mine
+        )
+
+    async def write(self, events: Sequence[Event]) -> bool:
+        """True once stored; False if another replica wrote events of this task first."""
+        while True:
+            try:
+                acks = await self.publish(events, expected_last_seq=self.last_seq)
+            except ConcurrentWriteError:
+                newer = await self.log.since(self.task.goal_id, self.last_seq)
+                self.history += newer.events
+                self.last_seq = newer.last_seq
+                if any(self._foreign(event) for event in newer.events):
+                    return False
+                continue
+            if any(
+                ack.duplicate and e.event_id not in self.mine
+                for ack, e in zip(acks, events, strict=True)
+            ):
+                return False  # the very same event was stored by another replica
+            self.mine.update(event.event_id for event in events)
+            self.history += events
+            seqs = [ack.seq for ack in acks]
+            # Back to back: nothing else came in between, the goal's last event is ours.
+            contiguous = seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+            self.last_seq = seqs[-1] if contiguous else seqs[0]
+            return True
+
+    def stand_down(self) -> None:
+        """Another replica owns the task: done if it is finished, otherwise come back later."""
+        record = decide.fold_task(self.history, self.task.iteration, self.task.task_id)
+        if not (record.completed or record.failed):
+            raise TaskTakenOverError(
+                f"task {self.task.task_id} of goal {self.task.goal_id} is being run by "
+                "another executor"
+            )
 
 
 async def execute_task(
     task: TaskScheduled,
     *,
+    task_seq: int,
     redelivered: bool,
     runner: ToolRunner,
     log: GoalLog,
@@ -34,32 +101,34 @@ async def execute_task(
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Run ``task`` to task_completed or task_failed, publishing every step.
+    """Run ``task`` (stored at stream sequence ``task_seq``) to task_completed or task_failed.
 
-    On a first delivery nothing can be recorded yet, so the log read is skipped. Raises only
-    if publishing or the log fails; the consume loop then naks and the redelivery resumes.
+    On a first delivery nothing of the task can be recorded yet, so the log read is skipped.
+    Raises if publishing or the log fails, or another replica took the task over; the consume
+    loop then naks and the redelivery resumes from the log.
     """
 
     def stamp() -> Stamp:
         return Stamp.caused_by(task, producer=producer, now=now())
 
+    writer = _TaskWriter(task, log, publish, last_seq=task_seq)
     if redelivered:
-        history = await log.load(task.goal_id)
-        record = decide.fold_task(history, task.iteration, task.task_id)
-    else:
-        record = decide.TaskRecord(iteration=task.iteration, task_id=task.task_id)
+        recorded = await log.load(task.goal_id)
+        writer.history, writer.last_seq = list(recorded.events), recorded.last_seq
+    record = decide.fold_task(writer.history, task.iteration, task.task_id)
 
     match decide.plan_execution(task, record, stamp()):
         case decide.AlreadyFinished():
             return
         case decide.FinishFromRecord(events=events):
-            await publish(events)
+            if not await writer.write(events):
+                writer.stand_down()
         case decide.Run() as run:
             await _run_attempts(
                 task,
                 run,
                 runner=runner,
-                publish=publish,
+                writer=writer,
                 stamp=stamp,
                 sleep=sleep,
                 monotonic=monotonic,
@@ -71,7 +140,7 @@ async def _run_attempts(
     run: decide.Run,
     *,
     runner: ToolRunner,
-    publish: Publish,
+    writer: _TaskWriter,
     stamp: Callable[[], Stamp],
     sleep: Callable[[float], Awaitable[object]],
     monotonic: Callable[[], float],
@@ -82,7 +151,11 @@ async def _run_attempts(
     if run.announce_start:
         announcements.append(decide.started(task, attempt, stamp()))
     while True:
-        await publish([*announcements, decide.called(task, attempt, task.args, stamp())])
+        if not await writer.write(
+            [*announcements, decide.called(task, attempt, task.args, stamp())]
+        ):
+            writer.stand_down()  # the attempt is someone else's: never run its tool here
+            return
         announcements = []
         began = monotonic()
         try:
@@ -94,18 +167,23 @@ async def _run_attempts(
             delay = decide.next_attempt_delay(error, attempt, task.max_attempts)
             if delay is None:
                 gave_up = decide.failed(task, str(error), attempt, spent_ms, stamp())
-                await publish([failure, gave_up])
+                if not await writer.write([failure, gave_up]):
+                    writer.stand_down()
                 return
-            await publish([failure])
+            if not await writer.write([failure]):
+                writer.stand_down()
+                return
             await sleep(delay)
             attempt += 1
             continue
         duration_ms = (monotonic() - began) * 1000
         spent_ms += duration_ms
-        await publish(
-            [
-                decide.returned(task, attempt, output, duration_ms, stamp()),
-                decide.completed(task, output, attempt, spent_ms, stamp()),
-            ]
-        )
+        outcome = [
+            decide.returned(task, attempt, output, duration_ms, stamp()),
+            decide.completed(task, output, attempt, spent_ms, stamp()),
+        ]
+        if not await writer.write(outcome):
+            # Taken over while the tool ran (this replica stalled past the ack wait): the
+            # other replica has recorded this attempt as interrupted; the result is dropped.
+            writer.stand_down()
         return

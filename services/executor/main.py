@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
+from nats.js.api import PubAck
 
 from events.catalog import TaskScheduled
 from events.codec import decode_event
@@ -13,12 +13,15 @@ from events.model import Event
 from events.subjects import EVENTS_STREAM
 from events.tools import REACT_TOOL
 from infra.consume import Delivery
+from infra.goal_history import GoalHistory
 from infra.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.handler import execute_task
+from services.executor.netguard import AddressPolicy, guarded_http_client
 from services.executor.react import ReactConfig
 from services.executor.react_handler import execute_react
 from services.executor.registry import ToolRegistry
 from services.executor.runner import ToolRunner
+from services.executor.sandbox import Sandbox, SandboxLimits
 from services.executor.tools.context import ToolContext
 from services.llm.templates import load_prompt
 
@@ -28,16 +31,36 @@ __all__ = ["build"]
 def build(ctx: ServiceContext) -> ServiceParts:
     workspace = ctx.settings.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    http = httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0))
+    settings = ctx.settings
+    http = guarded_http_client(AddressPolicy.parse(settings.http_allow))
+    # Code tools must not see agora's data (NATS credentials, the workspace, DuckDB) or keys.
+    secrets = (settings.nats_creds, settings.tls_key, settings.tls_cert)
+    limits = SandboxLimits(
+        cpu_s=settings.sandbox_cpu_s,
+        memory_bytes=settings.sandbox_memory_mb * 1024 * 1024,
+        processes=settings.sandbox_processes,
+        wall_s=settings.sandbox_wall_s,
+    )
+    sandbox = Sandbox(
+        limits,
+        hide=[settings.data_dir, workspace, *(path for path in secrets if path is not None)],
+    )
+    tools = ToolContext(workspace=workspace, http=http, sandbox=sandbox)
     registry = ToolRegistry.builtin()
-    runner = ToolRunner(registry, ToolContext(workspace=workspace, http=http))
+    runner = ToolRunner(registry, tools)
     react_config = ReactConfig(
         tools=registry.specs(),
         prompt=load_prompt("executor", "react", 1),
         max_steps=ctx.settings.react_max_steps,
     )
 
-    async def publish(events: Sequence[Event]) -> None:
+    history = GoalHistory(ctx.nc)
+
+    async def publish(events: Sequence[Event], *, expected_last_seq: int) -> list[PubAck]:
+        return await ctx.publish(events, expected_last_seq=expected_last_seq)
+
+    async def publish_unguarded(events: Sequence[Event]) -> None:
+        # ReAct steps are not yet guarded by the goal's last sequence (docs/architecture.md).
         await ctx.publish(events)
 
     async def run_task(delivery: Delivery) -> None:
@@ -50,16 +73,17 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 runner=runner,
                 llm=ctx.llm,
                 log=ctx.goal_log,
-                publish=publish,
+                publish=publish_unguarded,
                 now=ctx.now,
                 producer=ctx.producer,
             )
         elif isinstance(task, TaskScheduled):
             await execute_task(
                 task,
+                task_seq=delivery.stream_seq,
                 redelivered=delivery.redelivered,
                 runner=runner,
-                log=ctx.goal_log,
+                log=history,
                 publish=publish,
                 now=ctx.now,
                 producer=ctx.producer,

@@ -20,10 +20,10 @@ from events.catalog import TaskScheduled
 from events.errors import LlmError, LlmNotRecordedError, LlmResponseError, ToolError
 from events.model import Event, Stamp
 from services.executor import decide, react
-from services.executor.ports import GoalLog, Publish
+from services.executor.ports import GoalEvents
 from services.executor.runner import ToolRunner
 from services.llm.port import LlmPort
-from services.llm.recording import answers_in, recorded_call
+from services.llm.recording import Publish, answers_in, recorded_call
 
 __all__ = ["execute_react"]
 
@@ -35,7 +35,7 @@ async def execute_react(
     config: react.ReactConfig,
     runner: ToolRunner,
     llm: LlmPort | None,
-    log: GoalLog,
+    log: GoalEvents,
     publish: Publish,
     now: Callable[[], datetime],
     producer: str,

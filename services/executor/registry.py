@@ -12,9 +12,11 @@ from pydantic import BaseModel, ValidationError
 from events.errors import ToolError
 from events.tools import BUILTIN_TOOLS, ToolSpec
 from services.executor.tools import (
+    append_line,
     calculator,
     echo,
     http_get,
+    python,
     read_file,
     sleep,
     write_file,
@@ -32,6 +34,8 @@ _BUILTIN_IMPLEMENTATIONS: dict[str, ToolImplementation] = {
     "http_get": http_get.run,
     "read_file": read_file.run,
     "write_file": write_file.run,
+    "python": python.run,
+    "append_line": append_line.run,
 }
 
 

@@ -25,6 +25,8 @@ __all__ = ["GoalStates"]
 class _Entry:
     state: PlannerState | None = None
     seen: set[str] = field(default_factory=set)
+    # Every event of the goal up to this stream sequence is applied (the optimistic guard).
+    last_seq: int = 0
 
 
 @dataclass
@@ -39,10 +41,17 @@ class GoalStates:
         entry = self._entries.get(goal_id)
         return entry.state if entry else None
 
+    def last_seq(self, goal_id: str) -> int:
+        entry = self._entries.get(goal_id)
+        return entry.last_seq if entry else 0
+
     def evict(self, goal_id: str) -> None:
         self._entries.pop(goal_id, None)
 
-    def apply(self, goal_id: str, events: Iterable[Event]) -> PlannerState | None:
+    def apply(
+        self, goal_id: str, events: Iterable[Event], *, up_to_seq: int | None = None
+    ) -> PlannerState | None:
+        """Fold ``events`` in; ``up_to_seq``: they complete the history up to that sequence."""
         entry = self._entries.get(goal_id)
         if entry is None:
             entry = self._entries[goal_id] = _Entry()
@@ -54,4 +63,6 @@ class GoalStates:
             if event.event_id not in entry.seen:
                 entry.seen.add(event.event_id)
                 entry.state = evolve(entry.state, event)
+        if up_to_seq is not None:
+            entry.last_seq = max(entry.last_seq, up_to_seq)
         return entry.state

@@ -15,10 +15,18 @@ they decide nothing new). Events of older iterations trigger nothing.
 
 Task arguments may refer to earlier outputs as ``{{steps.<id>.output}}``; see
 ``services.planner.references``. ``task_scheduled.args`` always carry the resolved values.
+
+With an LLM configured (``planning`` set) a goal without explicit steps is planned and revised
+by the model (``services.planner.llm_plan``). Deciding stays pure: :func:`decide_next` returns
+the decisions it could make plus, when the next one needs a model's answer that is not yet
+recorded, the request to ask (``Decision.llm_request``). The adapter asks it through
+``recorded_call``, folds the ``llm_responded`` and decides again. Every ``llm_responded`` of the
+goal is a trigger too: it is how the goal's budget is enforced (``services.planner.budget``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from msgspec.structs import replace as replace_struct
@@ -31,6 +39,7 @@ from events.catalog import (
     GoalAccepted,
     GoalCompleted,
     GoalFailed,
+    LlmResponded,
     PlanCreated,
     PlanRevised,
     TaskCompleted,
@@ -38,8 +47,11 @@ from events.catalog import (
     TaskScheduled,
 )
 from events.model import Event, Stamp, TaskSpec
+from services.llm.messages import LlmRequest
+from services.planner.budget import exceeded_reason, no_room_reason, remaining
 from services.planner.decompose import decompose_text
 from services.planner.intake import Tools, context_request
+from services.planner.llm_plan import LlmPlanning, NeedAnswer, PlanFailed, Planned, llm_plan
 from services.planner.references import (
     resolve_references,
 )
@@ -52,7 +64,18 @@ from services.planner.state import (
     ready_tasks,
 )
 
-__all__ = ["MAX_REVISED_TIMEOUT_S", "decide", "revise_tasks"]
+__all__ = [
+    "LLM_UNAVAILABLE",
+    "MAX_REVISED_TIMEOUT_S",
+    "Decision",
+    "decide",
+    "decide_next",
+    "llm_failure",
+    "revise_tasks",
+]
+
+# The reason prefix of a goal that failed because the model could not answer.
+LLM_UNAVAILABLE = "llm_unavailable"
 
 # The largest timeout an intake step may ask for; revisions never grow a timeout beyond it.
 MAX_REVISED_TIMEOUT_S = 3600.0
@@ -73,6 +96,14 @@ _ITERATION_EVENTS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What is due: ``events`` to publish, then (if set) a model's answer to ask for."""
+
+    events: list[Event] = field(default_factory=list)
+    llm_request: LlmRequest | None = None
+
+
 def decide(
     state: PlannerState | None,
     event: Event,
@@ -81,22 +112,51 @@ def decide(
     now: datetime,
     producer: str,
 ) -> list[Event]:
-    """What is due for the goal after ``event`` (already folded into ``state``)."""
+    """What is due for the goal after ``event`` (already folded into ``state``), rule-based."""
+    return decide_next(state, event, tools=tools, now=now, producer=producer).events
+
+
+def decide_next(
+    state: PlannerState | None,
+    event: Event,
+    *,
+    tools: Tools,
+    now: datetime,
+    producer: str,
+    planning: LlmPlanning | None = None,
+) -> Decision:
+    """What is due for the goal after ``event``; ``planning`` switches the LLM strategy on."""
     if state is None or is_finished(state) or not _is_trigger(state, event):
-        return []
+        return Decision()
     stamp = Stamp.caused_by(event, producer=producer, now=now)
+    # Only an llm_responded spends, and deciding folds none: checking once per trigger is enough.
+    exceeded = exceeded_reason(state)
+    if exceeded is not None:
+        return Decision([_failure(state, stamp, exceeded)])
     decided: list[Event] = []
-    while batch := _next_decisions(state, stamp, tools):
+    while batch := _next_decisions(state, stamp, tools, planning):
+        if isinstance(batch, LlmRequest):
+            return Decision(decided, batch)
         decided += batch
         after = _apply(state, batch)
         if after == state:  # a decision the fold ignores would otherwise repeat forever
             break
         state = after
-    return decided
+    return Decision(decided)
+
+
+def llm_failure(
+    state: PlannerState | None, trigger: Event, error: str, *, now: datetime, producer: str
+) -> list[Event]:
+    """The goal fails cleanly when the model it waits for cannot answer (the chain gave up)."""
+    if state is None or is_finished(state):
+        return []
+    stamp = Stamp.caused_by(trigger, producer=producer, now=now)
+    return [_failure(state, stamp, f"{LLM_UNAVAILABLE}: {error}")]
 
 
 def _is_trigger(state: PlannerState, event: Event) -> bool:
-    if isinstance(event, GoalAccepted):
+    if isinstance(event, GoalAccepted | LlmResponded):
         return True
     # Events of older iterations are history: their consequences were decided back then.
     return isinstance(event, _ITERATION_EVENTS) and event.iteration == state.iteration
@@ -110,15 +170,17 @@ def _apply(state: PlannerState, events: list[Event]) -> PlannerState:
     return state
 
 
-def _next_decisions(state: PlannerState, stamp: Stamp, tools: Tools) -> list[Event]:
+def _next_decisions(
+    state: PlannerState, stamp: Stamp, tools: Tools, planning: LlmPlanning | None
+) -> list[Event] | LlmRequest:
     """The next batch of decisions due in ``state``; [] when there is nothing to do."""
     goal = state.goal
     if goal is None or state.outcome is not None:
         return []
     if state.plan is None:
-        return _before_the_plan(state, stamp, goal, tools)
+        return _before_the_plan(state, stamp, goal, tools, planning)
     if state.evaluation is not None:
-        return [_act_on_verdict(state, stamp, state.evaluation)]
+        return _act_on_verdict(state, stamp, state.evaluation, tools, planning)
     ready = ready_tasks(state)
     if ready:
         return [_schedule(state, stamp, task) for task in ready]
@@ -128,26 +190,65 @@ def _next_decisions(state: PlannerState, stamp: Stamp, tools: Tools) -> list[Eve
 
 
 def _before_the_plan(
-    state: PlannerState, stamp: Stamp, goal: GoalAccepted, tools: Tools
-) -> list[Event]:
+    state: PlannerState,
+    stamp: Stamp,
+    goal: GoalAccepted,
+    tools: Tools,
+    planning: LlmPlanning | None,
+) -> list[Event] | LlmRequest:
     if not state.context_requested:
         return [context_request(stamp, goal)]
     if state.context_received:
-        return [_first_plan(state, stamp, goal, tools)]
+        return _first_plan(state, stamp, goal, tools, planning)
     return []
 
 
-def _first_plan(state: PlannerState, stamp: Stamp, goal: GoalAccepted, tools: Tools) -> PlanCreated:
+def _failure(state: PlannerState, stamp: Stamp, reason: str) -> GoalFailed:
+    return GoalFailed(
+        **stamp.envelope("goal_failed", "outcome"), reason=reason, iterations=state.iteration
+    )
+
+
+def _llm_tasks(
+    state: PlannerState, stamp: Stamp, step: Planned | NeedAnswer | PlanFailed
+) -> tuple[TaskSpec, ...] | list[Event] | LlmRequest:
+    """The model's plan; else the goal's failure, or the request to ask (if the budget allows)."""
+    match step:
+        case Planned(tasks=tasks):
+            return tasks
+        case PlanFailed(reason=reason):
+            return [_failure(state, stamp, reason)]
+        case NeedAnswer(request=request):
+            budget = state.budget
+            capped = budget is not None and budget.max_tokens is not None
+            no_room = no_room_reason(state, request.max_tokens if capped else None)
+            return [_failure(state, stamp, no_room)] if no_room is not None else request
+
+
+def _first_plan(
+    state: PlannerState,
+    stamp: Stamp,
+    goal: GoalAccepted,
+    tools: Tools,
+    planning: LlmPlanning | None,
+) -> list[Event] | LlmRequest:
     if goal.steps:
-        strategy, tasks = "explicit", goal.steps
+        strategy, tasks = ("forked" if goal.forked_from else "explicit"), goal.steps
+    elif planning is not None:
+        planned = _llm_tasks(state, stamp, llm_plan(state, tools=tools, planning=planning))
+        if not isinstance(planned, tuple):
+            return planned
+        strategy, tasks = "llm", planned
     else:
         strategy, tasks = "decomposed", _with_tool_timeouts(decompose_text(goal.text), tools)
-    return PlanCreated(
-        **stamp.envelope("plan_created", "plan", state.iteration),
-        iteration=state.iteration,
-        strategy=strategy,
-        tasks=tasks,
-    )
+    return [
+        PlanCreated(
+            **stamp.envelope("plan_created", "plan", state.iteration),
+            iteration=state.iteration,
+            strategy=strategy,
+            tasks=tasks,
+        )
+    ]
 
 
 def _with_tool_timeouts(tasks: tuple[TaskSpec, ...], tools: Tools) -> tuple[TaskSpec, ...]:
@@ -175,6 +276,8 @@ def _schedule(state: PlannerState, stamp: Stamp, task: TaskSpec) -> TaskSchedule
         args=resolve_references(task.args, outputs),
         timeout_s=task.timeout_s,
         max_attempts=task.max_attempts,
+        allowed_tools=task.allowed_tools,
+        llm_budget=remaining(state),
     )
 
 
@@ -186,12 +289,43 @@ def _evaluation_request(state: PlannerState, stamp: Stamp) -> EvaluationRequeste
         expect=state.expect,
         result=iteration_result(state),
         tasks=iteration_outcomes(state),
+        llm_budget=remaining(state),
     )
 
 
 def _act_on_verdict(
+    state: PlannerState,
+    stamp: Stamp,
+    evaluation: EvaluationCompleted,
+    tools: Tools,
+    planning: LlmPlanning | None,
+) -> list[Event] | LlmRequest:
+    if evaluation.verdict == "accept" or state.iteration >= state.max_iterations:
+        return [_final_outcome(state, stamp, evaluation)]
+    goal = state.goal
+    tasks = revise_tasks(state)
+    strategy = "revised"
+    if planning is not None and goal is not None and not goal.steps:
+        step = llm_plan(state, tools=tools, planning=planning, verdict=evaluation)
+        planned = _llm_tasks(state, stamp, step)
+        if not isinstance(planned, tuple):
+            return planned
+        strategy, tasks = "llm", planned
+    next_iteration = state.iteration + 1
+    return [
+        PlanRevised(
+            **stamp.envelope("plan_revised", "plan", next_iteration),
+            iteration=next_iteration,
+            strategy=strategy,
+            tasks=tasks,
+            feedback=evaluation.feedback,
+        )
+    ]
+
+
+def _final_outcome(
     state: PlannerState, stamp: Stamp, evaluation: EvaluationCompleted
-) -> GoalCompleted | GoalFailed | PlanRevised:
+) -> GoalCompleted | GoalFailed:
     if evaluation.verdict == "accept":
         return GoalCompleted(
             **stamp.envelope("goal_completed", "outcome"),
@@ -199,22 +333,11 @@ def _act_on_verdict(
             iterations=state.iteration,
             score=evaluation.score,
         )
-    if state.iteration >= state.max_iterations:
-        return GoalFailed(
-            **stamp.envelope("goal_failed", "outcome"),
-            reason=(
-                f"evaluation did not pass after {state.iteration} iterations: {evaluation.feedback}"
-            ),
-            iterations=state.iteration,
-            score=evaluation.score,
-        )
-    next_iteration = state.iteration + 1
-    return PlanRevised(
-        **stamp.envelope("plan_revised", "plan", next_iteration),
-        iteration=next_iteration,
-        strategy="revised",
-        tasks=revise_tasks(state),
-        feedback=evaluation.feedback,
+    return GoalFailed(
+        **stamp.envelope("goal_failed", "outcome"),
+        reason=f"evaluation did not pass after {state.iteration} iterations: {evaluation.feedback}",
+        iterations=state.iteration,
+        score=evaluation.score,
     )
 
 

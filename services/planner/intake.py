@@ -6,7 +6,7 @@ a ``goal_rejected`` whose reason says what to fix (every problem at once, up to 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +14,9 @@ from pydantic import ValidationError
 
 from events.catalog import ContextRequested, GoalAccepted, GoalRejected
 from events.commands import ParsedGoal, RejectedGoal, StepCommand
-from events.model import Event, Stamp, TaskSpec
+from events.model import Budget, Event, ForkPoint, Stamp, TaskSpec
 from events.tools import ToolSpec
+from services.planner.fork import fork_of
 from services.planner.references import contains_reference_marker, referenced_step_ids
 from services.planner.state import PlannerState
 
@@ -45,11 +46,13 @@ def accept_goal(
     tools: Tools,
     now: datetime,
     producer: str,
+    origin: Sequence[Event] = (),
 ) -> list[Event]:
     """Admit a goal command into the log, or reject it with a reason saying what to fix.
 
     A command for a goal id that already exists changes nothing: it is a resend, and a goal
-    that exists must never be disturbed by a later command.
+    that exists must never be disturbed by a later command. A fork's ``origin`` is the old
+    goal's events up to the fork's sequence (see ``services.planner.fork``).
     """
     if existing is not None:
         return []
@@ -63,6 +66,8 @@ def accept_goal(
     if isinstance(parsed, RejectedGoal):
         return [_rejection(stamp, parsed.command_id, parsed.reason, parsed.text)]
     command = parsed.command
+    if command.forked_from is not None:
+        return _accept_fork(parsed, origin, stamp, producer=producer, now=now)
     steps = None
     if command.steps:
         problems = step_problems(command.steps, tools)
@@ -80,9 +85,46 @@ def accept_goal(
         expect=command.expect,
         max_iterations=command.max_iterations,
         metadata=command.metadata,
+        budget=_budget(command.max_tokens, command.max_cost_usd),
     )
     context = context_request(Stamp.caused_by(accepted, producer=producer, now=now), accepted)
     return [accepted, context]
+
+
+def _accept_fork(
+    parsed: ParsedGoal, origin: Sequence[Event], stamp: Stamp, *, producer: str, now: datetime
+) -> list[Event]:
+    command = parsed.command
+    assert command.forked_from is not None
+    if command.steps:
+        reason = "a fork takes its plan from the goal it forks: drop steps, or submit a new goal"
+        return [_rejection(stamp, parsed.command_id, reason, command.text)]
+    fork = fork_of(command.forked_from, origin)
+    if isinstance(fork, str):
+        return [_rejection(stamp, parsed.command_id, fork, command.text)]
+    old = fork.origin
+    accepted = GoalAccepted(
+        **stamp.envelope("goal_accepted", "accepted"),
+        command_id=parsed.command_id,
+        text=command.text,
+        steps=fork.steps,
+        expect=command.expect or old.expect,
+        max_iterations=command.max_iterations,
+        metadata={**old.metadata, **command.metadata},
+        budget=_budget(command.max_tokens, command.max_cost_usd) or old.budget,
+        forked_from=ForkPoint(
+            goal_id=command.forked_from.goal_id, at_seq=command.forked_from.at_seq
+        ),
+        carried=fork.carried,
+    )
+    context = context_request(Stamp.caused_by(accepted, producer=producer, now=now), accepted)
+    return [accepted, context]
+
+
+def _budget(max_tokens: int | None, max_cost_usd: float | None) -> Budget | None:
+    if max_tokens is None and max_cost_usd is None:
+        return None
+    return Budget(max_tokens=max_tokens, max_cost_usd=max_cost_usd)
 
 
 def _rejection(stamp: Stamp, command_id: str, reason: str, text: str) -> GoalRejected:

@@ -22,13 +22,14 @@ from events.catalog import (
     GoalCompleted,
     GoalFailed,
     GoalRejected,
+    LlmResponded,
     PlanCreated,
     PlanRevised,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
 )
-from events.model import Event, Expect, TaskOutcome, TaskSpec
+from events.model import Budget, Event, Expect, MemoryItem, TaskOutcome, TaskSpec
 
 __all__ = [
     "GoalOutcome",
@@ -82,6 +83,15 @@ class PlannerState:
     evaluation_requested: bool = False
     evaluation: EvaluationCompleted | None = None
     outcome: GoalOutcome | None = None
+    # What memory offered for the first plan (LLM strategies put it in the prompt).
+    context: tuple[MemoryItem, ...] = ()
+    # Every recorded LLM answer of the goal, whichever service asked, by request hash.
+    llm_answers: Mapping[str, LlmResponded] = field(default_factory=dict)
+    # (tokens, cost) of every llm_responded of the goal, by event id (so a re-seen one counts once).
+    llm_spend: Mapping[str, tuple[int, float]] = field(default_factory=dict)
+    # Tokens spent when the current planning phase (first plan, or a revision) began: the
+    # planner's requests of that phase size their max_tokens from it, deterministically.
+    planning_base_tokens: int = 0
 
     @property
     def text(self) -> str:
@@ -90,6 +100,18 @@ class PlannerState:
     @property
     def expect(self) -> Expect | None:
         return self.goal.expect if self.goal is not None else None
+
+    @property
+    def budget(self) -> Budget | None:
+        return self.goal.budget if self.goal is not None else None
+
+    @property
+    def spent_tokens(self) -> int:
+        return sum(tokens for tokens, _ in self.llm_spend.values())
+
+    @property
+    def spent_cost_usd(self) -> float:
+        return sum(cost for _, cost in self.llm_spend.values())
 
     @property
     def max_iterations(self) -> int:
@@ -119,7 +141,19 @@ def evolve(state: PlannerState | None, event: Event) -> PlannerState | None:
         return state
     if isinstance(event, TaskScheduled | TaskCompleted | TaskFailed):
         return _fold_task_event(state, event)
+    if isinstance(event, LlmResponded):
+        return _fold_llm_answer(state, event)
     return _fold_goal_event(state, event)
+
+
+def _fold_llm_answer(state: PlannerState, event: LlmResponded) -> PlannerState:
+    if event.event_id in state.llm_spend:
+        return state
+    answers = state.llm_answers
+    if event.request_hash not in answers:
+        answers = {**answers, event.request_hash: event}
+    spend = (event.tokens_in + event.tokens_out, event.cost_usd)
+    return replace(state, llm_answers=answers, llm_spend={**state.llm_spend, event.event_id: spend})
 
 
 def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
@@ -132,7 +166,13 @@ def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
         case ContextRequested(iteration=iteration) if iteration == state.iteration:
             folded = replace(state, context_requested=True)
         case ContextProvided(iteration=iteration) if iteration == state.iteration:
-            folded = replace(state, context_received=True)
+            if not state.context_received:
+                folded = replace(
+                    state,
+                    context_received=True,
+                    context=event.items,
+                    planning_base_tokens=state.spent_tokens,
+                )
         case (
             PlanCreated(iteration=iteration, tasks=tasks)
             | PlanRevised(iteration=iteration, tasks=tasks)
@@ -143,7 +183,7 @@ def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
         case EvaluationCompleted(iteration=iteration) if (
             iteration == state.iteration and state.evaluation_requested and state.evaluation is None
         ):
-            folded = replace(state, evaluation=event)
+            folded = replace(state, evaluation=event, planning_base_tokens=state.spent_tokens)
         case _:
             # GoalAccepted/GoalRejected for a goal that already exists, events of old
             # iterations, and event types the planner does not track change nothing.
@@ -184,14 +224,18 @@ def _start_iteration(
     # A plan for an iteration we already have (a re-seen plan) or an older one changes nothing.
     if iteration < state.iteration or (iteration == state.iteration and state.plan is not None):
         return state
-    return PlannerState(
-        goal_id=state.goal_id,
-        command_id=state.command_id,
-        goal=state.goal,
+    # A fork's first plan starts with the tasks it carried over already completed.
+    carried = state.goal.carried if state.goal is not None and iteration == 1 else ()
+    return replace(
+        state,
         iteration=iteration,
-        context_requested=state.context_requested,
-        context_received=state.context_received,
         plan=tasks,
+        progress={
+            outcome.task_id: TaskProgress(status="completed", output=outcome.output)
+            for outcome in carried
+        },
+        evaluation_requested=False,
+        evaluation=None,
     )
 
 

@@ -65,6 +65,7 @@ def test_demo_runs_three_sample_goals_and_exits_zero(tmp_path: Path) -> None:
     assert "every sample goal completed" in result.stdout
     assert result.stdout.count("goal_completed") >= 3
     assert "plan_revised" in result.stdout  # the third sample goes through a revision
+    assert "no LLM configured" in result.stdout
 
 
 @pytest.fixture

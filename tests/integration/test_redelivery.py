@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -29,8 +30,10 @@ class PublishThenCrashOnce(EventPublisher):
 
     crashed_after: set[str] = set()
 
-    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list[PubAck]:
-        acks = await super().__call__(events, new_goal=new_goal)
+    async def __call__(
+        self, events: Sequence[Event], *, new_goal: bool = False, **guard: Any
+    ) -> list[PubAck]:
+        acks = await super().__call__(events, new_goal=new_goal, **guard)
         first = events[0].event_id if events else None
         if first and first not in self.crashed_after:
             self.crashed_after.add(first)
@@ -89,12 +92,14 @@ class PublishFirstThenCrash(EventPublisher):
 
     crashed: set[str] = set()
 
-    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list[PubAck]:
+    async def __call__(
+        self, events: Sequence[Event], *, new_goal: bool = False, **guard: Any
+    ) -> list[PubAck]:
         if new_goal and events and events[0].goal_id not in self.crashed:
             self.crashed.add(events[0].goal_id)
-            await super().__call__(events[:1], new_goal=True)
+            await super().__call__(events[:1], new_goal=True, **guard)
             raise SimulatedCrashError(f"crash after storing only {event_type(events[0])}")
-        return await super().__call__(events, new_goal=new_goal)
+        return await super().__call__(events, new_goal=new_goal, **guard)
 
 
 async def test_intake_cut_short_by_a_crash_is_completed_by_the_redelivery(

@@ -172,9 +172,12 @@ async def test_a_deleted_consumer_409_is_recreated_at_the_next_sequence(nc: Nats
         await reader.close()
 
 
-async def test_a_client_with_credentials_falls_back_to_nats_py(nats_server: EmbeddedNats) -> None:
+async def test_a_client_with_url_credentials_falls_back_to_nats_py(
+    nats_server: EmbeddedNats,
+) -> None:
     # The embedded server has no auth, so it accepts (and ignores) these credentials; the reader
-    # must still not attempt its own connection, as it could not authenticate the same way.
+    # must still not attempt its own connection: it sends only a user and password given as
+    # options (agora's identities, see test_nats_permissions.py), not ones in the URL.
     host_port = nats_server.url.removeprefix("nats://")
     client = await nats.connect(f"nats://reader:secret@{host_port}")
     try:

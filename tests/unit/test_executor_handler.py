@@ -7,11 +7,13 @@ the executor records, and how often the tool really ran.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from events.catalog import (
@@ -23,11 +25,11 @@ from events.catalog import (
     ToolFailed,
     ToolReturned,
 )
-from events.errors import ToolError
+from events.errors import ConcurrentWriteError, ToolError
 from events.model import Event, Stamp, event_type
 from events.tools import EchoArgs, ToolSpec
 from services.executor import decide
-from services.executor.handler import execute_task
+from services.executor.handler import TaskTakenOverError, execute_task
 from services.executor.registry import ToolRegistry
 from services.executor.runner import ToolRunner
 from services.executor.tools.context import ToolContext
@@ -40,26 +42,54 @@ class PublishCrashedError(Exception):
     """The process dies while publishing."""
 
 
+@dataclass(frozen=True)
+class Recorded:
+    events: list[Event]
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class Ack:
+    seq: int
+    duplicate: bool
+
+
 class Stream:
     """The goal's event log. Publishing dedupes on event_id like JetStream's duplicate window,
-    and can be told to crash after a number of successfully stored events."""
+    refuses a guarded append when the log moved past the expected sequence (as JetStream's
+    Nats-Expected-Last-Subject-Sequence does), and can be told to crash after a number of
+    successfully stored events."""
 
     def __init__(self, events: Sequence[Event] = ()) -> None:
         self.events: list[Event] = list(events)
         self.loads = 0
         self.crash_after: int | None = None
 
-    async def load(self, goal_id: str) -> list[Event]:
+    async def load(self, goal_id: str) -> Recorded:
         self.loads += 1
-        return [e for e in self.events if e.goal_id == goal_id]
+        return Recorded([e for e in self.events if e.goal_id == goal_id], len(self.events))
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def since(self, goal_id: str, after_seq: int) -> Recorded:
+        newer = [e for e in self.events[after_seq:] if e.goal_id == goal_id]
+        return Recorded(newer, len(self.events))
+
+    async def publish(self, events: Sequence[Event], *, expected_last_seq: int) -> list[Ack]:
+        if expected_last_seq != len(self.events):
+            raise ConcurrentWriteError(f"last is {len(self.events)}, not {expected_last_seq}")
+        acks = []
         for event in events:
             if self.crash_after is not None and len(self.events) >= self.crash_after:
                 self.crash_after = None
                 raise PublishCrashedError
-            if all(e.event_id != event.event_id for e in self.events):
+            stored = next(
+                (i for i, e in enumerate(self.events) if e.event_id == event.event_id), None
+            )
+            if stored is None:
                 self.events.append(event)
+                acks.append(Ack(len(self.events), duplicate=False))
+            else:
+                acks.append(Ack(stored + 1, duplicate=True))
+        return acks
 
     def tags(self) -> list[str]:
         return [f"{event_type(e)}:{getattr(e, 'attempt', '-')}" for e in self.events]
@@ -135,6 +165,10 @@ async def deliver(
     ticks = iter(float(n) for n in range(1000))  # each monotonic read is 1 s after the last
     await execute_task(
         task,
+        task_seq=next(
+            (i + 1 for i, e in enumerate(stream.events) if e.event_id == task.event_id),
+            len(stream.events),
+        ),
         redelivered=redelivered,
         runner=runner,
         log=stream,
@@ -307,15 +341,98 @@ async def test_a_crash_mid_retry_resumes_at_the_next_attempt(ctx: ToolContext) -
     assert tool.calls == 2
 
 
-async def test_a_redelivered_first_delivery_yields_identical_ids_that_are_deduplicated(
+async def test_a_first_delivery_repeated_finds_its_events_stored_and_never_reruns_the_tool(
     ctx: ToolContext,
 ) -> None:
-    """Without a log read both runs take the same decisions, so every second event is a dupe."""
+    """Both runs take the same decisions: the second one's announcement comes back as a
+    duplicate stored by someone else, so it stands down before running the tool."""
     stream = Stream()
-    await deliver(scheduled(tool="echo"), stream, runner_with(ctx), redelivered=False)
+    tool = CountingTool()
+    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
     first = list(stream.events)
 
-    await deliver(scheduled(tool="echo"), stream, runner_with(ctx), redelivered=False)
+    with pytest.raises(TaskTakenOverError):
+        await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
 
     assert stream.events == first
+    assert tool.calls == 1
     assert isinstance(first[2], ToolReturned)
+
+
+# -- replicas: a stalled executor whose delivery went to another one -----------------------
+
+
+def other_replica(task: TaskScheduled) -> Stamp:
+    return Stamp.caused_by(task, producer=PRODUCER, now=NOW)
+
+
+class ToolThatLetsOthersWrite(CountingTool):
+    """While the tool runs, other writers append to the goal's log."""
+
+    def __init__(self, stream: Stream, *appended: Event) -> None:
+        super().__init__()
+        self.appended = appended
+        self.target = stream
+
+    async def __call__(self, args: EchoArgs, _ctx: ToolContext) -> str:
+        self.target.events.extend(self.appended)
+        return await super().__call__(args, _ctx)
+
+
+async def test_a_stalled_replica_that_lost_the_task_before_announcing_never_runs_the_tool(
+    ctx: ToolContext,
+) -> None:
+    task = scheduled()
+    # While this replica stalled, the redelivery went to another one, which started attempt 1.
+    stream = Stream([task, decide.started(task, 1, other_replica(task))])
+    stream.events.append(decide.called(task, 1, task.args, other_replica(task)))
+    tool = CountingTool()
+
+    with pytest.raises(TaskTakenOverError):
+        await deliver(task, stream, runner_with(ctx, tool), redelivered=False)
+
+    assert tool.calls == 0
+    assert stream.tags() == ["task_scheduled:-", "task_started:1", "tool_called:1"]
+
+
+async def test_a_late_result_after_a_takeover_is_dropped_not_recorded(ctx: ToolContext) -> None:
+    task = scheduled()
+    stream = Stream([task])
+    interrupted = ToolError(decide.INTERRUPTED_ERROR, transient=True)
+    # The tool outlives the ack wait: another replica records attempt 1 as interrupted and
+    # starts attempt 2 before this one's result arrives.
+    tool = ToolThatLetsOthersWrite(
+        stream,
+        decide.tool_failed(task, 1, interrupted, 0.0, other_replica(task)),
+        decide.called(task, 2, task.args, other_replica(task)),
+    )
+
+    with pytest.raises(TaskTakenOverError):
+        await deliver(task, stream, runner_with(ctx, tool), redelivered=False)
+
+    assert tool.calls == 1
+    assert stream.tags() == [
+        "task_scheduled:-",
+        "task_started:1",
+        "tool_called:1",
+        "tool_failed:1",
+        "tool_called:2",
+    ]
+
+
+async def test_writes_of_other_tasks_of_the_goal_only_cause_a_retry(ctx: ToolContext) -> None:
+    task = scheduled()
+    sibling = msgspec.structs.replace(task, event_id="sched-2", task_id="s2")
+    stream = Stream([task, sibling])
+    tool = ToolThatLetsOthersWrite(stream, decide.started(sibling, 1, other_replica(sibling)))
+
+    await deliver(task, stream, runner_with(ctx, tool), redelivered=False)
+
+    assert tool.calls == 1
+    assert [e for e in stream.tags() if not e.startswith("task_scheduled")] == [
+        "task_started:1",
+        "tool_called:1",
+        "task_started:1",
+        "tool_returned:1",
+        "task_completed:-",
+    ]

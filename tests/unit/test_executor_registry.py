@@ -17,7 +17,16 @@ from services.executor.tools.context import ToolContext
 def test_builtin_registry_offers_every_builtin_tool() -> None:
     specs = ToolRegistry.builtin().specs()
 
-    assert set(specs) == {"calculator", "echo", "sleep", "http_get", "read_file", "write_file"}
+    assert set(specs) == {
+        "calculator",
+        "echo",
+        "sleep",
+        "http_get",
+        "read_file",
+        "write_file",
+        "python",
+        "append_line",
+    }
     assert specs == BUILTIN_TOOLS
     assert specs["write_file"].side_effects is True
 
@@ -35,7 +44,7 @@ def test_validate_builds_the_argument_model() -> None:
 
 def test_unknown_tool_names_the_available_ones() -> None:
     with pytest.raises(
-        ToolError, match=r"unknown tool 'shell'; available tools: calculator, "
+        ToolError, match=r"unknown tool 'shell'; available tools: append_line, calculator, "
     ) as e:
         ToolRegistry.builtin().validate("shell", {"cmd": "rm -rf /"})
     assert e.value.transient is False

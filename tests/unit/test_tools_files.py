@@ -66,6 +66,7 @@ async def test_write_creates_a_missing_workspace(tmp_path: Path) -> None:
     [
         ("../outside.txt", r"must not contain '\.\.'"),
         ("notes/../../outside.txt", r"must not contain '\.\.'"),
+        ("../../etc/passwd", r"must not contain '\.\.'"),
         ("..\\outside.txt", r"must not contain '\.\.'"),
         ("/etc/passwd", "absolute paths are not allowed"),
         ("C:\\Windows\\win.ini", "absolute paths are not allowed"),
@@ -160,3 +161,21 @@ async def test_reading_a_named_pipe_is_refused_instead_of_hanging(
 
     with pytest.raises(ToolError, match="not a regular file"):
         await read_file.run(ReadFileArgs(path="pipe"), ctx)
+
+
+async def test_append_line_adds_one_line_per_call(ctx: ToolContext, workspace: Path) -> None:
+    from events.tools import AppendLineArgs
+    from services.executor.tools import append_line
+
+    for n in range(3):
+        await append_line.run(AppendLineArgs(path="calls/log.txt", line=f"call {n}"), ctx)
+    assert (workspace / "calls" / "log.txt").read_text() == "call 0\ncall 1\ncall 2\n"
+
+
+def test_append_line_refuses_a_newline_inside_the_line() -> None:
+    from pydantic import ValidationError
+
+    from events.tools import AppendLineArgs
+
+    with pytest.raises(ValidationError):
+        AppendLineArgs(path="x.txt", line="two\nlines")

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from events.errors import ToolError
 from events.tools import HttpGetArgs
+from services.executor.netguard import AddressPolicy, guarded_http_client
 from services.executor.tools import http_get
 from services.executor.tools.context import ToolContext
 
@@ -59,7 +59,8 @@ def server_url() -> Iterator[str]:
 
 @pytest.fixture
 async def ctx(tmp_path: Path) -> AsyncIterator[ToolContext]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(0.5)) as http:
+    # The executor's guarded client: loopback is refused unless allow-listed, as here.
+    async with guarded_http_client(AddressPolicy.parse(["127.0.0.1/32"]), timeout_s=0.5) as http:
         yield ToolContext(workspace=tmp_path, http=http)
 
 

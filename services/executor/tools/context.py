@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from services.executor.sandbox import Sandbox
 
 __all__ = ["ToolContext", "ToolImplementation"]
 
@@ -20,6 +23,8 @@ __all__ = ["ToolContext", "ToolImplementation"]
 class ToolContext:
     workspace: Path
     http: httpx.AsyncClient
+    # Where code-running tools run their programs; None: such tools refuse to run.
+    sandbox: Sandbox | None = None
 
 
 # The validated argument model is passed in; its concrete type depends on the tool.

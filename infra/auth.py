@@ -1,0 +1,422 @@
+"""Who may do what on the bus: per-identity NATS credentials and the server's permission table.
+
+``agora up`` (and ``agora demo``) generate one identity per service plus ``admin`` (the
+supervisor: provisions streams, the only one that may create, update, purge or delete them)
+and ``client`` (the CLI and users: submit goals, query, read the log). Each service may
+publish only the event types it owns, its DLQ subject and the JetStream API requests its own
+durable consumers need; it subscribes only to its own inboxes (``_INBOX_<identity>.>``) and
+to the core subjects it serves. Anonymous connections are refused: the server configuration
+has no ``no_auth_user``.
+
+The permission table (:func:`permissions`) is pure data built from the service's consumers
+(infra/streams.py) and :data:`EVENT_OWNERS`; docs/security.md shows it. A new event type must
+get an owner here, or the server refuses its publication (a unit test checks every type).
+
+Credentials are users with random passwords (``secrets.token_urlsafe``), one JSON file per
+identity under ``<data dir>/nats/credentials`` (directory 0700, files 0600), reused across
+restarts so running clients reconnect. The server configuration that embeds them is 0600 too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import ssl
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from events.errors import ConfigurationError
+from events.subjects import DLQ_STREAM, QUERY_SUBJECT, dlq_subject, event_type_filter
+from infra.logging import get_logger
+from infra.redrive import redrive_consumer
+from infra.service_stats import stats_subject
+from infra.settings import Settings
+from infra.snapshots import MEMORY_SNAPSHOTS
+from infra.streams import SERVICE_CONSUMERS
+from projections.protocol import PROJECTOR_CONTROL
+from services.memory.protocol import MEMORY_QUERY
+from services.memory.state import MEMORY_EVENT_TYPES as MEMORY_INDEX_TYPES
+
+__all__ = [
+    "ADMIN",
+    "CLIENT",
+    "CREDENTIALS_DIR",
+    "EVENT_OWNERS",
+    "IDENTITIES",
+    "SERVICE_IDENTITIES",
+    "Credentials",
+    "Permissions",
+    "authorization_config",
+    "check_secret_files",
+    "client_credentials",
+    "client_tls",
+    "connect_options",
+    "credentials_path",
+    "ensure_credentials",
+    "inbox_prefix",
+    "load_credentials",
+    "loose_permissions",
+    "permissions",
+    "prepare_embedded_security",
+    "server_config",
+    "service_env",
+    "warn_if_loose",
+]
+
+ADMIN = "admin"
+CLIENT = "client"
+PROJECTOR = "projector"
+SERVICE_IDENTITIES = ("planner", "executor", "memory", "evaluator", PROJECTOR)
+IDENTITIES = (ADMIN, CLIENT, *SERVICE_IDENTITIES)
+CREDENTIALS_DIR = "credentials"
+log = get_logger("agora.auth")
+
+# Event type -> the services allowed to publish it. The llm_* events are written by whichever
+# service calls a model (LLM planning, the ReAct loop, an LLM judge).
+EVENT_OWNERS: Mapping[str, tuple[str, ...]] = {
+    "goal_accepted": ("planner",),
+    "goal_rejected": ("planner",),
+    "context_requested": ("planner",),
+    "plan_created": ("planner",),
+    "plan_revised": ("planner",),
+    "task_scheduled": ("planner",),
+    "evaluation_requested": ("planner",),
+    "goal_completed": ("planner",),
+    "goal_failed": ("planner",),
+    "context_provided": ("memory",),
+    "memory_stored": ("memory",),
+    "memory_forgotten": ("memory",),
+    "memory_compacted": ("memory",),
+    "task_started": ("executor",),
+    "tool_called": ("executor",),
+    "tool_returned": ("executor",),
+    "tool_failed": ("executor",),
+    "task_completed": ("executor",),
+    "task_failed": ("executor",),
+    "tool_refused": ("executor",),
+    "evaluation_completed": ("evaluator",),
+    "llm_requested": ("planner", "executor", "evaluator"),
+    "llm_responded": ("planner", "executor", "evaluator"),
+}
+# Token-by-token LLM output and progress (core NATS, not stored): services that call models.
+LIVE_PUBLISHERS = ("planner", "executor", "evaluator")
+
+# Reading the log: stream info, short-lived (ephemeral) consumers, pulling from them, deleting
+# them. Durable consumers are excluded below by name, so nobody can pull, ack or delete
+# another service's work.
+_READ_LOG = (
+    "$JS.API.INFO",
+    "$JS.API.STREAM.NAMES",
+    "$JS.API.STREAM.INFO.*",
+    # One message by sequence or by subject (a goal's history since a sequence, the DLQ).
+    "$JS.API.STREAM.MSG.GET.*",
+    "$JS.API.DIRECT.GET.*",
+    "$JS.API.DIRECT.GET.*.>",
+    # Named creates only: an unnamed create ("$JS.API.CONSUMER.CREATE.<stream>") may carry
+    # any consumer name in its body and would update that consumer, a durable included.
+    "$JS.API.CONSUMER.CREATE.*.*",
+    "$JS.API.CONSUMER.CREATE.*.*.>",
+    "$JS.API.CONSUMER.INFO.*.*",
+    "$JS.API.CONSUMER.MSG.NEXT.*.*",
+    "$JS.API.CONSUMER.DELETE.*.*",
+    "$JS.FC.>",
+)
+
+
+# Memory keeps its index snapshots in its own object store bucket (infra/snapshots.py): it may
+# create that bucket's stream, purge its old chunks and read it back. The event log and the
+# other streams stay the admin's alone.
+_SNAPSHOT_STREAM = f"OBJ_{MEMORY_SNAPSHOTS}"
+_MEMORY_SNAPSHOTS = (
+    f"$O.{MEMORY_SNAPSHOTS}.>",
+    f"$JS.API.STREAM.CREATE.{_SNAPSHOT_STREAM}",
+    f"$JS.API.STREAM.PURGE.{_SNAPSHOT_STREAM}",
+    f"$JS.API.STREAM.MSG.GET.{_SNAPSHOT_STREAM}",
+    f"$JS.API.DIRECT.GET.{_SNAPSHOT_STREAM}.>",
+    # Reading an object is an unnamed ordered consumer; this stream has no durables to hijack.
+    f"$JS.API.CONSUMER.CREATE.{_SNAPSHOT_STREAM}",
+)
+# Every service process answers NATS micro requests ($SRV.PING/INFO/STATS) and its stats
+# endpoint (infra/service_stats.py), which `agora status` gathers.
+_SERVICE_DISCOVERY = "$SRV.>"
+
+
+def _own_durables(identity: str) -> list[tuple[str, str]]:
+    """(stream, durable) of every durable consumer ``identity`` runs, redrive ones included."""
+    specs = SERVICE_CONSUMERS.get(identity, ())
+    own = [(spec.stream, spec.durable) for spec in specs]
+    own += [(DLQ_STREAM, redrive_consumer(d)) for d in sorted({spec.durable for spec in specs})]
+    return own
+
+
+def _durables() -> tuple[str, ...]:
+    names = {durable for service in SERVICE_CONSUMERS for _, durable in _own_durables(service)}
+    return tuple(sorted(names | {PROJECTOR}))
+
+
+def _durable_denials(identity: str | None) -> list[str]:
+    """Requests on durable consumers that are not ``identity``'s (and deleting even its own)."""
+    own = {identity} | {durable for _, durable in _own_durables(identity)} if identity else set()
+    denied = []
+    for durable in _durables():
+        denied.append(f"$JS.API.CONSUMER.DELETE.*.{durable}")
+        if durable in own:
+            continue
+        denied += [
+            f"$JS.API.CONSUMER.CREATE.*.{durable}",
+            f"$JS.API.CONSUMER.CREATE.*.{durable}.>",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.*.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.*.{durable}",
+            f"$JS.ACK.*.{durable}.>",
+        ]
+    return denied
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    publish_allow: tuple[str, ...]
+    publish_deny: tuple[str, ...] = ()
+    subscribe_allow: tuple[str, ...] = ()
+    # Reply to requests (the projector answers queries): one reply per request, to its inbox.
+    allow_responses: bool = False
+
+
+def inbox_prefix(identity: str) -> str:
+    """Each identity's private inboxes: no one else can subscribe to its replies."""
+    return f"_INBOX_{identity}"
+
+
+def permissions(identity: str) -> Permissions | None:
+    """What ``identity`` may publish and subscribe to; None for admin (everything)."""
+    if identity == ADMIN:
+        return None
+    inbox = f"{inbox_prefix(identity)}.>"
+    if identity == CLIENT:
+        return Permissions(
+            publish_allow=(
+                "agora.intake.>",
+                QUERY_SUBJECT,
+                PROJECTOR_CONTROL,
+                MEMORY_QUERY,
+                _SERVICE_DISCOVERY,
+                *_READ_LOG,
+            ),
+            publish_deny=tuple(_durable_denials(None)),
+            subscribe_allow=(inbox, "agora.live.>"),
+        )
+    if identity not in SERVICE_IDENTITIES:
+        raise ConfigurationError(f"unknown identity {identity!r}; known: {', '.join(IDENTITIES)}")
+    publish = [event_type_filter(t) for t, owners in EVENT_OWNERS.items() if identity in owners]
+    publish.append(dlq_subject(identity))
+    for stream, durable in _own_durables(identity):
+        publish += [
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
+        ]
+    if identity in LIVE_PUBLISHERS:
+        publish.append("agora.live.>")
+    subscribe = [inbox, _SERVICE_DISCOVERY, stats_subject(identity)]
+    if identity == PROJECTOR:
+        subscribe += [QUERY_SUBJECT, PROJECTOR_CONTROL]
+    if identity == "memory":
+        publish += _MEMORY_SNAPSHOTS
+        # The index follows its own events live; queries arrive on agora.memory.query.
+        subscribe += [MEMORY_QUERY, *(event_type_filter(t) for t in MEMORY_INDEX_TYPES)]
+    return Permissions(
+        publish_allow=(*publish, *_READ_LOG),
+        publish_deny=tuple(_durable_denials(identity)),
+        subscribe_allow=tuple(subscribe),
+        # Services answer requests: queries (projector, memory) and $SRV/stats (every one).
+        allow_responses=True,
+    )
+
+
+# -- credentials -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    user: str
+    password: str = field(repr=False)
+
+
+def credentials_path(nats_dir: Path, identity: str) -> Path:
+    return nats_dir / CREDENTIALS_DIR / f"{identity}.json"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only, from the first byte (no window at 0644)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    temporary.replace(path)
+
+
+def load_credentials(path: Path) -> Credentials:
+    """A credentials file: ``{"user": ..., "password": ...}``."""
+    try:
+        data = json.loads(path.read_text())
+        return Credentials(user=str(data["user"]), password=str(data["password"]))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read NATS credentials {path}: {exc.strerror}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(
+            f"{path} is not an agora credentials file "
+            '({"user": "...", "password": "..."}): ' + str(exc)
+        ) from exc
+
+
+def ensure_credentials(
+    nats_dir: Path, identities: Iterable[str] = IDENTITIES
+) -> dict[str, Credentials]:
+    """Every identity's credentials, generated on first use, reused afterwards."""
+    directory = nats_dir / CREDENTIALS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    found: dict[str, Credentials] = {}
+    for identity in identities:
+        path = credentials_path(nats_dir, identity)
+        if not path.exists():
+            fresh = Credentials(user=identity, password=secrets.token_urlsafe(32))
+            _write_private(path, json.dumps({"user": fresh.user, "password": fresh.password}))
+        warn_if_loose(path, "NATS credentials")
+        found[identity] = load_credentials(path)
+    return found
+
+
+def _user_block(creds: Credentials, perms: Permissions | None) -> str:
+    user = f"user: {json.dumps(creds.user)}, password: {json.dumps(creds.password)}"
+    if perms is None:
+        return f"    {{{user}}}"
+    publish = f"allow: {json.dumps(list(perms.publish_allow))}"
+    if perms.publish_deny:
+        publish += f", deny: {json.dumps(list(perms.publish_deny))}"
+    parts = [
+        f"publish: {{{publish}}}",
+        f"subscribe: {{allow: {json.dumps(list(perms.subscribe_allow))}}}",
+    ]
+    if perms.allow_responses:
+        parts.append('allow_responses: {max: 1, expires: "1m"}')
+    return f"    {{{user},\n      permissions: {{\n        " + ",\n        ".join(parts) + "}}"
+
+
+def authorization_config(credentials: Mapping[str, Credentials]) -> str:
+    """The nats-server ``authorization`` block for ``credentials`` (identity -> credentials)."""
+    users = [_user_block(creds, permissions(identity)) for identity, creds in credentials.items()]
+    return "authorization {\n  users: [\n" + ",\n".join(users) + "\n  ]\n}\n"
+
+
+# -- file permissions --------------------------------------------------------------------
+
+
+def loose_permissions(path: Path) -> str | None:
+    """Why ``path`` (a secret) is readable by others, or None when only its owner can read it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return f"mode {stat.S_IMODE(mode):04o} lets group/others read it; run chmod 600 {path}"
+    return None
+
+
+def warn_if_loose(path: Path, what: str) -> bool:
+    """Log a warning when a secret file is readable by group or others. True if it was."""
+    problem = loose_permissions(path)
+    if problem:
+        log.warning("secret_file_permissions_loose", secret=what, path=str(path), problem=problem)
+    return problem is not None
+
+
+# -- what a client process connects with ---------------------------------------------------
+
+
+def client_credentials(settings: Settings, identity: str) -> Credentials | None:
+    """This process's credentials: AGORA_NATS_USER/PASSWORD, else AGORA_NATS_CREDS, else the
+    file ``agora up`` generated for ``identity`` under the data dir, else None (anonymous)."""
+    if settings.nats_user:
+        return Credentials(user=settings.nats_user, password=settings.nats_password or "")
+    if settings.nats_creds is not None:
+        warn_if_loose(settings.nats_creds, "NATS credentials (AGORA_NATS_CREDS)")
+        return load_credentials(settings.nats_creds)
+    generated = credentials_path(settings.nats_dir, identity)
+    if generated.exists():
+        return load_credentials(generated)
+    return None
+
+
+def client_tls(settings: Settings) -> ssl.SSLContext | None:
+    """A TLS context trusting AGORA_TLS_CA (or the system's CAs), when TLS is configured."""
+    if settings.tls_ca is None and settings.tls_cert is None:
+        return None
+    return ssl.create_default_context(
+        cafile=str(settings.tls_ca) if settings.tls_ca is not None else None
+    )
+
+
+def connect_options(settings: Settings, identity: str) -> dict[str, Any]:
+    """nats-py ``connect`` keyword arguments for ``identity``: credentials, TLS, inbox prefix."""
+    options: dict[str, Any] = {"inbox_prefix": inbox_prefix(identity)}
+    creds = client_credentials(settings, identity)
+    if creds is not None:
+        options.update(user=creds.user, password=creds.password)
+    tls = client_tls(settings)
+    if tls is not None:
+        options["tls"] = tls
+    return options
+
+
+def check_secret_files(settings: Settings, env: Mapping[str, str] | None = None) -> list[Path]:
+    """Warn about every configured secret file group or others can read; return those.
+
+    The secrets: AGORA_NATS_CREDS, AGORA_TLS_KEY, and any ``AGORA_*_FILE`` variable (such as
+    an API key file), whichever component reads it.
+    """
+    env = os.environ if env is None else env
+    configured = [
+        (settings.nats_creds, "AGORA_NATS_CREDS"),
+        (settings.tls_key, "AGORA_TLS_KEY"),
+        *(
+            (Path(value).expanduser(), name)
+            for name, value in sorted(env.items())
+            if name.startswith("AGORA_") and name.endswith("_FILE") and value.strip()
+        ),
+    ]
+    return [
+        path
+        for path, name in configured
+        if path is not None and warn_if_loose(path, f"secret file ({name})")
+    ]
+
+
+def server_config(settings: Settings, credentials: Mapping[str, Credentials] | None) -> str:
+    """The embedded server's security configuration: authorization and, if set, TLS."""
+    text = authorization_config(credentials) if credentials else ""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        warn_if_loose(settings.tls_key, "TLS private key (AGORA_TLS_KEY)")
+        text += (
+            "tls {\n"
+            f"  cert_file: {json.dumps(str(settings.tls_cert))}\n"
+            f"  key_file: {json.dumps(str(settings.tls_key))}\n"
+            "}\n"
+        )
+    return text
+
+
+def prepare_embedded_security(settings: Settings) -> str:
+    """Generate (or reuse) credentials when auth is on; the server configuration to append."""
+    credentials = ensure_credentials(settings.nats_dir) if settings.nats_auth else None
+    return server_config(settings, credentials)
+
+
+def service_env(settings: Settings, identity: str) -> dict[str, str]:
+    """Environment that makes a child process connect as ``identity`` with generated creds."""
+    path = credentials_path(settings.nats_dir, identity)
+    return {"AGORA_NATS_CREDS": str(path.resolve())} if path.exists() else {}

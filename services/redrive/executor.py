@@ -1,0 +1,272 @@
+"""Re-drive of the executor: every recorded ``task_scheduled`` through the current executor code.
+
+Tools are not run again: a tool call is answered from the record (the recorded
+``tool_returned`` output, or the recorded ``tool_failed`` error), in the order the task
+recorded them. A call the record does not hold (another tool, other arguments, one call more)
+is a difference, and that task is not compared further. A ReAct task's thinks are answered
+from the recorded ``llm_responded`` events by request hash, like every re-drive. Timings
+(``duration_ms``) are measurements, not decisions, and are not compared.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from events.catalog import (
+    LlmRequested,
+    LlmResponded,
+    TaskScheduled,
+    ToolCalled,
+    ToolFailed,
+    ToolReturned,
+)
+from events.errors import LlmNotRecordedError, ToolError
+from events.model import Event
+from events.tools import REACT_TOOL
+from services.executor.handler import execute_task
+from services.executor.react import ReactConfig
+from services.executor.react_handler import execute_react
+from services.executor.runner import ToolRunner
+from services.llm.messages import LlmReply, LlmRequest, request_hash
+from services.redrive.common import (
+    Difference,
+    RedriveOptions,
+    RedriveReport,
+    compare,
+    service_of,
+    short,
+)
+
+__all__ = ["redrive_executor"]
+
+
+class _UnrecordedError(ToolError):
+    """The current code makes a tool call the record cannot answer."""
+
+
+class _RecordedTools(ToolRunner):
+    """A tool runner that answers from one task's recorded calls, in order; runs nothing."""
+
+    def __init__(self, calls: Sequence[tuple[ToolCalled, ToolReturned | ToolFailed]]) -> None:
+        # Deliberately not ToolRunner.__init__: no registry, no workspace, no HTTP client.
+        self._calls = deque(calls)
+        self.unrecorded: list[str] = []
+
+    async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> str:
+        del timeout_s
+        if not self._calls:
+            return self._refuse(f"{tool} {short(args)}: one call more than recorded")
+        called, outcome = self._calls.popleft()
+        if (called.tool, called.args) != (tool, args):
+            return self._refuse(
+                f"{tool} {short(args)} where the record has {called.tool} {short(called.args)}"
+            )
+        if isinstance(outcome, ToolFailed):
+            raise ToolError(outcome.error, transient=outcome.transient)
+        return outcome.output
+
+    def _refuse(self, what: str) -> str:
+        self.unrecorded.append(what)
+        raise _UnrecordedError(f"re-drive: the record holds no answer to {what}")
+
+
+@dataclass
+class _RecordedModel:
+    """The port a ReAct task's thinks get: a request the record lacks is refused or, with a
+    live port, asked."""
+
+    options: RedriveOptions
+    calls: int = 0
+    new: list[LlmRequest] = field(default_factory=list)
+
+    async def complete(self, request: LlmRequest, *, goal_id: str) -> LlmReply:
+        self.new.append(request)
+        if self.options.port is None:
+            raise LlmNotRecordedError(f"no recorded answer for this {request.purpose!r} request")
+        self.calls += 1
+        return await self.options.port.complete(request, goal_id=goal_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answers:
+    """The goal's recorded model answers, as a ReAct task's redelivery would read them."""
+
+    answers: list[Event]
+
+    async def load(self, goal_id: str) -> list[Event]:
+        del goal_id
+        return self.answers
+
+
+class _NoLog:
+    """A first delivery never reads the log, and re-drive is the only writer: never asked."""
+
+    async def load(self, goal_id: str) -> _Recorded:
+        raise AssertionError(f"re-drive of {goal_id} read the goal log on a first delivery")
+
+    async def since(self, goal_id: str, after_seq: int) -> _Recorded:
+        raise AssertionError(f"re-drive of {goal_id} lost a write race after {after_seq}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    events: list[Event]
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Appended:
+    """What re-drive answers for each event the current code "publishes": a fresh sequence."""
+
+    seq: int
+    duplicate: bool = False
+
+
+@dataclass
+class _Collector:
+    """The re-driven code's publish: collects its decisions; nothing reaches the stream."""
+
+    decided: list[Event] = field(default_factory=list)
+    seq: int = 0
+
+    async def __call__(
+        self, events: Sequence[Event], *, expected_last_seq: int = 0
+    ) -> list[_Appended]:
+        del expected_last_seq  # re-drive is the only writer of its imagined log
+        self.decided.extend(e for e in events if not isinstance(e, LlmRequested | LlmResponded))
+        appended = [_Appended(self.seq + n) for n in range(1, len(events) + 1)]
+        self.seq += len(events)
+        return appended
+
+    async def steps(self, events: Sequence[Event]) -> None:
+        await self(events)
+
+
+def _recorded_calls(
+    history: Sequence[Event], task: TaskScheduled
+) -> list[tuple[ToolCalled, ToolReturned | ToolFailed]]:
+    """The task's tool calls that have an outcome, in stream order."""
+    mine = [
+        e
+        for e in history
+        if getattr(e, "task_id", None) == task.task_id
+        and getattr(e, "iteration", None) == task.iteration
+    ]
+    pairs: list[tuple[ToolCalled, ToolReturned | ToolFailed]] = []
+    for called in (e for e in mine if isinstance(e, ToolCalled)):
+        outcome = next(
+            (
+                e
+                for e in mine
+                if isinstance(e, ToolReturned | ToolFailed)
+                and (e.attempt, e.step, e.call) == (called.attempt, called.step, called.call)
+            ),
+            None,
+        )
+        if outcome is not None:
+            pairs.append((called, outcome))
+    return pairs
+
+
+def _new_request(request: LlmRequest) -> Difference:
+    return Difference(
+        "llm_request_new",
+        request_hash(request),
+        "llm_requested",
+        f"the current code asks a {request.purpose!r} request the recorded goal never asked: "
+        f"{short(request.messages[-1].content[:120] if request.messages else '')}",
+    )
+
+
+async def redrive_executor(
+    history: Sequence[Event], options: RedriveOptions, now: datetime
+) -> RedriveReport:
+    """Re-drive the executor over ``history`` (one goal's events, in stream order)."""
+    assert options.react_prompt is not None or not any(
+        isinstance(e, TaskScheduled) and e.tool == REACT_TOOL for e in history
+    ), "re-driving ReAct tasks needs the ReAct prompt"
+    answers = _Answers([e for e in history if isinstance(e, LlmResponded)])
+    model = _RecordedModel(options)
+    collector = _Collector()
+    decided = collector.decided
+    differences: list[Difference] = []
+    unknown: set[tuple[int, str]] = set()  # tasks whose run left the record
+    tasks = [e for e in history if isinstance(e, TaskScheduled)]
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    for task in tasks:
+        tools = _RecordedTools(_recorded_calls(history, task))
+        if task.tool == REACT_TOOL:
+            assert options.react_prompt is not None
+            await execute_react(
+                task,
+                # "Redelivered": the thinks are read from the record; the task's own steps
+                # are not in ``answers``, so the current code decides every one of them anew.
+                redelivered=True,
+                config=ReactConfig(
+                    tools=options.react_tools,
+                    prompt=options.react_prompt,
+                    max_steps=options.react_max_steps,
+                ),
+                runner=tools,
+                llm=model,
+                log=answers,
+                publish=collector.steps,
+                now=lambda: now,
+                producer=options.producer,
+            )
+        else:
+            await execute_task(
+                task,
+                task_seq=collector.seq,
+                redelivered=False,  # a first delivery reads no log
+                runner=tools,
+                log=_NoLog(),
+                publish=collector,
+                now=lambda: now,
+                producer=options.producer,
+                sleep=no_wait,
+            )
+        differences += [_new_request(request) for request in model.new]
+        differences += [
+            Difference("tool_call_new", task.event_id, "tool_called", what)
+            for what in tools.unrecorded
+        ]
+        if model.new or tools.unrecorded:
+            unknown.add((task.iteration, task.task_id))
+        model.new.clear()
+
+    def comparable(event: Event) -> bool:
+        key = (getattr(event, "iteration", None), getattr(event, "task_id", None))
+        return key not in unknown
+
+    recorded = [
+        e
+        for e in history
+        if service_of(e) == "executor"
+        and not isinstance(e, LlmRequested | LlmResponded)
+        and comparable(e)
+    ]
+    differences += compare(recorded, [e for e in decided if comparable(e)])
+    return RedriveReport(
+        goal_id=history[0].goal_id if history else "",
+        service="executor",
+        inputs=len(tasks),
+        recorded=len(recorded),
+        redriven=len(decided),
+        # The recorded thinks of the tasks compared in full: each answered from the record.
+        llm_answers_reused=sum(
+            1 for e in history if isinstance(e, LlmRequested) and service_of(e) == "executor"
+        )
+        if not unknown
+        else 0,
+        llm_calls=model.calls,
+        differences=tuple(differences),
+        stopped_early=bool(unknown),
+    )

@@ -1,0 +1,170 @@
+"""Acceptance 2 of issue 8: the sandbox contains what a ``python`` tool call may try.
+
+Real processes, real limits, a real nats-server with generated credentials: a fork bomb, a
+2 GB allocation and a busy loop are stopped; the program cannot read the NATS credentials
+nor connect to the server; meanwhile the executor keeps running other tasks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from events.catalog import GoalCompleted, GoalFailed
+from infra.auth import ADMIN, credentials_path, load_credentials
+from infra.bus import connect
+from infra.client import AgoraClient
+from infra.settings import Settings
+from infra.streams import provision
+from services.executor.sandbox import Sandbox, SandboxLimits
+from tests.conftest import InProcessPlatform
+
+QUICK = SandboxLimits(cpu_s=1, memory_bytes=256 * 1024 * 1024, processes=16, wall_s=20.0)
+
+
+async def test_a_program_runs_with_an_empty_environment_in_a_fresh_directory() -> None:
+    result = await Sandbox(QUICK).run_python(
+        "import os, sys\nprint(sorted(os.environ), os.listdir('.'), sys.stdin.read())",
+        stdin="hello",
+    )
+    assert result.ok, result.stderr
+    # LC_CTYPE: set by the interpreter itself (PEP 538), not inherited.
+    assert result.stdout.strip() in ("[] ['main.py'] hello", "['LC_CTYPE'] ['main.py'] hello")
+
+
+async def test_a_fork_bomb_is_contained_and_cleaned_up() -> None:
+    bomb = (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
+    limits = replace(QUICK, wall_s=3.0)
+    started = time.monotonic()
+    result = await Sandbox(limits).run_python(bomb)
+    assert not result.ok
+    assert result.timed_out or result.exit_code != 0
+    assert time.monotonic() - started < limits.wall_s + 5
+    # Nothing of it survives: the launcher's PID namespace died with it.
+    probe = await Sandbox(QUICK).run_python("import os; print(len(os.listdir('/proc')))")
+    assert probe.ok, probe.stderr
+
+
+async def test_a_2gb_allocation_fails_inside_the_program() -> None:
+    result = await Sandbox(QUICK).run_python("data = bytearray(2 * 1024**3)\nprint('got it')")
+    assert not result.ok
+    assert "got it" not in result.stdout
+    assert "MemoryError" in result.describe_failure()
+
+
+async def test_a_10s_busy_loop_is_killed_by_the_cpu_limit() -> None:
+    program = (
+        "import time\nend = time.time() + 10\nwhile time.time() < end:\n    pass\nprint('done')"
+    )
+    result = await Sandbox(QUICK).run_python(program)
+    assert not result.ok
+    assert not result.timed_out, "the CPU limit, not the wall clock, should stop it"
+    assert result.exit_code in (128 + 9, 128 + 24), result.describe_failure()
+    assert result.stdout == ""
+
+
+async def test_the_wall_clock_stops_a_sleeping_program() -> None:
+    result = await Sandbox(replace(QUICK, wall_s=1.0)).run_python("import time; time.sleep(30)")
+    assert result.timed_out
+    assert result.describe_failure() == "killed: wall-clock timeout"
+
+
+async def test_written_files_are_capped_and_leave_nothing_behind() -> None:
+    marker = f"agora-sandbox-leak-{uuid.uuid4().hex}"
+    program = f"""
+import os
+for directory in ("/tmp", "/dev/shm", "."):
+    try:
+        with open(os.path.join(directory, {marker!r}), "wb") as handle:
+            for _ in range(100):
+                handle.write(b"x" * 1024 * 1024)
+        print("wrote 100 MiB to", directory)
+    except OSError as exc:
+        print("stopped in", directory, exc.errno)
+"""
+    limits = replace(QUICK, file_bytes=1024**3, scratch_bytes=8 * 1024 * 1024)
+    result = await Sandbox(limits).run_python(program)
+    assert result.ok, result.stderr
+    assert "wrote" not in result.stdout
+    assert result.stdout.count("stopped in") == 3
+    assert result.isolation.get("scratch"), result.isolation
+    assert not _left_on_host(marker)
+
+
+def _left_on_host(name: str) -> list[Path]:
+    return [p for p in (Path("/tmp") / name, Path("/dev/shm") / name) if p.exists()]
+
+
+async def test_the_program_cannot_read_nats_credentials_or_reach_the_server(
+    secure_settings: Settings,
+) -> None:
+    assert secure_settings.nats_urls is not None
+    port = int(secure_settings.nats_urls[0].rsplit(":", 1)[1])
+    secret_file = credentials_path(secure_settings.nats_dir, "executor")
+    secret = load_credentials(secret_file).password
+    sandbox = Sandbox(QUICK, hide=[secure_settings.data_dir])
+    program = f"""
+import socket
+for path in [{str(secret_file)!r}, {str(secret_file.parent / "admin.json")!r}]:
+    try:
+        print("READ", open(path).read())
+    except OSError as exc:
+        print("refused read:", type(exc).__name__)
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2)
+    print("CONNECTED")
+except OSError as exc:
+    print("refused connect:", exc)
+"""
+    result = await sandbox.run_python(program)
+    assert result.ok, result.stderr
+    assert secret not in result.stdout
+    assert "READ" not in result.stdout
+    assert "CONNECTED" not in result.stdout
+    assert result.stdout.count("refused read") == 2
+    assert "refused connect" in result.stdout
+    assert result.isolation.get("network") == "isolated", result.isolation
+
+
+async def test_the_executor_keeps_serving_while_a_program_burns_cpu(
+    secure_settings: Settings,
+) -> None:
+    admin = await connect(secure_settings, "test-admin", identity=ADMIN)
+    await provision(admin.jetstream(), secure_settings)
+    await admin.close()
+    platform = InProcessPlatform(secure_settings)
+    platform.start("planner", "executor", "memory", "evaluator")
+    nc = await connect(secure_settings, "test-client")
+    try:
+        client = AgoraClient(nc)
+        busy = await client.submit(
+            {
+                "text": "burn",
+                "steps": [{"tool": "python", "args": {"code": "while True: pass"}}],
+                "max_iterations": 1,
+            }
+        )
+        quick = await client.submit(
+            {
+                "text": "compute",
+                "steps": [{"tool": "python", "args": {"code": "print(17 * 23)"}}],
+                "expect": {"contains": "391"},
+            }
+        )
+        quick_events = await client.wait_for_outcome(quick.goal_id, timeout_s=30)
+        assert isinstance(quick_events[-1], GoalCompleted), quick_events[-1]
+        busy_events = await client.wait_for_outcome(busy.goal_id, timeout_s=60)
+        # The busy goal ends after the quick one, and it ends as a readable failure.
+        assert isinstance(busy_events[-1], GoalFailed), busy_events
+        failed = [e for e in busy_events if type(e).__name__ == "TaskFailed"]
+        assert failed, [type(e).__name__ for e in busy_events]
+        assert "killed" in str(failed[0].error)  # type: ignore[attr-defined]
+        # ... and the quick goal, submitted after it, was done while it was still burning.
+        assert quick_events[-1].occurred_at < failed[0].occurred_at
+    finally:
+        await nc.close()
+        await platform.stop()
