@@ -42,10 +42,18 @@ POISONED = "g-poisoned"
 class BuggyPublisher(EventPublisher):
     """The executor's bug: whatever it produces for one goal cannot be published."""
 
-    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list:  # type: ignore[type-arg]
+    async def __call__(  # type: ignore[override]
+        self,
+        events: Sequence[Event],
+        *,
+        new_goal: bool = False,
+        expected_last_seq: int | None = None,
+    ) -> list:  # type: ignore[type-arg]
         if any(e.goal_id == POISONED for e in events):
             raise RuntimeError(f"bug: cannot publish outputs of {POISONED}")
-        return await super().__call__(events, new_goal=new_goal)
+        return await super().__call__(
+            events, new_goal=new_goal, expected_last_seq=expected_last_seq
+        )
 
 
 def _goal(goal_id: str) -> dict[str, object]:

@@ -50,9 +50,15 @@ def crash_once_after(*types: str) -> type[EventPublisher]:
 
     class CrashingPublisher(EventPublisher):
         async def __call__(
-            self, events: Sequence[Event], *, new_goal: bool = False
+            self,
+            events: Sequence[Event],
+            *,
+            new_goal: bool = False,
+            expected_last_seq: int | None = None,
         ) -> list[PubAck]:
-            acks = await super().__call__(events, new_goal=new_goal)
+            acks = await super().__call__(
+                events, new_goal=new_goal, expected_last_seq=expected_last_seq
+            )
             for event in events:
                 if event_type(event) in pending:
                     pending.discard(event_type(event))

@@ -35,10 +35,18 @@ def settings(settings: Settings) -> Settings:
 
 
 class OutcomeLostPublisher(EventPublisher):
-    async def __call__(self, events: Sequence[Event], *, new_goal: bool = False) -> list:  # type: ignore[type-arg]
+    async def __call__(  # type: ignore[override]
+        self,
+        events: Sequence[Event],
+        *,
+        new_goal: bool = False,
+        expected_last_seq: int | None = None,
+    ) -> list:  # type: ignore[type-arg]
         if any(isinstance(e, ToolReturned) and e.goal_id == GOAL for e in events):
             raise RuntimeError("bug: the tool's outcome cannot be published")
-        return await super().__call__(events, new_goal=new_goal)
+        return await super().__call__(
+            events, new_goal=new_goal, expected_last_seq=expected_last_seq
+        )
 
 
 async def _window_expired(nc: NatsClient) -> None:

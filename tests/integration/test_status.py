@@ -69,7 +69,8 @@ async def test_status_shows_lag_dead_letters_and_counters_that_match_the_log(
     assert stalled["dead_letters"]["by_consumer"] == {"planner": 1}
     assert any("dead letter" in p for p in stalled["problems"])
     assert stalled["server"]["version"]
-    assert stalled["server"]["jetstream"]["streams"] == 3
+    # AGORA_INTAKE, AGORA_EVENTS, AGORA_DLQ and memory's snapshot bucket.
+    assert stalled["server"]["jetstream"]["streams"] == 4
     assert stalled["projector"]["running"]
 
     platform.start("memory")
@@ -126,7 +127,7 @@ async def test_each_service_answers_on_its_stats_endpoint(
     unreachable = (await gather_status(nc, monitor_url="http://127.0.0.1:9"))["server"]
     assert "monitor_error" in unreachable
     assert unreachable["version"] == server["version"]  # from INFO, the same as /varz's
-    assert unreachable["jetstream"]["streams"] == 3  # what the JetStream API says still shows
+    assert unreachable["jetstream"]["streams"] == 4  # what the JetStream API still shows
 
 
 def test_the_embedded_servers_monitoring_url_is_found_through_its_discovery_file(
