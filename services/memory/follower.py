@@ -39,6 +39,11 @@ log = get_logger("agora.memory")
 SNAPSHOT_NAME = "memory-index"
 # When caught up and nothing rings, read anyway this often (a missed ring costs this much).
 IDLE_PULL_S = 1.0
+# A ring can arrive before the stream has stored the message that rang (core subscribers see a
+# publish as it is routed, JetStream stores it just after): a read that a ring caused and that
+# found nothing is retried after 2, 4, ... 64 ms instead of sleeping IDLE_PULL_S.
+FIRST_RECHECK_S = 0.002
+MAX_RECHECK_S = 0.064
 ItemsAdded = Callable[[list[Item]], Awaitable[None]]
 
 
@@ -144,6 +149,7 @@ class IndexFollower:
         subs = [await self._nc.subscribe(subject, cb=self._ring) for subject in (first, *more)]
         reader = await memory_reader(self._nc, self.state.applied_seq + 1).open()
         self._consumer, self._from_consumer = reader.consumer, 0
+        recheck_s = 0.0
         try:
             while not stop.is_set():
                 doorbell.clear()
@@ -162,8 +168,14 @@ class IndexFollower:
                 if self._since_snapshot >= self._snapshot_every:
                     await self.save_snapshot()
                 if drained:
+                    if batch.seqs or not recheck_s:
+                        timeout_s, recheck_s = IDLE_PULL_S, 0.0
+                    else:  # rang, but the stream had not stored the message yet
+                        timeout_s = recheck_s
+                        recheck_s = recheck_s * 2 if recheck_s < MAX_RECHECK_S else 0.0
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(_first(doorbell.wait(), stop.wait()), IDLE_PULL_S)
+                        await asyncio.wait_for(_first(doorbell.wait(), stop.wait()), timeout_s)
+                        recheck_s = FIRST_RECHECK_S
         finally:
             async with self._progress:
                 self._consumer = None
