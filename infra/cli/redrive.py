@@ -14,7 +14,6 @@ from infra.bus import connect, read_events
 from infra.cli.common import app, load_settings, out, run
 from infra.runner import producer_name, utc_now
 from infra.settings import Settings
-from services.llm.templates import load_prompt
 from services.planner.main import planning_from_settings
 from services.redrive import (
     REDRIVERS,
@@ -54,13 +53,17 @@ async def redrive_goal(
         # used them (their answers are in the record: no LLM is needed to re-drive it).
         used = {"planner": planner_used_llm, "evaluator": evaluator_used_llm}.get(service)
         enabled = bool(settings.llm_endpoints) or (used is not None and used(history))
+        # Imported here: the executor's composition root is heavy for every other command.
+        from services.evaluator.main import judge_prompt
+        from services.executor.main import react_prompt
+
         options = RedriveOptions(
             planning=planning_from_settings(settings) if enabled else None,
             port=port,
             producer=producer_name(service),
             llm_strategies=enabled,
-            judge_prompt=load_prompt("evaluator", "judge", 1),
-            react_prompt=load_prompt("executor", "react", 1),
+            judge_prompt=judge_prompt(),
+            react_prompt=react_prompt(),
             react_max_steps=settings.react_max_steps,
         )
         return await REDRIVERS[service](history, options, utc_now())

@@ -14,14 +14,19 @@ from infra.runner import ServiceContext, ServiceParts, Subscription
 from services.evaluator.decide import evaluate
 from services.evaluator.judging import evaluate_with_judge
 from services.llm.recording import answers_in
-from services.llm.templates import load_prompt
+from services.llm.templates import PromptTemplate, load_prompt
 
-__all__ = ["build"]
+__all__ = ["build", "judge_prompt"]
+
+
+def judge_prompt() -> PromptTemplate:
+    """The judge's rubric this code uses (re-drive loads the same one)."""
+    return load_prompt("evaluator", "judge", 1)
 
 
 def build(ctx: ServiceContext) -> ServiceParts:
     llm = ctx.llm
-    prompt = load_prompt("evaluator", "judge", 1)
+    prompt = judge_prompt()
 
     async def publish(events: Sequence[Event]) -> None:
         await ctx.publish(events)

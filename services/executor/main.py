@@ -23,9 +23,14 @@ from services.executor.registry import ToolRegistry
 from services.executor.runner import ToolRunner
 from services.executor.sandbox import Sandbox, SandboxLimits
 from services.executor.tools.context import ToolContext
-from services.llm.templates import load_prompt
+from services.llm.templates import PromptTemplate, load_prompt
 
-__all__ = ["build"]
+__all__ = ["build", "react_prompt"]
+
+
+def react_prompt() -> PromptTemplate:
+    """The ReAct prompt this code uses (re-drive loads the same one)."""
+    return load_prompt("executor", "react", 1)
 
 
 def build(ctx: ServiceContext) -> ServiceParts:
@@ -50,7 +55,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
     runner = ToolRunner(registry, tools)
     react_config = ReactConfig(
         tools=registry.specs(),
-        prompt=load_prompt("executor", "react", 1),
+        prompt=react_prompt(),
         max_steps=ctx.settings.react_max_steps,
     )
 
