@@ -40,7 +40,7 @@ def _cpu_model() -> str:
 
 
 def describe_machine() -> dict[str, Any]:
-    from infra.embedded import find_nats_server
+    from infra.platform.embedded import find_nats_server
 
     server = subprocess.run(
         [str(find_nats_server()), "--version"], capture_output=True, text=True, check=False

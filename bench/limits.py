@@ -27,7 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
 from bench.harness import Row
 from bench.platform import cpu_seconds
-from infra.embedded import EmbeddedNats
+from infra.platform.embedded import EmbeddedNats
 
 __all__ = ["run_limits"]
 

@@ -24,11 +24,11 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from events.subjects import INTAKE_GOAL, INTAKE_STREAM
-from infra.auth import ADMIN, connect_options
-from infra.query_client import projector_caught_up
+from infra.bus.streams import SERVICE_CONSUMERS
+from infra.clients.query import projector_caught_up
+from infra.platform.auth import ADMIN, connect_options
+from infra.platform.supervisor import Supervisor
 from infra.settings import Settings
-from infra.streams import SERVICE_CONSUMERS
-from infra.supervisor import Supervisor
 
 __all__ = [
     "Load",

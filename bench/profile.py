@@ -26,8 +26,8 @@ from bench.platform import (
 )
 from bench.scenarios import cpu_per_goal_ms
 from events.subjects import EVENTS_STREAM
+from infra.bus.reader import stream_last_seq
 from infra.logging import configure_logging
-from infra.stream_reader import stream_last_seq
 
 
 async def profile(goals: int, in_flight: int, durability: str, py_spy: Path | None) -> None:

@@ -25,10 +25,10 @@ from nats.aio.client import Client as NatsClient
 from bench.harness import Row
 from bench.platform import percentile
 from bench.synthetic import EVENTS_PER_GOAL, interleaved_payloads
-from infra.embedded import EmbeddedNats
-from infra.query_client import QueryFailedError, ask, projector_status
+from infra.bus.streams import provision_streams
+from infra.clients.query import QueryFailedError, ask, projector_status
+from infra.platform.embedded import EmbeddedNats
 from infra.settings import Settings
-from infra.streams import provision_streams
 from projections.pipeline import OrderedApplier
 from projections.service import database_path
 from projections.store import ProjectionStore

@@ -12,10 +12,10 @@ import nats
 from bench.harness import Row
 from bench.synthetic import interleaved_payloads
 from events.subjects import EVENTS_STREAM
-from infra.embedded import EmbeddedNats
+from infra.bus.reader import StreamReader, stream_last_seq
+from infra.bus.streams import provision_streams
+from infra.platform.embedded import EmbeddedNats
 from infra.settings import Settings
-from infra.stream_reader import StreamReader, stream_last_seq
-from infra.streams import provision_streams
 from projections.replay import replay_into
 from projections.store import ProjectionStore
 

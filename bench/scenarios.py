@@ -18,7 +18,7 @@ from bench.platform import (
     wait_until_idle,
 )
 from events.subjects import EVENTS_STREAM
-from infra.stream_reader import stream_last_seq
+from infra.bus.reader import stream_last_seq
 
 __all__ = ["in_flight", "latency", "step_overhead", "throughput"]
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from nats.aio.client import Client as NatsClient
 
 from events.subjects import EVENTS_STREAM, goal_events_filter
-from infra.stream_reader import StreamReader, stream_last_seq
+from infra.bus.reader import StreamReader, stream_last_seq
 from projections.pipeline import OrderedApplier
 from projections.store import ProjectionStore
 

@@ -17,10 +17,10 @@ import msgspec
 from nats.aio.msg import Msg
 
 from events.subjects import EVENTS_STREAM, QUERY_SUBJECT
+from infra.bus.reader import StreamReader
 from infra.logging import get_logger
-from infra.runner import ServiceContext, ServiceParts
+from infra.platform.runner import ServiceContext, ServiceParts
 from infra.settings import Settings
-from infra.stream_reader import StreamReader
 from projections.guard import QueryRefused, run_query
 from projections.pipeline import OrderedApplier
 from projections.protocol import (

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from infra.auth import prepare_embedded_security
-from infra.bus import EventPublisher, connect
-from infra.client import AgoraClient
-from infra.embedded import EmbeddedNats
-from infra.runner import SERVICES, run_service
+from infra.bus.connection import connect
+from infra.bus.publisher import EventPublisher
+from infra.bus.streams import provision
+from infra.clients.goals import AgoraClient
+from infra.platform.auth import prepare_embedded_security
+from infra.platform.embedded import EmbeddedNats
+from infra.platform.runner import SERVICES, run_service
 from infra.settings import Settings
-from infra.streams import provision
 from tests.llm_servers import ScriptedLlmServer
 
 

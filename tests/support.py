@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client as NatsClient
 
 from events.model import Event, event_type
-from infra.bus import read_events
+from infra.bus.history import read_events
 
 
 async def all_events(nc: NatsClient, subject: str = "agora.events.>") -> list[Event]:

@@ -79,8 +79,8 @@ def _parse_time(text: str) -> datetime:
 
 
 async def _ask(settings: Settings, sql: str, max_rows: int) -> Answer:
-    from infra.bus import connect
-    from infra.query_client import ask
+    from infra.bus.connection import connect
+    from infra.clients.query import ask
 
     nc = await connect(settings, "agora-query")
     try:
@@ -94,7 +94,7 @@ async def _ask_as_of(
     settings: Settings, sql: str, max_rows: int, until_seq: int | None, until: datetime | None
 ) -> Answer:
     """Time travel: rebuild the blackboard as it stood then, in memory, and query that."""
-    from infra.bus import connect
+    from infra.bus.connection import connect
     from projections.guard import run_query
     from projections.replay import replay_into
     from projections.store import ProjectionStore
@@ -196,7 +196,7 @@ async def _replay_to_file(
     until: datetime | None,
     goal_id: str | None,
 ) -> None:
-    from infra.bus import connect
+    from infra.bus.connection import connect
     from projections.replay import ReplayProgress, replay_into
     from projections.store import ProjectionStore
 
@@ -227,9 +227,9 @@ async def _replay_to_file(
 
 
 async def _rebuild_live(settings: Settings) -> None:
-    from infra.bus import connect
-    from infra.query_client import projector_status
-    from infra.stream_reader import stream_last_seq
+    from infra.bus.connection import connect
+    from infra.bus.reader import stream_last_seq
+    from infra.clients.query import projector_status
 
     nc = await connect(settings, "agora-replay")
     try:
@@ -283,7 +283,7 @@ def replay(
 
 
 async def _export(settings: Settings, directory: Path, until_seq: int | None) -> int:
-    from infra.bus import connect
+    from infra.bus.connection import connect
     from projections.replay import replay_into
     from projections.store import ProjectionStore
 

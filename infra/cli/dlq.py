@@ -29,8 +29,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of 
 def _with_nats(work: Callable[[NatsClient], Awaitable[T]], *, operator: bool = False) -> T:
     """Run ``work`` connected as the client, or (``operator``) as admin: re-injecting bytes
     into a service and purging a stream are the operator's (docs/security.md)."""
-    from infra.auth import ADMIN, CLIENT
-    from infra.bus import connect
+    from infra.bus.connection import connect
+    from infra.platform.auth import ADMIN, CLIENT
 
     settings = load_settings()
 
@@ -70,7 +70,7 @@ def _summary(stored: Any) -> dict[str, Any]:
 @dlq_app.command("list")
 def list_(as_json: JsonOption = False) -> None:
     """Every dead letter, oldest first."""
-    from infra.dead_letters import list_dead_letters
+    from infra.clients.dead_letters import list_dead_letters
 
     records = _with_nats(list_dead_letters)
     rows = [_summary(r) for r in records]
@@ -114,7 +114,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One dead letter in full: why, where from, headers and the original bytes."""
-    from infra.dead_letters import b64, get_dead_letter, hexdump, printable
+    from infra.clients.dead_letters import b64, get_dead_letter, hexdump, printable
 
     stored = _with_nats(lambda nc: get_dead_letter(nc, record_id))
     detail = _summary(stored)
@@ -162,8 +162,8 @@ def redrive(
 ) -> None:
     """Hand dead letters back to the consumer that gave up on them (after a fix). Each record
     is redriven at most once; a second redrive of it reports the first."""
-    from infra.dead_letters import redrive as redrive_one
-    from infra.dead_letters import redrive_all
+    from infra.clients.dead_letters import redrive as redrive_one
+    from infra.clients.dead_letters import redrive_all
 
     if (record_id is None) == (not every):
         raise typer.BadParameter("give one record ID, or --all")
@@ -201,7 +201,7 @@ def purge(
     as_json: JsonOption = False,
 ) -> None:
     """Remove dead letters (and redrive copies) stored longer ago than --older-than."""
-    from infra.dead_letters import parse_duration, purge_older_than
+    from infra.clients.dead_letters import parse_duration, purge_older_than
 
     age = parse_duration(older_than)
     result = _with_nats(lambda nc: purge_older_than(nc, age, now=datetime.now(UTC)), operator=True)

@@ -12,9 +12,10 @@ from nats.aio.client import Client as NatsClient
 from events.catalog import GoalAccepted, GoalCompleted
 from events.errors import AgoraError
 from events.subjects import SUBJECT_TOKEN, goal_events_filter
-from infra.bus import connect, read_events
+from infra.bus.connection import connect
+from infra.bus.history import read_events
 from infra.cli.common import app, load_settings, out, run
-from infra.client import AgoraClient, Submitted
+from infra.clients.goals import AgoraClient, Submitted
 
 __all__ = ["fork", "fork_goal", "fork_id"]
 

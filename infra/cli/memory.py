@@ -23,8 +23,8 @@ app.add_typer(memory_app, name="memory")
 
 
 async def _ask(settings: Settings, request: MemoryRequest) -> MemoryReply:
-    from infra.bus import connect
-    from infra.memory_client import ask_memory
+    from infra.bus.connection import connect
+    from infra.clients.memory import ask_memory
 
     nc = await connect(settings, "agora-memory-cli")
     try:
@@ -125,8 +125,8 @@ def forget(
 
 
 async def _forget(settings: Settings, key: str | None, goal: str | None, reason: str) -> str:
-    from infra.bus import connect
-    from infra.memory_client import send_forget
+    from infra.bus.connection import connect
+    from infra.clients.memory import send_forget
 
     nc = await connect(settings, "agora-memory-cli")
     try:

@@ -35,7 +35,7 @@ def _reply_table(title: str, reply: QueryReply) -> Table:
 @app.command()
 def demo() -> None:
     """Start an embedded NATS server and every service, run sample goals, show what happened."""
-    from infra.demo import run_demo
+    from infra.platform.demo import run_demo
 
     settings = load_settings()
     out.print("[bold]agora demo[/]: embedded nats-server + planner, executor, memory, evaluator,")
@@ -77,7 +77,7 @@ def up(
     ] = 0,
 ) -> None:
     """Run the platform: nats-server (unless AGORA_NATS_URL is set), each service a process."""
-    from infra.supervisor import Supervisor
+    from infra.platform.supervisor import Supervisor
 
     settings = load_settings()
     if cluster > 1 and not settings.embedded:
@@ -106,7 +106,7 @@ def service(
 ) -> None:
     """Run one service. planner, executor and evaluator scale out as several processes;
     memory runs one; each projector replica needs its own data dir."""
-    from infra.runner import run_service
+    from infra.platform.runner import run_service
 
     settings = load_settings()
 
@@ -163,8 +163,8 @@ def goal(
     timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 300.0,
 ) -> None:
     """Submit a goal."""
-    from infra.bus import connect
-    from infra.client import AgoraClient
+    from infra.bus.connection import connect
+    from infra.clients.goals import AgoraClient
 
     command: dict[str, Any] = {"text": text}
     if step:
@@ -222,8 +222,8 @@ def tail(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Follow the event log live, step by step."""
-    from infra.bus import connect
-    from infra.client import AgoraClient
+    from infra.bus.connection import connect
+    from infra.clients.goals import AgoraClient
 
     settings = load_settings()
 

@@ -10,9 +10,10 @@ from rich.table import Table
 
 from events.errors import AgoraError, ConfigurationError
 from events.subjects import SUBJECT_TOKEN, goal_events_filter
-from infra.bus import connect, read_events
+from infra.bus.connection import connect
+from infra.bus.history import read_events
 from infra.cli.common import app, load_settings, out, run
-from infra.runner import producer_name, utc_now
+from infra.platform.runner import producer_name, utc_now
 from infra.settings import Settings
 from services.planner.main import planning_from_settings
 from services.redrive import (

@@ -25,8 +25,8 @@ def status(
     ] = None,
 ) -> None:
     """How the running platform is doing. Exits 1 when something needs attention."""
-    from infra.bus import connect
-    from infra.ops_status import gather_status, monitor_url_of
+    from infra.bus.connection import connect
+    from infra.clients.status import gather_status, monitor_url_of
 
     settings = load_settings()
 

@@ -9,8 +9,8 @@ from events.catalog import EvaluationRequested
 from events.codec import decode_event
 from events.model import Event, Stamp
 from events.subjects import EVENTS_STREAM
-from infra.consume import Delivery
-from infra.runner import ServiceContext, ServiceParts, Subscription
+from infra.bus.consume import Delivery
+from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from services.evaluator.decide import evaluate
 from services.evaluator.judging import evaluate_with_judge
 from services.llm.recording import answers_in

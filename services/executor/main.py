@@ -12,9 +12,9 @@ from events.codec import decode_event
 from events.model import Event
 from events.subjects import EVENTS_STREAM
 from events.tools import REACT_TOOL
-from infra.consume import Delivery
-from infra.goal_history import GoalHistory
-from infra.runner import ServiceContext, ServiceParts, Subscription
+from infra.bus.consume import Delivery
+from infra.bus.history import GoalHistory
+from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.handler import execute_task
 from services.executor.netguard import AddressPolicy, guarded_http_client
 from services.executor.react import ReactConfig

@@ -21,9 +21,9 @@ from nats.aio.msg import Msg
 from events.codec import decode_event
 from events.errors import AgoraError, DecodeError
 from events.subjects import EVENTS_STREAM, event_type_filter
+from infra.bus.reader import RawBatch, StreamReader
+from infra.bus.snapshots import SnapshotStore
 from infra.logging import get_logger
-from infra.snapshots import SnapshotStore
-from infra.stream_reader import RawBatch, StreamReader
 from services.memory.longterm import Item
 from services.memory.state import (
     MEMORY_EVENT_TYPES,

@@ -19,12 +19,12 @@ from events.codec import decode_event
 from events.memory_commands import parse_forget_command
 from events.model import Stamp
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_id_from_subject
-from infra.consume import Delivery
-from infra.embeddings import HttpEmbedder
+from infra.bus.consume import Delivery
+from infra.bus.snapshots import MEMORY_SNAPSHOTS, SnapshotStore
 from infra.logging import get_logger
-from infra.runner import ServiceContext, ServiceParts, Subscription
-from infra.snapshots import MEMORY_SNAPSHOTS, SnapshotStore
-from infra.vectors import VectorStore
+from infra.platform.runner import ServiceContext, ServiceParts, Subscription
+from infra.retrieval.embeddings import HttpEmbedder
+from infra.retrieval.vectors import VectorStore
 from services.memory.decide import (
     UNATTRIBUTED_GOAL,
     compaction,

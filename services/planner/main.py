@@ -17,11 +17,11 @@ from events.errors import AgoraError, LlmError
 from events.model import Event, Stamp
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, goal_id_from_subject
 from events.tools import BUILTIN_TOOLS
-from infra.bus import GoalChangedError, GoalExistsError, read_events
-from infra.consume import Delivery
-from infra.goal_history import GoalHistory
+from infra.bus.consume import Delivery
+from infra.bus.history import GoalHistory, read_events
+from infra.bus.publisher import GoalChangedError, GoalExistsError
 from infra.logging import get_logger
-from infra.runner import ServiceContext, ServiceParts, Subscription
+from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from infra.settings import Settings
 from services.llm.messages import LlmRequest
 from services.llm.recording import recorded_call

@@ -51,7 +51,7 @@ from services.redrive.common import (
 
 __all__ = ["PLANNER_INPUTS", "planner_used_llm", "redrive_planner"]
 
-# What the planner consumes from other services (its consumer in infra/streams.py).
+# What the planner consumes from other services (its consumer in infra/bus/streams.py).
 PLANNER_INPUTS = (ContextProvided, TaskCompleted, TaskFailed, EvaluationCompleted, LlmResponded)
 
 # -- the planner --------------------------------------------------------------------------

@@ -13,11 +13,11 @@ import pytest
 
 from events.catalog import GoalCompleted
 from events.subjects import EVENTS_STREAM
-from infra.bus import connect
-from infra.client import AgoraClient
-from infra.runner import SERVICES
+from infra.bus.connection import connect
+from infra.clients.goals import AgoraClient
+from infra.platform.runner import SERVICES
+from infra.platform.supervisor import Supervisor
 from infra.settings import Settings
-from infra.supervisor import Supervisor
 from tests.support import wait_until
 
 

@@ -11,9 +11,9 @@ import sys
 from nats.aio.client import Client as NatsClient
 
 from events.subjects import INTAKE_GOAL
-from infra.client import AgoraClient
-from infra.dead_letters import list_dead_letters
-from infra.service_stats import collect_stats
+from infra.clients.dead_letters import list_dead_letters
+from infra.clients.goals import AgoraClient
+from infra.platform.stats import collect_stats
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import wait_until

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from events.catalog import GoalCompleted
-from infra.bus import connect
-from infra.client import AgoraClient
-from infra.embedded import DISCOVERY_FILE
-from infra.runner import SERVICES
+from infra.bus.connection import connect
+from infra.clients.goals import AgoraClient
+from infra.platform.embedded import DISCOVERY_FILE
+from infra.platform.runner import SERVICES
+from infra.platform.supervisor import Supervisor
 from infra.settings import Settings
-from infra.supervisor import Supervisor
 from tests.support import types_of, wait_until
 
 

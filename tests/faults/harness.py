@@ -16,7 +16,7 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 
 from events.subjects import EVENTS_STREAM
-from infra.client import AgoraClient
+from infra.clients.goals import AgoraClient
 from infra.settings import Settings
 from tests.support import wait_until
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from events.subjects import EVENTS_STREAM
-from infra.bus import connect
-from infra.client import AgoraClient
-from infra.embedded import EmbeddedNats
-from infra.query_client import projector_caught_up
-from infra.streams import provision
+from infra.bus.connection import connect
+from infra.bus.streams import provision
+from infra.clients.goals import AgoraClient
+from infra.clients.query import projector_caught_up
+from infra.platform.embedded import EmbeddedNats
 from projections.service import database_path
 from tests.conftest import InProcessPlatform
 from tests.faults.checker import check_projection, check_side_effects, collect, count_lines

@@ -25,12 +25,13 @@ from nats.js.api import PubAck
 from events.catalog import PlanCreated
 from events.model import Event
 from events.subjects import DLQ_STREAM, EVENTS_STREAM
-from infra.bus import EventPublisher, connect
-from infra.client import AgoraClient
-from infra.dlq import DeadLetter, decode_dead_letter
-from infra.embedded import EmbeddedNats
-from infra.query_client import projector_caught_up
-from infra.streams import provision
+from infra.bus.connection import connect
+from infra.bus.dlq import DeadLetter, decode_dead_letter
+from infra.bus.publisher import EventPublisher
+from infra.bus.streams import provision
+from infra.clients.goals import AgoraClient
+from infra.clients.query import projector_caught_up
+from infra.platform.embedded import EmbeddedNats
 from projections.service import database_path
 from tests.conftest import InProcessPlatform
 from tests.faults.checker import check_projection, collect

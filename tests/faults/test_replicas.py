@@ -18,11 +18,11 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from events.catalog import ToolCalled
-from infra.bus import connect
-from infra.client import AgoraClient
-from infra.embedded import EmbeddedNats
-from infra.query_client import projector_caught_up
-from infra.streams import provision
+from infra.bus.connection import connect
+from infra.bus.streams import provision
+from infra.clients.goals import AgoraClient
+from infra.clients.query import projector_caught_up
+from infra.platform.embedded import EmbeddedNats
 from projections.service import database_path
 from tests.faults.checker import (
     Verdict,

@@ -11,10 +11,10 @@ from nats.aio.client import Client as NatsClient
 
 from events.catalog import GoalAccepted, GoalCompleted
 from events.subjects import INTAKE_STREAM
-from infra.bus import connect
-from infra.client import AgoraClient
-from infra.embedded import EmbeddedNats
-from infra.streams import provision
+from infra.bus.connection import connect
+from infra.bus.streams import provision
+from infra.clients.goals import AgoraClient
+from infra.platform.embedded import EmbeddedNats
 from tests.conftest import InProcessPlatform
 from tests.faults.checker import collect
 from tests.faults.conftest import report

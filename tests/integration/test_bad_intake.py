@@ -10,8 +10,8 @@ from nats.js.errors import APIError
 
 from events.catalog import GoalCompleted, GoalRejected
 from events.subjects import DLQ_STREAM, INTAKE_GOAL
-from infra.client import AgoraClient
-from infra.dlq import decode_dead_letter
+from infra.bus.dlq import decode_dead_letter
+from infra.clients.goals import AgoraClient
 from tests.conftest import InProcessPlatform
 
 GOOD = {"text": "compute 6*7", "steps": [{"tool": "calculator", "args": {"expression": "6*7"}}]}

@@ -22,10 +22,10 @@ from nats.js.api import ConsumerInfo
 
 from events.errors import DecodeError
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, dlq_subject, goal_id_from_subject
-from infra.consume import ConsumeLoop, Delivery, Handler
-from infra.dlq import DeadLetter, decode_dead_letter
+from infra.bus.consume import ConsumeLoop, Delivery, Handler
+from infra.bus.dlq import DeadLetter, decode_dead_letter
+from infra.bus.streams import ConsumerSpec, provision
 from infra.settings import Settings
-from infra.streams import ConsumerSpec, provision
 from tests.support import wait_until
 
 

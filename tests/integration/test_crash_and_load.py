@@ -14,7 +14,7 @@ from nats.aio.client import Client as NatsClient
 from events.catalog import GoalCompleted, TaskCompleted, ToolCalled, ToolFailed
 from events.model import event_type
 from events.subjects import EVENTS_STREAM
-from infra.client import AgoraClient
+from infra.clients.goals import AgoraClient
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, duplicates, wait_until
 

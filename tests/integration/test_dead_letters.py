@@ -19,9 +19,10 @@ from nats.aio.client import Client as NatsClient
 from events.catalog import GoalCompleted, TaskCompleted, TaskScheduled
 from events.model import Event
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_GOAL
-from infra.bus import EventPublisher
-from infra.client import AgoraClient
-from infra.dead_letters import (
+from infra.bus.dlq import DeadLetterQueue
+from infra.bus.publisher import EventPublisher
+from infra.bus.redrive import ORIGINAL_STREAM, redrive_subject
+from infra.clients.dead_letters import (
     DeadLetterError,
     get_dead_letter,
     list_dead_letters,
@@ -29,9 +30,8 @@ from infra.dead_letters import (
     redrive,
     redrive_all,
 )
-from infra.dlq import DeadLetterQueue
-from infra.redrive import ORIGINAL_STREAM, redrive_subject
-from infra.service_stats import collect_stats
+from infra.clients.goals import AgoraClient
+from infra.platform.stats import collect_stats
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, duplicates, wait_until

@@ -13,10 +13,10 @@ from nats.aio.client import Client as NatsClient
 from events.catalog import GoalAccepted, GoalCompleted, TaskCompleted, TaskScheduled
 from events.codec import encode
 from events.subjects import goal_events_filter
-from infra.bus import read_events
+from infra.bus.history import read_events
 from infra.cli.fork import fork_goal
 from infra.cli.redrive import redrive_goal
-from infra.client import AgoraClient
+from infra.clients.goals import AgoraClient
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events

@@ -7,7 +7,7 @@ import json
 from nats.aio.client import Client as NatsClient
 
 from events.catalog import GoalCompleted, TaskCompleted
-from infra.client import AgoraClient
+from infra.clients.goals import AgoraClient
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, duplicates, types_of
 

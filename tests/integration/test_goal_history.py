@@ -8,8 +8,8 @@ from nats.aio.client import Client as NatsClient
 
 from events.catalog import MemoryStored
 from events.model import Event
-from infra.bus import EventPublisher
-from infra.goal_history import GoalHistory
+from infra.bus.history import GoalHistory
+from infra.bus.publisher import EventPublisher
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

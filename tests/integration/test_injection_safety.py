@@ -24,7 +24,7 @@ from events.catalog import TaskCompleted, TaskScheduled, ToolCalled, ToolRefused
 from events.model import event_type
 from events.subjects import DLQ_STREAM, INTAKE_STREAM
 from events.tools import BUILTIN_TOOLS
-from infra.bus import EventPublisher
+from infra.bus.publisher import EventPublisher
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.llm_servers import (

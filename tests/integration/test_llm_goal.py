@@ -37,11 +37,11 @@ from events.catalog import (
 )
 from events.codec import encode
 from events.model import Event
+from infra.bus.dlq import decode_dead_letter
 from infra.cli.redrive import redrive_goal
-from infra.client import AgoraClient
-from infra.dlq import decode_dead_letter
-from infra.query_client import projector_caught_up
-from infra.runner import producer_name
+from infra.clients.goals import AgoraClient
+from infra.clients.query import projector_caught_up
+from infra.platform.runner import producer_name
 from infra.settings import Settings
 from services.llm.templates import load_prompt
 from services.redrive import RedriveOptions, redrive_executor

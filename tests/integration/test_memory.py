@@ -24,13 +24,14 @@ from events.catalog import (
 from events.memory_commands import INTAKE_MEMORY_FORGET
 from events.model import MemoryItem
 from events.subjects import DLQ_STREAM, dlq_subject
-from infra.bus import EventPublisher, read_events
-from infra.client import AgoraClient
-from infra.dlq import decode_dead_letter
-from infra.memory_client import MemoryQueryError, ask_memory, send_forget
-from infra.query_client import ask, projector_caught_up
+from infra.bus.dlq import decode_dead_letter
+from infra.bus.history import read_events
+from infra.bus.publisher import EventPublisher
+from infra.bus.snapshots import MEMORY_SNAPSHOTS
+from infra.clients.goals import AgoraClient
+from infra.clients.memory import MemoryQueryError, ask_memory, send_forget
+from infra.clients.query import ask, projector_caught_up
 from infra.settings import Settings
-from infra.snapshots import MEMORY_SNAPSHOTS
 from services.memory.follower import SNAPSHOT_NAME
 from services.memory.protocol import MEMORY_QUERY, MemoryRequest, decode_reply
 from tests.conftest import InProcessPlatform

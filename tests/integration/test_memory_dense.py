@@ -20,8 +20,8 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from events.catalog import MemoryStored
-from infra.bus import EventPublisher
-from infra.memory_client import MemoryQueryError, ask_memory
+from infra.bus.publisher import EventPublisher
+from infra.clients.memory import MemoryQueryError, ask_memory
 from infra.settings import Settings
 from services.memory.protocol import MemoryRequest
 from tests.conftest import InProcessPlatform

@@ -11,8 +11,8 @@ from nats.aio.client import Client as NatsClient
 
 from events.catalog import MemoryStored
 from events.model import MemoryItem
-from infra.bus import EventPublisher
-from infra.memory_client import MemoryQueryError, ask_memory
+from infra.bus.publisher import EventPublisher
+from infra.clients.memory import MemoryQueryError, ask_memory
 from infra.settings import Settings
 from services.memory.follower import IndexFollower
 from services.memory.protocol import MemoryRequest

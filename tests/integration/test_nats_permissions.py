@@ -1,6 +1,6 @@
 """Acceptance 1 of issue 8: the generated configuration lets each identity do its job, no more.
 
-A real nats-server with the permission table of infra/auth.py (the ``secure_settings``
+A real nats-server with the permission table of infra/platform/auth.py (the ``secure_settings``
 fixture, as ``agora up`` configures it): the whole platform still runs a goal to its end,
 while a service publishing another's event type, a non-admin purging or deleting a stream,
 anonymous clients and wrong passwords are all refused by the server.
@@ -23,13 +23,14 @@ from events.catalog import PlanCreated
 from events.errors import AgoraError, ConfigurationError
 from events.model import Stamp
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM
-from infra.auth import ADMIN, credentials_path, load_credentials
-from infra.bus import EventPublisher, connect
-from infra.client import AgoraClient
-from infra.query_client import ask, projector_caught_up
+from infra.bus.connection import connect
+from infra.bus.publisher import EventPublisher
+from infra.bus.reader import StreamReader
+from infra.bus.streams import consumers_for, provision
+from infra.clients.goals import AgoraClient
+from infra.clients.query import ask, projector_caught_up
+from infra.platform.auth import ADMIN, credentials_path, load_credentials
 from infra.settings import Settings
-from infra.stream_reader import StreamReader
-from infra.streams import consumers_for, provision
 from tests.conftest import InProcessPlatform
 
 # A refused request gets no answer at all: the server drops it and reports the violation.

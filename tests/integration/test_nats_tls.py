@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from infra.auth import ADMIN, prepare_embedded_security
-from infra.bus import connect, read_events
-from infra.client import AgoraClient
-from infra.embedded import EmbeddedNats
+from infra.bus.connection import connect
+from infra.bus.history import read_events
+from infra.bus.streams import provision
+from infra.clients.goals import AgoraClient
+from infra.platform.auth import ADMIN, prepare_embedded_security
+from infra.platform.embedded import EmbeddedNats
 from infra.settings import Settings
-from infra.streams import provision
 
 
 @pytest.fixture

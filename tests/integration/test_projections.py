@@ -13,10 +13,10 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from events.model import event_type
-from infra.client import AgoraClient
-from infra.query_client import QueryFailedError, ask, projector_caught_up
+from infra.bus.reader import stream_last_seq
+from infra.clients.goals import AgoraClient
+from infra.clients.query import QueryFailedError, ask, projector_caught_up
 from infra.settings import Settings
-from infra.stream_reader import stream_last_seq
 from projections.replay import replay_into
 from projections.service import database_path
 from projections.store import ProjectionStore
@@ -120,7 +120,7 @@ async def _kill_mid_backlog(
     nc: NatsClient, projector: Popen[bytes], start: int, target: int
 ) -> int:
     """SIGKILL the projector once its checkpoint moved past ``start``; returns where it was."""
-    from infra.query_client import projector_status
+    from infra.clients.query import projector_status
 
     seq = 0
 

@@ -17,9 +17,9 @@ from nats.js.api import StreamConfig
 
 from events.errors import ConfigurationError
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM
-from infra.bus import connect
+from infra.bus.connection import connect
+from infra.bus.streams import ConsumerSpec, consumer_config, provision, stream_configs
 from infra.settings import KiB, MiB, Settings
-from infra.streams import ConsumerSpec, consumer_config, provision, stream_configs
 
 ONE_FILTER = ConsumerSpec(
     EVENTS_STREAM, "one-filter", ("agora.events.*.task_scheduled",), "provisioning test"

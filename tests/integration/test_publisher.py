@@ -10,7 +10,7 @@ from nats.aio.client import Client as NatsClient
 
 from events.catalog import GoalCompleted
 from events.model import Event, Stamp
-from infra.bus import EventPublisher, PublishRejectedError
+from infra.bus.publisher import EventPublisher, PublishRejectedError
 
 
 def _completed(goal_id: str, result: str) -> Event:

@@ -23,7 +23,7 @@ from events.catalog import (
     ToolFailed,
 )
 from events.model import Event, TaskOutcome, event_type
-from infra.bus import EventPublisher
+from infra.bus.publisher import EventPublisher
 from infra.settings import Settings
 from services.executor.decide import INTERRUPTED_ERROR
 from tests.conftest import InProcessPlatform

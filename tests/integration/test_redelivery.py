@@ -14,8 +14,8 @@ from nats.js.api import PubAck
 from events.catalog import GoalCompleted
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM
-from infra.bus import EventPublisher
-from infra.client import AgoraClient
+from infra.bus.publisher import EventPublisher
+from infra.clients.goals import AgoraClient
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, duplicates
@@ -129,7 +129,7 @@ async def test_a_publish_the_stream_refuses_fails_at_once_with_the_reason(
 
     from events.catalog import GoalCompleted as Completed
     from events.model import Stamp
-    from infra.bus import PublishRejectedError
+    from infra.bus.publisher import PublishRejectedError
 
     stamp = Stamp("planner@test", "g-huge", datetime.now(UTC), None, "g-huge")
     huge = Completed(

@@ -18,9 +18,9 @@ from nats.aio.client import Client as NatsClient
 from events.catalog import GoalCompleted, TaskCompleted, TaskStarted, ToolCalled, ToolReturned
 from events.model import Event
 from events.subjects import DLQ_STREAM
-from infra.bus import EventPublisher
-from infra.client import AgoraClient
-from infra.dead_letters import list_dead_letters, redrive
+from infra.bus.publisher import EventPublisher
+from infra.clients.dead_letters import list_dead_letters, redrive
+from infra.clients.goals import AgoraClient
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, duplicates, wait_until

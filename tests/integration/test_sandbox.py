@@ -13,11 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from events.catalog import GoalCompleted, GoalFailed
-from infra.auth import ADMIN, credentials_path, load_credentials
-from infra.bus import connect
-from infra.client import AgoraClient
+from infra.bus.connection import connect
+from infra.bus.streams import provision
+from infra.clients.goals import AgoraClient
+from infra.platform.auth import ADMIN, credentials_path, load_credentials
 from infra.settings import Settings
-from infra.streams import provision
 from services.executor.sandbox import Sandbox, SandboxLimits
 from tests.conftest import InProcessPlatform
 

@@ -17,10 +17,10 @@ from nats.aio.client import Client as NatsClient
 
 from events.catalog import ContextRequested, GoalCompleted, TaskScheduled
 from events.subjects import INTAKE_GOAL
-from infra.client import AgoraClient
-from infra.embedded import EmbeddedNats
-from infra.ops_status import gather_status, monitor_url_of
-from infra.service_stats import collect_stats, stats_subject
+from infra.clients.goals import AgoraClient
+from infra.clients.status import gather_status, monitor_url_of
+from infra.platform.embedded import EmbeddedNats
+from infra.platform.stats import collect_stats, stats_subject
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, wait_until

@@ -14,8 +14,8 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StreamConfig
 
-from infra.embedded import EmbeddedNats
-from infra.stream_reader import RawBatch, StreamReader
+from infra.bus.reader import RawBatch, StreamReader
+from infra.platform.embedded import EmbeddedNats
 
 _names = itertools.count()
 BIG = bytes(range(256)) * 3600  # ~900 KB, under the embedded server's 8 MB limit

@@ -1,4 +1,4 @@
-"""The permission table and credential handling of infra/auth.py (pure, or files only)."""
+"""The permission table and credential handling of infra/platform/auth.py (pure, or files only)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from structlog.testing import capture_logs
 
 from events.catalog import AnyEvent
 from events.errors import ConfigurationError
-from infra.auth import (
+from infra.bus.streams import SERVICE_CONSUMERS
+from infra.platform.auth import (
     ADMIN,
     CLIENT,
     EVENT_OWNERS,
@@ -24,9 +25,8 @@ from infra.auth import (
     ensure_credentials,
     permissions,
 )
-from infra.runner import SERVICES
+from infra.platform.runner import SERVICES
 from infra.settings import Settings
-from infra.streams import SERVICE_CONSUMERS
 
 EVENT_TYPES = {str(cls.__struct_config__.tag) for cls in AnyEvent.__args__}
 

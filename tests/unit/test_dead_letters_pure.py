@@ -7,16 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM
-from infra.consume import Delivery
-from infra.dead_letters import (
-    DeadLetterError,
-    _copy_headers,
-    hexdump,
-    parse_duration,
-    printable,
-)
-from infra.dlq import DeadLetter
-from infra.redrive import (
+from infra.bus.consume import Delivery
+from infra.bus.dlq import DeadLetter
+from infra.bus.redrive import (
     ORIGINAL_DELIVERIES,
     ORIGINAL_MSG_ID,
     ORIGINAL_STREAM,
@@ -25,8 +18,15 @@ from infra.redrive import (
     redrive_subscriptions,
     redriven_consumer,
 )
-from infra.runner import Subscription
-from infra.streams import consumers_for
+from infra.bus.streams import consumers_for
+from infra.clients.dead_letters import (
+    DeadLetterError,
+    _copy_headers,
+    hexdump,
+    parse_duration,
+    printable,
+)
+from infra.platform.runner import Subscription
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.consume import Delivery
-from infra.ops_status import _problems, _services
-from infra.service_stats import ServiceCounters
+from infra.bus.consume import Delivery
+from infra.clients.status import _problems, _services
+from infra.platform.stats import ServiceCounters
 
 
 class _Msg:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.nats_wire import (
+from infra.bus.frames import (
     PING,
     PONG,
     FrameParser,

@@ -9,7 +9,7 @@ to the core subjects it serves. Anonymous connections are refused: the server co
 has no ``no_auth_user``.
 
 The permission table (:func:`permissions`) is pure data built from the service's consumers
-(infra/streams.py) and :data:`EVENT_OWNERS`; docs/security.md shows it. A new event type must
+(infra/bus/streams.py) and :data:`EVENT_OWNERS`; docs/security.md shows it. A new event type must
 get an owner here, or the server refuses its publication (a unit test checks every type).
 
 Credentials are users with random passwords (``secrets.token_urlsafe``), one JSON file per
@@ -31,12 +31,12 @@ from typing import Any
 
 from events.errors import ConfigurationError
 from events.subjects import DLQ_STREAM, QUERY_SUBJECT, dlq_subject, event_type_filter
+from infra.bus.redrive import redrive_consumer
+from infra.bus.snapshots import MEMORY_SNAPSHOTS
+from infra.bus.streams import SERVICE_CONSUMERS
 from infra.logging import get_logger
-from infra.redrive import redrive_consumer
-from infra.service_stats import stats_subject
+from infra.platform.stats import stats_subject
 from infra.settings import Settings
-from infra.snapshots import MEMORY_SNAPSHOTS
-from infra.streams import SERVICE_CONSUMERS
 from projections.protocol import PROJECTOR_CONTROL
 from services.memory.protocol import MEMORY_QUERY
 from services.memory.state import MEMORY_EVENT_TYPES as MEMORY_INDEX_TYPES
@@ -127,7 +127,7 @@ _READ_LOG = (
 )
 
 
-# Memory keeps its index snapshots in its own object store bucket (infra/snapshots.py): it may
+# Memory keeps its index snapshots in its own object store bucket (infra/bus/snapshots.py): it may
 # create that bucket's stream, purge its old chunks and read it back. The event log and the
 # other streams stay the admin's alone.
 _SNAPSHOT_STREAM = f"OBJ_{MEMORY_SNAPSHOTS}"
@@ -141,7 +141,7 @@ _MEMORY_SNAPSHOTS = (
     f"$JS.API.CONSUMER.CREATE.{_SNAPSHOT_STREAM}",
 )
 # Every service process answers NATS micro requests ($SRV.PING/INFO/STATS) and its stats
-# endpoint (infra/service_stats.py), which `agora status` gathers.
+# endpoint (infra/platform/stats.py), which `agora status` gathers.
 _SERVICE_DISCOVERY = "$SRV.>"
 
 

@@ -22,11 +22,11 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from events.subjects import DLQ_STREAM
-from infra.consume import Delivery, Handler, OrderingKey
-from infra.streams import ConsumerSpec
+from infra.bus.consume import Delivery, Handler, OrderingKey
+from infra.bus.streams import ConsumerSpec
 
 if TYPE_CHECKING:
-    from infra.runner import Subscription
+    from infra.platform.runner import Subscription
 
 __all__ = [
     "ORIGINAL_DELIVERIES",
@@ -89,7 +89,7 @@ def _original(delivery: Delivery) -> Delivery:
 def redrive_subscriptions(subscriptions: Sequence[Subscription]) -> list[Subscription]:
     """One redrive subscription per durable name, routing each copy to the handler of its
     original stream (the planner has one durable on two streams)."""
-    from infra.runner import Subscription
+    from infra.platform.runner import Subscription
 
     by_durable: dict[str, dict[str, Subscription]] = {}
     for sub in subscriptions:

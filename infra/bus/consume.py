@@ -22,10 +22,10 @@ from nats.aio.msg import Msg
 
 from events.errors import DecodeError
 from events.subjects import goal_id_from_subject
-from infra.dlq import DeadLetterQueue
+from infra.bus.dlq import DeadLetterQueue
+from infra.bus.pull import PullRequests
+from infra.bus.streams import ConsumerSpec
 from infra.logging import get_logger
-from infra.pull import PullRequests
-from infra.streams import ConsumerSpec
 
 __all__ = ["ConsumeLoop", "Delivery", "Handler", "retry_delay_s"]
 

@@ -12,7 +12,7 @@ from nats.aio.client import Client as NatsClient
 
 from events.errors import AgoraError
 from events.subjects import EVENTS_STREAM, QUERY_SUBJECT
-from infra.stream_reader import stream_last_seq
+from infra.bus.reader import stream_last_seq
 from projections.protocol import (
     PROJECTOR_CONTROL,
     QueryReply,

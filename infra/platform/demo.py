@@ -12,11 +12,11 @@ from nats.aio.client import Client as NatsClient
 
 from events.catalog import GoalCompleted
 from events.model import Event
-from infra.bus import connect
-from infra.client import AgoraClient
-from infra.query_client import ask, projector_caught_up
+from infra.bus.connection import connect
+from infra.clients.goals import AgoraClient
+from infra.clients.query import ask, projector_caught_up
+from infra.platform.supervisor import Supervisor
 from infra.settings import Settings
-from infra.supervisor import Supervisor
 from projections.protocol import QueryReply
 
 __all__ = ["SAMPLE_GOALS", "DemoGoal", "DemoReport", "run_demo"]

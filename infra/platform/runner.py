@@ -16,15 +16,17 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from events.errors import ConfigurationError
-from infra.auth import check_secret_files
-from infra.bus import EventPublisher, StreamGoalLog, connect
-from infra.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
+from infra.bus.connection import connect
+from infra.bus.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
+from infra.bus.history import StreamGoalLog
+from infra.bus.publisher import EventPublisher
+from infra.bus.redrive import redrive_subscriptions
+from infra.bus.streams import ConsumerSpec, consumers_for, provision
 from infra.llm import build_llm_port
 from infra.logging import get_logger
-from infra.redrive import redrive_subscriptions
-from infra.service_stats import ServiceCounters, serve_stats
+from infra.platform.auth import check_secret_files
+from infra.platform.stats import ServiceCounters, serve_stats
 from infra.settings import Settings
-from infra.streams import ConsumerSpec, consumers_for, provision
 from services.llm.port import LlmPort
 
 __all__ = [
@@ -92,7 +94,7 @@ class ServiceContext:
     llm: LlmPort | None = None
 
     def spec(self, stream: str) -> ConsumerSpec:
-        """This service's consumer on ``stream`` (see infra/streams.py)."""
+        """This service's consumer on ``stream`` (see infra/bus/streams.py)."""
         return next(s for s in consumers_for(self.name) if s.stream == stream)
 
 

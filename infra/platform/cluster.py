@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from events.errors import ConfigurationError
-from infra.embedded import DISCOVERY_FILE, EmbeddedNats
+from infra.platform.embedded import DISCOVERY_FILE, EmbeddedNats
 
 __all__ = ["ClusterNode", "EmbeddedCluster", "free_port"]
 
@@ -85,7 +85,7 @@ class EmbeddedCluster:
     size: int = 3
     durability: str = "fsync"
     startup_timeout_s: float = 30.0
-    # Appended to every node's configuration: client authorization and TLS (infra/auth.py).
+    # Appended to every node's configuration: client authorization and TLS (infra/platform/auth.py).
     # Routes between the nodes stay on loopback.
     extra_config: str = ""
     nodes: list[ClusterNode] = field(default_factory=list)

@@ -1,94 +1,30 @@
-"""The connection to NATS and the JetStream operations services need: publish, read history."""
+"""Appending events to AGORA_EVENTS: ordered, deduplicated by event id, optionally guarded."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
-from events.codec import decode_event, encode
-from events.errors import AgoraError, ConcurrentWriteError, ConfigurationError
+from events.codec import encode
+from events.errors import AgoraError, ConcurrentWriteError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
-from infra.auth import CLIENT, connect_options
-from infra.embedded import running_server_url
-from infra.logging import get_logger
-from infra.settings import Settings
-from infra.stream_reader import StreamReader
 
 __all__ = [
+    "MSG_ID",
+    "WRONG_LAST_SEQUENCE",
     "EventPublisher",
     "GoalChangedError",
     "GoalExistsError",
     "PublishRejectedError",
-    "StreamGoalLog",
-    "connect",
-    "read_events",
-    "resolve_urls",
 ]
 
 MSG_ID = "Nats-Msg-Id"
-log = get_logger("agora.bus")
-
-
-def resolve_urls(settings: Settings) -> list[str]:
-    if settings.nats_urls:
-        return list(settings.nats_urls)
-    url = running_server_url(settings.nats_dir)
-    if url is None:
-        raise ConfigurationError(
-            f"no agora NATS server is running for {settings.data_dir}: start one with "
-            "`agora up` (or `agora demo`), or set AGORA_NATS_URL"
-        )
-    return [url]
-
-
-async def connect(settings: Settings, name: str, *, identity: str = CLIENT) -> NatsClient:
-    """A connection as ``identity`` (docs/security.md): a service's own, ``client`` or ``admin``.
-
-    Refused credentials fail at once with a readable error (nats-py would retry forever).
-    """
-    connected = False
-
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats_error", error=str(exc), client=name)
-        if not connected and "authorization violation" in str(exc).lower():
-            raise ConfigurationError(
-                f"the NATS server refused the credentials of {name!r} (identity {identity!r}): "
-                "check AGORA_NATS_USER/AGORA_NATS_PASSWORD or AGORA_NATS_CREDS, or the files "
-                f"under {settings.nats_dir / 'credentials'} (docs/security.md)"
-            )
-
-    async def on_disconnect() -> None:
-        log.info("nats_disconnected", client=name)
-
-    async def on_reconnect() -> None:
-        log.warning("nats_reconnected", client=name)
-
-    servers = resolve_urls(settings)
-    nc = NatsClient()
-    try:
-        await nc.connect(
-            servers=servers,
-            name=name,
-            max_reconnect_attempts=-1,  # a server restart is a pause, never the end of a service
-            reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds; nats-py says int
-            connect_timeout=5,
-            error_cb=on_error,
-            disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect,
-            **connect_options(settings, identity),
-        )
-    except ConfigurationError:
-        await nc.close()
-        raise
-    connected = True
-    return nc
 
 
 class PublishRejectedError(AgoraError):
@@ -226,34 +162,3 @@ class EventPublisher:
             )
         else:
             future.set_result(PubAck.from_response(reply))
-
-
-async def read_events(
-    nc: NatsClient, filter_subject: str, *, batch: int = 1_000
-) -> AsyncIterator[tuple[int, Event]]:
-    """Every stored event matching ``filter_subject``, in stream order, with its sequence.
-
-    The same reader the projector uses, on this client's connection (``wire=False``): these
-    reads are small (one goal's history, memory's observations), not worth a socket of
-    their own.
-    """
-    reader = await StreamReader(nc, EVENTS_STREAM, filter_subject, batch=batch, wire=False).open()
-    try:
-        while True:
-            chunk = await reader.next_batch(wait=False)
-            for seq, payload in zip(chunk.seqs, chunk.payloads, strict=True):
-                yield seq, decode_event(payload)
-            if not chunk.seqs or chunk.pending == 0:
-                return
-    finally:
-        await reader.close()
-
-
-@dataclass
-class StreamGoalLog:
-    """A goal's recorded history, read from the event stream."""
-
-    nc: NatsClient
-
-    async def load(self, goal_id: str) -> list[Event]:
-        return [event async for _, event in read_events(self.nc, goal_events_filter(goal_id))]

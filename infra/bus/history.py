@@ -17,6 +17,7 @@ never a wrong decision, because the guard itself is checked by the leader.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import nats.errors
@@ -26,9 +27,9 @@ from events.codec import decode_event
 from events.errors import AgoraError
 from events.model import Event
 from events.subjects import EVENTS_STREAM, goal_events_filter
-from infra.bus import read_events
+from infra.bus.reader import StreamReader
 
-__all__ = ["GoalHistory", "History"]
+__all__ = ["GoalHistory", "History", "StreamGoalLog", "read_events"]
 
 _DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
 _BATCH = 256
@@ -96,3 +97,34 @@ class GoalHistory:
                 found.append((int(headers["Nats-Sequence"]), decode_event(msg.data)))
         finally:
             await replies.unsubscribe()
+
+
+async def read_events(
+    nc: NatsClient, filter_subject: str, *, batch: int = 1_000
+) -> AsyncIterator[tuple[int, Event]]:
+    """Every stored event matching ``filter_subject``, in stream order, with its sequence.
+
+    The same reader the projector uses, on this client's connection (``wire=False``): these
+    reads are small (one goal's history, memory's observations), not worth a socket of
+    their own.
+    """
+    reader = await StreamReader(nc, EVENTS_STREAM, filter_subject, batch=batch, wire=False).open()
+    try:
+        while True:
+            chunk = await reader.next_batch(wait=False)
+            for seq, payload in zip(chunk.seqs, chunk.payloads, strict=True):
+                yield seq, decode_event(payload)
+            if not chunk.seqs or chunk.pending == 0:
+                return
+    finally:
+        await reader.close()
+
+
+@dataclass
+class StreamGoalLog:
+    """A goal's recorded history, read from the event stream."""
+
+    nc: NatsClient
+
+    async def load(self, goal_id: str) -> list[Event]:
+        return [event async for _, event in read_events(self.nc, goal_events_filter(goal_id))]

@@ -29,7 +29,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from infra.consume import Delivery, Handler
+from infra.bus.consume import Delivery, Handler
 
 __all__ = [
     "MICRO_PREFIX",

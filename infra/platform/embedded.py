@@ -87,7 +87,7 @@ class EmbeddedNats:
     max_payload: int = 8 * 1024 * 1024
     server_name: str = "agora"
     startup_timeout_s: float = 15.0
-    # Appended to the configuration: authorization and TLS (see infra/auth.py).
+    # Appended to the configuration: authorization and TLS (see infra/platform/auth.py).
     extra_config: str = ""
     _process: subprocess.Popen[bytes] | None = None
     # -1: a free port on first start; a restart reuses the port so clients reconnect.

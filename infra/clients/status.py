@@ -3,7 +3,7 @@
 - each service consumer's lag (``num_pending``), ack pending and redeliveries, from JetStream;
 - the dead letters (records, and how many were redriven);
 - the projector's checkpoint against the event log's last sequence;
-- every service process's own counters (``$SRV.STATS``, see infra/service_stats.py);
+- every service process's own counters (``$SRV.STATS``, see infra/platform/stats.py);
 - the nats-server: version and JetStream usage from the JetStream API, and from its
   monitoring port (when known) connections, uptime and memory.
 """
@@ -21,12 +21,12 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
 from events.subjects import DLQ_STREAM, EVENTS_STREAM
-from infra.embedded import DISCOVERY_FILE
-from infra.query_client import QueryFailedError, projector_status
-from infra.redrive import REDRIVE_PREFIX, redrive_consumer
-from infra.service_stats import MICRO_PREFIX, collect_stats
+from infra.bus.redrive import REDRIVE_PREFIX, redrive_consumer
+from infra.bus.streams import SERVICE_CONSUMERS
+from infra.clients.query import QueryFailedError, projector_status
+from infra.platform.embedded import DISCOVERY_FILE
+from infra.platform.stats import MICRO_PREFIX, collect_stats
 from infra.settings import Settings
-from infra.streams import SERVICE_CONSUMERS
 
 __all__ = ["EXPECTED_SERVICES", "gather_status", "monitor_url_of"]
 

@@ -2,7 +2,7 @@
 
 A record's id is its sequence in AGORA_DLQ. Records are the messages on
 ``agora.dlq.<consumer>``; redrive copies (``agora.dlq.redrive.<consumer>.<record>``, see
-infra/redrive.py) live in the same stream but are not records.
+infra/bus/redrive.py) live in the same stream but are not records.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from nats.js.errors import APIError, NotFoundError
 
 from events.errors import AgoraError
 from events.subjects import DLQ_STREAM
-from infra.dlq import DeadLetter, decode_dead_letter
-from infra.redrive import (
+from infra.bus.dlq import DeadLetter, decode_dead_letter
+from infra.bus.reader import StreamReader
+from infra.bus.redrive import (
     ORIGINAL_DELIVERIES,
     ORIGINAL_MSG_ID,
     ORIGINAL_STREAM,
@@ -32,7 +33,6 @@ from infra.redrive import (
     redrive_subject,
     redriven_consumer,
 )
-from infra.stream_reader import StreamReader
 
 __all__ = [
     "DeadLetterError",
@@ -184,7 +184,7 @@ def _copy_headers(letter: DeadLetter, record_seq: int) -> dict[str, str]:
     original = letter.headers
     # Nats-* headers steered the original publish (dedup id, expected stream or sequence);
     # on the copy they would make AGORA_DLQ refuse or drop it. The id is kept under its own
-    # name, and the consumer sees it again (infra/redrive.py).
+    # name, and the consumer sees it again (infra/bus/redrive.py).
     headers = {k: v for k, v in original.items() if not k.startswith("Nats-")}
     msg_id = original.get(ORIGINAL_MSG_ID) or original.get("Nats-Msg-Id")
     if msg_id:
@@ -205,7 +205,7 @@ def _copy_headers(letter: DeadLetter, record_seq: int) -> dict[str, str]:
 
 
 async def redrive(nc: NatsClient, seq: int) -> RedriveResult:
-    """Hand record ``seq`` back to the consumer that gave up on it (once; see infra/redrive.py)."""
+    """Hand record ``seq`` back to the consumer that gave up on it (once; infra/bus/redrive.py)."""
     stored = await get_dead_letter(nc, seq)
     letter = stored.letter
     if letter is None:

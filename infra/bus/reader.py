@@ -5,7 +5,7 @@ The projector and replay read the whole event log. nats-py's JetStream consumer 
 its protocol parser and a ``Msg`` object (with parsed headers) per message. So this reader
 creates one ephemeral ack-none consumer through nats-py, and pulls from it (one
 ``CONSUMER.MSG.NEXT`` request per batch) over its own plain TCP connection that speaks the
-NATS protocol just for this: see ``infra.nats_wire``. The stream sequence and timestamp of a
+NATS protocol just for this: see ``infra.bus.frames``. The stream sequence and timestamp of a
 message come from its reply subject.
 
 Servers that need TLS, or credentials other than a user and password, get the old path instead
@@ -31,8 +31,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events.errors import AgoraError
-from infra.logging import get_logger
-from infra.nats_wire import (
+from infra.bus.frames import (
     PING,
     PONG,
     Control,
@@ -47,6 +46,7 @@ from infra.nats_wire import (
     reply_position,
     sub_line,
 )
+from infra.logging import get_logger
 
 __all__ = [
     "RawBatch",

@@ -15,14 +15,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from infra.auth import ADMIN, check_secret_files, prepare_embedded_security, service_env
-from infra.bus import connect
-from infra.cluster import EmbeddedCluster
-from infra.embedded import EmbeddedNats
+from infra.bus.connection import connect
+from infra.bus.streams import provision
 from infra.logging import get_logger
-from infra.runner import SERVICES
+from infra.platform.auth import ADMIN, check_secret_files, prepare_embedded_security, service_env
+from infra.platform.cluster import EmbeddedCluster
+from infra.platform.embedded import EmbeddedNats
+from infra.platform.runner import SERVICES
 from infra.settings import Settings
-from infra.streams import provision
 
 __all__ = ["Supervisor", "restart_delay_s"]
 
