@@ -24,10 +24,10 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from events.subjects import INTAKE_GOAL, INTAKE_STREAM
-from infra.bus.streams import SERVICE_CONSUMERS
 from infra.clients.query import projector_caught_up
 from infra.platform.auth import ADMIN, connect_options
 from infra.platform.supervisor import Supervisor
+from infra.platform.topology import SERVICE_CONSUMERS
 from infra.settings import Settings
 
 __all__ = [

@@ -26,6 +26,7 @@ __all__ = [
     "GoalCompleted",
     "GoalFailed",
     "GoalRejected",
+    "LeaseAcquired",
     "LlmRequested",
     "LlmResponded",
     "MemoryCompacted",
@@ -148,6 +149,10 @@ class TaskStarted(Event, frozen=True, kw_only=True, tag="task_started"):
 
 
 class ToolCalled(Event, frozen=True, kw_only=True, tag="tool_called"):
+    """An attempt is about to run its tool, durably recorded first. For a plain tool task the
+    first attempt's ``tool_called`` is also the task's start (``task_started`` is written only
+    for ReAct tasks)."""
+
     iteration: int
     task_id: str
     tool: str
@@ -183,12 +188,17 @@ class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
 
 
 class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
+    """A task's result. For a plain tool task it is also the successful attempt's return
+    (``tool_returned`` is written only for ReAct steps): ``attempts`` is that attempt's number,
+    ``attempt_duration_ms`` its own tool time, ``duration_ms`` the sum over every attempt."""
+
     iteration: int
     task_id: str
     tool: str
     output: str
     attempts: int
     duration_ms: float
+    attempt_duration_ms: float | None = None
 
 
 class TaskFailed(Event, frozen=True, kw_only=True, tag="task_failed"):
@@ -281,6 +291,21 @@ class LlmResponded(Event, frozen=True, kw_only=True, tag="llm_responded"):
     latency_ms: float = 0.0
 
 
+# -- the platform itself ----------------------------------------------------------------
+
+
+class LeaseAcquired(Event, frozen=True, kw_only=True, tag="lease_acquired"):
+    """A replica became the active writer of ``service`` (goal id ``_<service>``).
+
+    Every later write of that service is fenced on this event's stream sequence, so a replica
+    that lost the lease (paused, partitioned) can no longer append anything.
+    """
+
+    service: str
+    holder: str
+    previous_holder: str = ""
+
+
 # -- evaluation (evaluator) --------------------------------------------------------------
 
 
@@ -317,6 +342,7 @@ AnyEvent = (
     | ToolRefused
     | MemoryForgotten
     | MemoryCompacted
+    | LeaseAcquired
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -15,7 +15,7 @@ import msgspec
 from events.errors import DecodeError
 from events.ids import goal_id_for_command
 from events.model import Expect
-from events.subjects import SUBJECT_TOKEN
+from events.subjects import SUBJECT_TOKEN, is_reserved_goal_id
 
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
@@ -98,7 +98,10 @@ def parse_goal_command(
     if not isinstance(command_id, str) or not command_id:
         command_id = fallback_command_id
     goal_id = raw.get("goal_id")
-    if not isinstance(goal_id, str) or not SUBJECT_TOKEN.match(goal_id):
+    reserved = isinstance(goal_id, str) and is_reserved_goal_id(goal_id)
+    if not isinstance(goal_id, str) or reserved or not SUBJECT_TOKEN.match(goal_id):
+        # The rejection lands on the goal id the command_id derives (what the client would
+        # have got without a goal_id): never on a subject that is not the client's.
         goal_id = goal_id_for_command(command_id)
     text = raw.get("text") if isinstance(raw.get("text"), str) else ""
     assert isinstance(text, str)
@@ -106,6 +109,11 @@ def parse_goal_command(
     def reject(reason: str) -> RejectedGoal:
         return RejectedGoal(command_id=command_id, goal_id=goal_id, reason=reason, text=text[:500])
 
+    if reserved:
+        return reject(
+            f"goal_id {raw['goal_id']!r} is reserved: ids starting with '_' belong to the "
+            "platform; choose another goal_id"
+        )
     if len(data) > max_bytes:
         return reject(f"command is {len(data)} bytes; the limit is {max_bytes} bytes")
     try:

@@ -16,6 +16,9 @@ __all__ = [
     "event_type_filter",
     "goal_events_filter",
     "goal_id_from_subject",
+    "is_reserved_goal_id",
+    "lease_goal_id",
+    "lease_subject",
 ]
 
 INTAKE_STREAM = "AGORA_INTAKE"
@@ -27,6 +30,20 @@ QUERY_SUBJECT = "agora.query"
 
 # A goal id must be usable as one subject token.
 SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def is_reserved_goal_id(goal_id: str) -> bool:
+    """Goal ids starting with ``_`` belong to the platform (leases, unattributed memory)."""
+    return goal_id.startswith("_")
+
+
+def lease_goal_id(service: str) -> str:
+    return f"_{service}"
+
+
+def lease_subject(service: str) -> str:
+    """Where ``service``'s active replica records its lease; its writes are fenced on it."""
+    return event_subject(lease_goal_id(service), "lease_acquired")
 
 
 def event_subject(goal_id: str, event_type: str) -> str:

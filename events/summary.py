@@ -20,6 +20,7 @@ from events.catalog import (
     GoalCompleted,
     GoalFailed,
     GoalRejected,
+    LeaseAcquired,
     LlmRequested,
     LlmResponded,
     MemoryCompacted,
@@ -168,6 +169,11 @@ def _(e: MemoryCompacted) -> str:
         f"compacted {e.observations} observation(s) ({e.method}): "
         f"{e.tokens_before}→{e.tokens_after} tokens, budget {e.budget}"
     )
+
+
+@_describe.register
+def _(e: LeaseAcquired) -> str:
+    return f"{e.holder} became the active {e.service}"
 
 
 @_describe.register

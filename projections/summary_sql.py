@@ -80,6 +80,8 @@ SUMMARY_FIELDS: dict[str, object] = {
     "tokens_before": "BIGINT",
     "tokens_after": "BIGINT",
     "budget": "BIGINT",
+    "holder": "VARCHAR",
+    "service": "VARCHAR",
 }
 SUMMARY_DOC = "doc"
 
@@ -147,6 +149,7 @@ _DESCRIPTIONS: dict[str, str] = {
         f"'): ' || {_text(_f('tokens_before'))} || '→' || {_text(_f('tokens_after'))} || "
         f"' tokens, budget ' || {_text(_f('budget'))}"
     ),
+    "lease_acquired": f"{_f('holder')} || ' became the active ' || {_f('service')}",
     "llm_requested": f"'asked ' || {_f('model')} || ' (' || {_f('purpose')} || ')'",
     "llm_responded": (
         f"{_f('model')} || ' answered (' || {_text(_or(_f('tokens_in'), '0'))} || '→' || "

@@ -23,11 +23,10 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from events.errors import ConfigurationError
-from events.memory_commands import INTAKE_MEMORY_FORGET
-from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_GOAL, INTAKE_STREAM, event_type_filter
+from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM
 from infra.settings import MiB, Settings
 
-__all__ = ["SERVICE_CONSUMERS", "ConsumerSpec", "consumers_for", "provision", "stream_configs"]
+__all__ = ["ConsumerSpec", "provision", "stream_configs"]
 
 DAY_S = 24 * 3600.0
 
@@ -38,57 +37,8 @@ class ConsumerSpec:
     durable: str
     filter_subjects: tuple[str, ...]
     description: str
-
-
-def _events(*types: str) -> tuple[str, ...]:
-    return tuple(event_type_filter(t) for t in types)
-
-
-# What each service consumes. Each service's replicas share its durable consumer.
-SERVICE_CONSUMERS: dict[str, tuple[ConsumerSpec, ...]] = {
-    "planner": (
-        ConsumerSpec(INTAKE_STREAM, "planner", (INTAKE_GOAL,), "planner: goal commands"),
-        ConsumerSpec(
-            EVENTS_STREAM,
-            "planner",
-            _events(
-                "context_provided",
-                "task_completed",
-                "task_failed",
-                "evaluation_completed",
-                "llm_responded",  # every LLM answer of a goal counts against its budget
-            ),
-            "planner: results that move a goal forward",
-        ),
-    ),
-    "executor": (
-        ConsumerSpec(
-            EVENTS_STREAM, "executor", _events("task_scheduled"), "executor: tasks to run"
-        ),
-    ),
-    "memory": (
-        ConsumerSpec(
-            EVENTS_STREAM,
-            "memory",
-            _events("context_requested", "task_completed", "goal_completed"),
-            "memory: context requests, observations and lessons",
-        ),
-        ConsumerSpec(INTAKE_STREAM, "memory", (INTAKE_MEMORY_FORGET,), "memory: forget commands"),
-    ),
-    "evaluator": (
-        ConsumerSpec(
-            EVENTS_STREAM, "evaluator", _events("evaluation_requested"), "evaluator: plans to judge"
-        ),
-    ),
-}
-
-
-def consumers_for(service: str) -> tuple[ConsumerSpec, ...]:
-    try:
-        return SERVICE_CONSUMERS[service]
-    except KeyError:
-        known = ", ".join(sorted(SERVICE_CONSUMERS))
-        raise ConfigurationError(f"unknown service {service!r}; known: {known}") from None
+    # A pinned priority group: one replica at a time gets every message (the others wait).
+    priority_group: str | None = None
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:

@@ -22,10 +22,10 @@ from nats.js.errors import NotFoundError
 
 from events.subjects import DLQ_STREAM, EVENTS_STREAM
 from infra.bus.redrive import REDRIVE_PREFIX, redrive_consumer
-from infra.bus.streams import SERVICE_CONSUMERS
 from infra.clients.query import QueryFailedError, projector_status
 from infra.platform.embedded import DISCOVERY_FILE
 from infra.platform.stats import MICRO_PREFIX, collect_stats
+from infra.platform.topology import SERVICE_CONSUMERS
 from infra.settings import Settings
 
 __all__ = ["EXPECTED_SERVICES", "gather_status", "monitor_url_of"]

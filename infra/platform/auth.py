@@ -8,9 +8,9 @@ durable consumers need; it subscribes only to its own inboxes (``_INBOX_<identit
 to the core subjects it serves. Anonymous connections are refused: the server configuration
 has no ``no_auth_user``.
 
-The permission table (:func:`permissions`) is pure data built from the service's consumers
-(infra/bus/streams.py) and :data:`EVENT_OWNERS`; docs/security.md shows it. A new event type must
-get an owner here, or the server refuses its publication (a unit test checks every type).
+The permission table (:func:`permissions`) is pure data read off each service's manifest
+(``services/<name>/manifest.py``, gathered in ``infra/platform/topology.py``): an identity may
+publish exactly the event types its service produces. docs/security.md shows it.
 
 Credentials are users with random passwords (``secrets.token_urlsafe``), one JSON file per
 identity under ``<data dir>/nats/credentials`` (directory 0700, files 0600), reused across
@@ -30,16 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from events.errors import ConfigurationError
-from events.subjects import DLQ_STREAM, QUERY_SUBJECT, dlq_subject, event_type_filter
+from events.subjects import DLQ_STREAM, dlq_subject, event_type_filter
 from infra.bus.redrive import redrive_consumer
 from infra.bus.snapshots import MEMORY_SNAPSHOTS
-from infra.bus.streams import SERVICE_CONSUMERS
 from infra.logging import get_logger
 from infra.platform.stats import stats_subject
+from infra.platform.topology import MANIFESTS, SERVICE_CONSUMERS, event_owners
 from infra.settings import Settings
-from projections.protocol import PROJECTOR_CONTROL
-from services.memory.protocol import MEMORY_QUERY
-from services.memory.state import MEMORY_EVENT_TYPES as MEMORY_INDEX_TYPES
 
 __all__ = [
     "ADMIN",
@@ -75,35 +72,10 @@ IDENTITIES = (ADMIN, CLIENT, *SERVICE_IDENTITIES)
 CREDENTIALS_DIR = "credentials"
 log = get_logger("agora.auth")
 
-# Event type -> the services allowed to publish it. The llm_* events are written by whichever
-# service calls a model (LLM planning, the ReAct loop, an LLM judge).
-EVENT_OWNERS: Mapping[str, tuple[str, ...]] = {
-    "goal_accepted": ("planner",),
-    "goal_rejected": ("planner",),
-    "context_requested": ("planner",),
-    "plan_created": ("planner",),
-    "plan_revised": ("planner",),
-    "task_scheduled": ("planner",),
-    "evaluation_requested": ("planner",),
-    "goal_completed": ("planner",),
-    "goal_failed": ("planner",),
-    "context_provided": ("memory",),
-    "memory_stored": ("memory",),
-    "memory_forgotten": ("memory",),
-    "memory_compacted": ("memory",),
-    "task_started": ("executor",),
-    "tool_called": ("executor",),
-    "tool_returned": ("executor",),
-    "tool_failed": ("executor",),
-    "task_completed": ("executor",),
-    "task_failed": ("executor",),
-    "tool_refused": ("executor",),
-    "evaluation_completed": ("evaluator",),
-    "llm_requested": ("planner", "executor", "evaluator"),
-    "llm_responded": ("planner", "executor", "evaluator"),
-}
-# Token-by-token LLM output and progress (core NATS, not stored): services that call models.
-LIVE_PUBLISHERS = ("planner", "executor", "evaluator")
+# Event type -> the services allowed to publish it, from what each manifest produces. The
+# llm_* events are written by whichever service calls a model (LLM planning, the ReAct loop,
+# an LLM judge).
+EVENT_OWNERS: Mapping[str, tuple[str, ...]] = event_owners()
 
 # Reading the log: stream info, short-lived (ephemeral) consumers, pulling from them, deleting
 # them. Durable consumers are excluded below by name, so nobody can pull, ack or delete
@@ -199,9 +171,8 @@ def permissions(identity: str) -> Permissions | None:
         return Permissions(
             publish_allow=(
                 "agora.intake.>",
-                QUERY_SUBJECT,
-                PROJECTOR_CONTROL,
-                MEMORY_QUERY,
+                # Every query subject a service answers (agora.query, memory's, control).
+                *(subject for m in MANIFESTS.values() for subject in m.answers),
                 _SERVICE_DISCOVERY,
                 *_READ_LOG,
             ),
@@ -210,23 +181,24 @@ def permissions(identity: str) -> Permissions | None:
         )
     if identity not in SERVICE_IDENTITIES:
         raise ConfigurationError(f"unknown identity {identity!r}; known: {', '.join(IDENTITIES)}")
+    manifest = MANIFESTS[identity]
     publish = [event_type_filter(t) for t, owners in EVENT_OWNERS.items() if identity in owners]
     publish.append(dlq_subject(identity))
     for stream, durable in _own_durables(identity):
         publish += [
             f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            # A pinned replica that stands down hands its pin on at once.
+            f"$JS.API.CONSUMER.UNPIN.{stream}.{durable}",
             f"$JS.ACK.{stream}.{durable}.>",
         ]
-    if identity in LIVE_PUBLISHERS:
+    if manifest.live:
         publish.append("agora.live.>")
-    subscribe = [inbox, _SERVICE_DISCOVERY, stats_subject(identity)]
-    if identity == PROJECTOR:
-        subscribe += [QUERY_SUBJECT, PROJECTOR_CONTROL]
+    subscribe = [inbox, _SERVICE_DISCOVERY, stats_subject(identity), *manifest.answers]
+    # A read model every replica keeps follows its events live (a doorbell on core NATS).
+    subscribe += [event_type_filter(t) for t in manifest.followed_tags]
     if identity == "memory":
         publish += _MEMORY_SNAPSHOTS
-        # The index follows its own events live; queries arrive on agora.memory.query.
-        subscribe += [MEMORY_QUERY, *(event_type_filter(t) for t in MEMORY_INDEX_TYPES)]
     return Permissions(
         publish_allow=(*publish, *_READ_LOG),
         publish_deny=tuple(_durable_denials(identity)),

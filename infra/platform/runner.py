@@ -21,11 +21,12 @@ from infra.bus.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
 from infra.bus.history import StreamGoalLog
 from infra.bus.publisher import EventPublisher
 from infra.bus.redrive import redrive_subscriptions
-from infra.bus.streams import ConsumerSpec, consumers_for, provision
+from infra.bus.streams import ConsumerSpec, provision
 from infra.llm import build_llm_port
 from infra.logging import get_logger
 from infra.platform.auth import check_secret_files
 from infra.platform.stats import ServiceCounters, serve_stats
+from infra.platform.topology import consumers_for
 from infra.settings import Settings
 from services.llm.port import LlmPort
 

@@ -10,6 +10,10 @@ A task's history is folded from the goal's recorded events into a ``TaskRecord``
   called but never returned counts as failed: a tool with side effects may have acted, so
   it is never re-run under the same attempt number (at most once per attempt).
 
+A plain task writes ``tool_called`` (its first one is the task's start) and then
+``task_completed`` (the successful attempt's return) or ``tool_failed``/``task_failed``. Logs
+written by older executors also hold ``task_started`` and ``tool_returned``; they fold the same.
+
 Event ids come from ``Stamp.envelope(tag, iteration, task_id[, attempt])``: the same decision
 always gets the same id, so re-publishing after a crash is deduplicated by JetStream.
 Durations of a whole task are the sum of its attempts' tool durations, which are recorded,
@@ -133,13 +137,11 @@ class FinishFromRecord:
 class Run:
     """Run the tool from ``first_attempt``.
 
-    ``prelude`` closes an interrupted earlier attempt (publish it first); ``announce_start``
-    says whether task_started is still to be published; ``tool_duration_ms`` is the time the
-    recorded attempts already spent.
+    ``prelude`` closes an interrupted earlier attempt (publish it first); ``tool_duration_ms``
+    is the time the recorded attempts already spent.
     """
 
     first_attempt: int
-    announce_start: bool = True
     prelude: tuple[Event, ...] = ()
     tool_duration_ms: float = 0.0
 
@@ -154,10 +156,21 @@ def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Exe
     spent_ms = record.tool_duration_ms
     if record.returned is not None:
         result = record.returned
-        return FinishFromRecord((completed(task, result.output, result.attempt, spent_ms, stamp),))
+        return FinishFromRecord(
+            (
+                completed(
+                    task,
+                    result.output,
+                    result.attempt,
+                    spent_ms,
+                    stamp,
+                    attempt_duration_ms=result.duration_ms,
+                ),
+            )
+        )
     last = record.attempts_made
     if last == 0:
-        return Run(first_attempt=1, announce_start=not record.started)
+        return Run(first_attempt=1)
 
     prelude: tuple[Event, ...] = ()
     last_failure = record.failure_of(last)
@@ -172,7 +185,6 @@ def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Exe
         return FinishFromRecord((*prelude, failed(task, str(last_error), last, spent_ms, stamp)))
     return Run(
         first_attempt=last + 1,
-        announce_start=not record.started,
         prelude=prelude,
         tool_duration_ms=spent_ms,
     )
@@ -243,7 +255,13 @@ def tool_failed(
 
 
 def completed(
-    task: TaskScheduled, output: str, attempts: int, duration_ms: float, stamp: Stamp
+    task: TaskScheduled,
+    output: str,
+    attempts: int,
+    duration_ms: float,
+    stamp: Stamp,
+    *,
+    attempt_duration_ms: float | None = None,
 ) -> TaskCompleted:
     # Keyed without the attempt: a task completes once, whichever attempt succeeded.
     return TaskCompleted(
@@ -254,6 +272,7 @@ def completed(
         output=output,
         attempts=attempts,
         duration_ms=duration_ms,
+        attempt_duration_ms=attempt_duration_ms,
     )
 
 

@@ -147,9 +147,8 @@ async def _run_attempts(
 ) -> None:
     attempt = run.first_attempt
     spent_ms = run.tool_duration_ms
+    # A plain task's start is its first tool_called: no task_started of its own.
     announcements: list[Event] = list(run.prelude)
-    if run.announce_start:
-        announcements.append(decide.started(task, attempt, stamp()))
     while True:
         if not await writer.write(
             [*announcements, decide.called(task, attempt, task.args, stamp())]
@@ -178,9 +177,11 @@ async def _run_attempts(
             continue
         duration_ms = (monotonic() - began) * 1000
         spent_ms += duration_ms
+        # The attempt's return and the task's completion are one event for a plain task.
         outcome = [
-            decide.returned(task, attempt, output, duration_ms, stamp()),
-            decide.completed(task, output, attempt, spent_ms, stamp()),
+            decide.completed(
+                task, output, attempt, spent_ms, stamp(), attempt_duration_ms=duration_ms
+            )
         ]
         if not await writer.write(outcome):
             # Taken over while the tool ran (this replica stalled past the ack wait): the

@@ -26,10 +26,11 @@ from events.subjects import EVENTS_STREAM, INTAKE_STREAM
 from infra.bus.connection import connect
 from infra.bus.publisher import EventPublisher
 from infra.bus.reader import StreamReader
-from infra.bus.streams import consumers_for, provision
+from infra.bus.streams import provision
 from infra.clients.goals import AgoraClient
 from infra.clients.query import ask, projector_caught_up
 from infra.platform.auth import ADMIN, credentials_path, load_credentials
+from infra.platform.topology import consumers_for
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 

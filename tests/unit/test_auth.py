@@ -10,7 +10,6 @@ from structlog.testing import capture_logs
 
 from events.catalog import AnyEvent
 from events.errors import ConfigurationError
-from infra.bus.streams import SERVICE_CONSUMERS
 from infra.platform.auth import (
     ADMIN,
     CLIENT,
@@ -26,6 +25,7 @@ from infra.platform.auth import (
     permissions,
 )
 from infra.platform.runner import SERVICES
+from infra.platform.topology import SERVICE_CONSUMERS
 from infra.settings import Settings
 
 EVENT_TYPES = {str(cls.__struct_config__.tag) for cls in AnyEvent.__args__}

@@ -13,14 +13,9 @@ from nats.js.api import AckPolicy, DeliverPolicy
 from events.errors import ConfigurationError
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM
 from infra.bus.consume import Delivery, no_ordering, retry_delay_s
-from infra.bus.streams import (
-    SERVICE_CONSUMERS,
-    ConsumerSpec,
-    consumer_config,
-    consumers_for,
-    stream_configs,
-)
+from infra.bus.streams import ConsumerSpec, consumer_config, stream_configs
 from infra.platform.supervisor import restart_delay_s
+from infra.platform.topology import SERVICE_CONSUMERS, consumers_for
 from infra.settings import MiB, Settings
 
 # --- backoff -------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from infra.bus.redrive import (
     redrive_subscriptions,
     redriven_consumer,
 )
-from infra.bus.streams import consumers_for
 from infra.clients.dead_letters import (
     DeadLetterError,
     _copy_headers,
@@ -27,6 +26,7 @@ from infra.clients.dead_letters import (
     printable,
 )
 from infra.platform.runner import Subscription
+from infra.platform.topology import consumers_for
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,7 @@ def test_fold_counts_a_duplicated_failure_once() -> None:
 
 
 def test_nothing_recorded_runs_from_the_first_attempt() -> None:
-    assert plan(scheduled()) == Run(first_attempt=1, announce_start=True)
+    assert plan(scheduled()) == Run(first_attempt=1)
 
 
 @pytest.mark.parametrize(
@@ -141,11 +141,20 @@ def test_a_recorded_result_is_announced_without_running_the_tool_again() -> None
     assert (event.output, event.attempts, event.duration_ms) == ("391", 2, 15.0)
     # The same id the live path would have used, so a late duplicate is dropped by JetStream.
     assert event.event_id == decide.completed(task, "391", 2, 15.0, stamp(task)).event_id
+    # An older log's tool_returned keeps its own duration as the attempt's.
+    assert event.attempt_duration_ms == 5.0
+
+
+def test_a_log_of_todays_shape_folds_without_task_started_or_tool_returned() -> None:
+    task = scheduled()
+    assert plan(task, "called:1", "failed:1", "called:2", "completed") == AlreadyFinished()
+    execution = plan(task, "called:1", "failed:1")
+    assert execution == Run(first_attempt=2, tool_duration_ms=10.0)
 
 
 def test_after_a_recorded_transient_failure_the_next_attempt_runs() -> None:
     execution = plan(scheduled(), "started", "called:1", "failed:1")
-    assert execution == Run(first_attempt=2, announce_start=False, tool_duration_ms=10.0)
+    assert execution == Run(first_attempt=2, tool_duration_ms=10.0)
 
 
 def test_a_call_that_never_returned_counts_as_a_failed_attempt() -> None:
@@ -154,7 +163,6 @@ def test_a_call_that_never_returned_counts_as_a_failed_attempt() -> None:
 
     assert isinstance(execution, Run)
     assert execution.first_attempt == 2
-    assert execution.announce_start is False
     (closing,) = execution.prelude
     assert isinstance(closing, ToolFailed)
     assert (closing.attempt, closing.transient) == (1, True)

@@ -23,7 +23,6 @@ from events.catalog import (
     TaskStarted,
     ToolCalled,
     ToolFailed,
-    ToolReturned,
 )
 from events.errors import ConcurrentWriteError, ToolError
 from events.model import Event, Stamp, event_type
@@ -192,16 +191,13 @@ async def test_first_delivery_runs_the_tool_and_records_every_step(ctx: ToolCont
 
     await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
 
-    assert stream.tags() == [
-        "task_started:1",
-        "tool_called:1",
-        "tool_returned:1",
-        "task_completed:-",
-    ]
-    assert tool.log_sizes_at_call == [2]  # started + called were durable before the tool ran
+    # The first tool_called is the task's start; task_completed is the attempt's return.
+    assert stream.tags() == ["tool_called:1", "task_completed:-"]
+    assert tool.log_sizes_at_call == [1]  # the call was durable before the tool ran
     assert stream.loads == 0  # fast path: a first delivery has nothing to read back
     completed = only(stream, TaskCompleted)
     assert (completed.output, completed.attempts, completed.duration_ms) == ("done", 1, 1000.0)
+    assert completed.attempt_duration_ms == 1000.0
     assert only(stream, ToolCalled).args == {"text": "done"}
 
 
@@ -212,19 +208,18 @@ async def test_transient_failures_are_retried_with_backoff_until_success(ctx: To
     await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False, delays=delays)
 
     assert stream.tags() == [
-        "task_started:1",
         "tool_called:1",
         "tool_failed:1",
         "tool_called:2",
         "tool_failed:2",
         "tool_called:3",
-        "tool_returned:3",
         "task_completed:-",
     ]
     assert delays.seen == [0.05, 0.1]
     assert tool.calls == 3
     completed = only(stream, TaskCompleted)
     assert (completed.attempts, completed.duration_ms) == (3, 3000.0)
+    assert completed.attempt_duration_ms == 1000.0  # the third attempt's own time
 
 
 async def test_a_permanent_failure_fails_the_task_at_once(ctx: ToolContext) -> None:
@@ -233,7 +228,7 @@ async def test_a_permanent_failure_fails_the_task_at_once(ctx: ToolContext) -> N
 
     await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False, delays=delays)
 
-    assert stream.tags() == ["task_started:1", "tool_called:1", "tool_failed:1", "task_failed:-"]
+    assert stream.tags() == ["tool_called:1", "tool_failed:1", "task_failed:-"]
     assert delays.seen == []
     failed = only(stream, TaskFailed)
     assert (failed.error, failed.attempts) == ("HTTP 404 from upstream", 1)
@@ -264,24 +259,44 @@ async def test_invalid_arguments_are_recorded_as_a_permanent_failure(ctx: ToolCo
     assert "expression: Field required" in only(stream, TaskFailed).error
 
 
-async def test_redelivery_finishes_from_the_record_without_running_again(ctx: ToolContext) -> None:
+async def test_redelivery_finishes_an_older_logs_returned_call_without_running_again(
+    ctx: ToolContext,
+) -> None:
+    task = scheduled()
+    stamp = Stamp.caused_by(task, producer=PRODUCER, now=NOW)
+    # An older executor stored the return but died before task_completed.
+    returned = decide.returned(task, 1, "done", 7.0, stamp)
+    stream = Stream([decide.started(task, 1, stamp), decide.called(task, 1, task.args, stamp)])
+    stream.events.append(returned)
     tool = CountingTool()
-    stream = Stream()
-    stream.crash_after = 3  # started, called, returned are stored; task_completed is not
-    with pytest.raises(PublishCrashedError):
-        await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
-    assert stream.tags() == ["task_started:1", "tool_called:1", "tool_returned:1"]
 
-    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=True)
+    await deliver(task, stream, runner_with(ctx, tool), redelivered=True)
 
-    assert tool.calls == 1
+    assert tool.calls == 0
     assert stream.tags() == [
         "task_started:1",
         "tool_called:1",
         "tool_returned:1",
         "task_completed:-",
     ]
-    assert only(stream, TaskCompleted).output == "done"
+    completed = only(stream, TaskCompleted)
+    assert (completed.output, completed.attempt_duration_ms) == ("done", 7.0)
+
+
+async def test_a_crash_before_the_completion_is_stored_runs_a_new_attempt(
+    ctx: ToolContext,
+) -> None:
+    tool = CountingTool()
+    stream = Stream()
+    stream.crash_after = 1  # tool_called is stored; the process dies before task_completed
+    with pytest.raises(PublishCrashedError):
+        await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
+
+    await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=True)
+
+    # The first call may have acted: it is closed as interrupted, never repeated under its number.
+    assert stream.tags() == ["tool_called:1", "tool_failed:1", "tool_called:2", "task_completed:-"]
+    assert tool.calls == 2
 
 
 async def test_redelivery_of_a_finished_task_publishes_nothing(ctx: ToolContext) -> None:
@@ -311,7 +326,6 @@ async def test_a_side_effect_call_that_never_returned_gets_a_new_attempt_number(
         "tool_called:1",
         "tool_failed:1",
         "tool_called:2",
-        "tool_returned:2",
         "task_completed:-",
     ]
     interrupted = next(e for e in stream.events if isinstance(e, ToolFailed))
@@ -324,20 +338,13 @@ async def test_a_side_effect_call_that_never_returned_gets_a_new_attempt_number(
 async def test_a_crash_mid_retry_resumes_at_the_next_attempt(ctx: ToolContext) -> None:
     tool = CountingTool(ToolError("flaky", transient=True))
     stream = Stream()
-    stream.crash_after = 3  # started, called:1, failed:1 stored; the process dies before called:2
+    stream.crash_after = 2  # called:1, failed:1 stored; the process dies before called:2
     with pytest.raises(PublishCrashedError):
         await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=False)
 
     await deliver(scheduled(), stream, runner_with(ctx, tool), redelivered=True)
 
-    assert stream.tags() == [
-        "task_started:1",
-        "tool_called:1",
-        "tool_failed:1",
-        "tool_called:2",
-        "tool_returned:2",
-        "task_completed:-",
-    ]
+    assert stream.tags() == ["tool_called:1", "tool_failed:1", "tool_called:2", "task_completed:-"]
     assert tool.calls == 2
 
 
@@ -356,7 +363,7 @@ async def test_a_first_delivery_repeated_finds_its_events_stored_and_never_rerun
 
     assert stream.events == first
     assert tool.calls == 1
-    assert isinstance(first[2], ToolReturned)
+    assert isinstance(first[1], TaskCompleted)
 
 
 # -- replicas: a stalled executor whose delivery went to another one -----------------------
@@ -413,7 +420,6 @@ async def test_a_late_result_after_a_takeover_is_dropped_not_recorded(ctx: ToolC
     assert tool.calls == 1
     assert stream.tags() == [
         "task_scheduled:-",
-        "task_started:1",
         "tool_called:1",
         "tool_failed:1",
         "tool_called:2",
@@ -424,15 +430,15 @@ async def test_writes_of_other_tasks_of_the_goal_only_cause_a_retry(ctx: ToolCon
     task = scheduled()
     sibling = msgspec.structs.replace(task, event_id="sched-2", task_id="s2")
     stream = Stream([task, sibling])
-    tool = ToolThatLetsOthersWrite(stream, decide.started(sibling, 1, other_replica(sibling)))
+    tool = ToolThatLetsOthersWrite(
+        stream, decide.called(sibling, 1, sibling.args, other_replica(sibling))
+    )
 
     await deliver(task, stream, runner_with(ctx, tool), redelivered=False)
 
     assert tool.calls == 1
     assert [e for e in stream.tags() if not e.startswith("task_scheduled")] == [
-        "task_started:1",
         "tool_called:1",
-        "task_started:1",
-        "tool_returned:1",
+        "tool_called:1",
         "task_completed:-",
     ]

@@ -18,6 +18,7 @@ from events.catalog import (
     GoalCompleted,
     GoalFailed,
     GoalRejected,
+    LeaseAcquired,
     LlmRequested,
     LlmResponded,
     MemoryCompacted,
@@ -92,6 +93,9 @@ def corpus() -> Iterator[Event]:
         yield ToolReturned(**task(n), attempt=1, output=text, duration_ms=FLOATS[n % 11])
         yield ToolFailed(**task(n), attempt=2, error=text, transient=n % 2 == 0, duration_ms=1.0)
         yield TaskCompleted(**task(n), output=text, attempts=1, duration_ms=2.0)
+        yield TaskCompleted(
+            **task(n), output=text, attempts=2, duration_ms=4.0, attempt_duration_ms=FLOATS[n % 11]
+        )
         yield TaskFailed(**task(n), error=text, attempts=3, duration_ms=3.0)
         yield MemoryStored(**envelope(n), key=f"k/{text[:10]}", text=text, source_event_id="e")
         yield MemoryForgotten(**envelope(n), command_id="c", key=text[:20])
@@ -105,6 +109,9 @@ def corpus() -> Iterator[Event]:
             budget=800,
         )
         yield LlmRequested(**envelope(n), provider="p", model="m-1", request_hash="h", purpose=text)
+        yield LeaseAcquired(
+            **envelope(n), service="planner", holder=text or "h", previous_holder=""
+        )
         yield EvaluationRequested(
             **envelope(n),
             iteration=1,

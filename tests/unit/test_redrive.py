@@ -142,7 +142,7 @@ def test_compare_reports_missing_and_new_decisions() -> None:
 
 
 def test_the_planner_inputs_match_its_consumer() -> None:
-    from infra.bus.streams import SERVICE_CONSUMERS
+    from infra.platform.topology import SERVICE_CONSUMERS
 
     events_consumer = next(
         s
