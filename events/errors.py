@@ -7,6 +7,8 @@ __all__ = [
     "ConcurrentWriteError",
     "ConfigurationError",
     "DecodeError",
+    "GoalExistsError",
+    "LeaseLostError",
     "LlmError",
     "LlmNotRecordedError",
     "LlmResponseError",
@@ -53,3 +55,15 @@ class LlmNotRecordedError(LlmError):
 
 class ConcurrentWriteError(AgoraError):
     """A guarded append was refused: the goal has events newer than the writer had read."""
+
+
+class GoalExistsError(ConcurrentWriteError):
+    """A goal's first event was refused: the goal id already has events (a resent command)."""
+
+
+class LeaseLostError(AgoraError):
+    """This replica is no longer the active writer of its service: another one took over.
+
+    Its write was refused by the lease fence, nothing of it was stored, and the input goes
+    back to the consumer (the active replica handles it).
+    """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -12,6 +13,7 @@ from nats.js.api import PubAck
 
 from events.codec import encode
 from events.errors import AgoraError, ConcurrentWriteError
+from events.errors import GoalExistsError as GoalIdTakenError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
 
@@ -19,6 +21,8 @@ __all__ = [
     "MSG_ID",
     "WRONG_LAST_SEQUENCE",
     "EventPublisher",
+    "Fence",
+    "FenceRefusedError",
     "GoalChangedError",
     "GoalExistsError",
     "PublishRejectedError",
@@ -35,8 +39,26 @@ class PublishRejectedError(AgoraError):
         self.err_code = err_code
 
 
-class GoalExistsError(PublishRejectedError):
+class GoalExistsError(PublishRejectedError, GoalIdTakenError):
     """A publish guarded with ``new_goal=True`` found events of that goal already stored."""
+
+
+class FenceRefusedError(PublishRejectedError):
+    """A fenced publish was refused: the writer's lease is no longer the latest."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Store a message only while ``subject``'s last message is at ``seq`` (a writer's lease)."""
+
+    seq: int
+    subject: str
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Nats-Expected-Last-Subject-Sequence": str(self.seq),
+            "Nats-Expected-Last-Subject-Sequence-Subject": self.subject,
+        }
 
 
 class GoalChangedError(PublishRejectedError, ConcurrentWriteError):
@@ -75,17 +97,30 @@ class EventPublisher:
         *,
         new_goal: bool = False,
         expected_last_seq: int | None = None,
+        fence: Fence | None = None,
     ) -> list[PubAck]:
         """Publish ``events``. ``new_goal``: store the first only if its goal has no events yet
         (atomically, at the stream), raising ``GoalExistsError`` and sending nothing else if it has.
         ``expected_last_seq``: the same guard with the goal's last known sequence (optimistic
-        concurrency between replicas), raising ``GoalChangedError``.
+        concurrency between replicas), raising ``GoalChangedError``. ``fence``: every event is
+        stored only if ``fence.subject``'s last message is still at ``fence.seq`` (the writer's
+        lease), all sent back to back in one round trip; ``FenceRefusedError`` otherwise.
         """
         if not events:
             return []
         if not self._prefix:
             self._prefix = self.nc.new_inbox()
             await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+        if fence is not None:
+            headers = fence.headers()
+            try:
+                return await self._settle([await self._send(event, headers) for event in events])
+            except PublishRejectedError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise FenceRefusedError(
+                        f"the lease at {fence.subject} moved past {fence.seq}", exc.err_code
+                    ) from None
+                raise
         acks: list[PubAck] = []
         rest = list(events)
         if new_goal or expected_last_seq is not None:

@@ -1,12 +1,15 @@
-"""The planner's per-goal state, folded from the log and kept in memory (bounded, LRU).
+"""The planner's per-goal state, authoritative while this replica is the active planner.
 
-``evolve`` is idempotent, but we still skip events already applied: the planner applies its own
-outputs the moment they are published (so its next decision sees them even before the stream
-delivers them back) and then sees some of them again from the log.
+The active planner is the only writer of planner events (its lease fences everyone else) and
+receives every event it consumes, in stream order per goal; so the state it folded is the
+goal's state, and nothing is read before a decision. A goal's history is read only on a cache
+miss: after a takeover (the cache starts empty), an eviction (bounded LRU), or a failed write
+(some outputs may be stored: the goal is evicted and reloaded from the log).
 
-The cache is trusted only while every write through it succeeded. When handling an event fails
-after some outputs may have reached the stream, the goal is evicted and its next event reloads
-the whole history from the log, in stream order.
+``evolve`` is idempotent, but events already applied are skipped anyway: the planner applies
+its own outputs the moment they are acknowledged (write-through), and a redelivered input may
+already be folded. Finished goals leave a small tombstone, so a late event for one (a task's
+result after a budget failure) costs no history read.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from events.model import Event
-from services.planner.state import PlannerState, evolve
+from services.planner.state import PlannerState, evolve, is_finished
 
 __all__ = ["GoalStates"]
 
@@ -25,33 +28,38 @@ __all__ = ["GoalStates"]
 class _Entry:
     state: PlannerState | None = None
     seen: set[str] = field(default_factory=set)
-    # Every event of the goal up to this stream sequence is applied (the optimistic guard).
-    last_seq: int = 0
 
 
 @dataclass
 class GoalStates:
     capacity: int = 100_000
+    finished_capacity: int = 100_000
     _entries: OrderedDict[str, _Entry] = field(default_factory=OrderedDict)
+    _finished: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def __contains__(self, goal_id: str) -> bool:
-        return goal_id in self._entries
+        return goal_id in self._entries or goal_id in self._finished
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def is_finished(self, goal_id: str) -> bool:
+        return goal_id in self._finished
 
     def get(self, goal_id: str) -> PlannerState | None:
         entry = self._entries.get(goal_id)
         return entry.state if entry else None
 
-    def last_seq(self, goal_id: str) -> int:
-        entry = self._entries.get(goal_id)
-        return entry.last_seq if entry else 0
-
     def evict(self, goal_id: str) -> None:
         self._entries.pop(goal_id, None)
 
-    def apply(
-        self, goal_id: str, events: Iterable[Event], *, up_to_seq: int | None = None
-    ) -> PlannerState | None:
-        """Fold ``events`` in; ``up_to_seq``: they complete the history up to that sequence."""
+    def clear(self) -> None:
+        """Forget everything: this replica (again) became the active planner."""
+        self._entries.clear()
+        self._finished.clear()
+
+    def apply(self, goal_id: str, events: Iterable[Event]) -> PlannerState | None:
+        """Fold ``events`` into the goal's cached state (created if absent)."""
         entry = self._entries.get(goal_id)
         if entry is None:
             entry = self._entries[goal_id] = _Entry()
@@ -63,6 +71,10 @@ class GoalStates:
             if event.event_id not in entry.seen:
                 entry.seen.add(event.event_id)
                 entry.state = evolve(entry.state, event)
-        if up_to_seq is not None:
-            entry.last_seq = max(entry.last_seq, up_to_seq)
-        return entry.state
+        state = entry.state
+        if is_finished(state):
+            del self._entries[goal_id]
+            self._finished[goal_id] = None
+            while len(self._finished) > self.finished_capacity:
+                self._finished.popitem(last=False)
+        return state

@@ -3,15 +3,13 @@
 Intake (``accept_goal``) lives in ``services.planner.intake``.
 
 ``decide`` is level-triggered: it is called with the state that already includes the
-triggering event and emits whatever is due and not yet done, in this order: ask for context,
-plan once context arrived, schedule every task whose dependencies completed, request an
-evaluation once every task is completed/failed/skipped, and act on the verdict. Every event's
-id comes from the logical identity of the decision (``("task", iteration, task_id)`` and so
-on), so a redelivered or repeated trigger reproduces the same ids and JetStream drops the
-copies. ``goal_accepted`` and every tracked event of the current iteration are triggers,
-including the planner's own outputs when they come back from the stream: after a crash
-between two publishes, the next of them to arrive completes the work (with write-through
-they decide nothing new). Events of older iterations trigger nothing.
+triggering event and emits whatever is due and not yet done, in this order: plan (when a model
+plans, first ask memory for context and plan once it arrived), schedule every task whose
+dependencies completed, request an evaluation once every task is completed/failed/skipped,
+and act on the verdict. Every event's id comes from the logical identity of the decision
+(``("task", iteration, task_id)`` and so on), so a redelivered or repeated trigger reproduces
+the same ids and JetStream drops the copies. ``goal_accepted`` and every tracked event of the
+current iteration are triggers; events of older iterations trigger nothing.
 
 Task arguments may refer to earlier outputs as ``{{steps.<id>.output}}``; see
 ``services.planner.references``. ``task_scheduled.args`` always carry the resolved values.
@@ -196,10 +194,12 @@ def _before_the_plan(
     tools: Tools,
     planning: LlmPlanning | None,
 ) -> list[Event] | LlmRequest:
+    # Only a model plans from context: explicit steps and rule decomposition never read it,
+    # so they are planned at once, without a round trip to memory.
+    if goal.steps or planning is None or state.context_received:
+        return _first_plan(state, stamp, goal, tools, planning)
     if not state.context_requested:
         return [context_request(stamp, goal)]
-    if state.context_received:
-        return _first_plan(state, stamp, goal, tools, planning)
     return []
 
 

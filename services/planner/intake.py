@@ -1,7 +1,8 @@
 """Intake of goal commands: validate against the tool schemas, accept or reject. Pure.
 
-``accept_goal`` turns a parsed intake command into ``goal_accepted`` + ``context_requested``, or
-a ``goal_rejected`` whose reason says what to fix (every problem at once, up to a limit).
+``accept_goal`` turns a parsed intake command into ``goal_accepted``, or a ``goal_rejected``
+whose reason says what to fix (every problem at once, up to a limit). Everything after the
+acceptance is decided by ``services.planner.decide``.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def accept_goal(
         return [_rejection(stamp, parsed.command_id, parsed.reason, parsed.text)]
     command = parsed.command
     if command.forked_from is not None:
-        return _accept_fork(parsed, origin, stamp, producer=producer, now=now)
+        return _accept_fork(parsed, origin, stamp)
     steps = None
     if command.steps:
         problems = step_problems(command.steps, tools)
@@ -87,13 +88,10 @@ def accept_goal(
         metadata=command.metadata,
         budget=_budget(command.max_tokens, command.max_cost_usd),
     )
-    context = context_request(Stamp.caused_by(accepted, producer=producer, now=now), accepted)
-    return [accepted, context]
+    return [accepted]
 
 
-def _accept_fork(
-    parsed: ParsedGoal, origin: Sequence[Event], stamp: Stamp, *, producer: str, now: datetime
-) -> list[Event]:
+def _accept_fork(parsed: ParsedGoal, origin: Sequence[Event], stamp: Stamp) -> list[Event]:
     command = parsed.command
     assert command.forked_from is not None
     if command.steps:
@@ -117,8 +115,7 @@ def _accept_fork(
         ),
         carried=fork.carried,
     )
-    context = context_request(Stamp.caused_by(accepted, producer=producer, now=now), accepted)
-    return [accepted, context]
+    return [accepted]
 
 
 def _budget(max_tokens: int | None, max_cost_usd: float | None) -> Budget | None:

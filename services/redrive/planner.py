@@ -1,18 +1,18 @@
 """Re-drive: feed a recorded goal's inputs through the current decision code, compare.
 
 ``agora redrive GOAL_ID`` is how a team checks a planner or prompt change against yesterday's
-traffic. For one service, every input it consumed (in stream order) is folded into a fresh
-state and decided on by the *current* code, exactly as the service's adapter does it live
-(its own outputs are folded as they are decided). Model calls are answered from the goal's
-recorded ``llm_responded`` events by request hash, without any network; a request the
-recorded goal never asked is reported as a difference (or, with a live port, asked). The new
-decisions are then compared with the recorded ones, by event id (ids are derived from each
+traffic. For one service, every input it consumed (in stream order) is handed to the *same*
+handler the live service runs (``services.planner.handler.GoalPlanner``), with ports that read
+the record instead of the bus: its appends are collected, and model calls are answered from
+the goal's recorded ``llm_responded`` events by request hash, without any network; a request
+the recorded goal never asked is reported as a difference (or, with a live port, asked). The
+new decisions are then compared with the recorded ones, by event id (ids are derived from each
 decision's logical identity, so the same decision has the same id) and content (every field
 but ``occurred_at``, ``producer`` and ``causation_id``, which say when and on which delivery a
 decision was taken, not what it was).
 
 Nothing is published: re-drive only reads. A driver per service plugs into ``REDRIVERS``;
-the planner's is here, the executor's and evaluator's can follow the same shape.
+the planner's is here, the executor's and evaluator's follow the same shape.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from events.catalog import (
-    ContextProvided,
-    EvaluationCompleted,
     GoalAccepted,
     GoalFailed,
     GoalRejected,
@@ -31,15 +29,16 @@ from events.catalog import (
     LlmResponded,
     PlanCreated,
     PlanRevised,
-    TaskCompleted,
-    TaskFailed,
 )
-from events.model import Event, Stamp
+from events.errors import LlmNotRecordedError, LlmUnavailableError
+from events.model import Event
+from events.subjects import EVENTS_STREAM
 from events.tools import BUILTIN_TOOLS
-from services.llm.messages import LlmRequest, request_hash
-from services.llm.recording import answers_in, responded_event
-from services.planner.decide import LLM_UNAVAILABLE, decide_next, llm_failure
-from services.planner.state import PlannerState, evolve
+from services.llm.messages import LlmReply, LlmRequest, request_hash
+from services.llm.recording import answers_in, reply_from_event
+from services.planner.decide import LLM_UNAVAILABLE
+from services.planner.handler import GoalPlanner
+from services.planner.manifest import MANIFEST
 from services.redrive.common import (
     Difference,
     RedriveOptions,
@@ -51,19 +50,16 @@ from services.redrive.common import (
 
 __all__ = ["PLANNER_INPUTS", "planner_used_llm", "redrive_planner"]
 
-# What the planner consumes from other services (its consumer in infra/bus/streams.py).
-PLANNER_INPUTS = (ContextProvided, TaskCompleted, TaskFailed, EvaluationCompleted, LlmResponded)
-
-# -- the planner --------------------------------------------------------------------------
+# What the planner consumes (its manifest); re-drive feeds those written by other services.
+PLANNER_INPUTS = MANIFEST.input_on(EVENTS_STREAM).events
 
 
 @dataclass
-class _PlannerRun:
+class _RecordedModel:
+    """The model as the recorded goal met it: its answers by request hash, its failures."""
+
     history: Sequence[Event]
     options: RedriveOptions
-    now: datetime
-    state: PlannerState | None = None
-    decided: list[Event] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
     reused: int = 0
@@ -87,50 +83,16 @@ class _PlannerRun:
             "the model was unavailable",
         )
 
-    def fold(self, events: Sequence[Event]) -> None:
-        for event in events:
-            self.state = evolve(self.state, event)
-
-    async def drive(self, trigger: Event) -> None:
-        options = self.options
-        while True:
-            decision = decide_next(
-                self.state,
-                trigger,
-                tools=BUILTIN_TOOLS,
-                now=self.now,
-                producer=options.producer,
-                planning=options.planning,
-            )
-            self.fold(decision.events)
-            self.decided += decision.events
-            if decision.llm_request is None:
-                return
-            answer = await self.answer(decision.llm_request, trigger)
-            if answer is None:
-                return
-            self.fold([answer])
-            trigger = answer
-
-    async def answer(self, request: LlmRequest, trigger: Event) -> LlmResponded | None:
+    async def complete(self, request: LlmRequest, *, goal_id: str) -> LlmReply:
         rhash = request_hash(request)
         self.asked.append(rhash)
         hit = self.recorded_answers.get(rhash)
         if hit is not None:
             self.reused += 1
-            return hit
+            return reply_from_event(hit)
         if rhash in self.unanswered:
             # Recorded: asked, never answered -- the goal failed on an unavailable model.
-            failed = llm_failure(
-                self.state,
-                trigger,
-                self.recorded_failure,
-                now=self.now,
-                producer=self.options.producer,
-            )
-            self.fold(failed)
-            self.decided += failed
-            return None
+            raise LlmUnavailableError(self.recorded_failure)
         self.differences.append(
             Difference(
                 "llm_request_new",
@@ -142,14 +104,9 @@ class _PlannerRun:
         )
         if self.options.port is None:
             self.stopped = True
-            return None
-        assert self.state is not None
-        stamp = Stamp.caused_by(trigger, producer=self.options.producer, now=self.now)
-        reply = await self.options.port.complete(request, goal_id=self.state.goal_id)
+            raise LlmNotRecordedError(f"no recorded answer for request {rhash}")
         self.calls += 1
-        responded = responded_event(stamp, rhash, reply)
-        self.recorded_answers[rhash] = responded
-        return responded
+        return await self.options.port.complete(request, goal_id=goal_id)
 
 
 def planner_used_llm(history: Sequence[Event]) -> bool:
@@ -169,21 +126,41 @@ async def redrive_planner(
     history: Sequence[Event], options: RedriveOptions, now: datetime
 ) -> RedriveReport:
     """Re-drive the planner over ``history`` (one goal's events, in stream order)."""
-    run = _PlannerRun(history, options, now)
+    model = _RecordedModel(history, options)
+    decided: list[Event] = []
+
+    async def record(goal_id: str) -> Sequence[Event]:
+        del goal_id  # one goal's record
+        return history
+
+    async def append(events: Sequence[Event]) -> None:
+        decided.extend(events)
+
+    planner = GoalPlanner(
+        record=record,
+        append=append,
+        tools=BUILTIN_TOOLS,
+        producer=options.producer,
+        now=lambda: now,
+        llm=model,
+        planning=options.planning,
+    )
     inputs = 0
     stop_at = len(history)
     for position, event in enumerate(history):
         if not (isinstance(event, GoalAccepted) or _is_planner_input(event)):
             continue
-        run.fold([event])
         inputs += 1
-        await run.drive(event)
-        if run.stopped:
+        try:
+            await planner.handle(event, first_delivery=True)
+        except LlmNotRecordedError:
             stop_at = position
             break
+    # Decisions are compared, not the model calls that led to them.
+    decided = [e for e in decided if not isinstance(e, LlmRequested | LlmResponded)]
     # Once a request had no recorded answer, what the recorded goal decided from that input
     # on cannot be compared: those decisions are unknown, not missing.
-    decided_ids = {event.event_id for event in run.decided}
+    decided_ids = {event.event_id for event in decided}
     recorded = [
         event
         for position, event in enumerate(history)
@@ -191,10 +168,10 @@ async def redrive_planner(
         and not isinstance(event, GoalAccepted | GoalRejected | LlmRequested | LlmResponded)
         and (position < stop_at or event.event_id in decided_ids)
     ]
-    differences = [*run.differences]
-    differences += compare(recorded, run.decided)
-    asked = set(run.asked)
-    if not run.stopped:
+    differences = [*model.differences]
+    differences += compare(recorded, decided)
+    asked = set(model.asked)
+    if not model.stopped:
         differences += [
             Difference(
                 "llm_request_unasked",
@@ -213,9 +190,9 @@ async def redrive_planner(
         service="planner",
         inputs=inputs,
         recorded=len(recorded),
-        redriven=len(run.decided),
-        llm_answers_reused=run.reused,
-        llm_calls=run.calls,
+        redriven=len(decided),
+        llm_answers_reused=model.reused,
+        llm_calls=model.calls,
         differences=tuple(differences),
-        stopped_early=run.stopped,
+        stopped_early=model.stopped,
     )

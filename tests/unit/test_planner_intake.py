@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from events.catalog import ContextRequested, GoalAccepted, GoalRejected
+from events.catalog import GoalAccepted, GoalRejected
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
 from events.ids import derive_id
 from events.model import Event, TaskSpec
@@ -50,7 +50,7 @@ def rejection_reason(command: dict[str, Any]) -> str:
 # -- accepted -----------------------------------------------------------------------------
 
 
-def test_a_valid_goal_is_accepted_and_context_is_requested() -> None:
+def test_a_valid_goal_is_accepted_and_nothing_else_is_decided_at_intake() -> None:
     events = intake(
         {
             "text": "compute 17*23 then summarize",
@@ -60,7 +60,7 @@ def test_a_valid_goal_is_accepted_and_context_is_requested() -> None:
         }
     )
 
-    accepted, context = events
+    (accepted,) = events
     assert isinstance(accepted, GoalAccepted)
     assert (accepted.goal_id, accepted.command_id) == ("g-1", "c-1")
     assert accepted.text == "compute 17*23 then summarize"
@@ -74,11 +74,6 @@ def test_a_valid_goal_is_accepted_and_context_is_requested() -> None:
     assert accepted.occurred_at == NOW
     assert accepted.producer == PRODUCER
     assert accepted.event_id == derive_id("planner", "g-1", "goal_accepted", "accepted")
-
-    assert isinstance(context, ContextRequested)
-    assert (context.iteration, context.query, context.k) == (1, accepted.text, 5)
-    assert context.causation_id == accepted.event_id
-    assert context.event_id == derive_id("planner", "g-1", "context_requested", "context", 1)
 
 
 def test_steps_without_ids_run_one_after_another_as_s1_s2() -> None:

@@ -1,13 +1,14 @@
 """The LLM planner: given a goal and recorded model answers -> when it decides -> then a plan,
 another request with the validation errors, a clean failure, or budget enforcement.
 
-``LlmHarness`` plays the adapter's part as ``services/planner/main.py`` does: fold the
-trigger, decide, and when the decision needs a model's answer, record one (as
-``recorded_call`` would: an ``llm_responded`` keyed by the request hash) and decide again.
+``LlmHarness`` runs the planner's own handlers (``services.planner.handler``) with a scripted
+model: a decision that needs an answer asks it through ``recorded_call`` (``llm_requested`` /
+``llm_responded`` appended) and decides again, exactly as the live service does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ import pytest
 
 from events.catalog import (
     ContextProvided,
+    ContextRequested,
     EvaluationCompleted,
     EvaluationRequested,
     GoalAccepted,
@@ -30,6 +32,8 @@ from events.catalog import (
     TaskScheduled,
 )
 from events.commands import parse_goal_command
+from events.errors import LlmNotRecordedError
+from events.ids import derive_id
 from events.model import Budget, Event, MemoryItem, Stamp
 from events.tools import BUILTIN_TOOLS
 from services.llm.messages import LlmReply, LlmRequest, request_hash
@@ -39,6 +43,7 @@ from services.planner.intake import accept_goal
 from services.planner.llm_plan import LlmPlanning, parse_plan, plan_schema
 from services.planner.state import PlannerState, evolve
 from services.planner.templates import load_prompts
+from tests.unit.planner_harness import InMemoryLog, ScriptedModel, admitted, handler_pair, run_now
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 PRODUCER = "planner@0.1.0"
@@ -76,51 +81,48 @@ def plan_answer(plan: dict[str, Any], tokens_in: int = 50, tokens_out: int = 20)
 
 
 class LlmHarness:
+    """The planner's handlers with an LLM strategy and a scripted model (planner_harness.py)."""
+
     def __init__(self, planning: LlmPlanning = PLANNING, **command: Any) -> None:
         body = {"command_id": "c-1", "goal_id": GOAL, "text": "what is 17*23? explain", **command}
-        parsed = parse_goal_command(
-            msgspec.json.encode(body), fallback_command_id="c-x", max_bytes=100_000
-        )
-        self.planning = planning
-        self.state: PlannerState | None = None
-        self.log: list[Event] = []
-        self.requests: list[LlmRequest] = []
-        outputs = accept_goal(parsed, None, tools=BUILTIN_TOOLS, now=NOW, producer=PRODUCER)
-        assert isinstance(outputs[0], GoalAccepted), outputs
-        self.record(outputs)
+        self.store = InMemoryLog()
+        self.model = ScriptedModel()
+        self.intake, self.planner = handler_pair(self.store, planning=planning, model=self.model)
+        accepted = admitted(self.intake, body)
+        assert isinstance(accepted, GoalAccepted), accepted
+        self.accepted_outputs = self.deliver(accepted, None)
 
-    def record(self, events: list[Event]) -> None:
-        for event in events:
-            self.state = evolve(self.state, event)
-            self.log.append(event)
+    @property
+    def log(self) -> list[Event]:
+        return self.store.events
+
+    @property
+    def requests(self) -> list[LlmRequest]:
+        return self.model.requests
+
+    @property
+    def state(self) -> PlannerState | None:
+        return self.store.state_of(GOAL)
+
+    def deliver(self, event: Event, answer: Answer | None) -> list[Event]:
+        """Hand ``event`` to the planner; the model answers with ``answer`` (None: not yet)."""
+        self.model.answer = answer
+        before = len(self.log)
+        with contextlib.suppress(LlmNotRecordedError):  # the decision waits for an answer
+            run_now(self.planner.handle(event, first_delivery=True))
+        return self.log[before:]
 
     def receive(self, event: Event, answer: Answer | None = None) -> list[Event]:
-        """Fold ``event``, decide; answer every request with ``answer`` until none is due."""
-        self.record([event])
-        decided: list[Event] = []
-        trigger = event
-        while True:
-            decision = decide_next(
-                self.state,
-                trigger,
-                tools=BUILTIN_TOOLS,
-                now=NOW,
-                producer=PRODUCER,
-                planning=self.planning,
-            )
-            self.record(decision.events)
-            decided += decision.events
-            if decision.llm_request is None or answer is None:
-                return decided
-            self.requests.append(decision.llm_request)
-            content, tokens_in, tokens_out = answer(decision.llm_request)
-            trigger = self.responded(decision.llm_request, content, tokens_in, tokens_out)
-            self.record([trigger])
+        """Store ``event`` (another service's) and deliver it: what the planner appended."""
+        self.store.store([event])
+        return self.deliver(event, answer)
+
+    def stamp(self, producer: str) -> Stamp:
+        return Stamp.caused_by(self.log[-1], producer=producer, now=NOW)
 
     def responded(
         self, request: LlmRequest, content: str, tokens_in: int, tokens_out: int
     ) -> LlmResponded:
-        stamp = Stamp.caused_by(self.log[-1], producer=PRODUCER, now=NOW)
         reply = LlmReply(
             provider="scripted",
             model="m",
@@ -128,10 +130,7 @@ class LlmHarness:
             tokens_in=tokens_in,
             tokens_out=tokens_out,
         )
-        return responded_event(stamp, request_hash(request), reply)
-
-    def stamp(self, producer: str) -> Stamp:
-        return Stamp.caused_by(self.log[-1], producer=producer, now=NOW)
+        return responded_event(self.stamp(PRODUCER), request_hash(request), reply)
 
     def context(self, answer: Answer | None = None) -> list[Event]:
         item = MemoryItem(
@@ -180,6 +179,18 @@ class LlmHarness:
         stamp = self.stamp("executor@0.1.0")
         reply = LlmReply(provider="p", model="m", content="", tokens_in=tokens, tokens_out=0)
         return self.receive(responded_event(stamp, f"executor-{key}", reply))
+
+
+def test_a_goal_the_model_plans_first_asks_memory_for_context() -> None:
+    h = LlmHarness()
+
+    (context,) = h.accepted_outputs
+    accepted = h.log[0]
+    assert isinstance(context, ContextRequested)
+    assert (context.iteration, context.query, context.k) == (1, accepted.text, 5)
+    assert context.causation_id == accepted.event_id
+    assert context.event_id == derive_id("planner", GOAL, "context_requested", "context", 1)
+    assert h.requests == []  # the model is asked once the context arrived
 
 
 def test_a_free_text_goal_gets_a_plan_from_the_model() -> None:

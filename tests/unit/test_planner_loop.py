@@ -1,18 +1,18 @@
 """The planner's loop: given a goal's events -> when a trigger arrives -> then decisions.
 
-``PlannerHarness`` plays the adapter's part exactly as ``services/planner/main.py`` does it:
-fold the trigger, decide, then fold the planner's own outputs (write-through).
+``PlannerHarness`` runs the planner's own handlers (``services.planner.handler``) over
+in-memory ports (tests/unit/planner_harness.py): the command is admitted by ``GoalIntake``, and
+every trigger is handed to ``GoalPlanner`` as the live service hands it a delivery.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
-
-import msgspec
 
 from events.catalog import (
     ContextProvided,
+    ContextRequested,
     EvaluationCompleted,
     EvaluationRequested,
     GoalAccepted,
@@ -26,30 +26,32 @@ from events.catalog import (
     TaskScheduled,
     TaskStarted,
 )
-from events.commands import parse_goal_command
 from events.ids import derive_id
 from events.model import Event, Stamp
 from events.tools import BUILTIN_TOOLS
 from services.planner.decide import decide
-from services.planner.intake import accept_goal
 from services.planner.state import PlannerState, evolve, is_finished
+from tests.unit.planner_harness import NOW, PRODUCER, InMemoryLog, admitted, handler_pair, run_now
 
-NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-PRODUCER = "planner@0.1.0"
+__all__ = ["GOAL", "NOW", "PRODUCER", "PlannerHarness"]
+
 GOAL = "g-loop"
 
 
 class PlannerHarness:
     def __init__(self, command: dict[str, Any]) -> None:
-        body = {"command_id": "c-1", "goal_id": GOAL, **command}
-        parsed = parse_goal_command(
-            msgspec.json.encode(body), fallback_command_id="c-x", max_bytes=100_000
-        )
-        self.state: PlannerState | None = None
-        self.log: list[Event] = []
-        outputs = accept_goal(parsed, None, tools=BUILTIN_TOOLS, now=NOW, producer=PRODUCER)
-        assert isinstance(outputs[0], GoalAccepted), outputs
-        self.record(outputs)
+        self.store = InMemoryLog()
+        self.intake, self.planner = handler_pair(self.store)
+        accepted = admitted(self.intake, {"command_id": "c-1", "goal_id": GOAL, **command})
+        assert isinstance(accepted, GoalAccepted), accepted
+
+    @property
+    def log(self) -> list[Event]:
+        return self.store.events
+
+    @property
+    def state(self) -> PlannerState | None:
+        return self.store.state_of(GOAL)
 
     @property
     def goal(self) -> PlannerState:
@@ -57,19 +59,26 @@ class PlannerHarness:
         return self.state
 
     def record(self, events: list[Event]) -> None:
-        for event in events:
-            self.state = evolve(self.state, event)
-            self.log.append(event)
+        """Store events as other services would, without the planner seeing them."""
+        self.store.store(events)
 
-    def decide_on(self, event: Event, *, now: datetime = NOW) -> list[Event]:
+    def decide_on(self, event: Event, *, now: Any = NOW) -> list[Event]:
         """Decide without recording the outputs: what a redelivered trigger would produce."""
         return decide(self.state, event, tools=BUILTIN_TOOLS, now=now, producer=PRODUCER)
 
-    def receive(self, event: Event) -> list[Event]:
-        self.record([event])
-        outputs = self.decide_on(event)
-        self.record(outputs)
-        return outputs
+    def receive(self, event: Event, *, first_delivery: bool = True) -> list[Event]:
+        """``event`` stored, then delivered to the planner: what it appended."""
+        self.store.store([event])
+        before = len(self.log)
+        run_now(self.planner.handle(event, first_delivery=first_delivery))
+        return self.log[before:]
+
+    def accept(self) -> list[Event]:
+        """The goal's acceptance delivered to the planner (it plans and schedules)."""
+        accepted = self.log[0]
+        before = len(self.log)
+        run_now(self.planner.handle(accepted, first_delivery=True))
+        return self.log[before:]
 
     # -- other services' events --
 
@@ -178,24 +187,26 @@ DIAMOND = {
 # -- planning and scheduling --------------------------------------------------------------
 
 
-def test_nothing_is_planned_before_context_arrives() -> None:
+def test_admitting_a_goal_decides_nothing_else() -> None:
     harness = PlannerHarness(ORDERED)
 
-    assert harness.receive(harness.log[0]) == []  # goal_accepted seen back from the stream
+    assert [type(e) for e in harness.log] == [GoalAccepted]
     assert harness.goal.plan is None
 
 
-def test_context_makes_the_explicit_plan_and_schedules_only_the_first_step() -> None:
+def test_acceptance_makes_the_explicit_plan_and_schedules_only_the_first_step() -> None:
     harness = PlannerHarness(ORDERED)
 
-    events = harness.context_provided()
+    events = harness.accept()
 
     plan = only(events, PlanCreated)
     assert plan.strategy == "explicit"
     assert plan.iteration == 1
     assert [task.task_id for task in plan.tasks] == ["s1", "s2"]
     assert plan.event_id == derive_id("planner", GOAL, "plan_created", "plan", 1)
-    assert plan.causation_id == harness.log[-3].event_id  # the context_provided event
+    assert plan.causation_id == harness.log[0].event_id  # the goal_accepted event
+    # Explicit steps never read memory: no context round trip.
+    assert not any(isinstance(e, ContextRequested) for e in harness.log)
     assert list(scheduled(events)) == ["s1"]
     first = scheduled(events)["s1"]
     assert (first.iteration, first.tool, first.args) == (1, "calculator", {"expression": "17*23"})
@@ -205,7 +216,7 @@ def test_context_makes_the_explicit_plan_and_schedules_only_the_first_step() -> 
 
 def test_a_completed_step_schedules_the_next_with_its_output_substituted() -> None:
     harness = PlannerHarness(ORDERED)
-    harness.context_provided()
+    harness.accept()
 
     events = harness.completed("s1", "391")
 
@@ -216,7 +227,7 @@ def test_a_completed_step_schedules_the_next_with_its_output_substituted() -> No
 def test_independent_tasks_are_scheduled_together_and_a_join_waits_for_all() -> None:
     harness = PlannerHarness(DIAMOND)
 
-    assert sorted(scheduled(harness.context_provided())) == ["a", "b"]
+    assert sorted(scheduled(harness.accept())) == ["a", "b"]
     assert harness.completed("a", "x") == []
     events = harness.completed("b", "y")
 
@@ -227,7 +238,7 @@ def test_independent_tasks_are_scheduled_together_and_a_join_waits_for_all() -> 
 def test_without_steps_the_text_is_decomposed() -> None:
     harness = PlannerHarness({"text": "compute 17*23 then summarize"})
 
-    events = harness.context_provided()
+    events = harness.accept()
     plan = only(events, PlanCreated)
     assert plan.strategy == "decomposed"
     assert [(task.task_id, task.tool) for task in plan.tasks] == [
@@ -242,7 +253,7 @@ def test_without_steps_the_text_is_decomposed() -> None:
 def test_decomposed_tasks_get_at_least_their_tools_default_timeout() -> None:
     harness = PlannerHarness({"text": "sleep 2"})
 
-    task = scheduled(harness.context_provided())["s1"]
+    task = scheduled(harness.accept())["s1"]
 
     assert task.args == {"seconds": 2.0}
     assert task.timeout_s == BUILTIN_TOOLS["sleep"].default_timeout_s
@@ -253,7 +264,7 @@ def test_decomposed_tasks_get_at_least_their_tools_default_timeout() -> None:
 
 def test_when_every_task_is_done_the_evaluation_gets_the_sink_outputs_and_outcomes() -> None:
     harness = PlannerHarness(DIAMOND)
-    harness.context_provided()
+    harness.accept()
     harness.completed("b", "y")
     harness.completed("a", "x")
 
@@ -285,7 +296,7 @@ def test_a_failed_dependency_skips_its_dependents_and_the_rest_carries_on() -> N
             ],
         }
     )
-    harness.context_provided()
+    harness.accept()
 
     assert harness.failed("a", "no such thing") == []
     events = harness.completed("d", "ok")
@@ -314,7 +325,7 @@ def test_results_of_several_sinks_are_joined_line_by_line_in_plan_order() -> Non
             ],
         }
     )
-    harness.context_provided()
+    harness.accept()
     harness.completed("y", "second")
 
     request = only(harness.completed("x", "first"), EvaluationRequested)
@@ -324,7 +335,7 @@ def test_results_of_several_sinks_are_joined_line_by_line_in_plan_order() -> Non
 
 def test_an_accepted_evaluation_completes_the_goal() -> None:
     harness = PlannerHarness(ORDERED)
-    harness.context_provided()
+    harness.accept()
     harness.completed("s1", "391")
     harness.completed("s2", "the answer is 391")
 
@@ -352,7 +363,7 @@ def test_revise_reruns_the_plan_with_more_room_for_failed_tasks_until_the_limit(
             ],
         }
     )
-    harness.context_provided()
+    harness.accept()
     harness.failed("s1", "timed out")
 
     events = harness.evaluated("revise", score=0.0, feedback="task s1 failed")
@@ -383,7 +394,7 @@ def test_revise_reruns_the_plan_with_more_room_for_failed_tasks_until_the_limit(
 
 def test_a_revision_can_succeed_and_completes_with_the_iteration_count() -> None:
     harness = PlannerHarness({"text": "echo hi"})
-    harness.context_provided()
+    harness.accept()
     harness.failed("s1")
     harness.evaluated("revise", score=0.0)
     request = only(harness.completed("s1", "hi", iteration=2), EvaluationRequested)
@@ -399,28 +410,21 @@ def test_a_revision_can_succeed_and_completes_with_the_iteration_count() -> None
 
 def test_a_repeated_trigger_reproduces_the_same_event_ids() -> None:
     harness = PlannerHarness(DIAMOND)
-    context = ContextProvided(
-        **Stamp.caused_by(harness.log[-1], producer="memory@0.1.0", now=NOW).envelope(
-            "context_provided", 1
-        ),
-        request_id="r",
-        iteration=1,
-    )
-    harness.record([context])
+    accepted = harness.log[0]
 
-    first = harness.decide_on(context)
-    later = harness.decide_on(context, now=NOW + timedelta(minutes=5))
+    first = harness.decide_on(accepted)
+    later = harness.decide_on(accepted, now=NOW + timedelta(minutes=5))
 
     assert [event.event_id for event in first] == [event.event_id for event in later]
     assert len(first) == 3  # plan + a + b
     harness.record(first)
     # Once the decisions are folded in, the same trigger has nothing left to do.
-    assert harness.decide_on(context) == []
+    assert harness.decide_on(accepted) == []
 
 
 def test_a_crash_between_publishes_is_repaired_by_the_next_trigger() -> None:
     harness = PlannerHarness(DIAMOND)
-    outputs = harness.context_provided()
+    outputs = harness.accept()
     plan = only(outputs, PlanCreated)
 
     # A restarted planner that only saw the plan (not the task_scheduled) reschedules.
@@ -435,19 +439,24 @@ def test_a_crash_between_publishes_is_repaired_by_the_next_trigger() -> None:
     ]
 
 
-def test_a_lost_context_request_is_made_again_when_goal_accepted_comes_back() -> None:
-    harness = PlannerHarness(ORDERED)
-    accepted, context = harness.log
-    state = evolve(None, accepted)
+def test_a_redelivered_acceptance_reads_the_record_and_repairs_a_cut_decision() -> None:
+    harness = PlannerHarness(DIAMOND)
+    outputs = harness.accept()
+    # A crash cut the decision short: only the plan reached the stream.
+    harness.store.events = [e for e in harness.log if not isinstance(e, TaskScheduled)]
+    harness.planner.states.clear()  # the replica that redelivers to starts cold
 
-    again = decide(state, accepted, tools=BUILTIN_TOOLS, now=NOW, producer=PRODUCER)
+    repaired = harness.receive(harness.log[0], first_delivery=False)
 
-    assert [event.event_id for event in again] == [context.event_id]
+    assert harness.store.loads == 1  # a redelivery is not trusted to be the first
+    assert [e.event_id for e in repaired] == [
+        e.event_id for e in outputs if isinstance(e, TaskScheduled)
+    ]
 
 
 def test_events_of_an_older_iteration_are_ignored() -> None:
     harness = PlannerHarness({"text": "echo hi"})
-    harness.context_provided()
+    harness.accept()
     harness.failed("s1")
     harness.evaluated("revise", score=0.0)
 
@@ -459,18 +468,18 @@ def test_events_of_an_older_iteration_are_ignored() -> None:
 
 def test_nothing_is_decided_after_the_goal_finished() -> None:
     harness = PlannerHarness({"text": "echo hi"})
-    harness.context_provided()
+    harness.accept()
     harness.completed("s1", "hi")
     harness.evaluated("accept")
 
     assert harness.evaluated("revise", score=0.0) == []
     assert harness.completed("s1", "again") == []
-    assert harness.context_provided() == []
+    assert harness.accept() == []
 
 
 def test_events_the_planner_does_not_care_about_decide_nothing() -> None:
     harness = PlannerHarness({"text": "echo hi"})
-    harness.context_provided()
+    harness.accept()
     stamp = Stamp.caused_by(harness.log[-1], producer="executor@0.1.0", now=NOW)
 
     started = TaskStarted(
@@ -486,14 +495,14 @@ def test_events_the_planner_does_not_care_about_decide_nothing() -> None:
 
 def test_an_unknown_goal_decides_nothing() -> None:
     harness = PlannerHarness({"text": "echo hi"})
-    outputs = harness.context_provided()
+    outputs = harness.accept()
 
     assert decide(None, outputs[0], tools=BUILTIN_TOOLS, now=NOW, producer=PRODUCER) == []
 
 
 def test_an_old_iteration_event_triggers_nothing_even_when_work_is_due() -> None:
     harness = PlannerHarness({"text": "echo hi"})
-    harness.context_provided()
+    harness.accept()
     harness.failed("s1")
     harness.evaluated("revise", score=0.0)
     old_evaluation = next(e for e in harness.log if isinstance(e, EvaluationCompleted))

@@ -1,0 +1,183 @@
+"""The planner's imperative shell: one goal's decisions over its ports.
+
+Two handlers, one per input (services/planner/manifest.py):
+
+- :class:`GoalIntake` admits goal commands. Any replica may run it: it validates the untrusted
+  command (``accept_goal``, pure) and appends ``goal_accepted`` or ``goal_rejected`` guarded as
+  the goal's first event, so a resent command never admits a goal twice. It decides nothing
+  else.
+- :class:`GoalPlanner` takes every decision after that, on the active replica only (the pinned
+  consumer; its appends are fenced by the replica's lease). Its state cache is authoritative
+  (services/planner/cache.py): on a trigger it folds the event, decides (``decide_next``,
+  pure), appends the decision's events in one round trip and folds them in; while a decision
+  waits for a model it asks through ``recorded_call`` (answered from the goal's record when it
+  can) and decides again with the answer.
+
+The live service, ``agora redrive`` and the unit tests all drive these same classes; they
+differ only in the ports they pass in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from events.catalog import GoalAccepted
+from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
+from events.errors import GoalExistsError, LlmError, LlmNotRecordedError
+from events.model import Event, Stamp
+from services.llm.messages import LlmRequest
+from services.llm.port import LlmPort
+from services.llm.recording import recorded_call
+from services.planner.cache import GoalStates
+from services.planner.decide import decide_next, llm_failure
+from services.planner.intake import Tools, accept_goal
+from services.planner.llm_plan import LlmPlanning
+from services.planner.ports import Append, AppendNewGoal, ForkOrigin, GoalRecord
+from services.planner.state import PlannerState
+
+__all__ = ["GoalIntake", "GoalPlanner", "Outcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What admitting one command did: the events appended, or that the goal existed."""
+
+    goal_id: str
+    appended: tuple[Event, ...] = ()
+    existed: bool = False
+
+
+@dataclass
+class GoalIntake:
+    append_new_goal: AppendNewGoal
+    fork_origin: ForkOrigin
+    tools: Tools
+    producer: str
+    now: Callable[[], datetime]
+    max_bytes: int
+
+    async def admit(self, data: bytes, *, fallback_command_id: str) -> Outcome:
+        """Admit or reject one command; a DecodeError (no goal to blame) propagates."""
+        parsed = parse_goal_command(
+            data, fallback_command_id=fallback_command_id, max_bytes=self.max_bytes
+        )
+        outputs = accept_goal(
+            parsed,
+            None,
+            tools=self.tools,
+            now=self.now(),
+            producer=self.producer,
+            origin=await self._origin(parsed),
+        )
+        try:
+            await self.append_new_goal(outputs)
+        except GoalExistsError:
+            return Outcome(parsed.goal_id, existed=True)
+        return Outcome(parsed.goal_id, tuple(outputs))
+
+    async def _origin(self, parsed: ParsedGoal | RejectedGoal) -> Sequence[Event]:
+        if isinstance(parsed, RejectedGoal) or parsed.command.forked_from is None:
+            return ()
+        fork = parsed.command.forked_from
+        return await self.fork_origin(fork.goal_id, fork.at_seq)
+
+
+@dataclass
+class GoalPlanner:
+    record: GoalRecord
+    append: Append
+    tools: Tools
+    producer: str
+    now: Callable[[], datetime]
+    llm: LlmPort | None = None
+    planning: LlmPlanning | None = None
+    states: GoalStates = field(default_factory=GoalStates)
+    # Cache misses that read a goal's history (after a takeover or an eviction).
+    loads: int = 0
+
+    async def handle(self, event: Event, *, first_delivery: bool) -> None:
+        """Fold ``event`` into its goal and append whatever is due.
+
+        ``first_delivery``: the consumer delivers ``event`` for the first time. A goal's
+        acceptance delivered for the first time has no decision recorded after it (the
+        decisions are made only here, on its delivery), so its state is the event itself.
+        """
+        goal_id = event.goal_id
+        if self.states.is_finished(goal_id):
+            return
+        state = await self._state_with(event, first_delivery=first_delivery)
+        if state is None:
+            return
+        await self._decide(goal_id, state, event)
+
+    async def _state_with(self, event: Event, *, first_delivery: bool) -> PlannerState | None:
+        goal_id = event.goal_id
+        if goal_id in self.states or (isinstance(event, GoalAccepted) and first_delivery):
+            return self.states.apply(goal_id, [event])
+        self.loads += 1
+        history = await self.record(goal_id)
+        # The history holds the event itself; folding it again is a no-op.
+        return self.states.apply(goal_id, [*history, event])
+
+    async def _decide(self, goal_id: str, state: PlannerState, trigger: Event) -> None:
+        while True:
+            decision = decide_next(
+                state,
+                trigger,
+                tools=self.tools,
+                now=self.now(),
+                producer=self.producer,
+                planning=self.planning,
+            )
+            if decision.events:
+                folded = await self._append(goal_id, decision.events)
+                if folded is None:
+                    return
+                state = folded
+            if decision.llm_request is None:
+                return
+            answer = await self._ask_model(goal_id, state, trigger, decision.llm_request)
+            if answer is None:
+                return
+            folded = self.states.apply(goal_id, [answer])
+            if folded is None:
+                return
+            state, trigger = folded, answer
+
+    async def _append(self, goal_id: str, events: Sequence[Event]) -> PlannerState | None:
+        try:
+            await self.append(events)
+        except BaseException:
+            # Some events may be stored: the cached state no longer matches the log.
+            self.states.evict(goal_id)
+            raise
+        return self.states.apply(goal_id, events)
+
+    async def _ask_model(
+        self, goal_id: str, state: PlannerState, trigger: Event, request: LlmRequest
+    ) -> Event | None:
+        """The recorded answer to ``request`` (the next trigger), or None when the goal
+        failed because no model could answer."""
+        stamp = Stamp.caused_by(trigger, producer=self.producer, now=self.now())
+
+        async def append_call(events: Sequence[Event]) -> None:
+            await self._append(goal_id, events)
+
+        try:
+            _, responded = await recorded_call(
+                self.llm,
+                request,
+                stamp=stamp,
+                recorded=state.llm_answers,
+                publish=append_call,
+            )
+        except LlmNotRecordedError:
+            raise  # re-drive without a live model: stop here, decide nothing in its place
+        except LlmError as exc:
+            current = self.states.get(goal_id) or state
+            failed = llm_failure(current, trigger, str(exc), now=self.now(), producer=self.producer)
+            await self._append(goal_id, failed)
+            return None
+        return responded
