@@ -15,6 +15,7 @@ to back under one fence, in one round trip.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,7 +34,7 @@ from events.subjects import EVENTS_STREAM, lease_goal_id, lease_subject
 from infra.bus.publisher import EventPublisher, Fence, FenceRefusedError, GoalChangedError
 from infra.logging import get_logger
 
-__all__ = ["Lease", "NotPinnedError", "replica_id"]
+__all__ = ["Lease", "NotPinnedError", "SingleFlight", "replica_id"]
 
 log = get_logger("agora.lease")
 # Compare-and-set rounds lost to concurrent takers before giving up (while still pinned).
@@ -84,6 +85,10 @@ class Lease:
         """
         for _ in range(_MAX_ROUNDS):
             seq, previous = await self._current()
+            if seq and previous == self.holder:
+                # Ours already (a write whose acknowledgement was lost): nobody took it since.
+                self._hold(seq)
+                return
             event = LeaseAcquired(
                 event_id=derive_id(self.service, "lease", self.holder, seq),
                 goal_id=lease_goal_id(self.service),
@@ -104,8 +109,7 @@ class Lease:
                         f"another {self.service} replica took the lease; standing by"
                     ) from None
                 continue
-            self.fence = Fence(ack.seq, self.subject)
-            self.acquisitions += 1
+            self._hold(ack.seq)
             log.warning(
                 "lease_acquired",
                 service=self.service,
@@ -116,15 +120,26 @@ class Lease:
             return
         raise NotPinnedError(f"the {self.service} lease kept changing under {_MAX_ROUNDS} tries")
 
+    def _hold(self, seq: int) -> None:
+        self.fence = Fence(seq, self.subject)
+        self.acquisitions += 1
+
     def release(self) -> None:
         """Forget the lease locally (the pin moved elsewhere); the next write would be refused."""
         self.fence = None
 
-    async def append(self, events: Sequence[Event]) -> list[PubAck]:
-        """Publish ``events`` fenced on the lease; ``LeaseLostError`` if another replica has it."""
+    async def append(self, events: Sequence[Event], *, epoch: Fence | None = None) -> list[PubAck]:
+        """Publish ``events`` fenced on the lease; ``LeaseLostError`` if another replica has it.
+
+        ``epoch``: the fence the caller's decision was taken under. A decision taken before the
+        lease was lost and taken again was made on state from before; it must not be written
+        under the new lease, so it is refused here, before anything is sent.
+        """
         fence = self.fence
-        if fence is None:
-            raise LeaseLostError(f"this replica does not hold the {self.service} lease")
+        if fence is None or (epoch is not None and epoch != fence):
+            raise LeaseLostError(
+                f"this replica does not hold the {self.service} lease it decided under"
+            )
         try:
             return await self._publish(events, fence=fence)
         except FenceRefusedError:
@@ -145,3 +160,21 @@ class Lease:
         event = decode_event(msg.data or b"")
         holder = event.holder if isinstance(event, LeaseAcquired) else ""
         return int(msg.seq or 0), holder
+
+
+class SingleFlight:
+    """Runs one coroutine at a time for every caller: those who ask while it runs await it."""
+
+    def __init__(self) -> None:
+        self._running: asyncio.Future[None] | None = None
+
+    async def run(self, work: Callable[[], Awaitable[None]]) -> None:
+        if self._running is None:
+            self._running = asyncio.ensure_future(work())
+            self._running.add_done_callback(self._finished)
+        await asyncio.shield(self._running)
+
+    def _finished(self, done: asyncio.Future[None]) -> None:
+        self._running = None
+        if not done.cancelled():
+            done.exception()  # retrieved: each waiter gets it through its own await

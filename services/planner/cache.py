@@ -72,6 +72,11 @@ class GoalStates:
                 entry.seen.add(event.event_id)
                 entry.state = evolve(entry.state, event)
         state = entry.state
+        if state is None:
+            # Only a goal's acceptance starts its state: events without it are not a goal the
+            # cache can vouch for (its next trigger reads the record).
+            del self._entries[goal_id]
+            return None
         if is_finished(state):
             del self._entries[goal_id]
             self._finished[goal_id] = None

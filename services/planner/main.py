@@ -10,6 +10,7 @@ replica that lost the pin while paused can write nothing more. See docs/architec
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from contextvars import ContextVar
 
 from events.catalog import (
     ContextProvided,
@@ -25,7 +26,8 @@ from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, go
 from events.tools import BUILTIN_TOOLS
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory, read_events
-from infra.bus.lease import Lease
+from infra.bus.lease import Lease, SingleFlight
+from infra.bus.publisher import Fence
 from infra.logging import get_logger
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from infra.settings import Settings
@@ -58,7 +60,12 @@ def planning_for(ctx: ServiceContext) -> LlmPlanning | None:
     return None if ctx.llm is None else planning_from_settings(ctx.settings)
 
 
+# The lease a handling runs under (each delivery is handled in a task of its own).
+epoch: ContextVar[Fence | None] = ContextVar("planner_epoch", default=None)
+
+
 def build(ctx: ServiceContext) -> ServiceParts:
+    activation = SingleFlight()
     history = GoalHistory(ctx.nc)
     lease = Lease(ctx.nc, ctx.publish, service="planner", producer=ctx.producer, now=ctx.now)
 
@@ -66,7 +73,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
         return (await history.load(goal_id)).events
 
     async def append(events: Sequence[Event]) -> None:
-        await lease.append(events)
+        await lease.append(events, epoch=epoch.get())
 
     async def append_new_goal(events: Sequence[Event]) -> None:
         await ctx.publish(events, new_goal=True)
@@ -103,10 +110,15 @@ def build(ctx: ServiceContext) -> ServiceParts:
             # A resend (or a redelivery after a crash): the goal was admitted before.
             log.info("goal_exists_command_ignored", goal_id=outcome.goal_id)
 
+    async def activate() -> None:
+        await lease.acquire()
+        planner.states.clear()  # what another replica decided meanwhile is in the log
+
     async def decide(event: Event, delivery: Delivery) -> None:
         if not lease.held:
-            await lease.acquire()
-            planner.states.clear()  # what another replica decided meanwhile is in the log
+            await activation.run(activate)
+        # Every append of this handling is fenced on the lease it started under.
+        epoch.set(lease.fence)
         await planner.handle(event, first_delivery=not delivery.redelivered)
 
     routes = route(

@@ -20,7 +20,9 @@ DifferenceKind = Literal[
     "missing", "new", "changed", "llm_request_new", "llm_request_unasked", "tool_call_new"
 ]
 # When and on which delivery a decision was taken, and how long a tool took: not what it was.
-_NOT_COMPARED = frozenset({"occurred_at", "producer", "causation_id", "duration_ms", "latency_ms"})
+_NOT_COMPARED = frozenset(
+    {"occurred_at", "producer", "causation_id", "duration_ms", "attempt_duration_ms", "latency_ms"}
+)
 _DETAIL_CHARS = 160
 
 

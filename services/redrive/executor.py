@@ -1,7 +1,8 @@
 """Re-drive of the executor: every recorded ``task_scheduled`` through the current executor code.
 
-Tools are not run again: a tool call is answered from the record (the recorded
-``tool_returned`` output, or the recorded ``tool_failed`` error), in the order the task
+Tools are not run again: a tool call is answered from the record (the recorded output: the
+``task_completed`` of a plain task's attempt, a ReAct step's ``tool_returned``; or the recorded
+``tool_failed`` error), in the order the task
 recorded them. A call the record does not hold (another tool, other arguments, one call more)
 is a difference, and that task is not compared further. A ReAct task's thinks are answered
 from the recorded ``llm_responded`` events by request hash, like every re-drive. Timings
@@ -19,6 +20,7 @@ from typing import Any
 from events.catalog import (
     LlmRequested,
     LlmResponded,
+    TaskCompleted,
     TaskScheduled,
     ToolCalled,
     ToolFailed,
@@ -43,6 +45,10 @@ from services.redrive.common import (
 
 __all__ = ["redrive_executor"]
 
+# How a recorded call ended. A plain task's successful call has no tool_returned of its own:
+# its task_completed (of the same attempt) is its return.
+CallOutcome = ToolReturned | ToolFailed | TaskCompleted
+
 
 class _UnrecordedError(ToolError):
     """The current code makes a tool call the record cannot answer."""
@@ -51,7 +57,7 @@ class _UnrecordedError(ToolError):
 class _RecordedTools(ToolRunner):
     """A tool runner that answers from one task's recorded calls, in order; runs nothing."""
 
-    def __init__(self, calls: Sequence[tuple[ToolCalled, ToolReturned | ToolFailed]]) -> None:
+    def __init__(self, calls: Sequence[tuple[ToolCalled, CallOutcome]]) -> None:
         # Deliberately not ToolRunner.__init__: no registry, no workspace, no HTTP client.
         self._calls = deque(calls)
         self.unrecorded: list[str] = []
@@ -148,7 +154,7 @@ class _Collector:
 
 def _recorded_calls(
     history: Sequence[Event], task: TaskScheduled
-) -> list[tuple[ToolCalled, ToolReturned | ToolFailed]]:
+) -> list[tuple[ToolCalled, CallOutcome]]:
     """The task's tool calls that have an outcome, in stream order."""
     mine = [
         e
@@ -156,9 +162,9 @@ def _recorded_calls(
         if getattr(e, "task_id", None) == task.task_id
         and getattr(e, "iteration", None) == task.iteration
     ]
-    pairs: list[tuple[ToolCalled, ToolReturned | ToolFailed]] = []
+    pairs: list[tuple[ToolCalled, CallOutcome]] = []
     for called in (e for e in mine if isinstance(e, ToolCalled)):
-        outcome = next(
+        outcome: CallOutcome | None = next(
             (
                 e
                 for e in mine
@@ -167,6 +173,11 @@ def _recorded_calls(
             ),
             None,
         )
+        if outcome is None and (called.step, called.call) == (0, 0):
+            outcome = next(
+                (e for e in mine if isinstance(e, TaskCompleted) and e.attempts == called.attempt),
+                None,
+            )
         if outcome is not None:
             pairs.append((called, outcome))
     return pairs

@@ -1,9 +1,9 @@
 """``agora status`` and the services' stats endpoints tell the truth about a running platform.
 
-Memory is stopped while goals arrive: its consumer's lag must equal the context requests
-waiting in the log, and status must say that no memory process answers. A poison intake adds
-one dead letter. Memory back, every goal completes: lag 0, and the counters of each service
-add up to what the log holds.
+The evaluator is stopped while goals arrive: its consumer's lag must equal the evaluation
+requests waiting in the log, and status must say that no evaluator process answers. A poison
+intake adds one dead letter. The evaluator back, every goal completes: lag 0, and the counters
+of each service add up to what the log holds.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 from nats.aio.client import Client as NatsClient
 
-from events.catalog import ContextRequested, GoalCompleted, TaskScheduled
+from events.catalog import EvaluationRequested, GoalCompleted, TaskScheduled
 from events.subjects import INTAKE_GOAL
 from infra.clients.goals import AgoraClient
 from infra.clients.status import gather_status, monitor_url_of
@@ -45,16 +45,16 @@ def _consumer(status: dict[str, object], stream: str, durable: str) -> dict[str,
 async def test_status_shows_lag_dead_letters_and_counters_that_match_the_log(
     nc: NatsClient, client: AgoraClient, platform: InProcessPlatform
 ) -> None:
-    await platform.stop("memory")
+    await platform.stop("evaluator")
     for n in range(GOALS):
         await client.submit(_goal(n))
     await nc.jetstream().publish(INTAKE_GOAL, b"\xff not json", headers={"Nats-Msg-Id": "c-bad"})
 
     async def requests_waiting() -> bool:
         log = await all_events(nc)
-        return sum(isinstance(e, ContextRequested) for e in log) == GOALS
+        return sum(isinstance(e, EvaluationRequested) for e in log) == GOALS
 
-    await wait_until(requests_waiting, timeout_s=20, what="every goal asking memory for context")
+    await wait_until(requests_waiting, timeout_s=20, what="every goal waiting for its verdict")
 
     async def dead_letter_recorded() -> bool:
         return (await gather_status(nc, stats_timeout_s=0.3))["dead_letters"]["records"] == 1
@@ -62,10 +62,10 @@ async def test_status_shows_lag_dead_letters_and_counters_that_match_the_log(
     await wait_until(dead_letter_recorded, timeout_s=10, what="the poison intake dead-lettered")
 
     stalled = await gather_status(nc)
-    memory = _consumer(stalled, "AGORA_EVENTS", "memory")
-    assert (memory["pending"], memory["ack_pending"]) == (GOALS, 0)
-    assert stalled["services"]["memory"]["replicas"] == 0
-    assert "no memory process answers" in stalled["problems"]
+    evaluator = _consumer(stalled, "AGORA_EVENTS", "evaluator")
+    assert (evaluator["pending"], evaluator["ack_pending"]) == (GOALS, 0)
+    assert stalled["services"]["evaluator"]["replicas"] == 0
+    assert "no evaluator process answers" in stalled["problems"]
     assert stalled["dead_letters"]["by_consumer"] == {"planner": 1}
     assert any("dead letter" in p for p in stalled["problems"])
     assert stalled["server"]["version"]
@@ -73,7 +73,7 @@ async def test_status_shows_lag_dead_letters_and_counters_that_match_the_log(
     assert stalled["server"]["jetstream"]["streams"] == 4
     assert stalled["projector"]["running"]
 
-    platform.start("memory")
+    platform.start("evaluator")
     for n in range(GOALS):
         outcome = await client.wait_for_outcome(f"g-status-{n}", timeout_s=30)
         assert isinstance(outcome[-1], GoalCompleted)
@@ -88,13 +88,13 @@ async def test_status_shows_lag_dead_letters_and_counters_that_match_the_log(
 
     # The executor acks after its handler returned: its count may trail the log briefly.
     await wait_until(executor_counted, timeout_s=10, what="the executor's count")
-    assert _consumer(done, "AGORA_EVENTS", "memory")["pending"] == 0
+    assert _consumer(done, "AGORA_EVENTS", "evaluator")["pending"] == 0
     for name in ("planner", "executor", "memory", "evaluator", "projector"):
         assert done["services"][name]["replicas"] == 1, name
     planner = done["services"]["planner"]["consumers"]
     assert planner["AGORA_INTAKE/planner"]["handled"] == GOALS  # the poison one failed
     assert planner["AGORA_INTAKE/planner"]["failed"] == 1
-    assert "no memory process answers" not in done["problems"]
+    assert "no evaluator process answers" not in done["problems"]
 
     async def projector_caught_up() -> bool:
         projector = (await gather_status(nc, stats_timeout_s=0.3))["projector"]
