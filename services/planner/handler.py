@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import structlog
+
 from events.catalog import GoalAccepted
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
 from events.errors import GoalExistsError, LlmError, LlmNotRecordedError
@@ -38,6 +40,8 @@ from services.planner.ports import Append, AppendNewGoal, ForkOrigin, GoalRecord
 from services.planner.state import PlannerState
 
 __all__ = ["GoalIntake", "GoalPlanner", "Outcome"]
+
+log = structlog.get_logger("agora.planner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +180,7 @@ class GoalPlanner:
         except LlmNotRecordedError:
             raise  # re-drive without a live model: stop here, decide nothing in its place
         except LlmError as exc:
+            log.warning("llm_failed", goal_id=goal_id, error=str(exc))
             current = self.states.get(goal_id) or state
             failed = llm_failure(current, trigger, str(exc), now=self.now(), producer=self.producer)
             await self._append(goal_id, failed)

@@ -52,13 +52,9 @@ def crash_once_after(*types: str) -> type[EventPublisher]:
         async def __call__(
             self,
             events: Sequence[Event],
-            *,
-            new_goal: bool = False,
-            expected_last_seq: int | None = None,
+            **guards: Any,
         ) -> list[PubAck]:
-            acks = await super().__call__(
-                events, new_goal=new_goal, expected_last_seq=expected_last_seq
-            )
+            acks = await super().__call__(events, **guards)
             for event in events:
                 if event_type(event) in pending:
                     pending.discard(event_type(event))
