@@ -190,7 +190,9 @@ class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
 class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
     """A task's result. For a plain tool task it is also the successful attempt's return
     (``tool_returned`` is written only for ReAct steps): ``attempts`` is that attempt's number,
-    ``attempt_duration_ms`` its own tool time, ``duration_ms`` the sum over every attempt."""
+    ``attempt_duration_ms`` its own tool time, ``duration_ms`` the sum over every attempt.
+    ``attempt_duration_ms`` is None when the attempt's return is a ``tool_returned`` of its own
+    (ReAct tasks, older logs): then this event only closes the task."""
 
     iteration: int
     task_id: str

@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import json
 
+# What memory keeps of a task's output as its observation (services/memory/decide.py).
+MAX_OBSERVATION_CHARS = 2000
+
 __all__ = [
     "BATCH_TABLE",
     "DERIVATIONS",
@@ -70,6 +73,7 @@ _FIELDS: dict[str, object] = {
     "output": "VARCHAR",
     "error": "VARCHAR",
     "duration_ms": "DOUBLE",
+    "attempt_duration_ms": "DOUBLE",
     "key": "VARCHAR",
     "kind": "VARCHAR",
     "source_event_id": "VARCHAR",
@@ -134,9 +138,11 @@ _TASK_TYPES = (
 
 # The payload is the text received, byte for byte; the analytics columns are NULL where they
 # do not apply (duration of tool and task outcomes, latency and tokens of LLM answers).
+# ``call_ms`` is the duration of the tool call an event ends: a tool_returned or tool_failed,
+# or a plain task's task_completed, which is its successful call's return too.
 WRITE_EVENTS = f"""
 INSERT INTO events (stream_seq, event_id, goal_id, type, occurred_at, payload, producer,
-                    duration_ms, tokens_in, tokens_out, cost_usd, tool)
+                    duration_ms, tokens_in, tokens_out, cost_usd, tool, call_ms)
 SELECT stream_seq, event_id, goal_id, type, occurred_at, json_text, producer,
        CASE
            WHEN type IN ('tool_returned', 'tool_failed', 'task_completed', 'task_failed')
@@ -146,9 +152,17 @@ SELECT stream_seq, event_id, goal_id, type, occurred_at, json_text, producer,
        CASE WHEN type = 'llm_responded' THEN coalesce(tokens_in, 0) END,
        CASE WHEN type = 'llm_responded' THEN coalesce(tokens_out, 0) END,
        CASE WHEN type = 'llm_responded' THEN coalesce(cost_usd, 0) END,
-       CASE WHEN type IN ({_TASK_TYPES}) THEN tool END
+       CASE WHEN type IN ({_TASK_TYPES}) THEN tool END,
+       CASE
+           WHEN type IN ('tool_returned', 'tool_failed') THEN duration_ms
+           WHEN type = 'task_completed' THEN attempt_duration_ms
+       END
 FROM {BATCH_TABLE}
 WHERE decodable"""
+
+# Goal ids starting with "_" belong to the platform (leases, unattributed memory): they are in
+# ``events`` only, never in the views that list goals.
+_A_GOAL = "NOT starts_with(goal_id, '_')"
 
 
 def _latest(column: str) -> str:
@@ -193,7 +207,7 @@ WITH changes AS (
            CASE WHEN type = 'goal_accepted' THEN coalesce(max_iterations, 3) END
                AS max_iterations
     FROM {BATCH_TABLE}
-    WHERE decodable
+    WHERE decodable AND {_A_GOAL}
 )
 SELECT goal_id,
        {_latest("text")}, {_latest("status")}, {_first("submitted_at")},
@@ -235,12 +249,15 @@ WITH changes AS (
            CASE WHEN type = 'task_scheduled' THEN description END AS description,
            CASE type WHEN 'task_scheduled' THEN 'scheduled'
                      WHEN 'task_started' THEN 'running'
+                     WHEN 'tool_called' THEN 'running'
                      WHEN 'task_completed' THEN 'completed'
                      WHEN 'task_failed' THEN 'failed' END AS status,
            CASE type WHEN 'tool_called' THEN attempt
                      WHEN 'task_completed' THEN attempts
                      WHEN 'task_failed' THEN attempts END AS attempts,
-           CASE WHEN type = 'task_started' THEN occurred_at END AS started_at,
+           -- A plain task starts with its first tool_called; older logs have task_started.
+           CASE WHEN type IN ('task_started', 'tool_called') THEN occurred_at END
+               AS started_at,
            CASE WHEN type IN ('task_completed', 'task_failed') THEN occurred_at END
                AS finished_at,
            CASE WHEN type = 'task_completed' THEN output END AS output,
@@ -250,7 +267,7 @@ WITH changes AS (
            CASE WHEN type = 'task_scheduled' THEN args END AS args,
            CASE WHEN type = 'task_scheduled' THEN max_attempts END AS max_attempts
     FROM {BATCH_TABLE}
-    WHERE decodable AND type IN ({_TASK_TYPES})
+    WHERE decodable AND type IN ({_TASK_TYPES}) AND {_A_GOAL}
       AND task_id IS NOT NULL AND iteration IS NOT NULL
 )
 SELECT goal_id, task_id, iteration,
@@ -278,16 +295,37 @@ ON CONFLICT (goal_id, iteration, task_id) DO UPDATE SET
     started_at = coalesce(t.started_at, excluded.started_at),
     last_seq = greatest(t.last_seq, excluded.last_seq)"""
 
-# A fact is recorded once: the first memory_stored for a key wins, in the batch and after.
+# A fact is recorded once per key, the first for a key winning. A completed task is an
+# observation of its own (the key and text memory gives it); an older log's memory_stored
+# observation of that task replaces the row derived from the task, as it did then.
 INSERT_FACTS = f"""
-INSERT INTO facts (goal_id, key, value, source_event_id, recorded_at, kind, importance,
-                   event_id)
-SELECT goal_id, key, text, source_event_id, occurred_at, coalesce(kind, 'observation'),
-       coalesce(importance, 0.5), event_id
-FROM {BATCH_TABLE}
-WHERE decodable AND type = 'memory_stored' AND key IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY key ORDER BY stream_seq) = 1
-ON CONFLICT (key) DO NOTHING"""
+INSERT INTO facts AS t (goal_id, key, value, source_event_id, recorded_at, kind, importance,
+                        event_id)
+WITH observed AS (
+    SELECT goal_id, key, text AS value, source_event_id, occurred_at AS recorded_at,
+           coalesce(kind, 'observation') AS kind, coalesce(importance, 0.5) AS importance,
+           event_id, stream_seq, 0 AS derived
+    FROM {BATCH_TABLE}
+    WHERE decodable AND type = 'memory_stored' AND key IS NOT NULL AND {_A_GOAL}
+    UNION ALL
+    SELECT goal_id, goal_id || '/' || iteration || '/' || task_id,
+           tool || ' -> ' || left(coalesce(output, ''), {MAX_OBSERVATION_CHARS}), event_id,
+           occurred_at, 'observation', 0.5, event_id, stream_seq, 1
+    FROM {BATCH_TABLE}
+    WHERE decodable AND type = 'task_completed' AND task_id IS NOT NULL
+      AND iteration IS NOT NULL AND {_A_GOAL}
+)
+SELECT goal_id, key, value, source_event_id, recorded_at, kind, importance, event_id
+FROM observed
+QUALIFY row_number() OVER (PARTITION BY key ORDER BY derived, stream_seq) = 1
+ON CONFLICT (key) DO UPDATE SET
+    value = excluded.value,
+    recorded_at = excluded.recorded_at,
+    kind = excluded.kind,
+    importance = excluded.importance,
+    event_id = excluded.event_id
+WHERE t.event_id = t.source_event_id AND excluded.event_id <> excluded.source_event_id
+  AND excluded.source_event_id = t.source_event_id"""
 
 # Run in this order after WRITE_EVENTS (and WRITE_UNDECODABLE), in the batch's transaction.
 DERIVATIONS: dict[str, str] = {

@@ -37,7 +37,7 @@ __all__ = [
     "VIEWS",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 CHECKPOINT_TABLE = "projection_checkpoint"
 
@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS events (
     tokens_in BIGINT,
     tokens_out BIGINT,
     cost_usd DOUBLE,
-    tool VARCHAR
+    tool VARCHAR,
+    call_ms DOUBLE               -- the tool call this event ends (returned, failed, completed)
 )""",
     "goals": """
 CREATE TABLE IF NOT EXISTS goals (
@@ -105,7 +106,7 @@ CREATE TABLE IF NOT EXISTS facts (
     recorded_at TIMESTAMP,
     kind VARCHAR,
     importance DOUBLE,
-    event_id VARCHAR             -- the memory_stored event itself
+    event_id VARCHAR             -- the event it was recorded from (memory_stored, task_completed)
 )""",
     # Payloads that are not events at all: kept, with the reason, instead of failing a batch.
     "undecodable_events": """
@@ -137,16 +138,17 @@ SELECT goal_id,
 FROM (
     SELECT *, try(json_transform(payload, '{json.dumps(SUMMARY_FIELDS)}')) AS {SUMMARY_DOC}
     FROM events
+    WHERE NOT starts_with(goal_id, '_')  -- the platform's own (leases), not goals
 )""",
     "tool_stats": """
 CREATE OR REPLACE VIEW tool_stats AS
 SELECT tool,
        count(*) AS calls,
        count(*) FILTER (WHERE type = 'tool_failed') AS failures,
-       quantile_cont(duration_ms, 0.5) AS p50_ms,
-       quantile_cont(duration_ms, 0.95) AS p95_ms
+       quantile_cont(call_ms, 0.5) AS p50_ms,
+       quantile_cont(call_ms, 0.95) AS p95_ms
 FROM events
-WHERE type IN ('tool_returned', 'tool_failed')
+WHERE call_ms IS NOT NULL
 GROUP BY tool""",
     # Durations exist only for finished goals; quantiles skip the NULLs of running ones.
     "goal_stats": """

@@ -156,18 +156,8 @@ def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Exe
     spent_ms = record.tool_duration_ms
     if record.returned is not None:
         result = record.returned
-        return FinishFromRecord(
-            (
-                completed(
-                    task,
-                    result.output,
-                    result.attempt,
-                    spent_ms,
-                    stamp,
-                    attempt_duration_ms=result.duration_ms,
-                ),
-            )
-        )
+        # The attempt's return is recorded (tool_returned): this event only closes the task.
+        return FinishFromRecord((completed(task, result.output, result.attempt, spent_ms, stamp),))
     last = record.attempts_made
     if last == 0:
         return Run(first_attempt=1)

@@ -141,8 +141,8 @@ def test_a_recorded_result_is_announced_without_running_the_tool_again() -> None
     assert (event.output, event.attempts, event.duration_ms) == ("391", 2, 15.0)
     # The same id the live path would have used, so a late duplicate is dropped by JetStream.
     assert event.event_id == decide.completed(task, "391", 2, 15.0, stamp(task)).event_id
-    # An older log's tool_returned keeps its own duration as the attempt's.
-    assert event.attempt_duration_ms == 5.0
+    # The return is an older log's tool_returned: this event only closes the task.
+    assert event.attempt_duration_ms is None
 
 
 def test_a_log_of_todays_shape_folds_without_task_started_or_tool_returned() -> None:

@@ -14,6 +14,7 @@ from events.catalog import (
     GoalCompleted,
     GoalFailed,
     GoalRejected,
+    LeaseAcquired,
     LlmResponded,
     MemoryStored,
     PlanCreated,
@@ -197,6 +198,88 @@ def test_task_events_fold_into_one_task_row(store: ProjectionStore, per_event: b
         '{"text":"hi"}',
         3,
     )
+
+
+@pytest.mark.parametrize("per_event", [False, True])
+def test_a_task_of_todays_shape_starts_at_its_first_call_and_ends_with_its_completion(
+    store: ProjectionStore, per_event: bool
+) -> None:
+    started, done = NOW + timedelta(seconds=1), NOW + timedelta(seconds=9)
+    events: list[Event] = [
+        TaskScheduled(
+            **task(1), description="say hi", args={"text": "hi"}, timeout_s=1.0, max_attempts=3
+        ),
+        ToolCalled(**task(2, started), attempt=1, args={"text": "hi"}),
+        ToolFailed(**task(3), attempt=1, error="flaky", transient=True, duration_ms=1.0),
+        ToolCalled(**task(4, LATER), attempt=2, args={"text": "hi"}),
+        TaskCompleted(
+            **task(5, done), output="hi", attempts=2, duration_ms=3.0, attempt_duration_ms=2.0
+        ),
+    ]
+    for batch in ([e] for e in events) if per_event else [events]:
+        apply(store, *batch)
+
+    assert one(store, TASK) == (
+        "say hi",
+        "completed",
+        2,
+        started.replace(tzinfo=None),
+        done.replace(tzinfo=None),
+        "hi",
+        None,
+        3.0,
+        '{"text":"hi"}',
+        3,
+    )
+    # Both calls count in the tool's statistics, the successful one with its own time.
+    assert one(store, "SELECT calls, failures, p50_ms FROM tool_stats") == (2, 1, 1.5)
+    # The completed task is memory's observation, and the blackboard's fact.
+    assert one(store, "SELECT key, value, source_event_id, kind, event_id FROM facts") == (
+        "g-1/1/s1",
+        "echo -> hi",
+        "e-5",
+        "observation",
+        "e-5",
+    )
+
+
+@pytest.mark.parametrize("per_event", [False, True])
+def test_an_older_logs_observation_is_the_fact_as_it_was_then(
+    store: ProjectionStore, per_event: bool
+) -> None:
+    events: list[Event] = [
+        ToolReturned(**task(1), attempt=1, output="hi", duration_ms=2.0),
+        TaskCompleted(**task(2), output="hi", attempts=1, duration_ms=2.0),
+        MemoryStored(
+            **envelope(3, LATER, "memory@0.1.0"),
+            key="g-1/1/s1",
+            text="echo -> hi",
+            source_event_id="e-2",
+        ),
+    ]
+    for batch in ([e] for e in events) if per_event else [events]:
+        apply(store, *batch)
+
+    assert one(store, "SELECT key, value, source_event_id, recorded_at, event_id FROM facts") == (
+        "g-1/1/s1",
+        "echo -> hi",
+        "e-2",
+        LATER.replace(tzinfo=None),
+        "e-3",
+    )
+    # The older task_completed (without attempt_duration_ms) is not a second call.
+    assert one(store, "SELECT calls FROM tool_stats") == (1,)
+
+
+def test_the_platforms_own_events_are_in_events_only(store: ProjectionStore) -> None:
+    lease = LeaseAcquired(
+        **{**envelope(1), "goal_id": "_planner"}, service="planner", holder="replica-1"
+    )
+    apply(store, lease, accepted)
+
+    assert one(store, "SELECT count(*) FROM events") == (2,)
+    assert one(store, "SELECT goal_id FROM goals") == ("g-1",)
+    assert one(store, "SELECT DISTINCT goal_id FROM trajectory") == ("g-1",)
 
 
 def test_task_failed_records_the_error(store: ProjectionStore) -> None:
