@@ -29,7 +29,7 @@ from events.model import Event
 from events.subjects import EVENTS_STREAM, goal_events_filter
 from infra.bus.reader import StreamReader
 
-__all__ = ["GoalHistory", "History", "StreamGoalLog", "read_events"]
+__all__ = ["GoalHistory", "History", "StreamGoalLog", "last_on_subject", "read_events"]
 
 _DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
 _BATCH = 256
@@ -128,3 +128,16 @@ class StreamGoalLog:
 
     async def load(self, goal_id: str) -> list[Event]:
         return [event async for _, event in read_events(self.nc, goal_events_filter(goal_id))]
+
+
+async def last_on_subject(nc: NatsClient, subject: str) -> tuple[int, str] | None:
+    """The stream sequence and ``kind`` (a memory item's, else "") of ``subject``'s last
+    event, or None when the subject has none."""
+    import nats.js.errors
+
+    try:
+        msg = await nc.jetstream().get_last_msg(EVENTS_STREAM, subject)
+    except nats.js.errors.NotFoundError:
+        return None
+    event = decode_event(msg.data or b"")
+    return int(msg.seq or 0), str(getattr(event, "kind", ""))

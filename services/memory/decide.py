@@ -29,7 +29,7 @@ __all__ = [
     "compaction",
     "forget",
     "learn_lessons",
-    "observe",
+    "observation_of",
     "provide_context",
 ]
 
@@ -41,18 +41,28 @@ LESSON_IMPORTANCE = 0.8
 UNATTRIBUTED_GOAL = "_memory"
 
 
-def observe(event: TaskCompleted, stamp: Stamp) -> list[MemoryStored]:
-    """Remember what one completed task produced, as a single observation."""
+def observation_of(event: TaskCompleted) -> MemoryStored:
+    """What memory learns from one completed task: a single observation, with provenance.
+
+    Not published: memory indexes ``task_completed`` itself. The value is the one an older
+    memory published as ``memory_stored`` for the same task (same id, key and text), so a log
+    holding both folds into one item. Its time is the task's, so every replica agrees.
+    """
     output = event.output[:MAX_OBSERVATION_OUTPUT_CHARS]
-    return [
-        MemoryStored(
-            **stamp.envelope("memory_stored", "memory", event.event_id),
-            key=f"{event.goal_id}/{event.iteration}/{event.task_id}",
-            text=f"{event.tool} -> {output}",
-            kind="observation",
-            source_event_id=event.event_id,
-        )
-    ]
+    stamp = Stamp(
+        producer="memory",
+        goal_id=event.goal_id,
+        occurred_at=event.occurred_at,
+        causation_id=event.event_id,
+        correlation_id=event.correlation_id,
+    )
+    return MemoryStored(
+        **stamp.envelope("memory_stored", "memory", event.event_id),
+        key=f"{event.goal_id}/{event.iteration}/{event.task_id}",
+        text=f"{event.tool} -> {output}",
+        kind="observation",
+        source_event_id=event.event_id,
+    )
 
 
 def learn_lessons(

@@ -1,11 +1,12 @@
 """Keeps memory's read model current: snapshot at start, then the log's memory events.
 
-Every replica follows ``memory_stored``, ``memory_forgotten`` and ``memory_compacted`` of
-every goal, in stream order, through an ephemeral consumer (no durable state of its own: the
-position is the state's ``applied_seq``). At start it loads the latest snapshot from the
-object store and reads only the events after the sequence it covers; a missing or unreadable
-snapshot means a full replay (with a warning for an unreadable one). It saves a snapshot
-every ``snapshot_every`` events and when it stops cleanly.
+Every replica follows memory's events of every goal (``MEMORY_EVENT_TYPES``: completed tasks,
+completed goals, lessons, forgets, compactions), in stream order, through an ephemeral
+consumer (no durable state of its own: the position is the state's ``applied_seq``). At start
+it loads the latest snapshot from the object store and reads only the events after the
+sequence it covers; a missing or unreadable snapshot means a full replay (with a warning for
+an unreadable one). It saves a snapshot every ``snapshot_every`` events and when it stops
+cleanly.
 """
 
 from __future__ import annotations
@@ -59,12 +60,15 @@ class IndexFollower:
         snapshots: SnapshotStore | None = None,
         snapshot_every: int,
         items_added: ItemsAdded | None = None,
+        applied: Callable[[], None] | None = None,
     ) -> None:
         self.state = MemoryState()
         self._nc = nc
         self.snapshots = snapshots
         self._snapshot_every = snapshot_every
         self._items_added = items_added
+        # Told after every batch folded in: the state may call for decisions now.
+        self._applied = applied
         self.snapshot_seq = 0  # what the loaded snapshot covered (0: none)
         self.replayed_at_start = 0  # events folded after it, before serving
         self._since_snapshot = 0
@@ -205,6 +209,8 @@ class IndexFollower:
             items = state.long_term.items
             added = [items[i] for i in range(first_new, state.long_term.next_item_id) if i in items]
             await self._items_added(added)
+        if batch.seqs and self._applied is not None:
+            self._applied()
         return len(batch.seqs)
 
     async def save_snapshot(self) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from events.catalog import MemoryForgotten, MemoryStored
 from events.model import MemoryItem
-from services.memory.bm25 import Bm25Index
+from services.memory.bm25 import CANDIDATES_PER_TERM, Bm25Index
 
 __all__ = [
     "IMPORTANCE_WEIGHT",
@@ -223,8 +223,13 @@ class LongTermMemory:
         if k <= 0:
             return []
         where = where or SearchFilter()
+        # Unfiltered (a planner's context): only each term's best candidates, so the cost stays
+        # flat as memory grows. A filtered search looks at every match the filter may admit.
+        per_term = None if where != SearchFilter() else CANDIDATES_PER_TERM
         lexical = {
-            i: s for i, s in self._lexical.scores(query).items() if where.admits(self.items[i])
+            i: s
+            for i, s in self._lexical.scores(query, per_term=per_term).items()
+            if where.admits(self.items[i])
         }
         if dense is not None:
             dense_ranked = [i for i in dense if i in self.items and where.admits(self.items[i])]

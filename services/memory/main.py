@@ -1,25 +1,32 @@
 """Composition root of memory: the follower's read model, the decisions, the adapters.
 
-Inputs (durable consumer ``memory``): ``context_requested``, ``task_completed`` and
-``goal_completed`` from the event log, one goal at a time (so a goal's compactions are decided
-in order), and forget commands from ``agora.intake.memory.forget``. Reads: ``agora.memory.query``
-(queue group ``memory``) answers search, stats and working-memory requests.
+Every replica follows the log into its own index (``IndexFollower``): completed tasks become
+observations there, published as nothing. Inputs (durable consumer ``memory``, shared by the
+replicas): ``context_requested`` (a model is about to plan) and forget commands from
+``agora.intake.memory.forget``. What the followed log calls for (a compaction of a goal's
+working memory, the lessons of a goal completed after revisions) is decided by every replica
+alike and written guarded on its subject, so exactly one copy is stored. Reads:
+``agora.memory.query`` (queue group ``memory``) answers search, stats and working-memory
+requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
 
-from events.catalog import ContextRequested, GoalCompleted, TaskCompleted
+from events.catalog import ContextRequested, GoalCompleted
 from events.codec import decode_event
 from events.memory_commands import parse_forget_command
 from events.model import Stamp
-from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_id_from_subject
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM, event_subject, goal_id_from_subject
 from infra.bus.consume import Delivery
+from infra.bus.history import last_on_subject
+from infra.bus.publisher import Fence, FenceRefusedError
 from infra.bus.snapshots import MEMORY_SNAPSHOTS, SnapshotStore
 from infra.logging import get_logger
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
@@ -30,7 +37,6 @@ from services.memory.decide import (
     compaction,
     forget,
     learn_lessons,
-    observe,
     provide_context,
 )
 from services.memory.follower import IndexFollower
@@ -54,6 +60,8 @@ CATCH_UP_TIMEOUT_S = 10.0
 MAX_K = 100
 DENSE_CANDIDATES = 50
 FORGET_CONCURRENCY = 8
+# When nothing moves, due decisions are looked at again this often.
+IDLE_DECISIONS_S = 5.0
 
 
 class DenseRetrieval:
@@ -113,9 +121,15 @@ class MemoryService:
         self.settings = ctx.settings
         self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()
         self.dense: DenseRetrieval | None = None
+        self._log_moved = asyncio.Event()
         self.follower = IndexFollower(
-            ctx.nc, snapshot_every=self.settings.memory_snapshot_every, items_added=self._added
+            ctx.nc,
+            snapshot_every=self.settings.memory_snapshot_every,
+            items_added=self._added,
+            applied=self._log_moved.set,
         )
+        # Goals whose lessons this replica tried to write since it started (once each).
+        self._lessons_tried: set[str] = set()
         if self.settings.embeddings_url:
             path = self.settings.data_dir / "memory" / "vectors.duckdb"
             vectors = VectorStore(path, self.settings.embeddings_model)
@@ -142,35 +156,82 @@ class MemoryService:
 
     async def on_event(self, delivery: Delivery) -> None:
         event = decode_event(delivery.data)
+        if not isinstance(event, ContextRequested):
+            return
         stamp = Stamp.caused_by(event, producer=self.ctx.producer, now=self.ctx.now())
-        follower = self.follower
-        if isinstance(event, ContextRequested):
-            # Everything stored before the request must be there to be recalled.
-            await follower.wait_current(CATCH_UP_TIMEOUT_S)
-            ranked = await self._dense_rank(event.query)
-            context = provide_context(follower.state.long_term, event, stamp, dense=ranked)
-            await self.ctx.publish([context])
-        elif isinstance(event, TaskCompleted):
-            acks = await self.ctx.publish(observe(event, stamp))
-            await follower.wait_applied(acks[-1].seq, CATCH_UP_TIMEOUT_S)
-            await self._compact_if_over_budget(event.goal_id, stamp)
-        elif isinstance(event, GoalCompleted) and event.iterations > 1:
-            history = await self.ctx.goal_log.load(event.goal_id)
-            await self.ctx.publish(learn_lessons(history, event, stamp))
+        # Everything stored before the request must be there to be recalled.
+        await self.follower.wait_current(CATCH_UP_TIMEOUT_S)
+        ranked = await self._dense_rank(event.query)
+        context = provide_context(self.follower.state.long_term, event, stamp, dense=ranked)
+        await self.ctx.publish([context])
 
-    async def _compact_if_over_budget(self, goal_id: str, stamp: Stamp) -> None:
+    # -- what the followed log calls for -----------------------------------------------------
+
+    async def decide_from_log(self, stop: asyncio.Event) -> None:
+        """Take the decisions the index says are due, whenever the follower moved on."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._log_moved.wait(), IDLE_DECISIONS_S)
+            self._log_moved.clear()
+            try:
+                await self._decide_due()
+            except Exception as exc:
+                # A failed write is tried again when the log next moves (or after a while).
+                log.warning("memory_decision_failed_will_retry", error=repr(exc))
+                self._lessons_tried.clear()
+
+    async def _decide_due(self) -> None:
+        state = self.follower.state
+        for goal_id in sorted(state.take_touched()):
+            await self._compact_if_over_budget(goal_id)
+        for goal_id in sorted(set(state.lessons_due) - self._lessons_tried):
+            self._lessons_tried.add(goal_id)
+            await self._write_lessons(goal_id)
+
+    async def _compact_if_over_budget(self, goal_id: str) -> None:
         budget = self.settings.memory_working_tokens
-        plan = plan_compaction(self.follower.state.working_memory(goal_id), budget)
+        state = self.follower.state
+        plan = plan_compaction(state.working_memory(goal_id), budget)
         if plan is None:
             return
         summary = await self.summarizer.summarize(
             plan.previous_summary, plan.texts, plan.summary_budget
         )
-        acks = await self.ctx.publish(
-            [compaction(plan, summary, self.summarizer.method, budget, stamp)]
+        stamp = Stamp(
+            producer=self.ctx.producer,
+            goal_id=goal_id,
+            occurred_at=self.ctx.now(),
+            causation_id=None,
+            correlation_id=goal_id,
         )
-        # The goal's next observation must see this compaction folded in.
-        await self.follower.wait_applied(acks[-1].seq, CATCH_UP_TIMEOUT_S)
+        event = compaction(plan, summary, self.summarizer.method, budget, stamp)
+        # Stored only if no other compaction of the goal came first (another replica's, or a
+        # newer one): the follower folds whichever won, and the goal is looked at again.
+        guard = Fence(
+            state.compaction_seq.get(goal_id, 0), event_subject(goal_id, "memory_compacted")
+        )
+        with contextlib.suppress(FenceRefusedError):
+            await self.ctx.publish([event], fence=guard)
+
+    async def _write_lessons(self, goal_id: str) -> None:
+        history = await self.ctx.goal_log.load(goal_id)
+        completed = next((e for e in history if isinstance(e, GoalCompleted)), None)
+        if completed is None:
+            return
+        stamp = Stamp.caused_by(completed, producer=self.ctx.producer, now=self.ctx.now())
+        lessons = learn_lessons(history, completed, stamp)
+        subject = event_subject(goal_id, "memory_stored")
+        last = await last_on_subject(self.ctx.nc, subject)
+        if last is not None and last[1] == "lesson":
+            return  # another replica wrote them
+        seq = last[0] if last is not None else 0
+        for lesson in lessons:
+            # Each lesson only right after the previous one: a second writer is refused.
+            try:
+                [ack] = await self.ctx.publish([lesson], fence=Fence(seq, subject))
+            except FenceRefusedError:
+                return
+            seq = ack.seq
 
     async def on_forget(self, delivery: Delivery) -> None:
         command = parse_forget_command(delivery.data)  # DecodeError: to the DLQ, with why
@@ -270,5 +331,5 @@ def build(ctx: ServiceContext) -> ServiceParts:
         ],
         on_start=service.start,
         on_stop=service.stop,
-        tasks=[service.follower.follow, service.serve],
+        tasks=[service.follower.follow, service.serve, service.decide_from_log],
     )

@@ -22,13 +22,12 @@ MANIFEST = ServiceManifest(
     name="memory",
     inputs=(
         Input(
-            EVENTS_STREAM,
-            "memory: context requests, observations and lessons",
-            events=(ContextRequested, TaskCompleted, GoalCompleted),
+            EVENTS_STREAM, "memory: context requests (a model plans)", events=(ContextRequested,)
         ),
         Input(INTAKE_STREAM, "memory: forget commands", commands=(INTAKE_MEMORY_FORGET,)),
     ),
     produces=(ContextProvided, MemoryStored, MemoryForgotten, MemoryCompacted),
-    follows=(MemoryStored, MemoryForgotten, MemoryCompacted),
+    # Its index: completed tasks are observations, completed goals may call for lessons.
+    follows=(TaskCompleted, GoalCompleted, MemoryStored, MemoryForgotten, MemoryCompacted),
     answers=(MEMORY_QUERY,),
 )

@@ -1,9 +1,16 @@
 """Memory's read model: long-term items and per-goal working memory, folded from the log. Pure.
 
-``MemoryState.apply(seq, event)`` folds ``memory_stored``, ``memory_forgotten`` and
-``memory_compacted`` in stream order; ``applied_seq`` is the last stream sequence folded in.
-A snapshot is this state serialized (msgpack) together with that sequence, so a restart loads
-it and folds only the events after it.
+``MemoryState.apply(seq, event)`` folds, in stream order, ``task_completed`` (each completed
+task is an observation: ``decide.observation_of``), ``memory_stored`` (lessons; observations in
+older logs, folded once with the task they observe), ``memory_forgotten``,
+``memory_compacted`` and ``goal_completed``; ``applied_seq`` is the last stream sequence folded
+in. A snapshot is this state serialized (msgpack) together with that sequence, so a restart
+loads it and folds only the events after it.
+
+The state also says which decisions the log calls for, so that any replica can take them and
+none is lost in a crash: ``touched`` goals (new observations: is a compaction due?) and
+``lessons_due`` (a goal completed after revisions, and its lessons are not in the log yet).
+``lessons_due`` is part of the snapshot; it empties as the lessons arrive.
 """
 
 from __future__ import annotations
@@ -13,9 +20,16 @@ from typing import Any
 
 import msgspec
 
-from events.catalog import MemoryCompacted, MemoryForgotten, MemoryStored
+from events.catalog import (
+    GoalCompleted,
+    MemoryCompacted,
+    MemoryForgotten,
+    MemoryStored,
+    TaskCompleted,
+)
 from events.errors import AgoraError
 from events.model import Event
+from services.memory.decide import observation_of
 from services.memory.longterm import Item, LongTermMemory, content_hash
 from services.memory.working import GoalWorkingMemory, Observation, estimate_tokens
 
@@ -28,8 +42,16 @@ __all__ = [
     "encode_snapshot",
 ]
 
-MEMORY_EVENT_TYPES = ("memory_stored", "memory_forgotten", "memory_compacted")
-SNAPSHOT_FORMAT = 1
+MEMORY_EVENT_TYPES = (
+    "task_completed",
+    "goal_completed",
+    "memory_stored",
+    "memory_forgotten",
+    "memory_compacted",
+)
+# 2: task_completed observations, lessons due, compaction sequences (format 1 snapshots are
+# refused: memory replays the log instead).
+SNAPSHOT_FORMAT = 2
 
 
 class SnapshotError(AgoraError):
@@ -42,28 +64,51 @@ class MemoryState:
         self.working: dict[str, GoalWorkingMemory] = {}
         self.applied_seq = 0
         self._observation_goal: dict[str, str] = {}  # observation key -> its goal
+        # Goals that completed after revisions -> their goal_completed's sequence, until their
+        # lessons are in the log.
+        self.lessons_due: dict[str, int] = {}
+        # The stream sequence of each goal's last memory_compacted (the guard of the next one).
+        self.compaction_seq: dict[str, int] = {}
+        # Goals with new observations or compactions since the last ``take_touched``.
+        self._touched: set[str] = set()
 
     def apply(self, seq: int, event: Event) -> None:
         if seq <= self.applied_seq:
             return
         self.applied_seq = seq
         match event:
+            case TaskCompleted():
+                self._stored(observation_of(event))
             case MemoryStored():
                 self._stored(event)
             case MemoryForgotten():
                 self._forgotten(event)
             case MemoryCompacted():
                 self.working_memory(event.goal_id).compacted(event.through_ordinal, event.summary)
+                self.compaction_seq[event.goal_id] = seq
+                self._touched.add(event.goal_id)
+            case GoalCompleted() if event.iterations > 1:
+                self.lessons_due[event.goal_id] = seq
+
+    def take_touched(self) -> set[str]:
+        """The goals whose working memory changed since the last call (compaction may be due)."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def working_memory(self, goal_id: str) -> GoalWorkingMemory:
         return self.working.setdefault(goal_id, GoalWorkingMemory())
 
     def _stored(self, event: MemoryStored) -> None:
         ltm = self.long_term
+        if event.kind == "lesson":
+            self.lessons_due.pop(event.goal_id, None)
+        if event.key in self._observation_goal or ltm.lookup(event.key) is not None:
+            return  # already known: an older log's memory_stored of an indexed task, a resend
         digest = content_hash(event.text)
         if event.kind == "observation" and not ltm.is_forgotten(event, digest):
             self._observation_goal[event.key] = event.goal_id
             self.working_memory(event.goal_id).observe(event.key, event.text)
+            self._touched.add(event.goal_id)
         ltm.store(event, digest)
 
     def _forgotten(self, event: MemoryForgotten) -> None:
@@ -131,6 +176,8 @@ class _Snapshot(msgspec.Struct):
     forgotten_goals: list[str]
     working: list[_WorkingRecord]
     observation_goals: dict[str, str]
+    lessons_due: dict[str, int]
+    compaction_seq: dict[str, int]
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -178,6 +225,8 @@ def encode_snapshot(state: MemoryState) -> bytes:
                 for goal, wm in state.working.items()
             ],
             observation_goals=state._observation_goal,
+            lessons_due=state.lessons_due,
+            compaction_seq=state.compaction_seq,
         )
     )
 
@@ -231,4 +280,8 @@ def decode_snapshot(data: bytes) -> MemoryState:
             keys=set(record.keys),
         )
     state._observation_goal = dict(snapshot.observation_goals)
+    state.lessons_due = dict(snapshot.lessons_due)
+    state.compaction_seq = dict(snapshot.compaction_seq)
+    # After a restart every goal is worth a look: a compaction may have been cut short.
+    state._touched = set(state.working)
     return state

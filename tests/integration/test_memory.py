@@ -73,6 +73,29 @@ def stored(n: int, goal_id: str, text: str) -> MemoryStored:
     )
 
 
+async def ask_context(nc: NatsClient, goal_id: str, query: str) -> ContextProvided:
+    """What memory answers a planner that is about to plan ``goal_id`` with a model."""
+    request = ContextRequested(
+        event_id=f"cr-{goal_id}",
+        goal_id=goal_id,
+        occurred_at=datetime.now(UTC),
+        causation_id=None,
+        correlation_id=goal_id,
+        producer="planner@0.1.0",
+        iteration=1,
+        query=query,
+    )
+    await EventPublisher(nc)([request])
+
+    async def answered() -> bool:
+        return bool(await all_events(nc, f"agora.events.{goal_id}.context_provided"))
+
+    await wait_until(answered, timeout_s=30, what=f"the context for {goal_id}")
+    [provided] = await all_events(nc, f"agora.events.{goal_id}.context_provided")
+    assert isinstance(provided, ContextProvided)
+    return provided
+
+
 async def test_a_fact_learned_in_one_goal_is_recalled_with_provenance_in_a_later_goal(
     nc: NatsClient, client: AgoraClient, platform: InProcessPlatform
 ) -> None:
@@ -86,16 +109,10 @@ async def test_a_fact_learned_in_one_goal_is_recalled_with_provenance_in_a_later
     events_a = await client.wait_for_outcome(a.goal_id, timeout_s=30)
     [fact_source] = [e for e in events_a if isinstance(e, TaskCompleted)]
 
-    b = await client.submit(
-        {
-            "goal_id": "goal-b",
-            "text": "what is the launch code name?",
-            "steps": [{"tool": "echo", "args": {"text": "looking it up"}}],
-        }
-    )
-    events_b = await client.wait_for_outcome(b.goal_id, timeout_s=30)
+    # Goal A wrote no memory event: memory indexed its task_completed itself.
+    assert not await all_events(nc, "agora.events.goal-a.memory_stored")
 
-    [context] = [e for e in events_b if isinstance(e, ContextProvided)]
+    context = await ask_context(nc, "goal-b", "what is the launch code name?")
     best = context.items[0]
     assert "BLUE HERON" in best.text
     assert best.goal_id == "goal-a"
@@ -197,7 +214,8 @@ async def test_working_memory_of_500_observations_stays_within_budget_and_shows_
         await memory_reached(nc, await _last_seq(nc))
         working = (await ask_memory(nc, MemoryRequest(op="working", goal_id=goal))).working
         assert working["tokens"] <= budget
-        assert working["compactions"] >= 5
+        # Compacted as the follower folds the observations in (per batch it reads).
+        assert working["compactions"] >= 1
         assert working["summary"]
         assert working["observations"][-1]["key"] == f"{goal}/1/s499"
 
@@ -210,8 +228,8 @@ async def test_working_memory_of_500_observations_stays_within_budget_and_shows_
         assert len(reply.rows) == working["compactions"]
         assert reply.rows[0][0].startswith("compacted ")
         assert f"budget {budget}" in reply.rows[0][0]
-        log = await all_events(nc, f"agora.events.{goal}.memory_stored")
-        assert len(log) == 500
+        # The observations are the task_completed events themselves: none was re-published.
+        assert not await all_events(nc, f"agora.events.{goal}.memory_stored")
     finally:
         await platform.stop()
 
@@ -275,9 +293,9 @@ async def test_feedback_that_led_to_a_successful_revision_is_recalled_as_a_lesso
     assert (lesson.goal_id, lesson.source_event_id) == ("slow-1", revise.event_id)
     assert revise.feedback in lesson.text
 
-    second = await client.submit({**slow_goal, "goal_id": "slow-2"})
-    events = await client.wait_for_outcome(second.goal_id, timeout_s=30)
-    [context] = [e for e in events if isinstance(e, ContextProvided)]
+    # Written once, whichever memory replica decided it first.
+    assert len(await all_events(nc, "agora.events.slow-1.memory_stored")) == 1
+    context = await ask_context(nc, "slow-2", str(slow_goal["text"]))
     assert lesson.key in [item.key for item in context.items]
 
 

@@ -17,13 +17,14 @@ from events.catalog import (
 )
 from events.codec import decode_event, encode
 from events.errors import DecodeError
+from events.ids import derive_id
 from events.memory_commands import ForgetCommand, parse_forget_command
 from events.model import Stamp, event_type
 from services.memory.decide import (
     UNATTRIBUTED_GOAL,
     forget,
     learn_lessons,
-    observe,
+    observation_of,
     provide_context,
 )
 from services.memory.longterm import LongTermMemory as MemoryIndex
@@ -69,8 +70,8 @@ def context_requested(
     )
 
 
-def observe_at(event: TaskCompleted, now: datetime = NOW) -> list[MemoryStored]:
-    return observe(event, Stamp.caused_by(event, producer=PRODUCER, now=now))
+def observe_at(event: TaskCompleted) -> list[MemoryStored]:
+    return [observation_of(event)]
 
 
 def answer(index: MemoryIndex, request: ContextRequested, now: datetime = NOW) -> ContextProvided:
@@ -87,6 +88,7 @@ def index_of(*completed: TaskCompleted) -> MemoryIndex:
 
 def test_a_completed_task_becomes_one_observation() -> None:
     cause = task_completed()
+    event_time = cause.occurred_at
 
     [memory] = observe_at(cause)
 
@@ -98,8 +100,7 @@ def test_a_completed_task_becomes_one_observation() -> None:
     assert memory.goal_id == "g-1"
     assert memory.causation_id == "tc-1"
     assert memory.correlation_id == "corr-g-1"
-    assert memory.producer == PRODUCER
-    assert memory.occurred_at == NOW
+    assert memory.occurred_at == event_time  # the task's time: every replica agrees
 
 
 def test_a_long_output_is_trimmed_to_2000_characters() -> None:
@@ -108,13 +109,18 @@ def test_a_long_output_is_trimmed_to_2000_characters() -> None:
     assert memory.text == "calculator -> " + "x" * 2000
 
 
-def test_observing_the_same_event_again_gives_the_same_event_id() -> None:
+def test_observing_the_same_event_again_gives_the_same_observation() -> None:
     cause = task_completed()
 
-    [first] = observe_at(cause, NOW)
-    [again] = observe_at(cause, LATER)
+    assert observe_at(cause) == observe_at(cause)
 
-    assert again.event_id == first.event_id
+
+def test_the_observation_is_the_one_older_memories_published_for_the_task() -> None:
+    cause = task_completed()
+    [memory] = observe_at(cause)
+    # An older memory published it as memory_stored with this id: a log holding both folds once.
+    older = derive_id("memory", cause.goal_id, "memory_stored", "memory", cause.event_id)
+    assert memory.event_id == older
 
 
 def test_different_completed_tasks_give_different_event_ids() -> None:

@@ -287,3 +287,23 @@ def test_a_dense_ranking_brings_in_items_without_a_shared_word() -> None:
 
     assert keys(index, "where is my car") == []
     assert [i.key for i in index.search("where is my car", 5, dense=[car_id])] == ["car"]
+
+
+def test_a_search_scores_only_each_terms_best_candidates_and_still_finds_the_rare_word() -> None:
+    from services.memory.bm25 import CANDIDATES_PER_TERM
+
+    memory = MemoryIndex()
+    many = CANDIDATES_PER_TERM * 5
+    for n in range(many):  # a word shared by far more items than a search scores
+        memory.store(stored(f"k{n}", f"echo -> step of goal {n}"))
+    memory.store(stored("kz", "echo -> step of goal zanzibar"))
+
+    [best] = memory.search("which step of goal zanzibar", 1, now=NOW)
+    assert best.text == "echo -> step of goal zanzibar"  # its rare word makes it a candidate
+    exhaustive = memory._lexical.scores("step goal", per_term=None)
+    limited = memory._lexical.scores("step goal", per_term=CANDIDATES_PER_TERM)
+    assert len(exhaustive) == many + 1
+    assert len(limited) == CANDIDATES_PER_TERM  # the same docs hold both words
+    # Among equal impacts the newest are the candidates.
+    assert min(limited) == many + 1 - CANDIDATES_PER_TERM
+    assert set(limited.items()) <= set(exhaustive.items())

@@ -6,8 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from events.catalog import MemoryCompacted, MemoryForgotten, MemoryStored
+from events.catalog import (
+    GoalCompleted,
+    MemoryCompacted,
+    MemoryForgotten,
+    MemoryStored,
+    TaskCompleted,
+)
 from events.model import Event
+from services.memory.decide import observation_of
 from services.memory.state import (
     MemoryState,
     SnapshotError,
@@ -113,3 +120,62 @@ def test_a_damaged_or_foreign_snapshot_is_refused_with_a_reason() -> None:
         decode_snapshot(good[: len(good) // 2])
     with pytest.raises(SnapshotError, match="unreadable"):
         decode_snapshot(b"\x00garbage")
+
+
+def completed_task(n: int, goal: str, output: str) -> TaskCompleted:
+    return TaskCompleted(
+        **{**envelope(n, goal), "producer": "executor@0.1.0"},
+        iteration=1,
+        task_id=f"s{n}",
+        tool="echo",
+        output=output,
+        attempts=1,
+        duration_ms=1.0,
+    )
+
+
+def test_a_completed_task_is_indexed_as_its_observation_with_provenance() -> None:
+    state = fold([completed_task(1, "g-a", "the launch code is BLUE HERON")])
+
+    [item] = state.long_term.search("launch code", 5, now=NOW)
+    assert (item.key, item.text) == ("g-a/1/s1", "echo -> the launch code is BLUE HERON")
+    assert (item.goal_id, item.source_event_id, item.kind) == ("g-a", "e-1", "observation")
+    assert [o.key for o in state.working["g-a"].observations] == ["g-a/1/s1"]
+    assert state.take_touched() == {"g-a"}
+    assert state.take_touched() == set()
+
+
+def test_an_older_logs_observation_of_an_indexed_task_folds_once() -> None:
+    task = completed_task(1, "g-a", "blue heron")
+    older = observation_of(task)  # what an older memory published for it
+
+    state = fold([task, older])
+
+    [item] = state.long_term.search("heron", 5, now=NOW)
+    assert item.key == "g-a/1/s1"
+    indexed = state.long_term.lookup(item.key)
+    assert indexed is not None
+    assert indexed.mentions == 1  # not a repeat of its own text
+    assert len(state.working["g-a"].observations) == 1
+
+
+def test_a_goal_completed_after_revisions_owes_lessons_until_they_are_in_the_log() -> None:
+    completed = GoalCompleted(**envelope(1, "g-r"), result="r", iterations=2, score=1.0)
+    lesson = MemoryStored(
+        **envelope(2, "g-r"), key="g-r/lesson/1", text="t", kind="lesson", source_event_id="v"
+    )
+    once = GoalCompleted(**envelope(3, "g-once"), result="r", iterations=1, score=1.0)
+
+    state = fold([completed, once])
+    assert state.lessons_due == {"g-r": 1}  # a goal right the first time teaches nothing
+    # The debt survives a restart from a snapshot.
+    assert decode_snapshot(encode_snapshot(state)).lessons_due == {"g-r": 1}
+    state.apply(3, lesson)
+    assert state.lessons_due == {}
+
+
+def test_the_last_compaction_of_a_goal_is_known_by_its_sequence() -> None:
+    state = fold(history())
+    assert state.compaction_seq == {"g-0": len(history())}
+    restored = decode_snapshot(encode_snapshot(state))
+    assert restored.compaction_seq == state.compaction_seq
