@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
+from events.codec import decode_event
 from events.errors import ConfigurationError
+from events.model import Event
 from infra.bus.connection import connect
-from infra.bus.consume import ConsumeLoop, Handler, OrderingKey, no_ordering
+from infra.bus.consume import ConsumeLoop, Delivery, Handler, OrderingKey, no_ordering
 from infra.bus.history import StreamGoalLog
 from infra.bus.publisher import EventPublisher
 from infra.bus.redrive import redrive_subscriptions
@@ -26,9 +28,10 @@ from infra.llm import build_llm_port
 from infra.logging import get_logger
 from infra.platform.auth import check_secret_files
 from infra.platform.stats import ServiceCounters, serve_stats
-from infra.platform.topology import consumers_for
+from infra.platform.topology import consumers_for, manifest_of
 from infra.settings import Settings
 from services.llm.port import LlmPort
+from services.manifest import route
 
 __all__ = [
     "SERVICES",
@@ -41,6 +44,8 @@ __all__ = [
 ]
 
 VERSION = "0.1.0"
+# What a composition root routes an event of its input to: the event and its delivery.
+EventHandler = Callable[[Event, Delivery], Awaitable[None]]
 # Service name -> module whose ``build(ctx)`` composes it.
 BUILDERS = {
     "planner": "services.planner.main",
@@ -95,8 +100,22 @@ class ServiceContext:
     llm: LlmPort | None = None
 
     def spec(self, stream: str) -> ConsumerSpec:
-        """This service's consumer on ``stream`` (see infra/bus/streams.py)."""
+        """This service's consumer on ``stream`` (from its manifest)."""
         return next(s for s in consumers_for(self.name) if s.stream == stream)
+
+    def routed(self, stream: str, handlers: Mapping[type[Event], EventHandler]) -> Handler:
+        """One delivery handler for this service's input on ``stream``: the event decoded, then
+        handed to the handler of its class. ``handlers`` must cover exactly the event classes
+        the manifest says the input consumes (``services.manifest.route``)."""
+        routes = route(manifest_of(self.name).input_on(stream), handlers)
+
+        async def dispatch(delivery: Delivery) -> None:
+            event = decode_event(delivery.data)
+            handler = routes.get(type(event))
+            if handler is not None:  # the filters deliver nothing else; an old type is ignored
+                await handler(event, delivery)
+
+        return dispatch
 
 
 def _builder(name: str) -> Callable[[ServiceContext], ServiceParts]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from events.catalog import EvaluationRequested
-from events.codec import decode_event
 from events.model import Event, Stamp
 from events.subjects import EVENTS_STREAM
 from infra.bus.consume import Delivery
@@ -31,10 +30,8 @@ def build(ctx: ServiceContext) -> ServiceParts:
     async def publish(events: Sequence[Event]) -> None:
         await ctx.publish(events)
 
-    async def judge(delivery: Delivery) -> None:
-        event = decode_event(delivery.data)
-        if not isinstance(event, EvaluationRequested):
-            return
+    async def judge(event: Event, delivery: Delivery) -> None:
+        assert isinstance(event, EvaluationRequested)
 
         def stamp() -> Stamp:
             return Stamp.caused_by(event, producer=ctx.producer, now=ctx.now())
@@ -54,4 +51,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
         )
         await publish([verdict])
 
-    return ServiceParts([Subscription(ctx.spec(EVENTS_STREAM), judge, ctx.settings.concurrency)])
+    judge_requests = ctx.routed(EVENTS_STREAM, {EvaluationRequested: judge})
+    return ServiceParts(
+        [Subscription(ctx.spec(EVENTS_STREAM), judge_requests, ctx.settings.concurrency)]
+    )

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from nats.js.api import PubAck
 
 from events.catalog import TaskScheduled
-from events.codec import decode_event
 from events.model import Event
 from events.subjects import EVENTS_STREAM
 from events.tools import REACT_TOOL
@@ -68,9 +67,9 @@ def build(ctx: ServiceContext) -> ServiceParts:
         # ReAct steps are not yet guarded by the goal's last sequence (docs/architecture.md).
         await ctx.publish(events)
 
-    async def run_task(delivery: Delivery) -> None:
-        task = decode_event(delivery.data)
-        if isinstance(task, TaskScheduled) and task.tool == REACT_TOOL:
+    async def run_task(task: Event, delivery: Delivery) -> None:
+        assert isinstance(task, TaskScheduled)
+        if task.tool == REACT_TOOL:
             await execute_react(
                 task,
                 redelivered=delivery.redelivered,
@@ -82,7 +81,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 now=ctx.now,
                 producer=ctx.producer,
             )
-        elif isinstance(task, TaskScheduled):
+        else:
             await execute_task(
                 task,
                 task_seq=delivery.stream_seq,
@@ -95,6 +94,12 @@ def build(ctx: ServiceContext) -> ServiceParts:
             )
 
     return ServiceParts(
-        [Subscription(ctx.spec(EVENTS_STREAM), run_task, ctx.settings.executor_concurrency)],
+        [
+            Subscription(
+                ctx.spec(EVENTS_STREAM),
+                ctx.routed(EVENTS_STREAM, {TaskScheduled: run_task}),
+                ctx.settings.executor_concurrency,
+            )
+        ],
         on_stop=http.aclose,
     )

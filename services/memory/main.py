@@ -20,9 +20,8 @@ import msgspec
 from nats.aio.msg import Msg
 
 from events.catalog import ContextRequested, GoalCompleted
-from events.codec import decode_event
 from events.memory_commands import parse_forget_command
-from events.model import Stamp
+from events.model import Event, Stamp
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, event_subject, goal_id_from_subject
 from infra.bus.consume import Delivery
 from infra.bus.history import last_on_subject
@@ -154,10 +153,9 @@ class MemoryService:
 
     # -- the log's events ------------------------------------------------------------------
 
-    async def on_event(self, delivery: Delivery) -> None:
-        event = decode_event(delivery.data)
-        if not isinstance(event, ContextRequested):
-            return
+    async def provide(self, event: Event, delivery: Delivery) -> None:
+        del delivery
+        assert isinstance(event, ContextRequested)
         stamp = Stamp.caused_by(event, producer=self.ctx.producer, now=self.ctx.now())
         # Everything stored before the request must be there to be recalled.
         await self.follower.wait_current(CATCH_UP_TIMEOUT_S)
@@ -325,7 +323,10 @@ def build(ctx: ServiceContext) -> ServiceParts:
     return ServiceParts(
         [
             Subscription(
-                ctx.spec(EVENTS_STREAM), service.on_event, ctx.settings.concurrency, per_goal
+                ctx.spec(EVENTS_STREAM),
+                ctx.routed(EVENTS_STREAM, {ContextRequested: service.provide}),
+                ctx.settings.concurrency,
+                per_goal,
             ),
             Subscription(ctx.spec(INTAKE_STREAM), service.on_forget, FORGET_CONCURRENCY),
         ],

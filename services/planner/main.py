@@ -20,7 +20,6 @@ from events.catalog import (
     TaskCompleted,
     TaskFailed,
 )
-from events.codec import decode_event
 from events.model import Event
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, goal_id_from_subject
 from events.tools import BUILTIN_TOOLS
@@ -31,10 +30,8 @@ from infra.bus.publisher import Fence
 from infra.logging import get_logger
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from infra.settings import Settings
-from services.manifest import route
 from services.planner.handler import GoalIntake, GoalPlanner
 from services.planner.llm_plan import LlmPlanning
-from services.planner.manifest import MANIFEST
 from services.planner.templates import load_prompts
 
 __all__ = ["build", "planning_from_settings"]
@@ -121,8 +118,8 @@ def build(ctx: ServiceContext) -> ServiceParts:
         epoch.set(lease.fence)
         await planner.handle(event, first_delivery=not delivery.redelivered)
 
-    routes = route(
-        MANIFEST.input_on(EVENTS_STREAM),
+    on_event = ctx.routed(
+        EVENTS_STREAM,
         dict.fromkeys(
             (
                 GoalAccepted,
@@ -135,12 +132,6 @@ def build(ctx: ServiceContext) -> ServiceParts:
             decide,
         ),
     )
-
-    async def on_event(delivery: Delivery) -> None:
-        event = decode_event(delivery.data)
-        handler = routes.get(type(event))
-        if handler is not None:
-            await handler(event, delivery)
 
     concurrency = ctx.settings.concurrency
     return ServiceParts(

@@ -145,6 +145,12 @@ def _task_outcomes(goal_id: str, history: list[Event]) -> list[str]:
     return problems
 
 
+def _is_a_calls_return(event: Event) -> bool:
+    """A plain task's task_completed is its successful call's return too (an older log's
+    carries no attempt_duration_ms: its call returned with a tool_returned of its own)."""
+    return isinstance(event, TaskCompleted) and event.attempt_duration_ms is not None
+
+
 def _tool_results(goal_id: str, history: list[Event]) -> list[str]:
     problems = []
     calls: dict[tuple[int, str], list[int]] = defaultdict(list)
@@ -154,6 +160,9 @@ def _tool_results(goal_id: str, history: list[Event]) -> list[str]:
             calls[_key(event)].append(event.attempt)
         elif isinstance(event, ToolReturned | ToolFailed):
             results[(*_key(event), event.attempt)] += 1
+        elif _is_a_calls_return(event):
+            assert isinstance(event, TaskCompleted)
+            results[(*_key(event), event.attempts)] += 1
     for task, attempts in calls.items():
         if attempts != list(range(1, len(attempts) + 1)):
             problems.append(f"{goal_id}: task {task} tool calls numbered {attempts}")
@@ -229,7 +238,8 @@ def check_side_effects(
     for event in log:
         if isinstance(event, ToolCalled):
             called[(event.goal_id, event.task_id)] += 1
-        elif isinstance(event, ToolReturned):
+        elif isinstance(event, ToolReturned) or _is_a_calls_return(event):
+            assert isinstance(event, ToolReturned | TaskCompleted)
             returned.add((event.goal_id, event.task_id))
     verdict.counts["side_effects"] = sum(lines_per_task.values())
     verdict.counts["side_effect_attempts"] = sum(called[task] for task in lines_per_task)

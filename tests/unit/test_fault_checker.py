@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from events.catalog import (
     GoalAccepted,
     GoalCompleted,
@@ -121,3 +123,24 @@ def test_a_poisoned_goal_must_not_finish() -> None:
     log = finished_goal() + finished_goal("poison")
     verdict = check_log("unit", ["g"], log, len(log), dead_lettered=["poison"])
     assert any("finished although" in p for p in verdict.problems)
+
+
+def todays_shape(goal_id: str = "g") -> list[Event]:
+    """The same goal as written now: the task's completion is its call's return."""
+    events = [e for e in finished_goal(goal_id) if not isinstance(e, ToolReturned)]
+    return [
+        msgspec.structs.replace(e, attempt_duration_ms=1.0) if isinstance(e, TaskCompleted) else e
+        for e in events
+    ]
+
+
+def test_a_history_of_todays_shape_passes_and_a_missing_return_is_found() -> None:
+    log = todays_shape()
+    verdict = check_log("unit", ["g"], log, len(log))
+    assert verdict.ok, verdict.explain()
+
+    # An older task_completed (no attempt_duration_ms) is no call's return: attempt 1 has none.
+    older = [e for e in finished_goal() if not isinstance(e, ToolReturned)]
+    verdict = check_log("unit", ["g"], older, len(older))
+    assert not verdict.ok
+    assert "attempt 1 has 0 results" in verdict.explain()
