@@ -89,6 +89,8 @@ class Settings:
     max_message_bytes: int = 1 * MiB
     duplicate_window_s: float = 120.0
     ack_wait_s: float = 30.0
+    # How long the active planner may go without pulling before a standby takes over.
+    pinned_timeout_s: float = 5.0
     max_deliver: int = 8
     concurrency: int = 64
     executor_concurrency: int = 512
@@ -164,6 +166,7 @@ class Settings:
             max_intake_bytes=_int(env, "AGORA_MAX_INTAKE_BYTES", 256 * KiB),
             duplicate_window_s=_float(env, "AGORA_DUPLICATE_WINDOW_S", 120.0),
             ack_wait_s=_float(env, "AGORA_ACK_WAIT_S", 30.0),
+            pinned_timeout_s=_float(env, "AGORA_PINNED_TIMEOUT_S", 5.0),
             max_deliver=_int(env, "AGORA_MAX_DELIVER", 8),
             concurrency=_int(env, "AGORA_CONCURRENCY", 64),
             executor_concurrency=_int(env, "AGORA_EXECUTOR_CONCURRENCY", 512),
@@ -253,6 +256,7 @@ class Settings:
             "AGORA_MAX_INTAKE_BYTES": str(self.max_intake_bytes),
             "AGORA_DUPLICATE_WINDOW_S": str(self.duplicate_window_s),
             "AGORA_ACK_WAIT_S": str(self.ack_wait_s),
+            "AGORA_PINNED_TIMEOUT_S": str(self.pinned_timeout_s),
             "AGORA_MAX_DELIVER": str(self.max_deliver),
             "AGORA_CONCURRENCY": str(self.concurrency),
             "AGORA_EXECUTOR_CONCURRENCY": str(self.executor_concurrency),
