@@ -32,10 +32,9 @@ from tests.faults.test_replicas import finish_and_check, parallel_goal
 from tests.support import all_events, wait_until
 
 
-async def _leases(nc: object) -> list[LeaseAcquired]:
-    return [
-        e for e in await all_events(nc, "agora.events._planner.>") if isinstance(e, LeaseAcquired)
-    ]  # type: ignore[arg-type]
+async def _leases(nc: NatsClient) -> list[LeaseAcquired]:
+    events = await all_events(nc, "agora.events._planner.>")
+    return [e for e in events if isinstance(e, LeaseAcquired)]
 
 
 @pytest.mark.faults
