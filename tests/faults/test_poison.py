@@ -47,7 +47,7 @@ class PoisonError(RuntimeError):
 
 
 class FailsForPoisonGoals(EventPublisher):
-    """The planner's handler of a poison goal's context_provided always raises."""
+    """The planner's handler of a poison goal's goal_accepted (it plans) always raises."""
 
     calls: Counter[str] = Counter()
 
@@ -182,7 +182,7 @@ async def test_poison_event_is_dead_lettered_while_other_goals_keep_their_throug
         report(verdict.line() + f" throughput_ratio={ratio:.2f} windows={normal}/{poisoned}")
         assert verdict.ok, verdict.explain()
         assert sorted(letter.subject for letter in letters) == [
-            f"agora.events.{p}.context_provided" for p in poison_ids
+            f"agora.events.{p}.goal_accepted" for p in poison_ids
         ]
         for letter in letters:
             assert letter.reason == "max_deliveries"
