@@ -32,6 +32,7 @@ clean:
 	rm -rf $(VENV) .agora .pytest_cache .mypy_cache .ruff_cache
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench.run
 
 # Every fault scenario at full scale, with the checker's verdict and counts at the end.

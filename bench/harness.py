@@ -39,6 +39,15 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def describe_machine() -> dict[str, Any]:
     from infra.platform.embedded import find_nats_server
 
@@ -57,6 +66,7 @@ def describe_machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "nats_server": server,
         "duckdb": duckdb.__version__,
+        "langgraph": _version("langgraph"),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

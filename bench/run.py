@@ -1,6 +1,10 @@
-"""`make bench`: run the scenarios, print a table, write bench/results.json.
+"""`make bench`: agora and the same workload in LangGraph, side by side.
 
-python -m bench.run                      # every scenario, default sizes
+Runs the scenarios, prints every row and the side-by-side table of the targets, writes
+bench/results.json and (a full run) the table into the README.
+
+python -m bench.run                      # the default scenarios, default sizes (~6 minutes)
+python -m bench.run throughput langgraph # some of them
 python -m bench.run rebuild --events 200000
 python -m bench.run query --query-goals 10000
 python -m bench.run limits               # the NATS traffic alone: the physical limit
@@ -10,15 +14,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 
 from bench import scenarios
-from bench.harness import Row, describe_machine, print_table, save
+from bench.compare import markdown
+from bench.harness import RESULTS, Row, describe_machine, print_table, save
+from bench.langgraph_workload import langgraph_rows
 from bench.limits import run_limits
+from bench.memory_search import run_memory_search
 from bench.query import run_query
+from bench.readme import main as readme_main
 from bench.rebuild import run_rebuild
 from infra.logging import configure_logging
 
-SCENARIOS = ("throughput", "latency", "step", "inflight", "rebuild", "query", "limits")
+SCENARIOS = (
+    "throughput",
+    "latency",
+    "step",
+    "inflight",
+    "rebuild",
+    "memory",
+    "langgraph",
+    "query",
+    "limits",
+)
+# What `make bench` runs when no scenario is named: every row of the targets.
+DEFAULT = ("throughput", "latency", "step", "inflight", "rebuild", "memory", "langgraph")
 
 
 async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
@@ -26,8 +47,7 @@ async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
     for name in names:
         if name == "throughput":
             for durability in ("os", "fsync"):
-                for in_flight in (100, 1000):
-                    rows += await scenarios.throughput(durability, in_flight, args.goals)
+                rows += await scenarios.throughput(durability, 100, args.goals)
         elif name == "latency":
             rows += await scenarios.latency(args.latency_goals)
         elif name == "step":
@@ -38,6 +58,14 @@ async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
             rows += await run_rebuild(args.events)
         elif name == "query":
             rows += await run_query(args.query_goals)
+        elif name == "memory":
+            rows += run_memory_search(args.memories)
+        elif name == "langgraph":
+            rows += await langgraph_rows(
+                goals=args.goals,
+                latency_goals=args.latency_goals,
+                in_flight_goals=args.in_flight,
+            )
         elif name == "limits":
             rows += await run_limits()
     return rows
@@ -55,6 +83,7 @@ def main() -> None:
         "--query-goals", type=int, default=100_000, help="query: goals on the blackboard"
     )
     parser.add_argument("--in-flight", type=int, default=10_000, help="inflight: goals at once")
+    parser.add_argument("--memories", type=int, default=100_000, help="memory: items searched")
     args = parser.parse_args()
     configure_logging("warning")  # the platform's info lines would drown the table
     unknown = set(args.scenarios) - set(SCENARIOS)
@@ -65,12 +94,16 @@ def main() -> None:
     try:
         import uvloop
 
-        rows = uvloop.run(_run(args.scenarios or list(SCENARIOS), args))
+        rows = uvloop.run(_run(args.scenarios or list(DEFAULT), args))
     except ImportError:  # pragma: no cover
-        rows = asyncio.run(_run(args.scenarios or list(SCENARIOS), args))
+        rows = asyncio.run(_run(args.scenarios or list(DEFAULT), args))
     save(rows, describe_machine(), merge=bool(args.scenarios))
     print_table(rows)
+    results = json.loads(RESULTS.read_text())
+    print(markdown(results["rows"], results["machine"]))
     print("results written to bench/results.json")
+    if not args.scenarios:
+        readme_main()
 
 
 if __name__ == "__main__":
