@@ -210,6 +210,9 @@ class TaskFailed(Event, frozen=True, kw_only=True, tag="task_failed"):
     error: str
     attempts: int
     duration_ms: float
+    # False: the last error was permanent (a bad argument, a refused path): running the same
+    # task again cannot succeed. Older events carry no flag and read as transient.
+    transient: bool = True
 
 
 # -- ReAct refusals (executor) -----------------------------------------------------------

@@ -19,6 +19,7 @@ from events.subjects import SUBJECT_TOKEN, is_reserved_goal_id
 
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
+    "ExpectCommand",
     "ForkCommand",
     "GoalCommand",
     "ParsedGoal",
@@ -49,6 +50,10 @@ class ForkCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     at_seq: Annotated[int, msgspec.Meta(ge=1)]
 
 
+class ExpectCommand(Expect, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``expect`` as a client sends it: strict, so a misspelt check is rejected, not ignored."""
+
+
 class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The JSON published to ``agora.intake.goal``. Only ``text`` is required."""
 
@@ -56,7 +61,7 @@ class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     command_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     goal_id: Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)] | None = None
     steps: Annotated[tuple[StepCommand, ...], msgspec.Meta(max_length=100)] | None = None
-    expect: Expect | None = None
+    expect: ExpectCommand | None = None
     max_iterations: Annotated[int, msgspec.Meta(ge=1, le=10)] = DEFAULT_MAX_ITERATIONS
     metadata: dict[str, Any] = {}
     # The goal's LLM budget (every service's calls count); exceeding it fails the goal.

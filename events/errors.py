@@ -1,4 +1,5 @@
-"""The one error hierarchy. Every message says what went wrong and what to do about it."""
+"""The root of the one error hierarchy (docs/errors.md lists every class in it). Every message
+says what went wrong and what to do about it."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ class LlmResponseError(LlmError):
 
 
 class LlmNotRecordedError(LlmError):
-    """Re-drive asked a question the recorded goal never asked, and live calls are off."""
+    """A re-run (`agora rerun`) asked a question the recorded goal never asked, and live calls
+    are off."""
 
 
 class ConcurrentWriteError(AgoraError):

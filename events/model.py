@@ -46,7 +46,11 @@ def event_type(event: Event) -> str:
     return tag
 
 
-class Expect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+# Value objects inside events read tolerantly: a field a newer producer added is ignored, so
+# an older consumer never dead-letters the event. Intake commands stay strict (commands.py).
+
+
+class Expect(msgspec.Struct, frozen=True, kw_only=True):
     """What the evaluator checks in a goal's result."""
 
     contains: str | tuple[str, ...] | None = None
@@ -54,14 +58,14 @@ class Expect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     matches: str | None = None  # a regular expression searched in the result
 
 
-class Budget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Budget(msgspec.Struct, frozen=True, kw_only=True):
     """A cap on a goal's LLM spending; ``None`` means no cap on that measure."""
 
     max_tokens: int | None = None
     max_cost_usd: float | None = None
 
 
-class ForkPoint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ForkPoint(msgspec.Struct, frozen=True, kw_only=True):
     """Where a forked goal starts from: ``goal_id``'s state as of stream sequence ``at_seq``."""
 
     goal_id: str

@@ -40,9 +40,12 @@ from events.catalog import (
 from events.codec import encode
 from events.model import Event, event_type
 
-__all__ = ["summarize"]
+__all__ = ["REASON_WIDTH", "summarize"]
 
 WIDTH = 120
+# A rejection's reason is the part that says what to fix: shown whole (reasons are built by
+# intake validation and stay far below this; the bound only guards the terminal).
+REASON_WIDTH = 1000  # the most the SQL twin's regular expression can repeat
 
 
 def _cut(text: str, width: int) -> str:
@@ -92,7 +95,7 @@ def _(e: GoalAccepted) -> str:
 
 @_describe.register
 def _(e: GoalRejected) -> str:
-    return f"rejected: {_clip(e.reason, 100)}"
+    return f"rejected: {_clip(e.reason, REASON_WIDTH)}"
 
 
 @_describe.register

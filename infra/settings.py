@@ -11,11 +11,24 @@ from typing import Literal, TypedDict
 
 from events.errors import ConfigurationError
 
-__all__ = ["LlmEndpoint", "Settings"]
+__all__ = ["DATA_DIR_NAME", "LlmEndpoint", "Settings", "find_data_dir"]
 
 Durability = Literal["fsync", "os"]
 KiB = 1024
 MiB = 1024 * KiB
+
+
+DATA_DIR_NAME = ".agora"
+
+
+def find_data_dir(start: Path) -> Path:
+    """The nearest ``.agora`` directory in ``start`` or above it (so the CLI finds the running
+    platform from any subdirectory of where ``agora up`` runs); ``./.agora`` when none is."""
+    for directory in (start, *start.parents):
+        candidate = directory / DATA_DIR_NAME
+        if candidate.is_dir():
+            return candidate if directory != start else Path(DATA_DIR_NAME)
+    return Path(DATA_DIR_NAME)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -154,7 +167,8 @@ class Settings:
         log_format = env.get("AGORA_LOG_FORMAT", "json").strip().lower()
         if log_format not in ("json", "console"):
             raise ConfigurationError(f"AGORA_LOG_FORMAT={log_format!r}: use 'json' or 'console'")
-        data_dir = Path(env.get("AGORA_DATA_DIR", ".agora")).expanduser()
+        raw_dir = env.get("AGORA_DATA_DIR", "").strip()
+        data_dir = Path(raw_dir).expanduser() if raw_dir else find_data_dir(Path.cwd())
         settings = cls(
             nats_urls=tuple(u.strip() for u in urls.split(",") if u.strip()) or None,
             data_dir=data_dir,

@@ -1,7 +1,10 @@
 """The query protocol on ``agora.query`` (request/reply, queue group ``projector``).
 
-Request: ``{"sql": "SELECT …", "max_rows": 1000}``. Reply: ``{"columns": […], "rows": [[…]],
-"truncated": false, "elapsed_ms": 1.2, "last_seq": 4711}`` or ``{"error": "…", "refused": true}``.
+Request: ``{"sql": "SELECT …", "max_rows": 1000, "min_seq": 0}``; with ``min_seq`` the
+projector answers once its views include the event at that stream sequence (read your writes:
+a client that saw ``goal_completed`` at sequence N asks with ``min_seq`` N).
+Reply: ``{"columns": […], "rows": [[…]], "truncated": false, "elapsed_ms": 1.2,
+"last_seq": 4711}`` or ``{"error": "…", "refused": true}``.
 Any language can ask; the CLI is one client.
 """
 
@@ -25,9 +28,12 @@ QUERY_GROUP = "projector"
 PROJECTOR_CONTROL = "agora.projector.control"
 
 
-class QueryRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class QueryRequest(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     sql: str
     max_rows: int = 10_000
+    min_seq: int = 0
 
 
 class QueryReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -62,6 +62,7 @@ class Projector:
         self._rebuild = asyncio.Event()
         self._queries = asyncio.Semaphore(MAX_CONCURRENT_QUERIES)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._progress = asyncio.Event()  # replaced by a fresh one each time applied_seq moves
 
     # -- projecting ----------------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class Projector:
             while not stop.is_set() and not self._rebuild.is_set():
                 batch = await reader.next_batch(wait=True)
                 await applier.submit(batch.seqs, batch.payloads)
-                self.applied_seq = max(self.applied_seq, applier.applied_seq)
+                self._advance(applier.applied_seq)
                 if batch.seqs:
                     unflushed = True
                 elif unflushed:
@@ -101,7 +102,7 @@ class Projector:
                     await asyncio.to_thread(self.store.checkpoint)
                     unflushed = False
             await applier.flush()
-            self.applied_seq = max(self.applied_seq, applier.applied_seq)
+            self._advance(applier.applied_seq)
         finally:
             await reader.close()
         if self._rebuild.is_set():
@@ -109,6 +110,20 @@ class Projector:
             self.applied_seq = 0
             self._rebuild.clear()
             log.warning("projection_rebuild_started")
+
+    def _advance(self, seq: int) -> None:
+        if seq > self.applied_seq:
+            self.applied_seq = seq
+            self._progress.set()
+            self._progress = asyncio.Event()
+
+    async def _reached(self, seq: int, timeout_s: float) -> bool:
+        """Whether the views include stream sequence ``seq`` within ``timeout_s``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.applied_seq < seq:
+                    await self._progress.wait()
+        return self.applied_seq >= seq
 
     def close(self) -> None:
         self._query_parent.close()
@@ -134,6 +149,20 @@ class Projector:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, msg: Msg) -> None:
+        min_seq = _min_seq(msg.data)
+        timeout_s = self.ctx.settings.query_timeout_s
+        if min_seq > self.applied_seq and not await self._reached(min_seq, timeout_s):
+            if msg.reply:
+                await msg.respond(
+                    encode(
+                        QueryReply(
+                            error=f"the views reached stream sequence {self.applied_seq}, not "
+                            f"min_seq {min_seq}, within {timeout_s}s: ask again shortly",
+                            last_seq=self.applied_seq,
+                        )
+                    )
+                )
+            return
         async with self._queries:
             try:
                 reply = await asyncio.to_thread(self._run, msg.data)
@@ -191,6 +220,13 @@ class Projector:
         await msg.respond(
             encode({"last_seq": self.applied_seq, "rebuilding": self._rebuild.is_set()})
         )
+
+
+def _min_seq(data: bytes) -> int:
+    """The request's ``min_seq``; 0 when the request is malformed (``_run`` says why)."""
+    with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+        return max(0, decode_request(data).min_seq)
+    return 0
 
 
 def build(ctx: ServiceContext) -> ServiceParts:

@@ -9,6 +9,8 @@ through both. Keep the two in step: change one, change the other.
 
 from __future__ import annotations
 
+from events.summary import REASON_WIDTH
+
 __all__ = [
     "PYTHON_WHITESPACE",
     "SUMMARY_DOC",
@@ -103,7 +105,7 @@ _EMPTY = "''"
 
 _DESCRIPTIONS: dict[str, str] = {
     "goal_accepted": f"'accepted: ' || {clip_sql(_f('text'), 60)}",
-    "goal_rejected": f"'rejected: ' || {clip_sql(_f('reason'), 100)}",
+    "goal_rejected": f"'rejected: ' || {clip_sql(_f('reason'), REASON_WIDTH)}",
     "context_requested": (f"'asked memory for context (k=' || {_text(_or(_f('k'), '5'))} || ')'"),
     "context_provided": (
         f"{_text(_or(_json_length(_f('items')), '0'))} || ' memory item(s) provided'"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from nats.aio.client import Client as NatsClient
 
 from events.errors import ConfigurationError
@@ -27,14 +29,33 @@ def resolve_urls(settings: Settings) -> list[str]:
     return [url]
 
 
-async def connect(settings: Settings, name: str, *, identity: str = CLIENT) -> NatsClient:
+async def connect(
+    settings: Settings,
+    name: str,
+    *,
+    identity: str = CLIENT,
+    give_up_after_s: float | None = None,
+) -> NatsClient:
     """A connection as ``identity`` (docs/security.md): a service's own, ``client`` or ``admin``.
 
     Refused credentials fail at once with a readable error (nats-py would retry forever).
+    A service waits for its server as long as it takes; a command (``give_up_after_s``) says
+    the server cannot be reached once that long has passed without a connection.
     """
     connected = False
+    started = time.monotonic()
 
     async def on_error(exc: Exception) -> None:
+        if (
+            not connected
+            and give_up_after_s is not None
+            and isinstance(exc, OSError | TimeoutError)
+            and time.monotonic() - started >= give_up_after_s
+        ):
+            raise ConfigurationError(
+                f"cannot reach the NATS server at {', '.join(servers)} ({exc}): is `agora up` "
+                "running? (AGORA_NATS_URL, AGORA_DATA_DIR and AGORA_NATS_PORT say where)"
+            )
         log.warning("nats_error", error=str(exc), client=name)
         if not connected and "authorization violation" in str(exc).lower():
             raise ConfigurationError(

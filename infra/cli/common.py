@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from infra.logging import configure_logging
-from infra.settings import Settings
+from events.errors import AgoraError
 
-__all__ = ["app", "err", "load_settings", "out", "run", "stop_on_signals"]
+if TYPE_CHECKING:
+    import asyncio
+
+    from nats.aio.client import Client as NatsClient
+
+    from infra.settings import Settings
+
+__all__ = ["Interrupted", "app", "connect", "err", "load_settings", "out", "run", "stop_on_signals"]
+
+# How long a command waits for an unreachable server before it says so (services wait on).
+GIVE_UP_CONNECTING_S = 5.0
 
 app = typer.Typer(
     name="agora",
@@ -21,27 +29,113 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help and usage errors: typer's rich help imports rich.markdown and markdown_it,
+    # ~45 ms of every `agora --help` (docs/operations.md has the start-up budget).
+    rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True)
+
+
+class ClosedPipe(Exception):  # noqa: N818  # the reader left (`| head`), not an error
+    """stdout's reader went away; ``main`` exits 141 quietly, as a shell tool would."""
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's default exits 1; a closed pipe is 141 for every agora command.
+        self.quiet = True
+        raise ClosedPipe
+
+
+out = _Console()
+err = _Console(stderr=True, soft_wrap=True)  # messages stay one line each: grep-able, copyable
 
 
 def load_settings() -> Settings:
+    from infra.logging import configure_logging
+    from infra.settings import Settings
+
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
+async def connect(settings: Settings, name: str, *, identity: str | None = None) -> NatsClient:
+    """A command's connection: as the client unless told otherwise, giving up when the
+    server cannot be reached."""
+    from infra.bus import connection
+    from infra.platform.auth import CLIENT
+
+    return await connection.connect(
+        settings, name, identity=identity or CLIENT, give_up_after_s=GIVE_UP_CONNECTING_S
+    )
+
+
+class Interrupted(Exception):  # noqa: N818  # a user's Ctrl-C, not an error of agora's
+    """Ctrl-C (or SIGTERM) stopped a command; ``main`` exits 130 without a traceback."""
+
+
 def run(work: Coroutine[Any, Any, Any]) -> Any:
+    """Run a command's coroutine; Ctrl-C cancels it (its ``finally`` blocks close what they
+    opened) and raises :class:`Interrupted`. Commands that stop on a signal by themselves
+    (``up``, ``service``, ``tail``) install their own handlers over these."""
+    import asyncio
+
+    async def interruptible() -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        interrupted = asyncio.Event()
+
+        def interrupt() -> None:
+            interrupted.set()
+            task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, interrupt)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if interrupted.is_set():
+                raise Interrupted from None
+            raise
+        except BrokenPipeError:
+            raise ClosedPipe from None
+
     try:
         import uvloop
 
-        return uvloop.run(work)
+        return uvloop.run(interruptible())
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.run(work)
+        return asyncio.run(interruptible())
+    finally:
+        # The loop may leave its own handlers installed: Ctrl-C after it (between the
+        # refreshes of --watch) must still interrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def watch(refresh: Callable[[], object], interval_s: float) -> NoReturn:
+    """``refresh`` the screen every ``interval_s`` until Ctrl-C, which ends it (exit 0)."""
+    import time
+
+    try:
+        while True:
+            if out.is_terminal:
+                out.clear()
+            try:
+                refresh()
+            except AgoraError as exc:  # a service restarting: say so, and refresh on
+                err.print(f"[red]agora: {exc}[/]")
+            now = time.strftime("%H:%M:%S")
+            out.print(f"[dim]refreshed {now}, every {interval_s:g}s; Ctrl-C stops[/]")
+            time.sleep(interval_s)  # the refresh rate a person reads at, not a wait on a condition
+    except (KeyboardInterrupt, Interrupted):
+        raise typer.Exit(0) from None
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import sys
@@ -11,16 +10,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from events.errors import AgoraError
 from events.subjects import EVENTS_STREAM, SUBJECT_TOKEN
-from infra.cli.common import app, load_settings, out, run
-from infra.settings import Settings
+from infra.cli.common import app, connect, err, load_settings, out, run, watch
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from infra.settings import Settings
 
 __all__ = ["export", "goals", "query", "replay", "trajectory"]
 
@@ -45,6 +46,8 @@ class Answer:
 
 
 def _print(answer: Answer, fmt: Format, title: str | None = None) -> None:
+    """Print the rows. A result cut at the row limit is never silent: json and csv say so
+    on stderr and exit 1 (their reader may not look at the rows' count)."""
     if fmt is Format.json:
         rows = [dict(zip(answer.columns, row, strict=True)) for row in answer.rows]
         print(json.dumps(rows, default=str, ensure_ascii=False))
@@ -53,6 +56,8 @@ def _print(answer: Answer, fmt: Format, title: str | None = None) -> None:
         writer.writerow(answer.columns)
         writer.writerows(answer.rows)
     else:
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         for column in answer.columns:
             table.add_column(column, overflow="fold")
@@ -64,6 +69,13 @@ def _print(answer: Answer, fmt: Format, title: str | None = None) -> None:
             f"[dim]{len(answer.rows)} row(s) in {answer.elapsed_ms:.1f} ms, "
             f"as of stream sequence {answer.last_seq}{more}[/]"
         )
+    if answer.truncated and fmt is not Format.table:
+        sys.stdout.flush()
+        err.print(
+            f"agora: the result has more than the {len(answer.rows)} row(s) printed; "
+            "raise --max-rows (up to AGORA_QUERY_MAX_ROWS) or add a LIMIT"
+        )
+        raise typer.Exit(1)
 
 
 def _parse_time(text: str) -> datetime:
@@ -79,7 +91,6 @@ def _parse_time(text: str) -> datetime:
 
 
 async def _ask(settings: Settings, sql: str, max_rows: int) -> Answer:
-    from infra.bus.connection import connect
     from infra.clients.query import ask
 
     nc = await connect(settings, "agora-query")
@@ -94,7 +105,6 @@ async def _ask_as_of(
     settings: Settings, sql: str, max_rows: int, until_seq: int | None, until: datetime | None
 ) -> Answer:
     """Time travel: rebuild the blackboard as it stood then, in memory, and query that."""
-    from infra.bus.connection import connect
     from projections.guard import run_query
     from projections.replay import replay_into
     from projections.store import ProjectionStore
@@ -145,6 +155,10 @@ def goals(
     status: Annotated[str | None, typer.Option(help=" | ".join(GOAL_STATUSES))] = None,
     limit: Annotated[int, typer.Option()] = 50,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    watch_s: Annotated[
+        float | None,
+        typer.Option("--watch", help="refresh every N seconds until Ctrl-C", min=0.5),
+    ] = None,
 ) -> None:
     """The most recent goals and how they stand."""
     if status is not None and status not in GOAL_STATUSES:
@@ -155,7 +169,10 @@ def goals(
         "left(text, 60) AS text FROM goals "
         f"{where} ORDER BY submitted_at DESC NULLS LAST LIMIT {max(1, limit)}"
     )
-    _print(run(_ask(load_settings(), sql, limit)), fmt)
+    settings = load_settings()
+    if watch_s is not None:
+        watch(lambda: _print(run(_ask(settings, sql, limit)), Format.table), watch_s)
+    _print(run(_ask(settings, sql, limit)), fmt)
 
 
 @app.command()
@@ -163,11 +180,13 @@ def trajectory(
     goal_id: Annotated[str, typer.Argument()],
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """A goal's timeline: step, actor, what happened, duration, tokens."""
+    """A goal's timeline: step, stream sequence (what `agora fork --at-seq` takes), time,
+    actor, what happened, duration, tokens."""
     if not SUBJECT_TOKEN.match(goal_id):
         raise typer.BadParameter("a goal id has only letters, digits, - and _")
     sql = (
-        "SELECT step, strftime(occurred_at, '%H:%M:%S.%g') AS at, actor, type, summary, "
+        "SELECT step, stream_seq AS seq, strftime(occurred_at, '%H:%M:%S.%g') AS at, actor, "
+        "type, summary, "
         "round(duration_ms, 1) AS ms, tokens_in, tokens_out "
         f"FROM trajectory WHERE goal_id = '{goal_id}' ORDER BY step"
     )
@@ -178,6 +197,8 @@ def trajectory(
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -196,7 +217,6 @@ async def _replay_to_file(
     until: datetime | None,
     goal_id: str | None,
 ) -> None:
-    from infra.bus.connection import connect
     from projections.replay import ReplayProgress, replay_into
     from projections.store import ProjectionStore
 
@@ -227,7 +247,8 @@ async def _replay_to_file(
 
 
 async def _rebuild_live(settings: Settings) -> None:
-    from infra.bus.connection import connect
+    import asyncio
+
     from infra.bus.reader import stream_last_seq
     from infra.clients.query import projector_status
 
@@ -283,7 +304,6 @@ def replay(
 
 
 async def _export(settings: Settings, directory: Path, until_seq: int | None) -> int:
-    from infra.bus.connection import connect
     from projections.replay import replay_into
     from projections.store import ProjectionStore
 

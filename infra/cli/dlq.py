@@ -6,19 +6,22 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from nats.aio.client import Client as NatsClient
 from rich.table import Table
 
-from infra.cli.common import app, load_settings, out, run
+from infra.cli.common import app, connect, load_settings, out, run
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
 
 __all__ = ["dlq_app"]
 
 dlq_app = typer.Typer(
     help="Dead letters: messages a service gave up on, kept with the original bytes and why.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(dlq_app, name="dlq")
 
@@ -29,7 +32,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of 
 def _with_nats(work: Callable[[NatsClient], Awaitable[T]], *, operator: bool = False) -> T:
     """Run ``work`` connected as the client, or (``operator``) as admin: re-injecting bytes
     into a service and purging a stream are the operator's (docs/security.md)."""
-    from infra.bus.connection import connect
     from infra.platform.auth import ADMIN, CLIENT
 
     settings = load_settings()

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from nats.aio.client import Client as NatsClient
 
-from events.catalog import GoalAccepted, GoalCompleted
 from events.errors import AgoraError
 from events.subjects import SUBJECT_TOKEN, goal_events_filter
-from infra.bus.connection import connect
-from infra.bus.history import read_events
-from infra.cli.common import app, load_settings, out, run
-from infra.clients.goals import AgoraClient, Submitted
+from infra.cli.common import app, connect, load_settings, out, run
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+
+    from infra.clients.goals import Submitted
 
 __all__ = ["fork", "fork_goal", "fork_id"]
 
@@ -32,6 +32,10 @@ async def fork_goal(
     nc: NatsClient, goal_id: str, at_seq: int, *, text: str | None = None
 ) -> Submitted:
     """Submit the fork of ``goal_id`` at ``at_seq`` (see services/planner/fork.py)."""
+    from events.catalog import GoalAccepted
+    from infra.bus.history import read_events
+    from infra.clients.goals import AgoraClient, Submitted
+
     accepted = [
         event
         async for seq, event in read_events(nc, goal_events_filter(goal_id))
@@ -43,6 +47,9 @@ async def fork_goal(
             f"see `agora trajectory {goal_id}` for its sequences"
         )
     new_id = fork_id(goal_id, at_seq, text)
+    if [seq async for seq, _ in read_events(nc, goal_events_filter(new_id))]:
+        # Asked before (whenever: the duplicate window may be long gone): the same fork.
+        return Submitted(command_id=new_id, goal_id=new_id, duplicate=True)
     command = {
         "goal_id": new_id,
         "command_id": new_id,
@@ -74,12 +81,21 @@ def fork(
         raise typer.BadParameter("--at-seq is a stream sequence, 1 or more")
     settings = load_settings()
 
+    from events.catalog import GoalCompleted
+    from infra.clients.goals import AgoraClient
+
     async def work() -> int:
         nc = await connect(settings, "agora-fork")
         try:
             submitted = await fork_goal(nc, goal_id, at_seq, text=text)
             if as_json:
-                print(json.dumps({"goal_id": submitted.goal_id, "forked_from": goal_id}))
+                fork = {"goal_id": submitted.goal_id, "forked_from": goal_id}
+                print(json.dumps({**fork, "already_existed": submitted.duplicate}))
+            elif submitted.duplicate:
+                out.print(
+                    f"the fork of {goal_id} at sequence {at_seq} already exists: "
+                    f"[bold]{submitted.goal_id}[/] (`agora trajectory {submitted.goal_id}`)"
+                )
             else:
                 out.print(f"forked {goal_id} at sequence {at_seq} as [bold]{submitted.goal_id}[/]")
             if not wait:

@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from events.subjects import SUBJECT_TOKEN
-from infra.cli.common import app, load_settings, out, run
-from infra.settings import Settings
-from services.memory.protocol import MemoryReply, MemoryRequest
+from infra.cli.common import app, connect, load_settings, out, run
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
+    from services.memory.protocol import MemoryReply, MemoryRequest
 
 __all__ = ["forget", "search", "stats"]
 
 memory_app = typer.Typer(
-    help="Long-term memory: search it, see its state, forget items.", no_args_is_help=True
+    help="Long-term memory: search it, see its state, forget items.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(memory_app, name="memory")
 
 
 async def _ask(settings: Settings, request: MemoryRequest) -> MemoryReply:
-    from infra.bus.connection import connect
     from infra.clients.memory import ask_memory
 
     nc = await connect(settings, "agora-memory-cli")
@@ -58,6 +61,8 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON array")] = False,
 ) -> None:
     """The items memory recalls for QUERY, best first, with their provenance."""
+    from services.memory.protocol import MemoryRequest
+
     request = MemoryRequest(
         op="search",
         query=query,
@@ -94,6 +99,8 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """How many items memory holds, what it has forgotten, where its snapshot stands."""
+    from services.memory.protocol import MemoryRequest
+
     figures = run(_ask(load_settings(), MemoryRequest(op="stats"))).stats
     if as_json:
         print(json.dumps(figures))
@@ -125,7 +132,6 @@ def forget(
 
 
 async def _forget(settings: Settings, key: str | None, goal: str | None, reason: str) -> str:
-    from infra.bus.connection import connect
     from infra.clients.memory import send_forget
 
     nc = await connect(settings, "agora-memory-cli")

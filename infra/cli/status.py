@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from infra.cli.common import app, load_settings, out, run
+from infra.cli.common import app, connect, load_settings, out, run, watch
 
 __all__ = ["status"]
 
@@ -23,9 +23,12 @@ def status(
             help="nats-server monitoring URL (default: the embedded server's)",
         ),
     ] = None,
+    watch_s: Annotated[
+        float | None,
+        typer.Option("--watch", help="refresh every N seconds until Ctrl-C", min=0.5),
+    ] = None,
 ) -> None:
     """How the running platform is doing. Exits 1 when something needs attention."""
-    from infra.bus.connection import connect
     from infra.clients.status import gather_status, monitor_url_of
 
     settings = load_settings()
@@ -37,6 +40,8 @@ def status(
         finally:
             await nc.close()
 
+    if watch_s is not None:
+        watch(lambda: _print(run(work())), watch_s)
     report = run(work())
     if as_json:
         print(json.dumps(report, default=str))

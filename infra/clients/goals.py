@@ -1,14 +1,21 @@
-"""Submitting goals and following them: what the CLI and Python users call."""
+"""The Python client of agora: submit goals, follow them, wait, query. The CLI uses it too.
+
+Public as :mod:`agora.client` (docs/clients.md). It speaks only the documented wire contract
+(``agora schema --asyncapi``): a JetStream publish on ``agora.intake.goal``, an ordered
+consumer on ``agora.events.<goal_id>.>``, requests on ``agora.query``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -18,15 +25,75 @@ from events.codec import decode_event
 from events.errors import AgoraError
 from events.ids import goal_id_for_command
 from events.model import Event
-from events.subjects import EVENTS_STREAM, INTAKE_GOAL, INTAKE_STREAM, goal_events_filter
+from events.subjects import (
+    EVENTS_STREAM,
+    INTAKE_GOAL,
+    INTAKE_STREAM,
+    SUBJECT_TOKEN,
+    goal_events_filter,
+)
+from infra.settings import Settings
+from projections.protocol import QueryReply
 
-__all__ = ["TERMINAL", "AgoraClient", "Submitted", "is_terminal"]
+__all__ = [
+    "FOLLOW_CONSUMER_PREFIX",
+    "TERMINAL",
+    "AgoraClient",
+    "GoalTimeoutError",
+    "InvalidGoalIdError",
+    "Outcome",
+    "SubmitError",
+    "Submitted",
+    "check_goal_id",
+    "is_terminal",
+    "publish_with_retries",
+]
 
 TERMINAL = (GoalCompleted, GoalFailed, GoalRejected)
+# Consumers this client creates to follow the log are named <prefix><random hex>. agora's
+# permissions let a client create named consumers of any name but the services' durables.
+FOLLOW_CONSUMER_PREFIX = "follow_"
+T = TypeVar("T")
+TRAJECTORY_COLUMNS = (
+    "step, stream_seq, occurred_at, type, actor, summary, duration_ms, tokens_in, tokens_out, "
+    "cost_usd"
+)
+
+
+class InvalidGoalIdError(AgoraError):
+    """A goal id that cannot be one subject token; nothing was sent."""
+
+
+class SubmitError(AgoraError):
+    """The intake stream never acknowledged a command; resending it with the same
+    ``command_id`` is safe (it makes no second goal)."""
+
+
+class GoalTimeoutError(AgoraError):
+    """A goal did not finish in the time waited. It goes on running."""
+
+    def __init__(self, goal_id: str, timeout_s: float, last: Event | None) -> None:
+        last_type = type(last).__name__ if last is not None else "none yet"
+        super().__init__(
+            f"goal {goal_id} did not finish within {timeout_s:g}s (last event: {last_type}); "
+            f"it keeps running: follow it with `agora tail --goal {goal_id}` or "
+            f"`agora trajectory {goal_id}`"
+        )
+        self.goal_id = goal_id
+        self.last = last
 
 
 def is_terminal(event: Event) -> bool:
     return isinstance(event, TERMINAL)
+
+
+def check_goal_id(goal_id: str) -> str:
+    if not SUBJECT_TOKEN.match(goal_id):
+        raise InvalidGoalIdError(
+            f"goal id {goal_id!r} is not one subject token: use 1-128 letters, digits, "
+            "'-' or '_' (no dots or spaces)"
+        )
+    return goal_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,32 +103,124 @@ class Submitted:
     duplicate: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A goal's events up to and including its terminal one, and that event's stream seq."""
+
+    events: tuple[Event, ...]
+    last_seq: int
+
+    @property
+    def final(self) -> Event:
+        return self.events[-1]
+
+    @property
+    def completed(self) -> bool:
+        return isinstance(self.final, GoalCompleted)
+
+
+async def publish_with_retries(
+    publish: Callable[[], Awaitable[T]], *, attempts: int, command_id: str
+) -> T:
+    """``publish`` until the server acknowledges it. Every attempt carries the same
+    ``Nats-Msg-Id``, so an attempt whose ack was lost is dropped as a duplicate."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await publish()
+        except nats.errors.NoRespondersError:
+            raise SubmitError(
+                f"no JetStream stream takes {INTAKE_GOAL}: is `agora up` running "
+                "(and its streams provisioned)?"
+            ) from None
+        except nats.errors.TimeoutError:
+            if attempt == attempts:
+                break
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))  # backoff between resends
+    raise SubmitError(
+        f"command {command_id} was not acknowledged after {attempts} attempts; it may have "
+        "been accepted: resend it with the same command_id, which makes no second goal"
+    )
+
+
 @dataclass
 class AgoraClient:
+    """A connection to agora as the ``client`` identity. Use :meth:`connect`, or wrap an
+    open nats-py connection whose identity may do what the calls need."""
+
     nc: NatsClient
+    publish_timeout_s: float = 5.0
+    submit_attempts: int = 4
+
+    @classmethod
+    async def connect(
+        cls,
+        settings: Settings | None = None,
+        *,
+        url: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        name: str = "agora-client",
+        give_up_after_s: float = 10.0,
+    ) -> AgoraClient:
+        """Connect from ``settings`` (default: the ``AGORA_*`` environment, as ``agora env``
+        prints it), optionally overriding the server URL and the credentials. Raises
+        ``ConfigurationError`` when no server answers within ``give_up_after_s``."""
+        import structlog
+
+        from infra.bus.connection import connect
+        from infra.logging import configure_logging
+
+        settings = Settings.from_env() if settings is None else settings
+        if not structlog.is_configured():  # a program's own logging configuration wins
+            configure_logging(settings.log_level, settings.log_format)
+        if url is not None:
+            settings = dataclasses.replace(settings, nats_urls=(url,))
+        if user is not None:
+            settings = dataclasses.replace(settings, nats_user=user, nats_password=password)
+        return cls(await connect(settings, name, give_up_after_s=give_up_after_s))
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     @property
     def js(self) -> JetStreamContext:
         return self.nc.jetstream()
 
+    # -- goals ---------------------------------------------------------------------------
+
     async def submit(self, command: Mapping[str, Any]) -> Submitted:
-        """Publish a goal command; ids default as the planner would choose them."""
+        """Publish a goal command (the intake JSON); ids default as the planner would choose
+        them. Idempotent by ``command_id``: a lost ack is resent, never a second goal."""
         body = dict(command)
         body.setdefault("command_id", f"c-{uuid.uuid4()}")
         command_id = str(body["command_id"])
-        body.setdefault("goal_id", goal_id_for_command(command_id))
-        ack = await self.js.publish(
-            INTAKE_GOAL,
-            msgspec.json.encode(body),
-            stream=INTAKE_STREAM,
-            headers={"Nats-Msg-Id": command_id},
+        goal_id = check_goal_id(str(body.setdefault("goal_id", goal_id_for_command(command_id))))
+        data = msgspec.json.encode(body)
+        ack = await publish_with_retries(
+            lambda: self.js.publish(
+                INTAKE_GOAL,
+                data,
+                stream=INTAKE_STREAM,
+                headers={"Nats-Msg-Id": command_id},
+                timeout=self.publish_timeout_s,
+            ),
+            attempts=self.submit_attempts,
+            command_id=command_id,
         )
-        return Submitted(command_id, str(body["goal_id"]), bool(ack.duplicate))
+        return Submitted(command_id, goal_id, bool(ack.duplicate))
 
-    async def follow(self, goal_id: str, *, until_terminal: bool = True) -> AsyncIterator[Event]:
-        """A goal's events from its first, live, in stream order."""
+    async def follow_with_seq(
+        self, goal_id: str, *, until_terminal: bool = True
+    ) -> AsyncIterator[tuple[int, Event]]:
+        """A goal's events from its first, live, in stream order, with their stream seqs."""
         sub = await self.js.subscribe(
-            goal_events_filter(goal_id),
+            goal_events_filter(check_goal_id(goal_id)),
             stream=EVENTS_STREAM,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
@@ -70,28 +229,38 @@ class AgoraClient:
         try:
             async for msg in sub.messages:
                 event = decode_event(msg.data)
-                yield event
+                yield msg.metadata.sequence.stream, event
                 if until_terminal and is_terminal(event):
                     return
         finally:
             await sub.unsubscribe()
 
-    async def wait_for_outcome(self, goal_id: str, timeout_s: float = 60.0) -> list[Event]:
-        """Every event of the goal up to and including its terminal event."""
+    async def follow(self, goal_id: str, *, until_terminal: bool = True) -> AsyncIterator[Event]:
+        """A goal's events from its first, live, in stream order."""
+        async for _, event in self.follow_with_seq(goal_id, until_terminal=until_terminal):
+            yield event
+
+    async def wait(self, goal_id: str, timeout_s: float = 60.0) -> Outcome:
+        """Every event of the goal up to its terminal one. Raises :class:`GoalTimeoutError`
+        (the goal keeps running) when it takes longer than ``timeout_s``."""
         events: list[Event] = []
+        last_seq = 0
 
         async def collect() -> None:
-            async for event in self.follow(goal_id):
+            nonlocal last_seq
+            async for seq, event in self.follow_with_seq(goal_id):
                 events.append(event)
+                last_seq = seq
 
         try:
             await asyncio.wait_for(collect(), timeout_s)
         except TimeoutError:
-            last = type(events[-1]).__name__ if events else "nothing"
-            raise AgoraError(
-                f"goal {goal_id} did not finish within {timeout_s}s (last event: {last})"
-            ) from None
-        return events
+            raise GoalTimeoutError(goal_id, timeout_s, events[-1] if events else None) from None
+        return Outcome(tuple(events), last_seq)
+
+    async def wait_for_outcome(self, goal_id: str, timeout_s: float = 60.0) -> list[Event]:
+        """:meth:`wait`, as a list of the events."""
+        return list((await self.wait(goal_id, timeout_s)).events)
 
     async def tail(
         self, subject: str = "agora.events.>", *, new_only: bool = True
@@ -109,8 +278,31 @@ class AgoraClient:
         finally:
             await sub.unsubscribe()
 
+    # -- the projections -----------------------------------------------------------------
+
+    async def query(
+        self, sql: str, *, max_rows: int = 10_000, min_seq: int = 0, timeout_s: float = 30.0
+    ) -> QueryReply:
+        """Read-only SQL over the views. ``min_seq``: answer once the views include that
+        stream sequence (e.g. :attr:`Outcome.last_seq`)."""
+        from infra.clients.query import ask
+
+        return await ask(self.nc, sql, max_rows=max_rows, min_seq=min_seq, timeout_s=timeout_s)
+
+    async def trajectory(self, goal_id: str, *, min_seq: int = 0) -> QueryReply:
+        """The goal's steps in stream order, with durations and costs."""
+        # The goal id is checked to be one subject token: no quote can reach the SQL.
+        where = f"WHERE goal_id = '{check_goal_id(goal_id)}' ORDER BY step"
+        sql = f"SELECT {TRAJECTORY_COLUMNS} FROM trajectory {where}"  # noqa: S608
+        return await self.query(sql, min_seq=min_seq)
+
+    # cancel: the intake command for cancelling a goal does not exist yet; it joins here
+    # (``cancel(goal_id)``) when the planner accepts it.
+
 
 def _named_reader() -> ConsumerConfig:
     """A fresh consumer name: agora's permissions allow creating named consumers only (an
     unnamed create could name, and so change, another service's durable consumer)."""
-    return ConsumerConfig(name=f"follow_{uuid.uuid4().hex}", inactive_threshold=60.0)
+    return ConsumerConfig(
+        name=f"{FOLLOW_CONSUMER_PREFIX}{uuid.uuid4().hex}", inactive_threshold=60.0
+    )

@@ -12,7 +12,6 @@ from nats.aio.client import Client as NatsClient
 
 from events.errors import AgoraError
 from events.subjects import EVENTS_STREAM, QUERY_SUBJECT
-from infra.bus.reader import stream_last_seq
 from projections.protocol import (
     PROJECTOR_CONTROL,
     QueryReply,
@@ -29,12 +28,16 @@ class QueryFailedError(AgoraError):
 
 
 async def ask(
-    nc: NatsClient, sql: str, *, max_rows: int = 10_000, timeout_s: float = 30.0
+    nc: NatsClient,
+    sql: str,
+    *,
+    max_rows: int = 10_000,
+    min_seq: int = 0,
+    timeout_s: float = 30.0,
 ) -> QueryReply:
+    request = QueryRequest(sql=sql, max_rows=max_rows, min_seq=min_seq)
     try:
-        msg = await nc.request(
-            QUERY_SUBJECT, encode(QueryRequest(sql=sql, max_rows=max_rows)), timeout=timeout_s
-        )
+        msg = await nc.request(QUERY_SUBJECT, encode(request), timeout=timeout_s)
     except nats.errors.NoRespondersError:
         raise QueryFailedError(
             "no projector answers on agora.query: `agora up` runs one, or start "
@@ -63,6 +66,8 @@ async def projector_status(nc: NatsClient, action: str = "status") -> dict[str, 
 
 async def projector_caught_up(nc: NatsClient, *, timeout_s: float = 60.0) -> int:
     """Wait until the projector has applied the stream as it is now; returns that sequence."""
+    from infra.bus.reader import stream_last_seq
+
     target = await stream_last_seq(nc, EVENTS_STREAM)
     deadline = time.monotonic() + timeout_s
     while True:

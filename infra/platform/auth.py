@@ -2,7 +2,7 @@
 
 ``agora up`` (and ``agora demo``) generate one identity per service plus ``admin`` (the
 supervisor: provisions streams, the only one that may create, update, purge or delete them)
-and ``client`` (the CLI and users: submit goals, query, read the log). Each service may
+and ``client`` (the CLI and users: submit goals, query, read and follow the log). Each service may
 publish only the event types it owns, its DLQ subject and the JetStream API requests its own
 durable consumers need; it subscribes only to its own inboxes (``_INBOX_<identity>.>``) and
 to the core subjects it serves. Anonymous connections are refused: the server configuration
@@ -41,6 +41,7 @@ from infra.settings import Settings
 __all__ = [
     "ADMIN",
     "CLIENT",
+    "CLIENT_SUBSCRIBE",
     "CREDENTIALS_DIR",
     "EVENT_OWNERS",
     "IDENTITIES",
@@ -76,6 +77,15 @@ log = get_logger("agora.auth")
 # llm_* events are written by whichever service calls a model (LLM planning, the ReAct loop,
 # an LLM judge).
 EVENT_OWNERS: Mapping[str, tuple[str, ...]] = event_owners()
+
+# What a client may subscribe to besides its own inboxes: the default inbox prefix of every
+# NATS client library (so any language connects with only a user and password; the client
+# identity is shared by its holders and services keep their own prefixes), the log's subjects
+# for live core subscriptions (agora.events.<goal>.>), and the ephemeral live signals.
+CLIENT_SUBSCRIBE = ("_INBOX.>", "agora.events.>", "agora.live.>")
+# A client follows a goal from its start with an ordered consumer: a named create, which the
+# read rules below allow for any name but the services' durables (nats-py and nats.js both
+# name their ordered consumers when asked to; see docs/clients.md).
 
 # Reading the log: stream info, short-lived (ephemeral) consumers, pulling from them, deleting
 # them. Durable consumers are excluded below by name, so nobody can pull, ack or delete
@@ -177,7 +187,7 @@ def permissions(identity: str) -> Permissions | None:
                 *_READ_LOG,
             ),
             publish_deny=tuple(_durable_denials(None)),
-            subscribe_allow=(inbox, "agora.live.>"),
+            subscribe_allow=(inbox, *CLIENT_SUBSCRIBE),
         )
     if identity not in SERVICE_IDENTITIES:
         raise ConfigurationError(f"unknown identity {identity!r}; known: {', '.join(IDENTITIES)}")
@@ -185,6 +195,9 @@ def permissions(identity: str) -> Permissions | None:
     publish = [event_type_filter(t) for t, owners in EVENT_OWNERS.items() if identity in owners]
     publish.append(dlq_subject(identity))
     for stream, durable in _own_durables(identity):
+        # A redrive that fails again is dead-lettered by its own consumer (redrive-<durable>).
+        if durable != identity:
+            publish.append(dlq_subject(durable))
         publish += [
             f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",

@@ -172,7 +172,14 @@ def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Exe
         last_error = ToolError(last_failure.error, transient=last_failure.transient)
 
     if next_attempt_delay(last_error, last, task.max_attempts) is None:
-        return FinishFromRecord((*prelude, failed(task, str(last_error), last, spent_ms, stamp)))
+        return FinishFromRecord(
+            (
+                *prelude,
+                failed(
+                    task, str(last_error), last, spent_ms, stamp, transient=last_error.transient
+                ),
+            )
+        )
     return Run(
         first_attempt=last + 1,
         prelude=prelude,
@@ -267,7 +274,13 @@ def completed(
 
 
 def failed(
-    task: TaskScheduled, error: str, attempts: int, duration_ms: float, stamp: Stamp
+    task: TaskScheduled,
+    error: str,
+    attempts: int,
+    duration_ms: float,
+    stamp: Stamp,
+    *,
+    transient: bool = True,
 ) -> TaskFailed:
     return TaskFailed(
         **stamp.envelope("task_failed", task.iteration, task.task_id),
@@ -277,4 +290,5 @@ def failed(
         error=error,
         attempts=attempts,
         duration_ms=duration_ms,
+        transient=transient,
     )

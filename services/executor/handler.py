@@ -165,7 +165,9 @@ async def _run_attempts(
             failure = decide.tool_failed(task, attempt, error, duration_ms, stamp())
             delay = decide.next_attempt_delay(error, attempt, task.max_attempts)
             if delay is None:
-                gave_up = decide.failed(task, str(error), attempt, spent_ms, stamp())
+                gave_up = decide.failed(
+                    task, str(error), attempt, spent_ms, stamp(), transient=error.transient
+                )
                 if not await writer.write([failure, gave_up]):
                     writer.stand_down()
                 return

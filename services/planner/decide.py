@@ -69,6 +69,7 @@ __all__ = [
     "decide",
     "decide_next",
     "llm_failure",
+    "permanent_failures",
     "revise_tasks",
 ]
 
@@ -303,9 +304,13 @@ def _act_on_verdict(
     if evaluation.verdict == "accept" or state.iteration >= state.max_iterations:
         return [_final_outcome(state, stamp, evaluation)]
     goal = state.goal
+    replans = planning is not None and goal is not None and not goal.steps
+    if not replans and (stuck := permanent_failures(state)):
+        # The rule revision runs the same tasks again: a permanent failure would recur.
+        return [_stuck(state, stamp, evaluation, stuck)]
     tasks = revise_tasks(state)
     strategy = "revised"
-    if planning is not None and goal is not None and not goal.steps:
+    if replans and planning is not None:
         step = llm_plan(state, tools=tools, planning=planning, verdict=evaluation)
         planned = _llm_tasks(state, stamp, step)
         if not isinstance(planned, tuple):
@@ -336,6 +341,27 @@ def _final_outcome(
     return GoalFailed(
         **stamp.envelope("goal_failed", "outcome"),
         reason=f"evaluation did not pass after {state.iteration} iterations: {evaluation.feedback}",
+        iterations=state.iteration,
+        score=evaluation.score,
+    )
+
+
+def permanent_failures(state: PlannerState) -> list[str]:
+    """``task (tool): error`` of every task of the iteration that failed permanently."""
+    return [
+        f"{task.task_id} ({task.tool}): {progress.error}"
+        for task in state.plan or ()
+        if (progress := state.progress.get(task.task_id)) is not None and progress.permanent
+    ]
+
+
+def _stuck(
+    state: PlannerState, stamp: Stamp, evaluation: EvaluationCompleted, stuck: list[str]
+) -> GoalFailed:
+    return GoalFailed(
+        **stamp.envelope("goal_failed", "outcome"),
+        reason=f"not revised: {'; '.join(stuck)} failed permanently, and running the same "
+        "plan again would fail the same way; fix the step and submit it again",
         iterations=state.iteration,
         score=evaluation.score,
     )

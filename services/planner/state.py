@@ -61,6 +61,8 @@ class TaskProgress:
     status: TaskStatus = "pending"
     output: str = ""
     error: str = ""
+    # A failure the same task cannot get past by running again (TaskFailed.transient False).
+    permanent: bool = False
 
     @property
     def is_terminal(self) -> bool:
@@ -200,7 +202,9 @@ def _fold_task_event(
         case TaskCompleted():
             progress = TaskProgress(status="completed", output=event.output)
         case TaskFailed():
-            progress = TaskProgress(status="failed", error=event.error)
+            progress = TaskProgress(
+                status="failed", error=event.error, permanent=not event.transient
+            )
     return _skip_dependents_of_unsuccessful(
         _advance_task(state, event.iteration, event.task_id, progress)
     )

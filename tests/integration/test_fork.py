@@ -15,7 +15,7 @@ from events.codec import encode
 from events.subjects import goal_events_filter
 from infra.bus.history import read_events
 from infra.cli.fork import fork_goal
-from infra.cli.redrive import redrive_goal
+from infra.cli.rerun import rerun_goal
 from infra.clients.goals import AgoraClient
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
@@ -59,34 +59,20 @@ async def test_a_fork_runs_what_was_left_and_leaves_the_original_untouched(
     assert [e.task_id for e in events if isinstance(e, TaskScheduled)] == ["s2", "s3"]
     after = [encode(e) for e in await all_events(nc, goal_events_filter(original.goal_id))]
     assert after == before  # the original goal: not one event added or changed
-    # Both re-drive without a difference, whichever service (rule-based: no LLM anywhere).
+    # Both re-run without a difference, whichever service (rule-based: no LLM anywhere).
     for goal_id in (original.goal_id, submitted.goal_id):
         for service in ("planner", "executor", "evaluator"):
-            report = await redrive_goal(settings, goal_id, service=service)
+            report = await rerun_goal(settings, goal_id, service=service)
             assert report.identical, (goal_id, service, report.differences)
-            assert report.redriven > 0
+            assert report.rerun_decisions > 0
 
     # The command line, with a new text: another goal, planned from the same state.
     assert settings.nats_urls is not None
     env = {**os.environ, **settings.to_env(), "AGORA_LOG_LEVEL": "error"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "infra.cli",
-        "fork",
-        original.goal_id,
-        "--at-seq",
-        str(at_seq),
-        "--text",
-        "three steps, told differently",
-        "--wait",
-        "--json",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, stderr
+    fork_args = ["fork", original.goal_id, "--at-seq", str(at_seq)]
+    fork_args += ["--text", "three steps, told differently"]
+    code, stdout, stderr = await _agora(*fork_args, "--wait", "--json", env=env)
+    assert code == 0, stderr
     second = json.loads(stdout.splitlines()[0])["goal_id"]
     assert second != submitted.goal_id
     forked = await client.wait_for_outcome(second, timeout_s=30)
@@ -94,3 +80,27 @@ async def test_a_fork_runs_what_was_left_and_leaves_the_original_untouched(
     assert forked[0].text == "three steps, told differently"
     assert isinstance(forked[-1], GoalCompleted)
     assert [encode(e) for e in await all_events(nc, goal_events_filter(original.goal_id))] == before
+
+    # The same fork asked again: the command says it exists already, and adds no goal.
+    code, said, _ = await _agora(*fork_args, env=env)
+    assert code == 0
+    assert "already exists" in said.decode()
+    assert second in said.decode()
+    accepted = [
+        e for e in await all_events(nc, goal_events_filter(second)) if isinstance(e, GoalAccepted)
+    ]
+    assert len(accepted) == 1
+
+
+async def _agora(*args: str, env: dict[str, str]) -> tuple[int | None, bytes, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "infra.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, stdout, stderr

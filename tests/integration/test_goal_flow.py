@@ -53,3 +53,25 @@ async def test_plain_nats_publish_of_documented_json_completes(
     log = await all_events(nc, "agora.events.g-123.>")
     assert not duplicates(log)
     assert next(e for e in log if isinstance(e, TaskCompleted)).output == "391"
+
+
+async def test_a_command_whose_ack_was_lost_is_resent_without_a_second_goal(
+    nc: NatsClient, platform: InProcessPlatform
+) -> None:
+    command = {
+        "command_id": "c-lost-ack",
+        "goal_id": "g-lost-ack",
+        "text": "echo once",
+        "steps": [{"tool": "echo", "args": {"text": "once"}}],
+    }
+    # The first publish reaches the stream, but its client never sees the ack.
+    await nc.publish(
+        "agora.intake.goal", json.dumps(command).encode(), headers={"Nats-Msg-Id": "c-lost-ack"}
+    )
+    await nc.flush()
+    resent = await AgoraClient(nc).submit(command)
+    assert resent.duplicate
+    assert (resent.goal_id, resent.command_id) == ("g-lost-ack", "c-lost-ack")
+    events = await AgoraClient(nc).wait_for_outcome("g-lost-ack", timeout_s=30)
+    assert isinstance(events[-1], GoalCompleted)
+    assert types_of(await all_events(nc, "agora.events.g-lost-ack.>")).count("goal_accepted") == 1

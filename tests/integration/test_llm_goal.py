@@ -4,7 +4,7 @@ services on a real JetStream, and agora's real LLM client code in between.
 Covers the planner's side of issue 4: a free-text goal planned by the model, an invalid plan
 sent back with its problems, revision with the evaluator's feedback, provider failures
 (429 + Retry-After, 500s, timeouts, malformed JSON) ending in retry, fallback or a clean
-``goal_failed``, the budget, re-drive (zero HTTP calls, prompt change reported), and the
+``goal_failed``, the budget, re-run (zero HTTP calls, prompt change reported), and the
 secrets scan.
 """
 
@@ -38,13 +38,13 @@ from events.catalog import (
 from events.codec import encode
 from events.model import Event
 from infra.bus.dlq import decode_dead_letter
-from infra.cli.redrive import redrive_goal
+from infra.cli.rerun import rerun_goal
 from infra.clients.goals import AgoraClient
 from infra.clients.query import projector_caught_up
 from infra.platform.runner import producer_name
 from infra.settings import Settings
 from services.llm.templates import load_prompt
-from services.redrive import RedriveOptions, redrive_executor
+from services.rerun import RerunOptions, rerun_executor
 from tests.conftest import InProcessPlatform
 from tests.integration.test_react_and_judge import crash_once_after
 from tests.llm_servers import (
@@ -247,15 +247,15 @@ async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_com
     log = await all_events(nc, f"agora.events.{submitted.goal_id}.>")
     assert len(of_type(log, LlmRequested)) == len(of_type(log, LlmResponded)) == 7
 
-    # Re-drive with unchanged code: no differences, and not one HTTP request.
+    # Re-run with unchanged code: no differences, and not one HTTP request.
     before = len(openai_server.requests)
-    report = await redrive_goal(llm, submitted.goal_id)
+    report = await rerun_goal(llm, submitted.goal_id)
     assert report.identical, report.differences
     assert report.llm_answers_reused == 2
-    judged = await redrive_goal(llm, submitted.goal_id, service="evaluator")
+    judged = await rerun_goal(llm, submitted.goal_id, service="evaluator")
     assert judged.identical, judged.differences
     assert (judged.inputs, judged.llm_answers_reused) == (2, 2)
-    executed = await redrive_goal(llm, submitted.goal_id, service="executor")
+    executed = await rerun_goal(llm, submitted.goal_id, service="executor")
     assert executed.identical, executed.differences
     assert (executed.inputs, executed.llm_answers_reused) == (3, 3)  # tasks; ReAct thinks
     # A task asking for a call the record cannot answer is reported, and nothing runs.
@@ -266,12 +266,12 @@ async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_com
         else e
         for e in history
     ]
-    options = RedriveOptions(
+    options = RerunOptions(
         planning=None,
         producer=producer_name("executor"),
         react_prompt=load_prompt("executor", "react", 1),
     )
-    drifted = await redrive_executor(tampered, options, datetime.now(UTC))
+    drifted = await rerun_executor(tampered, options, datetime.now(UTC))
     assert [d.kind for d in drifted.differences] == ["tool_call_new"]
     assert "17*24" in drifted.differences[0].detail
     assert len(openai_server.requests) == before
@@ -280,15 +280,13 @@ async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_com
     prompts = tmp_path / "prompts"
     prompts.mkdir()
     (prompts / "revise.v2.md").write_text("Revise the plan.\n$tools\n", encoding="utf-8")
-    changed = await redrive_goal(replace(llm, planner_prompts=prompts), submitted.goal_id)
+    changed = await rerun_goal(replace(llm, planner_prompts=prompts), submitted.goal_id)
     assert [d.kind for d in changed.differences] == ["llm_request_new"]
     assert "'revise'" in changed.differences[0].detail
     assert changed.stopped_early
     assert len(openai_server.requests) == before
-    # --live-llm: the new request is asked (once), and the re-drive goes on to the end.
-    live = await redrive_goal(
-        replace(llm, planner_prompts=prompts), submitted.goal_id, live_llm=True
-    )
+    # --live-llm: the new request is asked (once), and the re-run goes on to the end.
+    live = await rerun_goal(replace(llm, planner_prompts=prompts), submitted.goal_id, live_llm=True)
     assert live.llm_calls == 1
     assert not live.stopped_early
     # The new request replaced the recorded one; the same plan came back, so nothing else.
@@ -298,7 +296,7 @@ async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_com
 
     # The same through the command line, as a team would run it.
     env = {**os.environ, **llm.to_env(), "AGORA_LOG_LEVEL": "error"}
-    code, stdout, stderr = await agora("redrive", submitted.goal_id, "--json", env=env)
+    code, stdout, stderr = await agora("rerun", submitted.goal_id, "--json", env=env)
     assert code == 0, stderr
     assert json.loads(stdout)["identical"] is True
     code, stdout, stderr = await agora(
@@ -436,9 +434,9 @@ async def test_when_every_provider_fails_the_goal_fails_cleanly(
     failed = events[-1]
     assert isinstance(failed, GoalFailed), failed
     assert failed.reason.startswith("llm_unavailable: ")
-    # Re-drive reproduces the failure from the record, without asking again.
+    # Re-run reproduces the failure from the record, without asking again.
     asked = len(openai_server.requests)
-    report = await redrive_goal(llm_settings(settings, openai_server), submitted.goal_id)
+    report = await rerun_goal(llm_settings(settings, openai_server), submitted.goal_id)
     assert report.identical, report.differences
     assert len(openai_server.requests) == asked
 

@@ -244,3 +244,20 @@ async def test_queries_while_the_projector_writes_are_all_answered(
         answered += len(replies)
     await goals
     assert answered >= 8
+
+
+async def test_a_query_with_min_seq_waits_for_the_views_to_include_it(
+    client: AgoraClient, platform: InProcessPlatform
+) -> None:
+    submitted = await client.submit(
+        {"text": "echo once", "steps": [{"tool": "echo", "args": {"text": "x"}}]}
+    )
+    outcome = await client.wait(submitted.goal_id, timeout_s=30)
+    # Asked the moment the goal ended: the answer already includes its last event.
+    reply = await client.trajectory(submitted.goal_id, min_seq=outcome.last_seq)
+    assert reply.last_seq >= outcome.last_seq
+    assert reply.rows[-1][1] == outcome.last_seq
+    assert reply.rows[-1][3] == "goal_completed"
+    # A sequence the log never reaches: an answer that says so, within the time limit.
+    with pytest.raises(QueryFailedError, match="not min_seq"):
+        await client.query("SELECT 1", min_seq=outcome.last_seq + 1_000_000)

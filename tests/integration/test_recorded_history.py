@@ -1,10 +1,10 @@
-"""A log written by an older agora replays into the same views and its goals re-drive.
+"""A log written by an older agora replays into the same views and its goals re-run.
 
 tests/data/history-v1.json was recorded (tests/data/record_history.py) by the code before the
 hot-path redesign: it holds task_started, tool_returned, observation memory_stored and context
 round trips for explicit plans, which the current code no longer writes. Its messages are
 appended to a fresh stream exactly as they were stored (same ids, same order); the projector's
-views must equal what the old projector made of them, and every goal re-drives through the
+views must equal what the old projector made of them, and every goal re-runs through the
 current code with only the documented differences.
 """
 
@@ -24,7 +24,7 @@ from projections.replay import replay_into
 from projections.store import ProjectionStore
 from services.evaluator.main import judge_prompt
 from services.executor.main import react_prompt
-from services.redrive import REDRIVERS, RedriveOptions
+from services.rerun import RERUNNERS, RerunOptions
 
 RECORDED = Path(__file__).parents[1] / "data" / "history-v1.json"
 # What the current code no longer writes for such goals (docs/events.md, migration notes).
@@ -80,20 +80,20 @@ def _goals(recorded: dict[str, Any]) -> dict[str, list[Event]]:
     return goals
 
 
-@pytest.mark.parametrize("service", sorted(REDRIVERS))
-async def test_every_recorded_goal_redrives_through_the_current_code(
+@pytest.mark.parametrize("service", sorted(RERUNNERS))
+async def test_every_recorded_goal_reruns_through_the_current_code(
     recorded: dict[str, Any], service: str
 ) -> None:
     from datetime import UTC, datetime
 
-    options = RedriveOptions(
+    options = RerunOptions(
         planning=None,
-        producer=f"{service}@redrive",
+        producer=f"{service}@rerun",
         judge_prompt=judge_prompt(),
         react_prompt=react_prompt(),
     )
     for goal_id, history in _goals(recorded).items():
-        report = await REDRIVERS[service](history, options, datetime.now(UTC))
+        report = await RERUNNERS[service](history, options, datetime.now(UTC))
         assert not report.stopped_early, (goal_id, service)
         unexpected = [
             d

@@ -187,3 +187,22 @@ def test_sandbox_limits_from_the_environment() -> None:
     assert Settings.from_env(settings.to_env()).sandbox_wall_s == 3.5
     with pytest.raises(ConfigurationError, match="AGORA_SANDBOX"):
         Settings.from_env({"AGORA_SANDBOX_MEMORY_MB": "0"})
+
+
+@pytest.mark.parametrize("service", ["planner", "executor", "memory", "evaluator"])
+def test_a_redrive_that_fails_again_may_be_dead_lettered(service: str) -> None:
+    # The redrive consumer's dead letters go to agora.dlq.redrive-<service>; refused, the
+    # record was redelivered without end while no dead letter showed.
+    perms = permissions(service)
+    assert perms is not None
+    assert f"agora.dlq.redrive-{service}" in perms.publish_allow
+    assert f"agora.dlq.{service}" in perms.publish_allow
+
+
+def test_a_client_follows_the_log_with_any_library_defaults() -> None:
+    perms = permissions(CLIENT)
+    assert perms is not None
+    # Default inboxes (a JetStream publish's ack), live core subscriptions on the log.
+    assert {"_INBOX.>", "agora.events.>"} <= set(perms.subscribe_allow)
+    assert "$JS.API.CONSUMER.CREATE.*.*.>" in perms.publish_allow
+    assert "$JS.API.CONSUMER.CREATE.*" not in perms.publish_allow  # unnamed: could name a durable

@@ -233,6 +233,7 @@ async def test_a_permanent_failure_fails_the_task_at_once(ctx: ToolContext) -> N
     failed = only(stream, TaskFailed)
     assert (failed.error, failed.attempts) == ("HTTP 404 from upstream", 1)
     assert only(stream, ToolFailed).transient is False
+    assert failed.transient is False  # the planner does not revise it into the same plan
 
 
 async def test_transient_failures_exhaust_max_attempts(ctx: ToolContext) -> None:
@@ -244,6 +245,7 @@ async def test_transient_failures_exhaust_max_attempts(ctx: ToolContext) -> None
     assert tool.calls == 2
     failed = only(stream, TaskFailed)
     assert (failed.error, failed.attempts) == ("down #2", 2)
+    assert failed.transient is True  # more attempts or time may get past it
 
 
 async def test_invalid_arguments_are_recorded_as_a_permanent_failure(ctx: ToolContext) -> None:

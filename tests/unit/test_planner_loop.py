@@ -115,7 +115,9 @@ class PlannerHarness:
             )
         )
 
-    def failed(self, task_id: str, error: str = "boom", iteration: int = 1) -> list[Event]:
+    def failed(
+        self, task_id: str, error: str = "boom", iteration: int = 1, *, transient: bool = True
+    ) -> list[Event]:
         stamp = self._stamp("executor@0.1.0")
         return self.receive(
             TaskFailed(
@@ -126,6 +128,7 @@ class PlannerHarness:
                 error=error,
                 attempts=3,
                 duration_ms=1.0,
+                transient=transient,
             )
         )
 
@@ -389,6 +392,23 @@ def test_revise_reruns_the_plan_with_more_room_for_failed_tasks_until_the_limit(
     assert failed.reason == "evaluation did not pass after 2 iterations: task s1 failed"
     assert (failed.iterations, failed.score) == (2, 0.25)
     assert failed.event_id == derive_id("planner", GOAL, "goal_failed", "outcome")
+    assert is_finished(harness.state)
+
+
+def test_a_permanent_failure_is_not_revised_into_the_same_plan() -> None:
+    harness = PlannerHarness(
+        {"text": "t", "steps": [{"tool": "calculator", "args": {"expression": "1/0"}}]}
+    )
+    harness.context_provided()
+    harness.failed("s1", "division by zero", transient=False)
+
+    events = harness.evaluated("revise", score=0.0, feedback="task s1 failed")
+
+    assert not [e for e in events if isinstance(e, PlanRevised | TaskScheduled)]
+    failed = only(events, GoalFailed)
+    assert failed.iterations == 1
+    assert "s1 (calculator): division by zero failed permanently" in failed.reason
+    assert "fix the step" in failed.reason
     assert is_finished(harness.state)
 
 

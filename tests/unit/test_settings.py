@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from events.errors import ConfigurationError
-from infra.settings import Settings
+from infra.settings import Settings, find_data_dir
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -55,3 +55,18 @@ def test_to_env_round_trips_every_setting_a_child_process_needs() -> None:
     assert again.durability == "os"
     assert again.ack_wait_s == 7.5
     assert again.executor_concurrency == 9
+
+
+def test_the_data_dir_is_found_from_any_subdirectory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".agora").mkdir()
+    deep = tmp_path / "src" / "pkg"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    assert Settings.from_env({}).data_dir == tmp_path / ".agora"
+    assert Settings.from_env({}).workspace == tmp_path / ".agora" / "workspace"
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}).data_dir == Path(".agora")  # here: relative, as before
+    assert find_data_dir(tmp_path / "elsewhere") == tmp_path / ".agora"
+    assert Settings.from_env({"AGORA_DATA_DIR": "/srv/a"}).data_dir == Path("/srv/a")

@@ -1,39 +1,40 @@
-"""``agora redrive``: a recorded goal through the current code, differences printed."""
+"""``agora rerun``: a recorded goal through the current code, differences printed.
+
+Not to be confused with ``agora dlq redrive``, which hands a dead letter back to the consumer
+that gave up on it. ``agora redrive GOAL_ID`` is the old name of ``agora rerun`` (an alias
+for one release).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from events.errors import AgoraError, ConfigurationError
 from events.subjects import SUBJECT_TOKEN, goal_events_filter
-from infra.bus.connection import connect
-from infra.bus.history import read_events
-from infra.cli.common import app, load_settings, out, run
-from infra.platform.runner import producer_name, utc_now
-from infra.settings import Settings
-from services.planner.main import planning_from_settings
-from services.redrive import (
-    REDRIVERS,
-    RedriveOptions,
-    RedriveReport,
-    evaluator_used_llm,
-    planner_used_llm,
-)
+from infra.cli.common import app, connect, err, load_settings, out, run
 
-__all__ = ["redrive", "redrive_goal"]
+if TYPE_CHECKING:
+    from infra.settings import Settings
+    from services.rerun import RerunReport
+
+__all__ = ["redrive", "rerun", "rerun_goal"]
 
 
-async def redrive_goal(
+async def rerun_goal(
     settings: Settings, goal_id: str, *, service: str = "planner", live_llm: bool = False
-) -> RedriveReport:
-    """Read ``goal_id``'s recorded events and re-drive ``service`` over them (read-only)."""
-    if service not in REDRIVERS:
+) -> RerunReport:
+    """Read ``goal_id``'s recorded events and re-run ``service`` over them (read-only)."""
+    from infra.bus.history import read_events
+    from infra.platform.runner import producer_name, utc_now
+    from services.planner.main import planning_from_settings
+    from services.rerun import RERUNNERS, RerunOptions, evaluator_used_llm, planner_used_llm
+
+    if service not in RERUNNERS:
         raise ConfigurationError(
-            f"re-drive of {service!r} is not available; re-drivable: {', '.join(REDRIVERS)}"
+            f"re-run of {service!r} is not available; re-runnable: {', '.join(RERUNNERS)}"
         )
     port = None
     if live_llm:
@@ -45,20 +46,20 @@ async def redrive_goal(
                 "--live-llm needs an LLM: set AGORA_LLM_BASE_URL (and AGORA_LLM_MODEL, "
                 "AGORA_LLM_API_KEY) or AGORA_LLM_PROVIDER"
             )
-    nc = await connect(settings, "agora-redrive")
+    nc = await connect(settings, "agora-rerun")
     try:
         history = [event async for _, event in read_events(nc, goal_events_filter(goal_id))]
         if not history:
             raise AgoraError(f"goal {goal_id} has no recorded events; check the id")
         # The LLM strategies are on when an LLM is configured, or when the recorded goal
-        # used them (their answers are in the record: no LLM is needed to re-drive it).
+        # used them (their answers are in the record: no LLM is needed to re-run it).
         used = {"planner": planner_used_llm, "evaluator": evaluator_used_llm}.get(service)
         enabled = bool(settings.llm_endpoints) or (used is not None and used(history))
         # Imported here: the executor's composition root is heavy for every other command.
         from services.evaluator.main import judge_prompt
         from services.executor.main import react_prompt
 
-        options = RedriveOptions(
+        options = RerunOptions(
             planning=planning_from_settings(settings) if enabled else None,
             port=port,
             producer=producer_name(service),
@@ -67,25 +68,27 @@ async def redrive_goal(
             react_prompt=react_prompt(),
             react_max_steps=settings.react_max_steps,
         )
-        return await REDRIVERS[service](history, options, utc_now())
+        return await RERUNNERS[service](history, options, utc_now())
     finally:
         await nc.close()
         if port is not None:
             await port.aclose()
 
 
-def _print(report: RedriveReport) -> None:
+def _print(report: RerunReport) -> None:
+    from rich.table import Table
+
     verdict = "[green]no differences[/]" if report.identical else "[red]differences[/]"
     out.print(
-        f"goal {report.goal_id}, {report.service}: {report.inputs} input(s) re-driven, "
-        f"{report.recorded} recorded decision(s), {report.redriven} decided now, "
+        f"goal {report.goal_id}, {report.service}: {report.inputs} input(s) re-run, "
+        f"{report.recorded} recorded decision(s), {report.rerun_decisions} decided now, "
         f"{report.llm_answers_reused} LLM answer(s) from the record, "
         f"{report.llm_calls} live LLM call(s): {verdict}"
     )
     if report.stopped_early:
         out.print(
             "[yellow]stopped at a request the recorded goal never asked; "
-            "re-drive with --live-llm to go on[/]"
+            "re-run with --live-llm to go on[/]"
         )
     if report.differences:
         table = Table(title_justify="left")
@@ -97,10 +100,10 @@ def _print(report: RedriveReport) -> None:
 
 
 @app.command()
-def redrive(
-    goal_id: Annotated[str, typer.Argument(help="the recorded goal to re-drive")],
+def rerun(
+    goal_id: Annotated[str, typer.Argument(help="the recorded goal to re-run")],
     service: Annotated[
-        str, typer.Option(help="whose decisions to re-drive: planner, executor or evaluator")
+        str, typer.Option(help="whose decisions to re-run: planner, executor or evaluator")
     ] = "planner",
     live_llm: Annotated[
         bool, typer.Option("--live-llm", help="ask the configured LLM what the record lacks")
@@ -115,10 +118,22 @@ def redrive(
     if not SUBJECT_TOKEN.match(goal_id):
         raise typer.BadParameter("a goal id has only letters, digits, - and _")
     settings = load_settings()
-    report: RedriveReport = run(redrive_goal(settings, goal_id, service=service, live_llm=live_llm))
+    report: RerunReport = run(rerun_goal(settings, goal_id, service=service, live_llm=live_llm))
     if as_json:
         print(json.dumps(report.as_json(), ensure_ascii=False))
     else:
         _print(report)
     if not report.identical:
         raise typer.Exit(1)
+
+
+@app.command(hidden=True, deprecated=True)
+def redrive(
+    goal_id: Annotated[str, typer.Argument(help="the recorded goal to re-run")],
+    service: Annotated[str, typer.Option()] = "planner",
+    live_llm: Annotated[bool, typer.Option("--live-llm")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The old name of `agora rerun` (dead letters: `agora dlq redrive`)."""
+    err.print("[yellow]`agora redrive GOAL_ID` is now `agora rerun GOAL_ID`[/]")
+    rerun(goal_id, service, live_llm, as_json)

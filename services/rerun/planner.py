@@ -1,6 +1,6 @@
-"""Re-drive: feed a recorded goal's inputs through the current decision code, compare.
+"""Re-run: feed a recorded goal's inputs through the current decision code, compare.
 
-``agora redrive GOAL_ID`` is how a team checks a planner or prompt change against yesterday's
+``agora rerun GOAL_ID`` is how a team checks a planner or prompt change against yesterday's
 traffic. For one service, every input it consumed (in stream order) is handed to the *same*
 handler the live service runs (``services.planner.handler.GoalPlanner``), with ports that read
 the record instead of the bus: its appends are collected, and model calls are answered from
@@ -11,7 +11,7 @@ decision's logical identity, so the same decision has the same id) and content (
 but ``occurred_at``, ``producer`` and ``causation_id``, which say when and on which delivery a
 decision was taken, not what it was).
 
-Nothing is published: re-drive only reads. A driver per service plugs into ``REDRIVERS``;
+Nothing is published: re-run only reads. A driver per service plugs into ``RERUNNERS``;
 the planner's is here, the executor's and evaluator's follow the same shape.
 """
 
@@ -39,16 +39,16 @@ from services.llm.recording import answers_in, reply_from_event
 from services.planner.decide import LLM_UNAVAILABLE
 from services.planner.handler import GoalPlanner
 from services.planner.manifest import MANIFEST
-from services.redrive.common import (
+from services.rerun.common import (
     Difference,
-    RedriveOptions,
-    RedriveReport,
+    RerunOptions,
+    RerunReport,
     compare,
     service_of,
     short,
 )
 
-__all__ = ["PLANNER_INPUTS", "planner_used_llm", "redrive_planner"]
+__all__ = ["PLANNER_INPUTS", "planner_used_llm", "rerun_planner"]
 
 # What the planner consumes (its manifest); re-drive feeds those written by other services.
 PLANNER_INPUTS = MANIFEST.input_on(EVENTS_STREAM).events
@@ -59,7 +59,7 @@ class _RecordedModel:
     """The model as the recorded goal met it: its answers by request hash, its failures."""
 
     history: Sequence[Event]
-    options: RedriveOptions
+    options: RerunOptions
     asked: list[str] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
     reused: int = 0
@@ -122,9 +122,9 @@ def _is_planner_input(event: Event) -> bool:
     return isinstance(event, PLANNER_INPUTS) and service_of(event) != "planner"
 
 
-async def redrive_planner(
-    history: Sequence[Event], options: RedriveOptions, now: datetime
-) -> RedriveReport:
+async def rerun_planner(
+    history: Sequence[Event], options: RerunOptions, now: datetime
+) -> RerunReport:
     """Re-drive the planner over ``history`` (one goal's events, in stream order)."""
     model = _RecordedModel(history, options)
     decided: list[Event] = []
@@ -185,12 +185,12 @@ async def redrive_planner(
             and event.request_hash not in asked
         ]
     goal_id = history[0].goal_id if history else ""
-    return RedriveReport(
+    return RerunReport(
         goal_id=goal_id,
         service="planner",
         inputs=inputs,
         recorded=len(recorded),
-        redriven=len(decided),
+        rerun_decisions=len(decided),
         llm_answers_reused=model.reused,
         llm_calls=model.calls,
         differences=tuple(differences),

@@ -1,4 +1,4 @@
-"""What every service's re-drive shares: options, the report, and comparing decisions."""
+"""What every service's re-run shares: options, the report, and comparing decisions."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from services.llm.port import LlmPort
 from services.llm.templates import PromptTemplate
 from services.planner.llm_plan import LlmPlanning
 
-__all__ = ["Difference", "RedriveOptions", "RedriveReport", "compare", "service_of", "short"]
+__all__ = ["Difference", "RerunOptions", "RerunReport", "compare", "service_of", "short"]
 
 DifferenceKind = Literal[
     "missing", "new", "changed", "llm_request_new", "llm_request_unasked", "tool_call_new"
@@ -35,12 +35,12 @@ class Difference:
 
 
 @dataclass(frozen=True, slots=True)
-class RedriveReport:
+class RerunReport:
     goal_id: str
     service: str
     inputs: int  # inputs fed through the current code
     recorded: int  # recorded decisions of the service
-    redriven: int  # decisions the current code took
+    rerun_decisions: int  # decisions the current code took
     llm_answers_reused: int  # model requests answered from the record
     llm_calls: int  # live model calls (only with a live port)
     differences: tuple[Difference, ...]
@@ -57,7 +57,7 @@ class RedriveReport:
             "identical": self.identical,
             "inputs": self.inputs,
             "recorded": self.recorded,
-            "redriven": self.redriven,
+            "rerun_decisions": self.rerun_decisions,
             "llm_answers_reused": self.llm_answers_reused,
             "llm_calls": self.llm_calls,
             "stopped_early": self.stopped_early,
@@ -69,7 +69,7 @@ class RedriveReport:
 
 
 @dataclass(frozen=True, slots=True)
-class RedriveOptions:
+class RerunOptions:
     """The current code's configuration, and a port for ``--live-llm`` (None: record only).
 
     ``llm_strategies``: the LLM strategies are on (the planner's are configured by
@@ -78,7 +78,7 @@ class RedriveOptions:
 
     planning: LlmPlanning | None
     port: LlmPort | None = None
-    producer: str = "planner@redrive"
+    producer: str = "planner@rerun"
     llm_strategies: bool = False
     judge_prompt: PromptTemplate | None = None
     react_prompt: PromptTemplate | None = None
@@ -97,9 +97,9 @@ def short(value: object) -> str:
     return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 1] + "…"
 
 
-def compare(recorded: Sequence[Event], redriven: Sequence[Event]) -> list[Difference]:
-    """Where ``redriven`` decisions differ from ``recorded`` ones, in recorded order."""
-    new_by_id = {event.event_id: event for event in redriven}
+def compare(recorded: Sequence[Event], rerun_decisions: Sequence[Event]) -> list[Difference]:
+    """Where ``rerun_decisions`` decisions differ from ``recorded`` ones, in recorded order."""
+    new_by_id = {event.event_id: event for event in rerun_decisions}
     old_ids = {event.event_id for event in recorded}
     differences: list[Difference] = []
     for old in recorded:
@@ -118,7 +118,7 @@ def compare(recorded: Sequence[Event], redriven: Sequence[Event]) -> list[Differ
             differences.append(Difference("changed", old.event_id, event_type(old), detail))
     differences += [
         Difference("new", event.event_id, event_type(event), "decided only by the current code")
-        for event in redriven
+        for event in rerun_decisions
         if event.event_id not in old_ids
     ]
     return differences

@@ -1,11 +1,11 @@
-"""Re-drive of the executor: every recorded ``task_scheduled`` through the current executor code.
+"""Re-run of the executor: every recorded ``task_scheduled`` through the current executor code.
 
 Tools are not run again: a tool call is answered from the record (the recorded output: the
 ``task_completed`` of a plain task's attempt, a ReAct step's ``tool_returned``; or the recorded
 ``tool_failed`` error), in the order the task
 recorded them. A call the record does not hold (another tool, other arguments, one call more)
 is a difference, and that task is not compared further. A ReAct task's thinks are answered
-from the recorded ``llm_responded`` events by request hash, like every re-drive. Timings
+from the recorded ``llm_responded`` events by request hash, like every re-run. Timings
 (``duration_ms``) are measurements, not decisions, and are not compared.
 """
 
@@ -34,16 +34,16 @@ from services.executor.react import ReactConfig
 from services.executor.react_handler import execute_react
 from services.executor.runner import ToolRunner
 from services.llm.messages import LlmReply, LlmRequest, request_hash
-from services.redrive.common import (
+from services.rerun.common import (
     Difference,
-    RedriveOptions,
-    RedriveReport,
+    RerunOptions,
+    RerunReport,
     compare,
     service_of,
     short,
 )
 
-__all__ = ["redrive_executor"]
+__all__ = ["rerun_executor"]
 
 # How a recorded call ended. A plain task's successful call has no tool_returned of its own:
 # its task_completed (of the same attempt) is its return.
@@ -77,7 +77,7 @@ class _RecordedTools(ToolRunner):
 
     def _refuse(self, what: str) -> str:
         self.unrecorded.append(what)
-        raise _UnrecordedError(f"re-drive: the record holds no answer to {what}")
+        raise _UnrecordedError(f"re-run: the record holds no answer to {what}")
 
 
 @dataclass
@@ -85,7 +85,7 @@ class _RecordedModel:
     """The port a ReAct task's thinks get: a request the record lacks is refused or, with a
     live port, asked."""
 
-    options: RedriveOptions
+    options: RerunOptions
     calls: int = 0
     new: list[LlmRequest] = field(default_factory=list)
 
@@ -109,13 +109,13 @@ class _Answers:
 
 
 class _NoLog:
-    """A first delivery never reads the log, and re-drive is the only writer: never asked."""
+    """A first delivery never reads the log, and re-run is the only writer: never asked."""
 
     async def load(self, goal_id: str) -> _Recorded:
-        raise AssertionError(f"re-drive of {goal_id} read the goal log on a first delivery")
+        raise AssertionError(f"re-run of {goal_id} read the goal log on a first delivery")
 
     async def since(self, goal_id: str, after_seq: int) -> _Recorded:
-        raise AssertionError(f"re-drive of {goal_id} lost a write race after {after_seq}")
+        raise AssertionError(f"re-run of {goal_id} lost a write race after {after_seq}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +126,7 @@ class _Recorded:
 
 @dataclass(frozen=True, slots=True)
 class _Appended:
-    """What re-drive answers for each event the current code "publishes": a fresh sequence."""
+    """What re-run answers for each event the current code "publishes": a fresh sequence."""
 
     seq: int
     duplicate: bool = False
@@ -134,7 +134,7 @@ class _Appended:
 
 @dataclass
 class _Collector:
-    """The re-driven code's publish: collects its decisions; nothing reaches the stream."""
+    """The re-run code's publish: collects its decisions; nothing reaches the stream."""
 
     decided: list[Event] = field(default_factory=list)
     seq: int = 0
@@ -142,7 +142,7 @@ class _Collector:
     async def __call__(
         self, events: Sequence[Event], *, expected_last_seq: int = 0
     ) -> list[_Appended]:
-        del expected_last_seq  # re-drive is the only writer of its imagined log
+        del expected_last_seq  # re-run is the only writer of its imagined log
         self.decided.extend(e for e in events if not isinstance(e, LlmRequested | LlmResponded))
         appended = [_Appended(self.seq + n) for n in range(1, len(events) + 1)]
         self.seq += len(events)
@@ -193,10 +193,10 @@ def _new_request(request: LlmRequest) -> Difference:
     )
 
 
-async def redrive_executor(
-    history: Sequence[Event], options: RedriveOptions, now: datetime
-) -> RedriveReport:
-    """Re-drive the executor over ``history`` (one goal's events, in stream order)."""
+async def rerun_executor(
+    history: Sequence[Event], options: RerunOptions, now: datetime
+) -> RerunReport:
+    """Re-run the executor over ``history`` (one goal's events, in stream order)."""
     assert options.react_prompt is not None or not any(
         isinstance(e, TaskScheduled) and e.tool == REACT_TOOL for e in history
     ), "re-driving ReAct tasks needs the ReAct prompt"
@@ -265,12 +265,12 @@ async def redrive_executor(
         and comparable(e)
     ]
     differences += compare(recorded, [e for e in decided if comparable(e)])
-    return RedriveReport(
+    return RerunReport(
         goal_id=history[0].goal_id if history else "",
         service="executor",
         inputs=len(tasks),
         recorded=len(recorded),
-        redriven=len(decided),
+        rerun_decisions=len(decided),
         # The recorded thinks of the tasks compared in full: each answered from the record.
         llm_answers_reused=sum(
             1 for e in history if isinstance(e, LlmRequested) and service_of(e) == "executor"

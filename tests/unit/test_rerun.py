@@ -1,4 +1,4 @@
-"""Re-drive: a recorded goal through the current planner code, differences reported."""
+"""Re-run: a recorded goal through the current planner code, differences reported."""
 
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ from services.llm.recording import requested_event
 from services.llm.templates import PromptTemplate, load_prompt
 from services.planner.llm_plan import LlmPlanning
 from services.planner.templates import load_prompts
-from services.redrive import (
+from services.rerun import (
     PLANNER_INPUTS,
-    RedriveOptions,
+    RerunOptions,
     compare,
     evaluator_used_llm,
-    redrive_evaluator,
-    redrive_planner,
+    rerun_evaluator,
+    rerun_planner,
 )
 from tests.unit.test_planner_llm import PLANNING, VALID_PLAN, LlmHarness, plan_answer
 from tests.unit.test_planner_loop import PlannerHarness
@@ -49,30 +49,30 @@ def recorded_llm_goal() -> list[Event]:
 
 async def test_unchanged_code_reports_no_difference_and_reuses_every_answer() -> None:
     history = recorded_llm_goal()
-    report = await redrive_planner(history, RedriveOptions(planning=PLANNING), LATER)
+    report = await rerun_planner(history, RerunOptions(planning=PLANNING), LATER)
 
     assert report.identical, report.differences
     assert report.llm_answers_reused == 1
     assert report.llm_calls == 0
-    assert report.recorded == report.redriven > 5
+    assert report.recorded == report.rerun_decisions > 5
     assert report.inputs == 5  # goal_accepted, context, two completions, the evaluation
 
 
-async def test_a_rule_based_goal_redrives_identically() -> None:
+async def test_a_rule_based_goal_reruns_identically() -> None:
     h = PlannerHarness({"text": "compute 2+3 then echo done"})
     h.context_provided()
     h.completed("s1", "5")
     h.completed("s2", "done")
     h.evaluated("accept")
-    report = await redrive_planner(h.log, RedriveOptions(planning=None), LATER)
+    report = await rerun_planner(h.log, RerunOptions(planning=None), LATER)
     assert report.identical, report.differences
-    assert report.redriven > 0
+    assert report.rerun_decisions > 0
 
 
 async def test_a_changed_prompt_is_reported_as_a_new_request(tmp_path: Path) -> None:
     (tmp_path / "plan.v2.md").write_text("Plan it, briefly.\n$tools\n", encoding="utf-8")
     changed = LlmPlanning(prompts=load_prompts(tmp_path))
-    report = await redrive_planner(recorded_llm_goal(), RedriveOptions(planning=changed), LATER)
+    report = await rerun_planner(recorded_llm_goal(), RerunOptions(planning=changed), LATER)
 
     assert not report.identical
     assert report.stopped_early
@@ -99,8 +99,8 @@ async def test_with_a_live_model_the_new_request_is_asked_and_the_rest_compared(
 ) -> None:
     (tmp_path / "plan.v2.md").write_text("Plan it, briefly.\n$tools\n", encoding="utf-8")
     model = ReplayingModel()
-    options = RedriveOptions(planning=LlmPlanning(prompts=load_prompts(tmp_path)), port=model)
-    report = await redrive_planner(recorded_llm_goal(), options, LATER)
+    options = RerunOptions(planning=LlmPlanning(prompts=load_prompts(tmp_path)), port=model)
+    report = await rerun_planner(recorded_llm_goal(), options, LATER)
 
     assert report.llm_calls == len(model.calls) == 1
     # the same plan and usage from the model: only the request itself differs (the new one
@@ -116,7 +116,7 @@ async def test_a_different_decision_is_reported_with_the_fields_that_changed() -
     assert isinstance(scheduled, TaskScheduled)
     history[first] = replace_struct(scheduled, args={"expression": "17*24"})
 
-    report = await redrive_planner(history, RedriveOptions(planning=PLANNING), LATER)
+    report = await rerun_planner(history, RerunOptions(planning=PLANNING), LATER)
     assert [(d.kind, d.type) for d in report.differences] == [("changed", "task_scheduled")]
     assert '"17*24"' in report.differences[0].detail
     assert '"17*23"' in report.differences[0].detail
@@ -127,7 +127,7 @@ async def test_a_recorded_request_no_longer_asked_is_reported() -> None:
     plan = next(e for e in history if isinstance(e, PlanCreated))
     stray = LlmRequest(purpose="plan", messages=())
     requested = requested_event(_stamp_of(plan), stray, request_hash(stray))
-    report = await redrive_planner([*history, requested], RedriveOptions(planning=PLANNING), LATER)
+    report = await rerun_planner([*history, requested], RerunOptions(planning=PLANNING), LATER)
     assert [d.kind for d in report.differences] == ["llm_request_unasked"]
 
 
@@ -193,8 +193,8 @@ async def judged_history(model: JudgeModel) -> list[Event]:
     return [*history, verdict]
 
 
-def evaluator_options(port: JudgeModel | None = None) -> RedriveOptions:
-    return RedriveOptions(
+def evaluator_options(port: JudgeModel | None = None) -> RerunOptions:
+    return RerunOptions(
         planning=None,
         port=port,
         producer="evaluator@0.1.0",
@@ -203,16 +203,16 @@ def evaluator_options(port: JudgeModel | None = None) -> RedriveOptions:
     )
 
 
-async def test_the_evaluator_redrives_its_judged_verdicts_without_asking_the_model() -> None:
+async def test_the_evaluator_reruns_its_judged_verdicts_without_asking_the_model() -> None:
     model = JudgeModel()
     history = await judged_history(model)
     assert model.calls == 1
     assert evaluator_used_llm(history)
 
-    report = await redrive_evaluator(history, evaluator_options(), LATER)
+    report = await rerun_evaluator(history, evaluator_options(), LATER)
 
     assert report.identical, report.differences
-    assert (report.inputs, report.recorded, report.redriven) == (1, 1, 1)
+    assert (report.inputs, report.recorded, report.rerun_decisions) == (1, 1, 1)
     assert report.llm_answers_reused == 1
     assert model.calls == 1
 
@@ -223,11 +223,11 @@ async def test_a_changed_judge_prompt_is_a_new_request_for_the_evaluator() -> No
         evaluator_options(),
         judge_prompt=PromptTemplate("evaluator", "judge", 2, "Judge it.\n"),
     )
-    report = await redrive_evaluator(history, options, LATER)
+    report = await rerun_evaluator(history, options, LATER)
     assert [d.kind for d in report.differences] == ["llm_request_new"]
 
     live = JudgeModel(verdict="revise")
-    report = await redrive_evaluator(history, replace(options, port=live), LATER)
+    report = await rerun_evaluator(history, replace(options, port=live), LATER)
     assert live.calls == 1
     kinds = [(d.kind, d.type) for d in report.differences]
     assert kinds == [("llm_request_new", "llm_requested"), ("changed", "evaluation_completed")]

@@ -1,4 +1,4 @@
-"""Re-drive of the evaluator: every recorded ``evaluation_requested`` through the current
+"""Re-run of the evaluator: every recorded ``evaluation_requested`` through the current
 rule checks and LLM judge, the judge's answers taken from the record by request hash."""
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from services.evaluator.decide import evaluate
 from services.evaluator.judging import evaluate_with_judge
 from services.llm.messages import LlmReply, LlmRequest, request_hash
 from services.llm.recording import answers_in
-from services.redrive.common import (
+from services.rerun.common import (
     Difference,
-    RedriveOptions,
-    RedriveReport,
+    RerunOptions,
+    RerunReport,
     compare,
     service_of,
     short,
 )
 
-__all__ = ["evaluator_used_llm", "redrive_evaluator"]
+__all__ = ["evaluator_used_llm", "rerun_evaluator"]
 
 _UNAVAILABLE = re.compile(r"the judge was unavailable \((?P<error>.*)\)", re.DOTALL)
 
@@ -49,10 +49,10 @@ def evaluator_used_llm(history: Sequence[Event]) -> bool:
 
 @dataclass
 class _RecordedModel:
-    """The port re-drive hands the judge: recorded failures replayed, new requests refused
+    """The port re-run hands the judge: recorded failures replayed, new requests refused
     (or asked of the live model)."""
 
-    options: RedriveOptions
+    options: RerunOptions
     unanswered: dict[str, str]  # request hash -> the error the recorded goal got
     calls: int = 0
     asked: list[str] = field(default_factory=list)
@@ -102,10 +102,10 @@ def _new_request(request: LlmRequest) -> Difference:
     )
 
 
-async def redrive_evaluator(
-    history: Sequence[Event], options: RedriveOptions, now: datetime
-) -> RedriveReport:
-    """Re-drive the evaluator over ``history`` (one goal's events, in stream order)."""
+async def rerun_evaluator(
+    history: Sequence[Event], options: RerunOptions, now: datetime
+) -> RerunReport:
+    """Re-run the evaluator over ``history`` (one goal's events, in stream order)."""
     recorded_answers = answers_in(history)
     model = _RecordedModel(options, _recorded_failures(history))
     decided: list[Event] = []
@@ -115,7 +115,7 @@ async def redrive_evaluator(
     reused = 0
 
     async def collect(events: Sequence[Event]) -> None:
-        del events  # re-drive publishes nothing
+        del events  # re-run publishes nothing
 
     for request in inputs:
 
@@ -152,12 +152,12 @@ async def redrive_evaluator(
         and not (isinstance(e, EvaluationCompleted) and e.causation_id in skipped)
     ]
     differences += compare(recorded, decided)
-    return RedriveReport(
+    return RerunReport(
         goal_id=history[0].goal_id if history else "",
         service="evaluator",
         inputs=len(inputs),
         recorded=len(recorded),
-        redriven=len(decided),
+        rerun_decisions=len(decided),
         llm_answers_reused=reused if options.llm_strategies else 0,
         llm_calls=model.calls,
         differences=tuple(differences),
