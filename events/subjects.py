@@ -16,6 +16,7 @@ __all__ = [
     "event_type_filter",
     "goal_events_filter",
     "goal_id_from_subject",
+    "is_inbox_reply",
     "is_reserved_goal_id",
     "lease_goal_id",
     "lease_subject",
@@ -68,3 +69,16 @@ def goal_id_from_subject(subject: str) -> str | None:
 
 def dlq_subject(consumer: str) -> str:
     return f"agora.dlq.{consumer}"
+
+
+# Where a service may send an answer: an inbox, never a subject a stream records. The first
+# token is ``_INBOX`` (every NATS library's default prefix) or ``_INBOX_<name>`` (agora's
+# per-identity prefixes); the rest are literal tokens. No stream captures ``_INBOX``, so an
+# answer can never become an event, a dead letter or a JetStream API request.
+_INBOX_REPLY = re.compile(r"_INBOX(?:_[A-Za-z0-9-]{1,64})?(?:\.[A-Za-z0-9_-]{1,64}){1,8}")
+MAX_REPLY_LENGTH = 256
+
+
+def is_inbox_reply(reply: str) -> bool:
+    """True when ``reply`` names an inbox, the only place a service sends an answer."""
+    return len(reply) <= MAX_REPLY_LENGTH and _INBOX_REPLY.fullmatch(reply) is not None

@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 
 from events.subjects import EVENTS_STREAM, QUERY_SUBJECT
 from infra.bus.reader import StreamReader
+from infra.bus.replies import subscribe_requests
 from infra.logging import get_logger
 from infra.platform.runner import ServiceContext, ServiceParts
 from infra.settings import Settings
@@ -132,8 +133,9 @@ class Projector:
     # -- answering -----------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event) -> None:
-        queries = await self.ctx.nc.subscribe(QUERY_SUBJECT, queue=QUERY_GROUP, cb=self._on_query)
-        control = await self.ctx.nc.subscribe(PROJECTOR_CONTROL, cb=self._on_control)
+        nc = self.ctx.nc
+        queries = await subscribe_requests(nc, QUERY_SUBJECT, self._on_query, queue=QUERY_GROUP)
+        control = await subscribe_requests(nc, PROJECTOR_CONTROL, self._on_control)
         try:
             await stop.wait()
         finally:

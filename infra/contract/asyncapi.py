@@ -269,7 +269,6 @@ def _permission_table() -> dict[str, Any]:
                 "publish_allow": list(perms.publish_allow),
                 "publish_deny": list(perms.publish_deny),
                 "subscribe_allow": list(perms.subscribe_allow),
-                "allow_responses": perms.allow_responses,
             }
         )
     return table

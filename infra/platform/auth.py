@@ -48,6 +48,7 @@ __all__ = [
     "SERVICE_IDENTITIES",
     "Credentials",
     "Permissions",
+    "answer_subjects",
     "authorization_config",
     "check_secret_files",
     "client_credentials",
@@ -163,13 +164,24 @@ class Permissions:
     publish_allow: tuple[str, ...]
     publish_deny: tuple[str, ...] = ()
     subscribe_allow: tuple[str, ...] = ()
-    # Reply to requests (the projector answers queries): one reply per request, to its inbox.
-    allow_responses: bool = False
 
 
 def inbox_prefix(identity: str) -> str:
     """Each identity's private inboxes: no one else can subscribe to its replies."""
     return f"_INBOX_{identity}"
+
+
+def answer_subjects() -> tuple[str, ...]:
+    """Where a service may send answers: inboxes only, every library's default and ours.
+
+    Services get no ``allow_responses``: nats-server lets a response onto any reply subject
+    the requester chose, even one the responder's ``deny`` list names (measured on 2.15), so
+    a client could have aimed answers at the log, a dead-letter subject or the JetStream API.
+    With an explicit allow on inbox prefixes instead, the server refuses any answer that is
+    not going to an inbox and not a subject the service owns anyway; infra/bus/replies.py
+    refuses those too, before a handler runs.
+    """
+    return ("_INBOX.>", *(f"{inbox_prefix(identity)}.>" for identity in IDENTITIES))
 
 
 def permissions(identity: str) -> Permissions | None:
@@ -213,11 +225,10 @@ def permissions(identity: str) -> Permissions | None:
     if identity == "memory":
         publish += _MEMORY_SNAPSHOTS
     return Permissions(
-        publish_allow=(*publish, *_READ_LOG),
+        # Services answer requests (queries, $SRV, stats), onto inboxes only.
+        publish_allow=(*publish, *_READ_LOG, *answer_subjects()),
         publish_deny=tuple(_durable_denials(identity)),
         subscribe_allow=tuple(subscribe),
-        # Services answer requests: queries (projector, memory) and $SRV/stats (every one).
-        allow_responses=True,
     )
 
 
@@ -287,8 +298,6 @@ def _user_block(creds: Credentials, perms: Permissions | None) -> str:
         f"publish: {{{publish}}}",
         f"subscribe: {{allow: {json.dumps(list(perms.subscribe_allow))}}}",
     ]
-    if perms.allow_responses:
-        parts.append('allow_responses: {max: 1, expires: "1m"}')
     return f"    {{{user},\n      permissions: {{\n        " + ",\n        ".join(parts) + "}}"
 
 

@@ -30,6 +30,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from infra.bus.consume import Delivery, Handler
+from infra.bus.replies import InboxOnlyClient
 
 __all__ = [
     "MICRO_PREFIX",
@@ -109,7 +110,8 @@ async def serve_stats(nc: NatsClient, counters: ServiceCounters, version: str) -
         await request.respond(msgspec.json.encode(counters.snapshot()))
 
     service = await add_service(
-        nc,
+        # nats.micro's own $SRV handlers answer only onto inboxes too (infra/bus/replies.py).
+        InboxOnlyClient(nc),  # type: ignore[arg-type]
         name=micro_name(counters.service),
         version=version,
         description=f"agora {counters.service}: consumer counters",

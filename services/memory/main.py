@@ -26,6 +26,7 @@ from events.subjects import EVENTS_STREAM, INTAKE_STREAM, event_subject, goal_id
 from infra.bus.consume import Delivery
 from infra.bus.history import last_on_subject
 from infra.bus.publisher import Fence, FenceRefusedError
+from infra.bus.replies import subscribe_requests
 from infra.bus.snapshots import MEMORY_SNAPSHOTS, SnapshotStore
 from infra.logging import get_logger
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
@@ -249,8 +250,8 @@ class MemoryService:
     # -- direct reads (agora.memory.query) ---------------------------------------------------
 
     async def serve(self, stop: asyncio.Event) -> None:
-        sub = await self.ctx.nc.subscribe(
-            MEMORY_QUERY, queue=MEMORY_QUERY_GROUP, cb=self._on_request
+        sub = await subscribe_requests(
+            self.ctx.nc, MEMORY_QUERY, self._on_request, queue=MEMORY_QUERY_GROUP
         )
         try:
             await stop.wait()

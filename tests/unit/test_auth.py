@@ -10,12 +10,14 @@ from structlog.testing import capture_logs
 
 from events.catalog import AnyEvent
 from events.errors import ConfigurationError
+from events.subjects import is_inbox_reply
 from infra.platform.auth import (
     ADMIN,
     CLIENT,
     EVENT_OWNERS,
     IDENTITIES,
     SERVICE_IDENTITIES,
+    answer_subjects,
     authorization_config,
     check_secret_files,
     client_credentials,
@@ -88,13 +90,59 @@ def test_the_client_submits_reads_and_queries_but_writes_no_events() -> None:
     assert "agora.intake.>" in perms.publish_allow
     assert "agora.query" in perms.publish_allow
     assert not any(s.startswith(("agora.events", "agora.dlq")) for s in perms.publish_allow)
-    assert not perms.allow_responses
+    assert not any(s.startswith("_INBOX") for s in perms.publish_allow)
 
 
-def test_services_answer_requests_and_clients_do_not() -> None:
-    # Queries (projector, memory) and $SRV/stats requests (every service) get answers.
-    answering = [i for i in IDENTITIES if (p := permissions(i)) is not None and p.allow_responses]
+def test_services_answer_requests_onto_inboxes_only_and_clients_do_not() -> None:
+    # Queries (projector, memory) and $SRV/stats requests (every service) get answers, onto
+    # inboxes; no allow_responses, which nats-server honours even against a deny list.
+    answering = [
+        i
+        for i in IDENTITIES
+        if (p := permissions(i)) is not None and set(answer_subjects()) <= set(p.publish_allow)
+    ]
     assert answering == list(SERVICE_IDENTITIES)
+    assert all(subject.startswith("_INBOX") for subject in answer_subjects())
+
+
+def test_the_server_config_lets_no_answer_onto_a_subject_it_does_not_allow(
+    tmp_path: Path,
+) -> None:
+    config = authorization_config(ensure_credentials(tmp_path))
+    assert "allow_responses" not in config
+    # The client subscribes to its inbox; every service may answer onto it.
+    assert config.count('"_INBOX_client.>"') == 1 + len(SERVICE_IDENTITIES)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["_INBOX.abc", "_INBOX.abc.def", "_INBOX_client.Xy12.3", "_INBOX_planner.a-b_c"],
+)
+def test_inboxes_are_where_answers_go(reply: str) -> None:
+    assert is_inbox_reply(reply)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "agora.events.g-1.goal_failed",
+        "agora.dlq.planner",
+        "$JS.API.STREAM.PURGE.AGORA_EVENTS",
+        "$JS.ACK.AGORA_EVENTS.planner.1.2.3.4.5",
+        "_INBOX",
+        "_INBOX.",
+        "_INBOX..a",
+        "_INBOX.>",
+        "_INBOX.*",
+        "_INBOXX.a",
+        "_INBOX.a\n",
+        "_INBOX.a.agora.events.g.x extra",
+        "_INBOX." + "a" * 300,
+        "x._INBOX.a",
+    ],
+)
+def test_anything_else_is_no_place_for_an_answer(reply: str) -> None:
+    assert not is_inbox_reply(reply)
 
 
 def test_unknown_identities_are_refused() -> None:
