@@ -48,6 +48,9 @@ def build(ctx: ServiceContext) -> ServiceParts:
     sandbox = Sandbox(
         limits,
         hide=[settings.data_dir, workspace, *(path for path in secrets if path is not None)],
+        # As many programs at once as tasks the executor runs at once: none fails for want
+        # of a slot; past that they wait with their task.
+        concurrency=settings.executor_concurrency,
     )
     tools = ToolContext(workspace=workspace, http=http, sandbox=sandbox)
     registry = ToolRegistry.builtin()

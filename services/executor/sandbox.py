@@ -2,19 +2,24 @@
 
 Each run gets a fresh temporary directory as its working directory, an empty environment
 (no credentials, no AGORA_* paths), CPU-time, memory, process-count, file-size and
-open-file limits, a wall-clock timeout after which its whole process group is killed,
-and, where the kernel allows it, new network, mount and PID namespaces: no network at all,
-agora's data directory (with the NATS credentials) hidden, and run as ``nobody`` when agora
-runs as root. ``sandbox_launcher.py`` does the confining inside the new process; what it
-could not do is reported back and logged as a warning, never skipped silently.
+open-file limits, a wall-clock timeout, and, where the kernel allows it, new network, mount
+and PID namespaces: no network at all, agora's data directory (with the NATS credentials)
+hidden. When agora runs as root, each concurrent run gets a uid of its own (a lock file per
+uid says which are taken, across executor processes), so the process limit is per run, and
+a fresh cgroup caps and tracks every process the run starts. ``sandbox_launcher.py`` does
+the confining inside the new process; what it could not do is reported back and logged as a
+warning, never skipped silently. When a run ends, for whatever reason, everything it
+started is killed (``sandbox_reaper.py``): its PID namespace, its cgroup, its uid.
 
-The executor's event loop only waits on pipes, so other tasks keep running meanwhile.
+At most ``concurrency`` runs go at once per Sandbox; more wait for a free slot. The
+executor's event loop only waits on pipes, so other tasks keep running meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -27,12 +32,24 @@ from pathlib import Path
 
 from infra.logging import get_logger
 from services.executor.sandbox_launcher import REPORT_PREFIX
+from services.executor.sandbox_reaper import (
+    CGROUP_PREFIX,
+    RunCgroup,
+    cgroup_root,
+    kill_namespace_init,
+    kill_uids,
+    remove_stale_cgroups,
+)
 
 __all__ = ["Sandbox", "SandboxLimits", "SandboxResult"]
 
 MiB = 1024 * 1024
 LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
 NOBODY = 65534
+# Per-run uids (as root): far above any account's uid and any usual subordinate-id range.
+RUN_UID_BASE = 2_000_000_000
+RUN_UIDS = 4096
+UID_LOCKS = Path(tempfile.gettempdir()) / "agora-sandbox-uids"
 log = get_logger("agora.sandbox")
 
 
@@ -85,6 +102,7 @@ class Sandbox:
         *,
         hide: Iterable[Path] = (),
         python: Path | None = None,
+        concurrency: int = 64,
     ) -> None:
         self.limits = limits or SandboxLimits()
         self.hide = tuple(str(Path(p).resolve()) for p in hide)
@@ -92,6 +110,14 @@ class Sandbox:
         # standard library only, never agora's installation or its .pth files.
         self.python = (python or Path(sys.executable)).resolve()
         self._warned: set[str] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._root = os.geteuid() == 0
+        self._cgroups, self.cgroup_state = cgroup_root()
+        if self._cgroups is not None:
+            # Runs of an executor that died (SIGKILL) are killed here, not left running.
+            removed = remove_stale_cgroups(self._cgroups, os.getpid())
+            if removed:
+                log.warning("sandbox_leftovers_killed", cgroups=removed)
 
     async def run_python(self, code: str, *, stdin: str = "") -> SandboxResult:
         return await self.run({"main.py": code}, "main.py", stdin=stdin)
@@ -103,7 +129,7 @@ class Sandbox:
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
 
-    def _config(self, program: str) -> str:
+    def _config(self, program: str, uid: int, cgroup: RunCgroup | None) -> str:
         limits = self.limits
         return json.dumps(
             {
@@ -112,8 +138,10 @@ class Sandbox:
                 "hide": list(self.hide),
                 "program": program,
                 "scratch_bytes": limits.scratch_bytes,
-                "uid": NOBODY,
+                "uid": uid,
                 "gid": NOBODY,
+                "cgroup": str(cgroup.path) if cgroup else None,
+                "cgroup_state": self.cgroup_state,
                 "limits": {
                     "cpu_s": limits.cpu_s,
                     "memory_bytes": limits.memory_bytes,
@@ -125,13 +153,48 @@ class Sandbox:
         )
 
     async def _run_in(self, workdir: Path, program: str, stdin: bytes) -> SandboxResult:
+        async with self._slots:
+            uid, lock = await _take_uid() if self._root else (os.getuid(), None)
+            try:
+                cgroup = await asyncio.to_thread(self._cgroup_for, uid)
+                try:
+                    return await self._launch(workdir, program, stdin, uid, cgroup)
+                finally:
+                    await asyncio.to_thread(self._reap, uid, cgroup)
+            finally:
+                if lock is not None:
+                    os.close(lock)
+
+    def _cgroup_for(self, uid: int) -> RunCgroup | None:
+        if self._cgroups is None:
+            return None
+        name = f"{CGROUP_PREFIX}{os.getpid()}-{uid}-{os.urandom(4).hex()}"
+        # The launcher and its threads count too: a few beyond the program's own limit.
+        try:
+            return RunCgroup.create(self._cgroups, name, self.limits.processes + 4)
+        except OSError as exc:
+            self.cgroup_state = f"cgroup refused ({exc.strerror})"
+            self._cgroups = None
+            return None
+
+    def _reap(self, uid: int, cgroup: RunCgroup | None) -> None:
+        """Whatever the run left behind dies: its cgroup's members, then its uid's processes."""
+        if cgroup is not None:
+            cgroup.kill_all()
+            cgroup.remove()
+        if self._root:
+            kill_uids(range(uid, uid + 1))
+
+    async def _launch(
+        self, workdir: Path, program: str, stdin: bytes, uid: int, cgroup: RunCgroup | None
+    ) -> SandboxResult:
         process = await asyncio.create_subprocess_exec(
             str(self.python),
             "-I",
             "-S",
             "-B",
             str(LAUNCHER),
-            self._config(program),
+            self._config(program, uid, cgroup),
             cwd=workdir,
             env={},
             stdin=asyncio.subprocess.PIPE,
@@ -154,6 +217,9 @@ class Sandbox:
             timed_out = True
             stdout, stderr = b"", b""
         finally:
+            # PID 1 of the run's namespace first (the kernel then kills the namespace), while
+            # the launcher still names it as its child; then the launcher's group.
+            kill_namespace_init(process.pid)
             _kill_group(process.pid)
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
@@ -179,6 +245,30 @@ class Sandbox:
         if str(isolation.get("user", "")).startswith("root") and "user" not in self._warned:
             self._warned.add("user")
             log.warning("sandbox_runs_as_root", state=isolation["user"])
+
+
+async def _take_uid() -> tuple[int, int]:
+    """A uid no other run holds (here or in another executor), and the lock that holds it."""
+    while True:
+        taken = await asyncio.to_thread(_try_take_uid)
+        if taken is not None:
+            return taken
+        await asyncio.sleep(0.05)  # every uid of the range busy: wait for a run to end
+
+
+def _try_take_uid() -> tuple[int, int] | None:
+    UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    for uid in range(RUN_UID_BASE, RUN_UID_BASE + RUN_UIDS):
+        fd = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        # A holder that died (SIGKILL) released the lock but may have left processes.
+        kill_uids(range(uid, uid + 1))
+        return uid, fd
+    return None
 
 
 def _fresh_workdir(files: dict[str, str]) -> Path:

@@ -157,9 +157,25 @@ def _limit(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _join_cgroup(config: dict[str, object], report: dict[str, object]) -> None:
+    """Enter the run's cgroup before anything else: every descendant is then tracked by it."""
+    path = config.get("cgroup")
+    if not path:
+        report["cgroup"] = f"none ({config.get('cgroup_state', 'unavailable')})"
+        return
+    try:
+        _write(f"{path}/cgroup.procs", str(os.getpid()))
+        report["cgroup"] = "own"
+    except OSError as exc:
+        report["cgroup"] = f"none ({exc.strerror})"
+
+
 def main() -> None:
     config = json.loads(sys.argv[1])
     report: dict[str, object] = {}
+    # The launcher dies with the executor that started it, and its child with it (below).
+    _check(_libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0), "prctl(PDEATHSIG)")
+    _join_cgroup(config, report)
     namespaces = _unshare(report)
     if namespaces:
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -176,6 +192,7 @@ def main() -> None:
     if drop:
         os.chown(".", config["uid"], config["gid"])
     # PID 1 of the new PID namespace is our child; we only wait for it and pass its status on.
+    launcher = os.getpid()
     child = os.fork()
     if child:
         _, status = os.waitpid(child, 0)
@@ -194,6 +211,11 @@ def main() -> None:
         os.setgid(config["gid"])
         os.setuid(config["uid"])
         report["user"] = f"uid {config['uid']}"
+        # Changing uid cleared the parent-death signal: set it again, and make sure the
+        # launcher did not die in between. (The executor kills the namespace regardless.)
+        _check(_libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0), "prctl(PDEATHSIG)")
+        if os.getppid() != (0 if namespaces else launcher):  # 0: our parent is outside
+            os._exit(137)
     report.setdefault("user", f"uid {os.getuid()}")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
     sys.stdout.write(REPORT_PREFIX + json.dumps(report) + "\n")

@@ -7,10 +7,16 @@ nor connect to the server; meanwhile the executor keeps running other tasks.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
 import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from events.catalog import GoalCompleted, GoalFailed
 from infra.bus.connection import connect
@@ -168,3 +174,67 @@ async def test_the_executor_keeps_serving_while_a_program_burns_cpu(
     finally:
         await nc.close()
         await platform.stop()
+
+
+def _alive_with(marker: str) -> list[int]:
+    """Host pids whose command line carries ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def _escape(marker: str, how: str) -> str:
+    """A program that leaves its process group (and more), then sleeps as ``marker``."""
+    return (
+        "import ctypes, os, sys, time\n"
+        f"how = {how!r}\n"
+        "if 'fork' in how and os.fork():\n"
+        "    time.sleep(600)\n"
+        "os.setsid()\n"
+        "if 'pdeathsig' in how:\n"
+        "    ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)\n"
+        "os.execv(sys.executable,"
+        f" [sys.executable, '-c', 'import time; time.sleep(600)', {marker!r}])\n"
+    )
+
+
+@pytest.mark.parametrize("how", ["setsid", "setsid+pdeathsig", "fork+setsid+pdeathsig"])
+async def test_nothing_a_program_starts_outlives_its_run(how: str) -> None:
+    marker = f"agora-escape-{uuid.uuid4().hex}"
+    result = await Sandbox(replace(QUICK, wall_s=1.0)).run_python(_escape(marker, how))
+    assert result.timed_out
+    leftovers = _alive_with(marker)
+    for pid in leftovers:  # a failing run must not leave them for the next test
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert leftovers == []
+
+
+async def test_more_runs_than_one_uid_could_hold_all_succeed() -> None:
+    # Each run forks: 24 runs of 2 processes each, over the per-run limit of 16 if they all
+    # counted against one shared user.
+    program = (
+        "import os, time\npid = os.fork()\ntime.sleep(0.5)\n"
+        "if pid:\n    os.waitpid(pid, 0)\n    print('ok')\n"
+    )
+    sandbox = Sandbox(QUICK)
+    results = await asyncio.gather(*(sandbox.run_python(program) for _ in range(24)))
+    failures = [r.describe_failure() for r in results if not r.ok]
+    assert failures == []
+    assert all(r.stdout.strip() == "ok" for r in results)
+    if os.geteuid() == 0:  # as root each concurrent run has a uid of its own
+        assert len({str(r.isolation["user"]) for r in results}) == len(results)
+
+
+async def test_runs_beyond_the_concurrency_wait_their_turn() -> None:
+    sandbox = Sandbox(QUICK, concurrency=2)
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(sandbox.run_python("import time; time.sleep(0.5); print('done')") for _ in range(4))
+    )
+    assert [r.stdout.strip() for r in results] == ["done"] * 4
+    assert time.monotonic() - started >= 1.0  # two rounds of two
