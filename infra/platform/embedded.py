@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from events.errors import ConfigurationError
+from infra.platform.children import die_with_parent
 
 __all__ = ["EmbeddedNats", "find_nats_server", "running_server_url"]
 
@@ -94,6 +95,8 @@ class EmbeddedNats:
     port: int = -1
     url: str = ""
     monitor_url: str = ""
+    # Under a supervisor: the server gets SIGTERM when the process that started it dies.
+    die_with_parent: bool = False
 
     def config_text(self) -> str:
         store = self.nats_dir / "jetstream"
@@ -127,8 +130,9 @@ class EmbeddedNats:
         config.chmod(0o600)
         config.write_text(self.config_text())
         log = (self.nats_dir / "nats-server.log").open("ab")
+        argv = [str(find_nats_server()), "-c", str(config)]
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our own config
-            [str(find_nats_server()), "-c", str(config)],
+            die_with_parent(argv) if self.die_with_parent else argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches agora, which then stops the server cleanly
@@ -163,6 +167,13 @@ class EmbeddedNats:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    def running(self) -> bool:
+        """Whether the server process is alive (False once it exited or failed to start)."""
+        return self._process is not None and self._process.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self._process.poll() if self._process else None
 
     def stop(self, timeout_s: float = 10.0) -> None:
         process, self._process = self._process, None

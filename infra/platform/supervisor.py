@@ -1,7 +1,10 @@
 """``agora up``: nats-server (unless external) and each service as its own OS process.
 
-A service that exits unexpectedly is restarted with exponential backoff; SIGINT/SIGTERM stop
-every service (they drain their in-flight work) and then the server.
+A service that exits unexpectedly is restarted with exponential backoff, and so is the
+embedded nats-server (on the same port and store, so every client reconnects); SIGINT/SIGTERM
+stop every service (they drain their in-flight work) and then the server. Every child gets
+SIGTERM from the kernel when the supervisor dies, even by SIGKILL (infra/platform/children.py),
+and a start that finds agora's processes from an earlier run names them.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from events.errors import ConfigurationError
 from infra.bus.connection import connect
 from infra.bus.streams import provision
 from infra.logging import get_logger
 from infra.platform.auth import ADMIN, check_secret_files, prepare_embedded_security, service_env
+from infra.platform.children import describe_leftovers, die_with_parent, find_leftovers
 from infra.platform.cluster import EmbeddedCluster
 from infra.platform.embedded import EmbeddedNats
 from infra.platform.runner import SERVICES
@@ -28,6 +33,7 @@ __all__ = ["Supervisor", "restart_delay_s"]
 
 log = get_logger("agora.supervisor")
 HEALTHY_AFTER_S = 30.0
+SERVER_CHECK_S = 0.25
 
 
 def restart_delay_s(consecutive_failures: int) -> float:
@@ -51,6 +57,10 @@ class Supervisor:
     nats_cluster: EmbeddedCluster | None = None
 
     async def start(self) -> None:
+        if self.settings.embedded:
+            leftovers = find_leftovers(self.settings.data_dir, self.settings.nats_dir)
+            if leftovers:
+                raise ConfigurationError(describe_leftovers(leftovers, self.settings.data_dir))
         if self.cluster > 1 and self.settings.embedded:
             self.nats_cluster = EmbeddedCluster(
                 self.settings.nats_dir,
@@ -70,8 +80,10 @@ class Supervisor:
                 durability=self.settings.durability,
                 port=self.settings.nats_port or -1,
                 extra_config=prepare_embedded_security(self.settings),
+                die_with_parent=True,
             ).start()
-            log.info("nats_started", url=self.server.url)
+            log.info("nats_started", url=self.server.url, pid=self.server.pid)
+            self._watchers.append(asyncio.ensure_future(self._keep_server_running(self.server)))
         check_secret_files(self.settings)
         nc = await connect(self.settings, name="agora-supervisor", identity=ADMIN)
         try:
@@ -101,9 +113,35 @@ class Supervisor:
 
     async def _spawn(self, name: str) -> asyncio.subprocess.Process:
         env = {**self.env, **service_env(self.settings, name)} if self._embedded else self.env
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "infra.cli", "service", name, env=env
-        )
+        argv = die_with_parent([sys.executable, "-m", "infra.cli", "service", name])
+        return await asyncio.create_subprocess_exec(*argv, env=env)
+
+    async def _keep_server_running(self, server: EmbeddedNats) -> None:
+        """Restart the embedded server when it dies, like any child (same port, same store)."""
+        failures = 0
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            while server.running():
+                # The server is a plain Popen child: look at it between short waits.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), SERVER_CHECK_S)
+                if self._stopping.is_set():
+                    return
+            failures = 1 if time.monotonic() - started > HEALTHY_AFTER_S else failures + 1
+            delay = restart_delay_s(failures)
+            log.warning("nats_exited", code=server.exit_code(), restart_in_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return
+            try:
+                # On this thread: the kernel's parent-death signal follows the thread that
+                # started the child, and this one lives as long as the supervisor.
+                server.start()
+            except ConfigurationError as exc:
+                log.warning("nats_restart_failed", error=str(exc))
+                continue
+            log.info("nats_restarted", url=server.url, pid=server.pid)
 
     async def _keep_running(self, name: str) -> None:
         failures = 0
