@@ -23,20 +23,33 @@ def status(
             help="nats-server monitoring URL (default: the embedded server's)",
         ),
     ] = None,
+    stall_after_s: Annotated[
+        float,
+        typer.Option(
+            "--stall-after",
+            help="a consumer with work waiting and no acknowledgement this long is stalled",
+            min=1.0,
+        ),
+    ] = 60.0,
     watch_s: Annotated[
         float | None,
         typer.Option("--watch", help="refresh every N seconds until Ctrl-C", min=0.5),
     ] = None,
 ) -> None:
     """How the running platform is doing. Exits 1 when something needs attention."""
-    from infra.clients.status import gather_status, monitor_url_of
+    from infra.clients.status import gather_status, monitor_url_of, store_dir_of
 
     settings = load_settings()
 
     async def work() -> dict[str, Any]:
         nc = await connect(settings, "agora-status")
         try:
-            return await gather_status(nc, monitor_url=monitor or monitor_url_of(settings))
+            return await gather_status(
+                nc,
+                monitor_url=monitor or monitor_url_of(settings),
+                store_dir=store_dir_of(settings),
+                stall_after_s=stall_after_s,
+            )
         finally:
             await nc.close()
 
@@ -69,6 +82,9 @@ def _print(report: dict[str, Any]) -> None:
         f"{js['storage_bytes']:,} bytes stored"
     )
     out.print(line, highlight=False)
+    for limit in report.get("storage", []):
+        share = limit["used"] / limit["limit"]
+        out.print(f"  {limit['what']}: {limit['used']:,} of {limit['limit']:,} bytes ({share:.0%})")
 
     consumers = _table(
         "consumers", ["service", "stream/consumer", "lag", "ack pending", "redelivered"]

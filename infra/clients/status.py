@@ -5,14 +5,18 @@
 - the projector's checkpoint against the event log's last sequence;
 - every service process's own counters (``$SRV.STATS``, see infra/platform/stats.py);
 - the nats-server: version and JetStream usage from the JetStream API, and from its
-  monitoring port (when known) connections, uptime and memory.
+  monitoring port (when known) connections, uptime and memory;
+- JetStream storage against every limit that applies, and consumers that stalled
+  (infra/clients/health.py decides what is a problem).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +24,23 @@ import httpx
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
-from events.subjects import DLQ_STREAM, EVENTS_STREAM
+from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM
 from infra.bus.redrive import REDRIVE_PREFIX, redrive_consumer
+from infra.clients.health import StorageLimit, stalled_consumers, storage_problems
 from infra.clients.query import QueryFailedError, projector_status
 from infra.platform.embedded import DISCOVERY_FILE
 from infra.platform.stats import MICRO_PREFIX, collect_stats
 from infra.platform.topology import SERVICE_CONSUMERS
 from infra.settings import Settings
 
-__all__ = ["EXPECTED_SERVICES", "gather_status", "monitor_url_of"]
+__all__ = ["EXPECTED_SERVICES", "STALL_AFTER_S", "gather_status", "monitor_url_of", "store_dir_of"]
 
 EXPECTED_SERVICES = (*SERVICE_CONSUMERS, "projector")
 COUNTERS = ("handled", "failed", "redelivered", "in_flight")
+# Work waiting and nothing acknowledged for this long: the consumer is stalled.
+STALL_AFTER_S = 60.0
+# The room a store needs to take one more event: the default largest message.
+ONE_MESSAGE_BYTES = 1024 * 1024
 
 
 def monitor_url_of(settings: Settings) -> str | None:
@@ -42,6 +51,12 @@ def monitor_url_of(settings: Settings) -> str | None:
         info = json.loads(Path(settings.nats_dir / DISCOVERY_FILE).read_text())
         return str(info.get("monitor") or "") or None
     return None
+
+
+def store_dir_of(settings: Settings) -> Path | None:
+    """The embedded server's JetStream store on this machine, if there is one."""
+    store = settings.nats_dir / "jetstream"
+    return store if settings.embedded and store.is_dir() else None
 
 
 def _consumer_specs() -> Iterable[tuple[str, str, str]]:
@@ -71,6 +86,9 @@ async def _consumers(nc: NatsClient) -> list[dict[str, Any]]:
                 "waiting": info.num_waiting or 0,
                 "delivered_seq": info.delivered.stream_seq if info.delivered else 0,
                 "ack_floor_seq": info.ack_floor.stream_seq if info.ack_floor else 0,
+                "last_ack": info.ack_floor.last_active if info.ack_floor else None,
+                "last_delivered": info.delivered.last_active if info.delivered else None,
+                "created": info.created,
             }
         rows.append(row)
     return rows
@@ -152,6 +170,7 @@ async def _server(nc: NatsClient, monitor_url: str | None) -> dict[str, Any]:
             "consumers": account.consumers,
             "api_requests": account.api.total,
             "api_errors": account.api.errors,
+            "max_storage_bytes": account.limits.max_storage,
         },
     }
     if monitor_url:
@@ -174,11 +193,50 @@ async def _server(nc: NatsClient, monitor_url: str | None) -> dict[str, Any]:
                 "in_msgs": varz.get("in_msgs"),
                 "out_msgs": varz.get("out_msgs"),
             }
+            js_varz = varz.get("jetstream") or {}
+            server["jetstream"] |= {
+                "server_max_storage_bytes": (js_varz.get("config") or {}).get("max_storage"),
+                "server_storage_bytes": (js_varz.get("stats") or {}).get("storage"),
+            }
     return server
 
 
-def _problems(status: dict[str, Any]) -> list[str]:
-    problems = [
+async def _storage_limits(
+    nc: NatsClient, server: dict[str, Any], store_dir: Path | None
+) -> list[StorageLimit]:
+    js_usage = server["jetstream"]
+    limits = [
+        StorageLimit(
+            "JetStream account storage", js_usage["storage_bytes"], js_usage["max_storage_bytes"]
+        )
+    ]
+    if js_usage.get("server_max_storage_bytes"):
+        limits.append(
+            StorageLimit(
+                "the nats-server's JetStream store",
+                int(js_usage.get("server_storage_bytes") or js_usage["storage_bytes"]),
+                int(js_usage["server_max_storage_bytes"]),
+            )
+        )
+    js = nc.jetstream()
+    for stream in (EVENTS_STREAM, DLQ_STREAM, INTAKE_STREAM):
+        with contextlib.suppress(NotFoundError):
+            info = await js.stream_info(stream)
+            limits.append(
+                StorageLimit(f"stream {stream}", info.state.bytes, info.config.max_bytes or -1)
+            )
+    if store_dir is not None:
+        disk = shutil.disk_usage(store_dir)
+        limits.append(StorageLimit(f"the disk of {store_dir}", disk.used, disk.total))
+    return limits
+
+
+def _problems(
+    status: dict[str, Any], limits: list[StorageLimit], *, now: datetime, stall_after_s: float
+) -> list[str]:
+    problems = storage_problems(limits, room_bytes=ONE_MESSAGE_BYTES)
+    problems += stalled_consumers(status["consumers"], now=now, stall_after_s=stall_after_s)
+    problems += [
         f"no {name} process answers"
         for name, entry in status["services"].items()
         if name in EXPECTED_SERVICES and entry["replicas"] == 0
@@ -198,7 +256,13 @@ def _problems(status: dict[str, Any]) -> list[str]:
 
 
 async def gather_status(
-    nc: NatsClient, *, monitor_url: str | None = None, stats_timeout_s: float = 1.0
+    nc: NatsClient,
+    *,
+    monitor_url: str | None = None,
+    stats_timeout_s: float = 1.0,
+    store_dir: Path | None = None,
+    stall_after_s: float = STALL_AFTER_S,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     events = await nc.jetstream().stream_info(EVENTS_STREAM)
     status: dict[str, Any] = {
@@ -209,5 +273,8 @@ async def gather_status(
         "projector": await _projector(nc, events.state.last_seq),
         "services": _services(await collect_stats(nc, timeout_s=stats_timeout_s)),
     }
-    status["problems"] = _problems(status)
+    limits = await _storage_limits(nc, status["server"], store_dir)
+    status["storage"] = [limit.as_json() for limit in limits if limit.limit > 0]
+    when = now or datetime.now(UTC)
+    status["problems"] = _problems(status, limits, now=when, stall_after_s=stall_after_s)
     return status

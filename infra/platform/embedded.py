@@ -95,6 +95,8 @@ class EmbeddedNats:
     port: int = -1
     url: str = ""
     monitor_url: str = ""
+    # JetStream's max_file_store; None: the server's default (75% of the disk's free space).
+    max_store_bytes: int | None = None
     # Under a supervisor: the server gets SIGTERM when the process that started it dies.
     die_with_parent: bool = False
 
@@ -103,6 +105,8 @@ class EmbeddedNats:
         # sync_interval: always fsyncs every write before acknowledging it; without it a power
         # loss can drop acknowledged messages (Jepsen, NATS 2.12). "os" trades that for speed.
         sync = "\n  sync_interval: always" if self.durability == "fsync" else ""
+        if self.max_store_bytes is not None:
+            sync += f"\n  max_file_store: {int(self.max_store_bytes)}"
         return (
             f"server_name: {json.dumps(self.server_name)}\n"
             f"listen: 127.0.0.1:{self.port}\n"

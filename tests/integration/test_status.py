@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import nats
+import nats.js.errors
 from nats.aio.client import Client as NatsClient
 
 from events.catalog import EvaluationRequested, GoalCompleted, TaskScheduled
 from events.subjects import INTAKE_GOAL
+from infra.bus.streams import provision
 from infra.clients.goals import AgoraClient
 from infra.clients.status import gather_status, monitor_url_of
 from infra.platform.embedded import EmbeddedNats
 from infra.platform.stats import collect_stats, stats_subject
+from infra.platform.topology import consumers_for
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, wait_until
@@ -142,3 +148,49 @@ def test_the_embedded_servers_monitoring_url_is_found_through_its_discovery_file
     assert monitor_url_of(embedded) == "http://127.0.0.1:8222"
     external = replace(embedded, nats_urls=("nats://elsewhere:4222",))
     assert monitor_url_of(external) is None  # only known for the embedded server
+
+
+async def test_a_full_store_is_a_problem_and_a_nearly_full_one_a_warning(tmp_path: Path) -> None:
+    limit = 2 * 1024 * 1024
+    with EmbeddedNats(tmp_path / "small", durability="os", max_store_bytes=limit) as server:
+        settings = replace(Settings(), data_dir=tmp_path / "small-data", nats_urls=(server.url,))
+        nc = await nats.connect(server.url)
+        try:
+            js = nc.jetstream()
+            await provision(js, settings)
+            assert not _storage_problems(await gather_status(nc, monitor_url=server.monitor_url))
+            chunk = b"x" * (64 * 1024)
+            refused = False
+            for n in range(limit // len(chunk) + 8):  # more than fits: the store refuses
+                try:
+                    await js.publish(f"agora.events.g-full.filler_{n}", chunk)
+                except nats.js.errors.APIError:
+                    refused = True
+                    break
+            assert refused, "the store took more than its limit"
+            status = await gather_status(nc, monitor_url=server.monitor_url)
+            problems = _storage_problems(status)
+            assert any("JetStream store is full" in p for p in problems), status["problems"]
+            assert any(s["limit"] == limit for s in status["storage"])
+        finally:
+            await nc.close()
+
+
+def _storage_problems(status: dict[str, Any]) -> list[str]:
+    return [p for p in status["problems"] if "full" in p]
+
+
+async def test_a_consumer_with_work_and_no_acks_is_stalled(
+    nc: NatsClient, settings: Settings
+) -> None:
+    await provision(nc.jetstream(), settings, [(consumers_for("planner")[0], 8)])
+    await AgoraClient(nc).submit(_goal(99))  # waits on the planner's intake consumer
+    now = datetime.now(UTC)
+    fresh = await gather_status(nc, stats_timeout_s=0.1, now=now)
+    assert not [p for p in fresh["problems"] if "stalled" in p]
+    later = await gather_status(nc, stats_timeout_s=0.1, now=now + timedelta(seconds=120))
+    stalled = [p for p in later["problems"] if "stalled" in p]
+    assert stalled == [
+        "consumer AGORA_INTAKE/planner is stalled: 1 message(s) waiting, nothing acknowledged"
+        " for 120s"
+    ], later["problems"]
