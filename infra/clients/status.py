@@ -232,10 +232,15 @@ async def _storage_limits(
 
 
 def _problems(
-    status: dict[str, Any], limits: list[StorageLimit], *, now: datetime, stall_after_s: float
+    status: dict[str, Any],
+    limits: Iterable[StorageLimit] = (),
+    *,
+    now: datetime | None = None,
+    stall_after_s: float = STALL_AFTER_S,
 ) -> list[str]:
     problems = storage_problems(limits, room_bytes=ONE_MESSAGE_BYTES)
-    problems += stalled_consumers(status["consumers"], now=now, stall_after_s=stall_after_s)
+    when = now or datetime.now(UTC)
+    problems += stalled_consumers(status["consumers"], now=when, stall_after_s=stall_after_s)
     problems += [
         f"no {name} process answers"
         for name, entry in status["services"].items()
@@ -275,6 +280,5 @@ async def gather_status(
     }
     limits = await _storage_limits(nc, status["server"], store_dir)
     status["storage"] = [limit.as_json() for limit in limits if limit.limit > 0]
-    when = now or datetime.now(UTC)
-    status["problems"] = _problems(status, limits, now=when, stall_after_s=stall_after_s)
+    status["problems"] = _problems(status, limits, now=now, stall_after_s=stall_after_s)
     return status
