@@ -93,6 +93,8 @@ class Settings:
     nats_urls: tuple[str, ...] | None = None
     # The embedded server's client port on 127.0.0.1; 0 picks any free port.
     nats_port: int = 4222
+    # The embedded server's JetStream file store limit; 0: the server's default.
+    nats_max_store_mb: int = 0
     data_dir: Path = Path(".agora")
     durability: Durability = "fsync"
     log_level: str = "warning"
@@ -173,6 +175,7 @@ class Settings:
             nats_urls=tuple(u.strip() for u in urls.split(",") if u.strip()) or None,
             data_dir=data_dir,
             nats_port=_int(env, "AGORA_NATS_PORT", 4222),
+            nats_max_store_mb=_int(env, "AGORA_NATS_MAX_STORE_MB", 0),
             durability="fsync" if durability == "fsync" else "os",
             log_level=env.get("AGORA_LOG_LEVEL", "warning").strip().lower(),
             log_format="json" if log_format == "json" else "console",
@@ -230,6 +233,8 @@ class Settings:
             )
         if not 0 <= self.nats_port <= 65535:
             raise ConfigurationError("AGORA_NATS_PORT must be between 0 and 65535")
+        if self.nats_max_store_mb < 0:
+            raise ConfigurationError("AGORA_NATS_MAX_STORE_MB must be 0 (no limit) or more")
         if self.max_deliver < 1:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:
@@ -263,6 +268,7 @@ class Settings:
         env = {
             "AGORA_DATA_DIR": str(self.data_dir),
             "AGORA_NATS_PORT": str(self.nats_port),
+            "AGORA_NATS_MAX_STORE_MB": str(self.nats_max_store_mb),
             "AGORA_DURABILITY": self.durability,
             "AGORA_LOG_LEVEL": self.log_level,
             "AGORA_LOG_FORMAT": self.log_format,

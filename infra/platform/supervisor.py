@@ -79,6 +79,7 @@ class Supervisor:
                 self.settings.nats_dir,
                 durability=self.settings.durability,
                 port=self.settings.nats_port or -1,
+                max_store_bytes=self.settings.nats_max_store_mb * 1024 * 1024 or None,
                 extra_config=prepare_embedded_security(self.settings),
                 die_with_parent=True,
             ).start()

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
+
+from events.errors import ConfigurationError
 from infra.clients.health import StorageLimit, stalled_consumers, storage_problems
+from infra.platform.embedded import EmbeddedNats
+from infra.settings import Settings
 
 MiB = 1024 * 1024
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -42,3 +48,14 @@ def test_waiting_work_without_an_ack_for_long_is_stalled() -> None:
         "consumer S/c is stalled: 4 message(s) waiting, nothing acknowledged for 90s",
         "consumer S/never is stalled: 2 message(s) waiting, nothing acknowledged for 90s",
     ]
+
+
+def test_the_embedded_store_limit_comes_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env({"AGORA_NATS_MAX_STORE_MB": "64"})
+    assert settings.nats_max_store_mb == 64
+    assert Settings.from_env(settings.to_env()).nats_max_store_mb == 64
+    config = EmbeddedNats(tmp_path, max_store_bytes=64 * MiB).config_text()
+    assert f"max_file_store: {64 * MiB}" in config
+    assert "max_file_store" not in EmbeddedNats(tmp_path).config_text()
+    with pytest.raises(ConfigurationError, match="AGORA_NATS_MAX_STORE_MB"):
+        Settings.from_env({"AGORA_NATS_MAX_STORE_MB": "-1"}).check()
