@@ -72,10 +72,11 @@ def dlq_subject(consumer: str) -> str:
 
 
 # Where a service may send an answer: an inbox, never a subject a stream records. The first
-# token is ``_INBOX`` (every NATS library's default prefix) or ``_INBOX_<name>`` (agora's
-# per-identity prefixes); the rest are literal tokens. No stream captures ``_INBOX``, so an
-# answer can never become an event, a dead letter or a JetStream API request.
-_INBOX_REPLY = re.compile(r"_INBOX(?:_[A-Za-z0-9-]{1,64})?(?:\.[A-Za-z0-9_-]{1,64}){1,8}")
+# token is ``_INBOX`` (every NATS library's default prefix), ``_INBOX_<name>`` (agora's
+# per-identity prefixes) or ``_R_`` (the reply nats-server gives a request that came from the
+# clients' account); the rest are literal tokens. No stream captures these, so an answer can
+# never become an event, a dead letter or a JetStream API request.
+_INBOX_REPLY = re.compile(r"(?:_INBOX(?:_[A-Za-z0-9-]{1,64})?|_R_)(?:\.[A-Za-z0-9_-]{1,64}){1,8}")
 MAX_REPLY_LENGTH = 256
 
 

@@ -11,7 +11,9 @@ for ``$SRV.PING|INFO|STATS``.
 
 The server configuration is the second wall (infra/platform/auth.py): service identities no
 longer get ``allow_responses``, only an explicit right to publish onto inbox prefixes, so
-even an unguarded handler cannot answer onto a subject its identity does not own.
+even an unguarded handler cannot answer onto a subject its identity does not own. And the
+client identity lives in an account of its own, so its requests reach a service with a reply
+the server chose (``_R_.…``), which is why those count as inboxes here.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ and ``client`` (the CLI and users: submit goals, query, read and follow the log)
 publish only the event types it owns, its DLQ subject and the JetStream API requests its own
 durable consumers need; it subscribes only to its own inboxes (``_INBOX_<identity>.>``) and
 to the core subjects it serves. Anonymous connections are refused: the server configuration
-has no ``no_auth_user``.
+has no ``no_auth_user``. ``client`` lives in an account of its own that reaches the platform's
+account only through imports (see :data:`PLATFORM_ACCOUNT`), so no reply subject a client picks
+can land in the log.
 
 The permission table (:func:`permissions`) is pure data read off each service's manifest
 (``services/<name>/manifest.py``, gathered in ``infra/platform/topology.py``): an identity may
@@ -41,10 +43,12 @@ from infra.settings import Settings
 __all__ = [
     "ADMIN",
     "CLIENT",
+    "CLIENT_ACCOUNT",
     "CLIENT_SUBSCRIBE",
     "CREDENTIALS_DIR",
     "EVENT_OWNERS",
     "IDENTITIES",
+    "PLATFORM_ACCOUNT",
     "SERVICE_IDENTITIES",
     "Credentials",
     "Permissions",
@@ -181,7 +185,9 @@ def answer_subjects() -> tuple[str, ...]:
     not going to an inbox and not a subject the service owns anyway; infra/bus/replies.py
     refuses those too, before a handler runs.
     """
-    return ("_INBOX.>", *(f"{inbox_prefix(identity)}.>" for identity in IDENTITIES))
+    # _R_: the reply subject nats-server gives a request from the clients' account.
+    inboxes = ("_INBOX.>", "_R_.>")
+    return (*inboxes, *(f"{inbox_prefix(identity)}.>" for identity in IDENTITIES))
 
 
 def permissions(identity: str) -> Permissions | None:
@@ -301,10 +307,57 @@ def _user_block(creds: Credentials, perms: Permissions | None) -> str:
     return f"    {{{user},\n      permissions: {{\n        " + ",\n        ".join(parts) + "}}"
 
 
+# The NATS accounts: the platform's (JetStream, admin, every service) and the clients'. A client
+# reaches the platform only through the imports below, one per subject it may use, and a
+# request crossing into the platform's account gets a fresh reply subject there (``_R_.…``),
+# mapped back to the client's own. So no reply subject a client picks, not even for JetStream's
+# own publish acknowledgements and API answers, can name a subject in the platform's account:
+# nothing a client does by choosing a reply can reach AGORA_EVENTS, AGORA_DLQ or the JetStream
+# API. (In one account, JetStream sent its acknowledgement onto any subject, the log included.)
+PLATFORM_ACCOUNT = "AGORA"
+CLIENT_ACCOUNT = "AGORA_CLIENTS"
+
+
+def _client_bridge() -> tuple[list[str], list[str]]:
+    """(exports, imports) carrying exactly what the client identity may publish (requests
+    into the platform) and subscribe to (the log, live signals and inboxes, out of it)."""
+    client = permissions(CLIENT)
+    assert client is not None
+    peer = json.dumps([CLIENT_ACCOUNT])
+    exports, imports = [], []
+    for subject in client.publish_allow:
+        # "stream": a request may have several answers ($SRV from every replica, a pull batch).
+        exports.append(
+            f"{{service: {json.dumps(subject)}, response_type: stream, accounts: {peer}}}"
+        )
+        imports.append(
+            f"{{service: {{account: {PLATFORM_ACCOUNT}, subject: {json.dumps(subject)}}}}}"
+        )
+    for subject in (f"{inbox_prefix(CLIENT)}.>", *CLIENT_SUBSCRIBE):
+        exports.append(f"{{stream: {json.dumps(subject)}, accounts: {peer}}}")
+        imports.append(
+            f"{{stream: {{account: {PLATFORM_ACCOUNT}, subject: {json.dumps(subject)}}}}}"
+        )
+    return exports, imports
+
+
 def authorization_config(credentials: Mapping[str, Credentials]) -> str:
-    """The nats-server ``authorization`` block for ``credentials`` (identity -> credentials)."""
-    users = [_user_block(creds, permissions(identity)) for identity, creds in credentials.items()]
-    return "authorization {\n  users: [\n" + ",\n".join(users) + "\n  ]\n}\n"
+    """The nats-server ``accounts`` block for ``credentials`` (identity -> credentials)."""
+
+    def users(which: Iterable[str]) -> str:
+        blocks = [_user_block(credentials[i], permissions(i)) for i in which if i in credentials]
+        return "users: [\n" + ",\n".join(blocks) + "\n  ]"
+
+    exports, imports = _client_bridge()
+    platform = [identity for identity in credentials if identity != CLIENT]
+    return (
+        "accounts {\n"
+        f"  {PLATFORM_ACCOUNT}: {{\n  jetstream: enabled\n  {users(platform)}\n"
+        "  exports: [\n    " + ",\n    ".join(exports) + "\n  ]\n  }\n"
+        f"  {CLIENT_ACCOUNT}: {{\n  {users([CLIENT])}\n"
+        "  imports: [\n    " + ",\n    ".join(imports) + "\n  ]\n  }\n"
+        "}\n"
+    )
 
 
 # -- file permissions --------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_services_answer_requests_onto_inboxes_only_and_clients_do_not() -> None
         if (p := permissions(i)) is not None and set(answer_subjects()) <= set(p.publish_allow)
     ]
     assert answering == list(SERVICE_IDENTITIES)
-    assert all(subject.startswith("_INBOX") for subject in answer_subjects())
+    assert all(subject.startswith(("_INBOX", "_R_.")) for subject in answer_subjects())
 
 
 def test_the_server_config_lets_no_answer_onto_a_subject_it_does_not_allow(
@@ -110,13 +110,15 @@ def test_the_server_config_lets_no_answer_onto_a_subject_it_does_not_allow(
 ) -> None:
     config = authorization_config(ensure_credentials(tmp_path))
     assert "allow_responses" not in config
-    # The client subscribes to its inbox; every service may answer onto it.
-    assert config.count('"_INBOX_client.>"') == 1 + len(SERVICE_IDENTITIES)
+    # The client subscribes to its inbox, which the platform's account exports to it; every
+    # service may answer onto it, and onto the replies of requests from the clients' account.
+    assert config.count('"_INBOX_client.>"') == 1 + 2 + len(SERVICE_IDENTITIES)
+    assert config.count('"_R_.>"') == len(SERVICE_IDENTITIES)
 
 
 @pytest.mark.parametrize(
     "reply",
-    ["_INBOX.abc", "_INBOX.abc.def", "_INBOX_client.Xy12.3", "_INBOX_planner.a-b_c"],
+    ["_INBOX.abc", "_INBOX.abc.def", "_INBOX_client.Xy12.3", "_INBOX_planner.a-b_c", "_R_.ab.Cd"],
 )
 def test_inboxes_are_where_answers_go(reply: str) -> None:
     assert is_inbox_reply(reply)
