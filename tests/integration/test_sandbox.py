@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 import uuid
 from dataclasses import replace
@@ -26,6 +27,7 @@ from infra.platform.auth import ADMIN, credentials_path, load_credentials
 from infra.settings import Settings
 from services.executor.sandbox import Sandbox, SandboxLimits
 from tests.conftest import InProcessPlatform
+from tests.support import wait_until
 
 QUICK = SandboxLimits(cpu_s=1, memory_bytes=256 * 1024 * 1024, processes=16, wall_s=20.0)
 
@@ -238,3 +240,41 @@ async def test_runs_beyond_the_concurrency_wait_their_turn() -> None:
     )
     assert [r.stdout.strip() for r in results] == ["done"] * 4
     assert time.monotonic() - started >= 1.0  # two rounds of two
+
+
+async def test_runs_of_an_executor_that_died_are_killed_by_the_next_one(tmp_path: Path) -> None:
+    marker = f"agora-escape-{uuid.uuid4().hex}"
+    program = tmp_path / "escape.py"
+    program.write_text(_escape(marker, "setsid+pdeathsig"))
+    runner = (
+        "import asyncio, sys\n"
+        "from dataclasses import replace\n"
+        "from services.executor.sandbox import Sandbox, SandboxLimits\n"
+        "code = open(sys.argv[1]).read()\n"
+        "asyncio.run(Sandbox(replace(SandboxLimits(), wall_s=60.0)).run_python(code))\n"
+    )
+    executor = await asyncio.create_subprocess_exec(sys.executable, "-c", runner, str(program))
+    try:
+
+        async def program_running() -> bool:
+            return bool(_alive_with(marker))
+
+        await wait_until(program_running, timeout_s=20, what="the program to start")
+        executor.kill()  # SIGKILL: the executor cleans up nothing itself
+        await executor.wait()
+        if not Sandbox(QUICK).cgroup_state.startswith("cgroup"):
+            pytest.skip(f"no run cgroups here: {Sandbox(QUICK).cgroup_state}")
+
+        async def program_gone() -> bool:
+            return not _alive_with(marker)
+
+        # The launcher died with the executor; the program, which cleared its own parent-death
+        # signal, is gone once the next Sandbox has looked for runs nobody owns.
+        await wait_until(program_gone, timeout_s=10, what="the orphaned run to be killed")
+    finally:
+        for pid in _alive_with(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if executor.returncode is None:
+            executor.kill()
+            await executor.wait()
