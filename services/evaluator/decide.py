@@ -6,9 +6,8 @@ yields the same ``evaluation_completed`` event, byte for byte.
 
 from __future__ import annotations
 
-import re
-
 from events.catalog import EvaluationCompleted, EvaluationRequested
+from events.linear_regex import PatternError, compile_user_pattern
 from events.model import Check, Expect, Stamp, TaskOutcome
 
 __all__ = [
@@ -123,9 +122,10 @@ def check_equals(expected: str, result: str) -> Check:
 def check_matches(pattern: str, result: str) -> Check:
     # The pattern comes from the goal's submitter: a bad one is their mistake to report back,
     # never a reason to crash (and so redeliver forever) the evaluator.
+    # RE2 runs in time linear in the result, whatever the pattern: ``(a+)+$`` cannot stall it.
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
+        compiled = compile_user_pattern(pattern)
+    except PatternError as exc:
         return Check(name="matches", passed=False, detail=f"invalid regex {_quote(pattern)}: {exc}")
     if compiled.search(result):
         return Check(name="matches", passed=True, detail=f"result matches {_quote(pattern)}")

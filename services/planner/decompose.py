@@ -35,9 +35,9 @@ Step ``sN`` depends on ``sN-1``, so the plan runs in order.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from events.linear_regex import NOT_SPACE, SPACE, compile_linear
 from events.model import TaskSpec
 from services.planner.references import step_reference
 
@@ -50,42 +50,52 @@ _SLEEP_TIMEOUT_MARGIN_S = 30.0
 _DEFAULT_TIMEOUT_S = 30.0
 _DESCRIPTION_LIMIT = 200
 
-_LIST_ITEM = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•])\s+(?P<item>.*\S)\s*$")
-_INLINE_SEPARATOR = re.compile(
-    r"\s*;\s*"
-    r"|\s*[,.]?\s+and\s+then\s+"
-    r"|\s*[,.]?\s+then\s+"
-    # "..., finally C" / "... . Next C": the connective stays and is stripped from the step.
-    r"|\s*[,.]\s+(?=(?:finally|next|after\s+that|afterwards)\b)",
-    re.IGNORECASE,
+# Every pattern here runs on a goal's text, which anyone may send: RE2, linear in the text.
+_S = SPACE  # Unicode whitespace, as Python's \s
+_NS = NOT_SPACE
+_LIST_ITEM = compile_linear(rf"^{_S}*(?:\d{{1,3}}[.)]|[-*•]){_S}+(?P<item>.*{_NS}){_S}*$")
+_INLINE_SEPARATOR = compile_linear(
+    rf"{_S}*;{_S}*"
+    rf"|{_S}*[,.]?{_S}+and{_S}+then{_S}+"
+    rf"|{_S}*[,.]?{_S}+then{_S}+"
+    # "..., finally C" / "... . Next C": the separator takes the connective with it.
+    rf"|{_S}*[,.]{_S}+(?:finally|next|after{_S}+that|afterwards)\b[,:]?{_S}*",
+    ignore_case=True,
 )
-_LEADING_CONNECTIVE = re.compile(
-    r"^(?:(?:first(?:ly)?|then|next|finally|and then|after that|afterwards)\b[,:]?\s*)+",
-    re.IGNORECASE,
+_LEADING_CONNECTIVE = compile_linear(
+    rf"^(?:(?:first(?:ly)?|then|next|finally|and then|after that|afterwards)\b[,:]?{_S}*)+",
+    ignore_case=True,
 )
 
-_WRITE_TO_FILE = re.compile(
-    r"^(?:write|save|store)\s+(?P<content>.+?)\s+(?:to|into|in)\s+(?:the\s+)?file\s+(?P<path>\S+)$",
-    re.IGNORECASE | re.DOTALL,
+_WRITE_TO_FILE = compile_linear(
+    rf"^(?:write|save|store){_S}+(?P<content>.+?){_S}+(?:to|into|in){_S}+(?:the{_S}+)?file{_S}+(?P<path>{_NS}+)$",
+    ignore_case=True,
+    dot_all=True,
 )
-_WRITE_TO_NAMED_FILE = re.compile(
-    r"^(?:write|save|store)\s+(?P<content>.+?)\s+(?:to|into)\s+(?P<path>[\w./-]+\.\w{1,8})$",
-    re.IGNORECASE | re.DOTALL,
+_WRITE_TO_NAMED_FILE = compile_linear(
+    rf"^(?:write|save|store){_S}+(?P<content>.+?){_S}+(?:to|into){_S}+(?P<path>[\w./-]+\.\w{{1,8}})$",
+    ignore_case=True,
+    dot_all=True,
 )
-_WRITE_FILE_WITH = re.compile(
-    r"^write\s+(?:to\s+)?(?:the\s+)?file\s+(?P<path>\S+)\s+(?:with|containing)\s+(?P<content>.+)$",
-    re.IGNORECASE | re.DOTALL,
+_WRITE_FILE_WITH = compile_linear(
+    rf"^write{_S}+(?:to{_S}+)?(?:the{_S}+)?file{_S}+(?P<path>{_NS}+){_S}+(?:with|containing){_S}+(?P<content>.+)$",
+    ignore_case=True,
+    dot_all=True,
 )
-_READ_FILE = re.compile(
-    r"^(?:read|open|show|cat)\s+(?:the\s+)?(?:file\s+(?P<path>\S+)|(?P<named>[\w./-]+\.\w{1,8}))$",
-    re.IGNORECASE,
+_READ_FILE = compile_linear(
+    rf"^(?:read|open|show|cat){_S}+(?:the{_S}+)?(?:file{_S}+(?P<path>{_NS}+)|(?P<named>[\w./-]+\.\w{{1,8}}))$",
+    ignore_case=True,
 )
-_ECHO = re.compile(r"^(?:echo|say|print)\b:?\s*(?P<text>.+)$", re.IGNORECASE | re.DOTALL)
-_URL = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
-_FETCH_WORD = re.compile(r"\b(?:fetch|get|download|retrieve|curl|load|read|open)\b", re.IGNORECASE)
-_SLEEP = re.compile(
-    r"^(?:sleep|wait|pause)\s+(?:for\s+)?(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[a-z]*)\.?$",
-    re.IGNORECASE,
+_ECHO = compile_linear(
+    rf"^(?:echo|say|print)\b:?{_S}*(?P<text>.+)$", ignore_case=True, dot_all=True
+)
+_URL = compile_linear(r"https?://[^\s\p{Z}\x{85}\"'<>]+", ignore_case=True)
+_FETCH_WORD = compile_linear(
+    r"\b(?:fetch|get|download|retrieve|curl|load|read|open)\b", ignore_case=True
+)
+_SLEEP = compile_linear(
+    rf"^(?:sleep|wait|pause){_S}+(?:for{_S}+)?(?P<amount>\d+(?:\.\d+)?){_S}*(?P<unit>[a-z]*)\.?$",
+    ignore_case=True,
 )
 _SECONDS_PER_UNIT = {
     "": 1.0,
@@ -103,20 +113,20 @@ _SECONDS_PER_UNIT = {
     "minute": 60.0,
     "minutes": 60.0,
 }
-_COMPUTE = re.compile(
-    r"^(?:compute|calculate|calc|evaluate|eval|solve|work\s+out|what\s+is|what's)\s+(?P<expr>.+?)[?.!]?$",
-    re.IGNORECASE,
+_COMPUTE = compile_linear(
+    rf"^(?:compute|calculate|calc|evaluate|eval|solve|work{_S}+out|what{_S}+is|what's){_S}+(?P<expr>.+?)[?.!]?$",
+    ignore_case=True,
 )
 # What the calculator tool understands: numbers, + - * / // % **, parentheses.
-_ARITHMETIC = re.compile(r"^[\d\s.+\-*/%()]+$")
-_HAS_OPERATOR = re.compile(r"\d\s*(?:\*\*|//|[+\-*/%])\s*[\d(.]|^\s*[-+]?\(")
+_ARITHMETIC = compile_linear(r"^[\d\s.+\-*/%()]+$")
+_HAS_OPERATOR = compile_linear(r"\d\s*(?:\*\*|//|[+\-*/%])\s*[\d(.]|^\s*[-+]?\(")
 # "3 x 4" and "3 \N{MULTIPLICATION SIGN} 4" mean 3*4 to a person, not to the calculator.
-_TIMES_X = re.compile("(?<=\\d)\\s*[x\N{MULTIPLICATION SIGN}]\\s*(?=\\d)")
-_PREVIOUS_OUTPUT = re.compile(
-    r"^(?:it|that|this|the\s+(?:result|output|answer|summary)(?:\s+of\s+(?:it|that))?)$",
-    re.IGNORECASE,
+_TIMES_X = compile_linear("(\\d)\\s*[x\N{MULTIPLICATION SIGN}]\\s*")
+_PREVIOUS_OUTPUT = compile_linear(
+    rf"^(?:it|that|this|the{_S}+(?:result|output|answer|summary)(?:{_S}+of{_S}+(?:it|that))?)$",
+    ignore_case=True,
 )
-_SUMMARY = re.compile(r"\b(?:summari[sz]e|summary|report)\b", re.IGNORECASE)
+_SUMMARY = compile_linear(r"\b(?:summari[sz]e|summary|report)\b", ignore_case=True)
 
 
 def decompose_text(text: str) -> tuple[TaskSpec, ...]:
@@ -240,7 +250,7 @@ def _arithmetic_in(step: str) -> str | None:
     match = _COMPUTE.match(step)
     candidate = match.group("expr") if match is not None else step
     expression = (
-        _TIMES_X.sub("*", candidate.strip()).replace("^", "**").replace("\N{DIVISION SIGN}", "/")
+        _times_as_star(candidate.strip()).replace("^", "**").replace("\N{DIVISION SIGN}", "/")
     )
     if not _ARITHMETIC.match(expression) or not any(char.isdigit() for char in expression):
         return None
@@ -248,6 +258,17 @@ def _arithmetic_in(step: str) -> str | None:
     if match is None and not _HAS_OPERATOR.search(expression):
         return None
     return expression.strip()
+
+
+def _times_as_star(text: str) -> str:
+    """``3 x 4`` -> ``3*4``: an ``x`` between two digits is multiplication."""
+    pieces: list[str] = []
+    done = 0
+    for times in _TIMES_X.finditer(text):
+        if times.end() < len(text) and text[times.end()].isdigit():
+            pieces.append(text[done : times.start(1) + 1] + "*")
+            done = times.end()
+    return "".join(pieces) + text[done:]
 
 
 def _unquote(text: str) -> str:

@@ -12,9 +12,10 @@ Any other ``{{...}}`` text is left alone: it is ordinary text to the tools.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from events.linear_regex import SPACE, compile_linear
 
 __all__ = [
     "REFERENCE_MARKER",
@@ -28,7 +29,7 @@ __all__ = [
 # marker: a value like "{{steps.s1.output}}" is not yet the number or URL it will become.
 REFERENCE_MARKER = "{{"
 
-_REFERENCE = re.compile(r"\{\{\s*steps\.([A-Za-z0-9_-]+)\.output\s*\}\}")
+_REFERENCE = compile_linear(rf"\{{\{{{SPACE}*steps\.([A-Za-z0-9_-]+)\.output{SPACE}*\}}\}}")
 
 
 def step_reference(step_id: str) -> str:

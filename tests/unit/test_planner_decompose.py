@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -153,3 +154,52 @@ def test_decomposed_arguments_are_valid_for_the_builtin_tools(text: str) -> None
     for task in decompose_text(text):
         if "{{" not in str(task.args):
             BUILTIN_TOOLS[task.tool].args.model_validate(task.args)
+
+
+# A goal's text is anyone's: every pattern on it runs in linear time (RE2). Before, the first
+# of these took 48 s with 2,000 spaces, and the tab-and-space echo more than six minutes.
+_LIMIT = 20_000
+HOSTILE_TEXTS = {
+    "a run of spaces": "a" + " " * (_LIMIT - 2) + "b",
+    "tabs and spaces after echo": "echo " + "\t " * (_LIMIT // 2 - 4) + "x,",
+    "unicode spaces": "a" + "\u2003\u00a0" * (_LIMIT // 2 - 1) + "b",
+    "separators": ", " * (_LIMIT // 2),
+    "a long write": "write " + "a " * (_LIMIT // 2 - 5) + "to",
+    "many x between digits": "3" + " x" * (_LIMIT // 2 - 1),
+    "a list item of spaces": "- " + " " * (_LIMIT - 3) + "x",
+    "a long URL": "fetch http://" + "a" * (_LIMIT - 14),
+    "compute spaces": "compute " + "1 " * (_LIMIT // 2 - 5) + "+",
+    "newlines and spaces": "\n \n" * (_LIMIT // 3),
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS.values(), ids=HOSTILE_TEXTS.keys())
+def test_the_longest_hostile_text_is_decomposed_at_once(text: str) -> None:
+    started = time.process_time()
+
+    tasks = decompose_text(text)
+
+    assert tasks, "every text gets a plan"
+    assert time.process_time() - started < 1.0
+
+
+def test_the_finally_separator_takes_its_connective_with_it() -> None:
+    assert split_steps("echo a, finally echo b. Next echo c, after that echo d") == [
+        "echo a",
+        "echo b",
+        "echo c",
+        "echo d",
+    ]
+    assert split_steps("echo a. nextcloud is a word") == ["echo a. nextcloud is a word"]
+
+
+def test_unicode_whitespace_separates_words_as_ascii_does() -> None:
+    assert plan("echo\u00a0hello\u2003then\u2003sleep\u00a01") == [
+        ("echo", {"text": "hello"}),
+        ("sleep", {"seconds": 1.0}),
+    ]
+
+
+def test_an_x_between_digits_is_multiplication_only_there() -> None:
+    assert plan("compute 2x3 x 4") == [("calculator", {"expression": "2*3*4"})]
+    assert plan("what is 12 \N{MULTIPLICATION SIGN} 4?") == [("calculator", {"expression": "12*4"})]
