@@ -14,8 +14,10 @@ import msgspec
 
 from events.errors import DecodeError
 from events.ids import goal_id_for_command
+from events.linear_regex import PatternError, compile_user_pattern
 from events.model import Expect
-from events.subjects import SUBJECT_TOKEN, is_reserved_goal_id
+from events.subjects import SUBJECT_TOKEN, is_reserved_goal_id, is_subject_token
+from events.untrusted_json import decode_json, object_fields
 
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
@@ -42,6 +44,11 @@ class StepCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
 
+    def __post_init__(self) -> None:
+        _check_token("steps[].id", self.id)
+        for dependency in self.depends_on or ():
+            _check_token("steps[].depends_on", dependency)
+
 
 class ForkCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Start from the state of goal ``goal_id`` as of its event at stream sequence ``at_seq``."""
@@ -49,9 +56,19 @@ class ForkCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     goal_id: Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)]
     at_seq: Annotated[int, msgspec.Meta(ge=1)]
 
+    def __post_init__(self) -> None:
+        _check_token("forked_from.goal_id", self.goal_id)
+
 
 class ExpectCommand(Expect, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``expect`` as a client sends it: strict, so a misspelt check is rejected, not ignored."""
+
+    def __post_init__(self) -> None:
+        if self.matches is not None:
+            try:
+                compile_user_pattern(self.matches)
+            except PatternError as exc:
+                raise ValueError(f"expect.matches is not a pattern agora can run: {exc}") from None
 
 
 class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -68,6 +85,15 @@ class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] | None = None
     max_cost_usd: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] | None = None
     forked_from: ForkCommand | None = None
+
+    def __post_init__(self) -> None:
+        _check_token("goal_id", self.goal_id)
+
+
+def _check_token(field: str, value: str | None) -> None:
+    # The schema's pattern says this as well; Python's ``$`` alone lets a final newline in.
+    if value is not None and not is_subject_token(value):
+        raise ValueError(f"{field} {value!r} must be 1-128 letters, digits, '-' or '_'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,21 +119,16 @@ def parse_goal_command(
 ) -> ParsedGoal | RejectedGoal:
     """Validate intake bytes. Raises ``DecodeError`` only when no goal can be blamed."""
     try:
-        raw = _json_decoder.decode(data)
+        raw = decode_json(_json_decoder, data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"intake command is not valid UTF-8 JSON: {exc}") from exc
+        return _reject_undecodable(data, exc, fallback_command_id, max_bytes)
     if not isinstance(raw, dict):
         raise DecodeError(f"intake command must be a JSON object, got {type(raw).__name__}")
 
-    command_id = raw.get("command_id")
-    if not isinstance(command_id, str) or not command_id:
-        command_id = fallback_command_id
+    command_id = _command_id(raw.get("command_id"), fallback_command_id)
     goal_id = raw.get("goal_id")
     reserved = isinstance(goal_id, str) and is_reserved_goal_id(goal_id)
-    if not isinstance(goal_id, str) or reserved or not SUBJECT_TOKEN.match(goal_id):
-        # The rejection lands on the goal id the command_id derives (what the client would
-        # have got without a goal_id): never on a subject that is not the client's.
-        goal_id = goal_id_for_command(command_id)
+    goal_id = _goal_id(goal_id, command_id)
     text = raw.get("text") if isinstance(raw.get("text"), str) else ""
     assert isinstance(text, str)
 
@@ -126,3 +147,45 @@ def parse_goal_command(
     except msgspec.ValidationError as exc:
         return reject(f"invalid goal command: {exc}")
     return ParsedGoal(command=command, command_id=command_id, goal_id=goal_id)
+
+
+def _reject_undecodable(
+    data: bytes, error: Exception, fallback_command_id: str, max_bytes: int
+) -> RejectedGoal:
+    """A JSON object msgspec cannot take (too deep, a number out of range, a lone surrogate)
+    is still the submitter's goal: rejected on it. Anything else has no goal to blame."""
+    if len(data) > max_bytes:
+        # Too large to read further on the event loop; the size alone is reason enough.
+        fields: dict[str, Any] | None = {} if data.lstrip().startswith(b"{") else None
+        reason = f"command is {len(data)} bytes; the limit is {max_bytes} bytes"
+    else:
+        fields = object_fields(data, ("command_id", "goal_id", "text"))
+        reason = f"the command is a JSON object agora cannot read: {error}"
+    if fields is None:
+        raise DecodeError(f"intake command is not valid UTF-8 JSON: {error}") from error
+    command_id = _command_id(fields.get("command_id"), fallback_command_id)
+    goal_id = fields.get("goal_id")
+    if isinstance(goal_id, str) and is_reserved_goal_id(goal_id):
+        goal_id = None
+    text = fields.get("text", "")
+    return RejectedGoal(
+        command_id=command_id,
+        goal_id=_goal_id(goal_id, command_id),
+        reason=reason,
+        text=text[:500] if isinstance(text, str) else "",
+    )
+
+
+def _command_id(value: object, fallback: str) -> str:
+    return value if isinstance(value, str) and value else fallback
+
+
+def _goal_id(value: object, command_id: str) -> str:
+    """The goal a command names, when it is one subject token; else the one its id derives.
+
+    The rejection of a bad goal_id lands there (what the client would have got without a
+    goal_id): never on a subject that is not the client's.
+    """
+    if isinstance(value, str) and is_subject_token(value) and not is_reserved_goal_id(value):
+        return value
+    return goal_id_for_command(command_id)

@@ -14,7 +14,8 @@ from typing import Annotated
 import msgspec
 
 from events.errors import DecodeError
-from events.subjects import SUBJECT_TOKEN
+from events.subjects import SUBJECT_TOKEN, is_subject_token
+from events.untrusted_json import decode_json
 
 __all__ = ["INTAKE_MEMORY_FORGET", "ForgetCommand", "parse_forget_command"]
 
@@ -27,6 +28,10 @@ class ForgetCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     goal_id: Annotated[str, msgspec.Meta(pattern=SUBJECT_TOKEN.pattern)] | None = None
     reason: Annotated[str, msgspec.Meta(max_length=1000)] = ""
 
+    def __post_init__(self) -> None:
+        if self.goal_id is not None and not is_subject_token(self.goal_id):
+            raise ValueError(f"goal_id {self.goal_id!r} is not one subject token")
+
 
 _decoder = msgspec.json.Decoder(ForgetCommand)
 
@@ -34,7 +39,7 @@ _decoder = msgspec.json.Decoder(ForgetCommand)
 def parse_forget_command(data: bytes) -> ForgetCommand:
     """Validate a forget command; ``DecodeError`` says what is wrong with it."""
     try:
-        command = _decoder.decode(data)
+        command = decode_json(_decoder, data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise DecodeError(f"invalid memory forget command: {exc}") from exc
     if (command.key is None) == (command.goal_id is None):

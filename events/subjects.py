@@ -18,6 +18,7 @@ __all__ = [
     "goal_id_from_subject",
     "is_inbox_reply",
     "is_reserved_goal_id",
+    "is_subject_token",
     "lease_goal_id",
     "lease_subject",
 ]
@@ -29,8 +30,16 @@ DLQ_STREAM = "AGORA_DLQ"
 INTAKE_GOAL = "agora.intake.goal"
 QUERY_SUBJECT = "agora.query"
 
-# A goal id must be usable as one subject token.
+# A goal id must be usable as one subject token. The pattern is also the JSON Schema's (where
+# ``$`` is the end of the text); check with :func:`is_subject_token`, since Python's ``$`` also
+# matches before a final newline and ``"abc\n"`` is no subject token.
 SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_SUBJECT_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def is_subject_token(text: str) -> bool:
+    """Is ``text`` one subject token agora accepts as an id (letters, digits, ``-``, ``_``)?"""
+    return _SUBJECT_TOKEN.fullmatch(text) is not None
 
 
 def is_reserved_goal_id(goal_id: str) -> bool:

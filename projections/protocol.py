@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from events.untrusted_json import decode_json
+
 __all__ = [
     "PROJECTOR_CONTROL",
     "QUERY_GROUP",
@@ -61,8 +63,8 @@ def encode(value: object) -> bytes:
 
 
 def decode_request(data: bytes) -> QueryRequest:
-    return _request_decoder.decode(data)
+    return decode_json(_request_decoder, data)
 
 
 def decode_reply(data: bytes) -> QueryReply:
-    return _reply_decoder.decode(data)
+    return decode_json(_reply_decoder, data)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from events.errors import AgoraError
-from events.subjects import EVENTS_STREAM, SUBJECT_TOKEN
+from events.subjects import EVENTS_STREAM, is_subject_token
 from infra.cli.common import app, connect, err, load_settings, out, run, watch
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ def trajectory(
 ) -> None:
     """A goal's timeline: step, stream sequence (what `agora fork --at-seq` takes), time,
     actor, what happened, duration, tokens."""
-    if not SUBJECT_TOKEN.match(goal_id):
+    if not is_subject_token(goal_id):
         raise typer.BadParameter("a goal id has only letters, digits, - and _")
     sql = (
         "SELECT step, stream_seq AS seq, strftime(occurred_at, '%H:%M:%S.%g') AS at, actor, "
@@ -292,7 +292,7 @@ def replay(
         run(_rebuild_live(settings))
         return
     assert to is not None
-    if goal_id is not None and not SUBJECT_TOKEN.match(goal_id):
+    if goal_id is not None and not is_subject_token(goal_id):
         raise typer.BadParameter("a goal id has only letters, digits, - and _")
     if to.exists():
         if not force:

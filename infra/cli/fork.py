@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from events.errors import AgoraError
-from events.subjects import SUBJECT_TOKEN, goal_events_filter
+from events.subjects import goal_events_filter, is_subject_token
 from infra.cli.common import app, connect, load_settings, out, run
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def fork(
     The fork keeps the plan GOAL_ID had at N and the outputs of the tasks completed by then;
     the rest runs again. Forking before the plan plans anew (with --text, from the new text).
     """
-    if not SUBJECT_TOKEN.match(goal_id):
+    if not is_subject_token(goal_id):
         raise typer.BadParameter("a goal id has only letters, digits, - and _")
     if at_seq < 1:
         raise typer.BadParameter("--at-seq is a stream sequence, 1 or more")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from events.subjects import SUBJECT_TOKEN
+from events.subjects import is_subject_token
 from infra.cli.common import app, connect, load_settings, out, run
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def forget(
     """
     if (key is None) == (goal is None):
         raise typer.BadParameter("give a KEY or --goal ID, not both")
-    if goal is not None and not SUBJECT_TOKEN.match(goal):
+    if goal is not None and not is_subject_token(goal):
         raise typer.BadParameter("a goal id has only letters, digits, - and _")
     command_id = run(_forget(load_settings(), key, goal, reason))
     what = f"key {key}" if key is not None else f"everything learned in goal {goal}"

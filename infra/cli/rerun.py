@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from events.errors import AgoraError, ConfigurationError
-from events.subjects import SUBJECT_TOKEN, goal_events_filter
+from events.subjects import goal_events_filter, is_subject_token
 from infra.cli.common import app, connect, err, load_settings, out, run
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def rerun(
     LLM calls are answered from the goal's recorded llm_responded events by request hash,
     so nothing reaches the network unless --live-llm is given.
     """
-    if not SUBJECT_TOKEN.match(goal_id):
+    if not is_subject_token(goal_id):
         raise typer.BadParameter("a goal id has only letters, digits, - and _")
     settings = load_settings()
     report: RerunReport = run(rerun_goal(settings, goal_id, service=service, live_llm=live_llm))

@@ -29,8 +29,8 @@ from events.subjects import (
     EVENTS_STREAM,
     INTAKE_GOAL,
     INTAKE_STREAM,
-    SUBJECT_TOKEN,
     goal_events_filter,
+    is_subject_token,
 )
 from infra.settings import Settings
 from projections.protocol import QueryReply
@@ -88,7 +88,7 @@ def is_terminal(event: Event) -> bool:
 
 
 def check_goal_id(goal_id: str) -> str:
-    if not SUBJECT_TOKEN.match(goal_id):
+    if not is_subject_token(goal_id):
         raise InvalidGoalIdError(
             f"goal id {goal_id!r} is not one subject token: use 1-128 letters, digits, "
             "'-' or '_' (no dots or spaces)"

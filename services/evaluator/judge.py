@@ -20,7 +20,6 @@ How the two combine (the evaluator's contract when a language model is configure
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 import msgspec
@@ -28,6 +27,7 @@ import msgspec
 from events.catalog import EvaluationCompleted, EvaluationRequested
 from events.errors import LlmResponseError
 from events.model import Check, Stamp
+from events.untrusted_json import decode_json, strip_code_fence
 from services.evaluator.decide import rule_checks, rule_score, verdict_of
 from services.llm.messages import ChatMessage, LlmReply, LlmRequest
 from services.llm.templates import PromptTemplate
@@ -73,8 +73,6 @@ JUDGE_SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
 class Criterion(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,14 +126,14 @@ def judge_request(
     )
 
 
+_judgement_decoder = msgspec.json.Decoder(Judgement)
+
+
 def parse_judgement(reply: LlmReply) -> Judgement:
     """The judgement in ``reply``, or :class:`LlmResponseError` saying what is wrong with it."""
-    text = reply.content
-    fenced = _FENCE.match(text)
-    if fenced:  # some servers wrap structured output in a Markdown fence anyway
-        text = fenced.group(1)
+    text = strip_code_fence(reply.content)
     try:
-        judgement = msgspec.json.decode(text, type=Judgement)
+        judgement = decode_json(_judgement_decoder, text)
     except msgspec.DecodeError as exc:
         raise LlmResponseError(f"the judge's answer is not the rubric's JSON: {exc}") from None
     if not 0.0 <= judgement.score <= 1.0:

@@ -18,7 +18,7 @@ from events.catalog import (
 )
 from events.memory_commands import ForgetCommand
 from events.model import Event, Stamp
-from events.subjects import SUBJECT_TOKEN
+from events.subjects import is_subject_token
 from services.memory.longterm import LongTermMemory
 from services.memory.working import CHARS_PER_TOKEN, CompactionPlan
 
@@ -133,7 +133,7 @@ def forget(memory: LongTermMemory, command: ForgetCommand, stamp: Stamp) -> Memo
         key = command.key
         item = memory.lookup(key)
         prefix = key.split("/", 1)[0]
-        known_goal = prefix if SUBJECT_TOKEN.match(prefix) else UNATTRIBUTED_GOAL
+        known_goal = prefix if is_subject_token(prefix) else UNATTRIBUTED_GOAL
         goal_id = item.goal_id if item else known_goal
         digest = item.content_hash if item else ""
     envelope = {

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from events.model import MemoryItem
+from events.untrusted_json import decode_json
 
 __all__ = [
     "MEMORY_QUERY",
@@ -60,8 +61,8 @@ def encode(value: object) -> bytes:
 
 
 def decode_request(data: bytes) -> MemoryRequest:
-    return _request_decoder.decode(data)
+    return decode_json(_request_decoder, data)
 
 
 def decode_reply(data: bytes) -> MemoryReply:
-    return _reply_decoder.decode(data)
+    return decode_json(_reply_decoder, data)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from events.catalog import EvaluationCompleted
 from events.commands import StepCommand
 from events.model import TaskSpec
 from events.tools import REACT_TOOL, ReactArgs, ToolSpec
+from events.untrusted_json import decode_json, strip_code_fence
 from services.llm.messages import ChatMessage, LlmRequest, request_hash
 from services.planner.intake import Tools, normalize_steps, step_problems
 from services.planner.state import PlannerState, iteration_outcomes
@@ -49,7 +49,6 @@ __all__ = [
 
 MAX_PLAN_TASKS = 50
 _MAX_PROBLEMS = 10
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(?P<body>.*?)\s*```\s*$", re.DOTALL)
 
 
 REACT_SPEC = ToolSpec(
@@ -159,12 +158,14 @@ def _catalogue(registry: tuple[tuple[str, ToolSpec], ...]) -> str:
     )
 
 
+_plan_decoder = msgspec.json.Decoder(_Plan)
+
+
 def parse_plan(content: str, tools: Tools) -> tuple[TaskSpec, ...] | list[str]:
     """The plan in a model's answer, or every problem with it (phrased as what to fix)."""
-    fenced = _FENCE.match(content)
-    body = fenced["body"] if fenced else content
+    body = strip_code_fence(content)
     try:
-        plan = msgspec.json.decode(body, type=_Plan)
+        plan = decode_json(_plan_decoder, body)
     except msgspec.DecodeError as exc:
         return [f"the answer is not a plan as the response schema describes: {exc}"]
     if not plan.tasks:
