@@ -20,10 +20,10 @@ import httpcore
 import httpx
 
 from events.errors import ConfigurationError, ToolError
+from services.executor.addresses import IPAddress, embedded_ipv4, non_public_kind
 
 __all__ = ["AddressPolicy", "GuardedBackend", "guarded_http_client"]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -61,28 +61,14 @@ class AddressPolicy:
         """Why connecting to ``address`` (resolved from ``host``) is refused, or None."""
         if host.lower().rstrip(".") in self.hosts:
             return None
-        mapped = getattr(address, "ipv4_mapped", None)
-        checked: IPAddress = mapped if mapped is not None else address
-        if any(checked in network for network in self.networks):
+        candidates = (address, *(embedded.address for embedded in embedded_ipv4(address)))
+        if any(candidate in network for candidate in candidates for network in self.networks):
             return None
-        if checked.is_global and not checked.is_multicast:
+        kind = non_public_kind(address)
+        if kind is None:
             return None
-        kind = next(
-            (
-                name
-                for name, flag in (
-                    ("loopback", checked.is_loopback),
-                    ("link-local", checked.is_link_local),
-                    ("multicast", checked.is_multicast),
-                    ("unspecified", checked.is_unspecified),
-                    ("private", checked.is_private),
-                )
-                if flag
-            ),
-            "not publicly routable",
-        )
         return (
-            f"{host} resolves to {address}, a {kind} address; http_get only reaches public "
+            f"{host} resolves to {address}, a {kind}; http_get only reaches public "
             "addresses (allow this one with AGORA_HTTP_ALLOW, e.g. a CIDR or the host name)"
         )
 

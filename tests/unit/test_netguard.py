@@ -60,7 +60,7 @@ async def _get(url: str, tmp_path: Path, *allow: str) -> str:
     ["127.0.0.1", "localhost", "[::1]", "[::ffff:127.0.0.1]", "0.0.0.0", "127.1.2.3"],
 )
 async def test_loopback_is_refused_with_a_clear_error(host: str, port: int, tmp_path: Path) -> None:
-    with pytest.raises(ToolError, match="address; http_get only reaches public") as refused:
+    with pytest.raises(ToolError, match=r"address.*; http_get only reaches public") as refused:
         await _get(f"http://{host}:{port}/secret", tmp_path)
     assert not refused.value.transient
 
@@ -114,3 +114,51 @@ def test_the_allow_list_comes_from_the_environment() -> None:
     settings = Settings.from_env({"AGORA_HTTP_ALLOW": "127.0.0.1/32, localhost"})
     assert settings.http_allow == ("127.0.0.1/32", "localhost")
     assert Settings.from_env(settings.to_env()).http_allow == settings.http_allow
+
+
+@pytest.mark.parametrize(
+    ("literal", "kind"),
+    [
+        ("::127.0.0.1", "loopback address (127.0.0.1, embedded in IPv4-compatible form)"),
+        ("::ffff:0:7f00:1", "loopback address (127.0.0.1, embedded in IPv4-translated form)"),
+        ("64:ff9b::7f00:1", "loopback address (127.0.0.1, embedded in NAT64 form)"),
+        ("64:ff9b::a9fe:a9fe", "link-local address (169.254.169.254, embedded in NAT64 form)"),
+        ("64:ff9b:1:7f00:0:100::", "loopback address (127.0.0.1, embedded in NAT64 form)"),
+        ("2002:7f00:1::1", "loopback address (127.0.0.1, embedded in 6to4 form)"),
+        ("2002:c0a8:101::1", "private address (192.168.1.1, embedded in 6to4 form)"),
+        ("::ffff:10.0.0.1", "private address (10.0.0.1, embedded in IPv4-mapped form)"),
+        # Teredo: the client address is stored inverted; 0x80ff:fffe -> 127.0.0.1.
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback address (127.0.0.1, embedded in"),
+        ("::8.8.8.8", "deprecated IPv4-compatible address (not routed)"),
+        ("fec0::1", "site-local address"),
+        ("3fff::1", "documentation address"),
+    ],
+)
+def test_ipv4_inside_ipv6_is_judged_by_the_ipv4_address(literal: str, kind: str) -> None:
+    refusal = AddressPolicy().refusal("h", ipaddress.ip_address(literal))
+    assert refusal is not None
+    assert f"a {kind}" in refusal
+
+
+@pytest.mark.parametrize(
+    "literal", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2606:4700::1111"]
+)
+def test_public_ipv4_inside_ipv6_and_public_ipv6_pass(literal: str) -> None:
+    assert AddressPolicy().refusal("h", ipaddress.ip_address(literal)) is None
+
+
+def test_an_allow_listed_ipv4_network_covers_its_embedded_forms() -> None:
+    policy = AddressPolicy.parse(["127.0.0.0/8"])
+    assert policy.refusal("h", ipaddress.ip_address("64:ff9b::7f00:1")) is None
+    assert policy.refusal("h", ipaddress.ip_address("64:ff9b::a00:1")) is not None
+
+
+@pytest.mark.parametrize(
+    "host", ["[::127.0.0.1]", "[::ffff:0:7f00:1]", "[64:ff9b::7f00:1]", "[2002:7f00:1::1]"]
+)
+async def test_embedded_loopback_urls_are_refused_before_connecting(
+    host: str, port: int, tmp_path: Path
+) -> None:
+    refused = r"127\.0\.0\.1, embedded in .*http_get only reaches public"
+    with pytest.raises(ToolError, match=refused):
+        await _get(f"http://{host}:{port}/secret", tmp_path)
