@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from events.errors import ToolError
 from events.tools import BUILTIN_TOOLS, ToolSpec
+from services.executor.destinations import BUILTIN_DESTINATIONS, DestinationOf, local
 from services.executor.tools import (
     append_line,
     calculator,
@@ -43,6 +44,7 @@ _BUILTIN_IMPLEMENTATIONS: dict[str, ToolImplementation] = {
 class RegisteredTool:
     spec: ToolSpec
     run: ToolImplementation
+    destination: DestinationOf = local
 
 
 class ToolRegistry:
@@ -57,14 +59,24 @@ class ToolRegistry:
     def builtin(cls) -> ToolRegistry:
         registry = cls()
         for name, spec in BUILTIN_TOOLS.items():
-            registry._add(RegisteredTool(spec, _BUILTIN_IMPLEMENTATIONS[name]))
+            destination = BUILTIN_DESTINATIONS.get(name, local)
+            registry._add(RegisteredTool(spec, _BUILTIN_IMPLEMENTATIONS[name], destination))
         return registry
 
     def register(
-        self, spec: ToolSpec, implementation: Callable[[ArgsT, ToolContext], Awaitable[str]]
+        self,
+        spec: ToolSpec,
+        implementation: Callable[[ArgsT, ToolContext], Awaitable[str]],
+        *,
+        destination: Callable[[ArgsT], str | None] | None = None,
     ) -> None:
-        """Add a tool. The implementation receives an instance of ``spec.args``."""
-        self._add(RegisteredTool(spec, implementation))
+        """Add a tool. The implementation receives an instance of ``spec.args``.
+
+        ``destination`` names the dependency a call reaches (calls to one destination share a
+        circuit breaker); by default the whole tool is one destination.
+        """
+        name = spec.name
+        self._add(RegisteredTool(spec, implementation, destination or (lambda _args: name)))
 
     def specs(self) -> Mapping[str, ToolSpec]:
         return MappingProxyType({name: tool.spec for name, tool in self._tools.items()})

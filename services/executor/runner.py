@@ -1,5 +1,12 @@
-"""Runs one tool call: validate, fail fast if the tool's circuit is open, enforce the timeout,
-truncate the output. Every failure surfaces as a ``ToolError`` that says whether to retry."""
+"""Runs one tool call: validate, fail fast if its destination's circuit is open, enforce the
+timeout, truncate the output. Every failure surfaces as a ``ToolError`` that says whether to
+retry.
+
+Breakers are per destination (an HTTP origin, an external service), never per tool: one goal's
+calls to a host that is down must not deny other goals their calls elsewhere. A call that
+reaches nothing shared (``echo``, ``python``, ``sleep``) has no breaker: its timeouts say
+something about the program, not about a dependency.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from events.errors import ToolError
-from services.executor.breaker import CircuitBreaker
+from services.executor.breaker import DEFAULT_MAX_DESTINATIONS, BreakerBoard, CircuitBreaker
 from services.executor.registry import ToolRegistry
-from services.executor.tools.context import ToolContext
+from services.executor.tools.context import ToolContext, ToolImplementation
 
 __all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "ToolRunner", "truncate_output"]
 
@@ -28,51 +35,39 @@ class ToolRunner:
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         breaker_threshold: int = 5,
         breaker_cooldown_s: float = 30.0,
+        max_breakers: int = DEFAULT_MAX_DESTINATIONS,
     ) -> None:
         self.registry = registry
         self._ctx = ctx
         self._clock = clock
         self._max_output_bytes = max_output_bytes
-        self._breaker_threshold = breaker_threshold
-        self._breaker_cooldown_s = breaker_cooldown_s
-        self._breakers: dict[str, CircuitBreaker] = {}
+        self.breakers = BreakerBoard(
+            clock=clock,
+            threshold=breaker_threshold,
+            cooldown_s=breaker_cooldown_s,
+            max_destinations=max_breakers,
+        )
 
-    def breaker(self, tool: str) -> CircuitBreaker:
-        breaker = self._breakers.get(tool)
-        if breaker is None:
-            breaker = CircuitBreaker(
-                clock=self._clock,
-                threshold=self._breaker_threshold,
-                cooldown_s=self._breaker_cooldown_s,
-            )
-            self._breakers[tool] = breaker
-        return breaker
+    def breaker(self, destination: str) -> CircuitBreaker:
+        return self.breakers.get(destination)
 
     async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> str:
         """The tool's output (at most ``max_output_bytes``), or a ``ToolError``."""
         # Bad input says nothing about the tool's health, so it is checked before the breaker.
         validated = self.registry.validate(tool, args)
-        implementation = self.registry.get(tool).run
-        breaker = self.breaker(tool)
+        registered = self.registry.get(tool)
+        destination = registered.destination(validated)
+        if destination is None:
+            return await self._run(tool, registered.run, validated, timeout_s)
+        breaker = self.breaker(destination)
         if not breaker.try_acquire():
             raise ToolError(
-                f"circuit open for tool {tool}: too many consecutive transient failures; "
-                f"retrying in {breaker.seconds_until_half_open():.1f}s",
+                f"circuit open for {destination} (tool {tool}): too many consecutive transient "
+                f"failures there; retrying in {breaker.seconds_until_half_open():.1f}s",
                 transient=True,
             )
         try:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    output = await implementation(validated, self._ctx)
-            except TimeoutError as exc:
-                raise ToolError(
-                    f"tool {tool} timed out after {timeout_s:g}s", transient=True
-                ) from exc
-            except ToolError:
-                raise
-            except Exception as exc:
-                # A bug in a tool must become a recorded failure, not a crash of the consumer.
-                raise ToolError(f"tool {tool} crashed: {type(exc).__name__}: {exc}") from exc
+            output = await self._run(tool, registered.run, validated, timeout_s)
         except ToolError as error:
             if error.transient:
                 breaker.record_failure()
@@ -83,6 +78,21 @@ class ToolRunner:
             breaker.record_abandoned()
             raise
         breaker.record_success()
+        return output
+
+    async def _run(
+        self, tool: str, implementation: ToolImplementation, validated: Any, timeout_s: float
+    ) -> str:
+        try:
+            async with asyncio.timeout(timeout_s):
+                output = await implementation(validated, self._ctx)
+        except TimeoutError as exc:
+            raise ToolError(f"tool {tool} timed out after {timeout_s:g}s", transient=True) from exc
+        except ToolError:
+            raise
+        except Exception as exc:
+            # A bug in a tool must become a recorded failure, not a crash of the consumer.
+            raise ToolError(f"tool {tool} crashed: {type(exc).__name__}: {exc}") from exc
         return truncate_output(output, self._max_output_bytes)
 
 

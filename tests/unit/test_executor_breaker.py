@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.executor.breaker import CircuitBreaker
+from services.executor.breaker import BreakerBoard, CircuitBreaker
 
 
 class FakeClock:
@@ -102,3 +102,14 @@ def test_an_abandoned_probe_frees_the_slot_for_the_next_caller() -> None:
 
     assert breaker.state == "half_open"
     assert breaker.try_acquire()
+
+
+def test_the_board_keeps_one_breaker_per_destination_and_forgets_the_least_recent() -> None:
+    board = BreakerBoard(clock=lambda: 0.0, threshold=1, max_destinations=2)
+    board.get("a").record_failure()
+    board.get("b")
+    assert board.get("a").state == "open"  # a is now the most recent
+    board.get("c")
+    assert len(board) == 2
+    assert board.get("a").state == "open"  # b was forgotten, not a
+    assert board.get("b").state == "closed"

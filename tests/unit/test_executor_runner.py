@@ -1,4 +1,4 @@
-"""ToolRunner: validation, timeout, output truncation and a circuit breaker per tool."""
+"""ToolRunner: validation, timeout, output truncation and a circuit breaker per destination."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ async def test_the_circuit_opens_after_five_transient_failures_and_fails_fast(
     for _ in range(5):
         with pytest.raises(ToolError, match="upstream down"):
             await runner.call("flaky", {"text": "x"}, timeout_s=5)
-    with pytest.raises(ToolError, match="circuit open for tool flaky") as caught:
+    with pytest.raises(ToolError, match=r"circuit open for flaky \(tool flaky\)") as caught:
         await runner.call("flaky", {"text": "x"}, timeout_s=5)
 
     assert caught.value.transient is True
@@ -170,14 +170,59 @@ async def test_permanent_errors_do_not_open_the_circuit(ctx: ToolContext) -> Non
 
 
 async def test_timeouts_count_towards_opening_the_circuit(ctx: ToolContext) -> None:
-    registry = ToolRegistry.builtin()
+    async def stuck(_args: EchoArgs, _ctx: ToolContext) -> str:
+        await asyncio.Event().wait()
+        return "unreachable"
+
+    registry = ToolRegistry()
+    registry.register(ToolSpec("stuck", "never answers", EchoArgs), stuck)
     runner = ToolRunner(registry, ctx, FakeClock(), breaker_threshold=2)
 
     for _ in range(2):
         with pytest.raises(ToolError, match="timed out"):
+            await runner.call("stuck", {"text": "x"}, timeout_s=0.01)
+    assert runner.breaker("stuck").state == "open"
+
+
+async def test_local_tools_have_no_breaker_so_one_goals_timeouts_deny_nobody(
+    ctx: ToolContext,
+) -> None:
+    runner = ToolRunner(ToolRegistry.builtin(), ctx, FakeClock(), breaker_threshold=2)
+
+    for _ in range(4):
+        with pytest.raises(ToolError, match="timed out"):
             await runner.call("sleep", {"seconds": 60}, timeout_s=0.01)
-    assert runner.breaker("sleep").state == "open"
+    assert await runner.call("sleep", {"seconds": 0}, timeout_s=5) is not None
+    assert len(runner.breakers) == 0
     assert BUILTIN_TOOLS["sleep"].side_effects is False
+
+
+async def test_unreachable_hosts_open_only_their_own_circuit(ctx: ToolContext) -> None:
+    """Six unresolvable URLs (one goal's doing) leave http_get working for everyone else."""
+    runner = ToolRunner(ToolRegistry.builtin(), ctx, FakeClock())
+    for n in range(6):
+        with pytest.raises(ToolError, match="failed") as caught:
+            await runner.call("http_get", {"url": f"http://host-{n}.invalid/"}, timeout_s=5)
+        assert caught.value.transient
+
+    for _ in range(4):  # the same host: five failures in all open its circuit
+        with pytest.raises(ToolError):
+            await runner.call("http_get", {"url": "http://host-0.invalid/x"}, timeout_s=5)
+    with pytest.raises(ToolError, match=r"circuit open for http://host-0\.invalid:80"):
+        await runner.call("http_get", {"url": "http://HOST-0.invalid:80/y"}, timeout_s=5)
+
+    assert runner.breaker("http://host-1.invalid:80").state == "closed"
+    assert runner.breaker("https://host-0.invalid:443").state == "closed"  # another origin
+    with pytest.raises(ToolError, match="failed"):  # tried, not refused by a breaker
+        await runner.call("http_get", {"url": "http://another.invalid/"}, timeout_s=5)
+
+
+async def test_the_breaker_map_is_bounded(ctx: ToolContext) -> None:
+    runner = ToolRunner(ToolRegistry.builtin(), ctx, FakeClock(), max_breakers=3)
+    for n in range(10):
+        with pytest.raises(ToolError):
+            await runner.call("http_get", {"url": f"http://h{n}.invalid/"}, timeout_s=5)
+    assert len(runner.breakers) == 3
 
 
 async def test_a_cancelled_probe_does_not_leave_the_circuit_stuck(ctx: ToolContext) -> None:
