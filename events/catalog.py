@@ -11,6 +11,7 @@ from events.model import (
     Expect,
     ForkPoint,
     MemoryItem,
+    OutputRef,
     TaskOutcome,
     TaskSpec,
 )
@@ -74,6 +75,9 @@ class GoalCompleted(Event, frozen=True, kw_only=True, tag="goal_completed"):
     result: str
     iterations: int
     score: float
+    # Set when the result was too large to carry: it is in the outputs store, ``result`` is
+    # only its preview (events/outputs.py).
+    result_ref: OutputRef | None = None
 
 
 class GoalFailed(Event, frozen=True, kw_only=True, tag="goal_failed"):
@@ -136,6 +140,7 @@ class EvaluationRequested(Event, frozen=True, kw_only=True, tag="evaluation_requ
     result: str
     tasks: tuple[TaskOutcome, ...]
     llm_budget: Budget | None = None
+    result_ref: OutputRef | None = None
 
 
 # -- execution (executor) ----------------------------------------------------------------
@@ -173,6 +178,7 @@ class ToolReturned(Event, frozen=True, kw_only=True, tag="tool_returned"):
     duration_ms: float
     step: int = 0
     call: int = 0
+    output_ref: OutputRef | None = None
 
 
 class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
@@ -201,6 +207,9 @@ class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
     attempts: int
     duration_ms: float
     attempt_duration_ms: float | None = None
+    # Set when the output was too large to carry: it is in the outputs store, ``output`` is
+    # only its preview (events/outputs.py).
+    output_ref: OutputRef | None = None
 
 
 class TaskFailed(Event, frozen=True, kw_only=True, tag="task_failed"):

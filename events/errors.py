@@ -8,6 +8,7 @@ __all__ = [
     "ConcurrentWriteError",
     "ConfigurationError",
     "DecodeError",
+    "EventTooLargeError",
     "GoalExistsError",
     "LeaseLostError",
     "LlmError",
@@ -57,6 +58,26 @@ class LlmNotRecordedError(LlmError):
 
 class ConcurrentWriteError(AgoraError):
     """A guarded append was refused: the goal has events newer than the writer had read."""
+
+
+class EventTooLargeError(AgoraError):
+    """An event is over the event stream's message size limit: it can never be written.
+
+    Large outputs are stored beside the log (events/outputs.py), so this is what is left:
+    arguments that join many outputs, a result that does not fit. The service that tried
+    ends the goal (or the task) with this message as the reason instead of retrying.
+    """
+
+    def __init__(self, event_type: str, size: int | None, limit: int) -> None:
+        measured = "" if size is None else f" of {size:,} bytes"
+        super().__init__(
+            f"{event_type}{measured} is too large to record: the event stream takes "
+            f"at most {limit:,} bytes per event; large outputs are stored apart, but this "
+            "event itself does not fit"
+        )
+        self.event_type = event_type
+        self.size = size
+        self.limit = limit
 
 
 class GoalExistsError(ConcurrentWriteError):

@@ -21,6 +21,7 @@ __all__ = [
     "Expect",
     "ForkPoint",
     "MemoryItem",
+    "OutputRef",
     "Stamp",
     "TaskOutcome",
     "TaskSpec",
@@ -100,12 +101,28 @@ class MemoryItem(msgspec.Struct, frozen=True, kw_only=True):
     recorded_at: datetime | None = None
 
 
+class OutputRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A large output stored once in object store ``bucket`` under ``name`` (events/outputs.py).
+
+    ``size`` is the UTF-8 text's length in bytes, ``sha256`` its hex digest (readers check it),
+    ``preview`` its first characters. An event field beside it (``output``, ``result``) then
+    holds only the preview.
+    """
+
+    bucket: str
+    name: str
+    size: int
+    sha256: str
+    preview: str = ""
+
+
 class TaskOutcome(msgspec.Struct, frozen=True, kw_only=True):
     task_id: str
     tool: str
     status: Literal["completed", "failed", "skipped"]
     output: str = ""
     error: str = ""
+    output_ref: OutputRef | None = None
 
 
 class Check(msgspec.Struct, frozen=True, kw_only=True):
