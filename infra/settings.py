@@ -102,6 +102,9 @@ class Settings:
     workspace: Path = Path(".agora/workspace")
     max_intake_bytes: int = 256 * KiB
     max_message_bytes: int = 1 * MiB
+    # An output (a task's, a goal's result) larger than this is stored once in the outputs
+    # bucket and events refer to it (docs/events.md, "Large outputs").
+    output_inline_bytes: int = 32 * KiB
     duplicate_window_s: float = 120.0
     ack_wait_s: float = 30.0
     # How long the active planner may go without pulling before a standby takes over.
@@ -181,6 +184,7 @@ class Settings:
             log_format="json" if log_format == "json" else "console",
             workspace=Path(env.get("AGORA_WORKSPACE", str(data_dir / "workspace"))).expanduser(),
             max_intake_bytes=_int(env, "AGORA_MAX_INTAKE_BYTES", 256 * KiB),
+            output_inline_bytes=_int(env, "AGORA_OUTPUT_INLINE_BYTES", 32 * KiB),
             duplicate_window_s=_float(env, "AGORA_DUPLICATE_WINDOW_S", 120.0),
             ack_wait_s=_float(env, "AGORA_ACK_WAIT_S", 30.0),
             pinned_timeout_s=_float(env, "AGORA_PINNED_TIMEOUT_S", 5.0),
@@ -231,6 +235,10 @@ class Settings:
             raise ConfigurationError(
                 f"AGORA_MAX_INTAKE_BYTES must be between 1 and {self.max_message_bytes}"
             )
+        if not 0 < self.output_inline_bytes <= self.max_message_bytes // 4:
+            raise ConfigurationError(
+                f"AGORA_OUTPUT_INLINE_BYTES must be between 1 and {self.max_message_bytes // 4}"
+            )
         if not 0 <= self.nats_port <= 65535:
             raise ConfigurationError("AGORA_NATS_PORT must be between 0 and 65535")
         if self.nats_max_store_mb < 0:
@@ -274,6 +282,7 @@ class Settings:
             "AGORA_LOG_FORMAT": self.log_format,
             "AGORA_WORKSPACE": str(self.workspace),
             "AGORA_MAX_INTAKE_BYTES": str(self.max_intake_bytes),
+            "AGORA_OUTPUT_INLINE_BYTES": str(self.output_inline_bytes),
             "AGORA_DUPLICATE_WINDOW_S": str(self.duplicate_window_s),
             "AGORA_ACK_WAIT_S": str(self.ack_wait_s),
             "AGORA_PINNED_TIMEOUT_S": str(self.pinned_timeout_s),

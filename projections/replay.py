@@ -10,6 +10,7 @@ from datetime import datetime
 from nats.aio.client import Client as NatsClient
 
 from events.subjects import EVENTS_STREAM, goal_events_filter
+from infra.bus.outputs import OutputStore
 from infra.bus.reader import StreamReader, stream_last_seq
 from projections.pipeline import OrderedApplier
 from projections.store import ProjectionStore
@@ -53,6 +54,8 @@ async def replay_into(
     until_ns = int(until_time.timestamp() * 1e9) if until_time else None
     subject = goal_events_filter(goal_id) if goal_id else "agora.events.>"
     applier = OrderedApplier(store.apply_raw)
+    # The views hold large outputs themselves, as if written inline (events/outputs.py).
+    outputs = OutputStore(nc.jetstream(), threshold=0)
     started = time.perf_counter()
     at_seq = store.last_seq()
     reader = await StreamReader(
@@ -66,7 +69,7 @@ async def replay_into(
             if past_time is not None:
                 chunk.keep(past_time)
             if chunk.seqs:
-                await applier.submit(chunk.seqs, chunk.payloads)
+                await applier.submit(chunk.seqs, await outputs.inline_payloads(chunk.payloads))
                 at_seq = chunk.seqs[-1]
                 if on_progress:
                     elapsed = time.perf_counter() - started

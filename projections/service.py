@@ -92,7 +92,9 @@ class Projector:
             unflushed = False
             while not stop.is_set() and not self._rebuild.is_set():
                 batch = await reader.next_batch(wait=True)
-                await applier.submit(batch.seqs, batch.payloads)
+                # The views hold large outputs themselves, as if written inline.
+                payloads = await self.ctx.outputs.inline_payloads(batch.payloads)
+                await applier.submit(batch.seqs, payloads)
                 self._advance(applier.applied_seq)
                 if batch.seqs:
                     unflushed = True

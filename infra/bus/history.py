@@ -27,6 +27,7 @@ from events.codec import decode_event
 from events.errors import AgoraError
 from events.model import Event
 from events.subjects import EVENTS_STREAM, goal_events_filter
+from infra.bus.outputs import OutputStore
 from infra.bus.reader import StreamReader
 
 __all__ = ["GoalHistory", "History", "StreamGoalLog", "last_on_subject", "read_events"]
@@ -44,16 +45,25 @@ class History:
     last_seq: int
 
 
+def _reading_store(nc: NatsClient, outputs: OutputStore | None) -> OutputStore:
+    """Where references are resolved: the given store, or one for reading only."""
+    return outputs if outputs is not None else OutputStore(nc.jetstream(), threshold=0)
+
+
 @dataclass
 class GoalHistory:
+    """A goal's events as decided on: references to large outputs resolved."""
+
     nc: NatsClient
     timeout_s: float = 5.0
+    outputs: OutputStore | None = None
 
     async def load(self, goal_id: str) -> History:
         """Every event of the goal, in stream order."""
         events: list[Event] = []
         last_seq = 0
-        async for seq, event in read_events(self.nc, goal_events_filter(goal_id)):
+        filter_subject = goal_events_filter(goal_id)
+        async for seq, event in read_events(self.nc, filter_subject, outputs=self.outputs):
             events.append(event)
             last_seq = seq
         return History(events, last_seq)
@@ -69,6 +79,12 @@ class GoalHistory:
                 last_seq = seq
             if not batch or pending == 0:
                 return History(events, last_seq)
+
+    @property
+    def _store(self) -> OutputStore:
+        if self.outputs is None:
+            self.outputs = _reading_store(self.nc, None)
+        return self.outputs
 
     async def _direct_get(self, goal_id: str, from_seq: int) -> tuple[list[tuple[int, Event]], int]:
         """Up to ``_BATCH`` events of the goal from ``from_seq`` on, and how many remain."""
@@ -94,26 +110,35 @@ class GoalHistory:
                         f"could not read goal {goal_id}'s events: {status} "
                         f"{headers.get('Description', '')}"
                     )
-                found.append((int(headers["Nats-Sequence"]), decode_event(msg.data)))
+                event = await self._store.resolve(decode_event(msg.data))
+                found.append((int(headers["Nats-Sequence"]), event))
         finally:
             await replies.unsubscribe()
 
 
 async def read_events(
-    nc: NatsClient, filter_subject: str, *, batch: int = 1_000
+    nc: NatsClient,
+    filter_subject: str,
+    *,
+    batch: int = 1_000,
+    outputs: OutputStore | None = None,
+    resolve: bool = True,
 ) -> AsyncIterator[tuple[int, Event]]:
-    """Every stored event matching ``filter_subject``, in stream order, with its sequence.
+    """Every stored event matching ``filter_subject``, in stream order, with its sequence;
+    references to large outputs resolved (from ``outputs``) unless ``resolve`` is False.
 
     The same reader the projector uses, on this client's connection (``wire=False``): these
     reads are small (one goal's history, memory's observations), not worth a socket of
     their own.
     """
+    store = _reading_store(nc, outputs) if resolve else None
     reader = await StreamReader(nc, EVENTS_STREAM, filter_subject, batch=batch, wire=False).open()
     try:
         while True:
             chunk = await reader.next_batch(wait=False)
             for seq, payload in zip(chunk.seqs, chunk.payloads, strict=True):
-                yield seq, decode_event(payload)
+                event = decode_event(payload)
+                yield seq, event if store is None else await store.resolve(event)
             if not chunk.seqs or chunk.pending == 0:
                 return
     finally:
@@ -122,12 +147,14 @@ async def read_events(
 
 @dataclass
 class StreamGoalLog:
-    """A goal's recorded history, read from the event stream."""
+    """A goal's recorded history, read from the event stream, references resolved."""
 
     nc: NatsClient
+    outputs: OutputStore | None = None
 
     async def load(self, goal_id: str) -> list[Event]:
-        return [event async for _, event in read_events(self.nc, goal_events_filter(goal_id))]
+        filter_subject = goal_events_filter(goal_id)
+        return [e async for _, e in read_events(self.nc, filter_subject, outputs=self.outputs)]
 
 
 async def last_on_subject(nc: NatsClient, subject: str) -> tuple[int, str] | None:

@@ -12,10 +12,12 @@ from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
 from events.codec import encode
-from events.errors import AgoraError, ConcurrentWriteError
+from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError
 from events.errors import GoalExistsError as GoalIdTakenError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
+from infra.bus.outputs import OutputStore
+from infra.settings import MiB
 
 __all__ = [
     "MSG_ID",
@@ -66,6 +68,9 @@ class GoalChangedError(PublishRejectedError, ConcurrentWriteError):
 
 
 WRONG_LAST_SEQUENCE = 10071
+MESSAGE_TOO_LARGE = 10054
+# Room kept for an event's headers (id, expected stream, a guard) under the size limit.
+_HEADROOM = 512
 # A sent event's reply token and the future its acknowledgement settles.
 _Pending = tuple[str, "asyncio.Future[PubAck]"]
 
@@ -82,13 +87,28 @@ class EventPublisher:
     Replies are matched on our own inbox rather than through nats-py's ``publish_async``,
     whose futures never complete when the server rejects a message (2.16: the error is raised
     inside its reply callback instead of being set on the future).
+
+    With ``outputs``, an event's large outputs are stored there first and the event carries
+    references instead (infra/bus/outputs.py). An event still over ``max_bytes`` raises
+    :class:`EventTooLargeError` before anything of the call is sent: it can never be written,
+    so retrying is pointless and the caller decides what to write instead.
     """
 
-    def __init__(self, nc: NatsClient, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        timeout_s: float = 10.0,
+        *,
+        outputs: OutputStore | None = None,
+        max_bytes: int = 1 * MiB,
+    ) -> None:
         self.nc = nc
         self.timeout_s = timeout_s
+        self.outputs = outputs
+        self.max_bytes = max_bytes
         self._prefix = ""
         self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+        self._types: dict[str, str] = {}  # reply token -> the event type it acknowledges
         self._next = 0
 
     async def __call__(
@@ -108,6 +128,7 @@ class EventPublisher:
         """
         if not events:
             return []
+        events = [await self._offloaded(event) for event in events]
         if not self._prefix:
             self._prefix = self.nc.new_inbox()
             await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
@@ -141,11 +162,23 @@ class EventPublisher:
                 raise
         return acks + await self._settle([await self._send(event) for event in rest])
 
+    async def _offloaded(self, event: Event) -> Event:
+        """``event`` as it is written: large outputs stored apart; too large still: raise."""
+        if self.outputs is not None:
+            event = await self.outputs.offload(event)
+        # The stream's limit counts the headers too (the guards add at most ~300 bytes).
+        size = len(encode(event)) + _HEADROOM
+        limit = min(self.max_bytes, self.nc.max_payload or self.max_bytes)
+        if size > limit:
+            raise EventTooLargeError(event_type(event), size - _HEADROOM, limit - _HEADROOM)
+        return event
+
     async def _send(self, event: Event, extra: dict[str, str] | None = None) -> _Pending:
         self._next += 1
         token = str(self._next)
         future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
         self._waiting[token] = future
+        self._types[token] = event_type(event)
         headers = {MSG_ID: event.event_id, "Nats-Expected-Stream": EVENTS_STREAM, **(extra or {})}
         await self.nc.publish(
             event_subject(event.goal_id, event_type(event)),
@@ -178,6 +211,7 @@ class EventPublisher:
                 elif not future.cancelled():
                     future.exception()  # retrieved: a later rejection is not logged as lost
                 self._waiting.pop(token, None)
+                self._types.pop(token, None)
         return acks
 
     async def _on_reply(self, msg: Msg) -> None:
@@ -191,7 +225,11 @@ class EventPublisher:
             return
         reply = json.loads(msg.data)
         error = reply.get("error")
-        if error:
+        if error and error.get("err_code") == MESSAGE_TOO_LARGE:
+            # Over the stream's own limit (a stream configured smaller than max_bytes).
+            kind = self._types.get(msg.subject.rsplit(".", 1)[-1], "an event")
+            future.set_exception(EventTooLargeError(kind, None, self.max_bytes))
+        elif error:
             future.set_exception(
                 PublishRejectedError(str(error.get("description")), error.get("err_code"))
             )

@@ -24,6 +24,7 @@ from nats.js.errors import NotFoundError
 
 from events.errors import ConfigurationError
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM
+from infra.bus.outputs import provision_outputs
 from infra.settings import MiB, Settings
 
 __all__ = ["ConsumerSpec", "provision", "stream_configs"]
@@ -136,6 +137,7 @@ async def provision_streams(js: JetStreamContext, settings: Settings) -> None:
             continue
         diffs += _differences("stream", config.name, config, info.config, _STREAM_FIELDS)
     _raise_if(diffs)
+    await provision_outputs(js, settings)
 
 
 async def provision(

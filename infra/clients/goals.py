@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from events.subjects import (
     goal_events_filter,
     is_subject_token,
 )
+from infra.bus.outputs import OutputStore
 from infra.settings import Settings
 from projections.protocol import QueryReply
 
@@ -192,6 +194,11 @@ class AgoraClient:
     def js(self) -> JetStreamContext:
         return self.nc.jetstream()
 
+    @functools.cached_property
+    def outputs(self) -> OutputStore:
+        """Where large outputs are read back from (events refer to them)."""
+        return OutputStore(self.js, threshold=0)
+
     # -- goals ---------------------------------------------------------------------------
 
     async def submit(self, command: Mapping[str, Any]) -> Submitted:
@@ -228,7 +235,8 @@ class AgoraClient:
         )
         try:
             async for msg in sub.messages:
-                event = decode_event(msg.data)
+                # A large output comes back in full, read from the outputs store.
+                event = await self.outputs.resolve(decode_event(msg.data))
                 yield msg.metadata.sequence.stream, event
                 if until_terminal and is_terminal(event):
                     return

@@ -32,13 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from events.errors import ConfigurationError
+from events.outputs import CARRIES_OUTPUTS
 from events.subjects import DLQ_STREAM, dlq_subject, event_type_filter
+from infra.bus.outputs import OUTPUTS_BUCKET
 from infra.bus.redrive import redrive_consumer
 from infra.bus.snapshots import MEMORY_SNAPSHOTS
 from infra.logging import get_logger
 from infra.platform.stats import stats_subject
 from infra.platform.topology import MANIFESTS, SERVICE_CONSUMERS, event_owners
 from infra.settings import Settings
+from services.manifest import event_tag
 
 __all__ = [
     "ADMIN",
@@ -127,6 +130,15 @@ _MEMORY_SNAPSHOTS = (
     # Reading an object is an unnamed ordered consumer; this stream has no durables to hijack.
     f"$JS.API.CONSUMER.CREATE.{_SNAPSHOT_STREAM}",
 )
+# Large outputs live in their own object store bucket (infra/bus/outputs.py), named by content.
+# Everyone who reads the log may read it (an object is an unnamed ordered consumer: this
+# stream has no durables to hijack); the writers of events that carry outputs may add objects.
+# Nobody but the admin may purge or delete one: an output referred to by the log stays.
+_OUTPUTS_STREAM = f"OBJ_{OUTPUTS_BUCKET}"
+_READ_OUTPUTS = (f"$JS.API.CONSUMER.CREATE.{_OUTPUTS_STREAM}",)
+_WRITE_OUTPUTS = (f"$O.{OUTPUTS_BUCKET}.>",)
+_OUTPUT_TAGS = frozenset(event_tag(cls) for cls in CARRIES_OUTPUTS)
+
 # Every service process answers NATS micro requests ($SRV.PING/INFO/STATS) and its stats
 # endpoint (infra/platform/stats.py), which `agora status` gathers.
 _SERVICE_DISCOVERY = "$SRV.>"
@@ -203,6 +215,7 @@ def permissions(identity: str) -> Permissions | None:
                 *(subject for m in MANIFESTS.values() for subject in m.answers),
                 _SERVICE_DISCOVERY,
                 *_READ_LOG,
+                *_READ_OUTPUTS,
             ),
             publish_deny=tuple(_durable_denials(None)),
             subscribe_allow=(inbox, *CLIENT_SUBSCRIBE),
@@ -230,6 +243,9 @@ def permissions(identity: str) -> Permissions | None:
     subscribe += [event_type_filter(t) for t in manifest.followed_tags]
     if identity == "memory":
         publish += _MEMORY_SNAPSHOTS
+    publish += _READ_OUTPUTS
+    if any(identity in EVENT_OWNERS.get(tag, ()) for tag in _OUTPUT_TAGS):
+        publish += _WRITE_OUTPUTS
     return Permissions(
         # Services answer requests (queries, $SRV, stats), onto inboxes only.
         publish_allow=(*publish, *_READ_LOG, *answer_subjects()),

@@ -21,6 +21,7 @@ from events.model import Event
 from infra.bus.connection import connect
 from infra.bus.consume import ConsumeLoop, Delivery, Handler, OrderingKey, no_ordering
 from infra.bus.history import StreamGoalLog
+from infra.bus.outputs import OutputStore
 from infra.bus.publisher import EventPublisher
 from infra.bus.redrive import redrive_subscriptions
 from infra.bus.streams import ConsumerSpec, provision
@@ -93,6 +94,8 @@ class ServiceContext:
     js: JetStreamContext
     publish: EventPublisher
     goal_log: StreamGoalLog
+    # Where large outputs live: the publisher stores them, readers resolve references.
+    outputs: OutputStore
     producer: str
     now: Callable[[], datetime] = field(default=utc_now)
     # The language model behind every LLM strategy; None (the embedded default) means the
@@ -113,7 +116,7 @@ class ServiceContext:
             event = decode_event(delivery.data)
             handler = routes.get(type(event))
             if handler is not None:  # the filters deliver nothing else; an old type is ignored
-                await handler(event, delivery)
+                await handler(await self.outputs.resolve(event), delivery)
 
         return dispatch
 
@@ -139,13 +142,17 @@ async def run_service(
     nc = await connect(settings, name=f"agora-{name}", identity=name)
     js = nc.jetstream()
     llm = build_llm_port(settings, nc)
+    outputs = OutputStore(js, settings.output_inline_bytes)
+    publish = publisher(nc)
+    publish.outputs, publish.max_bytes = outputs, settings.max_message_bytes
     ctx = ServiceContext(
         name=name,
         settings=settings,
         nc=nc,
         js=js,
-        publish=publisher(nc),
-        goal_log=StreamGoalLog(nc),
+        publish=publish,
+        goal_log=StreamGoalLog(nc, outputs),
+        outputs=outputs,
         producer=producer_name(name),
         llm=llm,
     )

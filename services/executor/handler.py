@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from events.catalog import TaskScheduled
-from events.errors import AgoraError, ConcurrentWriteError, ToolError
+from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError, ToolError
 from events.model import Event, Stamp
 from services.executor import decide
 from services.executor.ports import GoalLog, Publish
@@ -185,7 +185,14 @@ async def _run_attempts(
                 task, output, attempt, spent_ms, stamp(), attempt_duration_ms=duration_ms
             )
         ]
-        if not await writer.write(outcome):
+        try:
+            written = await writer.write(outcome)
+        except EventTooLargeError as exc:
+            # Cannot be recorded however often it is retried: the task fails for good, with
+            # the reason, and the planner ends the goal.
+            gave_up = decide.failed(task, str(exc), attempt, spent_ms, stamp(), transient=False)
+            written = await writer.write([gave_up])
+        if not written:
             # Taken over while the tool ran (this replica stalled past the ack wait): the
             # other replica has recorded this attempt as interrupted; the result is dropped.
             writer.stand_down()

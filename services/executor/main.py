@@ -61,7 +61,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
         max_steps=ctx.settings.react_max_steps,
     )
 
-    history = GoalHistory(ctx.nc)
+    history = GoalHistory(ctx.nc, outputs=ctx.outputs)
 
     async def publish(events: Sequence[Event], *, expected_last_seq: int) -> list[PubAck]:
         return await ctx.publish(events, expected_last_seq=expected_last_seq)

@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 
 from events.codec import decode_event
 from events.errors import AgoraError, DecodeError
+from events.model import Event
 from events.subjects import EVENTS_STREAM, event_type_filter
 from infra.bus.reader import RawBatch, StreamReader
 from infra.bus.snapshots import SnapshotStore
@@ -61,8 +62,11 @@ class IndexFollower:
         snapshot_every: int,
         items_added: ItemsAdded | None = None,
         applied: Callable[[], None] | None = None,
+        resolve: Callable[[Event], Awaitable[Event]] | None = None,
     ) -> None:
         self.state = MemoryState()
+        # Puts large outputs back in place of their references (infra/bus/outputs.py).
+        self._resolve = resolve
         self._nc = nc
         self.snapshots = snapshots
         self._snapshot_every = snapshot_every
@@ -202,6 +206,8 @@ class IndexFollower:
                 # The log is append-only: skipping an unreadable event is all memory can do.
                 log.exception("memory_event_undecodable", stream_seq=seq, error=str(exc))
                 continue
+            if self._resolve is not None:
+                event = await self._resolve(event)
             state.apply(seq, event)
         if batch.seqs:
             state.applied_seq = max(state.applied_seq, batch.seqs[-1])

@@ -127,6 +127,7 @@ class MemoryService:
             snapshot_every=self.settings.memory_snapshot_every,
             items_added=self._added,
             applied=self._log_moved.set,
+            resolve=ctx.outputs.resolve,
         )
         # Goals whose lessons this replica tried to write since it started (once each).
         self._lessons_tried: set[str] = set()

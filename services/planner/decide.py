@@ -71,6 +71,7 @@ __all__ = [
     "llm_failure",
     "permanent_failures",
     "revise_tasks",
+    "unwritable_failure",
 ]
 
 # The reason prefix of a goal that failed because the model could not answer.
@@ -152,6 +153,17 @@ def llm_failure(
         return []
     stamp = Stamp.caused_by(trigger, producer=producer, now=now)
     return [_failure(state, stamp, f"{LLM_UNAVAILABLE}: {error}")]
+
+
+def unwritable_failure(
+    state: PlannerState | None, trigger: Event, error: str, *, now: datetime, producer: str
+) -> list[Event]:
+    """The goal fails with the reason when its next decision cannot be recorded (an event
+    over the stream's size limit): retrying would fail the same way, for ever."""
+    if state is None or is_finished(state):
+        return []
+    stamp = Stamp.caused_by(trigger, producer=producer, now=now)
+    return [_failure(state, stamp, f"could not record the goal's next step: {error}")]
 
 
 def _is_trigger(state: PlannerState, event: Event) -> bool:

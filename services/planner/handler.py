@@ -27,13 +27,13 @@ import structlog
 
 from events.catalog import GoalAccepted
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
-from events.errors import GoalExistsError, LlmError, LlmNotRecordedError
+from events.errors import EventTooLargeError, GoalExistsError, LlmError, LlmNotRecordedError
 from events.model import Event, Stamp
 from services.llm.messages import LlmRequest
 from services.llm.port import LlmPort
 from services.llm.recording import recorded_call
 from services.planner.cache import GoalStates
-from services.planner.decide import decide_next, llm_failure
+from services.planner.decide import decide_next, llm_failure, unwritable_failure
 from services.planner.intake import Tools, accept_goal
 from services.planner.llm_plan import LlmPlanning
 from services.planner.ports import Append, AppendNewGoal, ForkOrigin, GoalRecord
@@ -136,7 +136,15 @@ class GoalPlanner:
                 planning=self.planning,
             )
             if decision.events:
-                folded = await self._append(goal_id, decision.events)
+                try:
+                    folded = await self._append(goal_id, decision.events)
+                except EventTooLargeError as exc:
+                    log.warning("decision_unwritable", goal_id=goal_id, error=str(exc))
+                    failed = unwritable_failure(
+                        state, trigger, str(exc), now=self.now(), producer=self.producer
+                    )
+                    await self._append(goal_id, failed)
+                    return
                 if folded is None:
                     return
                 state = folded

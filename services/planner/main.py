@@ -63,7 +63,7 @@ epoch: ContextVar[Fence | None] = ContextVar("planner_epoch", default=None)
 
 def build(ctx: ServiceContext) -> ServiceParts:
     activation = SingleFlight()
-    history = GoalHistory(ctx.nc)
+    history = GoalHistory(ctx.nc, outputs=ctx.outputs)
     lease = Lease(ctx.nc, ctx.publish, service="planner", producer=ctx.producer, now=ctx.now)
 
     async def record(goal_id: str) -> Sequence[Event]:
@@ -78,7 +78,9 @@ def build(ctx: ServiceContext) -> ServiceParts:
     async def fork_origin(goal_id: str, at_seq: int) -> Sequence[Event]:
         return [
             event
-            async for seq, event in read_events(ctx.nc, goal_events_filter(goal_id))
+            async for seq, event in read_events(
+                ctx.nc, goal_events_filter(goal_id), outputs=ctx.outputs
+            )
             if seq <= at_seq
         ]
 
