@@ -18,6 +18,7 @@ from nats.js.api import StreamConfig
 from events.errors import ConfigurationError
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM
 from infra.bus.connection import connect
+from infra.bus.outputs import OUTPUTS_BUCKET
 from infra.bus.streams import ConsumerSpec, consumer_config, provision, stream_configs
 from infra.settings import KiB, MiB, Settings
 
@@ -43,6 +44,10 @@ def events_stream(settings: Settings) -> StreamConfig:
     return next(c for c in stream_configs(settings) if c.name == EVENTS_STREAM)
 
 
+# The streams, and the one behind the outputs bucket.
+ALL_STREAMS = sorted([DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM, f"OBJ_{OUTPUTS_BUCKET}"])
+
+
 async def stream_names(js: JetStreamContext) -> list[str]:
     return sorted(info.config.name or "" for info in await js.streams_info())
 
@@ -56,7 +61,7 @@ async def test_provisioning_twice_changes_nothing(bare_nc: NatsClient, settings:
 
     await provision(js, settings, consumers)
 
-    assert await stream_names(js) == sorted([DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM])
+    assert await stream_names(js) == ALL_STREAMS
     stream_after = await js.stream_info(EVENTS_STREAM)
     assert stream_after.created == stream_before.created
     assert stream_after.config == stream_before.config
@@ -72,7 +77,7 @@ async def test_replicas_provisioning_at_the_same_time_all_succeed(
     js = bare_nc.jetstream()
     await asyncio.gather(*(provision(js, settings, [(ONE_FILTER, 32)]) for _ in range(4)))
 
-    assert await stream_names(js) == sorted([DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM])
+    assert await stream_names(js) == ALL_STREAMS
     assert [c.name for c in await js.consumers_info(EVENTS_STREAM)] == [ONE_FILTER.durable]
 
 

@@ -9,8 +9,10 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from events.catalog import GoalCompleted
+from events.errors import EventTooLargeError
 from events.model import Event, Stamp
-from infra.bus.publisher import EventPublisher, PublishRejectedError
+from events.subjects import EVENTS_STREAM
+from infra.bus.publisher import EventPublisher
 
 
 def _completed(goal_id: str, result: str) -> Event:
@@ -41,9 +43,11 @@ async def test_a_refused_call_leaves_no_reply_pending_and_the_next_call_works(
 ) -> None:
     publisher = EventPublisher(nc, timeout_s=30)
     huge = _completed("pub-huge", "x" * 2_000_000)
-    with pytest.raises(PublishRejectedError, match="maximum"):
+    # Over the limit: refused before anything of the call is sent, never retried in vain.
+    with pytest.raises(EventTooLargeError, match="goal_completed of 2,000,"):
         await publisher([_completed("pub-a", "a"), huge, _completed("pub-b", "b")])
     assert publisher._waiting == {}
+    assert (await nc.jetstream().stream_info(EVENTS_STREAM)).state.messages == 0
     [ack] = await publisher([_completed("pub-c", "c")])
     assert ack.seq > 0
     assert publisher._waiting == {}
