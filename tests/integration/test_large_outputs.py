@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,12 +14,16 @@ from nats.aio.client import Client as NatsClient
 
 from events.catalog import EvaluationRequested, GoalCompleted, GoalFailed, TaskCompleted
 from events.codec import encode
+from events.errors import EventTooLargeError
+from events.model import Stamp
 from events.subjects import DLQ_STREAM
 from infra.bus.connection import connect
 from infra.bus.history import read_events
 from infra.bus.outputs import OUTPUTS_BUCKET
+from infra.bus.publisher import EventPublisher
 from infra.bus.streams import provision
 from infra.clients.goals import AgoraClient
+from infra.platform.embedded import EmbeddedNats
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import wait_until
@@ -146,3 +152,23 @@ async def test_outputs_are_shared_by_identity_under_the_generated_permissions(
         await client_nc.close()
         await platform.stop()
         await admin.close()
+
+
+async def test_a_stream_that_refuses_an_event_as_too_large_is_read_as_such(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    # A stream configured below the server's payload limit: the publisher's own check
+    # passes, the stream refuses (err_code 10054), and the caller still learns it can never
+    # be written, not a retryable refusal.
+    small = replace(settings, max_message_bytes=256 * 1024, max_intake_bytes=64 * 1024)
+    nc = await connect(small, "agora-test")
+    try:
+        await provision(nc.jetstream(), small)
+        stamp = Stamp("planner@test", "g-refused", datetime.now(UTC), None, "g-refused")
+        event = GoalCompleted(
+            **stamp.envelope("goal_completed", "x"), result="x" * 300_000, iterations=1, score=1.0
+        )
+        with pytest.raises(EventTooLargeError, match="goal_completed is too large"):
+            await EventPublisher(nc, timeout_s=10)([event])
+    finally:
+        await nc.close()

@@ -127,8 +127,8 @@ async def test_a_publish_the_stream_refuses_fails_at_once_with_the_reason(
     from datetime import UTC, datetime
 
     from events.catalog import GoalCompleted as Completed
+    from events.errors import EventTooLargeError
     from events.model import Stamp
-    from infra.bus.publisher import PublishRejectedError
 
     stamp = Stamp("planner@test", "g-huge", datetime.now(UTC), None, "g-huge")
     huge = Completed(
@@ -136,6 +136,6 @@ async def test_a_publish_the_stream_refuses_fails_at_once_with_the_reason(
     )
     publisher = EventPublisher(nc, timeout_s=30)
     started = asyncio.get_running_loop().time()
-    with pytest.raises(PublishRejectedError, match="maximum"):
+    with pytest.raises(EventTooLargeError, match="goal_completed of 2,000,"):
         await publisher([huge])
     assert asyncio.get_running_loop().time() - started < 5, "a refusal must not wait out a timeout"

@@ -76,7 +76,7 @@ async def test_status_shows_lag_dead_letters_and_counters_that_match_the_log(
     assert any("dead letter" in p for p in stalled["problems"])
     assert stalled["server"]["version"]
     # AGORA_INTAKE, AGORA_EVENTS, AGORA_DLQ and memory's snapshot bucket.
-    assert stalled["server"]["jetstream"]["streams"] == 4
+    assert stalled["server"]["jetstream"]["streams"] == 5  # with both object store buckets
     assert stalled["projector"]["running"]
 
     platform.start("evaluator")
@@ -133,7 +133,7 @@ async def test_each_service_answers_on_its_stats_endpoint(
     unreachable = (await gather_status(nc, monitor_url="http://127.0.0.1:9"))["server"]
     assert "monitor_error" in unreachable
     assert unreachable["version"] == server["version"]  # from INFO, the same as /varz's
-    assert unreachable["jetstream"]["streams"] == 4  # what the JetStream API still shows
+    assert unreachable["jetstream"]["streams"] == 5  # what the JetStream API still shows
 
 
 def test_the_embedded_servers_monitoring_url_is_found_through_its_discovery_file(
