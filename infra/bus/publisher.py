@@ -73,6 +73,8 @@ MESSAGE_TOO_LARGE = 10054
 _HEADROOM = 512
 # A sent event's reply token and the future its acknowledgement settles.
 _Pending = tuple[str, "asyncio.Future[PubAck]"]
+# An event as it is written, with its encoded bytes.
+_Outgoing = tuple[Event, bytes]
 
 
 class EventPublisher:
@@ -128,14 +130,14 @@ class EventPublisher:
         """
         if not events:
             return []
-        events = [await self._offloaded(event) for event in events]
+        outgoing = [await self._offloaded(event) for event in events]
         if not self._prefix:
             self._prefix = self.nc.new_inbox()
             await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
         if fence is not None:
             headers = fence.headers()
             try:
-                return await self._settle([await self._send(event, headers) for event in events])
+                return await self._settle([await self._send(out, headers) for out in outgoing])
             except PublishRejectedError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     raise FenceRefusedError(
@@ -143,15 +145,16 @@ class EventPublisher:
                     ) from None
                 raise
         acks: list[PubAck] = []
-        rest = list(events)
+        rest = list(outgoing)
         if new_goal or expected_last_seq is not None:
-            first = rest.pop(0)
+            first_out = rest.pop(0)
+            first = first_out[0]
             guard = {
                 "Nats-Expected-Last-Subject-Sequence": str(expected_last_seq or 0),
                 "Nats-Expected-Last-Subject-Sequence-Subject": goal_events_filter(first.goal_id),
             }
             try:
-                acks += await self._settle([await self._send(first, guard)])
+                acks += await self._settle([await self._send(first_out, guard)])
             except PublishRejectedError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE and new_goal:
                     raise GoalExistsError(f"goal {first.goal_id} exists", exc.err_code) from None
@@ -160,20 +163,23 @@ class EventPublisher:
                         f"goal {first.goal_id} has events after {expected_last_seq}", exc.err_code
                     ) from None
                 raise
-        return acks + await self._settle([await self._send(event) for event in rest])
+        return acks + await self._settle([await self._send(out) for out in rest])
 
-    async def _offloaded(self, event: Event) -> Event:
-        """``event`` as it is written: large outputs stored apart; too large still: raise."""
+    async def _offloaded(self, event: Event) -> _Outgoing:
+        """``event`` as it is written, and its bytes (encoded once): large outputs stored
+        apart; too large still: raise."""
         if self.outputs is not None:
             event = await self.outputs.offload(event)
+        payload = encode(event)
         # The stream's limit counts the headers too (the guards add at most ~300 bytes).
-        size = len(encode(event)) + _HEADROOM
+        size = len(payload) + _HEADROOM
         limit = min(self.max_bytes, self.nc.max_payload or self.max_bytes)
         if size > limit:
             raise EventTooLargeError(event_type(event), size - _HEADROOM, limit - _HEADROOM)
-        return event
+        return event, payload
 
-    async def _send(self, event: Event, extra: dict[str, str] | None = None) -> _Pending:
+    async def _send(self, outgoing: _Outgoing, extra: dict[str, str] | None = None) -> _Pending:
+        event, payload = outgoing
         self._next += 1
         token = str(self._next)
         future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
@@ -182,7 +188,7 @@ class EventPublisher:
         headers = {MSG_ID: event.event_id, "Nats-Expected-Stream": EVENTS_STREAM, **(extra or {})}
         await self.nc.publish(
             event_subject(event.goal_id, event_type(event)),
-            encode(event),
+            payload,
             reply=f"{self._prefix}.{token}",
             headers=headers,
         )

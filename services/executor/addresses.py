@@ -87,13 +87,14 @@ def non_public_kind(address: IPAddress) -> str | None:
     An IPv6 address that carries an IPv4 address is public only if every IPv4 address it
     carries is; the IPv4-compatible form (deprecated, not routed) never is.
     """
-    for embedded in embedded_ipv4(address):
+    carried = embedded_ipv4(address)
+    for embedded in carried:
         kind = _plain_kind(embedded.address)
         if kind is not None:
             return f"{kind} address ({embedded.address}, embedded in {embedded.form} form)"
         if embedded.form == "IPv4-compatible":
             return f"deprecated {embedded.form} address (not routed)"
-    if embedded_ipv4(address):
+    if carried:
         return None
     kind = _plain_kind(address)
     return None if kind is None else f"{kind} address"

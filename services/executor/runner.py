@@ -39,7 +39,6 @@ class ToolRunner:
     ) -> None:
         self.registry = registry
         self._ctx = ctx
-        self._clock = clock
         self._max_output_bytes = max_output_bytes
         self.breakers = BreakerBoard(
             clock=clock,
