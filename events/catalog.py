@@ -19,22 +19,30 @@ from events.model import (
 __all__ = [
     "EVENT_TYPES",
     "AnyEvent",
+    "CancelRequested",
+    "CommandRejected",
     "ContextProvided",
     "ContextRequested",
     "EvaluationCompleted",
     "EvaluationRequested",
     "GoalAccepted",
+    "GoalCancelled",
     "GoalCompleted",
     "GoalFailed",
+    "GoalPaused",
     "GoalRejected",
+    "GoalResumed",
     "LeaseAcquired",
     "LlmRequested",
     "LlmResponded",
     "MemoryCompacted",
     "MemoryForgotten",
     "MemoryStored",
+    "PauseRequested",
     "PlanCreated",
     "PlanRevised",
+    "ResumeRequested",
+    "TaskCancelled",
     "TaskCompleted",
     "TaskFailed",
     "TaskScheduled",
@@ -46,6 +54,8 @@ __all__ = [
 ]
 
 Verdict = Literal["accept", "revise"]
+# The commands that steer a running goal (agora.intake.cancel / .pause / .resume).
+ControlAction = Literal["cancel", "pause", "resume"]
 
 
 # -- goal lifecycle (planner) ------------------------------------------------------------
@@ -84,6 +94,64 @@ class GoalFailed(Event, frozen=True, kw_only=True, tag="goal_failed"):
     reason: str
     iterations: int
     score: float | None = None
+
+
+# -- steering a goal: cancel, pause, resume (planner) ---------------------------------------
+#
+# A command on agora.intake.cancel / .pause / .resume is recorded as a ``*_requested`` event on
+# the goal (by whichever planner replica admits it); the active planner alone decides on it
+# (``goal_cancelled``, ``goal_paused``, ``goal_resumed``, or ``command_rejected``). Every
+# decision names the command it answers, so a command is acted on once, however often it is
+# sent.
+
+
+class CancelRequested(Event, frozen=True, kw_only=True, tag="cancel_requested"):
+    command_id: str
+    reason: str = ""
+
+
+class PauseRequested(Event, frozen=True, kw_only=True, tag="pause_requested"):
+    command_id: str
+    reason: str = ""
+
+
+class ResumeRequested(Event, frozen=True, kw_only=True, tag="resume_requested"):
+    command_id: str
+    reason: str = ""
+
+
+class GoalCancelled(Event, frozen=True, kw_only=True, tag="goal_cancelled"):
+    """The goal ends: nothing more is scheduled, and running tasks are told to stop."""
+
+    command_id: str
+    reason: str = ""
+    iterations: int = 1
+
+
+class GoalPaused(Event, frozen=True, kw_only=True, tag="goal_paused"):
+    """Nothing new is scheduled until ``goal_resumed``; running tasks finish their step."""
+
+    command_id: str
+    reason: str = ""
+
+
+class GoalResumed(Event, frozen=True, kw_only=True, tag="goal_resumed"):
+    """The goal goes on from where it stood when it was paused."""
+
+    command_id: str
+    reason: str = ""
+
+
+class CommandRejected(Event, frozen=True, kw_only=True, tag="command_rejected"):
+    """A command that cannot apply (the goal is unknown, finished, already paused, not paused,
+    or the command is invalid); nothing else happens. On the goal it names when that goal
+    exists, otherwise on the reserved goal id ``_intake``; ``target_goal_id`` is always the goal
+    the command named (empty when it named none)."""
+
+    command_id: str
+    command: ControlAction
+    target_goal_id: str
+    reason: str
 
 
 # -- context (planner asks, memory answers) ----------------------------------------------
@@ -210,6 +278,19 @@ class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
     # Set when the output was too large to carry: it is in the outputs store, ``output`` is
     # only its preview (events/outputs.py).
     output_ref: OutputRef | None = None
+
+
+class TaskCancelled(Event, frozen=True, kw_only=True, tag="task_cancelled"):
+    """The task stopped because its goal was cancelled: its running tool was interrupted, or
+    it never started. ``attempts`` is the number of attempts called, ``duration_ms`` their
+    tool time (the interrupted one's up to the interruption)."""
+
+    iteration: int
+    task_id: str
+    tool: str
+    attempts: int
+    duration_ms: float
+    reason: str = ""
 
 
 class TaskFailed(Event, frozen=True, kw_only=True, tag="task_failed"):
@@ -357,6 +438,14 @@ AnyEvent = (
     | MemoryForgotten
     | MemoryCompacted
     | LeaseAcquired
+    | CancelRequested
+    | PauseRequested
+    | ResumeRequested
+    | GoalCancelled
+    | GoalPaused
+    | GoalResumed
+    | CommandRejected
+    | TaskCancelled
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -8,6 +8,7 @@ import msgspec
 
 from events.catalog import EVENT_TYPES
 from events.commands import GoalCommand
+from events.control_commands import CONTROL_SUBJECTS
 from events.memory_commands import INTAKE_MEMORY_FORGET, ForgetCommand
 from events.tools import BUILTIN_TOOLS
 
@@ -15,12 +16,16 @@ __all__ = ["json_schemas"]
 
 
 def json_schemas() -> dict[str, Any]:
-    intake_schema, intake_defs = msgspec.json.schema_components([GoalCommand, ForgetCommand])
+    controls = {subject: schema for subject, (_, schema) in CONTROL_SUBJECTS.items()}
+    intake_schema, intake_defs = msgspec.json.schema_components(
+        [GoalCommand, ForgetCommand, *controls.values()]
+    )
     event_schemas, event_defs = msgspec.json.schema_components(list(EVENT_TYPES.values()))
     return {
         "intake": {
             "agora.intake.goal": intake_schema[0],
             INTAKE_MEMORY_FORGET: intake_schema[1],
+            **dict(zip(controls, intake_schema[2:], strict=True)),
             "$defs": intake_defs,
         },
         "events": {

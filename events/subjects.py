@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "COMMANDS_GOAL_ID",
     "DLQ_STREAM",
     "EVENTS_STREAM",
+    "INTAKE_CANCEL",
     "INTAKE_GOAL",
+    "INTAKE_PAUSE",
+    "INTAKE_RESUME",
     "INTAKE_STREAM",
     "QUERY_SUBJECT",
     "SUBJECT_TOKEN",
@@ -28,6 +32,13 @@ EVENTS_STREAM = "AGORA_EVENTS"
 DLQ_STREAM = "AGORA_DLQ"
 
 INTAKE_GOAL = "agora.intake.goal"
+# Steering a goal that runs: cancel it, pause it, resume it (events/control_commands.py).
+INTAKE_CANCEL = "agora.intake.cancel"
+INTAKE_PAUSE = "agora.intake.pause"
+INTAKE_RESUME = "agora.intake.resume"
+# Where a command's rejection is recorded when the goal it names does not exist: a reserved id,
+# so that the rejection never takes the goal id (a goal's first event must be its own).
+COMMANDS_GOAL_ID = "_intake"
 QUERY_SUBJECT = "agora.query"
 
 # A goal id must be usable as one subject token. The pattern is also the JSON Schema's (where

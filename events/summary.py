@@ -12,22 +12,30 @@ from functools import singledispatch
 from typing import Any
 
 from events.catalog import (
+    CancelRequested,
+    CommandRejected,
     ContextProvided,
     ContextRequested,
     EvaluationCompleted,
     EvaluationRequested,
     GoalAccepted,
+    GoalCancelled,
     GoalCompleted,
     GoalFailed,
+    GoalPaused,
     GoalRejected,
+    GoalResumed,
     LeaseAcquired,
     LlmRequested,
     LlmResponded,
     MemoryCompacted,
     MemoryForgotten,
     MemoryStored,
+    PauseRequested,
     PlanCreated,
     PlanRevised,
+    ResumeRequested,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -212,6 +220,52 @@ def _(e: GoalFailed) -> str:
 @_describe.register
 def _(e: ToolRefused) -> str:
     return f"{e.task_id} ⊘ {e.tool} refused: {_clip(e.reason)}"
+
+
+def _because(reason: str) -> str:
+    """``: <reason>`` when a reason was given, else nothing."""
+    clipped = _clip(reason)
+    return f": {clipped}" if clipped else ""
+
+
+@_describe.register
+def _(e: CancelRequested) -> str:
+    return f"cancel requested{_because(e.reason)}"
+
+
+@_describe.register
+def _(e: PauseRequested) -> str:
+    return f"pause requested{_because(e.reason)}"
+
+
+@_describe.register
+def _(e: ResumeRequested) -> str:
+    return f"resume requested{_because(e.reason)}"
+
+
+@_describe.register
+def _(e: GoalCancelled) -> str:
+    return f"cancelled{_because(e.reason)}"
+
+
+@_describe.register
+def _(e: GoalPaused) -> str:
+    return f"paused{_because(e.reason)}"
+
+
+@_describe.register
+def _(e: GoalResumed) -> str:
+    return f"resumed{_because(e.reason)}"
+
+
+@_describe.register
+def _(e: CommandRejected) -> str:
+    return f"{e.command} rejected: {_clip(e.reason, 100)}"
+
+
+@_describe.register
+def _(e: TaskCancelled) -> str:
+    return f"{e.task_id} cancelled after {e.attempts} attempt(s){_because(e.reason)}"
 
 
 def summarize(event: Event) -> str:

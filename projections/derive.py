@@ -133,8 +133,9 @@ WHERE NOT decodable"""
 
 _TASK_TYPES = (
     "'task_scheduled', 'task_started', 'tool_called', 'tool_returned', 'tool_failed', "
-    "'task_completed', 'task_failed'"
+    "'task_completed', 'task_failed', 'task_cancelled'"
 )
+_TASK_ENDS = "'task_completed', 'task_failed', 'task_cancelled'"
 
 # The payload is the text received, byte for byte; the analytics columns are NULL where they
 # do not apply (duration of tool and task outcomes, latency and tokens of LLM answers).
@@ -145,8 +146,7 @@ INSERT INTO events (stream_seq, event_id, goal_id, type, occurred_at, payload, p
                     duration_ms, tokens_in, tokens_out, cost_usd, tool, call_ms)
 SELECT stream_seq, event_id, goal_id, type, occurred_at, json_text, producer,
        CASE
-           WHEN type IN ('tool_returned', 'tool_failed', 'task_completed', 'task_failed')
-               THEN duration_ms
+           WHEN type IN ('tool_returned', 'tool_failed', {_TASK_ENDS}) THEN duration_ms
            WHEN type = 'llm_responded' THEN coalesce(latency_ms, 0)
        END,
        CASE WHEN type = 'llm_responded' THEN coalesce(tokens_in, 0) END,
@@ -178,8 +178,13 @@ def _merge_latest(*columns: str) -> str:
     return ",\n    ".join(f"{c} = coalesce(excluded.{c}, t.{c})" for c in columns)
 
 
-# Every event touches its goal (``last_seq``); lifecycle events set its status, plans and
-# outcomes its iteration (the highest wins), evaluations and outcomes its score.
+# The events that end a goal (a finished goal's status never changes again: the planner
+# decides nothing after them, and a task that completes later changes no goal column).
+_GOAL_ENDS = "'goal_rejected', 'goal_completed', 'goal_failed', 'goal_cancelled'"
+
+# Every event touches its goal (``last_seq``); lifecycle events set its status (a pause makes
+# it ``paused``, a resume ``running`` again), plans and outcomes its iteration (the highest
+# wins), evaluations and outcomes its score.
 UPSERT_GOALS = f"""
 INSERT INTO goals AS t (goal_id, text, status, submitted_at, finished_at, iterations, score,
                         result, command_id, reason, metadata, max_iterations, last_seq)
@@ -190,19 +195,23 @@ WITH changes AS (
            CASE type WHEN 'goal_accepted' THEN 'running'
                      WHEN 'goal_rejected' THEN 'rejected'
                      WHEN 'goal_completed' THEN 'completed'
-                     WHEN 'goal_failed' THEN 'failed' END AS status,
+                     WHEN 'goal_failed' THEN 'failed'
+                     WHEN 'goal_cancelled' THEN 'cancelled'
+                     WHEN 'goal_paused' THEN 'paused'
+                     WHEN 'goal_resumed' THEN 'running' END AS status,
            CASE WHEN type IN ('goal_accepted', 'goal_rejected') THEN occurred_at END
                AS submitted_at,
-           CASE WHEN type IN ('goal_rejected', 'goal_completed', 'goal_failed') THEN occurred_at
-           END AS finished_at,
+           CASE WHEN type IN ({_GOAL_ENDS}) THEN occurred_at END AS finished_at,
            CASE WHEN type IN ('plan_created', 'plan_revised') THEN iteration
-                WHEN type IN ('goal_completed', 'goal_failed') THEN iterations END AS iterations,
+                WHEN type IN ('goal_completed', 'goal_failed', 'goal_cancelled') THEN iterations
+           END AS iterations,
            CASE WHEN type IN ('evaluation_completed', 'goal_completed', 'goal_failed') THEN score
            END AS score,
            CASE WHEN type = 'goal_completed' THEN result END AS result,
            CASE WHEN type IN ('goal_accepted', 'goal_rejected') THEN command_id END
                AS command_id,
-           CASE WHEN type IN ('goal_rejected', 'goal_failed') THEN reason END AS reason,
+           CASE WHEN type IN ('goal_rejected', 'goal_failed', 'goal_cancelled') THEN reason
+           END AS reason,
            CASE WHEN type = 'goal_accepted' THEN coalesce(metadata, '{{}}') END AS metadata,
            CASE WHEN type = 'goal_accepted' THEN coalesce(max_iterations, 3) END
                AS max_iterations
@@ -244,26 +253,26 @@ INSERT INTO tasks AS t (goal_id, task_id, iteration, description, tool, status, 
                         max_attempts, last_seq)
 WITH changes AS (
     SELECT goal_id, task_id, iteration, stream_seq,
-           CASE WHEN type IN ('task_scheduled', 'task_started', 'task_completed', 'task_failed')
-               THEN tool END AS tool,
+           CASE WHEN type IN ('task_scheduled', 'task_started', {_TASK_ENDS}) THEN tool END
+               AS tool,
            CASE WHEN type = 'task_scheduled' THEN description END AS description,
            CASE type WHEN 'task_scheduled' THEN 'scheduled'
                      WHEN 'task_started' THEN 'running'
                      WHEN 'tool_called' THEN 'running'
                      WHEN 'task_completed' THEN 'completed'
-                     WHEN 'task_failed' THEN 'failed' END AS status,
-           CASE type WHEN 'tool_called' THEN attempt
-                     WHEN 'task_completed' THEN attempts
-                     WHEN 'task_failed' THEN attempts END AS attempts,
+                     WHEN 'task_failed' THEN 'failed'
+                     WHEN 'task_cancelled' THEN 'cancelled' END AS status,
+           CASE WHEN type = 'tool_called' THEN attempt
+                WHEN type IN ({_TASK_ENDS}) THEN attempts END AS attempts,
            -- A plain task starts with its first tool_called; older logs have task_started.
            CASE WHEN type IN ('task_started', 'tool_called') THEN occurred_at END
                AS started_at,
-           CASE WHEN type IN ('task_completed', 'task_failed') THEN occurred_at END
-               AS finished_at,
+           CASE WHEN type IN ({_TASK_ENDS}) THEN occurred_at END AS finished_at,
            CASE WHEN type = 'task_completed' THEN output END AS output,
-           CASE WHEN type = 'task_failed' THEN error END AS error,
-           CASE WHEN type IN ('task_completed', 'task_failed') THEN duration_ms END
-               AS duration_ms,
+           CASE WHEN type = 'task_failed' THEN error
+                WHEN type = 'task_cancelled' THEN coalesce(nullif(reason, ''), 'cancelled')
+           END AS error,
+           CASE WHEN type IN ({_TASK_ENDS}) THEN duration_ms END AS duration_ms,
            CASE WHEN type = 'task_scheduled' THEN args END AS args,
            CASE WHEN type = 'task_scheduled' THEN max_attempts END AS max_attempts
     FROM {BATCH_TABLE}

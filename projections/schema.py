@@ -66,14 +66,14 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS goals (
     goal_id VARCHAR PRIMARY KEY,
     text VARCHAR,
-    status VARCHAR,              -- running | rejected | completed | failed
+    status VARCHAR,              -- running | paused | rejected | completed | failed | cancelled
     submitted_at TIMESTAMP,
     finished_at TIMESTAMP,
     iterations INTEGER,          -- the current iteration while running
     score DOUBLE,
     result VARCHAR,
     command_id VARCHAR,
-    reason VARCHAR,              -- why it was rejected or failed
+    reason VARCHAR,              -- why it was rejected, failed or cancelled
     metadata JSON,
     max_iterations INTEGER,
     last_seq BIGINT NOT NULL     -- stream sequence of the goal's latest event
@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     iteration INTEGER NOT NULL,
     description VARCHAR,
     tool VARCHAR,
-    status VARCHAR,              -- scheduled | running | completed | failed
+    status VARCHAR,              -- scheduled | running | completed | failed | cancelled
     attempts INTEGER,
     started_at TIMESTAMP,
     finished_at TIMESTAMP,

@@ -84,6 +84,7 @@ SUMMARY_FIELDS: dict[str, object] = {
     "budget": "BIGINT",
     "holder": "VARCHAR",
     "service": "VARCHAR",
+    "command": "VARCHAR",
 }
 SUMMARY_DOC = "doc"
 
@@ -102,6 +103,13 @@ def _or(expr: str, default: str) -> str:
 
 
 _EMPTY = "''"
+
+
+def _because(expr: str) -> str:
+    """SQL for ``events.summary._because``."""
+    clipped = clip_sql(_or(expr, _EMPTY), 60)
+    return f"CASE WHEN {clipped} = '' THEN '' ELSE ': ' || {clipped} END"
+
 
 _DESCRIPTIONS: dict[str, str] = {
     "goal_accepted": f"'accepted: ' || {clip_sql(_f('text'), 60)}",
@@ -171,6 +179,17 @@ _DESCRIPTIONS: dict[str, str] = {
     "goal_failed": (
         f"'failed after ' || {_text(_f('iterations'))} || ' iteration(s): ' || "
         f"{clip_sql(_f('reason'), 100)}"
+    ),
+    "cancel_requested": f"'cancel requested' || {_because(_f('reason'))}",
+    "pause_requested": f"'pause requested' || {_because(_f('reason'))}",
+    "resume_requested": f"'resume requested' || {_because(_f('reason'))}",
+    "goal_cancelled": f"'cancelled' || {_because(_f('reason'))}",
+    "goal_paused": f"'paused' || {_because(_f('reason'))}",
+    "goal_resumed": f"'resumed' || {_because(_f('reason'))}",
+    "command_rejected": (f"{_f('command')} || ' rejected: ' || {clip_sql(_f('reason'), 100)}"),
+    "task_cancelled": (
+        f"{_f('task_id')} || ' cancelled after ' || {_text(_f('attempts'))} || ' attempt(s)' || "
+        f"{_because(_f('reason'))}"
     ),
     "tool_refused": (
         f"{_f('task_id')} || ' ⊘ ' || {_f('tool')} || ' refused: ' || {clip_sql(_f('reason'), 60)}"

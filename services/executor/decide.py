@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from events.catalog import (
+    GoalCancelled,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -39,6 +41,7 @@ from events.errors import ToolError
 from events.model import Event, Stamp
 
 __all__ = [
+    "CANCELLED_REASON",
     "INTERRUPTED_ERROR",
     "AlreadyFinished",
     "Execution",
@@ -46,9 +49,11 @@ __all__ = [
     "Run",
     "TaskRecord",
     "called",
+    "cancelled",
     "completed",
     "failed",
     "fold_task",
+    "goal_cancellation",
     "next_attempt_delay",
     "plan_execution",
     "returned",
@@ -57,6 +62,7 @@ __all__ = [
 ]
 
 INTERRUPTED_ERROR = "the executor stopped before the tool returned; attempt counted as failed"
+CANCELLED_REASON = "the goal was cancelled"
 _BACKOFF_BASE_S = 0.05
 _BACKOFF_CAP_S = 2.0
 
@@ -74,6 +80,13 @@ class TaskRecord:
     failures: tuple[ToolFailed, ...] = ()
     completed: bool = False
     failed: bool = False
+    cancelled: bool = False
+    # The goal's cancellation, when it is recorded: nothing more of the task may run.
+    goal_cancelled: GoalCancelled | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.completed or self.failed or self.cancelled
 
     @property
     def attempts_made(self) -> int:
@@ -92,11 +105,18 @@ def fold_task(events: Iterable[Event], iteration: int, task_id: str) -> TaskReco
     """The record of task ``task_id`` in ``iteration``, from a goal's events in stream order."""
     record = TaskRecord(iteration=iteration, task_id=task_id)
     for event in events:
-        if getattr(event, "iteration", None) == iteration and getattr(event, "task_id", None) == (
+        if isinstance(event, GoalCancelled) and record.goal_cancelled is None:
+            record = replace(record, goal_cancelled=event)
+        elif getattr(event, "iteration", None) == iteration and getattr(event, "task_id", None) == (
             task_id
         ):
             record = _evolve(record, event)
     return record
+
+
+def goal_cancellation(events: Iterable[Event]) -> GoalCancelled | None:
+    """The goal's ``goal_cancelled`` among ``events``, if there is one."""
+    return next((event for event in events if isinstance(event, GoalCancelled)), None)
 
 
 def _evolve(record: TaskRecord, event: Event) -> TaskRecord:
@@ -115,6 +135,8 @@ def _evolve(record: TaskRecord, event: Event) -> TaskRecord:
             evolved = replace(record, completed=True)
         case TaskFailed():
             evolved = replace(record, failed=True)
+        case TaskCancelled():
+            evolved = replace(record, cancelled=True)
     return evolved
 
 
@@ -151,9 +173,12 @@ Execution = AlreadyFinished | FinishFromRecord | Run
 
 def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Execution:
     """What a delivery of ``task`` still has to do, given what is already recorded."""
-    if record.completed or record.failed:
+    if record.finished:
         return AlreadyFinished()
     spent_ms = record.tool_duration_ms
+    if record.goal_cancelled is not None:
+        # The goal ended: the task stops where the record says it is, nothing more runs.
+        return FinishFromRecord((cancelled(task, record.attempts_made, spent_ms, stamp),))
     if record.returned is not None:
         result = record.returned
         # The attempt's return is recorded (tool_returned): this event only closes the task.
@@ -291,4 +316,24 @@ def failed(
         attempts=attempts,
         duration_ms=duration_ms,
         transient=transient,
+    )
+
+
+def cancelled(
+    task: TaskScheduled,
+    attempts: int,
+    duration_ms: float,
+    stamp: Stamp,
+    *,
+    reason: str = CANCELLED_REASON,
+) -> TaskCancelled:
+    # Keyed as the task's other outcomes are: a task stops once.
+    return TaskCancelled(
+        **stamp.envelope("task_cancelled", task.iteration, task.task_id),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=task.tool,
+        attempts=attempts,
+        duration_ms=duration_ms,
+        reason=reason,
     )

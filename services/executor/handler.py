@@ -11,6 +11,11 @@ refuses it if anything was appended to the goal meanwhile. The writer then catch
 another replica wrote events of this task, it stands down — before running the tool, or
 discarding a late result — so an attempt's tool runs at most once and a task never gets two
 different outcomes. Writes of other tasks of the goal only cause a retry.
+
+A cancelled goal's task runs nothing more: ``goal_cancelled`` stops a tool call that runs
+(services/executor/cancellations.py), and a write refused because it came after the
+cancellation finds it in the goal's newer events. Either way the task ends with
+``task_cancelled``, and a result that arrived too late is dropped.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from events.catalog import TaskScheduled
+from events.catalog import GoalCancelled, TaskScheduled
 from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError, ToolError
 from events.model import Event, Stamp
 from services.executor import decide
+from services.executor.cancellations import CANCELLED, Cancellations, unless_cancelled
 from services.executor.ports import GoalLog, Publish
 from services.executor.runner import ToolRunner
 
@@ -45,6 +51,8 @@ class _TaskWriter:
     last_seq: int
     history: list[Event] = field(default_factory=list)
     mine: set[str] = field(default_factory=set)
+    # Set when a refused write found the goal cancelled: the task stops (give_way).
+    goal_cancelled: GoalCancelled | None = None
 
     def _foreign(self, event: Event) -> bool:
         return (
@@ -53,8 +61,9 @@ class _TaskWriter:
             and event.event_id not in self.mine
         )
 
-    async def write(self, events: Sequence[Event]) -> bool:
-        """True once stored; False if another replica wrote events of this task first."""
+    async def write(self, events: Sequence[Event], *, stopping: bool = False) -> bool:
+        """True once stored; False if another replica wrote events of this task first, or
+        (unless ``stopping``: writing the task's stop) the goal was cancelled meanwhile."""
         while True:
             try:
                 acks = await self.publish(events, expected_last_seq=self.last_seq)
@@ -63,6 +72,10 @@ class _TaskWriter:
                 self.history += newer.events
                 self.last_seq = newer.last_seq
                 if any(self._foreign(event) for event in newer.events):
+                    return False
+                cancelled = decide.goal_cancellation(newer.events)
+                if cancelled is not None and not stopping:
+                    self.goal_cancelled = cancelled
                     return False
                 continue
             if any(
@@ -78,10 +91,25 @@ class _TaskWriter:
             self.last_seq = seqs[-1] if contiguous else seqs[0]
             return True
 
+    async def give_way(self, attempts: int, spent_ms: float, stamp: Stamp) -> None:
+        """A write did not go through: record the task's stop if its goal was cancelled,
+        else another replica owns the task (``stand_down``)."""
+        if self.goal_cancelled is not None:
+            stop = decide.cancelled(self.task, attempts, spent_ms, stamp)
+            if await self.write([stop], stopping=True):
+                return
+        self.stand_down()
+
+    async def stop(self, attempts: int, spent_ms: float, stamp: Stamp) -> None:
+        """The running call was stopped because the goal was cancelled: record it."""
+        stop = decide.cancelled(self.task, attempts, spent_ms, stamp)
+        if not await self.write([stop], stopping=True):
+            self.stand_down()
+
     def stand_down(self) -> None:
         """Another replica owns the task: done if it is finished, otherwise come back later."""
         record = decide.fold_task(self.history, self.task.iteration, self.task.task_id)
-        if not (record.completed or record.failed):
+        if not record.finished:
             raise TaskTakenOverError(
                 f"task {self.task.task_id} of goal {self.task.goal_id} is being run by "
                 "another executor"
@@ -98,10 +126,12 @@ async def execute_task(
     publish: Publish,
     now: Callable[[], datetime],
     producer: str,
+    cancellations: Cancellations | None = None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Run ``task`` (stored at stream sequence ``task_seq``) to task_completed or task_failed.
+    """Run ``task`` (stored at stream sequence ``task_seq``) to task_completed or task_failed
+    (or task_cancelled, when its goal is cancelled: ``cancellations`` stops a running call).
 
     On a first delivery nothing of the task can be recorded yet, so the log read is skipped.
     Raises if publishing or the log fails, or another replica took the task over; the consume
@@ -122,17 +152,19 @@ async def execute_task(
             return
         case decide.FinishFromRecord(events=events):
             if not await writer.write(events):
-                writer.stand_down()
+                await writer.give_way(record.attempts_made, record.tool_duration_ms, stamp())
         case decide.Run() as run:
-            await _run_attempts(
-                task,
-                run,
-                runner=runner,
-                writer=writer,
-                stamp=stamp,
-                sleep=sleep,
-                monotonic=monotonic,
-            )
+            with (cancellations or Cancellations()).watch(task.goal_id) as cancelled:
+                await _run_attempts(
+                    task,
+                    run,
+                    runner=runner,
+                    writer=writer,
+                    stamp=stamp,
+                    cancelled=cancelled,
+                    sleep=sleep,
+                    monotonic=monotonic,
+                )
 
 
 async def _run_attempts(
@@ -142,6 +174,7 @@ async def _run_attempts(
     runner: ToolRunner,
     writer: _TaskWriter,
     stamp: Callable[[], Stamp],
+    cancelled: asyncio.Event,
     sleep: Callable[[float], Awaitable[object]],
     monotonic: Callable[[], float],
 ) -> None:
@@ -153,12 +186,15 @@ async def _run_attempts(
         if not await writer.write(
             [*announcements, decide.called(task, attempt, task.args, stamp())]
         ):
-            writer.stand_down()  # the attempt is someone else's: never run its tool here
+            # The attempt is someone else's, or the goal was cancelled: never run its tool.
+            await writer.give_way(attempt - 1, spent_ms, stamp())
             return
         announcements = []
         began = monotonic()
         try:
-            output = await runner.call(task.tool, task.args, task.timeout_s)
+            output = await unless_cancelled(
+                runner.call(task.tool, task.args, task.timeout_s), cancelled
+            )
         except ToolError as error:
             duration_ms = (monotonic() - began) * 1000
             spent_ms += duration_ms
@@ -169,16 +205,20 @@ async def _run_attempts(
                     task, str(error), attempt, spent_ms, stamp(), transient=error.transient
                 )
                 if not await writer.write([failure, gave_up]):
-                    writer.stand_down()
+                    await writer.give_way(attempt, spent_ms, stamp())
                 return
             if not await writer.write([failure]):
-                writer.stand_down()
+                await writer.give_way(attempt, spent_ms, stamp())
                 return
             await sleep(delay)
             attempt += 1
             continue
         duration_ms = (monotonic() - began) * 1000
         spent_ms += duration_ms
+        if output is CANCELLED:
+            await writer.stop(attempt, spent_ms, stamp())
+            return
+        assert isinstance(output, str)
         # The attempt's return and the task's completion are one event for a plain task.
         outcome = [
             decide.completed(
@@ -194,6 +234,7 @@ async def _run_attempts(
             written = await writer.write([gave_up])
         if not written:
             # Taken over while the tool ran (this replica stalled past the ack wait): the
-            # other replica has recorded this attempt as interrupted; the result is dropped.
-            writer.stand_down()
+            # other replica has recorded this attempt as interrupted; or the goal was
+            # cancelled meanwhile. Either way the result is dropped.
+            await writer.give_way(attempt, spent_ms, stamp())
         return

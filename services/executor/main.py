@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as CoreSubscription
 from nats.js.api import PubAck
 
 from events.catalog import TaskScheduled
 from events.model import Event
-from events.subjects import EVENTS_STREAM
+from events.subjects import EVENTS_STREAM, event_type_filter, goal_id_from_subject
 from events.tools import REACT_TOOL
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
+from services.executor.cancellations import Cancellations
 from services.executor.handler import execute_task
+from services.executor.manifest import MANIFEST
 from services.executor.netguard import AddressPolicy, guarded_http_client
 from services.executor.react import ReactConfig
 from services.executor.react_handler import execute_react
@@ -62,6 +66,22 @@ def build(ctx: ServiceContext) -> ServiceParts:
     )
 
     history = GoalHistory(ctx.nc, outputs=ctx.outputs)
+    cancellations = Cancellations()
+    doorbells: list[CoreSubscription] = []
+
+    async def heard(msg: Msg) -> None:
+        goal_id = goal_id_from_subject(msg.subject)
+        if goal_id is not None:
+            cancellations.cancel(goal_id)
+
+    async def follow_cancellations() -> None:
+        for tag in MANIFEST.followed_tags:
+            doorbells.append(await ctx.nc.subscribe(event_type_filter(tag), cb=heard))
+
+    async def stop() -> None:
+        for doorbell in doorbells:
+            await doorbell.unsubscribe()
+        await http.aclose()
 
     async def publish(events: Sequence[Event], *, expected_last_seq: int) -> list[PubAck]:
         return await ctx.publish(events, expected_last_seq=expected_last_seq)
@@ -83,6 +103,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 publish=publish_unguarded,
                 now=ctx.now,
                 producer=ctx.producer,
+                cancellations=cancellations,
             )
         else:
             await execute_task(
@@ -94,6 +115,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 publish=publish,
                 now=ctx.now,
                 producer=ctx.producer,
+                cancellations=cancellations,
             )
 
     return ServiceParts(
@@ -104,5 +126,6 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 ctx.settings.executor_concurrency,
             )
         ],
-        on_stop=http.aclose,
+        on_start=follow_cancellations,
+        on_stop=stop,
     )

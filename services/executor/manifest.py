@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from events.catalog import (
+    GoalCancelled,
     LlmRequested,
     LlmResponded,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -30,8 +32,11 @@ MANIFEST = ServiceManifest(
         TaskCompleted,
         TaskFailed,
         ToolRefused,
+        TaskCancelled,  # its goal was cancelled: the running call stopped, or never began
         LlmRequested,
         LlmResponded,
     ),
+    # Every replica hears a cancellation, so the one running the goal's task stops it.
+    follows=(GoalCancelled,),
     live=True,
 )

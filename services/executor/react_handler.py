@@ -8,6 +8,8 @@ crash left off.
 
 Failure policy: a model that cannot answer (every provider failed, an unusable answer, or no
 model configured) fails the task with a readable reason; nothing is left stuck.
+
+A cancelled goal stops the task wherever it is (a think or a tool call): ``task_cancelled``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from events.catalog import TaskScheduled
 from events.errors import LlmError, LlmNotRecordedError, LlmResponseError, ToolError
 from events.model import Event, Stamp
 from services.executor import decide, react
+from services.executor.cancellations import CANCELLED, Cancellations, unless_cancelled
 from services.executor.ports import GoalEvents
 from services.executor.runner import ToolRunner
 from services.llm.port import LlmPort
@@ -39,9 +42,11 @@ async def execute_react(
     publish: Publish,
     now: Callable[[], datetime],
     producer: str,
+    cancellations: Cancellations | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Run ReAct task ``task`` to task_completed or task_failed, publishing every step.
+    """Run ReAct task ``task`` to task_completed or task_failed, publishing every step; or to
+    task_cancelled once its goal is cancelled.
 
     On a first delivery nothing can be recorded yet, so the log read is skipped. Raises only
     if publishing or the log fails; the consume loop then naks and the redelivery resumes.
@@ -50,10 +55,46 @@ async def execute_react(
     def stamp() -> Stamp:
         return Stamp.caused_by(task, producer=producer, now=now())
 
+    began = monotonic()
+    with (cancellations or Cancellations()).watch(task.goal_id) as cancelled:
+        outcome = await unless_cancelled(
+            _react(
+                task,
+                redelivered=redelivered,
+                config=config,
+                runner=runner,
+                llm=llm,
+                log=log,
+                publish=publish,
+                stamp=stamp,
+                monotonic=monotonic,
+            ),
+            cancelled,
+        )
+    if outcome is CANCELLED:
+        spent_ms = (monotonic() - began) * 1000
+        await publish([decide.cancelled(task, react.REACT_ATTEMPT, spent_ms, stamp())])
+
+
+async def _react(
+    task: TaskScheduled,
+    *,
+    redelivered: bool,
+    config: react.ReactConfig,
+    runner: ToolRunner,
+    llm: LlmPort | None,
+    log: GoalEvents,
+    publish: Publish,
+    stamp: Callable[[], Stamp],
+    monotonic: Callable[[], float],
+) -> None:
     history: list[Event] = await log.load(task.goal_id) if redelivered else []
     record = react.fold_react(history, task.iteration, task.task_id)
     recorded = answers_in(history)
-    if record.finished:
+    if record.finished or decide.fold_task(history, task.iteration, task.task_id).finished:
+        return
+    if decide.goal_cancellation(history) is not None:
+        await publish([decide.cancelled(task, react.REACT_ATTEMPT, 0.0, stamp())])
         return
     if not record.started:
         await publish([decide.started(task, react.REACT_ATTEMPT, stamp())])

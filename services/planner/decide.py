@@ -37,6 +37,7 @@ from events.catalog import (
     GoalAccepted,
     GoalCompleted,
     GoalFailed,
+    GoalResumed,
     LlmResponded,
     PlanCreated,
     PlanRevised,
@@ -47,6 +48,7 @@ from events.catalog import (
 from events.model import Event, Stamp, TaskSpec
 from services.llm.messages import LlmRequest
 from services.planner.budget import exceeded_reason, no_room_reason, remaining
+from services.planner.control import CONTROL_REQUESTS, decide_control
 from services.planner.decompose import decompose_text
 from services.planner.intake import Tools, context_request
 from services.planner.llm_plan import LlmPlanning, NeedAnswer, PlanFailed, Planned, llm_plan
@@ -125,15 +127,25 @@ def decide_next(
     producer: str,
     planning: LlmPlanning | None = None,
 ) -> Decision:
-    """What is due for the goal after ``event``; ``planning`` switches the LLM strategy on."""
-    if state is None or is_finished(state) or not _is_trigger(state, event):
+    """What is due for the goal after ``event``; ``planning`` switches the LLM strategy on.
+
+    A steering request (cancel, pause, resume) is answered first (``services.planner.control``);
+    a resume then goes on with whatever became due while the goal was paused. A paused goal
+    folds what arrives (a running task's result, a verdict) but decides nothing else.
+    """
+    decided: list[Event] = []
+    if isinstance(event, CONTROL_REQUESTS):
+        decided = decide_control(state, event, now=now, producer=producer)
+        if state is None or not any(isinstance(e, GoalResumed) for e in decided):
+            return Decision(decided)
+        state = _apply(state, decided)
+    elif state is None or is_finished(state) or state.paused or not _is_trigger(state, event):
         return Decision()
     stamp = Stamp.caused_by(event, producer=producer, now=now)
     # Only an llm_responded spends, and deciding folds none: checking once per trigger is enough.
     exceeded = exceeded_reason(state)
     if exceeded is not None:
-        return Decision([_failure(state, stamp, exceeded)])
-    decided: list[Event] = []
+        return Decision([*decided, _failure(state, stamp, exceeded)])
     while batch := _next_decisions(state, stamp, tools, planning):
         if isinstance(batch, LlmRequest):
             return Decision(decided, batch)

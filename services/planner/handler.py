@@ -1,11 +1,13 @@
 """The planner's imperative shell: one goal's decisions over its ports.
 
-Two handlers, one per input (services/planner/manifest.py):
+Two inputs (services/planner/manifest.py), three handlers:
 
 - :class:`GoalIntake` admits goal commands. Any replica may run it: it validates the untrusted
   command (``accept_goal``, pure) and appends ``goal_accepted`` or ``goal_rejected`` guarded as
   the goal's first event, so a resent command never admits a goal twice. It decides nothing
   else.
+- :class:`CommandIntake` records steering commands (cancel, pause, resume) on their goal, as
+  requests; any replica may run it too (``services.planner.control``).
 - :class:`GoalPlanner` takes every decision after that, on the active replica only (the pinned
   consumer; its appends are fenced by the replica's lease). Its state cache is authoritative
   (services/planner/cache.py): on a trigger it folds the event, decides (``decide_next``,
@@ -27,19 +29,28 @@ import structlog
 
 from events.catalog import GoalAccepted
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
+from events.control_commands import parse_control_command
 from events.errors import EventTooLargeError, GoalExistsError, LlmError, LlmNotRecordedError
 from events.model import Event, Stamp
 from services.llm.messages import LlmRequest
 from services.llm.port import LlmPort
 from services.llm.recording import recorded_call
 from services.planner.cache import GoalStates
+from services.planner.control import CONTROL_REQUESTS, record_command
 from services.planner.decide import decide_next, llm_failure, unwritable_failure
 from services.planner.intake import Tools, accept_goal
 from services.planner.llm_plan import LlmPlanning
-from services.planner.ports import Append, AppendNewGoal, ForkOrigin, GoalRecord
+from services.planner.ports import (
+    Append,
+    AppendNewGoal,
+    AppendRequest,
+    ForkOrigin,
+    GoalExists,
+    GoalRecord,
+)
 from services.planner.state import PlannerState
 
-__all__ = ["GoalIntake", "GoalPlanner", "Outcome"]
+__all__ = ["CommandIntake", "GoalIntake", "GoalPlanner", "Outcome"]
 
 log = structlog.get_logger("agora.planner")
 
@@ -89,6 +100,29 @@ class GoalIntake:
 
 
 @dataclass
+class CommandIntake:
+    """Records steering commands (cancel, pause, resume): any replica may run it. It decides
+    nothing about the goal: the active planner answers the recorded request."""
+
+    append: AppendRequest
+    goal_exists: GoalExists
+    producer: str
+    now: Callable[[], datetime]
+
+    async def admit(
+        self, subject: str, data: bytes, *, fallback_command_id: str
+    ) -> tuple[Event, ...]:
+        """Record one command (its request, or its rejection); a DecodeError (bytes that are
+        not a JSON object) propagates."""
+        command = parse_control_command(subject, data, fallback_command_id=fallback_command_id)
+        # A goal never stops existing (the log only grows), so the answer cannot go stale.
+        exists = bool(command.goal_id) and await self.goal_exists(command.goal_id)
+        events = record_command(command, goal_exists=exists, now=self.now(), producer=self.producer)
+        await self.append(events)
+        return tuple(events)
+
+
+@dataclass
 class GoalPlanner:
     record: GoalRecord
     append: Append
@@ -109,12 +143,26 @@ class GoalPlanner:
         decisions are made only here, on its delivery), so its state is the event itself.
         """
         goal_id = event.goal_id
+        if isinstance(event, CONTROL_REQUESTS):
+            # Answered even for a goal that ended or was never accepted: with a rejection.
+            await self._decide(goal_id, await self._control_state(event), event)
+            return
         if self.states.is_finished(goal_id):
             return
         state = await self._state_with(event, first_delivery=first_delivery)
         if state is None:
             return
         await self._decide(goal_id, state, event)
+
+    async def _control_state(self, event: Event) -> PlannerState | None:
+        """The goal's state with a steering request folded in (the request itself changes
+        nothing; its answer does). A finished goal's state is gone from the cache: read."""
+        goal_id = event.goal_id
+        if self.states.get(goal_id) is not None:
+            return self.states.apply(goal_id, [event])
+        self.loads += 1
+        history = await self.record(goal_id)
+        return self.states.apply(goal_id, [*history, event])
 
     async def _state_with(self, event: Event, *, first_delivery: bool) -> PlannerState | None:
         goal_id = event.goal_id
@@ -125,7 +173,7 @@ class GoalPlanner:
         # The history holds the event itself; folding it again is a no-op.
         return self.states.apply(goal_id, [*history, event])
 
-    async def _decide(self, goal_id: str, state: PlannerState, trigger: Event) -> None:
+    async def _decide(self, goal_id: str, state: PlannerState | None, trigger: Event) -> None:
         while True:
             decision = decide_next(
                 state,
@@ -150,6 +198,7 @@ class GoalPlanner:
                 state = folded
             if decision.llm_request is None:
                 return
+            assert state is not None  # only an accepted goal's decisions ask a model
             answer = await self._ask_model(goal_id, state, trigger, decision.llm_request)
             if answer is None:
                 return

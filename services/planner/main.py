@@ -13,24 +13,28 @@ from collections.abc import Hashable, Sequence
 from contextvars import ContextVar
 
 from events.catalog import (
+    CancelRequested,
     ContextProvided,
     EvaluationCompleted,
     GoalAccepted,
     LlmResponded,
+    PauseRequested,
+    ResumeRequested,
     TaskCompleted,
     TaskFailed,
 )
+from events.control_commands import CONTROL_SUBJECTS
 from events.model import Event
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, goal_id_from_subject
 from events.tools import BUILTIN_TOOLS
 from infra.bus.consume import Delivery
-from infra.bus.history import GoalHistory, read_events
+from infra.bus.history import GoalHistory, last_on_subject, read_events
 from infra.bus.lease import Lease, SingleFlight
 from infra.bus.publisher import Fence
 from infra.logging import get_logger
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from infra.settings import Settings
-from services.planner.handler import GoalIntake, GoalPlanner
+from services.planner.handler import CommandIntake, GoalIntake, GoalPlanner
 from services.planner.llm_plan import LlmPlanning
 from services.planner.templates import load_prompts
 
@@ -102,8 +106,21 @@ def build(ctx: ServiceContext) -> ServiceParts:
         planning=planning_for(ctx),
     )
 
+    async def goal_exists(goal_id: str) -> bool:
+        return await last_on_subject(ctx.nc, goal_events_filter(goal_id)) is not None
+
+    async def append_request(events: Sequence[Event]) -> None:
+        await ctx.publish(events)
+
+    steering = CommandIntake(
+        append=append_request, goal_exists=goal_exists, producer=ctx.producer, now=ctx.now
+    )
+
     async def on_command(delivery: Delivery) -> None:
         fallback = delivery.headers.get("Nats-Msg-Id") or f"intake-{delivery.stream_seq}"
+        if delivery.subject in CONTROL_SUBJECTS:
+            await steering.admit(delivery.subject, delivery.data, fallback_command_id=fallback)
+            return
         outcome = await intake.admit(delivery.data, fallback_command_id=fallback)
         if outcome.existed:
             # A resend (or a redelivery after a crash): the goal was admitted before.
@@ -130,6 +147,9 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 TaskFailed,
                 EvaluationCompleted,
                 LlmResponded,
+                CancelRequested,
+                PauseRequested,
+                ResumeRequested,
             ),
             decide,
         ),

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 from events.catalog import (
+    CancelRequested,
+    CommandRejected,
     ContextProvided,
     ContextRequested,
     EvaluationCompleted,
     EvaluationRequested,
     GoalAccepted,
+    GoalCancelled,
     GoalCompleted,
     GoalFailed,
+    GoalPaused,
     GoalRejected,
+    GoalResumed,
     LeaseAcquired,
     LlmRequested,
     LlmResponded,
+    PauseRequested,
     PlanCreated,
     PlanRevised,
+    ResumeRequested,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
 )
+from events.control_commands import CONTROL_SUBJECTS
 from events.subjects import EVENTS_STREAM, INTAKE_GOAL, INTAKE_STREAM
 from services.manifest import Input, ServiceManifest
 
@@ -28,8 +36,13 @@ __all__ = ["MANIFEST"]
 MANIFEST = ServiceManifest(
     name="planner",
     inputs=(
-        # Validation scales out: every replica takes goal commands and admits or rejects them.
-        Input(INTAKE_STREAM, "planner: goal commands", commands=(INTAKE_GOAL,)),
+        # Validation scales out: every replica takes goal commands and admits or rejects them,
+        # and records steering commands (cancel, pause, resume) as requests on their goal.
+        Input(
+            INTAKE_STREAM,
+            "planner: goal commands, and cancel/pause/resume",
+            commands=(INTAKE_GOAL, *CONTROL_SUBJECTS),
+        ),
         # Decisions have one writer: the pinned replica, fenced by its lease.
         Input(
             EVENTS_STREAM,
@@ -41,6 +54,9 @@ MANIFEST = ServiceManifest(
                 TaskFailed,
                 EvaluationCompleted,
                 LlmResponded,  # every LLM answer of a goal counts against its budget
+                CancelRequested,  # steering requests, answered by the active planner alone
+                PauseRequested,
+                ResumeRequested,
             ),
             pinned=True,
         ),
@@ -58,6 +74,13 @@ MANIFEST = ServiceManifest(
         LlmRequested,
         LlmResponded,
         LeaseAcquired,
+        CancelRequested,
+        PauseRequested,
+        ResumeRequested,
+        GoalCancelled,
+        GoalPaused,
+        GoalResumed,
+        CommandRejected,
     ),
     live=True,
 )

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from events.model import Event
 
-__all__ = ["Append", "AppendNewGoal", "ForkOrigin", "GoalRecord"]
+__all__ = ["Append", "AppendNewGoal", "AppendRequest", "ForkOrigin", "GoalExists", "GoalRecord"]
 
 
 class GoalRecord(Protocol):
@@ -35,4 +35,17 @@ class AppendNewGoal(Protocol):
 class ForkOrigin(Protocol):
     def __call__(self, goal_id: str, at_seq: int) -> Awaitable[Sequence[Event]]:
         """The events of ``goal_id`` stored at or before stream sequence ``at_seq``."""
+        ...
+
+
+class GoalExists(Protocol):
+    def __call__(self, goal_id: str) -> Awaitable[bool]:
+        """Whether ``goal_id`` has any event in the log (once true, true for ever)."""
+        ...
+
+
+class AppendRequest(Protocol):
+    def __call__(self, events: Sequence[Event]) -> Awaitable[None]:
+        """Append a steering command's record (unfenced: it decides nothing); return once it is
+        durably acknowledged."""
         ...

@@ -14,14 +14,18 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from events.catalog import (
+    CommandRejected,
     ContextProvided,
     ContextRequested,
     EvaluationCompleted,
     EvaluationRequested,
     GoalAccepted,
+    GoalCancelled,
     GoalCompleted,
     GoalFailed,
+    GoalPaused,
     GoalRejected,
+    GoalResumed,
     LlmResponded,
     PlanCreated,
     PlanRevised,
@@ -44,7 +48,7 @@ __all__ = [
 ]
 
 TaskStatus = Literal["pending", "scheduled", "completed", "failed", "skipped"]
-GoalOutcome = Literal["completed", "failed", "rejected"]
+GoalOutcome = Literal["completed", "failed", "rejected", "cancelled"]
 
 _TERMINAL: frozenset[TaskStatus] = frozenset({"completed", "failed", "skipped"})
 _OUTCOME_STATUS: dict[TaskStatus, Literal["completed", "failed", "skipped"]] = {
@@ -94,6 +98,11 @@ class PlannerState:
     # Tokens spent when the current planning phase (first plan, or a revision) began: the
     # planner's requests of that phase size their max_tokens from it, deterministically.
     planning_base_tokens: int = 0
+    # Paused (goal_paused, not yet goal_resumed): nothing new is decided but steering commands.
+    paused: bool = False
+    # Every steering command (cancel, pause, resume) already answered, by command id: a
+    # command sent again is answered once.
+    commands: frozenset[str] = frozenset()
 
     @property
     def text(self) -> str:
@@ -131,7 +140,8 @@ class PlannerState:
 
 
 def is_finished(state: PlannerState | None) -> bool:
-    """True once the goal completed, failed or was rejected: nothing more is ever decided."""
+    """True once the goal completed, failed, was rejected or cancelled: nothing more is ever
+    decided (but the rejection of a steering command that comes too late)."""
     return state is not None and state.outcome is not None
 
 
@@ -139,6 +149,9 @@ def evolve(state: PlannerState | None, event: Event) -> PlannerState | None:
     """The state after ``event``. Pure, idempotent, and tolerant of early or stray events."""
     if state is None:
         return _start(event)
+    if isinstance(event, CommandRejected):
+        # Answered even after the goal ended (a cancel that came too late).
+        return _answered(state, event.command_id)
     if state.outcome is not None:
         return state
     if isinstance(event, TaskScheduled | TaskCompleted | TaskFailed):
@@ -165,6 +178,12 @@ def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
             folded = replace(state, outcome="completed")
         case GoalFailed():
             folded = replace(state, outcome="failed")
+        case GoalCancelled(command_id=command_id):
+            folded = replace(_answered(state, command_id), outcome="cancelled")
+        case GoalPaused(command_id=command_id):
+            folded = replace(_answered(state, command_id), paused=True)
+        case GoalResumed(command_id=command_id):
+            folded = replace(_answered(state, command_id), paused=False)
         case ContextRequested(iteration=iteration) if iteration == state.iteration:
             folded = replace(state, context_requested=True)
         case ContextProvided(iteration=iteration) if iteration == state.iteration:
@@ -191,6 +210,12 @@ def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
             # iterations, and event types the planner does not track change nothing.
             pass
     return folded
+
+
+def _answered(state: PlannerState, command_id: str) -> PlannerState:
+    if command_id in state.commands:
+        return state
+    return replace(state, commands=state.commands | {command_id})
 
 
 def _fold_task_event(

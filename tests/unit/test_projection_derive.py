@@ -9,16 +9,21 @@ from typing import Any
 import pytest
 
 from events.catalog import (
+    CommandRejected,
     EvaluationCompleted,
     GoalAccepted,
+    GoalCancelled,
     GoalCompleted,
     GoalFailed,
+    GoalPaused,
     GoalRejected,
+    GoalResumed,
     LeaseAcquired,
     LlmResponded,
     MemoryStored,
     PlanCreated,
     PlanRevised,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -382,10 +387,70 @@ def test_undecodable_payloads_are_kept_aside(
 
 
 def test_an_unknown_event_type_still_reaches_events_and_its_goal(store: ProjectionStore) -> None:
-    apply(store, accepted, b'{"type": "goal_paused", "goal_id": "g-1", "event_id": "e-9"}')
+    apply(store, accepted, b'{"type": "goal_levitated", "goal_id": "g-1", "event_id": "e-9"}')
 
     assert one(store, "SELECT type, summary FROM trajectory WHERE stream_seq = 2") == (
-        "goal_paused",
-        "goal_paused",
+        "goal_levitated",
+        "goal_levitated",
     )
     assert one(store, "SELECT status, last_seq FROM goals") == ("running", 2)
+
+
+def test_a_pause_and_a_resume_move_the_goal_between_paused_and_running(
+    store: ProjectionStore,
+) -> None:
+    apply(store, accepted, GoalPaused(**envelope(2), command_id="c-p", reason="hold"))
+    assert one(store, "SELECT status, finished_at FROM goals") == ("paused", None)
+
+    # In one batch too: the latest status by stream order wins.
+    apply(
+        store,
+        GoalResumed(**envelope(3), command_id="c-r"),
+        GoalPaused(**envelope(4), command_id="c-p2"),
+        GoalResumed(**envelope(5), command_id="c-r2"),
+    )
+    assert one(store, "SELECT status, finished_at FROM goals") == ("running", None)
+
+
+def test_a_cancelled_goal_stays_cancelled_when_its_task_stops_or_completes_later(
+    store: ProjectionStore,
+) -> None:
+    apply(
+        store,
+        accepted,
+        PlanCreated(**envelope(2), iteration=1, strategy="explicit", tasks=()),
+        TaskScheduled(**task(3), description="d", args={}, timeout_s=1.0, max_attempts=3),
+        CommandRejected(
+            **envelope(4), command_id="c-0", command="resume", target_goal_id="g-1", reason="no"
+        ),
+        GoalCancelled(**envelope(5, LATER), command_id="c-1", reason="wrong input", iterations=1),
+        TaskCancelled(**task(6, LATER), attempts=1, duration_ms=12.5),
+    )
+    apply(store, TaskCompleted(**task(7), output="late", attempts=1, duration_ms=1.0))
+
+    assert one(store, "SELECT status, finished_at, iterations, reason FROM goals") == (
+        "cancelled",
+        LATER.replace(tzinfo=None),
+        1,
+        "wrong input",
+    )
+    assert one(store, "SELECT count(*) FROM goals") == (1,)
+
+
+def test_task_cancelled_ends_the_task_with_its_attempts_and_time(store: ProjectionStore) -> None:
+    apply(
+        store,
+        accepted,
+        TaskScheduled(**task(2), description="d", args={}, timeout_s=1.0, max_attempts=3),
+        ToolCalled(**task(3), attempt=1, args={}),
+        TaskCancelled(
+            **task(4, LATER), attempts=1, duration_ms=12.5, reason="the goal was cancelled"
+        ),
+    )
+    assert one(store, "SELECT status, attempts, finished_at, error, duration_ms FROM tasks") == (
+        "cancelled",
+        1,
+        LATER.replace(tzinfo=None),
+        "the goal was cancelled",
+        12.5,
+    )

@@ -10,22 +10,30 @@ from typing import Any
 
 from events.catalog import (
     EVENT_TYPES,
+    CancelRequested,
+    CommandRejected,
     ContextProvided,
     ContextRequested,
     EvaluationCompleted,
     EvaluationRequested,
     GoalAccepted,
+    GoalCancelled,
     GoalCompleted,
     GoalFailed,
+    GoalPaused,
     GoalRejected,
+    GoalResumed,
     LeaseAcquired,
     LlmRequested,
     LlmResponded,
     MemoryCompacted,
     MemoryForgotten,
     MemoryStored,
+    PauseRequested,
     PlanCreated,
     PlanRevised,
+    ResumeRequested,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -130,6 +138,16 @@ def corpus() -> Iterator[Event]:
         )
         yield GoalCompleted(**envelope(n), result=text, iterations=n, score=1.0)
         yield GoalFailed(**envelope(n), reason=text, iterations=n)
+        yield CancelRequested(**envelope(n), command_id="c", reason=text)
+        yield PauseRequested(**envelope(n), command_id="c", reason=text)
+        yield ResumeRequested(**envelope(n), command_id="c", reason=text)
+        yield GoalCancelled(**envelope(n), command_id="c", reason=text, iterations=n)
+        yield GoalPaused(**envelope(n), command_id="c", reason=text)
+        yield GoalResumed(**envelope(n), command_id="c", reason=text)
+        yield CommandRejected(
+            **envelope(n), command_id="c", command="pause", target_goal_id="g-1", reason=text
+        )
+        yield TaskCancelled(**task(n), attempts=n % 3, duration_ms=1.5, reason=text)
     for args in ARGS:
         n += 1
         yield TaskScheduled(**task(n), description="d", args=args, timeout_s=1.0, max_attempts=3)
@@ -195,12 +213,12 @@ def test_sql_summaries_equal_the_python_ones_for_every_event() -> None:
 
 
 def test_an_unknown_event_type_is_summarised_by_its_type() -> None:
-    payload = b'{"type": "goal_paused", "goal_id": "g-1", "event_id": "e-1"}'
+    payload = b'{"type": "goal_levitated", "goal_id": "g-1", "event_id": "e-1"}'
     with ProjectionStore.open(":memory:") as store:
         store.apply_raw([1], [payload])
         [(summary,)] = store.connection.execute("SELECT summary FROM trajectory").fetchall()
 
-    assert summary == "goal_paused"
+    assert summary == "goal_levitated"
 
 
 def test_python_whitespace_is_exactly_what_str_split_splits_on() -> None:
