@@ -1,4 +1,5 @@
-"""The agora client: connect, ``submit``, ``follow``, ``wait``, ``query``, ``trajectory``.
+"""The agora client: connect, ``submit``, ``follow``, ``wait``, ``cancel`` / ``pause`` /
+``resume`` (and their ``answer``), ``query``, ``trajectory``.
 
     from agora.client import AgoraClient
 
@@ -13,6 +14,8 @@ from events.errors import AgoraError
 from events.model import Event, event_type
 from infra.clients.goals import (
     AgoraClient,
+    CommandSent,
+    CommandTimeoutError,
     GoalTimeoutError,
     InvalidGoalIdError,
     Outcome,
@@ -27,6 +30,8 @@ from projections.protocol import QueryReply
 __all__ = [
     "AgoraClient",
     "AgoraError",
+    "CommandSent",
+    "CommandTimeoutError",
     "Event",
     "GoalTimeoutError",
     "InvalidGoalIdError",

@@ -171,8 +171,8 @@ def goal(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
     timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 300.0,
 ) -> None:
-    """Submit a goal. With --wait: exit 0 completed, 1 failed or rejected, 3 still running
-    when --timeout ran out (the goal goes on), 130 on Ctrl-C (the goal goes on)."""
+    """Submit a goal. With --wait: exit 0 completed, 1 failed, rejected or cancelled, 3 still
+    running when --timeout ran out (the goal goes on), 130 on Ctrl-C (the goal goes on)."""
     from infra.clients.goals import AgoraClient
 
     command: dict[str, Any] = _read_command_file(file) if file else {}
@@ -236,14 +236,13 @@ def tail(
     import asyncio
 
     from events.subjects import goal_events_filter
-    from infra.clients.goals import AgoraClient
+    from infra.clients.goals import AgoraClient, is_terminal
 
     if goal_id is not None:
         _check_goal_id(goal_id)
     settings = load_settings()
 
     async def work() -> None:
-        from events.catalog import GoalCompleted, GoalFailed, GoalRejected
         from events.codec import to_builtins
         from events.model import event_type
         from events.summary import summarize
@@ -261,7 +260,7 @@ def tail(
                         flush=True,
                     )
                 else:
-                    terminal = isinstance(event, GoalCompleted | GoalFailed | GoalRejected)
+                    terminal = is_terminal(event)
                     out.print(
                         f"{seq:>8} {event.goal_id:<20} {event_type(event):<22} {summarize(event)}",
                         style="bold" if terminal else "",

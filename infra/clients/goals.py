@@ -1,8 +1,10 @@
-"""The Python client of agora: submit goals, follow them, wait, query. The CLI uses it too.
+"""The Python client of agora: submit goals, follow them, wait, steer them (cancel, pause,
+resume), query. The CLI uses it too.
 
 Public as :mod:`agora.client` (docs/clients.md). It speaks only the documented wire contract
-(``agora schema --asyncapi``): a JetStream publish on ``agora.intake.goal``, an ordered
-consumer on ``agora.events.<goal_id>.>``, requests on ``agora.query``.
+(``agora schema --asyncapi``): JetStream publishes on ``agora.intake.goal`` and
+``agora.intake.cancel`` / ``.pause`` / ``.resume``, ordered consumers on
+``agora.events.<goal_id>.>``, requests on ``agora.query``.
 """
 
 from __future__ import annotations
@@ -21,15 +23,29 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from events.catalog import GoalCompleted, GoalFailed, GoalRejected
+from events.catalog import (
+    CommandRejected,
+    ControlAction,
+    GoalCancelled,
+    GoalCompleted,
+    GoalFailed,
+    GoalPaused,
+    GoalRejected,
+    GoalResumed,
+)
 from events.codec import decode_event
 from events.errors import AgoraError
 from events.ids import goal_id_for_command
 from events.model import Event
 from events.subjects import (
+    COMMANDS_GOAL_ID,
     EVENTS_STREAM,
+    INTAKE_CANCEL,
     INTAKE_GOAL,
+    INTAKE_PAUSE,
+    INTAKE_RESUME,
     INTAKE_STREAM,
+    event_subject,
     goal_events_filter,
     is_subject_token,
 )
@@ -38,9 +54,12 @@ from infra.settings import Settings
 from projections.protocol import QueryReply
 
 __all__ = [
+    "ANSWERS",
     "FOLLOW_CONSUMER_PREFIX",
     "TERMINAL",
     "AgoraClient",
+    "CommandSent",
+    "CommandTimeoutError",
     "GoalTimeoutError",
     "InvalidGoalIdError",
     "Outcome",
@@ -51,7 +70,14 @@ __all__ = [
     "publish_with_retries",
 ]
 
-TERMINAL = (GoalCompleted, GoalFailed, GoalRejected)
+TERMINAL = (GoalCompleted, GoalFailed, GoalRejected, GoalCancelled)
+# What answers a steering command (each names the command's id).
+ANSWERS = (GoalCancelled, GoalPaused, GoalResumed, CommandRejected)
+_STEERING: dict[ControlAction, str] = {
+    "cancel": INTAKE_CANCEL,
+    "pause": INTAKE_PAUSE,
+    "resume": INTAKE_RESUME,
+}
 # Consumers this client creates to follow the log are named <prefix><random hex>. agora's
 # permissions let a client create named consumers of any name but the services' durables.
 FOLLOW_CONSUMER_PREFIX = "follow_"
@@ -85,6 +111,19 @@ class GoalTimeoutError(AgoraError):
         self.last = last
 
 
+class CommandTimeoutError(AgoraError):
+    """No answer to a steering command in the time waited. It is recorded and will be
+    answered once the planner runs: resending it with the same command_id is safe."""
+
+    def __init__(self, sent: CommandSent, timeout_s: float) -> None:
+        super().__init__(
+            f"no answer to {sent.action} {sent.goal_id} (command {sent.command_id}) within "
+            f"{timeout_s:g}s; is the planner running? follow it with "
+            f"`agora tail --goal {sent.goal_id}`"
+        )
+        self.sent = sent
+
+
 def is_terminal(event: Event) -> bool:
     return isinstance(event, TERMINAL)
 
@@ -100,6 +139,16 @@ def check_goal_id(goal_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
+    command_id: str
+    goal_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSent:
+    """A steering command the intake stream acknowledged (``duplicate``: sent before)."""
+
+    action: ControlAction
     command_id: str
     goal_id: str
     duplicate: bool
@@ -304,8 +353,78 @@ class AgoraClient:
         sql = f"SELECT {TRAJECTORY_COLUMNS} FROM trajectory {where}"  # noqa: S608
         return await self.query(sql, min_seq=min_seq)
 
-    # cancel: the intake command for cancelling a goal does not exist yet; it joins here
-    # (``cancel(goal_id)``) when the planner accepts it.
+    # -- steering a goal that runs --------------------------------------------------------
+
+    async def cancel(
+        self, goal_id: str, *, reason: str = "", command_id: str | None = None
+    ) -> CommandSent:
+        """Ask for the goal to be cancelled (``agora.intake.cancel``): its running tasks are
+        stopped, nothing new is scheduled, ``goal_cancelled`` ends it. Idempotent by
+        ``command_id``. :meth:`answer` waits for the planner's answer."""
+        return await self._steer("cancel", goal_id, reason=reason, command_id=command_id)
+
+    async def pause(
+        self, goal_id: str, *, reason: str = "", command_id: str | None = None
+    ) -> CommandSent:
+        """Ask for the goal to be paused (``agora.intake.pause``): nothing new is scheduled
+        until it is resumed."""
+        return await self._steer("pause", goal_id, reason=reason, command_id=command_id)
+
+    async def resume(
+        self, goal_id: str, *, reason: str = "", command_id: str | None = None
+    ) -> CommandSent:
+        """Ask for a paused goal to go on from where it stopped (``agora.intake.resume``)."""
+        return await self._steer("resume", goal_id, reason=reason, command_id=command_id)
+
+    async def _steer(
+        self, action: ControlAction, goal_id: str, *, reason: str, command_id: str | None
+    ) -> CommandSent:
+        command_id = command_id or f"c-{uuid.uuid4()}"
+        body: dict[str, Any] = {"command_id": command_id, "goal_id": check_goal_id(goal_id)}
+        if reason:
+            body["reason"] = reason
+        data = msgspec.json.encode(body)
+        ack = await publish_with_retries(
+            lambda: self.js.publish(
+                _STEERING[action],
+                data,
+                stream=INTAKE_STREAM,
+                headers={"Nats-Msg-Id": command_id},
+                timeout=self.publish_timeout_s,
+            ),
+            attempts=self.submit_attempts,
+            command_id=command_id,
+        )
+        return CommandSent(action, command_id, goal_id, bool(ack.duplicate))
+
+    async def answer(self, sent: CommandSent, timeout_s: float = 10.0) -> Event:
+        """The planner's answer to a steering command: ``goal_cancelled``, ``goal_paused``,
+        ``goal_resumed``, or ``command_rejected`` with the reason. Raises
+        :class:`CommandTimeoutError` when none came within ``timeout_s``."""
+
+        async def first(events: AsyncIterator[tuple[int, Event]]) -> Event:
+            async for _, event in events:
+                if isinstance(event, ANSWERS) and event.command_id == sent.command_id:
+                    return event
+            raise AgoraError(f"the log ended before {sent.command_id} was answered")
+
+        # On the goal when it exists, else with the rejections of commands for no known goal.
+        unknown = event_subject(COMMANDS_GOAL_ID, "command_rejected")
+        readers = [
+            asyncio.ensure_future(first(self.follow_with_seq(sent.goal_id, until_terminal=False))),
+            asyncio.ensure_future(first(self.tail(unknown, new_only=False))),
+        ]
+        try:
+            done, _ = await asyncio.wait(
+                readers, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        if not done:
+            raise CommandTimeoutError(sent, timeout_s)
+        return next(iter(done)).result()
 
 
 def _named_reader() -> ConsumerConfig:

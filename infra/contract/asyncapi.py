@@ -17,6 +17,7 @@ import msgspec
 
 from events.catalog import EVENT_TYPES
 from events.commands import GoalCommand
+from events.control_commands import CONTROL_SUBJECTS
 from events.memory_commands import INTAKE_MEMORY_FORGET, ForgetCommand
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_GOAL, INTAKE_STREAM, QUERY_SUBJECT
 from infra.bus.dlq import DeadLetter
@@ -44,6 +45,16 @@ _GUARD_SUBJECT = {
 }
 
 
+# Steering commands: (subject, what it does, its schema), one channel each.
+_CONTROLS = [(subject, action, schema) for subject, (action, schema) in CONTROL_SUBJECTS.items()]
+_CONTROL_SCHEMAS = [schema for _, _, schema in _CONTROLS]
+_CONTROL_SUMMARIES = {
+    "cancel": "cancel a goal: running tasks stop, goal_cancelled ends it",
+    "pause": "pause a goal: nothing new is scheduled until it is resumed",
+    "resume": "resume a paused goal from where it stopped",
+}
+
+
 def _package_version() -> str:
     try:
         return version("agora")
@@ -68,6 +79,7 @@ def _schemas() -> tuple[dict[str, Any], dict[str, str]]:
     types: list[Any] = [
         GoalCommand,
         ForgetCommand,
+        *_CONTROL_SCHEMAS,
         *EVENT_TYPES.values(),
         QueryRequest,
         QueryReply,
@@ -79,7 +91,8 @@ def _schemas() -> tuple[dict[str, Any], dict[str, str]]:
     roots, defs = msgspec.json.schema_components(types)
     schemas = {name: _rebased(schema) for name, schema in defs.items()}
     event_schema = {}
-    for tag, root in zip(EVENT_TYPES, roots[2 : 2 + len(EVENT_TYPES)], strict=True):
+    first = 2 + len(_CONTROL_SCHEMAS)
+    for tag, root in zip(EVENT_TYPES, roots[first : first + len(EVENT_TYPES)], strict=True):
         event_schema[tag] = root["$ref"].rsplit("/", 1)[-1]
     return schemas, event_schema
 
@@ -117,6 +130,15 @@ def _messages(event_schema: dict[str, str]) -> dict[str, Any]:
             "tell memory to forget items",
             headers=_headers(guarded=False, msg_id="the command's command_id"),
         ),
+        **{
+            schema.__name__: _message(
+                schema.__name__,
+                schema.__name__,
+                _CONTROL_SUMMARIES[action],
+                headers=_headers(guarded=False, msg_id="the command's command_id"),
+            )
+            for _, action, schema in _CONTROLS
+        },
         "QueryRequest": _message("QueryRequest", "QueryRequest", "read-only SQL over the views"),
         "QueryReply": _message("QueryReply", "QueryReply", "rows, or the reason for a refusal"),
         "MemoryRequest": _message("MemoryRequest", "MemoryRequest", "search long-term memory"),
@@ -160,6 +182,18 @@ def _channels(event_types: list[str]) -> dict[str, Any]:
             "address": INTAKE_MEMORY_FORGET,
             "description": f"A JetStream publish onto stream {INTAKE_STREAM}.",
             "messages": _refs(["ForgetCommand"], "#/components/messages/"),
+        },
+        **{
+            f"intake{action.capitalize()}": {
+                "address": subject,
+                "title": f"{action} a goal",
+                "description": f"A JetStream publish onto stream {INTAKE_STREAM}. The planner "
+                f"records it on the goal as {action}_requested and answers it there; a "
+                "command for a goal that does not exist is rejected (command_rejected on "
+                "the reserved goal id _intake).",
+                "messages": _refs([schema.__name__], "#/components/messages/"),
+            }
+            for subject, action, schema in _CONTROLS
         },
         "events": {
             "address": "agora.events.{goal_id}.{event_type}",
@@ -228,6 +262,12 @@ def _operations() -> dict[str, Any]:
     return {
         "submitGoal": _operation("send", "intakeGoal", "submit a goal", ["client"]),
         "forgetMemory": _operation("send", "intakeMemoryForget", "forget items", ["client"]),
+        **{
+            f"{action}Goal": _operation(
+                "send", f"intake{action.capitalize()}", _CONTROL_SUMMARIES[action], ["client"]
+            )
+            for _, action, _ in _CONTROLS
+        },
         "appendEvent": _operation("send", "events", "a service appends an event it owns", owners),
         "followEvents": _operation(
             "receive", "events", "follow the log or one goal", sorted(set(readers))

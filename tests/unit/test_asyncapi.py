@@ -63,5 +63,9 @@ def test_the_contract_names_the_subjects_a_client_uses() -> None:
     addresses = {c["address"] for c in document["channels"].values()}
     assert {"agora.intake.goal", "agora.query", "agora.events.{goal_id}.{event_type}"} <= addresses
     assert {"agora.dlq.{consumer}", "agora.live.{goal_id}.llm"} <= addresses
+    assert {"agora.intake.cancel", "agora.intake.pause", "agora.intake.resume"} <= addresses
+    for name in ("CancelCommand", "PauseCommand", "ResumeCommand"):
+        schema = document["components"]["schemas"][name]
+        assert schema["required"] == ["goal_id"]
     client = document["x-agora-permissions"]["client"]
     assert "agora.events.>" in client["subscribe_allow"]
