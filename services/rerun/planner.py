@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from events.catalog import (
+    CommandRejected,
     GoalAccepted,
     GoalFailed,
     GoalRejected,
@@ -36,6 +37,7 @@ from events.subjects import EVENTS_STREAM
 from events.tools import BUILTIN_TOOLS
 from services.llm.messages import LlmReply, LlmRequest, request_hash
 from services.llm.recording import answers_in, reply_from_event
+from services.planner.control import CONTROL_REQUESTS
 from services.planner.decide import LLM_UNAVAILABLE
 from services.planner.handler import GoalPlanner
 from services.planner.manifest import MANIFEST
@@ -119,7 +121,17 @@ def planner_used_llm(history: Sequence[Event]) -> bool:
 
 
 def _is_planner_input(event: Event) -> bool:
+    # Steering requests are the planner intake's record of a command, as goal_accepted is.
+    if isinstance(event, CONTROL_REQUESTS):
+        return True
     return isinstance(event, PLANNER_INPUTS) and service_of(event) != "planner"
+
+
+def _is_intake_record(event: Event) -> bool:
+    """Written by the planner's intake, not decided by the planner: not compared."""
+    return isinstance(event, (GoalAccepted, GoalRejected, *CONTROL_REQUESTS)) or (
+        isinstance(event, CommandRejected) and event.causation_id is None
+    )
 
 
 async def rerun_planner(
@@ -165,7 +177,8 @@ async def rerun_planner(
         event
         for position, event in enumerate(history)
         if service_of(event) == "planner"
-        and not isinstance(event, GoalAccepted | GoalRejected | LlmRequested | LlmResponded)
+        and not _is_intake_record(event)
+        and not isinstance(event, LlmRequested | LlmResponded)
         and (position < stop_at or event.event_id in decided_ids)
     ]
     differences = [*model.differences]

@@ -69,6 +69,23 @@ async def test_a_rule_based_goal_reruns_identically() -> None:
     assert report.rerun_decisions > 0
 
 
+async def test_a_steered_goal_reruns_identically() -> None:
+    from tests.unit.test_planner_control import THREE_STEPS, Steered
+
+    h = Steered(THREE_STEPS)
+    h.accept()
+    h.send("pause", "c-p")
+    h.completed("s1", "one")
+    h.send("resume", "c-r")
+    h.send("resume", "c-r2")  # rejected: not paused
+    h.send("pause", "c-typo", reasn="typo")  # rejected at intake
+    h.send("cancel", "c-c")
+    report = await rerun_planner(h.log, RerunOptions(planning=None), LATER)
+    assert report.identical, report.differences
+    # The acceptance, the completion, four requests (the typo was rejected before one).
+    assert report.inputs == 6
+
+
 async def test_a_changed_prompt_is_reported_as_a_new_request(tmp_path: Path) -> None:
     (tmp_path / "plan.v2.md").write_text("Plan it, briefly.\n$tools\n", encoding="utf-8")
     changed = LlmPlanning(prompts=load_prompts(tmp_path))
