@@ -27,7 +27,7 @@ __all__ = ["export", "goals", "query", "replay", "trajectory"]
 
 # The views of ARCHITECTURE.md plus the analytics views: what export writes.
 VIEWS = ("goals", "tasks", "facts", "trajectory", "events", "tool_stats", "goal_stats")
-GOAL_STATUSES = ("running", "completed", "failed", "rejected")
+GOAL_STATUSES = ("running", "paused", "completed", "failed", "rejected", "cancelled")
 
 
 class Format(StrEnum):
