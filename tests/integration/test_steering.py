@@ -260,3 +260,29 @@ async def test_commands_that_cannot_apply_get_a_rejection_and_change_nothing(
     bad = next(e for e in rejected if isinstance(e, CommandRejected) and e.command_id == "c-bad")
     assert bad.command == "pause"
     assert "goal_id" in bad.reason
+
+
+async def test_a_task_redelivered_after_its_goal_was_cancelled_is_stopped_from_the_record(
+    nc: NatsClient, client: AgoraClient, platform: InProcessPlatform
+) -> None:
+    submitted = await client.submit(
+        {
+            "goal_id": "g-cancel-executor-down",
+            "text": "a long sleep",
+            "steps": [{"tool": "sleep", "args": {"seconds": 30}}],
+        }
+    )
+    goal_id = submitted.goal_id
+    await _until_logged(nc, goal_id, ToolCalled, task_id="s1")
+    # The executor stops with the sleep running: it hands the task back (nak) unfinished.
+    await platform.stop("executor")
+    answer = await client.answer(await client.cancel(goal_id), timeout_s=10)
+    assert isinstance(answer, GoalCancelled)
+    assert not _has(await _log(nc, goal_id), TaskCancelled)  # no executor heard it
+
+    platform.start("executor")
+    # The redelivered task reads the cancellation in the goal's record: it does not sleep
+    # again, and records the stop.
+    log = await _until_logged(nc, goal_id, TaskCancelled, timeout_s=15, task_id="s1")
+    assert types_of(log).count("tool_called") == 1
+    assert not duplicates(log)
