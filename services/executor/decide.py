@@ -11,8 +11,10 @@ A task's history is folded from the goal's recorded events into a ``TaskRecord``
   it is never re-run under the same attempt number (at most once per attempt).
 
 A plain task writes ``tool_called`` (its first one is the task's start) and then
-``task_completed`` (the successful attempt's return) or ``tool_failed``/``task_failed``. Logs
-written by older executors also hold ``task_started`` and ``tool_returned``; they fold the same.
+``task_completed`` (the successful attempt's return) or ``tool_failed``/``task_failed``; or,
+once its goal is cancelled (``goal_cancelled`` in the record), ``task_cancelled``, and
+nothing more runs. Logs written by older executors also hold ``task_started`` and
+``tool_returned``; they fold the same.
 
 Event ids come from ``Stamp.envelope(tag, iteration, task_id[, attempt])``: the same decision
 always gets the same id, so re-publishing after a crash is deduplicated by JetStream.
@@ -107,11 +109,15 @@ def fold_task(events: Iterable[Event], iteration: int, task_id: str) -> TaskReco
     for event in events:
         if isinstance(event, GoalCancelled) and record.goal_cancelled is None:
             record = replace(record, goal_cancelled=event)
-        elif getattr(event, "iteration", None) == iteration and getattr(event, "task_id", None) == (
-            task_id
-        ):
+        elif _of_task(event, iteration, task_id):
             record = _evolve(record, event)
     return record
+
+
+def _of_task(event: Event, iteration: int, task_id: str) -> bool:
+    return getattr(event, "iteration", None) == iteration and (
+        getattr(event, "task_id", None) == task_id
+    )
 
 
 def goal_cancellation(events: Iterable[Event]) -> GoalCancelled | None:
