@@ -247,6 +247,8 @@ class ToolReturned(Event, frozen=True, kw_only=True, tag="tool_returned"):
     step: int = 0
     call: int = 0
     output_ref: OutputRef | None = None
+    # An MCP tool's structured content (a JSON object), beside its text in ``output``.
+    structured: dict[str, Any] | None = None
 
 
 class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
@@ -278,6 +280,8 @@ class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
     # Set when the output was too large to carry: it is in the outputs store, ``output`` is
     # only its preview (events/outputs.py).
     output_ref: OutputRef | None = None
+    # An MCP tool's structured content (a JSON object), beside its text in ``output``.
+    structured: dict[str, Any] | None = None
 
 
 class TaskCancelled(Event, frozen=True, kw_only=True, tag="task_cancelled"):

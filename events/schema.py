@@ -33,7 +33,7 @@ def json_schemas() -> dict[str, Any]:
             "$defs": event_defs,
         },
         "tools": {
-            name: {"description": spec.description, "args": spec.args.model_json_schema()}
+            name: {"description": spec.description, "args": spec.json_schema()}
             for name, spec in BUILTIN_TOOLS.items()
         },
     }

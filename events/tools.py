@@ -1,16 +1,24 @@
-"""The built-in tools' argument schemas: part of the intake contract.
+"""The tools' argument schemas: the built-in ones are part of the intake contract.
 
-Arguments are pydantic models so every tool has a JSON Schema (``agora schema``) and a
-readable validation error. Implementations live in ``services/executor/tools``.
+Built-in arguments are pydantic models so every tool has a JSON Schema (``agora schema``) and
+a readable validation error. Tools from MCP servers bring a JSON Schema of their own, checked
+with ``jsonschema`` (see ``argument_problems``). Implementations live in
+``services/executor/tools`` and, for MCP tools, ``infra/mcp``.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
+    "BUILTIN_ORIGIN",
     "BUILTIN_TOOLS",
     "REACT_TOOL",
     "AppendLineArgs",
@@ -23,6 +31,10 @@ __all__ = [
     "SleepArgs",
     "ToolSpec",
     "WriteFileArgs",
+    "argument_problems",
+    "external_tool",
+    "schema_problem",
+    "untrusted",
 ]
 
 
@@ -65,14 +77,121 @@ class AppendLineArgs(_Args):
     line: str = Field(max_length=100_000, pattern=r"^[^\n]*$", description="one line, no newline")
 
 
+BUILTIN_ORIGIN = "builtin"
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
+    """A tool as planners and the executor know it.
+
+    A built-in tool's arguments are the pydantic model ``args``. A tool from elsewhere (an MCP
+    server) has ``args`` None and its JSON Schema as canonical JSON text in ``input_schema``
+    (text, so that a spec stays hashable and comparable). ``origin`` says where it comes from
+    (``builtin``, ``mcp:<server>``); an untrusted tool runs only for a task that was granted it
+    (``allowed_tools``).
+    """
+
     name: str
     description: str
-    args: type[BaseModel]
+    args: type[BaseModel] | None = None
     # A tool with side effects is never re-run blindly after a crash: see the executor.
     side_effects: bool = False
     default_timeout_s: float = 30.0
+    input_schema: str | None = None
+    origin: str = BUILTIN_ORIGIN
+    trusted: bool = True
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the tool's arguments."""
+        if self.args is not None:
+            return _model_schema(self.args)
+        assert self.input_schema is not None, f"tool {self.name} has no argument schema"
+        schema = json.loads(self.input_schema)
+        assert isinstance(schema, dict)
+        return schema
+
+    def argument_names(self) -> tuple[str, ...]:
+        properties = self.json_schema().get("properties")
+        return tuple(properties) if isinstance(properties, dict) else ()
+
+    def required_arguments(self) -> tuple[str, ...]:
+        required = self.json_schema().get("required")
+        return tuple(str(name) for name in required) if isinstance(required, list) else ()
+
+
+@functools.cache
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    # Built once per model: pydantic's schema generation costs milliseconds per tool.
+    return model.model_json_schema()
+
+
+def external_tool(
+    name: str,
+    description: str,
+    input_schema: dict[str, Any],
+    *,
+    origin: str,
+    trusted: bool = False,
+    default_timeout_s: float = 30.0,
+) -> ToolSpec:
+    """A tool whose arguments are described by a JSON Schema (check it with
+    ``schema_problem`` first). External tools may act on the world: ``side_effects``."""
+    return ToolSpec(
+        name,
+        description,
+        None,
+        side_effects=True,
+        default_timeout_s=default_timeout_s,
+        input_schema=json.dumps(input_schema, sort_keys=True, ensure_ascii=False),
+        origin=origin,
+        trusted=trusted,
+    )
+
+
+def schema_problem(schema: object) -> str | None:
+    """Why ``schema`` cannot describe a tool's arguments, or None when it can."""
+    if not isinstance(schema, dict):
+        return f"the input schema is a {type(schema).__name__}, not a JSON object"
+    if schema.get("type", "object") != "object":
+        return f"the input schema's type is {schema.get('type')!r}; tool arguments are an object"
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return f"the input schema is not a valid JSON Schema: {exc.message}"
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _validator(input_schema: str) -> Any:
+    schema = json.loads(input_schema)
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def argument_problems(spec: ToolSpec, raw_args: Any) -> list[tuple[str, str]]:
+    """Each problem with ``raw_args`` for ``spec``, as (where, what); empty when valid."""
+    if spec.args is not None:
+        try:
+            spec.args.model_validate(raw_args)
+        except ValidationError as exc:
+            return [
+                (".".join(str(part) for part in error["loc"]), error["msg"])
+                for error in exc.errors(include_url=False)
+            ]
+        return []
+    assert spec.input_schema is not None
+    errors = sorted(_validator(spec.input_schema).iter_errors(raw_args), key=_error_order)
+    return [
+        (".".join(str(part) for part in error.absolute_path), error.message) for error in errors
+    ]
+
+
+def _error_order(error: jsonschema.ValidationError) -> tuple[str, ...]:
+    return tuple(str(part) for part in error.absolute_path)
+
+
+def untrusted(tools: Iterable[ToolSpec]) -> frozenset[str]:
+    """The names of the tools a task may call only when granted them."""
+    return frozenset(spec.name for spec in tools if not spec.trusted)
 
 
 BUILTIN_TOOLS: dict[str, ToolSpec] = {

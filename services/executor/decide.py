@@ -290,6 +290,7 @@ def completed(
     stamp: Stamp,
     *,
     attempt_duration_ms: float | None = None,
+    structured: dict[str, Any] | None = None,
 ) -> TaskCompleted:
     # Keyed without the attempt: a task completes once, whichever attempt succeeded.
     return TaskCompleted(
@@ -301,6 +302,7 @@ def completed(
         attempts=attempts,
         duration_ms=duration_ms,
         attempt_duration_ms=attempt_duration_ms,
+        structured=structured,
     )
 
 

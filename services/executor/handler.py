@@ -33,6 +33,7 @@ from services.executor import decide
 from services.executor.cancellations import CANCELLED, Cancellations, unless_cancelled
 from services.executor.ports import GoalLog, Publish
 from services.executor.runner import ToolRunner
+from services.executor.tools.context import ToolResult
 
 __all__ = ["TaskTakenOverError", "execute_task"]
 
@@ -180,6 +181,13 @@ async def _run_attempts(
 ) -> None:
     attempt = run.first_attempt
     spent_ms = run.tool_duration_ms
+    refusal = runner.permits(task.tool, task.allowed_tools)
+    if refusal is not None:
+        # Untrusted and not granted: nothing runs, the task fails for good with the reason.
+        gave_up = decide.failed(task, refusal, attempt - 1, spent_ms, stamp(), transient=False)
+        if not await writer.write([*run.prelude, gave_up]):
+            await writer.give_way(attempt - 1, spent_ms, stamp())
+        return
     # A plain task's start is its first tool_called: no task_started of its own.
     announcements: list[Event] = list(run.prelude)
     while True:
@@ -192,8 +200,8 @@ async def _run_attempts(
         announcements = []
         began = monotonic()
         try:
-            output = await unless_cancelled(
-                runner.call(task.tool, task.args, task.timeout_s), cancelled
+            result = await unless_cancelled(
+                runner.invoke(task.tool, task.args, task.timeout_s), cancelled
             )
         except ToolError as error:
             duration_ms = (monotonic() - began) * 1000
@@ -215,14 +223,20 @@ async def _run_attempts(
             continue
         duration_ms = (monotonic() - began) * 1000
         spent_ms += duration_ms
-        if output is CANCELLED:
+        if result is CANCELLED:
             await writer.stop(attempt, spent_ms, stamp())
             return
-        assert isinstance(output, str)
+        assert isinstance(result, ToolResult)
         # The attempt's return and the task's completion are one event for a plain task.
         outcome = [
             decide.completed(
-                task, output, attempt, spent_ms, stamp(), attempt_duration_ms=duration_ms
+                task,
+                result.text,
+                attempt,
+                spent_ms,
+                stamp(),
+                attempt_duration_ms=duration_ms,
+                structured=result.structured,
             )
         ]
         try:

@@ -43,7 +43,7 @@ from events.catalog import (
 )
 from events.errors import ToolError
 from events.model import Budget, Event, Stamp
-from events.tools import REACT_TOOL, ReactArgs, ToolSpec
+from events.tools import REACT_TOOL, ReactArgs, ToolSpec, argument_problems
 from services.executor import decide
 from services.llm.messages import ChatMessage, LlmReply, LlmRequest, ToolCall, ToolDefinition
 from services.llm.templates import PromptTemplate
@@ -277,12 +277,23 @@ def _next_call(
             f"tool {call.name!r} not granted to this task (granted: {listed}); the call was not run"
         )
         return Observe(_refused(task, turn, number, reason, stamp), publish=True)
-    try:
-        validated = config.tools[call.name].args.model_validate(call.arguments)
-    except ValidationError as exc:
-        reason = f"invalid arguments for tool {call.name!r}: {_describe(exc)}; the call was not run"
-        return Observe(_refused(task, turn, number, reason, stamp), publish=True)
-    args = validated.model_dump(mode="json")
+    spec = config.tools[call.name]
+    if spec.args is not None:
+        try:
+            validated = spec.args.model_validate(call.arguments)
+        except ValidationError as exc:
+            reason = (
+                f"invalid arguments for tool {call.name!r}: {_describe(exc)}; the call was not run"
+            )
+            return Observe(_refused(task, turn, number, reason, stamp), publish=True)
+        args = validated.model_dump(mode="json")
+    else:
+        problems = argument_problems(spec, call.arguments)
+        if problems:
+            described = "; ".join(f"{where or 'arguments'}: {what}" for where, what in problems)
+            reason = f"invalid arguments for tool {call.name!r}: {described}; the call was not run"
+            return Observe(_refused(task, turn, number, reason, stamp), publish=True)
+        args = dict(call.arguments)
     return CallTool(
         step=turn.step,
         call=number,
@@ -414,7 +425,7 @@ def _with_id(call: ToolCall, step: int, number: int) -> ToolCall:
 
 def _definition(spec: ToolSpec) -> ToolDefinition:
     return ToolDefinition(
-        name=spec.name, description=spec.description, parameters=spec.args.model_json_schema()
+        name=spec.name, description=spec.description, parameters=spec.json_schema()
     )
 
 
@@ -457,6 +468,7 @@ def react_returned(
     output: str,
     duration_ms: float,
     stamp: Stamp,
+    structured: dict[str, Any] | None = None,
 ) -> ToolReturned:
     return ToolReturned(
         **stamp.envelope("tool_returned", *_key(task, step, call)),
@@ -468,6 +480,7 @@ def react_returned(
         duration_ms=duration_ms,
         step=step,
         call=call,
+        structured=structured,
     )
 
 

@@ -137,7 +137,7 @@ async def _run(
 ) -> react.Observation:
     began = monotonic()
     try:
-        output = await runner.call(action.tool, action.args, task.timeout_s)
+        result = await runner.invoke(action.tool, action.args, task.timeout_s)
     except ToolError as error:
         duration_ms = (monotonic() - began) * 1000
         return react.react_tool_failed(
@@ -155,9 +155,10 @@ async def _run(
         step=action.step,
         call=action.call,
         tool=action.tool,
-        output=output,
+        output=result.text,
         duration_ms=duration_ms,
         stamp=stamp(),
+        structured=result.structured,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from events.errors import ToolError
-from events.tools import BUILTIN_TOOLS, ToolSpec
+from events.tools import BUILTIN_TOOLS, ToolSpec, argument_problems
 from services.executor.destinations import BUILTIN_DESTINATIONS, DestinationOf, local
 from services.executor.tools import (
     append_line,
@@ -22,7 +22,7 @@ from services.executor.tools import (
     sleep,
     write_file,
 )
-from services.executor.tools.context import ToolContext, ToolImplementation
+from services.executor.tools.context import ToolContext, ToolImplementation, ToolResult
 
 __all__ = ["RegisteredTool", "ToolRegistry", "describe_validation_error"]
 
@@ -66,7 +66,7 @@ class ToolRegistry:
     def register(
         self,
         spec: ToolSpec,
-        implementation: Callable[[ArgsT, ToolContext], Awaitable[str]],
+        implementation: Callable[[ArgsT, ToolContext], Awaitable[str | ToolResult]],
         *,
         destination: Callable[[ArgsT], str | None] | None = None,
     ) -> None:
@@ -78,6 +78,16 @@ class ToolRegistry:
         name = spec.name
         self._add(RegisteredTool(spec, implementation, destination or (lambda _args: name)))
 
+    def replace_origin(self, origin: str, tools: Iterable[RegisteredTool]) -> None:
+        """Make ``tools`` the registry's whole set from ``origin`` (an MCP server's listing):
+        tools it no longer lists are gone, new ones are added, changed ones replaced."""
+        for name in [name for name, tool in self._tools.items() if tool.spec.origin == origin]:
+            del self._tools[name]
+        for tool in tools:
+            if tool.spec.origin != origin:
+                raise ValueError(f"tool {tool.spec.name!r} is not from {origin}")
+            self._add(tool)
+
     def specs(self) -> Mapping[str, ToolSpec]:
         return MappingProxyType({name: tool.spec for name, tool in self._tools.items()})
 
@@ -88,9 +98,16 @@ class ToolRegistry:
             raise ToolError(f"unknown tool {name!r}; available tools: {available}")
         return tool
 
-    def validate(self, name: str, raw_args: Any) -> BaseModel:
-        """The tool's argument model built from ``raw_args``, or a non-transient ``ToolError``."""
+    def validate(self, name: str, raw_args: Any) -> Any:
+        """The tool's argument model built from ``raw_args`` (for a tool described by a JSON
+        Schema: the checked arguments), or a non-transient ``ToolError``."""
         spec = self.get(name).spec
+        if spec.args is None:
+            problems = argument_problems(spec, raw_args)
+            if problems:
+                described = "; ".join(f"{where or 'arguments'}: {what}" for where, what in problems)
+                raise ToolError(f"invalid arguments for tool {name!r}: {described}")
+            return dict(raw_args)
         try:
             return spec.args.model_validate(raw_args)
         except ValidationError as exc:

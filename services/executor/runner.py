@@ -11,16 +11,24 @@ something about the program, not about a dependency.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from events.errors import ToolError
+from events.tools import ToolSpec
 from services.executor.breaker import DEFAULT_MAX_DESTINATIONS, BreakerBoard, CircuitBreaker
 from services.executor.registry import ToolRegistry
-from services.executor.tools.context import ToolContext, ToolImplementation
+from services.executor.tools.context import ToolContext, ToolImplementation, ToolResult
 
-__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "ToolRunner", "truncate_output"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_BYTES",
+    "ToolRunner",
+    "cap_result",
+    "grant_refusal",
+    "truncate_output",
+]
 
 DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024
 
@@ -50,8 +58,16 @@ class ToolRunner:
     def breaker(self, destination: str) -> CircuitBreaker:
         return self.breakers.get(destination)
 
+    def permits(self, tool: str, granted: tuple[str, ...]) -> str | None:
+        """Why a task granted ``granted`` may not call ``tool``, or None when it may."""
+        return grant_refusal(self.registry.specs().get(tool), tool, granted)
+
     async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> str:
-        """The tool's output (at most ``max_output_bytes``), or a ``ToolError``."""
+        """The tool's output text (at most ``max_output_bytes``), or a ``ToolError``."""
+        return (await self.invoke(tool, args, timeout_s)).text
+
+    async def invoke(self, tool: str, args: dict[str, Any], timeout_s: float) -> ToolResult:
+        """The tool's output (capped at ``max_output_bytes``), or a ``ToolError``."""
         # Bad input says nothing about the tool's health, so it is checked before the breaker.
         validated = self.registry.validate(tool, args)
         registered = self.registry.get(tool)
@@ -81,7 +97,7 @@ class ToolRunner:
 
     async def _run(
         self, tool: str, implementation: ToolImplementation, validated: Any, timeout_s: float
-    ) -> str:
+    ) -> ToolResult:
         try:
             async with asyncio.timeout(timeout_s):
                 output = await implementation(validated, self._ctx)
@@ -92,7 +108,31 @@ class ToolRunner:
         except Exception as exc:
             # A bug in a tool must become a recorded failure, not a crash of the consumer.
             raise ToolError(f"tool {tool} crashed: {type(exc).__name__}: {exc}") from exc
-        return truncate_output(output, self._max_output_bytes)
+        result = output if isinstance(output, ToolResult) else ToolResult(output)
+        return cap_result(result, self._max_output_bytes)
+
+
+def grant_refusal(spec: ToolSpec | None, tool: str, granted: tuple[str, ...]) -> str | None:
+    """Why a plain task granted ``granted`` may not call ``tool`` (an untrusted tool it was not
+    granted), or None when it may. An unknown tool is left to the call to report."""
+    if spec is None or spec.trusted or tool in granted:
+        return None
+    return (
+        f"tool {tool!r} is untrusted ({spec.origin}) and not granted to this task: "
+        "list it in the step's allowed_tools (or the goal's) to let the task call it"
+    )
+
+
+def cap_result(result: ToolResult, max_bytes: int) -> ToolResult:
+    """``result`` within ``max_bytes``: the text truncated (marked), and structured content
+    larger than the cap dropped, with a note in the text (a cut JSON object means nothing)."""
+    text, structured = result.text, result.structured
+    if structured is not None:
+        size = len(json.dumps(structured, ensure_ascii=False).encode())
+        if size > max_bytes:
+            structured = None
+            text += f"\n[structured content dropped: {size} bytes, over the {max_bytes} byte cap]"
+    return ToolResult(truncate_output(text, max_bytes), structured)
 
 
 def truncate_output(output: str, max_bytes: int) -> str:

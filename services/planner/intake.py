@@ -11,12 +11,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from events.catalog import ContextRequested, GoalAccepted, GoalRejected
 from events.commands import ParsedGoal, RejectedGoal, StepCommand
 from events.model import Budget, Event, ForkPoint, Stamp, TaskSpec
-from events.tools import ToolSpec
+from events.tools import ToolSpec, argument_problems
 from services.planner.fork import fork_of
 from services.planner.references import contains_reference_marker, referenced_step_ids
 from services.planner.state import PlannerState
@@ -208,24 +206,18 @@ def _tool_problems(step_id: str, step: StepCommand, tools: Tools) -> list[str]:
     prefix = f"step {step_id} ({step.tool})"
     if contains_reference_marker(step.args):
         # Values become known only at scheduling time; the names must already be right.
-        fields = spec.args.model_fields
-        unknown = sorted(set(step.args) - set(fields))
-        missing = sorted(
-            name for name, info in fields.items() if info.is_required() and name not in step.args
-        )
+        names = spec.argument_names()
+        unknown = sorted(set(step.args) - set(names))
+        missing = sorted(name for name in spec.required_arguments() if name not in step.args)
         problems = [f"{prefix}: unknown argument {name!r}" for name in unknown]
         problems += [f"{prefix}: missing argument {name!r}" for name in missing]
         if problems:
-            problems[-1] += f"; expected arguments: {', '.join(fields)}"
+            problems[-1] += f"; expected arguments: {', '.join(names)}"
         return problems
-    try:
-        spec.args.model_validate(step.args)
-    except ValidationError as exc:
-        return [
-            f"{prefix}: argument {'.'.join(map(str, error['loc'])) or '(all)'}: {error['msg']}"
-            for error in exc.errors()
-        ]
-    return []
+    return [
+        f"{prefix}: argument {where or '(all)'}: {what}"
+        for where, what in argument_problems(spec, step.args)
+    ]
 
 
 def _cycle_in(graph: Mapping[str, tuple[str, ...]]) -> list[str]:

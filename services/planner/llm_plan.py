@@ -117,7 +117,7 @@ def _plan_schema(registry: tuple[tuple[str, ToolSpec], ...]) -> dict[str, Any]:
                 "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
                 "description": {"type": "string"},
                 "tool": {"const": name},
-                "args": spec.args.model_json_schema(),
+                "args": spec.json_schema(),
                 "depends_on": {"type": "array", "items": {"type": "string"}},
                 "allowed_tools": (
                     {"type": "array", "items": {"enum": names}, "minItems": 1}
@@ -153,7 +153,7 @@ def _tool_catalogue(tools: Tools) -> str:
 def _catalogue(registry: tuple[tuple[str, ToolSpec], ...]) -> str:
     tools = dict(registry)
     return "\n".join(
-        f"- {name}: {spec.description}; {json.dumps(spec.args.model_json_schema(), sort_keys=True)}"
+        f"- {name}: {spec.description}; {json.dumps(spec.json_schema(), sort_keys=True)}"
         for name, spec in sorted(_with_react(tools).items())
     )
 

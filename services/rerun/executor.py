@@ -12,10 +12,10 @@ from the recorded ``llm_responded`` events by request hash, like every re-run. T
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from events.catalog import (
     LlmRequested,
@@ -28,11 +28,12 @@ from events.catalog import (
 )
 from events.errors import LlmNotRecordedError, ToolError
 from events.model import Event
-from events.tools import REACT_TOOL
+from events.tools import REACT_TOOL, ToolSpec
 from services.executor.handler import execute_task
 from services.executor.react import ReactConfig
 from services.executor.react_handler import execute_react
-from services.executor.runner import ToolRunner
+from services.executor.runner import ToolRunner, grant_refusal
+from services.executor.tools.context import ToolResult
 from services.llm.messages import LlmReply, LlmRequest, request_hash
 from services.rerun.common import (
     Difference,
@@ -57,12 +58,19 @@ class _UnrecordedError(ToolError):
 class _RecordedTools(ToolRunner):
     """A tool runner that answers from one task's recorded calls, in order; runs nothing."""
 
-    def __init__(self, calls: Sequence[tuple[ToolCalled, CallOutcome]]) -> None:
+    def __init__(
+        self, calls: Sequence[tuple[ToolCalled, CallOutcome]], tools: Mapping[str, ToolSpec]
+    ) -> None:
         # Deliberately not ToolRunner.__init__: no registry, no workspace, no HTTP client.
         self._calls = deque(calls)
+        self._tools = tools
         self.unrecorded: list[str] = []
 
-    async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> str:
+    def permits(self, tool: str, granted: tuple[str, ...]) -> str | None:
+        # The same judgement as the live executor's, on the tools re-run knows.
+        return grant_refusal(self._tools.get(tool), tool, granted)
+
+    async def invoke(self, tool: str, args: dict[str, Any], timeout_s: float) -> ToolResult:
         del timeout_s
         if not self._calls:
             return self._refuse(f"{tool} {short(args)}: one call more than recorded")
@@ -73,9 +81,9 @@ class _RecordedTools(ToolRunner):
             )
         if isinstance(outcome, ToolFailed):
             raise ToolError(outcome.error, transient=outcome.transient)
-        return outcome.output
+        return ToolResult(outcome.output, outcome.structured)
 
-    def _refuse(self, what: str) -> str:
+    def _refuse(self, what: str) -> NoReturn:
         self.unrecorded.append(what)
         raise _UnrecordedError(f"re-run: the record holds no answer to {what}")
 
@@ -212,7 +220,7 @@ async def rerun_executor(
         return None
 
     for task in tasks:
-        tools = _RecordedTools(_recorded_calls(history, task))
+        tools = _RecordedTools(_recorded_calls(history, task), options.react_tools)
         if task.tool == REACT_TOOL:
             assert options.react_prompt is not None
             await execute_react(

@@ -33,7 +33,7 @@ from services.executor import decide, react
 from services.executor.react_handler import execute_react
 from services.executor.registry import ToolRegistry
 from services.executor.runner import ToolRunner
-from services.executor.tools.context import ToolContext
+from services.executor.tools.context import ToolContext, ToolResult
 from services.llm.messages import ChatMessage, LlmReply, LlmRequest, ToolCall
 from services.llm.templates import load_prompt
 
@@ -420,9 +420,9 @@ class CountingRunner(ToolRunner):
         super().__init__(inner.registry, inner._ctx)
         self.calls: list[str] = []
 
-    async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> str:
+    async def invoke(self, tool: str, args: dict[str, Any], timeout_s: float) -> ToolResult:
         self.calls.append(tool)
-        return await super().call(tool, args, timeout_s)
+        return await super().invoke(tool, args, timeout_s)
 
 
 async def test_a_crash_after_a_tool_call_never_reruns_it_and_reuses_recorded_thinks(

@@ -16,7 +16,7 @@ import httpx
 if TYPE_CHECKING:
     from services.executor.sandbox import Sandbox
 
-__all__ = ["ToolContext", "ToolImplementation"]
+__all__ = ["ToolContext", "ToolImplementation", "ToolResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,5 +27,15 @@ class ToolContext:
     sandbox: Sandbox | None = None
 
 
-# The validated argument model is passed in; its concrete type depends on the tool.
-ToolImplementation = Callable[[Any, ToolContext], Awaitable[str]]
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a call returned: its text and, from tools that give one (MCP tools' structured
+    content), a JSON object."""
+
+    text: str
+    structured: dict[str, Any] | None = None
+
+
+# The validated arguments are passed in: the tool's pydantic model, or for a tool described
+# by a JSON Schema (MCP) the arguments as a dict.
+ToolImplementation = Callable[[Any, ToolContext], Awaitable[str | ToolResult]]
