@@ -37,12 +37,17 @@ _ID_PATTERN = SUBJECT_TOKEN.pattern  # one subject token: letters, digits, - and
 class StepCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One explicit step. Without ``id``/``depends_on``, steps run in the order given."""
 
-    tool: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    tool: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     args: dict[str, Any] = {}
     id: Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)] | None = None
     depends_on: tuple[Annotated[str, msgspec.Meta(pattern=_ID_PATTERN)], ...] | None = None
     description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+    # Untrusted tools (from MCP servers) this step may call: its own tool must be listed here.
+    allowed_tools: Annotated[
+        tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=200)], ...],
+        msgspec.Meta(max_length=50),
+    ] = ()
 
     def __post_init__(self) -> None:
         _check_token("steps[].id", self.id)

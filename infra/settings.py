@@ -154,6 +154,8 @@ class Settings:
     tls_ca: Path | None = None
     # Private/loopback addresses http_get may reach anyway: CIDRs or host names.
     http_allow: tuple[str, ...] = ()
+    # MCP servers whose tools the executor offers (docs/mcp.md): inline JSON or a file's path.
+    mcp_servers: str | None = None
     # Limits of one sandboxed program (the python tool; docs/security.md).
     sandbox_cpu_s: int = 5
     sandbox_memory_mb: int = 512
@@ -222,6 +224,7 @@ class Settings:
             or "text-embedding-3-small",
             embeddings_key=env.get("AGORA_EMBEDDINGS_KEY", "").strip() or None,
             **_security(env),
+            mcp_servers=env.get("AGORA_MCP_SERVERS", "").strip() or None,
             sandbox_cpu_s=_int(env, "AGORA_SANDBOX_CPU_S", 5),
             sandbox_memory_mb=_int(env, "AGORA_SANDBOX_MEMORY_MB", 512),
             sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
@@ -310,6 +313,8 @@ class Settings:
         env["AGORA_LLM_PLAN_MAX_TOKENS"] = str(self.llm_plan_max_tokens)
         if self.planner_prompts is not None:
             env["AGORA_PLANNER_PROMPTS"] = str(self.planner_prompts)
+        if self.mcp_servers:
+            env["AGORA_MCP_SERVERS"] = self.mcp_servers
         if self.embeddings_url:
             env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
         if self.embeddings_key:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as CoreSubscription
@@ -12,9 +13,10 @@ from nats.js.api import PubAck
 from events.catalog import TaskScheduled
 from events.model import Event
 from events.subjects import EVENTS_STREAM, event_type_filter, goal_id_from_subject
-from events.tools import REACT_TOOL
+from events.tools import REACT_TOOL, ToolSpec
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory
+from infra.mcp import McpTools, parse_servers
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.cancellations import Cancellations
 from services.executor.handler import execute_task
@@ -22,10 +24,10 @@ from services.executor.manifest import MANIFEST
 from services.executor.netguard import AddressPolicy, guarded_http_client
 from services.executor.react import ReactConfig
 from services.executor.react_handler import execute_react
-from services.executor.registry import ToolRegistry
+from services.executor.registry import RegisteredTool, ToolRegistry
 from services.executor.runner import ToolRunner
 from services.executor.sandbox import Sandbox, SandboxLimits
-from services.executor.tools.context import ToolContext
+from services.executor.tools.context import ToolContext, ToolImplementation, ToolResult
 from services.llm.templates import PromptTemplate, load_prompt
 
 __all__ = ["build", "react_prompt"]
@@ -58,6 +60,12 @@ def build(ctx: ServiceContext) -> ServiceParts:
     )
     tools = ToolContext(workspace=workspace, http=http, sandbox=sandbox)
     registry = ToolRegistry.builtin()
+    mcp = McpTools(
+        parse_servers(settings.mcp_servers),
+        on_listing=lambda server, specs: registry.replace_origin(
+            server.origin, mcp_registered(server.name, specs, mcp)
+        ),
+    )
     runner = ToolRunner(registry, tools)
     react_config = ReactConfig(
         tools=registry.specs(),
@@ -78,9 +86,15 @@ def build(ctx: ServiceContext) -> ServiceParts:
         for tag in MANIFEST.followed_tags:
             doorbells.append(await ctx.nc.subscribe(event_type_filter(tag), cb=heard))
 
+    async def start() -> None:
+        await follow_cancellations()
+        # MCP servers are connected (or found unreachable) before the first task is taken.
+        await mcp.start()
+
     async def stop() -> None:
         for doorbell in doorbells:
             await doorbell.unsubscribe()
+        await mcp.close()
         await http.aclose()
 
     async def publish(events: Sequence[Event], *, expected_last_seq: int) -> list[PubAck]:
@@ -126,6 +140,31 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 ctx.settings.executor_concurrency,
             )
         ],
-        on_start=follow_cancellations,
+        on_start=start,
         on_stop=stop,
+        tasks=[mcp.keep_connected],
     )
+
+
+def mcp_registered(
+    server: str, specs: Mapping[str, ToolSpec], mcp: McpTools
+) -> list[RegisteredTool]:
+    """A server's listed tools as registry entries: calls go to that server, and all of them
+    share one circuit breaker (``mcp:<server>``)."""
+
+    def implementation(tool: str) -> ToolImplementation:
+        async def run(arguments: Any, _ctx: ToolContext) -> ToolResult:
+            text, structured = await mcp.call(server, tool, arguments)
+            return ToolResult(text, structured)
+
+        return run
+
+    destination = f"mcp:{server}"
+    return [
+        RegisteredTool(
+            spec,
+            implementation(name.removeprefix(f"{server}.")),
+            lambda _args: destination,
+        )
+        for name, spec in specs.items()
+    ]

@@ -52,6 +52,8 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[RegisteredTool] = ()) -> None:
         self._tools: dict[str, RegisteredTool] = {}
+        # Tools an origin listed once and no longer does: name -> that origin.
+        self._retired: dict[str, str] = {}
         for tool in tools:
             self._add(tool)
 
@@ -83,16 +85,23 @@ class ToolRegistry:
         tools it no longer lists are gone, new ones are added, changed ones replaced."""
         for name in [name for name, tool in self._tools.items() if tool.spec.origin == origin]:
             del self._tools[name]
+            self._retired[name] = origin
         for tool in tools:
             if tool.spec.origin != origin:
                 raise ValueError(f"tool {tool.spec.name!r} is not from {origin}")
             self._add(tool)
+            self._retired.pop(tool.spec.name, None)
 
     def specs(self) -> Mapping[str, ToolSpec]:
         return MappingProxyType({name: tool.spec for name, tool in self._tools.items()})
 
     def get(self, name: str) -> RegisteredTool:
         tool = self._tools.get(name)
+        if tool is None and name in self._retired:
+            raise ToolError(
+                f"tool {name!r} is no longer offered: {self._retired[name]} changed its tool "
+                "set and does not list it any more"
+            )
         if tool is None:
             available = ", ".join(sorted(self._tools)) or "none"
             raise ToolError(f"unknown tool {name!r}; available tools: {available}")

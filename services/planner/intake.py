@@ -204,6 +204,11 @@ def _tool_problems(step_id: str, step: StepCommand, tools: Tools) -> list[str]:
         known = ", ".join(sorted(tools))
         return [f"step {step_id} uses unknown tool {step.tool!r}; known tools: {known}"]
     prefix = f"step {step_id} ({step.tool})"
+    if not spec.trusted and step.tool not in step.allowed_tools:
+        return [
+            f"{prefix}: {step.tool} is untrusted ({spec.origin}); grant it to the step with "
+            f'"allowed_tools": ["{step.tool}"]'
+        ]
     if contains_reference_marker(step.args):
         # Values become known only at scheduling time; the names must already be right.
         names = spec.argument_names()
@@ -288,6 +293,7 @@ def normalize_steps(steps: tuple[StepCommand, ...], tools: Tools) -> tuple[TaskS
             depends_on=deps,
             timeout_s=step.timeout_s or tools[step.tool].default_timeout_s,
             max_attempts=DEFAULT_MAX_ATTEMPTS,
+            allowed_tools=tuple(dict.fromkeys(step.allowed_tools)),
         )
         for step_id, step, deps in zip(_step_ids(steps), steps, _dependencies(steps), strict=True)
     )

@@ -26,12 +26,12 @@ from events.catalog import (
 from events.control_commands import CONTROL_SUBJECTS
 from events.model import Event
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, goal_id_from_subject
-from events.tools import BUILTIN_TOOLS
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory, last_on_subject, read_events
 from infra.bus.lease import Lease, SingleFlight
 from infra.bus.publisher import Fence
 from infra.logging import get_logger
+from infra.mcp import McpTools, ToolCatalogue, parse_servers
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from infra.settings import Settings
 from services.planner.handler import CommandIntake, GoalIntake, GoalPlanner
@@ -88,10 +88,14 @@ def build(ctx: ServiceContext) -> ServiceParts:
             if seq <= at_seq
         ]
 
+    # The MCP servers' tools, listed by the planner itself (docs/mcp.md): it validates and
+    # plans with the same listing the executor registers; it never calls them.
+    mcp = McpTools(parse_servers(ctx.settings.mcp_servers))
+    tools = ToolCatalogue(mcp)
     intake = GoalIntake(
         append_new_goal=append_new_goal,
         fork_origin=fork_origin,
-        tools=BUILTIN_TOOLS,
+        tools=tools,
         producer=ctx.producer,
         now=ctx.now,
         max_bytes=ctx.settings.max_intake_bytes,
@@ -99,7 +103,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
     planner = GoalPlanner(
         record=record,
         append=append,
-        tools=BUILTIN_TOOLS,
+        tools=tools,
         producer=ctx.producer,
         now=ctx.now,
         llm=ctx.llm,
@@ -160,5 +164,8 @@ def build(ctx: ServiceContext) -> ServiceParts:
         [
             Subscription(ctx.spec(INTAKE_STREAM), on_command, concurrency),
             Subscription(ctx.spec(EVENTS_STREAM), on_event, concurrency, ordering_key=_goal_of),
-        ]
+        ],
+        on_start=mcp.start,
+        on_stop=mcp.close,
+        tasks=[mcp.keep_connected],
     )

@@ -1,0 +1,266 @@
+"""One MCP server, connected with the official SDK's ``mcp.Client``: listing and calls.
+
+The SDK's client is an anyio context manager that must be entered and left in one task, so a
+*holder* task keeps each connection open until it is dropped. Calls from any task share it
+(JSON-RPC multiplexes them). A connection that broke (the process exited, the HTTP server went
+away) is dropped; the next call connects again, once, under a lock. Every failure becomes a
+``ToolError`` that says what happened to which server and whether a retry can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.client.session import IncomingMessage
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, Tool, ToolListChangedNotification
+from pydantic import ValidationError
+
+from events.errors import AgoraError, ToolError
+from infra.logging import get_logger, register_secret
+from infra.mcp.config import McpServer, resolve_headers
+from infra.mcp.listing import Listing, specs_of
+
+__all__ = ["McpConnection"]
+
+log = get_logger("agora.mcp")
+
+_MAX_PAGES = 100
+_CONNECT_TIMEOUT_S = 30.0
+
+
+class McpConnection:
+    """A server's session and its latest listing. ``on_listing`` hears every new listing."""
+
+    def __init__(
+        self, server: McpServer, on_listing: Callable[[McpConnection], None] | None = None
+    ) -> None:
+        self.server = server
+        self.listing = Listing({})
+        self.protocol_version: str | None = None
+        # Why the server is not usable right now (None: connected, or never tried).
+        self.problem: str | None = None
+        self._on_listing = on_listing
+        self._client: Client | None = None
+        self._stop: asyncio.Event | None = None
+        self._holder: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    async def connect(self) -> None:
+        """Connect (if not connected) and list the tools; raises ``ToolError`` when it cannot."""
+        async with self._lock:
+            if self._client is not None:
+                return
+            try:
+                async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                    client = await self._open()
+                    self.protocol_version = client.protocol_version
+                    await self._list(client)
+            except AgoraError as exc:
+                self.problem = str(exc)
+                await self._drop()
+                raise ToolError(
+                    f"MCP server {self.server.name} is misconfigured: {exc}", transient=False
+                ) from exc
+            except Exception as exc:
+                self.problem = _describe(exc)
+                await self._drop()
+                raise ToolError(
+                    f"MCP server {self.server.name} ({self.server.transport}) cannot be "
+                    f"reached: {self.problem}",
+                    transient=True,
+                ) from exc
+            self.problem = None
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> Any:
+        """The server's ``CallToolResult`` for ``tool`` (its own, unqualified name)."""
+        if self._client is None:
+            await self.connect()
+        client = self._client
+        if client is None:  # dropped meanwhile by a concurrent failure
+            raise ToolError(
+                f"MCP server {self.server.name} disconnected: {self.problem}", transient=True
+            )
+        try:
+            return await client.call_tool(tool, arguments)
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                await self._lost(client, "the connection closed during the call")
+                raise ToolError(
+                    f"MCP server {self.server.name} closed the connection during the call of "
+                    f"{tool} (it crashed or exited); it is started again on the next call",
+                    transient=True,
+                ) from exc
+            # The server answered with a JSON-RPC error: this call, not the server, is wrong.
+            self._relist_soon()
+            raise ToolError(
+                f"MCP server {self.server.name} refused the call of {tool}: {exc}"
+            ) from exc
+        except ValidationError as exc:
+            raise ToolError(
+                f"MCP server {self.server.name} answered the call of {tool} with a result "
+                f"that is not valid MCP: {_validation_summary(exc)}"
+            ) from exc
+        except RuntimeError as exc:
+            # The SDK checks structured content against the tool's output schema.
+            raise ToolError(
+                f"MCP server {self.server.name} answered the call of {tool} against the "
+                f"tool's own schema: {str(exc).splitlines()[0]}"
+            ) from exc
+        except (OSError, httpx2.HTTPError, anyio.BrokenResourceError) as exc:
+            await self._lost(client, _describe(exc))
+            raise ToolError(
+                f"MCP server {self.server.name} failed during the call of {tool}: {_describe(exc)}",
+                transient=True,
+            ) from exc
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        async with self._lock:
+            await self._drop()
+
+    # -- internals ---------------------------------------------------------------------
+
+    async def _open(self) -> Client:
+        ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+        stop = asyncio.Event()
+        transport = self._transport()
+        client = Client(transport, message_handler=self._on_message)
+        self._stop = stop
+        self._holder = asyncio.create_task(self._hold(client, ready, stop))
+        self._client = await ready
+        return self._client
+
+    def _transport(self) -> Any:
+        server = self.server
+        if server.command is not None:
+            params = StdioServerParameters(
+                command=server.command,
+                args=list(server.args),
+                env=dict(server.env) or None,
+                cwd=server.cwd,
+            )
+            return stdio_client(params, errlog=sys.stderr)
+        assert server.url is not None
+        headers, secrets = resolve_headers(server, os.environ)
+        for secret in secrets:
+            register_secret(secret)
+        return _http_transport(server.url, headers)
+
+    async def _hold(
+        self, client: Client, ready: asyncio.Future[Client], stop: asyncio.Event
+    ) -> None:
+        try:
+            async with client:
+                ready.set_result(client)
+                await stop.wait()
+        except asyncio.CancelledError:
+            if not ready.done():
+                ready.cancel()
+            raise
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else ToolError(str(exc)))
+            else:
+                log.warning("mcp_connection_ended", server=self.server.name, error=_describe(exc))
+        finally:
+            if self._client is client:
+                self._client = None
+
+    async def _list(self, client: Client) -> None:
+        tools: list[Tool] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            page = await client.list_tools(cursor=cursor, cache_mode="refresh")
+            tools += page.tools
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        listing = specs_of(self.server, tools)
+        for skipped in listing.skipped:
+            log.warning("mcp_tool_skipped", server=self.server.name, tool=skipped)
+        changed = set(listing.specs) != set(self.listing.specs) or listing != self.listing
+        self.listing = listing
+        if changed and self._on_listing is not None:
+            self._on_listing(self)
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        if isinstance(message, ToolListChangedNotification):
+            self._relist_soon()
+
+    def _relist_soon(self) -> None:
+        client = self._client
+        if client is None:
+            return
+
+        async def relist() -> None:
+            with suppress(Exception):
+                await self._list(client)
+
+        task = asyncio.create_task(relist())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _lost(self, client: Client, why: str) -> None:
+        async with self._lock:
+            if self._client is client:
+                self.problem = why
+                await self._drop()
+
+    async def _drop(self) -> None:
+        holder, stop = self._holder, self._stop
+        self._client = self._holder = self._stop = None
+        if stop is not None:
+            stop.set()
+        if holder is not None:
+            try:
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(holder)
+            except BaseException:
+                holder.cancel()
+                with suppress(BaseException):
+                    await holder
+
+
+@asynccontextmanager
+async def _http_transport(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+    # The SDK leaves a client it was handed open: this one is closed with the connection.
+    # Its timeouts are the SDK's defaults (a response stream may stay open); each call has
+    # its own timeout in the tool runner.
+    timeout = httpx2.Timeout(30.0, read=300.0)
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        streamable_http_client(url, http_client=http) as streams,
+    ):
+        yield streams
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in exc.exceptions)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(p) for p in error['loc']) or 'result'}: {error['msg']}"
+        for error in exc.errors(include_url=False)[:5]
+    ]
+    return "; ".join(problems)
