@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import msgspec
+
 from events.model import (
     Budget,
     Check,
@@ -33,6 +35,7 @@ __all__ = [
     "GoalRejected",
     "GoalResumed",
     "LeaseAcquired",
+    "ListedTool",
     "LlmRequested",
     "LlmResponded",
     "MemoryCompacted",
@@ -51,6 +54,7 @@ __all__ = [
     "ToolFailed",
     "ToolRefused",
     "ToolReturned",
+    "ToolsListed",
 ]
 
 Verdict = Literal["accept", "revise"]
@@ -69,6 +73,8 @@ class GoalAccepted(Event, frozen=True, kw_only=True, tag="goal_accepted"):
     max_iterations: int = 3
     metadata: dict[str, Any] = {}
     budget: Budget | None = None
+    # Untrusted tools the goal's tasks may call (a step may also grant its own).
+    allowed_tools: tuple[str, ...] = ()
     # A fork (``agora fork``): the goal it started from, and the tasks of ``steps`` that had
     # completed there by then, with their outputs (they are not run again).
     forked_from: ForkPoint | None = None
@@ -405,6 +411,32 @@ class LeaseAcquired(Event, frozen=True, kw_only=True, tag="lease_acquired"):
     previous_holder: str = ""
 
 
+class ListedTool(msgspec.Struct, frozen=True, kw_only=True):
+    """One tool of an MCP server's listing: its agora name (``<server>.<tool>``) and schema."""
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = {}
+    timeout_s: float = 30.0
+
+
+class ToolsListed(Event, frozen=True, kw_only=True, tag="tools_listed"):
+    """The executor's view of one MCP server's tools (goal id ``_mcp_<server>``), recorded
+    when it first lists them and whenever the set changes. Planners validate and plan with
+    the latest listing of every server; ``agora tools`` shows them. ``problem``: the server
+    could not be reached or listed (then ``tools`` is empty)."""
+
+    server: str
+    origin: str
+    transport: str
+    where: str
+    trusted: bool = False
+    protocol_version: str | None = None
+    tools: tuple[ListedTool, ...] = ()
+    skipped: tuple[str, ...] = ()
+    problem: str | None = None
+
+
 # -- evaluation (evaluator) --------------------------------------------------------------
 
 
@@ -450,6 +482,7 @@ AnyEvent = (
     | GoalResumed
     | CommandRejected
     | TaskCancelled
+    | ToolsListed
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -90,6 +90,12 @@ class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] | None = None
     max_cost_usd: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] | None = None
     forked_from: ForkCommand | None = None
+    # Untrusted tools (from MCP servers) the goal's tasks may call: any step, and any task
+    # the model plans, may use these; nothing else untrusted.
+    allowed_tools: Annotated[
+        tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=200)], ...],
+        msgspec.Meta(max_length=50),
+    ] = ()
 
     def __post_init__(self) -> None:
         _check_token("goal_id", self.goal_id)

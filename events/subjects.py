@@ -15,6 +15,7 @@ __all__ = [
     "INTAKE_STREAM",
     "QUERY_SUBJECT",
     "SUBJECT_TOKEN",
+    "TOOLS_LISTED_FILTER",
     "dlq_subject",
     "event_subject",
     "event_type_filter",
@@ -25,6 +26,7 @@ __all__ = [
     "is_subject_token",
     "lease_goal_id",
     "lease_subject",
+    "tools_goal_id",
 ]
 
 INTAKE_STREAM = "AGORA_INTAKE"
@@ -56,6 +58,15 @@ def is_subject_token(text: str) -> bool:
 def is_reserved_goal_id(goal_id: str) -> bool:
     """Goal ids starting with ``_`` belong to the platform (leases, unattributed memory)."""
     return goal_id.startswith("_")
+
+
+def tools_goal_id(server: str) -> str:
+    """Where an MCP server's ``tools_listed`` events are recorded (one subject per server)."""
+    return f"_mcp_{server}"
+
+
+# Every server's listings.
+TOOLS_LISTED_FILTER = "agora.events.*.tools_listed"
 
 
 def lease_goal_id(service: str) -> str:

@@ -44,6 +44,7 @@ from events.catalog import (
     ToolFailed,
     ToolRefused,
     ToolReturned,
+    ToolsListed,
 )
 from events.codec import encode
 from events.model import Event, event_type
@@ -185,6 +186,11 @@ def _(e: MemoryCompacted) -> str:
 @_describe.register
 def _(e: LeaseAcquired) -> str:
     return f"{e.holder} became the active {e.service}"
+
+
+@_describe.register
+def _(e: ToolsListed) -> str:
+    return f"MCP server {e.server}: {len(e.tools)} tool(s)"
 
 
 @_describe.register

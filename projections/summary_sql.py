@@ -85,6 +85,8 @@ SUMMARY_FIELDS: dict[str, object] = {
     "holder": "VARCHAR",
     "service": "VARCHAR",
     "command": "VARCHAR",
+    "server": "VARCHAR",
+    "tools": "JSON",
 }
 SUMMARY_DOC = "doc"
 
@@ -160,6 +162,10 @@ _DESCRIPTIONS: dict[str, str] = {
         f"' tokens, budget ' || {_text(_f('budget'))}"
     ),
     "lease_acquired": f"{_f('holder')} || ' became the active ' || {_f('service')}",
+    "tools_listed": (
+        f"'MCP server ' || {_f('server')} || ': ' || "
+        f"{_text(_or(_json_length(_f('tools')), '0'))} || ' tool(s)'"
+    ),
     "llm_requested": f"'asked ' || {_f('model')} || ' (' || {_f('purpose')} || ')'",
     "llm_responded": (
         f"{_f('model')} || ' answered (' || {_text(_or(_f('tokens_in'), '0'))} || '→' || "

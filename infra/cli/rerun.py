@@ -27,7 +27,9 @@ async def rerun_goal(
     settings: Settings, goal_id: str, *, service: str = "planner", live_llm: bool = False
 ) -> RerunReport:
     """Read ``goal_id``'s recorded events and re-run ``service`` over them (read-only)."""
+    from events.tool_catalogue import with_listed
     from infra.bus.history import read_events
+    from infra.mcp.catalogue import read_listings
     from infra.platform.runner import producer_name, utc_now
     from services.planner.main import planning_from_settings
     from services.rerun import RERUNNERS, RerunOptions, evaluator_used_llm, planner_used_llm
@@ -48,9 +50,13 @@ async def rerun_goal(
             )
     nc = await connect(settings, "agora-rerun")
     try:
-        history = [event async for _, event in read_events(nc, goal_events_filter(goal_id))]
-        if not history:
+        recorded = [pair async for pair in read_events(nc, goal_events_filter(goal_id))]
+        if not recorded:
             raise AgoraError(f"goal {goal_id} has no recorded events; check the id")
+        history = [event for _, event in recorded]
+        # The tools as the executor had listed them when the goal came in (docs/mcp.md):
+        # nothing here connects to an MCP server.
+        tools = with_listed(await read_listings(nc, before_seq=recorded[0][0]))
         # The LLM strategies are on when an LLM is configured, or when the recorded goal
         # used them (their answers are in the record: no LLM is needed to re-run it).
         used = {"planner": planner_used_llm, "evaluator": evaluator_used_llm}.get(service)
@@ -67,6 +73,8 @@ async def rerun_goal(
             judge_prompt=judge_prompt(),
             react_prompt=react_prompt(),
             react_max_steps=settings.react_max_steps,
+            tools=tools,
+            react_tools=tools,
         )
         return await RERUNNERS[service](history, options, utc_now())
     finally:

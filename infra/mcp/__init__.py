@@ -2,31 +2,31 @@
 
 :class:`McpTools` connects every configured server with the official SDK (``mcp``), keeps
 each one's latest tool listing as tool specs (``<server>.<tool>``, their JSON Schemas), and
-calls them. The executor registers those tools in its registry; the planner reads the same
-listing to validate and plan with them (:class:`ToolCatalogue`).
+calls them. The executor is the only process that connects: it registers the tools in its
+registry and records each listing as a ``tools_listed`` event, from which planners and
+``agora tools`` know them (:mod:`infra.mcp.catalogue`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from events.tools import BUILTIN_TOOLS, ToolSpec
+from events.catalog import ListedTool, ToolsListed
+from events.ids import derive_id
+from events.subjects import tools_goal_id
+from events.tools import ToolSpec
 from infra.logging import get_logger
 from infra.mcp.config import McpServer, parse_servers
 from infra.mcp.connection import McpConnection
 from infra.mcp.listing import result_of
 
-__all__ = [
-    "McpServer",
-    "McpTools",
-    "ServerStatus",
-    "ToolCatalogue",
-    "parse_servers",
-]
+__all__ = ["McpConnection", "McpServer", "McpTools", "listing_event", "parse_servers"]
 
 log = get_logger("agora.mcp")
 
@@ -35,54 +35,19 @@ _RECONNECT_MIN_S = 1.0
 _RECONNECT_MAX_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class ServerStatus:
-    name: str
-    transport: str
-    where: str
-    trusted: bool
-    connected: bool
-    protocol_version: str | None
-    tools: tuple[str, ...]
-    skipped: tuple[str, ...]
-    problem: str | None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "transport": self.transport,
-            "where": self.where,
-            "trusted": self.trusted,
-            "connected": self.connected,
-            "protocol_version": self.protocol_version,
-            "tools": list(self.tools),
-            "skipped": list(self.skipped),
-            "problem": self.problem,
-        }
-
-
 class McpTools:
-    """Every configured server's connection. ``on_listing(server, specs)`` hears each change
-    of a server's tool set (its first listing included)."""
+    """Every configured server's connection. ``on_listing(connection)`` hears each change of
+    a server's tool set (its first listing included) and a first connection that failed."""
 
     def __init__(
         self,
         servers: Sequence[McpServer],
-        on_listing: Callable[[McpServer, Mapping[str, ToolSpec]], None] | None = None,
+        on_listing: Callable[[McpConnection], Awaitable[None]] | None = None,
     ) -> None:
         self._on_listing = on_listing
         self.connections = {
-            server.name: McpConnection(server, on_listing=self._listed) for server in servers
+            server.name: McpConnection(server, on_listing=on_listing) for server in servers
         }
-
-    def _listed(self, connection: McpConnection) -> None:
-        log.info(
-            "mcp_tools_listed",
-            server=connection.server.name,
-            tools=sorted(connection.listing.specs),
-        )
-        if self._on_listing is not None:
-            self._on_listing(connection.server, connection.listing.specs)
 
     async def start(self) -> None:
         """Connect every server once; one that fails is logged and tried again later."""
@@ -94,6 +59,16 @@ class McpTools:
             if isinstance(result, BaseException):
                 log.warning(
                     "mcp_server_unavailable", server=connection.server.name, error=str(result)
+                )
+                if self._on_listing is not None:
+                    with contextlib.suppress(Exception):
+                        await self._on_listing(connection)
+            else:
+                log.info(
+                    "mcp_server_connected",
+                    server=connection.server.name,
+                    protocol_version=connection.protocol_version,
+                    tools=sorted(connection.listing.specs),
                 )
 
     async def keep_connected(self, stop: asyncio.Event) -> None:
@@ -117,50 +92,54 @@ class McpTools:
 
     async def call(self, server: str, tool: str, arguments: dict[str, Any]) -> tuple[str, Any]:
         """(text, structured content) of calling ``tool`` (its own name) on ``server``."""
-        connection = self.connections[server]
-        result = await connection.call(tool, arguments)
+        result = await self.connections[server].call(tool, arguments)
         return result_of(server, tool, result)
-
-    def status(self) -> list[ServerStatus]:
-        return [
-            ServerStatus(
-                name=c.server.name,
-                transport=c.server.transport,
-                where=c.server.describe(),
-                trusted=c.server.trusted,
-                connected=c.connected,
-                protocol_version=c.protocol_version,
-                tools=tuple(sorted(c.listing.specs)),
-                skipped=c.listing.skipped,
-                problem=c.problem,
-            )
-            for c in self.connections.values()
-        ]
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.connections.values()))
 
 
-class ToolCatalogue(Mapping[str, ToolSpec]):
-    """The built-in tools and every MCP tool currently listed: what a planner plans with."""
+def listing_event(
+    connection: McpConnection, *, previous_id: str | None, producer: str, now: datetime
+) -> ToolsListed:
+    """``connection``'s current listing (or why there is none) as a ``tools_listed`` event.
 
-    def __init__(
-        self, mcp: McpTools | None = None, builtin: Mapping[str, ToolSpec] = BUILTIN_TOOLS
-    ):
-        self._mcp = mcp
-        self._builtin = builtin
-
-    def _all(self) -> dict[str, ToolSpec]:
-        return {**(self._mcp.specs() if self._mcp else {}), **self._builtin}
-
-    def __getitem__(self, name: str) -> ToolSpec:
-        spec = self._builtin.get(name)
-        if spec is not None:
-            return spec
-        return self._all()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
+    Its id is derived from the listing's content and the listing it follows, so executor
+    replicas that list the same tools record it once, and a set that changes back is
+    recorded again.
+    """
+    server = connection.server
+    tools = tuple(
+        ListedTool(
+            name=spec.name,
+            description=spec.description,
+            input_schema=spec.json_schema(),
+            timeout_s=spec.default_timeout_s,
+        )
+        for spec in sorted(connection.listing.specs.values(), key=lambda spec: spec.name)
+    )
+    content = {
+        "tools": [(t.name, t.description, t.input_schema, t.timeout_s) for t in tools],
+        "skipped": connection.listing.skipped,
+        "problem": connection.problem if not tools else None,
+        "trusted": server.trusted,
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    goal_id = tools_goal_id(server.name)
+    return ToolsListed(
+        event_id=derive_id("executor", goal_id, "tools_listed", digest, previous_id),
+        goal_id=goal_id,
+        occurred_at=now,
+        causation_id=previous_id,
+        correlation_id=goal_id,
+        producer=producer,
+        server=server.name,
+        origin=server.origin,
+        transport=server.transport,
+        where=server.describe(),
+        trusted=server.trusted,
+        protocol_version=connection.protocol_version,
+        tools=tools,
+        skipped=connection.listing.skipped,
+        problem=connection.problem if not tools else None,
+    )

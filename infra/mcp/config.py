@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from events.errors import ConfigurationError
 from events.subjects import is_subject_token
@@ -89,7 +90,11 @@ class McpServer:
         if self.command is not None:
             return " ".join([self.command, *self.args])
         assert self.url is not None
-        return self.url
+        # A URL may carry credentials (user:password@, ?token=): show scheme, host and path.
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
 def parse_servers(raw: str | None) -> tuple[McpServer, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -43,7 +43,9 @@ class McpConnection:
     """A server's session and its latest listing. ``on_listing`` hears every new listing."""
 
     def __init__(
-        self, server: McpServer, on_listing: Callable[[McpConnection], None] | None = None
+        self,
+        server: McpServer,
+        on_listing: Callable[[McpConnection], Awaitable[None]] | None = None,
     ) -> None:
         self.server = server
         self.listing = Listing({})
@@ -195,10 +197,14 @@ class McpConnection:
         listing = specs_of(self.server, tools)
         for skipped in listing.skipped:
             log.warning("mcp_tool_skipped", server=self.server.name, tool=skipped)
-        changed = set(listing.specs) != set(self.listing.specs) or listing != self.listing
+        changed = listing != self.listing
         self.listing = listing
         if changed and self._on_listing is not None:
-            self._on_listing(self)
+            try:
+                await self._on_listing(self)
+            except Exception as exc:
+                # Recording the listing failed (the bus is away): the tools are still usable.
+                log.warning("mcp_listing_not_recorded", server=self.server.name, error=str(exc))
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, ToolListChangedNotification):

@@ -16,7 +16,7 @@ from events.subjects import EVENTS_STREAM, event_type_filter, goal_id_from_subje
 from events.tools import REACT_TOOL, ToolSpec
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory
-from infra.mcp import McpTools, parse_servers
+from infra.mcp import McpConnection, McpTools, listing_event, parse_servers
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.cancellations import Cancellations
 from services.executor.handler import execute_task
@@ -60,12 +60,20 @@ def build(ctx: ServiceContext) -> ServiceParts:
     )
     tools = ToolContext(workspace=workspace, http=http, sandbox=sandbox)
     registry = ToolRegistry.builtin()
-    mcp = McpTools(
-        parse_servers(settings.mcp_servers),
-        on_listing=lambda server, specs: registry.replace_origin(
-            server.origin, mcp_registered(server.name, specs, mcp)
-        ),
-    )
+    recorded: dict[str, str] = {}  # server -> the id of its last recorded listing
+
+    async def listed(connection: McpConnection) -> None:
+        server = connection.server
+        registry.replace_origin(
+            server.origin, mcp_registered(server.name, connection.listing.specs, mcp)
+        )
+        event = listing_event(
+            connection, previous_id=recorded.get(server.name), producer=ctx.producer, now=ctx.now()
+        )
+        await ctx.publish([event])
+        recorded[server.name] = event.event_id
+
+    mcp = McpTools(parse_servers(settings.mcp_servers), on_listing=listed)
     runner = ToolRunner(registry, tools)
     react_config = ReactConfig(
         tools=registry.specs(),

@@ -15,6 +15,7 @@ from events.catalog import (
     ToolFailed,
     ToolRefused,
     ToolReturned,
+    ToolsListed,
 )
 from events.subjects import EVENTS_STREAM
 from services.manifest import Input, ServiceManifest
@@ -35,6 +36,7 @@ MANIFEST = ServiceManifest(
         TaskCancelled,  # its goal was cancelled: the running call stopped, or never began
         LlmRequested,
         LlmResponded,
+        ToolsListed,  # what each MCP server offers, for planners and `agora tools`
     ),
     # Every replica hears a cancellation, so the one running the goal's task stops it.
     follows=(GoalCancelled,),

@@ -21,7 +21,7 @@ differ only in the ports they pass in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -72,12 +72,19 @@ class GoalIntake:
     producer: str
     now: Callable[[], datetime]
     max_bytes: int
+    # Re-reads the tool catalogue: called before a command naming a tool it does not hold
+    # is decided, so a tool listed a moment ago is not refused for a stale catalogue.
+    refresh_tools: Callable[[], Awaitable[None]] | None = None
 
     async def admit(self, data: bytes, *, fallback_command_id: str) -> Outcome:
         """Admit or reject one command; a DecodeError (no goal to blame) propagates."""
         parsed = parse_goal_command(
             data, fallback_command_id=fallback_command_id, max_bytes=self.max_bytes
         )
+        if self.refresh_tools is not None and isinstance(parsed, ParsedGoal):
+            named = {step.tool for step in parsed.command.steps or ()}
+            if any(tool not in self.tools for tool in named):
+                await self.refresh_tools()
         outputs = accept_goal(
             parsed,
             None,

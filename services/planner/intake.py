@@ -67,15 +67,18 @@ def accept_goal(
     command = parsed.command
     if command.forked_from is not None:
         return _accept_fork(parsed, origin, stamp)
+    problems = _grant_problems(command.allowed_tools, tools)
+    if problems:
+        return [_rejection(stamp, parsed.command_id, "; ".join(problems), command.text)]
     steps = None
     if command.steps:
-        problems = step_problems(command.steps, tools)
+        problems = step_problems(command.steps, tools, granted=command.allowed_tools)
         if problems:
             reason = "invalid steps: " + "; ".join(problems[:_MAX_PROBLEMS_REPORTED])
             if len(problems) > _MAX_PROBLEMS_REPORTED:
                 reason += f"; and {len(problems) - _MAX_PROBLEMS_REPORTED} more"
             return [_rejection(stamp, parsed.command_id, reason, command.text)]
-        steps = normalize_steps(command.steps, tools)
+        steps = normalize_steps(command.steps, tools, granted=command.allowed_tools)
     accepted = GoalAccepted(
         **stamp.envelope("goal_accepted", "accepted"),
         command_id=parsed.command_id,
@@ -85,8 +88,18 @@ def accept_goal(
         max_iterations=command.max_iterations,
         metadata=command.metadata,
         budget=_budget(command.max_tokens, command.max_cost_usd),
+        allowed_tools=tuple(dict.fromkeys(command.allowed_tools)),
     )
     return [accepted]
+
+
+def _grant_problems(granted: tuple[str, ...], tools: Tools) -> list[str]:
+    known = ", ".join(sorted(tools))
+    return [
+        f"allowed_tools names unknown tool {name!r}; known tools: {known}"
+        for name in granted
+        if name not in tools
+    ]
 
 
 def _accept_fork(parsed: ParsedGoal, origin: Sequence[Event], stamp: Stamp) -> list[Event]:
@@ -158,14 +171,19 @@ def _dependencies(steps: tuple[StepCommand, ...]) -> list[tuple[str, ...]]:
     return [tuple(dict.fromkeys(step.depends_on or ())) for step in steps]
 
 
-def step_problems(steps: tuple[StepCommand, ...], tools: Tools) -> list[str]:
-    """Everything wrong with explicit steps, each phrased as what to fix. Empty when valid."""
+def step_problems(
+    steps: tuple[StepCommand, ...], tools: Tools, *, granted: tuple[str, ...] = ()
+) -> list[str]:
+    """Everything wrong with explicit steps, each phrased as what to fix. Empty when valid.
+
+    ``granted``: the untrusted tools the whole goal may use, beside each step's own grants.
+    """
     ids = _step_ids(steps)
     dependencies = _dependencies(steps)
     problems: list[str] = []
     problems += _duplicate_id_problems(steps, ids)
     for step_id, step in zip(ids, steps, strict=True):
-        problems += _tool_problems(step_id, step, tools)
+        problems += _tool_problems(step_id, step, tools, granted)
     known = set(ids)
     for step_id, deps in zip(ids, dependencies, strict=True):
         problems += [
@@ -198,13 +216,15 @@ def _duplicate_id_problems(steps: tuple[StepCommand, ...], ids: list[str]) -> li
     return problems
 
 
-def _tool_problems(step_id: str, step: StepCommand, tools: Tools) -> list[str]:
+def _tool_problems(
+    step_id: str, step: StepCommand, tools: Tools, granted: tuple[str, ...]
+) -> list[str]:
     spec = tools.get(step.tool)
     if spec is None:
         known = ", ".join(sorted(tools))
         return [f"step {step_id} uses unknown tool {step.tool!r}; known tools: {known}"]
     prefix = f"step {step_id} ({step.tool})"
-    if not spec.trusted and step.tool not in step.allowed_tools:
+    if not spec.trusted and step.tool not in (*step.allowed_tools, *granted):
         return [
             f"{prefix}: {step.tool} is untrusted ({spec.origin}); grant it to the step with "
             f'"allowed_tools": ["{step.tool}"]'
@@ -282,8 +302,11 @@ def _reference_problems(
     return problems
 
 
-def normalize_steps(steps: tuple[StepCommand, ...], tools: Tools) -> tuple[TaskSpec, ...]:
-    """Valid explicit steps (see ``step_problems``) as the plan's tasks."""
+def normalize_steps(
+    steps: tuple[StepCommand, ...], tools: Tools, *, granted: tuple[str, ...] = ()
+) -> tuple[TaskSpec, ...]:
+    """Valid explicit steps (see ``step_problems``) as the plan's tasks. A task's
+    ``allowed_tools`` are its step's grants, and its own tool when the goal granted it."""
     return tuple(
         TaskSpec(
             task_id=step_id,
@@ -293,10 +316,15 @@ def normalize_steps(steps: tuple[StepCommand, ...], tools: Tools) -> tuple[TaskS
             depends_on=deps,
             timeout_s=step.timeout_s or tools[step.tool].default_timeout_s,
             max_attempts=DEFAULT_MAX_ATTEMPTS,
-            allowed_tools=tuple(dict.fromkeys(step.allowed_tools)),
+            allowed_tools=_task_grants(step, granted),
         )
         for step_id, step, deps in zip(_step_ids(steps), steps, _dependencies(steps), strict=True)
     )
+
+
+def _task_grants(step: StepCommand, granted: tuple[str, ...]) -> tuple[str, ...]:
+    own = (step.tool,) if step.tool in granted else ()
+    return tuple(dict.fromkeys((*step.allowed_tools, *own)))
 
 
 def _describe(tool: str, args: Mapping[str, Any]) -> str:

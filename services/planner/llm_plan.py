@@ -45,6 +45,7 @@ __all__ = [
     "llm_plan",
     "parse_plan",
     "plan_schema",
+    "visible_tools",
 ]
 
 MAX_PLAN_TASKS = 50
@@ -161,8 +162,20 @@ def _catalogue(registry: tuple[tuple[str, ToolSpec], ...]) -> str:
 _plan_decoder = msgspec.json.Decoder(_Plan)
 
 
-def parse_plan(content: str, tools: Tools) -> tuple[TaskSpec, ...] | list[str]:
-    """The plan in a model's answer, or every problem with it (phrased as what to fix)."""
+def visible_tools(tools: Tools, granted: tuple[str, ...]) -> dict[str, ToolSpec]:
+    """The tools the model is shown and may plan with: every trusted tool, and the untrusted
+    ones (MCP tools) the goal's submitter granted. The model can never grant a tool itself."""
+    return {name: spec for name, spec in tools.items() if spec.trusted or name in granted}
+
+
+def parse_plan(
+    content: str, tools: Tools, *, granted: tuple[str, ...] = ()
+) -> tuple[TaskSpec, ...] | list[str]:
+    """The plan in a model's answer, or every problem with it (phrased as what to fix).
+
+    ``granted``: the untrusted tools the goal may use; a task using one gets it in its
+    ``allowed_tools``.
+    """
     body = strip_code_fence(content)
     try:
         plan = decode_json(_plan_decoder, body)
@@ -185,12 +198,14 @@ def parse_plan(content: str, tools: Tools) -> tuple[TaskSpec, ...] | list[str]:
             problems.append(f"task {position} ({task.id!r}): {exc}")
         problems += _allowed_tools_problems(task, tools)
     if not problems:
-        problems = step_problems(tuple(steps), with_react)
+        problems = step_problems(tuple(steps), with_react, granted=granted)
     if problems:
         return problems[:_MAX_PROBLEMS]
-    specs = normalize_steps(tuple(steps), with_react)
+    specs = normalize_steps(tuple(steps), with_react, granted=granted)
     return tuple(
         replace_struct(spec, allowed_tools=tuple(dict.fromkeys(task.allowed_tools)))
+        if task.tool == REACT_TOOL
+        else spec
         for spec, task in zip(specs, plan.tasks, strict=True)
     )
 
@@ -283,6 +298,8 @@ def llm_plan(
     verdict: EvaluationCompleted | None = None,
 ) -> Planned | NeedAnswer | PlanFailed:
     """The next step of planning (``verdict`` set: revising after it) given recorded answers."""
+    granted = state.granted_tools
+    tools = visible_tools(tools, granted)
     purpose, messages = _opening(state, tools, planning.prompts, verdict)
     schema = plan_schema(tools)
     # The tokens each request may use are what was left before it: what the goal had when
@@ -311,7 +328,7 @@ def llm_plan(
             return NeedAnswer(request)
         if budget_tokens is not None:
             budget_tokens -= answer.tokens_in + answer.tokens_out
-        parsed = parse_plan(answer.content, tools)
+        parsed = parse_plan(answer.content, tools, granted=granted)
         if isinstance(parsed, tuple):
             return Planned(parsed)
         problems = parsed

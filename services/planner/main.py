@@ -31,7 +31,7 @@ from infra.bus.history import GoalHistory, last_on_subject, read_events
 from infra.bus.lease import Lease, SingleFlight
 from infra.bus.publisher import Fence
 from infra.logging import get_logger
-from infra.mcp import McpTools, ToolCatalogue, parse_servers
+from infra.mcp.catalogue import ListedTools
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from infra.settings import Settings
 from services.planner.handler import CommandIntake, GoalIntake, GoalPlanner
@@ -88,10 +88,8 @@ def build(ctx: ServiceContext) -> ServiceParts:
             if seq <= at_seq
         ]
 
-    # The MCP servers' tools, listed by the planner itself (docs/mcp.md): it validates and
-    # plans with the same listing the executor registers; it never calls them.
-    mcp = McpTools(parse_servers(ctx.settings.mcp_servers))
-    tools = ToolCatalogue(mcp)
+    # The built-in tools and the MCP tools the executor recorded as listed (docs/mcp.md).
+    tools = ListedTools()
     intake = GoalIntake(
         append_new_goal=append_new_goal,
         fork_origin=fork_origin,
@@ -99,6 +97,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
         producer=ctx.producer,
         now=ctx.now,
         max_bytes=ctx.settings.max_intake_bytes,
+        refresh_tools=tools.refresh,
     )
     planner = GoalPlanner(
         record=record,
@@ -165,7 +164,6 @@ def build(ctx: ServiceContext) -> ServiceParts:
             Subscription(ctx.spec(INTAKE_STREAM), on_command, concurrency),
             Subscription(ctx.spec(EVENTS_STREAM), on_event, concurrency, ordering_key=_goal_of),
         ],
-        on_start=mcp.start,
-        on_stop=mcp.close,
-        tasks=[mcp.keep_connected],
+        on_start=lambda: tools.start(ctx.nc),
+        on_stop=tools.stop,
     )

@@ -26,6 +26,7 @@ from events.catalog import (
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
+    ToolsListed,
 )
 from events.control_commands import CONTROL_SUBJECTS
 from events.subjects import EVENTS_STREAM, INTAKE_GOAL, INTAKE_STREAM
@@ -82,5 +83,7 @@ MANIFEST = ServiceManifest(
         GoalResumed,
         CommandRejected,
     ),
+    # Every replica keeps the tool catalogue: the MCP tools the executor lists.
+    follows=(ToolsListed,),
     live=True,
 )

@@ -117,6 +117,11 @@ class PlannerState:
         return self.goal.budget if self.goal is not None else None
 
     @property
+    def granted_tools(self) -> tuple[str, ...]:
+        """The untrusted tools the goal's submitter granted (``allowed_tools``)."""
+        return self.goal.allowed_tools if self.goal is not None else ()
+
+    @property
     def spent_tokens(self) -> int:
         return sum(tokens for tokens, _ in self.llm_spend.values())
 

@@ -83,6 +83,9 @@ class RerunOptions:
     judge_prompt: PromptTemplate | None = None
     react_prompt: PromptTemplate | None = None
     react_tools: Mapping[str, ToolSpec] = field(default_factory=lambda: BUILTIN_TOOLS)
+    # What the planner validates and plans with: the built-in tools and the MCP tools listed
+    # when the goal was submitted (``events.tool_catalogue.with_listed``).
+    tools: Mapping[str, ToolSpec] = field(default_factory=lambda: BUILTIN_TOOLS)
     react_max_steps: int = 8
 
 

@@ -34,7 +34,6 @@ from events.catalog import (
 from events.errors import LlmNotRecordedError, LlmUnavailableError
 from events.model import Event
 from events.subjects import EVENTS_STREAM
-from events.tools import BUILTIN_TOOLS
 from services.llm.messages import LlmReply, LlmRequest, request_hash
 from services.llm.recording import answers_in, reply_from_event
 from services.planner.control import CONTROL_REQUESTS
@@ -151,7 +150,7 @@ async def rerun_planner(
     planner = GoalPlanner(
         record=record,
         append=append,
-        tools=BUILTIN_TOOLS,
+        tools=options.tools,
         producer=options.producer,
         now=lambda: now,
         llm=model,

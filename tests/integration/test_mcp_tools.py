@@ -36,8 +36,10 @@ from events.catalog import (
     ToolCalled,
     ToolFailed,
 )
+from infra.bus.connection import connect
 from infra.cli.rerun import rerun_goal
 from infra.clients.goals import AgoraClient
+from infra.mcp.catalogue import read_listings
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, wait_until
@@ -75,9 +77,21 @@ def _calls(directory: Path) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def _running(settings: Settings) -> AsyncIterator[InProcessPlatform]:
+    """The platform, once the executor has recorded every configured server's listing (what
+    a user sees with `agora tools` before submitting goals that use them)."""
     platform = InProcessPlatform(settings)
     platform.start()
     try:
+        servers = set(json.loads(settings.mcp_servers or "{}").get("mcpServers", {}))
+        nc = await connect(settings, "agora-test-listings")
+        try:
+
+            async def all_listed() -> bool:
+                return {e.server for e in await read_listings(nc) if e.tools} >= servers
+
+            await wait_until(all_listed, what=f"listings of {sorted(servers)}")
+        finally:
+            await nc.close()
         yield platform
     finally:
         await platform.stop()

@@ -24,6 +24,7 @@ from events.catalog import (
     GoalRejected,
     GoalResumed,
     LeaseAcquired,
+    ListedTool,
     LlmRequested,
     LlmResponded,
     MemoryCompacted,
@@ -42,6 +43,7 @@ from events.catalog import (
     ToolFailed,
     ToolRefused,
     ToolReturned,
+    ToolsListed,
 )
 from events.codec import decode_event, encode
 from events.model import Event, MemoryItem, TaskOutcome, TaskSpec
@@ -119,6 +121,14 @@ def corpus() -> Iterator[Event]:
         yield LlmRequested(**envelope(n), provider="p", model="m-1", request_hash="h", purpose=text)
         yield LeaseAcquired(
             **envelope(n), service="planner", holder=text or "h", previous_holder=""
+        )
+        yield ToolsListed(
+            **envelope(n),
+            server=text[:20] or "s",
+            origin="mcp:s",
+            transport="stdio",
+            where="mcp-server-time",
+            tools=tuple(ListedTool(name=f"s.t{i}") for i in range(n % 3)),
         )
         yield EvaluationRequested(
             **envelope(n),
