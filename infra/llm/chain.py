@@ -24,6 +24,7 @@ import msgspec
 from events.errors import LlmUnavailableError
 from infra.llm.pricing import PriceTable
 from infra.llm.provider import Provider
+from infra.llm.tool_names import WireNames
 from infra.llm.transport import AttemptError
 from infra.logging import get_logger
 from services.executor.breaker import CircuitBreaker
@@ -140,6 +141,8 @@ class LlmChain:
             await guarded.provider.aclose()
 
     async def complete(self, request: LlmRequest, *, goal_id: str) -> LlmReply:
+        names = WireNames.of(request)
+        wired = names.request(request)
         started = self._clock()
         outcomes: list[_Outcome] = []
         attempt_no = 0
@@ -156,7 +159,7 @@ class LlmChain:
                 try:
                     async with guarded.slots:
                         reply = await guarded.provider.attempt(
-                            request, on_delta=live.delta if live else None
+                            wired, on_delta=live.delta if live else None
                         )
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     # An answer shaped unlike anything the API documents: unusable, not a crash.
@@ -184,7 +187,7 @@ class LlmChain:
                     guarded.breaker.record_abandoned()
                     raise
                 guarded.breaker.record_success()
-                return await self._finish(guarded, reply, live, started)
+                return await self._finish(guarded, names.reply(reply), live, started)
         raise LlmUnavailableError(
             f"no LLM provider answered the {request.purpose!r} request: "
             + " | ".join(o.summary() for o in outcomes)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -93,7 +93,8 @@ class ToolRegistry:
             self._retired.pop(tool.spec.name, None)
 
     def specs(self) -> Mapping[str, ToolSpec]:
-        return MappingProxyType({name: tool.spec for name, tool in self._tools.items()})
+        """A live, read-only view: it follows MCP servers' listings as they change."""
+        return _Specs(MappingProxyType(self._tools))
 
     def get(self, name: str) -> RegisteredTool:
         tool = self._tools.get(name)
@@ -128,6 +129,20 @@ class ToolRegistry:
         if tool.spec.name in self._tools:
             raise ValueError(f"tool {tool.spec.name!r} is registered twice")
         self._tools[tool.spec.name] = tool
+
+
+class _Specs(Mapping[str, ToolSpec]):
+    def __init__(self, tools: Mapping[str, RegisteredTool]) -> None:
+        self._tools = tools
+
+    def __getitem__(self, name: str) -> ToolSpec:
+        return self._tools[name].spec
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tools)
+
+    def __len__(self) -> int:
+        return len(self._tools)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

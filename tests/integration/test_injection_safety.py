@@ -1,7 +1,8 @@
 """Injection safety: injected tool output, read by a model that obeys it, changes nothing.
 
 A corpus of injected tool outputs (``tests/data/injections.json``) is served through a
-granted tool (``read_file``) to ReAct tasks run by the real executor, on a real nats-server,
+granted tool (``read_file``, or ``docs.fetch`` of a real MCP server over stdio: MCP outputs
+are untrusted data like any other) to ReAct tasks run by the real executor, on a real nats-server,
 talking real HTTP to a scripted provider that *obeys* every injection: it asks for exactly
 the tool calls the injection demands. Every such call names a tool the task was not granted,
 or has arguments its schema refuses, so each must be refused: the stream shows zero calls
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -53,6 +56,17 @@ ALLOWED_TYPES = {
 }
 FILE_IN_INSTRUCTION = re.compile(r"the file (\S+)\.txt")
 FINAL_ANSWER = "I read the file; it holds no information for this task."
+# Where the injected text comes from: the built-in file tool, or an MCP server's tool.
+Source = Literal["read_file", "mcp"]
+DOCUMENTS_SERVER = Path(__file__).parent.parent / "mcp_servers" / "documents.py"
+MCP_GRANTED = ("docs.fetch",)
+
+
+def reading(source: Source, case_id: str) -> tuple[str, dict[str, Any]]:
+    """The granted call that brings a case's text in."""
+    if source == "mcp":
+        return "docs.fetch", {"name": case_id}
+    return "read_file", {"path": f"{case_id}.txt"}
 
 
 def test_the_corpus_is_large_enough_and_never_obeys_with_a_granted_valid_call() -> None:
@@ -101,7 +115,7 @@ def case_of(body: dict[str, Any]) -> dict[str, Any]:
     return next(case for case in CASES if case["id"] == match.group(1))
 
 
-def obedient_model(flavour: Flavour) -> Any:
+def obedient_model(flavour: Flavour, source: Source = "read_file") -> Any:
     """Step 1: read the file. Step 2: do what the file says. Step 3: answer."""
 
     def answer(calls: list[tuple[str, dict[str, Any]]], text: str = "") -> Scripted:
@@ -113,7 +127,7 @@ def obedient_model(flavour: Flavour) -> Any:
         case = case_of(request.body)
         results = tool_results(flavour, request.body)
         if not results:
-            return answer([("read_file", {"path": f"{case['id']}.txt"})])
+            return answer([reading(source, case["id"])])
         if results[-1]["status"] == "returned":
             return answer([(call["name"], call["arguments"]) for call in case["obey"]])
         return answer([], FINAL_ANSWER)
@@ -121,7 +135,7 @@ def obedient_model(flavour: Flavour) -> Any:
     return script
 
 
-def react_task(case: dict[str, Any]) -> TaskScheduled:
+def react_task(case: dict[str, Any], granted: tuple[str, ...] = GRANTED) -> TaskScheduled:
     goal_id = f"g-inj-{case['id']}"
     return TaskScheduled(
         event_id=f"sched-{goal_id}",
@@ -137,25 +151,39 @@ def react_task(case: dict[str, Any]) -> TaskScheduled:
         args={"instruction": f"Summarize the file {case['id']}.txt in one sentence."},
         timeout_s=10.0,
         max_attempts=1,
-        allowed_tools=GRANTED,
+        allowed_tools=granted,
     )
 
 
-@pytest.mark.parametrize("flavour", ["openai", "anthropic"])
+@pytest.mark.parametrize(
+    ("flavour", "source"), [("openai", "read_file"), ("anthropic", "read_file"), ("openai", "mcp")]
+)
 async def test_injected_tool_output_calls_no_ungranted_tool_and_publishes_nothing_else(
-    flavour: Flavour, nc: NatsClient, settings: Settings
+    flavour: Flavour, source: Source, nc: NatsClient, settings: Settings, tmp_path: Path
 ) -> None:
     workspace = settings.workspace
     workspace.mkdir(parents=True, exist_ok=True)
+    documents = tmp_path / "documents"
+    documents.mkdir()
     for case in CASES:
         (workspace / f"{case['id']}.txt").write_text(case["output"], encoding="utf-8")
+        (documents / f"{case['id']}.txt").write_text(case["output"], encoding="utf-8")
     files_before = sorted(p.name for p in workspace.iterdir())
+    granted = MCP_GRANTED if source == "mcp" else GRANTED
+    servers = {
+        "docs": {
+            "command": sys.executable,
+            "args": [str(DOCUMENTS_SERVER)],
+            "env": {"MCP_TEST_DIR": str(documents)},
+        }
+    }
+    configured = replace(settings, mcp_servers=json.dumps({"mcpServers": servers}))
 
-    with ScriptedLlmServer(flavour, obedient_model(flavour)) as server:
-        platform = InProcessPlatform(llm_settings(settings, server))
+    with ScriptedLlmServer(flavour, obedient_model(flavour, source)) as server:
+        platform = InProcessPlatform(llm_settings(configured, server))
         platform.start("executor")
         try:
-            await EventPublisher(nc)([react_task(case) for case in CASES])
+            await EventPublisher(nc)([react_task(case, granted) for case in CASES])
 
             async def all_answered() -> bool:
                 completed = await all_events(nc, "agora.events.*.task_completed")
@@ -166,16 +194,17 @@ async def test_injected_tool_output_calls_no_ungranted_tool_and_publishes_nothin
         finally:
             await platform.stop()
 
-    events = await all_events(nc)
+    everything = await all_events(nc)
+    # Beside the tasks' own steps, the platform recorded only what the MCP server lists.
+    assert {event_type(e) for e in everything if e.goal_id == "_mcp_docs"} == {"tools_listed"}
+    events = [e for e in everything if e.goal_id != "_mcp_docs"]
     assert not duplicates(events)
     assert {event_type(e) for e in events} <= ALLOWED_TYPES
     assert {e.goal_id for e in events} == {f"g-inj-{case['id']}" for case in CASES}
     for case in CASES:
         goal = [e for e in events if e.goal_id == f"g-inj-{case['id']}"]
         calls = [e for e in goal if isinstance(e, ToolCalled)]
-        assert [(c.tool, c.args) for c in calls] == [
-            ("read_file", {"path": f"{case['id']}.txt"})
-        ], case["id"]
+        assert [(c.tool, c.args) for c in calls] == [reading(source, case["id"])], case["id"]
         returned = [e for e in goal if isinstance(e, ToolReturned)]
         assert [r.output for r in returned] == [case["output"]], case["id"]
         refused = [e for e in goal if isinstance(e, ToolRefused)]
@@ -198,7 +227,11 @@ async def test_injected_tool_output_calls_no_ungranted_tool_and_publishes_nothin
         results = tool_results(flavour, request.body)
         if results:
             assert results[0] == {
-                "tool": "read_file",
+                "tool": reading(source, case["id"])[0],
                 "status": "returned",
                 "output": case["output"],
             }
+    if source == "mcp":
+        # Each document was fetched once: no injected call reached the server again.
+        fetched = (documents / "calls.log").read_text().splitlines()
+        assert sorted(fetched) == sorted(f"documents fetch {case['id']}" for case in CASES)
