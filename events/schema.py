@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -10,12 +11,13 @@ from events.catalog import EVENT_TYPES
 from events.commands import GoalCommand
 from events.control_commands import CONTROL_SUBJECTS
 from events.memory_commands import INTAKE_MEMORY_FORGET, ForgetCommand
-from events.tools import BUILTIN_TOOLS
+from events.tools import BUILTIN_TOOLS, ToolSpec
 
 __all__ = ["json_schemas"]
 
 
-def json_schemas() -> dict[str, Any]:
+def json_schemas(tools: Mapping[str, ToolSpec] = BUILTIN_TOOLS) -> dict[str, Any]:
+    """``tools``: the tools to describe (the built-in ones, or those and MCP servers')."""
     controls = {subject: schema for subject, (_, schema) in CONTROL_SUBJECTS.items()}
     intake_schema, intake_defs = msgspec.json.schema_components(
         [GoalCommand, ForgetCommand, *controls.values()]
@@ -33,7 +35,12 @@ def json_schemas() -> dict[str, Any]:
             "$defs": event_defs,
         },
         "tools": {
-            name: {"description": spec.description, "args": spec.json_schema()}
-            for name, spec in BUILTIN_TOOLS.items()
+            name: {
+                "description": spec.description,
+                "origin": spec.origin,
+                "trusted": spec.trusted,
+                "args": spec.json_schema(),
+            }
+            for name, spec in tools.items()
         },
     }

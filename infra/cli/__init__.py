@@ -6,13 +6,25 @@ import os
 import sys
 
 from events.errors import AgoraError
-from infra.cli import data, dlq, env, fork, goal, memory, platform, rerun, status, steer
+from infra.cli import (
+    data,
+    dlq,
+    env,
+    fork,
+    goal,
+    memory,
+    platform,
+    rerun,
+    status,
+    steer,
+    tools,
+)
 from infra.cli.common import ClosedPipe, Interrupted, app, err
 
 __all__ = ["app", "main"]
 
 # Importing them registers their commands on ``app``.
-_COMMAND_MODULES = (platform, goal, steer, env, data, dlq, status, memory, rerun, fork)
+_COMMAND_MODULES = (platform, goal, steer, env, data, dlq, status, memory, rerun, fork, tools)
 
 
 # Exit codes: 0 done, 1 a goal failed or something needs attention, 2 an error (the message

@@ -164,6 +164,12 @@ def schema(
             "--asyncapi", help="the AsyncAPI 3 document of every subject, headers, permissions"
         ),
     ] = False,
+    listed: Annotated[
+        bool,
+        typer.Option(
+            "--listed", help="also the MCP servers' tools the running executor lists (agora tools)"
+        ),
+    ] = False,
 ) -> None:
     """Print the JSON Schema of intake commands, tool arguments and every event type."""
     if asyncapi:
@@ -173,4 +179,9 @@ def schema(
         return
     from events.schema import json_schemas
 
+    if listed:
+        from infra.cli.tools import listed_tools
+
+        print(json.dumps(json_schemas(listed_tools()), indent=2))
+        return
     print(json.dumps(json_schemas(), indent=2))

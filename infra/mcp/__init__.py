@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,8 @@ log = get_logger("agora.mcp")
 # How often servers that are not connected are tried again, at most.
 _RECONNECT_MIN_S = 1.0
 _RECONNECT_MAX_S = 30.0
+# How often connected servers' tool sets are listed again.
+_RELIST_S = 60.0
 
 
 class McpTools:
@@ -74,11 +77,18 @@ class McpTools:
     async def keep_connected(self, stop: asyncio.Event) -> None:
         """Until ``stop``: connect the servers that are not connected, with backoff."""
         delay = _RECONNECT_MIN_S
+        relisted = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             if stop.is_set():
                 return
+            if time.monotonic() - relisted >= _RELIST_S:
+                # Servers of the 2026 protocol announce changes only on streams agora does not
+                # hold open: their tool sets are listed again now and then.
+                relisted = time.monotonic()
+                for connection in self.connections.values():
+                    connection.relist_soon()
             down = [c for c in self.connections.values() if not c.connected]
             results = await asyncio.gather(*(c.connect() for c in down), return_exceptions=True)
             failed = any(isinstance(result, BaseException) for result in results)
@@ -92,7 +102,11 @@ class McpTools:
 
     async def call(self, server: str, tool: str, arguments: dict[str, Any]) -> tuple[str, Any]:
         """(text, structured content) of calling ``tool`` (its own name) on ``server``."""
-        result = await self.connections[server].call(tool, arguments)
+        connection = self.connections[server]
+        result = await connection.call(tool, arguments)
+        if result.is_error:
+            # A tool that failed may be one the server no longer offers: list again.
+            connection.relist_soon()
         return result_of(server, tool, result)
 
     async def close(self) -> None:

@@ -109,7 +109,7 @@ class McpConnection:
                     transient=True,
                 ) from exc
             # The server answered with a JSON-RPC error: this call, not the server, is wrong.
-            self._relist_soon()
+            self.relist_soon()
             raise ToolError(
                 f"MCP server {self.server.name} refused the call of {tool}: {exc}"
             ) from exc
@@ -208,9 +208,10 @@ class McpConnection:
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, ToolListChangedNotification):
-            self._relist_soon()
+            self.relist_soon()
 
-    def _relist_soon(self) -> None:
+    def relist_soon(self) -> None:
+        """List the server's tools again in the background (its set may have changed)."""
         client = self._client
         if client is None:
             return

@@ -42,6 +42,7 @@ from infra.clients.goals import AgoraClient
 from infra.mcp.catalogue import read_listings
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
+from tests.integration.test_llm_goal import agora
 from tests.support import all_events, wait_until
 
 SERVERS = Path(__file__).parent.parent / "mcp_servers"
@@ -227,6 +228,26 @@ async def test_a_streamable_http_server_with_a_token_is_called_and_rerun_calls_i
     assert report.identical, report.differences
     # The server is still up, and it was not called again.
     assert _calls(calls_dir) == ["notes lookup agora"]
+
+    # What a user sees: the tool with its origin and schema, and the server (no token).
+    env = {**os.environ, **live.to_env(), "AGORA_LOG_LEVEL": "error"}
+    code, stdout, stderr = await agora("tools", "--json", env=env)
+    assert code == 0, stderr
+    listed = json.loads(stdout)
+    [lookup] = [t for t in listed["tools"] if t["name"] == "notes.lookup"]
+    assert (lookup["origin"], lookup["trusted"]) == ("mcp:notes", False)
+    assert lookup["args"]["required"] == ["word"]
+    assert {t["origin"] for t in listed["tools"] if t["name"] == "echo"} == {"builtin"}
+    [notes] = listed["servers"]
+    assert (notes["transport"], notes["where"], notes["problem"]) == ("streamable-http", url, None)
+    assert b"s3cret-token" not in stdout
+    code, stdout, stderr = await agora("schema", "--listed", env=env)
+    assert code == 0, stderr
+    assert json.loads(stdout)["tools"]["notes.lookup"]["origin"] == "mcp:notes"
+    # The old name of the re-run, as the issue says it: nothing is called either.
+    code, stdout, stderr = await agora("redrive", "g-mcp-http", "--service", "executor", env=env)
+    assert code == 0, stderr + stdout
+    assert _calls(calls_dir) == ["notes lookup agora"]
     # The token is nowhere in the log.
     log = await all_events(nc, "agora.events.g-mcp-http.>")
     assert log
@@ -310,3 +331,43 @@ async def test_mcp_faults_end_in_a_retry_or_a_clear_failure_and_other_goals_go_o
     beside = outcomes["g-beside-mcp"]
     assert isinstance(beside[-1], GoalCompleted)
     assert beside[-1].result == "FINE"
+
+
+async def test_a_server_whose_tool_set_changes_fails_calls_of_a_gone_tool_clearly(
+    settings: Settings, nc: NatsClient, client: AgoraClient, calls_dir: Path
+) -> None:
+    live = _with_servers(settings, {"shifty": _stdio("faulty.py", "shifty", calls=calls_dir)})
+
+    def goal(goal_id: str, *steps: dict[str, Any]) -> dict[str, Any]:
+        return {"goal_id": goal_id, "text": goal_id, "steps": list(steps)}
+
+    async with _running(live):
+        await client.submit(goal("g-retire", _step("shifty.retire", {"tool": "shout"})))
+        assert isinstance(
+            (await client.wait_for_outcome("g-retire", timeout_s=30))[-1], GoalCompleted
+        )
+        # Scheduled before the executor knew: the server refuses it, and the reason says so.
+        await client.submit(goal("g-gone", _step("shifty.shout", {"text": "hi"})))
+        gone = await client.wait_for_outcome("g-gone", timeout_s=30)
+
+        async def relisted() -> bool:
+            latest = [e for e in await read_listings(nc) if e.server == "shifty"][-1]
+            return "shifty.shout" not in {tool.name for tool in latest.tools}
+
+        await wait_until(relisted, what="shifty's new listing")
+        # Now the planner knows: a goal naming the tool is rejected before anything runs.
+        await client.submit(goal("g-after", _step("shifty.shout", {"text": "hi"})))
+        after = await client.wait_for_outcome("g-after", timeout_s=30)
+        # And the executor keeps serving the server's other tools.
+        await client.submit(goal("g-still", _step("shifty.slow", {"seconds": 0})))
+        still = await client.wait_for_outcome("g-still", timeout_s=30)
+
+    failed = next(e for e in gone if isinstance(e, TaskFailed))
+    assert failed.error.startswith("MCP tool shifty.shout reported an error: ")
+    assert "Unknown tool: shout" in failed.error
+    assert failed.attempts == 1
+    rejected = after[-1]
+    assert isinstance(rejected, GoalRejected)
+    assert "unknown tool 'shifty.shout'" in rejected.reason
+    assert isinstance(still[-1], GoalCompleted)
+    assert still[-1].result == "slept 0.0s"

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "faulty"
 DIR = Path(os.environ["MCP_TEST_DIR"])
@@ -45,6 +46,16 @@ def shout(text: str) -> str:
     """The text in capitals."""
     _record("shout")
     return text.upper()
+
+
+@server.tool()
+async def retire(tool: str, ctx: Context) -> str:
+    """Stop offering ``tool`` (the server's tool set changes), and say so to the client."""
+    _record("retire")
+    server.remove_tool(tool)
+    with contextlib.suppress(Exception):
+        await ctx.session.send_tool_list_changed()
+    return f"{tool} retired"
 
 
 server.run()
