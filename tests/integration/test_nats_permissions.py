@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,10 +30,12 @@ from infra.bus.reader import StreamReader
 from infra.bus.streams import provision
 from infra.clients.goals import AgoraClient
 from infra.clients.query import ask, projector_caught_up
+from infra.mcp.catalogue import read_listings
 from infra.platform.auth import ADMIN, credentials_path, load_credentials
 from infra.platform.topology import consumers_for
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
+from tests.support import wait_until
 
 # A refused request gets no answer at all: the server drops it and reports the violation.
 REFUSED_WITHIN_S = 1.0
@@ -255,3 +258,36 @@ async def test_the_projector_reads_over_its_own_socket_with_its_credentials(
     finally:
         await reader.close()
         await projector.close()
+
+
+async def test_mcp_tools_work_with_per_service_identities(
+    secure_settings: Settings, admin: NatsClient
+) -> None:
+    # The executor records listings, every planner replica follows them, a client lists them.
+    time_server = {"command": sys.executable, "args": ["-m", "mcp_server_time"]}
+    configured = replace(
+        secure_settings, mcp_servers=json.dumps({"mcpServers": {"time": time_server}})
+    )
+    platform = InProcessPlatform(configured)
+    platform.start()
+    client_nc = await _as(secure_settings, "client")
+    try:
+
+        async def listed() -> bool:
+            return any(listing.tools for listing in await read_listings(client_nc))
+
+        await wait_until(listed, what="the time server's listing, read by the client")
+        client = AgoraClient(client_nc)
+        submitted = await client.submit(
+            {
+                "text": "the time in Lima",
+                "steps": [{"tool": "time.get_current_time", "args": {"timezone": "America/Lima"}}],
+                "allowed_tools": ["time.get_current_time"],
+                "expect": {"contains": "America/Lima"},
+            }
+        )
+        events = await client.wait_for_outcome(submitted.goal_id, timeout_s=30)
+        assert type(events[-1]).__name__ == "GoalCompleted", events[-1]
+    finally:
+        await client_nc.close()
+        await platform.stop()
