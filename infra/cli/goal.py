@@ -23,7 +23,7 @@ EXIT_WAIT_TIMED_OUT = 3
 # [ID[<DEP,DEP…]=]TOOL[:JSON_ARGS], e.g.  calculator:{"expression": "2+2"}  or
 # b<a=echo:{"text": "{{steps.a.output}}"}  (step b, after step a).
 _STEP = re.compile(
-    r"^(?:(?P<id>[A-Za-z0-9_-]+)(?:<(?P<deps>[A-Za-z0-9_,-]+))?=)?(?P<tool>[A-Za-z0-9_]+)"
+    r"^(?:(?P<id>[A-Za-z0-9_-]+)(?:<(?P<deps>[A-Za-z0-9_,-]+))?=)?(?P<tool>[A-Za-z0-9_][A-Za-z0-9_.-]*)"
     r"(?::(?P<args>.*))?$",
     re.DOTALL,
 )
@@ -168,6 +168,12 @@ def goal(
     wait: Annotated[
         bool, typer.Option("--wait", help="follow the goal live to its outcome")
     ] = False,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow", help="grant the goal an untrusted (MCP) tool, e.g. time.get_current_time"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
     timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 300.0,
 ) -> None:
@@ -184,6 +190,8 @@ def goal(
         command["steps"] = [parse_step(s) for s in step]
     if expect:
         command["expect"] = _parse_expect(expect)
+    if allow:
+        command["allowed_tools"] = list(dict.fromkeys(allow))
     if goal_id:
         command["goal_id"] = goal_id
     if isinstance(command.get("goal_id"), str):

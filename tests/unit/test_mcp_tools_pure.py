@@ -356,3 +356,13 @@ def test_tool_names_are_made_acceptable_to_providers_and_mapped_back() -> None:
     assert names.reply(reply).tool_calls[0].name == "time.now"
     plain = LlmRequest(purpose="p", messages=(), tools=(wired.tools[2],))
     assert WireNames.of(plain).request(plain) is plain
+
+
+def test_a_step_on_the_command_line_may_name_an_mcp_tool() -> None:
+    from infra.cli.goal import parse_step
+
+    assert parse_step('now=time.get_current_time:{"timezone": "UTC"}') == {
+        "tool": "time.get_current_time",
+        "args": {"timezone": "UTC"},
+        "id": "now",
+    }
