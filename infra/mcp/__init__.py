@@ -27,7 +27,14 @@ from infra.mcp.config import McpServer, parse_servers
 from infra.mcp.connection import McpConnection
 from infra.mcp.listing import result_of
 
-__all__ = ["McpConnection", "McpServer", "McpTools", "listing_event", "parse_servers"]
+__all__ = [
+    "McpConnection",
+    "McpServer",
+    "McpTools",
+    "listing_event",
+    "parse_servers",
+    "same_listing",
+]
 
 log = get_logger("agora.mcp")
 
@@ -157,3 +164,9 @@ def listing_event(
         skipped=connection.listing.skipped,
         problem=connection.problem if not tools else None,
     )
+
+
+def same_listing(a: ToolsListed, b: ToolsListed) -> bool:
+    """Whether two listings say the same (when and by whom aside)."""
+    fields = ("server", "transport", "where", "trusted", "protocol_version", "tools", "skipped")
+    return all(getattr(a, f) == getattr(b, f) for f in fields) and a.problem == b.problem

@@ -18,13 +18,13 @@ from nats.aio.subscription import Subscription
 
 from events.catalog import ToolsListed
 from events.codec import decode_event
-from events.subjects import EVENTS_STREAM, TOOLS_LISTED_FILTER
+from events.subjects import EVENTS_STREAM, TOOLS_LISTED_FILTER, event_subject, tools_goal_id
 from events.tool_catalogue import tools_of
 from events.tools import BUILTIN_TOOLS, ToolSpec
 from infra.bus.history import read_events
 from infra.logging import get_logger
 
-__all__ = ["ListedTools", "read_listings"]
+__all__ = ["ListedTools", "last_listing", "read_listings"]
 
 log = get_logger("agora.mcp")
 
@@ -38,6 +38,19 @@ async def read_listings(nc: NatsClient, *, before_seq: int | None = None) -> lis
         async for seq, event in read_events(nc, TOOLS_LISTED_FILTER)
         if isinstance(event, ToolsListed) and (before_seq is None or seq < before_seq)
     ]
+
+
+async def last_listing(nc: NatsClient, server: str) -> ToolsListed | None:
+    """The latest recorded listing of ``server``, or None when there is none."""
+    import nats.js.errors
+
+    subject = event_subject(tools_goal_id(server), "tools_listed")
+    try:
+        stored = await nc.jetstream().get_last_msg(EVENTS_STREAM, subject)
+    except nats.js.errors.NotFoundError:
+        return None
+    event = decode_event(stored.data or b"")
+    return event if isinstance(event, ToolsListed) else None
 
 
 class ListedTools(Mapping[str, ToolSpec]):

@@ -37,6 +37,7 @@ from events.catalog import (
     ToolFailed,
 )
 from infra.bus.connection import connect
+from infra.bus.streams import provision
 from infra.cli.rerun import rerun_goal
 from infra.clients.goals import AgoraClient
 from infra.mcp.catalogue import read_listings
@@ -371,3 +372,35 @@ async def test_a_server_whose_tool_set_changes_fails_calls_of_a_gone_tool_clearl
     assert "unknown tool 'shifty.shout'" in rejected.reason
     assert isinstance(still[-1], GoalCompleted)
     assert still[-1].result == "slept 0.0s"
+
+
+async def test_a_restarted_executor_records_an_unchanged_listing_no_second_time(
+    settings: Settings, calls_dir: Path
+) -> None:
+    # A duplicate window shorter than the restart: the stream itself would not drop a repeat.
+    short = replace(
+        _with_servers(settings, {"crashy": _stdio("faulty.py", "crashy", calls=calls_dir)}),
+        duplicate_window_s=0.5,
+    )
+    nc = await connect(short, "agora-test-restart")
+    try:
+        await provision(nc.jetstream(), short)
+        client = AgoraClient(nc)
+        for run in ("first", "second"):
+            started = time.monotonic()
+            async with _running(short):
+                goal_id = f"g-restart-{run}"
+                await client.submit(
+                    {
+                        "goal_id": goal_id,
+                        "text": run,
+                        "steps": [_step("crashy.shout", {"text": run})],
+                    }
+                )
+                events = await client.wait_for_outcome(goal_id, timeout_s=30)
+                assert isinstance(events[-1], GoalCompleted), events[-1]
+            assert time.monotonic() - started > short.duplicate_window_s
+        listings = [e for e in await read_listings(nc) if e.server == "crashy"]
+        assert len(listings) == 1
+    finally:
+        await nc.close()
