@@ -81,6 +81,9 @@ class McpConnection:
                 ) from exc
             except Exception as exc:
                 self.problem = _describe(exc)
+                if isinstance(exc, MCPError) and self.server.url is not None:
+                    # An HTTP error status (401, 403, 404…) reaches the SDK only as this.
+                    self.problem += " (check the server's URL and its credentials)"
                 await self._drop()
                 raise ToolError(
                     f"MCP server {self.server.name} ({self.server.transport}) cannot be "
@@ -103,9 +106,15 @@ class McpConnection:
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
                 await self._lost(client, "the connection closed during the call")
+                how = (
+                    "(it crashed or exited); it is started again on the next call"
+                    if self.server.command is not None
+                    else "(it went away or dropped the session); agora connects again on the "
+                    "next call"
+                )
                 raise ToolError(
                     f"MCP server {self.server.name} closed the connection during the call of "
-                    f"{tool} (it crashed or exited); it is started again on the next call",
+                    f"{tool} {how}",
                     transient=True,
                 ) from exc
             # The server answered with a JSON-RPC error: this call, not the server, is wrong.

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,9 +174,21 @@ def _free_port() -> int:
         return port
 
 
+@dataclass
+class HttpServer:
+    url: str
+    token_file: Path
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 @pytest.fixture
-def http_server(calls_dir: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """The notes server on a free port: (its URL, the file holding its token)."""
+def http_server(calls_dir: Path, tmp_path: Path) -> Iterator[HttpServer]:
+    """The notes server on a free port, its token in a file."""
     port, token = _free_port(), "s3cret-token-for-notes"
     token_file = tmp_path / "notes.token"
     token_file.write_text(token + "\n")
@@ -195,20 +207,21 @@ def http_server(calls_dir: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
             except httpx.TransportError:
                 assert proc.poll() is None, "the MCP HTTP server exited"
                 time.sleep(0.05)
-        yield url, token_file
+        server = HttpServer(url, token_file, proc)
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(10)
+        HttpServer(url, token_file, proc).stop()
 
 
 async def test_a_streamable_http_server_with_a_token_is_called_and_rerun_calls_it_not(
     settings: Settings,
     nc: NatsClient,
     client: AgoraClient,
-    http_server: tuple[str, Path],
+    http_server: HttpServer,
     calls_dir: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    url, token_file = http_server
+    url, token_file = http_server.url, http_server.token_file
     live = _with_servers(settings, {"notes": {"url": url, "bearer_token_file": str(token_file)}})
     async with _running(live):
         await client.submit(
@@ -220,7 +233,39 @@ async def test_a_streamable_http_server_with_a_token_is_called_and_rerun_calls_i
             }
         )
         events = await client.wait_for_outcome("g-mcp-http", timeout_s=60)
+
+        # The server disappears: calls fail as transient with the reason, the goal fails
+        # clearly once its attempts are spent, and a goal beside it completes.
+        http_server.stop()
+        await client.submit(
+            {
+                "goal_id": "g-mcp-gone",
+                "text": "gone",
+                "steps": [_step("notes.lookup", {"word": "x"})],
+            }
+        )
+        await client.submit(
+            {
+                "goal_id": "g-mcp-beside",
+                "text": "beside",
+                "steps": [{"tool": "echo", "args": {"text": "ok"}}],
+            }
+        )
+        gone = await client.wait_for_outcome("g-mcp-gone", timeout_s=60)
+        beside = await client.wait_for_outcome("g-mcp-beside", timeout_s=60)
     assert isinstance(events[-1], GoalCompleted), events[-1]
+    assert isinstance(beside[-1], GoalCompleted)
+    assert isinstance(gone[-1], GoalFailed)
+    # Every attempt of every iteration failed, transient, each with its reason; after five
+    # in a row the server's breaker opened, and calls failed fast.
+    failures = [e for e in gone if isinstance(e, ToolFailed)]
+    assert all(f.transient for f in failures)
+    assert "notes closed the connection during the call of lookup (it went away" in (
+        failures[0].error
+    )
+    unreachable = "MCP server notes (streamable-http) cannot be reached: ConnectError"
+    assert all(unreachable in f.error for f in failures[1:5])
+    assert failures[5].error.startswith("circuit open for mcp:notes (tool notes.lookup)")
     done = next(e for e in events if isinstance(e, TaskCompleted))
     assert done.structured == {"word": "agora", "length": 5, "vowels": 3}
     assert _calls(calls_dir) == ["notes lookup agora"]
@@ -249,10 +294,16 @@ async def test_a_streamable_http_server_with_a_token_is_called_and_rerun_calls_i
     code, stdout, stderr = await agora("redrive", "g-mcp-http", "--service", "executor", env=env)
     assert code == 0, stderr + stdout
     assert _calls(calls_dir) == ["notes lookup agora"]
-    # The token is nowhere in the log.
-    log = await all_events(nc, "agora.events.g-mcp-http.>")
+    # The token is nowhere: not in the log, not in what the services printed, not in a file
+    # under the data directory (the NATS store, DuckDB).
+    log = await all_events(nc)
     assert log
     assert not any(b"s3cret-token" in msgspec.json.encode(e) for e in log)
+    printed = capfd.readouterr()
+    assert "s3cret-token" not in printed.out + printed.err
+    stored = [p for p in settings.data_dir.rglob("*") if p.is_file() and p != token_file]
+    assert stored
+    assert not any(b"s3cret-token" in p.read_bytes() for p in stored)
 
 
 # -- faults -------------------------------------------------------------------------------
