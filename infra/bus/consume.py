@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 from events.errors import DecodeError
 from events.subjects import goal_id_from_subject
 from infra.bus.dlq import DeadLetterQueue
+from infra.bus.pin import Pin
 from infra.bus.pull import PullRequests
 from infra.bus.streams import ConsumerSpec
 from infra.logging import get_logger
@@ -86,6 +87,10 @@ class ConsumeLoop:
     ordering_key: OrderingKey = no_ordering
     # How long each pull request stays open at the server; also bounds shutdown's wait.
     pull_expires_s: float = 2.0
+    # A pinned consumer (spec.priority_group): this replica's pin, and the consumer's priority
+    # timeout, within which a pinned replica must send a request or lose the pin.
+    pin: Pin | None = None
+    pinned_timeout_s: float = 5.0
     _in_flight: int = 0
     _room: asyncio.Event = field(default_factory=asyncio.Event)
     _lanes: dict[Hashable, deque[Delivery]] = field(default_factory=dict)
@@ -97,6 +102,14 @@ class ConsumeLoop:
     async def run(self, stop: asyncio.Event) -> None:
         self._dlq = DeadLetterQueue(self.nc.jetstream(), self.spec.durable)
         self._stopping = False
+        pin = self.pin
+        if pin is None and self.spec.priority_group is not None:
+            pin = self.pin = Pin(
+                self.nc, self.spec.stream, self.spec.durable, self.spec.priority_group
+            )
+        if pin is not None:
+            # Requests end, and the loop wakes, often enough to renew the pin in time.
+            self.pull_expires_s = min(self.pull_expires_s, self.pinned_timeout_s / 2)
         pulls = self._pulls = PullRequests(
             self.nc,
             self.spec.stream,
@@ -104,6 +117,8 @@ class ConsumeLoop:
             self._arrived,
             expires_s=self.pull_expires_s,
             ended=self._room.set,
+            pin=pin,
+            keepalive_s=self.pinned_timeout_s / 3 if pin is not None else float("inf"),
         )
         await pulls.open()
         log.info("consuming", stream=self.spec.stream, consumer=self.spec.durable)
@@ -122,6 +137,8 @@ class ConsumeLoop:
             stopped.cancel()
             self._stopping = True
             await self._drain()
+            if pin is not None:
+                await pin.hand_on()  # a standby is pinned at once, not after the timeout
             # Requests still open at the server may yet deliver: hand those back (nak) until
             # they have expired, so no message waits out an ack wait in a dead request.
             if pulls.outstanding:

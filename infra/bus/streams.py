@@ -6,6 +6,7 @@ silently changed: start-up fails with a message naming each difference.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +26,12 @@ from nats.js.errors import NotFoundError
 from events.errors import ConfigurationError
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM
 from infra.bus.outputs import provision_outputs
+from infra.logging import get_logger
 from infra.settings import MiB, Settings
 
-__all__ = ["ConsumerSpec", "provision", "stream_configs"]
+__all__ = ["ConsumerSpec", "PinnedConsumerConfig", "provision", "stream_configs"]
+
+log = get_logger("agora.streams")
 
 DAY_S = 24 * 3600.0
 
@@ -79,9 +83,35 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
     ]
 
 
+@dataclass
+class PinnedConsumerConfig(ConsumerConfig):
+    """A consumer with a ``pinned_client`` priority group (nats-server 2.11+), under the JSON
+    API's names: nats-py has no fields for priority groups."""
+
+    priority_groups: list[str] | None = None
+    priority_policy: str | None = None
+    priority_timeout: int | None = None  # nanoseconds without a pull request from the pinned one
+
+    def priority(self) -> tuple[list[str], str, int]:
+        return (
+            self.priority_groups or [],
+            self.priority_policy or "none",
+            self.priority_timeout or 0,
+        )
+
+
 def consumer_config(spec: ConsumerSpec, settings: Settings, max_ack_pending: int) -> ConsumerConfig:
     single = len(spec.filter_subjects) == 1
-    return ConsumerConfig(
+    pinned = spec.priority_group is not None
+    config_class = PinnedConsumerConfig if pinned else ConsumerConfig
+    priority: dict[str, Any] = {}
+    if spec.priority_group is not None:
+        priority = {
+            "priority_groups": [spec.priority_group],
+            "priority_policy": "pinned_client",
+            "priority_timeout": int(settings.pinned_timeout_s * 1e9),
+        }
+    return config_class(
         durable_name=spec.durable,
         description=spec.description,
         deliver_policy=DeliverPolicy.ALL,
@@ -93,6 +123,7 @@ def consumer_config(spec: ConsumerSpec, settings: Settings, max_ack_pending: int
         max_ack_pending=max_ack_pending,
         filter_subject=spec.filter_subjects[0] if single else None,
         filter_subjects=None if single else list(spec.filter_subjects),
+        **priority,
     )
 
 
@@ -151,17 +182,56 @@ async def provision(
     for spec, max_ack_pending in consumers:
         want = consumer_config(spec, settings, max_ack_pending)
         try:
-            info = await js.consumer_info(spec.stream, spec.durable)
+            have = await _existing_config(js, spec)
         except NotFoundError:
             await js.add_consumer(spec.stream, want)
             continue
-        diffs += _differences("consumer", spec.durable, want, info.config, _CONSUMER_FIELDS)
-        if _filters(want) != _filters(info.config):
-            diffs.append(
-                f"consumer {spec.stream}/{spec.durable}: filters are {_filters(info.config)}, "
+        found = _differences("consumer", spec.durable, want, have, _CONSUMER_FIELDS)
+        if _filters(want) != _filters(have):
+            found.append(
+                f"consumer {spec.stream}/{spec.durable}: filters are {_filters(have)}, "
                 f"agora needs {_filters(want)}"
             )
+        diffs += found
+        if not found and isinstance(want, PinnedConsumerConfig):
+            await _update_priority(js, spec, want, have)
     _raise_if(diffs)
+
+
+async def _existing_config(js: JetStreamContext, spec: ConsumerSpec) -> ConsumerConfig:
+    if spec.priority_group is None:
+        config: ConsumerConfig = (await js.consumer_info(spec.stream, spec.durable)).config
+        return config
+    # Through the JSON API: nats-py's ConsumerInfo drops the priority fields.
+    reply = await js._nc.request(f"$JS.API.CONSUMER.INFO.{spec.stream}.{spec.durable}", b"")
+    info = json.loads(reply.data)
+    error = info.get("error")
+    if error is not None:
+        if error.get("err_code") == _CONSUMER_NOT_FOUND:
+            raise NotFoundError
+        raise ConfigurationError(f"consumer {spec.stream}/{spec.durable}: {error}")
+    pinned: PinnedConsumerConfig = PinnedConsumerConfig.from_response(info["config"])
+    return pinned
+
+
+async def _update_priority(
+    js: JetStreamContext, spec: ConsumerSpec, want: PinnedConsumerConfig, have: ConsumerConfig
+) -> None:
+    """Pinning is agora's to set (a consumer from before it, a new priority timeout): it
+    changes who receives messages, never which, so it is updated in place."""
+    had = have.priority() if isinstance(have, PinnedConsumerConfig) else ([], "none", 0)
+    if had == want.priority():
+        return
+    await js.add_consumer(spec.stream, want)
+    log.warning(
+        "consumer_priority_updated",
+        consumer=f"{spec.stream}/{spec.durable}",
+        was=had,
+        now=want.priority(),
+    )
+
+
+_CONSUMER_NOT_FOUND = 10014
 
 
 def _raise_if(diffs: list[str]) -> None:

@@ -22,6 +22,7 @@ from infra.bus.connection import connect
 from infra.bus.consume import ConsumeLoop, Delivery, Handler, OrderingKey, no_ordering
 from infra.bus.history import StreamGoalLog
 from infra.bus.outputs import OutputStore
+from infra.bus.pin import Pin
 from infra.bus.publisher import EventPublisher
 from infra.bus.redrive import redrive_subscriptions
 from infra.bus.streams import ConsumerSpec, provision
@@ -73,6 +74,8 @@ class Subscription:
     handler: Handler
     concurrency: int
     ordering_key: OrderingKey = no_ordering
+    # This replica's pin, when the consumer is pinned and the service watches who holds it.
+    pin: Pin | None = None
 
 
 @dataclass
@@ -105,6 +108,13 @@ class ServiceContext:
     def spec(self, stream: str) -> ConsumerSpec:
         """This service's consumer on ``stream`` (from its manifest)."""
         return next(s for s in consumers_for(self.name) if s.stream == stream)
+
+    def pin(self, stream: str) -> Pin:
+        """This replica's pin on its pinned consumer on ``stream``."""
+        spec = self.spec(stream)
+        if spec.priority_group is None:
+            raise ConfigurationError(f"{self.name}'s input on {stream} is not pinned")
+        return Pin(self.nc, spec.stream, spec.durable, spec.priority_group)
 
     def routed(self, stream: str, handlers: Mapping[type[Event], EventHandler]) -> Handler:
         """One delivery handler for this service's input on ``stream``: the event decoded, then
@@ -173,6 +183,8 @@ async def run_service(
                 ack_wait_s=settings.ack_wait_s,
                 drain_timeout_s=settings.drain_timeout_s,
                 ordering_key=sub.ordering_key,
+                pin=sub.pin,
+                pinned_timeout_s=settings.pinned_timeout_s,
             )
             for sub in subscriptions
         ]

@@ -28,7 +28,7 @@ from events.model import Event
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, goal_id_from_subject
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory, last_on_subject, read_events
-from infra.bus.lease import Lease, SingleFlight
+from infra.bus.lease import Lease, NotPinnedError, SingleFlight
 from infra.bus.publisher import Fence
 from infra.logging import get_logger
 from infra.mcp.catalogue import ListedTools
@@ -69,6 +69,9 @@ def build(ctx: ServiceContext) -> ServiceParts:
     activation = SingleFlight()
     history = GoalHistory(ctx.nc, outputs=ctx.outputs)
     lease = Lease(ctx.nc, ctx.publish, service="planner", producer=ctx.producer, now=ctx.now)
+    pin = ctx.pin(EVENTS_STREAM)
+    # A pin lost is a lease to take again: another replica may have decided in between.
+    pin.on_lost(lease.release)
 
     async def record(goal_id: str) -> Sequence[Event]:
         return (await history.load(goal_id)).events
@@ -130,7 +133,11 @@ def build(ctx: ServiceContext) -> ServiceParts:
             log.info("goal_exists_command_ignored", goal_id=outcome.goal_id)
 
     async def activate() -> None:
-        await lease.acquire()
+        # Only the pinned replica takes the lease: a standby still finishing what it was given
+        # before its pin lapsed hands that back instead of fencing out the active replica.
+        if not await pin.confirmed():
+            raise NotPinnedError("this planner replica is not the pinned one; standing by")
+        await lease.acquire(still_pinned=pin.confirmed)
         planner.states.clear()  # what another replica decided meanwhile is in the log
 
     async def decide(event: Event, delivery: Delivery) -> None:
@@ -162,7 +169,9 @@ def build(ctx: ServiceContext) -> ServiceParts:
     return ServiceParts(
         [
             Subscription(ctx.spec(INTAKE_STREAM), on_command, concurrency),
-            Subscription(ctx.spec(EVENTS_STREAM), on_event, concurrency, ordering_key=_goal_of),
+            Subscription(
+                ctx.spec(EVENTS_STREAM), on_event, concurrency, ordering_key=_goal_of, pin=pin
+            ),
         ],
         on_start=lambda: tools.start(ctx.nc),
         on_stop=tools.stop,

@@ -20,7 +20,7 @@ from infra.bus.connection import connect
 from infra.bus.streams import provision
 from infra.clients.goals import AgoraClient
 from infra.platform.embedded import EmbeddedNats
-from infra.platform.stats import collect_stats
+from infra.platform.stats import collect_stats, micro_name
 from tests.faults.conftest import report
 from tests.faults.harness import (
     ServiceProcesses,
@@ -61,7 +61,7 @@ async def test_a_paused_active_planner_is_fenced_out_and_every_goal_completes_on
 
         async def standby_up() -> bool:
             stats = await collect_stats(nc, timeout_s=0.5)
-            return sum(1 for s in stats if s.get("service") == "planner") == 2
+            return sum(1 for s in stats if s.get("name") == micro_name("planner")) == 2
 
         await wait_until(standby_up, timeout_s=30, what="the standby planner")
         paused_at = await count_finished(nc)
