@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,7 +69,14 @@ class GoalChangedError(PublishRejectedError, ConcurrentWriteError):
 
 
 WRONG_LAST_SEQUENCE = 10071
+# A replicated stream refuses a guarded message while an earlier one guarded on the same
+# subject is still being replicated (proposed, not yet applied).
+GUARD_IN_PROCESS = 10164
+# An atomic batch with a message id already stored: the whole batch was stored before.
+BATCH_DUPLICATE = 10201
 MESSAGE_TOO_LARGE = 10054
+# The server's limit on one atomic batch's messages.
+_MAX_BATCH = 1000
 # Room kept for an event's headers (id, expected stream, a guard) under the size limit.
 _HEADROOM = 512
 # A sent event's reply token and the future its acknowledgement settles.
@@ -103,11 +111,19 @@ class EventPublisher:
         *,
         outputs: OutputStore | None = None,
         max_bytes: int = 1 * MiB,
+        atomic_fences: bool = False,
     ) -> None:
         self.nc = nc
         self.timeout_s = timeout_s
         self.outputs = outputs
         self.max_bytes = max_bytes
+        # On a replicated stream two messages fenced on one subject cannot be in flight at once
+        # (the second is refused while the first replicates): fenced calls go out one at a time,
+        # each as one atomic batch (nats-server 2.12+, the stream's allow_atomic).
+        self.atomic_fences = atomic_fences
+        self._fenced_turn = asyncio.Lock()
+        self._batch_prefix = os.urandom(8).hex()
+        self._batches = 0
         self._prefix = ""
         self._waiting: dict[str, asyncio.Future[PubAck]] = {}
         self._types: dict[str, str] = {}  # reply token -> the event type it acknowledges
@@ -135,8 +151,11 @@ class EventPublisher:
             self._prefix = self.nc.new_inbox()
             await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
         if fence is not None:
-            headers = fence.headers()
             try:
+                if self.atomic_fences:
+                    async with self._fenced_turn:
+                        return await self._atomic(outgoing, fence)
+                headers = fence.headers()
                 return await self._settle([await self._send(out, headers) for out in outgoing])
             except PublishRejectedError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
@@ -158,12 +177,35 @@ class EventPublisher:
             except PublishRejectedError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE and new_goal:
                     raise GoalExistsError(f"goal {first.goal_id} exists", exc.err_code) from None
-                if exc.err_code == WRONG_LAST_SEQUENCE:
+                if exc.err_code in (WRONG_LAST_SEQUENCE, GUARD_IN_PROCESS):
                     raise GoalChangedError(
                         f"goal {first.goal_id} has events after {expected_last_seq}", exc.err_code
                     ) from None
                 raise
         return acks + await self._settle([await self._send(out) for out in rest])
+
+    async def _atomic(self, outgoing: Sequence[_Outgoing], fence: Fence) -> list[PubAck]:
+        """``outgoing`` fenced, in atomic batches: all of a batch stored, or none of it. Only
+        each batch's commit is acknowledged; its events' sequences follow from the commit's."""
+        acks: list[PubAck] = []
+        for start in range(0, len(outgoing), _MAX_BATCH):
+            chunk = outgoing[start : start + _MAX_BATCH]
+            self._batches += 1
+            batch = {**fence.headers(), "Nats-Batch-Id": f"{self._batch_prefix}-{self._batches}"}
+            for n, out in enumerate(chunk[:-1], 1):
+                await self._send_unanswered(out, {**batch, "Nats-Batch-Sequence": str(n)})
+            commit = {**batch, "Nats-Batch-Sequence": str(len(chunk)), "Nats-Batch-Commit": "1"}
+            try:
+                [ack] = await self._settle([await self._send(chunk[-1], commit)])
+            except PublishRejectedError as exc:
+                if exc.err_code != BATCH_DUPLICATE:
+                    raise
+                # Stored before (a resend whose acknowledgement was lost): batches are whole.
+                acks += [PubAck(stream=EVENTS_STREAM, seq=0, duplicate=True) for _ in chunk]
+                continue
+            first = ack.seq - len(chunk) + 1
+            acks += [PubAck(stream=ack.stream, seq=first + n) for n in range(len(chunk))]
+        return acks
 
     async def _offloaded(self, event: Event) -> _Outgoing:
         """``event`` as it is written, and its bytes (encoded once): large outputs stored
@@ -185,14 +227,26 @@ class EventPublisher:
         future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
         self._waiting[token] = future
         self._types[token] = event_type(event)
-        headers = {MSG_ID: event.event_id, "Nats-Expected-Stream": EVENTS_STREAM, **(extra or {})}
         await self.nc.publish(
             event_subject(event.goal_id, event_type(event)),
             payload,
             reply=f"{self._prefix}.{token}",
-            headers=headers,
+            headers={
+                MSG_ID: event.event_id,
+                "Nats-Expected-Stream": EVENTS_STREAM,
+                **(extra or {}),
+            },
         )
         return token, future
+
+    async def _send_unanswered(self, outgoing: _Outgoing, extra: dict[str, str]) -> None:
+        """A message of an atomic batch before its commit: only the commit is answered."""
+        event, payload = outgoing
+        await self.nc.publish(
+            event_subject(event.goal_id, event_type(event)),
+            payload,
+            headers={MSG_ID: event.event_id, "Nats-Expected-Stream": EVENTS_STREAM, **extra},
+        )
 
     async def _settle(self, pending: list[_Pending]) -> list[PubAck]:
         if not pending:

@@ -71,6 +71,8 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             deny_delete=True,
             deny_purge=True,
             allow_direct=True,
+            # A lease holder's fenced decisions go out as atomic batches on a replicated stream.
+            allow_atomic=True,
             **common,
         ),
         StreamConfig(
@@ -166,7 +168,12 @@ async def provision_streams(js: JetStreamContext, settings: Settings) -> None:
         except NotFoundError:
             await js.add_stream(config)
             continue
-        diffs += _differences("stream", config.name, config, info.config, _STREAM_FIELDS)
+        found = _differences("stream", config.name, config, info.config, _STREAM_FIELDS)
+        diffs += found
+        if not found and config.allow_atomic and not info.config.allow_atomic:
+            # A stream from before atomic batches: enabling them changes nothing stored.
+            await js.update_stream(info.config.evolve(allow_atomic=True))
+            log.warning("stream_updated", stream=config.name, allow_atomic=True)
     _raise_if(diffs)
     await provision_outputs(js, settings)
 

@@ -155,6 +155,7 @@ async def run_service(
     outputs = OutputStore(js, settings.output_inline_bytes)
     publish = publisher(nc)
     publish.outputs, publish.max_bytes = outputs, settings.max_message_bytes
+    publish.atomic_fences = settings.stream_replicas > 1
     ctx = ServiceContext(
         name=name,
         settings=settings,
