@@ -17,6 +17,7 @@ from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError
 from events.errors import GoalExistsError as GoalIdTakenError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
+from infra.bus.group_commit import GroupCommit
 from infra.bus.outputs import OutputStore
 from infra.settings import MiB
 
@@ -85,6 +86,13 @@ _Pending = tuple[str, "asyncio.Future[PubAck]"]
 _Outgoing = tuple[Event, bytes]
 
 
+def _refused_alone(exc: Exception) -> bool:
+    """A refusal of a grouped batch that may be one call's doing, not the fence's."""
+    if isinstance(exc, PublishRejectedError):
+        return exc.err_code not in (WRONG_LAST_SEQUENCE, GUARD_IN_PROCESS)
+    return isinstance(exc, EventTooLargeError)
+
+
 class EventPublisher:
     """Appends events to AGORA_EVENTS, in order, each with ``Nats-Msg-Id`` = its event id.
 
@@ -121,7 +129,12 @@ class EventPublisher:
         # (the second is refused while the first replicates): fenced calls go out one at a time,
         # each as one atomic batch (nats-server 2.12+, the stream's allow_atomic).
         self.atomic_fences = atomic_fences
-        self._fenced_turn = asyncio.Lock()
+        self._fenced: GroupCommit[_Outgoing, Fence] = GroupCommit(
+            self._atomic,
+            send_alone=self._atomic_alone,
+            max_items=_MAX_BATCH,
+            refused_alone=_refused_alone,
+        )
         self._batch_prefix = os.urandom(8).hex()
         self._batches = 0
         self._prefix = ""
@@ -153,8 +166,7 @@ class EventPublisher:
         if fence is not None:
             try:
                 if self.atomic_fences:
-                    async with self._fenced_turn:
-                        return await self._atomic(outgoing, fence)
+                    return await self._fenced(outgoing, fence)
                 headers = fence.headers()
                 return await self._settle([await self._send(out, headers) for out in outgoing])
             except PublishRejectedError as exc:
@@ -195,17 +207,20 @@ class EventPublisher:
             for n, out in enumerate(chunk[:-1], 1):
                 await self._send_unanswered(out, {**batch, "Nats-Batch-Sequence": str(n)})
             commit = {**batch, "Nats-Batch-Sequence": str(len(chunk)), "Nats-Batch-Commit": "1"}
-            try:
-                [ack] = await self._settle([await self._send(chunk[-1], commit)])
-            except PublishRejectedError as exc:
-                if exc.err_code != BATCH_DUPLICATE:
-                    raise
-                # Stored before (a resend whose acknowledgement was lost): batches are whole.
-                acks += [PubAck(stream=EVENTS_STREAM, seq=0, duplicate=True) for _ in chunk]
-                continue
+            [ack] = await self._settle([await self._send(chunk[-1], commit)])
             first = ack.seq - len(chunk) + 1
             acks += [PubAck(stream=ack.stream, seq=first + n) for n in range(len(chunk))]
         return acks
+
+    async def _atomic_alone(self, outgoing: Sequence[_Outgoing], fence: Fence) -> list[PubAck]:
+        """One call's atomic batch; refused as a duplicate, it was stored before (a resend
+        whose acknowledgement was lost): batches are stored whole."""
+        try:
+            return await self._atomic(outgoing, fence)
+        except PublishRejectedError as exc:
+            if exc.err_code != BATCH_DUPLICATE or len(outgoing) > _MAX_BATCH:
+                raise
+            return [PubAck(stream=EVENTS_STREAM, seq=0, duplicate=True) for _ in outgoing]
 
     async def _offloaded(self, event: Event) -> _Outgoing:
         """``event`` as it is written, and its bytes (encoded once): large outputs stored

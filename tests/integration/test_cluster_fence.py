@@ -81,10 +81,14 @@ async def test_concurrent_fenced_decisions_all_land_whole_on_a_replicated_stream
     log = [e for e in await all_events(cluster_nc) if isinstance(e, GoalCompleted)]
     assert sorted(e.event_id for e in log) == sorted(e.event_id for d in decisions for e in d)
 
-    # A resend whose acknowledgement was lost stores nothing twice.
+    # A resend whose acknowledgement was lost stores nothing twice, alone or grouped with
+    # new decisions (those are stored all the same).
     await lease.append(decisions[0])
+    fresh = [_decision(f"h-{n}", 2) for n in range(5)]
+    await asyncio.gather(lease.append(decisions[1]), *(lease.append(d) for d in fresh))
     again = [e for e in await all_events(cluster_nc) if isinstance(e, GoalCompleted)]
-    assert len(again) == len(log)
+    assert len(again) == len(log) + 10
+    assert {e.event_id for d in fresh for e in d} <= {e.event_id for e in again}
 
 
 async def test_the_old_holder_writes_nothing_once_another_took_the_lease(
