@@ -1,7 +1,10 @@
 """Streams and durable consumers, declared as data and provisioned idempotently at start-up.
 
-An existing stream or consumer whose configuration differs from what agora needs is never
-silently changed: start-up fails with a message naming each difference.
+An existing stream or consumer whose configuration differs from what agora needs in what it
+stores or delivers (subjects, limits, ack policy…) is never changed: start-up fails with a
+message naming each difference. What follows agora's own code is updated in place, with a
+warning: a service consumer's filters (its inputs, as its manifest declares them), the
+planner's pin, atomic batches on the event stream.
 """
 
 from __future__ import annotations
@@ -194,13 +197,20 @@ async def provision(
             await js.add_consumer(spec.stream, want)
             continue
         found = _differences("consumer", spec.durable, want, have, _CONSUMER_FIELDS)
-        if _filters(want) != _filters(have):
-            found.append(
-                f"consumer {spec.stream}/{spec.durable}: filters are {_filters(have)}, "
-                f"agora needs {_filters(want)}"
-            )
         diffs += found
-        if not found and isinstance(want, PinnedConsumerConfig):
+        if found:
+            continue
+        if _filters(want) != _filters(have):
+            # A service's inputs changed with a new version: its own consumer follows them,
+            # keeping its position (what it already handled stays handled).
+            await js.add_consumer(spec.stream, want)
+            log.warning(
+                "consumer_filters_updated",
+                consumer=f"{spec.stream}/{spec.durable}",
+                was=_filters(have),
+                now=_filters(want),
+            )
+        elif isinstance(want, PinnedConsumerConfig):
             await _update_priority(js, spec, want, have)
     _raise_if(diffs)
 
