@@ -51,7 +51,11 @@ async def test_a_paused_active_planner_is_fenced_out_and_every_goal_completes_on
         services.start("planner", "-1")
         for name in ("executor", "memory", "evaluator", "projector"):
             services.start(name)
-        goal_ids = await submit_all(AgoraClient(nc), [parallel_goal(n, 1.0) for n in range(goals)])
+        client = AgoraClient(nc)
+        # A few goals make planner-1 the active replica; the rest are submitted once the
+        # standby is up, so work remains when planner-1 stops (however slow the box).
+        warm_up = 5
+        goal_ids = await submit_all(client, [parallel_goal(n, 1.0) for n in range(warm_up)])
 
         async def planner_1_active() -> bool:
             return len(await _leases(nc)) == 1
@@ -64,6 +68,7 @@ async def test_a_paused_active_planner_is_fenced_out_and_every_goal_completes_on
             return sum(1 for s in stats if s.get("name") == micro_name("planner")) == 2
 
         await wait_until(standby_up, timeout_s=30, what="the standby planner")
+        goal_ids += await submit_all(client, [parallel_goal(n, 1.0) for n in range(warm_up, goals)])
         paused_at = await count_finished(nc)
         services.signal("planner-1", signal.SIGSTOP)
 
