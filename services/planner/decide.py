@@ -51,7 +51,14 @@ from services.planner.budget import exceeded_reason, no_room_reason, remaining
 from services.planner.control import CONTROL_REQUESTS, decide_control
 from services.planner.decompose import decompose_text
 from services.planner.intake import Tools, context_request
-from services.planner.llm_plan import LlmPlanning, NeedAnswer, PlanFailed, Planned, llm_plan
+from services.planner.llm_plan import (
+    LlmPlanning,
+    NeedAnswer,
+    PlanFailed,
+    Planned,
+    llm_plan,
+    visible_tools,
+)
 from services.planner.references import (
     resolve_references,
 )
@@ -265,7 +272,8 @@ def _first_plan(
             return planned
         strategy, tasks = "llm", planned
     else:
-        strategy, tasks = "decomposed", _with_tool_timeouts(decompose_text(goal.text), tools)
+        named = visible_tools(tools, goal.allowed_tools)
+        strategy, tasks = "decomposed", _with_tool_timeouts(decompose_text(goal.text, named), tools)
     return [
         PlanCreated(
             **stamp.envelope("plan_created", "plan", state.iteration),

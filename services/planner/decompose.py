@@ -25,6 +25,9 @@ Mapping a step to a tool, first match wins:
 * ``sleep 2`` / ``wait 1.5 seconds`` / ``pause for 500 ms`` -> ``sleep {seconds}``
 * ``compute 17*23`` / ``calculate (2+3)*4`` / ``what is 2^10`` or a bare expression ->
   ``calculator {expression}``
+* ``<server>.<tool> {JSON arguments}`` (optionally after ``use``, ``call`` or ``run``, the
+  arguments after ``with``), naming a tool of an MCP server that the planner may use (trusted,
+  or granted to the goal) -> that tool with those arguments, granted to the task
 * ``summarize`` / ``summarise`` / ``report`` ->
   ``echo {text: "Summary: {{steps.<previous>.output}}"}`` (the step's own text when it is the
   first step)
@@ -35,10 +38,15 @@ Step ``sN`` depends on ``sN-1``, so the plan runs in order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+import msgspec
 
 from events.linear_regex import NOT_SPACE, SPACE, compile_linear
 from events.model import TaskSpec
+from events.tools import ToolSpec
+from events.untrusted_json import decode_json
 from services.planner.references import step_reference
 
 __all__ = ["MAX_STEPS", "decompose_text", "split_steps", "task_for_step"]
@@ -127,16 +135,52 @@ _PREVIOUS_OUTPUT = compile_linear(
     ignore_case=True,
 )
 _SUMMARY = compile_linear(r"\b(?:summari[sz]e|summary|report)\b", ignore_case=True)
+# A tool named by its qualified MCP name, with JSON arguments.
+_NAMED_TOOL = compile_linear(
+    rf"^(?:(?:use|call|run){_S}+)?(?P<tool>[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+)"
+    rf"(?:{_S}+(?:with{_S}+)?(?P<args>\{{.*\}}))?{_S}*$",
+    ignore_case=True,
+    dot_all=True,
+)
+_json_object = msgspec.json.Decoder(dict[str, Any])
 
 
-def decompose_text(text: str) -> tuple[TaskSpec, ...]:
-    """A sequential plan ``s1..sN`` for ``text``; never empty."""
+def decompose_text(
+    text: str, named_tools: Mapping[str, ToolSpec] | None = None
+) -> tuple[TaskSpec, ...]:
+    """A sequential plan ``s1..sN`` for ``text``; never empty. ``named_tools``: the tools a
+    step may name by their qualified name (MCP tools the goal may use)."""
     steps = split_steps(text) or [text.strip() or text]
     tasks: list[TaskSpec] = []
     for index, step in enumerate(steps, start=1):
         previous = f"s{index - 1}" if index > 1 else None
-        tasks.append(task_for_step(step, task_id=f"s{index}", previous=previous))
+        named = _named_tool(step, named_tools or {}, task_id=f"s{index}", previous=previous)
+        tasks.append(named or task_for_step(step, task_id=f"s{index}", previous=previous))
     return tuple(tasks)
+
+
+def _named_tool(
+    step: str, tools: Mapping[str, ToolSpec], *, task_id: str, previous: str | None
+) -> TaskSpec | None:
+    match = _NAMED_TOOL.match(step)
+    if match is None or match.group("tool") not in tools:
+        return None
+    spec = tools[match.group("tool")]
+    args: dict[str, Any] = {}
+    if match.group("args"):
+        try:
+            args = decode_json(_json_object, match.group("args"))
+        except msgspec.DecodeError:
+            return None  # not arguments after all: the step is read as text
+    return TaskSpec(
+        task_id=task_id,
+        description=_describe(step),
+        tool=spec.name,
+        args=args,
+        depends_on=(previous,) if previous is not None else (),
+        timeout_s=spec.default_timeout_s,
+        allowed_tools=() if spec.trusted else (spec.name,),
+    )
 
 
 def split_steps(text: str) -> list[str]:

@@ -31,6 +31,7 @@ from events.catalog import (
     GoalCompleted,
     GoalFailed,
     GoalRejected,
+    PlanCreated,
     TaskCompleted,
     TaskFailed,
     ToolCalled,
@@ -142,6 +143,29 @@ async def test_a_goal_calls_mcp_server_time_and_its_rerun_needs_no_server(
         report = await rerun_goal(settings, "g-mcp-time", service=service)
         assert report.identical, report.differences
         assert report.recorded == report.rerun_decisions > 0
+
+
+async def test_the_rule_planner_decomposes_text_naming_an_mcp_tool(
+    settings: Settings, client: AgoraClient
+) -> None:
+    async with _running(_with_servers(settings, {"time": TIME})):
+        await client.submit(
+            {
+                "goal_id": "g-mcp-rules",
+                "text": 'time.get_current_time {"timezone": "Europe/Oslo"}, then summarize',
+                "allowed_tools": ["time.get_current_time"],
+                "expect": {"contains": "Europe/Oslo"},
+            }
+        )
+        events = await client.wait_for_outcome("g-mcp-rules", timeout_s=60)
+    assert isinstance(events[-1], GoalCompleted), events[-1]
+    [plan] = [e for e in events if isinstance(e, PlanCreated)]
+    assert plan.strategy == "decomposed"
+    assert [(t.tool, t.args, t.allowed_tools) for t in plan.tasks] == [
+        ("time.get_current_time", {"timezone": "Europe/Oslo"}, ("time.get_current_time",)),
+        ("echo", {"text": "Summary: {{steps.s1.output}}"}, ()),
+    ]
+    assert events[-1].result.startswith("Summary: {")
 
 
 async def test_an_untrusted_tool_without_a_grant_is_rejected_at_intake(

@@ -366,3 +366,19 @@ def test_a_step_on_the_command_line_may_name_an_mcp_tool() -> None:
         "args": {"timezone": "UTC"},
         "id": "now",
     }
+
+
+def test_the_rule_planner_maps_a_step_naming_a_usable_mcp_tool_to_it() -> None:
+    from services.planner.decompose import decompose_text
+
+    text = 'use time.now with {"timezone": "Europe/Oslo"}, then summarize'
+    now, summary = decompose_text(text, visible_tools(TOOLS, ("time.now",)))
+    assert (now.tool, now.args, now.allowed_tools) == (
+        "time.now",
+        {"timezone": "Europe/Oslo"},
+        ("time.now",),
+    )
+    assert summary.args == {"text": "Summary: {{steps.s1.output}}"}
+    # Not granted (so not usable), or arguments that are no JSON object: the step is text.
+    assert decompose_text(text, visible_tools(TOOLS, ()))[0].tool == "echo"
+    assert decompose_text("time.now {not json}", TOOLS)[0].tool == "echo"
