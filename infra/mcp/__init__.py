@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from events.catalog import ListedTool, ToolsListed
+from events.errors import ToolError
 from events.ids import derive_id
 from events.subjects import tools_goal_id
 from events.tools import ToolSpec
@@ -41,6 +42,8 @@ log = get_logger("agora.mcp")
 # How often servers that are not connected are tried again, at most.
 _RECONNECT_MIN_S = 1.0
 _RECONNECT_MAX_S = 30.0
+# How long the executor waits for its servers at start before it takes tasks anyway.
+_START_WAIT_S = 10.0
 # How often connected servers' tool sets are listed again.
 _RELIST_S = 60.0
 
@@ -55,31 +58,46 @@ class McpTools:
         on_listing: Callable[[McpConnection], Awaitable[None]] | None = None,
     ) -> None:
         self._on_listing = on_listing
+        self._background: set[asyncio.Task[None]] = set()
         self.connections = {
             server.name: McpConnection(server, on_listing=on_listing) for server in servers
         }
 
-    async def start(self) -> None:
-        """Connect every server once; one that fails is logged and tried again later."""
-        results = await asyncio.gather(
-            *(connection.connect() for connection in self.connections.values()),
-            return_exceptions=True,
+    async def start(self, wait_s: float = _START_WAIT_S) -> None:
+        """Connect every server, waiting at most ``wait_s`` for them: a server that hangs
+        must not keep the executor from its other tools. One still connecting then goes on
+        in the background."""
+        attempts = [
+            asyncio.create_task(self._first_connect(connection))
+            for connection in self.connections.values()
+        ]
+        if not attempts:
+            return
+        _, pending = await asyncio.wait(attempts, timeout=wait_s)
+        for attempt in pending:
+            self._background.add(attempt)
+            attempt.add_done_callback(self._background.discard)
+        if pending:
+            slow = [c.server.name for c in self.connections.values() if not c.connected]
+            log.warning("mcp_servers_slow_to_connect", servers=slow, waited_s=wait_s)
+
+    async def _first_connect(self, connection: McpConnection) -> None:
+        """Connect; a server that cannot be reached is logged, recorded (its problem) and
+        tried again by ``keep_connected``."""
+        try:
+            await connection.connect()
+        except ToolError as exc:
+            log.warning("mcp_server_unavailable", server=connection.server.name, error=str(exc))
+            if self._on_listing is not None:
+                with contextlib.suppress(Exception):
+                    await self._on_listing(connection)
+            return
+        log.info(
+            "mcp_server_connected",
+            server=connection.server.name,
+            protocol_version=connection.protocol_version,
+            tools=sorted(connection.listing.specs),
         )
-        for connection, result in zip(self.connections.values(), results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning(
-                    "mcp_server_unavailable", server=connection.server.name, error=str(result)
-                )
-                if self._on_listing is not None:
-                    with contextlib.suppress(Exception):
-                        await self._on_listing(connection)
-            else:
-                log.info(
-                    "mcp_server_connected",
-                    server=connection.server.name,
-                    protocol_version=connection.protocol_version,
-                    tools=sorted(connection.listing.specs),
-                )
 
     async def keep_connected(self, stop: asyncio.Event) -> None:
         """Until ``stop``: connect the servers that are not connected, with backoff."""
@@ -117,6 +135,9 @@ class McpTools:
         return result_of(server, tool, result)
 
     async def close(self) -> None:
+        for attempt in list(self._background):
+            attempt.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in self.connections.values()))
 
 

@@ -73,6 +73,11 @@ class McpConnection:
                     client = await self._open()
                     self.protocol_version = client.protocol_version
                     await self._list(client)
+            except asyncio.CancelledError:
+                # Whoever wanted the connection gave up (a call's timeout, shutdown): leave no
+                # half-open session or started process behind.
+                await self._drop()
+                raise
             except AgoraError as exc:
                 self.problem = str(exc)
                 await self._drop()

@@ -79,13 +79,16 @@ def _calls(directory: Path) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def _running(settings: Settings) -> AsyncIterator[InProcessPlatform]:
-    """The platform, once the executor has recorded every configured server's listing (what
-    a user sees with `agora tools` before submitting goals that use them)."""
+async def _running(
+    settings: Settings, listed: set[str] | None = None
+) -> AsyncIterator[InProcessPlatform]:
+    """The platform, once the executor has recorded the listing of every configured server
+    (or of those ``listed``): what a user sees with `agora tools` before using them."""
     platform = InProcessPlatform(settings)
     platform.start()
     try:
-        servers = set(json.loads(settings.mcp_servers or "{}").get("mcpServers", {}))
+        configured = json.loads(settings.mcp_servers or "{}").get("mcpServers", {})
+        servers = set(configured) if listed is None else listed
         nc = await connect(settings, "agora-test-listings")
         try:
 
@@ -479,3 +482,28 @@ async def test_a_restarted_executor_records_an_unchanged_listing_no_second_time(
         assert len(listings) == 1
     finally:
         await nc.close()
+
+
+async def test_a_server_that_never_answers_at_start_keeps_no_tool_from_running(
+    settings: Settings, nc: NatsClient, client: AgoraClient
+) -> None:
+    # A process that reads its stdin and never says a word: the handshake never completes.
+    mute = {"command": sys.executable, "args": ["-c", "import sys; sys.stdin.read()"]}
+    live = _with_servers(settings, {"mute": mute, "time": TIME})
+    async with _running(live, listed={"time"}):
+        await client.submit(
+            {
+                "goal_id": "g-beside-mute",
+                "text": "the time, and an echo",
+                "steps": [
+                    _step("time.get_current_time", {"timezone": "UTC"}),
+                    {"tool": "echo", "args": {"text": "still here"}},
+                ],
+            }
+        )
+        events = await client.wait_for_outcome("g-beside-mute", timeout_s=60)
+        # Served while the mute server's handshake is still pending: its connection attempt
+        # has not even given up yet (nothing is recorded for it).
+        assert not [e for e in await read_listings(nc) if e.server == "mute"]
+    assert isinstance(events[-1], GoalCompleted), events[-1]
+    assert events[-1].result == "still here"
