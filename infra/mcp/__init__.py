@@ -18,17 +18,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from nats.aio.client import Client as NatsClient
+
 from events.catalog import ListedTool, ToolsListed
 from events.errors import ToolError
 from events.ids import derive_id
+from events.model import Event
 from events.subjects import tools_goal_id
 from events.tools import ToolSpec
 from infra.logging import get_logger
+from infra.mcp.catalogue import last_listing
 from infra.mcp.config import McpServer, parse_servers
 from infra.mcp.connection import McpConnection
 from infra.mcp.listing import result_of
 
 __all__ = [
+    "ListingRecorder",
     "McpConnection",
     "McpServer",
     "McpTools",
@@ -191,3 +196,44 @@ def same_listing(a: ToolsListed, b: ToolsListed) -> bool:
     """Whether two listings say the same (when and by whom aside)."""
     fields = ("server", "transport", "where", "trusted", "protocol_version", "tools", "skipped")
     return all(getattr(a, f) == getattr(b, f) for f in fields) and a.problem == b.problem
+
+
+class ListingRecorder:
+    """Records a server's listing as ``tools_listed`` when it says something new.
+
+    The first time it meets a server it reads the server's last recorded listing: a
+    restarted executor (or a replica) that lists the same tools records nothing, and a
+    changed set follows on from what is recorded.
+    """
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        publish: Callable[[Sequence[Event]], Awaitable[object]],
+        *,
+        producer: str,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._nc = nc
+        self._publish = publish
+        self._producer = producer
+        self._now = now
+        self._recorded: dict[str, str] = {}  # server -> the id of its last recorded listing
+
+    async def record(self, connection: McpConnection) -> None:
+        name = connection.server.name
+        if name not in self._recorded:
+            last = await last_listing(self._nc, name)
+            if last is not None:
+                self._recorded[name] = last.event_id
+                current = listing_event(connection, previous_id=None, producer="", now=self._now())
+                if same_listing(last, current):
+                    return
+        event = listing_event(
+            connection,
+            previous_id=self._recorded.get(name),
+            producer=self._producer,
+            now=self._now(),
+        )
+        await self._publish([event])
+        self._recorded[name] = event.event_id

@@ -37,6 +37,7 @@ log = get_logger("agora.mcp")
 
 _MAX_PAGES = 100
 _CONNECT_TIMEOUT_S = 30.0
+_CLOSE_TIMEOUT_S = 5.0
 
 
 class McpConnection:
@@ -133,6 +134,14 @@ class McpConnection:
                 f"that is not valid MCP: {_validation_summary(exc)}"
             ) from exc
         except RuntimeError as exc:
+            if "structured content" not in str(exc):
+                # The session itself broke (it was closed under the call).
+                await self._lost(client, _describe(exc))
+                raise ToolError(
+                    f"MCP server {self.server.name} failed during the call of {tool}: "
+                    f"{_describe(exc)}",
+                    transient=True,
+                ) from exc
             # The SDK checks structured content against the tool's output schema.
             raise ToolError(
                 f"MCP server {self.server.name} answered the call of {tool} against the "
@@ -249,14 +258,20 @@ class McpConnection:
         self._client = self._holder = self._stop = None
         if stop is not None:
             stop.set()
-        if holder is not None:
-            try:
-                async with asyncio.timeout(5.0):
-                    await asyncio.shield(holder)
-            except BaseException:
-                holder.cancel()
-                with suppress(BaseException):
-                    await holder
+        if holder is None:
+            return
+        try:
+            # The session closes (a stdio server's process is ended) as the holder leaves it.
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                await asyncio.shield(holder)
+        except asyncio.CancelledError:
+            holder.cancel()
+            raise
+        except BaseException:
+            # It would not close in time (or failed closing): cancel it, and wait for that.
+            holder.cancel()
+            with suppress(BaseException):
+                await holder
 
 
 @asynccontextmanager

@@ -16,8 +16,7 @@ from events.subjects import EVENTS_STREAM, event_type_filter, goal_id_from_subje
 from events.tools import REACT_TOOL, ToolSpec
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory
-from infra.mcp import McpConnection, McpTools, listing_event, parse_servers, same_listing
-from infra.mcp.catalogue import last_listing
+from infra.mcp import ListingRecorder, McpConnection, McpTools, parse_servers
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.cancellations import Cancellations
 from services.executor.handler import execute_task
@@ -61,27 +60,14 @@ def build(ctx: ServiceContext) -> ServiceParts:
     )
     tools = ToolContext(workspace=workspace, http=http, sandbox=sandbox)
     registry = ToolRegistry.builtin()
-    recorded: dict[str, str] = {}  # server -> the id of its last recorded listing
+    recorder = ListingRecorder(ctx.nc, ctx.publish, producer=ctx.producer, now=ctx.now)
 
     async def listed(connection: McpConnection) -> None:
         server = connection.server
         registry.replace_origin(
             server.origin, mcp_registered(server.name, connection.listing.specs, mcp)
         )
-        if server.name not in recorded:
-            # What an earlier executor (or a replica) recorded: a restart that lists the same
-            # tools records nothing new, and a changed set follows on from it.
-            last = await last_listing(ctx.nc, server.name)
-            if last is not None:
-                recorded[server.name] = last.event_id
-                now = listing_event(connection, previous_id=None, producer="", now=ctx.now())
-                if same_listing(last, now):
-                    return
-        event = listing_event(
-            connection, previous_id=recorded.get(server.name), producer=ctx.producer, now=ctx.now()
-        )
-        await ctx.publish([event])
-        recorded[server.name] = event.event_id
+        await recorder.record(connection)
 
     mcp = McpTools(parse_servers(settings.mcp_servers), on_listing=listed)
     runner = ToolRunner(registry, tools)
