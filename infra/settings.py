@@ -156,6 +156,8 @@ class Settings:
     http_allow: tuple[str, ...] = ()
     # MCP servers whose tools the executor offers (docs/mcp.md): inline JSON or a file's path.
     mcp_servers: str | None = None
+    # How long the executor waits for its MCP servers at start before it takes tasks anyway.
+    mcp_start_wait_s: float = 10.0
     # Limits of one sandboxed program (the python tool; docs/security.md).
     sandbox_cpu_s: int = 5
     sandbox_memory_mb: int = 512
@@ -225,6 +227,7 @@ class Settings:
             embeddings_key=env.get("AGORA_EMBEDDINGS_KEY", "").strip() or None,
             **_security(env),
             mcp_servers=env.get("AGORA_MCP_SERVERS", "").strip() or None,
+            mcp_start_wait_s=_float(env, "AGORA_MCP_START_WAIT_S", 10.0),
             sandbox_cpu_s=_int(env, "AGORA_SANDBOX_CPU_S", 5),
             sandbox_memory_mb=_int(env, "AGORA_SANDBOX_MEMORY_MB", 512),
             sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
@@ -315,6 +318,7 @@ class Settings:
             env["AGORA_PLANNER_PROMPTS"] = str(self.planner_prompts)
         if self.mcp_servers:
             env["AGORA_MCP_SERVERS"] = self.mcp_servers
+        env["AGORA_MCP_START_WAIT_S"] = str(self.mcp_start_wait_s)
         if self.embeddings_url:
             env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
         if self.embeddings_key:

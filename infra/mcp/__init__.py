@@ -48,7 +48,7 @@ log = get_logger("agora.mcp")
 _RECONNECT_MIN_S = 1.0
 _RECONNECT_MAX_S = 30.0
 # How long the executor waits for its servers at start before it takes tasks anyway.
-_START_WAIT_S = 10.0
+DEFAULT_START_WAIT_S = 10.0
 # How often connected servers' tool sets are listed again.
 _RELIST_S = 60.0
 
@@ -68,7 +68,7 @@ class McpTools:
             server.name: McpConnection(server, on_listing=on_listing) for server in servers
         }
 
-    async def start(self, wait_s: float = _START_WAIT_S) -> None:
+    async def start(self, wait_s: float = DEFAULT_START_WAIT_S) -> None:
         """Connect every server, waiting at most ``wait_s`` for them: a server that hangs
         must not keep the executor from its other tools. One still connecting then goes on
         in the background."""

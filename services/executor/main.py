@@ -93,7 +93,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
     async def start() -> None:
         await follow_cancellations()
         # MCP servers are connected (or found unreachable) before the first task is taken.
-        await mcp.start()
+        await mcp.start(settings.mcp_start_wait_s)
 
     async def stop() -> None:
         for doorbell in doorbells:

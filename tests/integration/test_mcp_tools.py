@@ -489,7 +489,7 @@ async def test_a_server_that_never_answers_at_start_keeps_no_tool_from_running(
 ) -> None:
     # A process that reads its stdin and never says a word: the handshake never completes.
     mute = {"command": sys.executable, "args": ["-c", "import sys; sys.stdin.read()"]}
-    live = _with_servers(settings, {"mute": mute, "time": TIME})
+    live = replace(_with_servers(settings, {"mute": mute, "time": TIME}), mcp_start_wait_s=1.0)
     async with _running(live, listed={"time"}):
         await client.submit(
             {
