@@ -4,10 +4,45 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger", "register_secret", "scrub_secrets"]
+__all__ = [
+    "bind_lazy_fields",
+    "configure_logging",
+    "get_logger",
+    "register_secret",
+    "scrub_secrets",
+    "unbind_lazy_fields",
+]
+
+# The fields of the unit of work at hand (a delivery: its goal, event, sequence, consumer),
+# computed only when a line is logged: binding them per message cost more than the message's
+# own handling did on the hot path, and almost no message logs anything.
+_LazyFields = Callable[[], Mapping[str, object]]
+_lazy_fields: ContextVar[_LazyFields | None] = ContextVar("agora_log_fields", default=None)
+
+
+def bind_lazy_fields(fields: _LazyFields) -> Token[_LazyFields | None]:
+    """Every line logged in this context carries ``fields()`` (explicit keys win)."""
+    return _lazy_fields.set(fields)
+
+
+def unbind_lazy_fields(token: Token[_LazyFields | None]) -> None:
+    _lazy_fields.reset(token)
+
+
+def _merge_lazy_fields(
+    _logger: object, _method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    fields = _lazy_fields.get()
+    if fields is not None:
+        for key, value in fields().items():
+            event_dict.setdefault(key, value)
+    return event_dict
+
 
 # Values (API keys) that must never reach a log line, whoever tries to log them.
 _SECRETS: set[str] = set()
@@ -52,6 +87,7 @@ def configure_logging(level: str = "warning", fmt: str = "json", *, cache: bool 
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _merge_lazy_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

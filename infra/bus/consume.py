@@ -15,8 +15,8 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
-import structlog
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
@@ -26,7 +26,7 @@ from infra.bus.dlq import DeadLetterQueue
 from infra.bus.pin import Pin
 from infra.bus.pull import PullRequests
 from infra.bus.streams import ConsumerSpec
-from infra.logging import get_logger
+from infra.logging import bind_lazy_fields, get_logger, unbind_lazy_fields
 
 __all__ = ["ConsumeLoop", "Delivery", "Handler", "retry_delay_s"]
 
@@ -178,12 +178,7 @@ class ConsumeLoop:
             del self._lanes[key]
 
     async def _process(self, delivery: Delivery) -> None:
-        structlog.contextvars.bind_contextvars(
-            goal_id=goal_id_from_subject(delivery.subject),
-            event_id=delivery.headers.get("Nats-Msg-Id"),
-            stream_seq=delivery.stream_seq,
-            consumer=self.spec.durable,
-        )
+        fields = bind_lazy_fields(partial(_log_fields, delivery, self.spec.durable))
         try:
             await self._handle_with_heartbeat(delivery)
         except asyncio.CancelledError:
@@ -210,7 +205,7 @@ class ConsumeLoop:
             self._in_flight -= 1
             if self._worth_a_pull():
                 self._room.set()
-            structlog.contextvars.clear_contextvars()
+            unbind_lazy_fields(fields)
 
     def _worth_a_pull(self) -> bool:
         """Whether PullRequests.top_up would ask for more now (it waits for half the room)."""
@@ -274,6 +269,15 @@ class ConsumeLoop:
             await asyncio.wait(set(self._tasks), timeout=1.0)
         for delivery in queued:
             await _quietly(delivery.msg.nak())
+
+
+def _log_fields(delivery: Delivery, consumer: str) -> dict[str, object]:
+    return {
+        "goal_id": goal_id_from_subject(delivery.subject),
+        "event_id": delivery.headers.get("Nats-Msg-Id"),
+        "stream_seq": delivery.stream_seq,
+        "consumer": consumer,
+    }
 
 
 async def _quietly(op: Awaitable[object]) -> None:
