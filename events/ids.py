@@ -10,15 +10,15 @@ source; fresh ids for new commands come in through a port.
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 __all__ = ["derive_id", "goal_id_for_command"]
 
 
 def derive_id(*parts: object) -> str:
-    """A UUID-shaped id that is a pure function of ``parts``."""
-    material = "\x1f".join(str(part) for part in parts).encode()
-    return str(uuid.UUID(bytes=hashlib.blake2b(material, digest_size=16).digest()))
+    """A UUID-shaped id that is a pure function of ``parts`` (the 16 digest bytes in the
+    canonical 8-4-4-4-12 form, exactly as ``str(uuid.UUID(bytes=...))`` writes them)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 
 def goal_id_for_command(command_id: str) -> str:
