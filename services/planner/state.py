@@ -235,9 +235,11 @@ def _fold_task_event(
             progress = TaskProgress(
                 status="failed", error=event.error, permanent=not event.transient
             )
-    return _skip_dependents_of_unsuccessful(
-        _advance_task(state, event.iteration, event.task_id, progress)
-    )
+    advanced = _advance_task(state, event.iteration, event.task_id, progress)
+    if advanced is state or progress.status != "failed":
+        # Only a failure can leave dependents that will never run.
+        return advanced
+    return _skip_dependents_of_unsuccessful(advanced)
 
 
 def _start(event: Event) -> PlannerState | None:
