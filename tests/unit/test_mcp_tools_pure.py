@@ -382,3 +382,17 @@ def test_the_rule_planner_maps_a_step_naming_a_usable_mcp_tool_to_it() -> None:
     # Not granted (so not usable), or arguments that are no JSON object: the step is text.
     assert decompose_text(text, visible_tools(TOOLS, ()))[0].tool == "echo"
     assert decompose_text("time.now {not json}", TOOLS)[0].tool == "echo"
+
+
+def test_a_planner_keeps_each_servers_latest_listing_by_stream_sequence() -> None:
+    from infra.mcp.catalogue import ListedTools
+
+    catalogue = ListedTools()
+    catalogue.apply(5, _listed("time", "time.now", "time.later"))
+    assert {"time.now", "time.later"} <= set(catalogue)
+    catalogue.apply(3, _listed("time"))  # an older listing, read late: ignored
+    assert "time.later" in catalogue
+    catalogue.apply(9, _listed("time", "time.now"))
+    assert "time.later" not in catalogue
+    assert catalogue["time.now"].origin == "mcp:time"
+    assert catalogue["echo"] is BUILTIN_TOOLS["echo"]
