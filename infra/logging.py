@@ -13,6 +13,7 @@ __all__ = [
     "bind_lazy_fields",
     "configure_logging",
     "get_logger",
+    "redact_stdlib_loggers",
     "register_secret",
     "scrub_secrets",
     "unbind_lazy_fields",
@@ -65,6 +66,36 @@ def _scrub(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
     return value
+
+
+class _RedactingFilter(logging.Filter):
+    """Registered secrets out of a standard-library log record (libraries agora drives, such
+    as the MCP SDK and its HTTP client, log through ``logging``, not structlog)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SECRETS:
+            message = _scrub(record.getMessage())
+            record.msg, record.args = message, None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = str(_scrub(record.exc_text))
+        return True
+
+
+_REDACTING = _RedactingFilter()
+
+
+def redact_stdlib_loggers(*names: str) -> None:
+    """Scrub registered secrets from every record of the standard-library loggers ``names``
+    and of their children that exist now (a logger's filters are not inherited, so call this
+    again once a library has created more)."""
+    existing = [n for n in logging.Logger.manager.loggerDict if isinstance(n, str)]
+    for name in names:
+        for logger_name in [name, *(n for n in existing if n.startswith(f"{name}."))]:
+            logger = logging.getLogger(logger_name)
+            if _REDACTING not in logger.filters:
+                logger.addFilter(_REDACTING)
 
 
 def scrub_secrets(

@@ -27,13 +27,15 @@ from mcp_types import CONNECTION_CLOSED, Tool, ToolListChangedNotification
 from pydantic import ValidationError
 
 from events.errors import AgoraError, ToolError
-from infra.logging import get_logger, register_secret
+from infra.logging import get_logger, redact_stdlib_loggers, register_secret
 from infra.mcp.config import McpServer, resolve_headers
 from infra.mcp.listing import Listing, specs_of
 
 __all__ = ["McpConnection"]
 
 log = get_logger("agora.mcp")
+# The SDK and its HTTP client log through the standard library: tokens stay out there too.
+_STDLIB_LOGGERS = ("mcp", "httpx2", "httpcore2")
 
 _MAX_PAGES = 100
 _CONNECT_TIMEOUT_S = 30.0
@@ -186,6 +188,7 @@ class McpConnection:
         headers, secrets = resolve_headers(server, os.environ)
         for secret in secrets:
             register_secret(secret)
+        redact_stdlib_loggers(*_STDLIB_LOGGERS)
         return _http_transport(server.url, headers)
 
     async def _hold(

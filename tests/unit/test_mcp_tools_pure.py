@@ -396,3 +396,27 @@ def test_a_planner_keeps_each_servers_latest_listing_by_stream_sequence() -> Non
     assert "time.later" not in catalogue
     assert catalogue["time.now"].origin == "mcp:time"
     assert catalogue["echo"] is BUILTIN_TOOLS["echo"]
+
+
+def test_tokens_are_scrubbed_from_the_sdks_standard_library_logs() -> None:
+    import logging
+
+    from infra.logging import redact_stdlib_loggers, register_secret
+
+    register_secret("tok-very-secret-123")
+    logging.getLogger("mcp.client.streamable_http")  # the SDK's module logger exists by now
+    redact_stdlib_loggers("mcp")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("mcp.client.streamable_http")
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        logger.warning("POST with Authorization: Bearer %s", "tok-very-secret-123")
+    finally:
+        logger.removeHandler(keep)
+    assert seen == ["POST with Authorization: Bearer [redacted]"]
