@@ -352,8 +352,9 @@ async def test_mcp_faults_end_in_a_retry_or_a_clear_failure_and_other_goals_go_o
         return {"goal_id": goal_id, "text": goal_id, "steps": list(steps)}
 
     async with _running(live):
-        # Killed mid-call: the call fails as transient, the retry starts the server again.
-        await client.submit(goal("g-killed", _step("crashy.slow", {"seconds": 2})))
+        # Killed mid-call (the call takes 5 s: ample time to kill it): the call fails as transient,
+        # the retry starts the server again.
+        await client.submit(goal("g-killed", _step("crashy.slow", {"seconds": 5})))
 
         async def first_call_running() -> bool:
             return any(line.startswith("crashy slow ") for line in _calls(calls_dir))
