@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client as NatsClient
 
@@ -29,8 +29,12 @@ from events.tools import ToolSpec
 from infra.logging import get_logger
 from infra.mcp.catalogue import last_listing
 from infra.mcp.config import McpServer, parse_servers
-from infra.mcp.connection import McpConnection
 from infra.mcp.listing import result_of
+
+if TYPE_CHECKING:
+    # The SDK behind a connection costs ~40 MB and ~0.4 s to import: only a process that
+    # connects to a configured server loads it (a planner reading listings never does).
+    from infra.mcp.connection import McpConnection
 
 __all__ = [
     "ListingRecorder",
@@ -43,6 +47,15 @@ __all__ = [
 ]
 
 log = get_logger("agora.mcp")
+
+
+def __getattr__(name: str) -> object:
+    if name == "McpConnection":
+        from infra.mcp.connection import McpConnection
+
+        return McpConnection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # How often servers that are not connected are tried again, at most.
 _RECONNECT_MIN_S = 1.0
@@ -64,6 +77,8 @@ class McpTools:
     ) -> None:
         self._on_listing = on_listing
         self._background: set[asyncio.Task[None]] = set()
+        if servers:
+            from infra.mcp.connection import McpConnection
         self.connections = {
             server.name: McpConnection(server, on_listing=on_listing) for server in servers
         }

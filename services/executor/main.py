@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as CoreSubscription
@@ -16,7 +16,7 @@ from events.subjects import EVENTS_STREAM, event_type_filter, goal_id_from_subje
 from events.tools import REACT_TOOL, ToolSpec
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory
-from infra.mcp import ListingRecorder, McpConnection, McpTools, parse_servers
+from infra.mcp import ListingRecorder, McpTools, parse_servers
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.cancellations import Cancellations
 from services.executor.handler import execute_task
@@ -29,6 +29,9 @@ from services.executor.runner import ToolRunner
 from services.executor.sandbox import Sandbox, SandboxLimits
 from services.executor.tools.context import ToolContext, ToolImplementation, ToolResult
 from services.llm.templates import PromptTemplate, load_prompt
+
+if TYPE_CHECKING:
+    from infra.mcp.connection import McpConnection
 
 __all__ = ["build", "react_prompt"]
 
