@@ -237,9 +237,10 @@ class McpConnection:
             self.relist_soon()
 
     def relist_soon(self) -> None:
-        """List the server's tools again in the background (its set may have changed)."""
+        """List the server's tools again in the background (its set may have changed); one
+        listing at a time, however many failed calls ask for one."""
         client = self._client
-        if client is None:
+        if client is None or self._background:
             return
 
         async def relist() -> None:
