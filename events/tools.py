@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,6 @@ __all__ = [
     "argument_problems",
     "external_tool",
     "schema_problem",
-    "untrusted",
 ]
 
 
@@ -187,11 +185,6 @@ def argument_problems(spec: ToolSpec, raw_args: Any) -> list[tuple[str, str]]:
 
 def _error_order(error: jsonschema.ValidationError) -> tuple[str, ...]:
     return tuple(str(part) for part in error.absolute_path)
-
-
-def untrusted(tools: Iterable[ToolSpec]) -> frozenset[str]:
-    """The names of the tools a task may call only when granted them."""
-    return frozenset(spec.name for spec in tools if not spec.trusted)
 
 
 BUILTIN_TOOLS: dict[str, ToolSpec] = {

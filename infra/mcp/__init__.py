@@ -25,7 +25,6 @@ from events.errors import ToolError
 from events.ids import derive_id
 from events.model import Event
 from events.subjects import tools_goal_id
-from events.tools import ToolSpec
 from infra.logging import get_logger
 from infra.mcp.catalogue import last_listing
 from infra.mcp.config import McpServer, parse_servers
@@ -138,12 +137,6 @@ class McpTools:
             results = await asyncio.gather(*(c.connect() for c in down), return_exceptions=True)
             failed = any(isinstance(result, BaseException) for result in results)
             delay = min(delay * 2, _RECONNECT_MAX_S) if failed else _RECONNECT_MIN_S
-
-    def specs(self) -> dict[str, ToolSpec]:
-        merged: dict[str, ToolSpec] = {}
-        for connection in self.connections.values():
-            merged.update(connection.listing.specs)
-        return merged
 
     async def call(self, server: str, tool: str, arguments: dict[str, Any]) -> tuple[str, Any]:
         """(text, structured content) of calling ``tool`` (its own name) on ``server``."""
