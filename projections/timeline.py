@@ -1,0 +1,455 @@
+"""A goal's steps as bars on one time axis, folded from its events: what a Gantt draws.
+
+Pure: events in, bars out (no clock, no I/O). Each bar is one step a person recognises: the
+planner planning or revising (with the model calls it made), memory answering a context
+request, a task from its scheduling to its end (with its tool and model calls when it made
+more than one, or retried), the evaluator judging, memory storing, the goal's outcome. Tasks
+that ran in parallel are separate bars over the same stretch of time.
+
+A model call is attached to the step that caused it: its ``causation_id`` is the event that
+opened that step (the context answer or verdict a plan responds to, the ``task_scheduled`` of a
+ReAct task, the ``evaluation_requested`` of a judgement). Its bar starts when it was requested
+and lasts its recorded latency, since ``llm_requested`` and ``llm_responded`` carry the time of
+the decision that asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from events.catalog import (
+    ContextProvided,
+    ContextRequested,
+    EvaluationCompleted,
+    EvaluationRequested,
+    GoalAccepted,
+    GoalCancelled,
+    GoalCompleted,
+    GoalFailed,
+    GoalPaused,
+    GoalRejected,
+    GoalResumed,
+    LlmRequested,
+    LlmResponded,
+    MemoryCompacted,
+    MemoryStored,
+    PlanCreated,
+    PlanRevised,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    ToolCalled,
+    ToolFailed,
+    ToolRefused,
+    ToolReturned,
+)
+from events.model import Event
+
+__all__ = ["Bar", "BarKind", "Timeline", "build_timeline", "service_of"]
+
+BarKind = Literal[
+    "plan", "context", "task", "tool", "llm", "evaluation", "memory", "outcome", "pause"
+]
+TaskKey = tuple[int, str]
+
+
+def service_of(event: Event) -> str:
+    """The producing service's name (``planner`` of ``planner@0.1.0``)."""
+    return event.producer.split("@", 1)[0]
+
+
+@dataclass(slots=True)
+class Bar:
+    """One step: ``start`` to ``end`` (equal for an instant), nested ``depth`` levels deep."""
+
+    kind: BarKind
+    actor: str
+    label: str
+    start: datetime
+    end: datetime
+    depth: int = 0
+    detail: str = ""
+    status: str = ""
+    # A task's time between being scheduled (``queued_from``) and starting (``start``).
+    queued_from: datetime | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    tool_ms: float | None = None  # a task's tool time over its attempts, as recorded
+    attempts: int = 0  # a task's attempts, when it ended
+    error: str = ""  # why a task or call failed
+    children: list[Bar] = field(default_factory=list)
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end - self.start) / timedelta(milliseconds=1)
+
+    @property
+    def instant(self) -> bool:
+        return self.kind in ("memory", "outcome")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    goal_id: str
+    status: str
+    start: datetime
+    end: datetime
+    bars: tuple[Bar, ...]  # top-level steps in the order they started; children nested
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    tool_calls: int = 0
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end - self.start) / timedelta(milliseconds=1)
+
+    def rows(self) -> list[Bar]:
+        """Every bar in drawing order: each step, then its nested calls in time order."""
+        ordered: list[Bar] = []
+
+        def visit(bar: Bar) -> None:
+            ordered.append(bar)
+            if not bar.instant:  # an instant's children are its marks, drawn on its row
+                for child in sorted(bar.children, key=lambda b: b.start):
+                    visit(child)
+
+        for bar in self.bars:
+            visit(bar)
+        return ordered
+
+
+def _ms(value: float) -> str:
+    if value < 1:
+        return f"{value:.2f} ms"
+    if value < 1000:
+        return f"{value:.1f} ms"
+    return f"{value / 1000:.2f} s"
+
+
+def _clip(text: str, width: int = 40) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@dataclass
+class _Folder:
+    """The fold's working state: bars open by the event that opened them, tasks by key."""
+
+    events_by_id: dict[str, Event] = field(default_factory=dict)
+    bars: list[Bar] = field(default_factory=list)
+    by_trigger: dict[str, Bar] = field(default_factory=dict)
+    tasks: dict[TaskKey, Bar] = field(default_factory=dict)
+    task_trigger: dict[str, TaskKey] = field(default_factory=dict)
+    calls: dict[tuple[TaskKey, int, int, int], Bar] = field(default_factory=dict)
+    llm_open: dict[str, Bar] = field(default_factory=dict)
+    contexts: dict[str, Bar] = field(default_factory=dict)
+    evaluations: dict[int, Bar] = field(default_factory=dict)
+    memory: Bar | None = None
+    paused: Bar | None = None
+    # Inputs the planner may answer with model calls, by event id: a plan bar once it plans.
+    turns: dict[str, Bar] = field(default_factory=dict)
+    status: str = "running"
+    tool_calls: int = 0
+
+    def trigger(self, event: Event) -> Event | None:
+        """The event a decision answers, looking through the model calls it made on the way."""
+        cause = self.events_by_id.get(event.causation_id or "")
+        while isinstance(cause, LlmRequested | LlmResponded):
+            cause = self.events_by_id.get(cause.causation_id or "")
+        return cause
+
+    def open_task(self, event: TaskScheduled) -> None:
+        again = f" #{event.iteration}" if event.iteration > 1 else ""
+        label = f"{event.task_id} {event.tool}{again}"
+        bar = Bar(
+            "task", "executor", label, event.occurred_at, event.occurred_at, status="scheduled"
+        )
+        bar.queued_from = event.occurred_at
+        self.tasks[(event.iteration, event.task_id)] = bar
+        self.task_trigger[event.event_id] = (event.iteration, event.task_id)
+        self.by_trigger[event.event_id] = bar
+        self.bars.append(bar)
+
+    def task_started(self, key: TaskKey, at: datetime) -> Bar | None:
+        bar = self.tasks.get(key)
+        if bar is not None and bar.status == "scheduled":
+            bar.start = bar.end = at
+            bar.status = "running"
+        return bar
+
+    def tool_called(self, event: ToolCalled) -> None:
+        self.tool_calls += 1
+        key = (event.iteration, event.task_id)
+        task = self.task_started(key, event.occurred_at)
+        if task is None:
+            return
+        label = event.tool if event.step == 0 else f"{event.tool} (step {event.step})"
+        if event.attempt > 1 and event.step == 0:
+            label = f"{event.tool} (attempt {event.attempt})"
+        call = Bar("tool", "executor", label, event.occurred_at, event.occurred_at, depth=1)
+        call.status = "running"
+        task.children.append(call)
+        self.calls[(key, event.attempt, event.step, event.call)] = call
+
+    def tool_ended(self, event: ToolReturned | ToolFailed) -> None:
+        key = (event.iteration, event.task_id)
+        call = self.calls.get((key, event.attempt, event.step, event.call))
+        if call is None:
+            return
+        call.end = max(call.start, event.occurred_at)
+        if isinstance(event, ToolFailed):
+            call.status = "failed"
+            call.detail = f"failed {_ms(event.duration_ms)}: {_clip(event.error)}"
+        else:
+            call.status = "completed"
+            call.detail = _ms(event.duration_ms)
+
+    def task_ended(self, event: TaskCompleted | TaskFailed | TaskCancelled) -> None:
+        key = (event.iteration, event.task_id)
+        task = self.tasks.get(key)
+        if task is None:
+            return
+        if task.status == "scheduled":  # cancelled before it started
+            task.start = event.occurred_at
+        task.end = max(task.start, event.occurred_at)
+        for call in task.children:  # a plain task's last call ends with the task
+            if call.kind == "tool" and call.status == "running":
+                call.end = task.end
+                call.status = "completed" if isinstance(event, TaskCompleted) else "failed"
+                if isinstance(event, TaskCompleted) and event.attempt_duration_ms is not None:
+                    call.detail = _ms(event.attempt_duration_ms)
+        task.tool_ms, task.attempts = event.duration_ms, event.attempts
+        if isinstance(event, TaskCompleted):
+            task.status = "completed"
+        elif isinstance(event, TaskFailed):
+            task.status, task.error = "failed", _clip(event.error)
+        else:
+            task.status, task.error = "cancelled", _clip(event.reason)
+        task.detail = task.status
+        tools = [c for c in task.children if c.kind == "tool"]
+        if len(tools) == 1 and not [c for c in task.children if c.kind == "llm"]:
+            task.children.remove(tools[0])  # one plain call is the task itself
+
+    def llm_requested(self, event: LlmRequested) -> None:
+        actor = service_of(event)
+        label = f"llm {event.purpose}"
+        bar = Bar("llm", actor, label, event.occurred_at, event.occurred_at, depth=1)
+        bar.status = "running"
+        self.llm_open[event.request_hash] = bar
+        parent = self.by_trigger.get(event.causation_id or "")
+        if parent is None:
+            bar.depth = 0
+            self.bars.append(bar)
+        else:
+            bar.depth = parent.depth + 1
+            parent.children.append(bar)
+
+    def llm_responded(self, event: LlmResponded) -> None:
+        bar = self.llm_open.pop(event.request_hash, None)
+        if bar is None:  # an answer whose request was never recorded (not written so today)
+            bar = Bar("llm", service_of(event), "llm", event.occurred_at, event.occurred_at)
+            self.bars.append(bar)
+        bar.end = bar.start + timedelta(milliseconds=event.latency_ms)
+        bar.status = "completed"
+        bar.label = f"{bar.label} {event.model}".rstrip()
+        bar.tokens_in, bar.tokens_out, bar.cost_usd = (
+            event.tokens_in,
+            event.tokens_out,
+            event.cost_usd,
+        )
+        bar.detail = (
+            f"{event.tokens_in}→{event.tokens_out} tok ${event.cost_usd:.4f} "
+            f"{_ms(event.latency_ms)}"
+        )
+
+    def plan(self, event: PlanCreated | PlanRevised) -> None:
+        cause = self.trigger(event)
+        start = cause.occurred_at if cause is not None else event.occurred_at
+        name = "plan" if isinstance(event, PlanCreated) else "revise"
+        bar = self.turns.get(cause.event_id) if cause is not None else None
+        if bar is None or bar in self.bars:
+            bar = Bar("plan", "planner", name, start, start)
+        self.bars.append(bar)
+        bar.label = f"planner {name} #{event.iteration}"
+        bar.end = max(bar.start, event.occurred_at)
+        bar.status = "completed"
+        tasks = len(event.tasks)
+        bar.detail = f"{event.strategy}, {tasks} task{'s' if tasks != 1 else ''}"
+
+    def open_plan_turn(self, event: Event) -> None:
+        """Inputs the planner may plan on with a model: its calls nest under the plan bar."""
+        bar = Bar("plan", "planner", "planner turn", event.occurred_at, event.occurred_at)
+        self.turns[event.event_id] = bar
+        self.by_trigger[event.event_id] = bar
+
+    def memory_mark(self, event: MemoryStored | MemoryCompacted) -> None:
+        if self.memory is None:
+            self.memory = Bar("memory", "memory", "memory", event.occurred_at, event.occurred_at)
+            self.bars.append(self.memory)
+            self.memory.detail = ""
+        marks = self.memory.children
+        marks.append(
+            Bar(
+                "memory",
+                "memory",
+                "stored" if isinstance(event, MemoryStored) else "compacted",
+                event.occurred_at,
+                event.occurred_at,
+            )
+        )
+        self.memory.end = event.occurred_at
+        stored = sum(1 for m in marks if m.label == "stored")
+        compacted = len(marks) - stored
+        parts = [f"{stored} stored"] if stored else []
+        parts += [f"{compacted} compacted"] if compacted else []
+        self.memory.detail = ", ".join(parts)
+
+    def outcome(self, event: Event, status: str, detail: str) -> None:
+        self.status = status
+        bar = Bar("outcome", "planner", f"goal {status}", event.occurred_at, event.occurred_at)
+        bar.detail = detail
+        self.bars.append(bar)
+
+    def context_requested(self, event: ContextRequested) -> None:
+        at = event.occurred_at
+        bar = Bar("context", "memory", "memory context", at, at, status="running")
+        self.contexts[event.event_id] = bar
+        self.bars.append(bar)
+
+    def context_provided(self, event: ContextProvided) -> None:
+        bar = self.contexts.get(event.request_id)
+        if bar is not None:
+            bar.end = max(bar.start, event.occurred_at)
+            bar.status = "completed"
+            bar.detail = f"{len(event.items)} items recalled"
+        self.open_plan_turn(event)
+
+    def tool_refused(self, event: ToolRefused) -> None:
+        task = self.tasks.get((event.iteration, event.task_id))
+        if task is not None:
+            at = event.occurred_at
+            refused = Bar("tool", "executor", f"{event.tool} (step {event.step})", at, at, 1)
+            refused.status = "refused"
+            refused.detail = f"refused: {_clip(event.reason)}"
+            task.children.append(refused)
+
+    def evaluation_requested(self, event: EvaluationRequested) -> None:
+        at = event.occurred_at
+        label = f"evaluator judge #{event.iteration}"
+        bar = Bar("evaluation", "evaluator", label, at, at, status="running")
+        self.evaluations[event.iteration] = bar
+        self.by_trigger[event.event_id] = bar
+        self.bars.append(bar)
+
+    def evaluation_completed(self, event: EvaluationCompleted) -> None:
+        bar = self.evaluations.get(event.iteration)
+        if bar is not None:
+            bar.end = max(bar.start, event.occurred_at)
+            bar.status = "completed"
+            bar.detail = f"{event.verdict} {event.score:.2f}"
+        self.open_plan_turn(event)
+
+    def pause(self, event: GoalPaused | GoalResumed) -> None:
+        if isinstance(event, GoalPaused):
+            at = event.occurred_at
+            self.paused = Bar("pause", "planner", "planner paused", at, at, status="running")
+            self.bars.append(self.paused)
+        elif self.paused is not None:
+            self.paused.end = event.occurred_at
+            self.paused.status = "completed"
+            self.paused = None
+
+
+def _fold(folder: _Folder, event: Event) -> None:  # noqa: PLR0912  # one case per type
+    match event:
+        case GoalAccepted():
+            folder.open_plan_turn(event)
+        case ContextRequested():
+            folder.context_requested(event)
+        case ContextProvided():
+            folder.context_provided(event)
+        case PlanCreated() | PlanRevised():
+            folder.plan(event)
+        case TaskScheduled():
+            folder.open_task(event)
+        case TaskStarted():
+            folder.task_started((event.iteration, event.task_id), event.occurred_at)
+        case ToolCalled():
+            folder.tool_called(event)
+        case ToolReturned() | ToolFailed():
+            folder.tool_ended(event)
+        case ToolRefused():
+            folder.tool_refused(event)
+        case TaskCompleted() | TaskFailed() | TaskCancelled():
+            folder.task_ended(event)
+        case LlmRequested():
+            folder.llm_requested(event)
+        case LlmResponded():
+            folder.llm_responded(event)
+        case EvaluationRequested():
+            folder.evaluation_requested(event)
+        case EvaluationCompleted():
+            folder.evaluation_completed(event)
+        case MemoryStored() | MemoryCompacted():
+            folder.memory_mark(event)
+        case GoalPaused() | GoalResumed():
+            folder.pause(event)
+        case GoalCompleted():
+            folder.outcome(event, "completed", f"score {event.score:.2f}")
+        case GoalFailed() | GoalRejected() | GoalCancelled():
+            status = {GoalFailed: "failed", GoalRejected: "rejected"}.get(type(event), "cancelled")
+            folder.outcome(event, status, _clip(event.reason, 60))
+        case _:
+            pass
+
+
+def build_timeline(goal_id: str, events: Iterable[Event]) -> Timeline | None:
+    """The goal's steps, from its events in stream order (None: it has none)."""
+    folder = _Folder()
+    first: datetime | None = None
+    last: datetime | None = None
+    for event in events:
+        if event.goal_id != goal_id:
+            continue
+        folder.events_by_id[event.event_id] = event
+        first = event.occurred_at if first is None else min(first, event.occurred_at)
+        last = event.occurred_at if last is None else max(last, event.occurred_at)
+        _fold(folder, event)
+    if first is None or last is None:
+        return None
+    for turn in folder.turns.values():  # a turn that made model calls but no plan
+        if turn.children and turn not in folder.bars:
+            turn.end = max(turn.start, *(c.end for c in turn.children))
+            turn.status = "completed"
+            folder.bars.append(turn)
+    rows = [row for bar in folder.bars for row in _flatten(bar)]
+    end = max([last, *(row.end for row in rows)])
+    for row in rows:  # steps still open reach the latest event: they run on
+        if row.status in ("running", "scheduled"):
+            row.end = max(row.end, last)
+            row.detail = row.detail or row.status
+    llm = [row for row in rows if row.kind == "llm"]
+    return Timeline(
+        goal_id=goal_id,
+        status=folder.status,
+        start=first,
+        end=end,
+        bars=tuple(sorted(folder.bars, key=lambda b: b.queued_from or b.start)),
+        llm_calls=len(llm),
+        tokens_in=sum(b.tokens_in for b in llm),
+        tokens_out=sum(b.tokens_out for b in llm),
+        cost_usd=sum(b.cost_usd for b in llm),
+        tool_calls=folder.tool_calls,
+    )
+
+
+def _flatten(bar: Bar) -> list[Bar]:
+    return [bar, *(row for child in bar.children for row in _flatten(child))]
