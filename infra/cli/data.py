@@ -21,6 +21,7 @@ from infra.cli.common import app, connect, err, load_settings, out, run, watch
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from events.model import Event
     from infra.settings import Settings
 
 __all__ = ["export", "goals", "query", "replay", "trajectory"]
@@ -175,15 +176,57 @@ def goals(
     _print(run(_ask(settings, sql, limit)), fmt)
 
 
+async def _goal_events(settings: Settings, goal_id: str) -> list[Event]:
+    """The goal's events as stored, read from the stream (not the projection)."""
+    from events.subjects import goal_events_filter
+    from infra.bus.history import read_events
+
+    nc = await connect(settings, "agora-trajectory")
+    try:
+        # Outputs stay previews: the timeline shows no output.
+        filter_subject = goal_events_filter(goal_id)
+        return [event async for _, event in read_events(nc, filter_subject, resolve=False)]
+    finally:
+        await nc.close()
+
+
+def _print_timeline(goal_id: str, width: int | None) -> None:
+    from projections.gantt import render_timeline
+    from projections.timeline import build_timeline
+
+    timeline = build_timeline(goal_id, run(_goal_events(load_settings(), goal_id)))
+    if timeline is None:
+        raise AgoraError(f"no events for goal {goal_id} in the log")
+    for line in render_timeline(timeline, width or out.width):
+        # Through the console: a reader that left (`| head`) ends the command with 141.
+        out.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
 @app.command()
 def trajectory(
     goal_id: Annotated[str, typer.Argument()],
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    timeline: Annotated[
+        bool,
+        typer.Option(
+            "--timeline",
+            help="a Gantt chart of the goal's steps, read from the event stream",
+        ),
+    ] = False,
+    width: Annotated[
+        int | None,
+        typer.Option("--width", help="--timeline's width (default: the terminal's)", min=30),
+    ] = None,
 ) -> None:
     """A goal's timeline: step, stream sequence (what `agora fork --at-seq` takes), time,
-    actor, what happened, duration, tokens."""
+    actor, what happened, duration, tokens. --timeline draws its steps as bars in time."""
     if not is_subject_token(goal_id):
         raise typer.BadParameter("a goal id has only letters, digits, - and _")
+    if timeline:
+        if fmt is not Format.table:
+            raise typer.BadParameter("--timeline draws text: leave out --format")
+        _print_timeline(goal_id, width)
+        return
     sql = (
         "SELECT step, stream_seq AS seq, strftime(occurred_at, '%H:%M:%S.%g') AS at, actor, "
         "type, summary, "
