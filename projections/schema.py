@@ -34,6 +34,7 @@ __all__ = [
     "DDL",
     "SCHEMA_VERSION",
     "TABLES",
+    "USER_VIEWS",
     "VIEWS",
 ]
 
@@ -165,6 +166,10 @@ FROM goals
 WHERE submitted_at IS NOT NULL
 GROUP BY ALL""",
 }
+
+# What users query by name (the documented views plus the analytics ones): what `agora export`
+# writes and what agora's MCP server describes as resources.
+USER_VIEWS = ("goals", "tasks", "facts", "trajectory", "events", "tool_stats", "goal_stats")
 
 # The user-facing read models compared between a live projection and a rebuild.
 CHECKSUM_VIEWS = ("goals", "tasks", "facts", "trajectory", "events")

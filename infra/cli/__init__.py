@@ -12,6 +12,7 @@ from infra.cli import (
     env,
     fork,
     goal,
+    mcp,
     memory,
     platform,
     rerun,
@@ -24,7 +25,7 @@ from infra.cli.common import ClosedPipe, Interrupted, app, err
 __all__ = ["app", "main"]
 
 # Importing them registers their commands on ``app``.
-_COMMAND_MODULES = (platform, goal, steer, env, data, dlq, status, memory, rerun, fork, tools)
+_COMMAND_MODULES = (platform, goal, steer, env, data, dlq, status, memory, rerun, fork, tools, mcp)
 
 
 # Exit codes: 0 done, 1 a goal failed or something needs attention, 2 an error (the message

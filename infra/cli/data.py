@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["export", "goals", "query", "replay", "trajectory"]
 
-# The views of ARCHITECTURE.md plus the analytics views: what export writes.
-VIEWS = ("goals", "tasks", "facts", "trajectory", "events", "tool_stats", "goal_stats")
 GOAL_STATUSES = ("running", "paused", "completed", "failed", "rejected", "cancelled")
 
 
@@ -348,13 +346,14 @@ def replay(
 
 async def _export(settings: Settings, directory: Path, until_seq: int | None) -> int:
     from projections.replay import replay_into
+    from projections.schema import USER_VIEWS
     from projections.store import ProjectionStore
 
     nc = await connect(settings, "agora-export")
     try:
         with ProjectionStore.open(":memory:", locked=False) as store:
             progress = await replay_into(store, nc, until_seq=until_seq)
-            for view in VIEWS:
+            for view in USER_VIEWS:
                 target = str(directory / f"{view}.parquet").replace("'", "''")
                 store.connection.execute(
                     f"COPY (SELECT * FROM {view}) TO '{target}' (FORMAT parquet)"
@@ -370,6 +369,9 @@ def export(
     until_seq: Annotated[int | None, typer.Option("--until-seq")] = None,
 ) -> None:
     """Write every view as Parquet, rebuilt from the event stream."""
+    from projections.schema import USER_VIEWS
+
     parquet.mkdir(parents=True, exist_ok=True)
     at_seq = run(_export(load_settings(), parquet, until_seq))
-    out.print(f"wrote {', '.join(VIEWS)} as Parquet to {parquet} (as of stream sequence {at_seq})")
+    views = ", ".join(USER_VIEWS)
+    out.print(f"wrote {views} as Parquet to {parquet} (as of stream sequence {at_seq})")
