@@ -124,6 +124,7 @@ async def _submit_wait_query(client: Client, goal_id: str) -> dict[str, Any]:
     return outcome
 
 
+@pytest.mark.slow
 async def test_agora_mcp_over_stdio(platform_env: dict[str, str]) -> None:
     env = {**platform_env, "PYTHONPATH": os.pathsep.join(sys.path)}
     params = StdioServerParameters(command=sys.executable, args=["-m", "infra.cli", "mcp"], env=env)
@@ -209,6 +210,7 @@ async def _agora_mcp_http(env: dict[str, str], *args: str) -> AsyncIterator[tupl
         assert TOKEN not in line + rest  # never logged
 
 
+@pytest.mark.slow
 async def test_agora_mcp_over_streamable_http_with_its_bearer_token(
     platform_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -245,6 +247,7 @@ async def test_agora_mcp_over_streamable_http_with_its_bearer_token(
             await _submit_wait_query(client, "mcp-http")
 
 
+@pytest.mark.slow
 async def test_http_on_loopback_without_a_token_makes_one_only_its_owner_reads(
     platform_env: dict[str, str],
 ) -> None:
@@ -256,9 +259,13 @@ async def test_http_on_loopback_without_a_token_makes_one_only_its_owner_reads(
         bearer = {"Authorization": f"Bearer {token}"}
         async with (
             httpx2.AsyncClient(headers=bearer) as http,
-            Client(streamable_http_client(url, http_client=http)) as client,
+            # A host of the handshake era: the initialize handshake at 2025-11-25.
+            Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
         ):
+            assert client.protocol_version == "2025-11-25"
             assert {t.name for t in (await client.list_tools()).tools} == set(TOOL_NAMES)
+            one = _structured(await client.call_tool("query", {"sql": "SELECT 1 AS one"}))
+            assert one["rows"] == [{"one": 1}]
         async with httpx2.AsyncClient() as http:
             assert (await http.post(url, json={})).status_code == 401
 
