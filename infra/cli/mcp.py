@@ -57,6 +57,7 @@ def mcp_server(
 
 async def _serve(settings: Settings, *, host: str, port: int, token: BearerToken | None) -> None:
     from infra.clients.goals import AgoraClient
+    from infra.logging import redact_stdlib_loggers
     from infra.mcp_server.auth import StaticTokenVerifier
     from infra.mcp_server.http import serve_http
     from infra.mcp_server.server import build_server
@@ -68,6 +69,8 @@ async def _serve(settings: Settings, *, host: str, port: int, token: BearerToken
             await build_server(client).run_stdio_async()
             return
         server = build_server(client, token_verifier=StaticTokenVerifier(token.value))
+        # The SDK and uvicorn log through the standard library: the token stays out there too.
+        redact_stdlib_loggers("mcp", "uvicorn", "starlette")
 
         def ready(url: str) -> None:
             err.print(f"agora mcp: Streamable HTTP on {url} (bearer token from {token.source})")
