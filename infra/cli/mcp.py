@@ -52,6 +52,10 @@ def mcp_server(
             generated_path=settings.data_dir / "mcp" / "token",
         )
         register_secret(token.value)
+        if token_file is not None and not os.environ.get("AGORA_MCP_TOKEN"):
+            from infra.platform.auth import warn_if_loose
+
+            warn_if_loose(token_file, "MCP bearer token (--token-file)")
     run(_serve(settings, host=host, port=port, token=token))
 
 

@@ -72,7 +72,8 @@ def still_running(goal_id: str, events: Sequence[Event], waited_s: float) -> dic
         "note": (
             f"not finished after {waited_s:g}s; it keeps running: call wait_goal again"
             if events
-            else f"no event of this goal within {waited_s:g}s: check the goal id"
+            else f"no event of this goal within {waited_s:g}s: check the goal id (and that "
+            "agora's planner runs)"
         ),
     }
 

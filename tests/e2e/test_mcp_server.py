@@ -192,22 +192,25 @@ async def _cancel_a_running_goal(client: Client) -> None:
 
 @asynccontextmanager
 async def _agora_mcp_http(env: dict[str, str], *args: str) -> AsyncIterator[tuple[str, str]]:
-    """`agora mcp --http` on a free port: its URL, and (once it ended) its stderr."""
+    """`agora mcp --http` on a free port: its URL, and what it said on stderr up to that."""
     proc = await asyncio.create_subprocess_exec(
         *AGORA, "mcp", "--http", "--port", "0", *args, env=env, stderr=subprocess.PIPE
     )
     assert proc.stderr is not None
+    said = ""
     try:
         async with asyncio.timeout(30):
-            line = (await proc.stderr.readline()).decode()
-        assert "Streamable HTTP on " in line, line
-        yield line.split("Streamable HTTP on ")[1].split()[0], line
+            while "Streamable HTTP on " not in said:
+                line = (await proc.stderr.readline()).decode()
+                assert line, f"agora mcp --http ended: {said}"
+                said += line
+        yield said.split("Streamable HTTP on ")[1].split()[0], said
     finally:
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
-            rest = (await proc.stderr.read()).decode()
+            said += (await proc.stderr.read()).decode()
             await proc.wait()
-        assert TOKEN not in line + rest  # never logged
+        assert TOKEN not in said  # never logged
 
 
 @pytest.mark.slow
@@ -216,11 +219,13 @@ async def test_agora_mcp_over_streamable_http_with_its_bearer_token(
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o644)
     env = {**platform_env, "AGORA_MCP_TOKEN_FILE": str(token_file)}
     async with _agora_mcp_http(env) as (url, announced):
         assert url.startswith("http://127.0.0.1:")
         assert url.endswith("/mcp")
-        assert str(token_file) in announced
+        assert f"bearer token from {token_file}" in announced
+        assert f"chmod 600 {token_file}" in announced  # a token others can read: said
         initialize = {
             "jsonrpc": "2.0",
             "id": 1,
