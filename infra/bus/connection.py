@@ -8,7 +8,7 @@ from nats.aio.client import Client as NatsClient
 
 from events.errors import ConfigurationError
 from infra.logging import get_logger
-from infra.platform.auth import CLIENT, connect_options
+from infra.platform.credentials import CLIENT, connect_options
 from infra.platform.embedded import running_server_url
 from infra.settings import Settings
 

@@ -63,7 +63,7 @@ async def connect(settings: Settings, name: str, *, identity: str | None = None)
     """A command's connection: as the client unless told otherwise, giving up when the
     server cannot be reached."""
     from infra.bus import connection
-    from infra.platform.auth import CLIENT
+    from infra.platform.credentials import CLIENT
 
     return await connection.connect(
         settings, name, identity=identity or CLIENT, give_up_after_s=GIVE_UP_CONNECTING_S

@@ -17,7 +17,7 @@ def client_environment() -> dict[str, str]:
     """``AGORA_NATS_URL``, ``AGORA_NATS_USER`` and ``AGORA_NATS_PASSWORD`` for the client
     identity of the running platform (the user and password are absent when auth is off)."""
     from infra.bus.connection import resolve_urls
-    from infra.platform.auth import CLIENT, client_credentials
+    from infra.platform.credentials import CLIENT, client_credentials
 
     settings = load_settings()
     found = {"AGORA_NATS_URL": ",".join(resolve_urls(settings))}
