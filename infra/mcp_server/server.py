@@ -28,6 +28,7 @@ from events.errors import AgoraError
 from events.model import Event
 from infra.clients.goals import AgoraClient, CommandTimeoutError, check_goal_id, is_terminal
 from infra.clients.memory import ask_memory
+from infra.mcp_server.intake_schema import listed_as_intake
 from infra.mcp_server.results import (
     goal_outcome,
     progress_line,
@@ -69,6 +70,11 @@ def _as_tool_error() -> Iterator[None]:
         raise McpToolError(str(exc)) from exc
 
 
+def _intake(name: str, description: str) -> Any:
+    """A submit_goal parameter, listed with the intake's own schema of field ``name``."""
+    return Field(description=description, json_schema_extra=listed_as_intake(name))
+
+
 def _goal_sql(view: str, goal_id: str) -> str:
     # check_goal_id admits one subject token only: no quote can reach the SQL.
     return f"SELECT * FROM {view} WHERE goal_id = '{check_goal_id(goal_id)}'"  # noqa: S608
@@ -99,35 +105,40 @@ def build_server(client: AgoraClient, *, token_verifier: TokenVerifier | None = 
 
     @server.tool(annotations=ToolAnnotations(idempotentHint=True, openWorldHint=False))
     async def submit_goal(
-        text: Annotated[str, Field(description="what the goal should achieve")],
+        text: Annotated[str, _intake("text", "what the goal should achieve")],
         *,
         steps: Annotated[
             list[dict[str, Any]] | None,
-            Field(
-                description='explicit steps: [{"tool": "calculator", "args": {"expression": '
-                '"17*23"}}, …]; with "id" and "depends_on" they form a DAG, and '
-                '"{{steps.<id>.output}}" in args is an earlier step\'s output'
+            _intake(
+                "steps",
+                'explicit steps: [{"tool": "calculator", "args": {"expression": "17*23"}}, …]; '
+                'with "id" and "depends_on" they form a DAG, and "{{steps.<id>.output}}" in '
+                "args is an earlier step's output",
             ),
         ] = None,
         expect: Annotated[
             dict[str, Any] | None,
-            Field(description='what the result must satisfy, e.g. {"contains": "391"}'),
+            _intake("expect", 'what the result must satisfy, e.g. {"contains": "391"}'),
         ] = None,
         goal_id: Annotated[
-            str | None, Field(description="letters, digits, - and _ (default: derived)")
+            str | None, _intake("goal_id", "letters, digits, - and _ (default: derived)")
         ] = None,
         command_id: Annotated[
             str | None,
-            Field(description="idempotency key: the same command_id never makes a second goal"),
+            _intake("command_id", "idempotency key: the same command_id makes no second goal"),
         ] = None,
-        max_iterations: int | None = None,
-        metadata: dict[str, Any] | None = None,
+        max_iterations: Annotated[
+            int | None, _intake("max_iterations", "plan revisions allowed")
+        ] = None,
+        metadata: Annotated[
+            dict[str, Any] | None, _intake("metadata", "yours, kept with the goal")
+        ] = None,
         allowed_tools: Annotated[
             list[str] | None,
-            Field(description="untrusted (MCP) tools the goal's tasks may call"),
+            _intake("allowed_tools", "untrusted (MCP) tools the goal's tasks may call"),
         ] = None,
-        max_tokens: Annotated[int | None, Field(description="LLM token budget")] = None,
-        max_cost_usd: Annotated[float | None, Field(description="LLM cost budget")] = None,
+        max_tokens: Annotated[int | None, _intake("max_tokens", "LLM token budget")] = None,
+        max_cost_usd: Annotated[float | None, _intake("max_cost_usd", "LLM cost budget")] = None,
     ) -> dict[str, Any]:
         """Submit a goal (agora's intake command; `agora schema` has its JSON Schema). Returns
         its goal_id at once; a bad command is rejected by the planner with a reason that

@@ -152,3 +152,30 @@ def test_rows_become_objects_and_describe_becomes_columns() -> None:
         "view": "goals",
         "columns": [{"name": "goal_id", "type": "VARCHAR"}, {"name": "score", "type": "DOUBLE"}],
     }
+
+
+async def test_submit_goal_lists_the_intake_commands_own_schema() -> None:
+    import msgspec
+    from nats.aio.client import Client as NatsClient
+
+    from events.commands import GoalCommand
+    from infra.clients.goals import AgoraClient
+    from infra.mcp_server.server import TOOL_NAMES, build_server
+
+    server = build_server(AgoraClient(NatsClient()))  # listing tools sends nothing
+    tools = {tool.name: tool for tool in await server.list_tools()}
+    assert set(tools) == set(TOOL_NAMES)
+    schema = tools["submit_goal"].input_schema
+    properties = schema["properties"]
+    # Every field of the intake command but forked_from (that is `agora fork`'s) is offered.
+    offered = {field.name for field in msgspec.structs.fields(GoalCommand)} - {"forked_from"}
+    assert set(properties) == offered
+    assert schema["required"] == ["text"]
+    [steps, _null] = properties["steps"]["anyOf"]
+    step = steps["items"]
+    assert step["required"] == ["tool"]
+    assert step["additionalProperties"] is False
+    assert step["properties"]["id"]["anyOf"][0]["pattern"] == "^[A-Za-z0-9_-]{1,128}$"
+    assert "$ref" not in str(schema)  # one self-contained document
+    assert properties["max_iterations"]["maximum"] == 10
+    assert properties["goal_id"]["description"].startswith("letters, digits")
