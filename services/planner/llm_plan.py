@@ -226,9 +226,9 @@ def _allowed_tools_problems(task: _PlannedTask, tools: Tools) -> list[str]:
 
 
 def _context_text(state: PlannerState) -> str:
-    if not state.context:
-        return "(nothing)"
-    return "\n".join(f"- {item.text}" for item in state.context)
+    """What memory recalled, as JSON data: recalled text may come from any tool's output (a
+    web page, an MCP server), so it reaches the model quoted, like task outputs do."""
+    return json.dumps([item.text for item in state.context], ensure_ascii=False)
 
 
 def _plan_text(tasks: tuple[TaskSpec, ...]) -> str:
