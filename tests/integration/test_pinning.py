@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from nats.aio.client import Client as NatsClient
@@ -71,14 +72,32 @@ class Replica:
         )
 
 
+@contextlib.asynccontextmanager
+async def two_replicas(
+    settings: Settings, spec: ConsumerSpec
+) -> AsyncIterator[tuple[Replica, Replica]]:
+    first = Replica(await connect(settings, "replica-1"), spec, settings)
+    second = Replica(await connect(settings, "replica-2"), spec, settings)
+    try:
+        yield first, second
+    finally:
+        await first.nc.close()
+        await second.nc.close()
+
+
 async def test_one_replica_receives_every_message_and_a_standby_takes_over_when_it_goes_silent(
     settings: Settings, nc: NatsClient
 ) -> None:
     settings = replace(settings, pinned_timeout_s=1.0)
     js = nc.jetstream()
     spec = await pinned_consumer(js, settings, "pinned")
-    first = Replica(await connect(settings, "replica-1"), spec, settings)
-    second = Replica(await connect(settings, "replica-2"), spec, settings)
+    async with two_replicas(settings, spec) as (first, second):
+        await _silent_active_replica_taken_over(nc, js, spec, first, second)
+
+
+async def _silent_active_replica_taken_over(
+    nc: NatsClient, js: JetStreamContext, spec: ConsumerSpec, first: Replica, second: Replica
+) -> None:
     stop = asyncio.Event()
     runs = {r: asyncio.ensure_future(r.loop.run(stop)) for r in (first, second)}
     try:
@@ -104,8 +123,6 @@ async def test_one_replica_receives_every_message_and_a_standby_takes_over_when_
     finally:
         stop.set()
         await asyncio.wait(runs.values(), timeout=10)
-        await first.nc.close()
-        await second.nc.close()
 
 
 async def test_a_stopping_replica_hands_its_pin_on_at_once(
@@ -115,21 +132,19 @@ async def test_a_stopping_replica_hands_its_pin_on_at_once(
     settings = replace(settings, pinned_timeout_s=60.0)
     js = nc.jetstream()
     spec = await pinned_consumer(js, settings, "handover")
-    first = Replica(await connect(settings, "replica-1"), spec, settings)
-    second = Replica(await connect(settings, "replica-2"), spec, settings)
-    try:
-        async with running(first.loop) as first_run, running(second.loop) as second_run:
-            await publish(js, spec, "g-1", b"first")
-            await wait_until(lambda: settled(js, spec), timeout_s=10, what="the first message")
-            active_run, standby = (first_run, second) if first.handled else (second_run, first)
-            await active_run.stop_and_wait()
-            seq = await publish(js, spec, "g-1", b"second")
-            await wait_until(lambda: settled(js, spec), timeout_s=10, what="the standby pinned")
-            assert standby.handled == [seq]
-            assert await pinned_id(nc, spec) == standby.pin.id
-    finally:
-        await first.nc.close()
-        await second.nc.close()
+    async with (
+        two_replicas(settings, spec) as (first, second),
+        running(first.loop) as first_run,
+        running(second.loop) as second_run,
+    ):
+        await publish(js, spec, "g-1", b"first")
+        await wait_until(lambda: settled(js, spec), timeout_s=10, what="the first message")
+        active_run, standby = (first_run, second) if first.handled else (second_run, first)
+        await active_run.stop_and_wait()
+        seq = await publish(js, spec, "g-1", b"second")
+        await wait_until(lambda: settled(js, spec), timeout_s=10, what="the standby pinned")
+        assert standby.handled == [seq]
+        assert await pinned_id(nc, spec) == standby.pin.id
 
 
 async def test_a_lapsed_pin_is_refused_and_the_replica_is_pinned_afresh(
