@@ -394,6 +394,10 @@ class LlmResponded(Event, frozen=True, kw_only=True, tag="llm_responded"):
     tokens_out: int = 0
     cost_usd: float = 0.0
     latency_ms: float = 0.0
+    # Why the model stopped (``stop``, ``tool_calls``, ``end_turn``…; empty in older events).
+    finish_reason: str = ""
+    # The model the answering endpoint was asked for; ``model`` is the one that answered.
+    request_model: str = ""
 
 
 # -- the platform itself ----------------------------------------------------------------

@@ -230,6 +230,7 @@ class LlmChain:
             reply,
             cost_usd=self._prices.cost(priced, reply.tokens_in, reply.tokens_out),
             latency_ms=round((self._clock() - started) * 1000, 3),
+            request_model=endpoint.model,
         )
         if live is not None:
             await live.done(reply.finish_reason)

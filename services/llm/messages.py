@@ -70,6 +70,8 @@ class LlmReply(msgspec.Struct, frozen=True, kw_only=True):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     finish_reason: str = ""
+    # The model the answering endpoint was asked for (``model`` is the one that answered).
+    request_model: str = ""
 
 
 def request_hash(request: LlmRequest) -> str:

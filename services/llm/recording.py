@@ -78,6 +78,8 @@ def responded_event(stamp: Stamp, rhash: str, reply: LlmReply) -> LlmResponded:
         tokens_out=reply.tokens_out,
         cost_usd=reply.cost_usd,
         latency_ms=reply.latency_ms,
+        finish_reason=reply.finish_reason,
+        request_model=reply.request_model,
     )
 
 
@@ -98,6 +100,8 @@ def reply_from_event(event: LlmResponded) -> LlmReply:
         tokens_out=event.tokens_out,
         cost_usd=event.cost_usd,
         latency_ms=event.latency_ms,
+        finish_reason=event.finish_reason,
+        request_model=event.request_model,
     )
 
 

@@ -175,19 +175,29 @@ def test_every_line_fits_the_terminal(width: int, goal_id: str, log: list[Event]
     assert all(len(line) <= width for line in lines), [ln for ln in lines if len(ln) > width]
 
 
+def _plan_call_detail() -> str:
+    """What the planner's model call shows: tokens, cost and latency, as recorded."""
+    [answer] = [
+        e
+        for e in LLM_LOG
+        if isinstance(e, LlmResponded) and e.goal_id == "r-llm" and e.tokens_in == 50
+    ][:1]
+    return f"50→20 tok ${answer.cost_usd:.4f} {answer.latency_ms:.1f} ms"
+
+
 def test_a_wide_terminal_puts_details_beside_the_bars() -> None:
     timeline = _timeline("r-llm", LLM_LOG)
     lines = render_timeline(timeline, 120)
     assert len(lines) == 2 + len(timeline.rows())
     plan = next(line for line in lines if line.startswith("  └ llm plan scripted-gpt"))
-    assert plan.endswith("50→20 tok $0.0000 12.2 ms")
+    assert plan.endswith(_plan_call_detail())
 
 
 def test_a_narrow_terminal_cuts_labels_and_gives_details_their_own_line() -> None:
     timeline = _timeline("r-llm", LLM_LOG)
     lines = render_timeline(timeline, 40)
     assert len(lines) > 2 + len(timeline.rows())  # details moved under their rows
-    assert any(line.rstrip().endswith("50→20 tok $0.0000 12.2 ms") for line in lines)
+    assert any(line.rstrip().endswith(_plan_call_detail()) for line in lines)
     cut = [line for line in lines if "…" in line.split(" █")[0]]
     assert cut, "a label longer than the label column is cut with an ellipsis"
     assert all(len(line) <= 40 for line in lines)
