@@ -48,6 +48,7 @@ from events.catalog import (
     ToolRefused,
     ToolReturned,
 )
+from events.codec import encode
 from events.model import Event
 
 __all__ = ["Bar", "BarKind", "Timeline", "build_timeline", "service_of"]
@@ -83,6 +84,11 @@ class Bar:
     tool_ms: float | None = None  # a task's tool time over its attempts, as recorded
     attempts: int = 0  # a task's attempts, when it ended
     error: str = ""  # why a task or call failed
+    # The event that opened the step (what a trace's span id is derived from), and what the
+    # events said about it, by name: tool, provider, model, finish_reason, and the content
+    # (args, output, prompt, completion) that only an opted-in reader shows.
+    event_id: str = ""
+    facts: dict[str, str | int | float] = field(default_factory=dict)
     children: list[Bar] = field(default_factory=list)
 
     @property
@@ -106,6 +112,9 @@ class Timeline:
     tokens_out: int = 0
     cost_usd: float = 0.0
     tool_calls: int = 0
+    first_event_id: str = ""
+    # The goal's text, result, score or reason, as its events recorded them.
+    facts: dict[str, str | int | float] = field(default_factory=dict)
 
     @property
     def duration_ms(self) -> float:
@@ -158,6 +167,7 @@ class _Folder:
     turns: dict[str, Bar] = field(default_factory=dict)
     status: str = "running"
     tool_calls: int = 0
+    goal_facts: dict[str, str | int | float] = field(default_factory=dict)
 
     def trigger(self, event: Event) -> Event | None:
         """The event a decision answers, looking through the model calls it made on the way."""
@@ -173,6 +183,9 @@ class _Folder:
             "task", "executor", label, event.occurred_at, event.occurred_at, status="scheduled"
         )
         bar.queued_from = event.occurred_at
+        bar.event_id = event.event_id
+        bar.facts.update(tool=event.tool, task_id=event.task_id, iteration=event.iteration)
+        bar.facts["args"] = encode(event.args).decode()
         self.tasks[(event.iteration, event.task_id)] = bar
         self.task_trigger[event.event_id] = (event.iteration, event.task_id)
         self.by_trigger[event.event_id] = bar
@@ -196,6 +209,8 @@ class _Folder:
             label = f"{event.tool} (attempt {event.attempt})"
         call = Bar("tool", "executor", label, event.occurred_at, event.occurred_at, depth=1)
         call.status = "running"
+        call.event_id = event.event_id
+        call.facts.update(tool=event.tool, attempt=event.attempt, args=encode(event.args).decode())
         task.children.append(call)
         self.calls[(key, event.attempt, event.step, event.call)] = call
 
@@ -208,9 +223,12 @@ class _Folder:
         if isinstance(event, ToolFailed):
             call.status = "failed"
             call.detail = f"failed {_ms(event.duration_ms)}: {_clip(event.error)}"
+            call.error = event.error
         else:
             call.status = "completed"
             call.detail = _ms(event.duration_ms)
+            call.facts["output"] = event.output
+        call.tool_ms = event.duration_ms
 
     def task_ended(self, event: TaskCompleted | TaskFailed | TaskCancelled) -> None:
         key = (event.iteration, event.task_id)
@@ -226,6 +244,11 @@ class _Folder:
                 call.status = "completed" if isinstance(event, TaskCompleted) else "failed"
                 if isinstance(event, TaskCompleted) and event.attempt_duration_ms is not None:
                     call.detail = _ms(event.attempt_duration_ms)
+                    call.tool_ms = event.attempt_duration_ms
+                if isinstance(event, TaskCompleted):
+                    call.facts["output"] = event.output
+                else:
+                    call.error = getattr(event, "error", "") or getattr(event, "reason", "")
         task.tool_ms, task.attempts = event.duration_ms, event.attempts
         if isinstance(event, TaskCompleted):
             task.status = "completed"
@@ -234,15 +257,22 @@ class _Folder:
         else:
             task.status, task.error = "cancelled", _clip(event.reason)
         task.detail = task.status
+        if isinstance(event, TaskCompleted):
+            task.facts["output"] = event.output
         tools = [c for c in task.children if c.kind == "tool"]
         if len(tools) == 1 and not [c for c in task.children if c.kind == "llm"]:
             task.children.remove(tools[0])  # one plain call is the task itself
+            task.facts["call_event_id"] = tools[0].event_id
 
     def llm_requested(self, event: LlmRequested) -> None:
         actor = service_of(event)
         label = f"llm {event.purpose}"
         bar = Bar("llm", actor, label, event.occurred_at, event.occurred_at, depth=1)
         bar.status = "running"
+        bar.event_id = event.event_id
+        bar.facts.update(purpose=event.purpose, prompt=event.summary)
+        if event.model:
+            bar.facts["request_model"] = event.model
         self.llm_open[event.request_hash] = bar
         parent = self.by_trigger.get(event.causation_id or "")
         if parent is None:
@@ -260,6 +290,13 @@ class _Folder:
         bar.end = bar.start + timedelta(milliseconds=event.latency_ms)
         bar.status = "completed"
         bar.label = f"{bar.label} {event.model}".rstrip()
+        bar.facts.update(provider=event.provider, model=event.model, completion=event.content)
+        bar.facts["tool_calls"] = len(event.tool_calls)
+        if event.finish_reason:
+            bar.facts["finish_reason"] = event.finish_reason
+        if event.request_model:
+            bar.facts["request_model"] = event.request_model
+        bar.event_id = bar.event_id or event.event_id
         bar.tokens_in, bar.tokens_out, bar.cost_usd = (
             event.tokens_in,
             event.tokens_out,
@@ -277,7 +314,9 @@ class _Folder:
         bar = self.turns.get(cause.event_id) if cause is not None else None
         if bar is None or bar in self.bars:
             bar = Bar("plan", "planner", name, start, start)
+            bar.event_id = event.event_id
         self.bars.append(bar)
+        bar.facts.update(strategy=event.strategy, iteration=event.iteration)
         bar.label = f"planner {name} #{event.iteration}"
         bar.end = max(bar.start, event.occurred_at)
         bar.status = "completed"
@@ -287,6 +326,7 @@ class _Folder:
     def open_plan_turn(self, event: Event) -> None:
         """Inputs the planner may plan on with a model: its calls nest under the plan bar."""
         bar = Bar("plan", "planner", "planner turn", event.occurred_at, event.occurred_at)
+        bar.event_id = event.event_id
         self.turns[event.event_id] = bar
         self.by_trigger[event.event_id] = bar
 
@@ -314,6 +354,10 @@ class _Folder:
 
     def outcome(self, event: Event, status: str, detail: str) -> None:
         self.status = status
+        for name in ("result", "score", "reason", "iterations"):
+            value = getattr(event, name, None)
+            if isinstance(value, str | int | float):
+                self.goal_facts[name] = value
         bar = Bar("outcome", "planner", f"goal {status}", event.occurred_at, event.occurred_at)
         bar.detail = detail
         self.bars.append(bar)
@@ -321,6 +365,8 @@ class _Folder:
     def context_requested(self, event: ContextRequested) -> None:
         at = event.occurred_at
         bar = Bar("context", "memory", "memory context", at, at, status="running")
+        bar.event_id = event.event_id
+        bar.facts.update(query=event.query, k=event.k)
         self.contexts[event.event_id] = bar
         self.bars.append(bar)
 
@@ -330,6 +376,7 @@ class _Folder:
             bar.end = max(bar.start, event.occurred_at)
             bar.status = "completed"
             bar.detail = f"{len(event.items)} items recalled"
+            bar.facts["items"] = len(event.items)
         self.open_plan_turn(event)
 
     def tool_refused(self, event: ToolRefused) -> None:
@@ -338,6 +385,9 @@ class _Folder:
             at = event.occurred_at
             refused = Bar("tool", "executor", f"{event.tool} (step {event.step})", at, at, 1)
             refused.status = "refused"
+            refused.event_id = event.event_id
+            refused.error = event.reason
+            refused.facts.update(tool=event.tool, args=encode(event.args).decode())
             refused.detail = f"refused: {_clip(event.reason)}"
             task.children.append(refused)
 
@@ -345,6 +395,8 @@ class _Folder:
         at = event.occurred_at
         label = f"evaluator judge #{event.iteration}"
         bar = Bar("evaluation", "evaluator", label, at, at, status="running")
+        bar.event_id = event.event_id
+        bar.facts["iteration"] = event.iteration
         self.evaluations[event.iteration] = bar
         self.by_trigger[event.event_id] = bar
         self.bars.append(bar)
@@ -355,6 +407,7 @@ class _Folder:
             bar.end = max(bar.start, event.occurred_at)
             bar.status = "completed"
             bar.detail = f"{event.verdict} {event.score:.2f}"
+            bar.facts.update(verdict=event.verdict, score=event.score)
         self.open_plan_turn(event)
 
     def pause(self, event: GoalPaused | GoalResumed) -> None:
@@ -371,6 +424,7 @@ class _Folder:
 def _fold(folder: _Folder, event: Event) -> None:  # noqa: PLR0912  # one case per type
     match event:
         case GoalAccepted():
+            folder.goal_facts["text"] = event.text
             folder.open_plan_turn(event)
         case ContextRequested():
             folder.context_requested(event)
@@ -416,9 +470,11 @@ def build_timeline(goal_id: str, events: Iterable[Event]) -> Timeline | None:
     folder = _Folder()
     first: datetime | None = None
     last: datetime | None = None
+    first_event_id = ""
     for event in events:
         if event.goal_id != goal_id:
             continue
+        first_event_id = first_event_id or event.event_id
         folder.events_by_id[event.event_id] = event
         first = event.occurred_at if first is None else min(first, event.occurred_at)
         last = event.occurred_at if last is None else max(last, event.occurred_at)
@@ -448,6 +504,8 @@ def build_timeline(goal_id: str, events: Iterable[Event]) -> Timeline | None:
         tokens_out=sum(b.tokens_out for b in llm),
         cost_usd=sum(b.cost_usd for b in llm),
         tool_calls=folder.tool_calls,
+        first_event_id=first_event_id,
+        facts=folder.goal_facts,
     )
 
 
