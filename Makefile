@@ -7,12 +7,17 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := scripts/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: install node demo test unit lint bench clean faults
+# The OTLP receiver the trace tests export to: Arize Phoenix, in a venv of its own (it is an
+# application with dependencies of its own, run beside agora as a user would run it).
+PHOENIX       := .venv-phoenix
+PHOENIX_STAMP := $(PHOENIX)/.installed
+
+.PHONY: install node phoenix demo test unit lint bench clean faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,traces]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,10 +28,17 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 
 node: $(NODE_STAMP)
 
+$(PHOENIX_STAMP):
+	$(PYTHON) -m venv $(PHOENIX)
+	$(PHOENIX)/bin/python -m pip install --quiet "arize-phoenix>=12"
+	touch $(PHOENIX_STAMP)
+
+phoenix: $(PHOENIX_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/agora demo
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(PHOENIX_STAMP)
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -38,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules .agora .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PHOENIX) $(NODE_DIR)/node_modules .agora .pytest_cache .mypy_cache .ruff_cache
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"

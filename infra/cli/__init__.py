@@ -19,13 +19,28 @@ from infra.cli import (
     status,
     steer,
     tools,
+    traces,
 )
 from infra.cli.common import ClosedPipe, Interrupted, app, err
 
 __all__ = ["app", "main"]
 
 # Importing them registers their commands on ``app``.
-_COMMAND_MODULES = (platform, goal, steer, env, data, dlq, status, memory, rerun, fork, tools, mcp)
+_COMMAND_MODULES = (
+    platform,
+    goal,
+    steer,
+    env,
+    data,
+    dlq,
+    status,
+    memory,
+    rerun,
+    fork,
+    tools,
+    mcp,
+    traces,
+)
 
 
 # Exit codes: 0 done, 1 a goal failed or something needs attention, 2 an error (the message

@@ -1,0 +1,161 @@
+"""Span records handed to the official OpenTelemetry SDK's OTLP exporters.
+
+The records' ids and times are the log's, so spans are built as the SDK's ``ReadableSpan``
+directly (a tracer would make ids and read the clock) and given to the exporter that the
+standard environment names: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` /
+``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``), with the
+endpoint, headers, timeout, compression and certificates of the ``OTEL_EXPORTER_OTLP_*``
+variables, read by the exporter itself. ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``
+complete the resource.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from events.errors import AgoraError
+from projections.spans import SCHEMA_URL, SpanRecord
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+__all__ = [
+    "TraceExportError",
+    "TraceTarget",
+    "TracesNotInstalledError",
+    "endpoint_of",
+    "protocol_of",
+    "to_readable_spans",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PROTOCOLS = ("http/protobuf", "grpc")
+
+
+class TracesNotInstalledError(AgoraError):
+    """The OpenTelemetry SDK or its OTLP exporter is not installed."""
+
+
+class TraceExportError(AgoraError):
+    """The OTLP receiver did not take the spans."""
+
+
+def protocol_of(environ: Mapping[str, str]) -> str:
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol not in _PROTOCOLS:
+        raise AgoraError(
+            f"OTLP protocol {protocol!r} is not supported: set OTEL_EXPORTER_OTLP_PROTOCOL "
+            "to http/protobuf or grpc"
+        )
+    return protocol
+
+
+def endpoint_of(environ: Mapping[str, str]) -> str:
+    """Where the spans go, as the exporter will resolve it (for messages)."""
+    protocol = protocol_of(environ)
+    if endpoint := environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return endpoint
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if protocol == "grpc":
+        return base or "http://localhost:4317"
+    return f"{(base or 'http://localhost:4318').rstrip('/')}/v1/traces"
+
+
+def _nanos(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def to_readable_spans(records: Sequence[SpanRecord], version: str) -> list[ReadableSpan]:
+    """The SDK's spans for ``records``, under one resource and agora's instrumentation scope."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+    resource = Resource.create({"service.name": "agora", "service.version": version})
+    scope = InstrumentationScope("agora", version, SCHEMA_URL)
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    kinds = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
+    codes = {"unset": StatusCode.UNSET, "ok": StatusCode.OK, "error": StatusCode.ERROR}
+    spans = []
+    for record in records:
+        parent = (
+            SpanContext(record.trace_id, record.parent_span_id, is_remote=False, trace_flags=flags)
+            if record.parent_span_id is not None
+            else None
+        )
+        status = Status(
+            codes[record.status], record.status_message if record.status == "error" else None
+        )
+        spans.append(
+            ReadableSpan(
+                name=record.name,
+                context=SpanContext(
+                    record.trace_id, record.span_id, is_remote=False, trace_flags=flags
+                ),
+                parent=parent,
+                resource=resource,
+                attributes=dict(record.attributes),
+                kind=kinds[record.kind],
+                status=status,
+                start_time=_nanos(record.start),
+                end_time=_nanos(record.end),
+                instrumentation_scope=scope,
+            )
+        )
+    return spans
+
+
+def _exporter(protocol: str) -> SpanExporter:
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcExporter,
+            )
+
+            return GrpcExporter()
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    except ImportError as exc:
+        raise TracesNotInstalledError(
+            f"exporting traces needs the OpenTelemetry SDK and its OTLP exporter ({exc.name} "
+            "is missing): pip install 'agora[traces]'"
+        ) from None
+
+
+@dataclass
+class TraceTarget:
+    """The OTLP receiver the environment names, and an exporter to it."""
+
+    version: str
+    environ: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        environ = os.environ if self.environ is None else self.environ
+        self.protocol = protocol_of(environ)
+        self.endpoint = endpoint_of(environ)
+        self._exporter = _exporter(self.protocol)
+
+    def export(self, records: Sequence[SpanRecord]) -> None:
+        """Send ``records`` (blocking: call it from a thread). Raises when refused."""
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        if not records:
+            return
+        result = self._exporter.export(to_readable_spans(records, self.version))
+        if result is not SpanExportResult.SUCCESS:
+            raise TraceExportError(
+                f"the OTLP receiver at {self.endpoint} ({self.protocol}) did not take "
+                f"{len(records)} spans; is it running? (OTEL_EXPORTER_OTLP_ENDPOINT)"
+            )
+
+    def close(self) -> None:
+        self._exporter.shutdown()
