@@ -154,16 +154,24 @@ GROUP BY tool""",
     # Durations exist only for finished goals; quantiles skip the NULLs of running ones.
     "goal_stats": """
 CREATE OR REPLACE VIEW goal_stats AS
-SELECT CAST(submitted_at AS DATE) AS day,
-       status,
+WITH usage AS (
+    SELECT goal_id, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
+           sum(cost_usd) AS cost_usd
+    FROM events WHERE type = 'llm_responded' GROUP BY goal_id
+)
+SELECT CAST(g.submitted_at AS DATE) AS day,
+       g.status,
        count(*) AS goals,
-       avg(iterations) AS avg_iterations,
-       quantile_cont((epoch_us(finished_at) - epoch_us(submitted_at)) / 1000.0, 0.5)
+       avg(g.iterations) AS avg_iterations,
+       quantile_cont((epoch_us(g.finished_at) - epoch_us(g.submitted_at)) / 1000.0, 0.5)
            AS p50_duration_ms,
-       quantile_cont((epoch_us(finished_at) - epoch_us(submitted_at)) / 1000.0, 0.95)
-           AS p95_duration_ms
-FROM goals
-WHERE submitted_at IS NOT NULL
+       quantile_cont((epoch_us(g.finished_at) - epoch_us(g.submitted_at)) / 1000.0, 0.95)
+           AS p95_duration_ms,
+       CAST(coalesce(sum(u.tokens_in), 0) AS BIGINT) AS tokens_in,
+       CAST(coalesce(sum(u.tokens_out), 0) AS BIGINT) AS tokens_out,
+       coalesce(sum(u.cost_usd), 0.0) AS cost_usd
+FROM goals g LEFT JOIN usage u USING (goal_id)
+WHERE g.submitted_at IS NOT NULL
 GROUP BY ALL""",
 }
 

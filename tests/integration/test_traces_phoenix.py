@@ -25,6 +25,8 @@ import httpx
 import pytest
 
 from events.catalog import LlmResponded
+from events.subjects import EVENTS_STREAM
+from infra.bus.reader import stream_last_seq
 from infra.clients.goals import AgoraClient
 from infra.settings import Settings
 from projections.spans import goal_spans
@@ -121,7 +123,7 @@ async def model_platform(
     openai_server.set_script(plans(REACT_PLAN, BETTER_PLAN, verdicts=(REVISE, ACCEPT)))
     llm = llm_settings(settings, openai_server)
     platform = InProcessPlatform(llm)
-    platform.start("planner", "executor", "memory", "evaluator")
+    platform.start()  # every service, the projector too (goal_stats)
     yield llm
     await platform.stop()
 
@@ -292,6 +294,18 @@ async def test_a_goals_trace_reaches_phoenix_with_the_genai_conventions(
     assert "2 goal(s)" in stderr
     again = await _received(phoenix, expected[0].trace_id, len(expected))
     assert {s["span_id"] for s in again} == {f"{r.span_id:016x}" for r in expected}
+
+    # The model calls' tokens and cost on the spans add up to the goals' in goal_stats.
+    chats = [_attributes(s) for s in [*again, *dag_received] if s["name"].startswith("chat ")]
+    last_seq = await stream_last_seq(nc, EVENTS_STREAM)
+    stats = await client.query(
+        "SELECT sum(tokens_in), sum(tokens_out), sum(cost_usd) FROM goal_stats",
+        min_seq=last_seq,
+    )
+    [(tokens_in, tokens_out, cost)] = stats.rows
+    assert tokens_in == sum(int(c["gen_ai.usage.input_tokens"]) for c in chats) > 0
+    assert tokens_out == sum(int(c["gen_ai.usage.output_tokens"]) for c in chats) > 0
+    assert cost == pytest.approx(sum(float(c["agora.usage.cost_usd"]) for c in chats))
 
 
 async def test_a_receiver_that_is_not_there_is_reported(

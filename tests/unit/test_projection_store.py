@@ -16,6 +16,7 @@ from events.catalog import (
     GoalCompleted,
     GoalFailed,
     GoalRejected,
+    LlmResponded,
     MemoryStored,
     TaskCompleted,
     TaskScheduled,
@@ -374,6 +375,43 @@ def test_goal_stats_summarise_goals_per_day_and_status(store: ProjectionStore) -
         ("2024-05-01", "failed", 1, 3.0, 4_000.0, 4_000.0),
         ("2024-05-01", "rejected", 1, None, 0.0, 0.0),
         ("2024-05-02", "running", 1, None, None, None),
+    ]
+
+
+def _answered(log: Log, goal_id: str, n: int, tokens: tuple[int, int], cost: float) -> None:
+    log.add(
+        LlmResponded(
+            **envelope(goal_id, f"llm-{n}", DAY_ONE, "planner@0.1.0"),
+            provider="openai",
+            model="m",
+            request_hash=f"h{n}",
+            content="{}",
+            tokens_in=tokens[0],
+            tokens_out=tokens[1],
+            cost_usd=cost,
+        )
+    )
+
+
+def test_goal_stats_add_up_the_model_tokens_and_cost_of_their_goals(
+    store: ProjectionStore,
+) -> None:
+    log = Log()
+    for goal_id in ("a", "b", "c"):
+        accept(log, goal_id, DAY_ONE)
+    _answered(log, "a", 1, (50, 20), 0.002)
+    _answered(log, "a", 2, (10, 5), 0.001)
+    _answered(log, "b", 3, (7, 3), 0.0005)
+    complete(log, "a", DAY_ONE + timedelta(seconds=1))
+    complete(log, "b", DAY_ONE + timedelta(seconds=1))
+    _answered(log, "_planner", 4, (1000, 1000), 1.0)  # not a goal: counted nowhere
+    write(store, log)
+
+    stats = rows(store, "SELECT status, goals, tokens_in, tokens_out, cost_usd FROM goal_stats")
+
+    assert sorted(stats) == [
+        ("completed", 2, 67, 28, pytest.approx(0.0035)),
+        ("running", 1, 0, 0, 0.0),  # c asked no model
     ]
 
 
