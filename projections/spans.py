@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -272,34 +272,13 @@ def timeline_spans(timeline: Timeline, *, content: bool = False) -> list[SpanRec
         times=(timeline.start, timeline.end),
     )
     if timeline.status in ("failed", "rejected", "cancelled"):
-        first = mapper.spans[0]
         reason = _text(timeline.facts, "reason") or timeline.status
-        mapper.spans[0] = SpanRecord(
-            first.trace_id,
-            first.span_id,
-            None,
-            first.name,
-            first.kind,
-            first.start,
-            first.end,
-            {**first.attributes, ERROR_TYPE: f"goal_{timeline.status}"},
-            "error",
-            reason,
+        error = {**mapper.spans[0].attributes, ERROR_TYPE: f"goal_{timeline.status}"}
+        mapper.spans[0] = replace(
+            mapper.spans[0], attributes=error, status="error", status_message=reason
         )
     elif timeline.status == "completed":
-        first = mapper.spans[0]
-        mapper.spans[0] = SpanRecord(
-            first.trace_id,
-            first.span_id,
-            None,
-            first.name,
-            first.kind,
-            first.start,
-            first.end,
-            first.attributes,
-            "ok",
-            "",
-        )
+        mapper.spans[0] = replace(mapper.spans[0], status="ok")
     for bar in timeline.bars:
         mapper.step(bar, root)
     return mapper.spans
