@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypedDict
 
 from events.errors import ConfigurationError
+
+# A size the Go runtime accepts as GOMEMLIMIT.
+_GO_MEMORY = re.compile(r"[0-9]+(B|KiB|MiB|GiB|TiB)?")
 
 __all__ = ["DATA_DIR_NAME", "LlmEndpoint", "Settings", "find_data_dir"]
 
@@ -95,6 +99,8 @@ class Settings:
     nats_port: int = 4222
     # The embedded server's JetStream file store limit; 0: the server's default.
     nats_max_store_mb: int = 0
+    # The embedded server's Go soft memory limit (GOMEMLIMIT); "" for none.
+    nats_memory_limit: str = "192MiB"
     data_dir: Path = Path(".agora")
     durability: Durability = "fsync"
     log_level: str = "warning"
@@ -183,6 +189,7 @@ class Settings:
             data_dir=data_dir,
             nats_port=_int(env, "AGORA_NATS_PORT", 4222),
             nats_max_store_mb=_int(env, "AGORA_NATS_MAX_STORE_MB", 0),
+            nats_memory_limit=env.get("AGORA_NATS_MEMORY_LIMIT", "192MiB").strip(),
             durability="fsync" if durability == "fsync" else "os",
             log_level=env.get("AGORA_LOG_LEVEL", "warning").strip().lower(),
             log_format="json" if log_format == "json" else "console",
@@ -245,10 +252,7 @@ class Settings:
             raise ConfigurationError(
                 f"AGORA_OUTPUT_INLINE_BYTES must be between 1 and {self.max_message_bytes // 4}"
             )
-        if not 0 <= self.nats_port <= 65535:
-            raise ConfigurationError("AGORA_NATS_PORT must be between 0 and 65535")
-        if self.nats_max_store_mb < 0:
-            raise ConfigurationError("AGORA_NATS_MAX_STORE_MB must be 0 (no limit) or more")
+        self._check_embedded_server()
         if self.max_deliver < 1:
             raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
         if self.concurrency < 1 or self.executor_concurrency < 1:
@@ -277,12 +281,24 @@ class Settings:
         ):
             raise ConfigurationError("AGORA_SANDBOX_* limits must be positive")
 
+    def _check_embedded_server(self) -> None:
+        if not 0 <= self.nats_port <= 65535:
+            raise ConfigurationError("AGORA_NATS_PORT must be between 0 and 65535")
+        if self.nats_max_store_mb < 0:
+            raise ConfigurationError("AGORA_NATS_MAX_STORE_MB must be 0 (no limit) or more")
+        if self.nats_memory_limit and not _GO_MEMORY.fullmatch(self.nats_memory_limit):
+            raise ConfigurationError(
+                f"AGORA_NATS_MEMORY_LIMIT is {self.nats_memory_limit!r}: give a size such as "
+                "192MiB or 1GiB (units B, KiB, MiB, GiB, TiB), or empty for no limit"
+            )
+
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
         env = {
             "AGORA_DATA_DIR": str(self.data_dir),
             "AGORA_NATS_PORT": str(self.nats_port),
             "AGORA_NATS_MAX_STORE_MB": str(self.nats_max_store_mb),
+            "AGORA_NATS_MEMORY_LIMIT": self.nats_memory_limit,
             "AGORA_DURABILITY": self.durability,
             "AGORA_LOG_LEVEL": self.log_level,
             "AGORA_LOG_FORMAT": self.log_format,

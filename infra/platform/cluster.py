@@ -88,6 +88,8 @@ class EmbeddedCluster:
     # Appended to every node's configuration: client authorization and TLS (infra/platform/auth.py).
     # Routes between the nodes stay on loopback.
     extra_config: str = ""
+    # Every node's Go soft memory limit (see EmbeddedNats.memory_limit).
+    memory_limit: str = ""
     nodes: list[ClusterNode] = field(default_factory=list)
 
     def start(self) -> EmbeddedCluster:
@@ -104,6 +106,7 @@ class EmbeddedCluster:
                 routes=tuple(p for j, p in enumerate(cluster_ports) if j != i),
                 monitor_port=free_port(),
                 extra_config=self.extra_config,
+                memory_limit=self.memory_limit,
             )
             for i in range(self.size)
         ]

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -99,6 +100,9 @@ class EmbeddedNats:
     max_store_bytes: int | None = None
     # Under a supervisor: the server gets SIGTERM when the process that started it dies.
     die_with_parent: bool = False
+    # The Go runtime's soft memory limit (GOMEMLIMIT, e.g. "192MiB"); "" leaves it unset. A
+    # GOMEMLIMIT already in the environment wins.
+    memory_limit: str = ""
 
     def config_text(self) -> str:
         store = self.nats_dir / "jetstream"
@@ -140,6 +144,7 @@ class EmbeddedNats:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches agora, which then stops the server cleanly
+            env=server_env(self.memory_limit),
         )
         log.close()
         self._wait_for_ports()
@@ -203,3 +208,15 @@ class EmbeddedNats:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def server_env(memory_limit: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: ours, with GOMEMLIMIT set to ``memory_limit`` unless one is.
+
+    Without a limit the Go collector lets the heap grow to twice what is live: under a burst of
+    10,000 goals the server held ~300 MB, ~190 MB of it garbage it had not yet collected.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if memory_limit and "GOMEMLIMIT" not in env:
+        env["GOMEMLIMIT"] = memory_limit
+    return env

@@ -67,6 +67,7 @@ class Supervisor:
                 size=self.cluster,
                 durability=self.settings.durability,
                 extra_config=prepare_embedded_security(self.settings),
+                memory_limit=self.settings.nats_memory_limit,
             ).start()
             self.settings = replace(
                 self.settings,
@@ -82,6 +83,7 @@ class Supervisor:
                 max_store_bytes=self.settings.nats_max_store_mb * 1024 * 1024 or None,
                 extra_config=prepare_embedded_security(self.settings),
                 die_with_parent=True,
+                memory_limit=self.settings.nats_memory_limit,
             ).start()
             log.info("nats_started", url=self.server.url, pid=self.server.pid)
             self._watchers.append(asyncio.ensure_future(self._keep_server_running(self.server)))

@@ -1,0 +1,14 @@
+"""The embedded nats-server runs with the Go soft memory limit agora sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infra.platform.embedded import EmbeddedNats
+
+
+def test_the_embedded_server_runs_with_its_gomemlimit(tmp_path: Path) -> None:
+    with EmbeddedNats(tmp_path / "nats", durability="os", memory_limit="160MiB") as server:
+        assert server.pid is not None
+        environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+    assert b"GOMEMLIMIT=160MiB" in environ
