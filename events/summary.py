@@ -49,7 +49,7 @@ from events.catalog import (
 from events.codec import encode
 from events.model import Event, event_type
 
-__all__ = ["REASON_WIDTH", "summarize"]
+__all__ = ["REASON_WIDTH", "event_line", "summarize"]
 
 WIDTH = 120
 # A rejection's reason is the part that says what to fix: shown whole (reasons are built by
@@ -276,3 +276,9 @@ def _(e: TaskCancelled) -> str:
 
 def summarize(event: Event) -> str:
     return _cut(_describe(event), WIDTH)
+
+
+def event_line(event: Event) -> str:
+    """One event as a line for a person following a goal: its type and its summary."""
+    summary = summarize(event)
+    return f"{event_type(event)}: {summary}" if summary else event_type(event)

@@ -9,32 +9,22 @@ from collections.abc import Callable
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 
+from infra.platform.sockets import base_url, listening_socket
+
 __all__ = ["MCP_PATH", "serve_http"]
 
 MCP_PATH = "/mcp"
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 def endpoint_url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{MCP_PATH}"
+    return base_url(sock) + MCP_PATH
 
 
 async def serve_http(
     server: MCPServer, *, host: str, port: int, on_ready: Callable[[str], None]
 ) -> None:
     """Serve until uvicorn is told to stop (SIGINT, SIGTERM). ``port`` 0: any free port."""
-    sock = _listening_socket(host, port)
+    sock = listening_socket(host, port)
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     # No access log: agora's own logs say what happened; a request line is not worth keeping.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")

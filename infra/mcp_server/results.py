@@ -11,7 +11,7 @@ from typing import Any
 
 from events.catalog import GoalCancelled, GoalCompleted, GoalFailed, GoalRejected
 from events.model import Event, event_type
-from events.summary import summarize
+from events.summary import event_line
 from projections.protocol import QueryReply
 
 __all__ = [
@@ -39,8 +39,7 @@ def rows_of(reply: QueryReply) -> list[dict[str, Any]]:
 
 def progress_line(event: Event) -> str:
     """What a progress notification says about one event: its type and its summary."""
-    summary = summarize(event)
-    return f"{event_type(event)}: {summary}" if summary else event_type(event)
+    return event_line(event)
 
 
 def goal_outcome(goal_id: str, events: Sequence[Event], last_seq: int) -> dict[str, Any]:
