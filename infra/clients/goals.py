@@ -1,5 +1,5 @@
-"""The Python client of agora: submit goals, follow them, wait, steer them (cancel, pause,
-resume), query. The CLI uses it too.
+"""The Python client of agora: submit goals, follow them, read what they recorded, wait,
+steer them (cancel, pause, resume), query. The CLI uses it too.
 
 Public as :mod:`agora.client` (docs/clients.md). It speaks only the documented wire contract
 (``agora schema --asyncapi``): JetStream publishes on ``agora.intake.goal`` and
@@ -291,6 +291,15 @@ class AgoraClient:
                     return
         finally:
             await sub.unsubscribe()
+
+    async def recorded(self, goal_id: str) -> list[tuple[int, Event]]:
+        """The goal's events stored so far, in stream order, with their stream seqs (empty:
+        no such goal, or its command not yet read by the planner). Read from the log, so
+        the answer is as current as the log, whatever the projections' lag."""
+        from infra.bus.history import read_events
+
+        filter_subject = goal_events_filter(check_goal_id(goal_id))
+        return [pair async for pair in read_events(self.nc, filter_subject, outputs=self.outputs)]
 
     async def follow(self, goal_id: str, *, until_terminal: bool = True) -> AsyncIterator[Event]:
         """A goal's events from its first, live, in stream order."""
