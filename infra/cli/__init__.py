@@ -7,6 +7,7 @@ import sys
 
 from events.errors import AgoraError
 from infra.cli import (
+    a2a,
     data,
     dlq,
     env,
@@ -40,6 +41,7 @@ _COMMAND_MODULES = (
     tools,
     mcp,
     traces,
+    a2a,
 )
 
 
