@@ -64,6 +64,11 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             subjects=["agora.intake.>"],
             max_msg_size=settings.max_message_bytes,
             max_age=7 * DAY_S,
+            # Schedules (docs/schedules.md) are stored here, beside their target
+            # agora.intake.goal: the server republishes them on time (nats-server 2.12+). They
+            # are kept past max_age with a per-message TTL of "never".
+            allow_msg_schedules=True,
+            allow_msg_ttl=True,
             **common,
         ),
         StreamConfig(
@@ -173,10 +178,18 @@ async def provision_streams(js: JetStreamContext, settings: Settings) -> None:
             continue
         found = _differences("stream", config.name, config, info.config, _STREAM_FIELDS)
         diffs += found
-        if not found and config.allow_atomic and not info.config.allow_atomic:
-            # A stream from before atomic batches: enabling them changes nothing stored.
-            await js.update_stream(info.config.evolve(allow_atomic=True))
-            log.warning("stream_updated", stream=config.name, allow_atomic=True)
+        if found:
+            continue
+        # A stream from before atomic batches or schedules: enabling them changes nothing
+        # stored (a server too old for them ignores them; schedules check the version).
+        enable = {
+            flag: True
+            for flag in ("allow_atomic", "allow_msg_schedules", "allow_msg_ttl")
+            if getattr(config, flag) and not getattr(info.config, flag)
+        }
+        if enable:
+            await js.update_stream(info.config.evolve(**enable))
+            log.warning("stream_updated", stream=config.name, **enable)
     _raise_if(diffs)
     await provision_outputs(js, settings)
 

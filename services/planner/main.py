@@ -25,6 +25,7 @@ from events.catalog import (
 )
 from events.control_commands import CONTROL_SUBJECTS
 from events.model import Event
+from events.schedules import firing_of
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, goal_id_from_subject
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory, last_on_subject, read_events
@@ -123,7 +124,13 @@ def build(ctx: ServiceContext) -> ServiceParts:
     )
 
     async def on_command(delivery: Delivery) -> None:
-        fallback = delivery.headers.get("Nats-Msg-Id") or f"intake-{delivery.stream_seq}"
+        # A schedule's firing carries no Nats-Msg-Id (the server strips it): its id is derived
+        # from the headers the server stamped on it, the same on every delivery.
+        fallback = (
+            firing_of(delivery.headers)
+            or delivery.headers.get("Nats-Msg-Id")
+            or f"intake-{delivery.stream_seq}"
+        )
         if delivery.subject in CONTROL_SUBJECTS:
             await steering.admit(delivery.subject, delivery.data, fallback_command_id=fallback)
             return

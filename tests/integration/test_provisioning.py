@@ -142,3 +142,18 @@ async def test_a_consumer_with_other_filters_follows_the_service_keeping_its_pos
     assert sorted(info.config.filter_subjects or []) == sorted(TWO_FILTERS.filter_subjects)
     assert info.ack_floor.stream_seq == handled.seq  # what it handled stays handled
     assert info.num_pending == 0
+
+
+async def test_an_intake_stream_from_before_schedules_is_updated_in_place(
+    bare_nc: NatsClient, settings: Settings
+) -> None:
+    js = bare_nc.jetstream()
+    intake = next(c for c in stream_configs(settings) if c.name == INTAKE_STREAM)
+    assert intake.allow_msg_schedules
+    await js.add_stream(replace(intake, allow_msg_schedules=None, allow_msg_ttl=None))
+    await js.publish("agora.intake.goal", b'{"text": "from before"}')
+    await provision(js, settings)
+    info = await js.stream_info(INTAKE_STREAM)
+    assert info.config.allow_msg_schedules
+    assert info.config.allow_msg_ttl
+    assert info.state.messages == 1  # what it held stays
