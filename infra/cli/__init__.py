@@ -17,6 +17,7 @@ from infra.cli import (
     memory,
     platform,
     rerun,
+    schedule,
     status,
     steer,
     tools,
@@ -42,6 +43,7 @@ _COMMAND_MODULES = (
     mcp,
     traces,
     a2a,
+    schedule,
 )
 
 

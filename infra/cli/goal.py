@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from events.model import Event
     from infra.clients.goals import AgoraClient
 
-__all__ = ["EXIT_WAIT_TIMED_OUT", "goal", "parse_step", "tail"]
+__all__ = ["EXIT_WAIT_TIMED_OUT", "goal", "goal_command", "parse_step", "tail"]
 
 EXIT_WAIT_TIMED_OUT = 3
 # [ID[<DEP,DEP…]=]TOOL[:JSON_ARGS], e.g.  calculator:{"expression": "2+2"}  or
@@ -143,6 +143,45 @@ async def _follow(client: AgoraClient, goal_id: str, *, as_json: bool, timeout_s
     return 0 if isinstance(last, GoalCompleted) else 1
 
 
+def goal_command(
+    *,
+    text: str | None,
+    file: str | None,
+    step: list[str] | None,
+    expect: str | None,
+    goal_id: str | None,
+    max_iterations: int | None,
+    max_tokens: int | None,
+    max_cost_usd: float | None,
+    allow: list[str] | None,
+    **_unused: object,
+) -> dict[str, Any]:
+    """The intake command ``agora goal``'s options describe (``agora schedule add`` too)."""
+    command: dict[str, Any] = _read_command_file(file) if file else {}
+    if text is not None:
+        command["text"] = text
+    if "text" not in command:
+        raise typer.BadParameter("give the goal's TEXT, or --file with a JSON command")
+    if step:
+        command["steps"] = [parse_step(s) for s in step]
+    if expect:
+        command["expect"] = _parse_expect(expect)
+    if allow:
+        command["allowed_tools"] = list(dict.fromkeys(allow))
+    if goal_id:
+        command["goal_id"] = goal_id
+    if isinstance(command.get("goal_id"), str):
+        _check_goal_id(command["goal_id"])
+    for name, value in (
+        ("max_iterations", max_iterations),
+        ("max_tokens", max_tokens),
+        ("max_cost_usd", max_cost_usd),
+    ):
+        if value is not None:
+            command[name] = value
+    return command
+
+
 @app.command()
 def goal(
     text: Annotated[
@@ -181,28 +220,17 @@ def goal(
     running when --timeout ran out (the goal goes on), 130 on Ctrl-C (the goal goes on)."""
     from infra.clients.goals import AgoraClient
 
-    command: dict[str, Any] = _read_command_file(file) if file else {}
-    if text is not None:
-        command["text"] = text
-    if "text" not in command:
-        raise typer.BadParameter("give the goal's TEXT, or --file with a JSON command")
-    if step:
-        command["steps"] = [parse_step(s) for s in step]
-    if expect:
-        command["expect"] = _parse_expect(expect)
-    if allow:
-        command["allowed_tools"] = list(dict.fromkeys(allow))
-    if goal_id:
-        command["goal_id"] = goal_id
-    if isinstance(command.get("goal_id"), str):
-        _check_goal_id(command["goal_id"])
-    for name, value in (
-        ("max_iterations", max_iterations),
-        ("max_tokens", max_tokens),
-        ("max_cost_usd", max_cost_usd),
-    ):
-        if value is not None:
-            command[name] = value
+    command = goal_command(
+        text=text,
+        file=file,
+        step=step,
+        expect=expect,
+        goal_id=goal_id,
+        max_iterations=max_iterations,
+        max_tokens=max_tokens,
+        max_cost_usd=max_cost_usd,
+        allow=allow,
+    )
     settings = load_settings()
 
     async def work() -> int:
