@@ -8,6 +8,7 @@ import sys
 from events.errors import AgoraError
 from infra.cli import (
     a2a,
+    agui,
     data,
     dlq,
     env,
@@ -43,6 +44,7 @@ _COMMAND_MODULES = (
     mcp,
     traces,
     a2a,
+    agui,
     schedule,
 )
 
