@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from infra.cli.common import app, connect, err, load_settings, run
+from infra.cli.common import app, connect, endpoint_token, err, load_settings, run
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -49,22 +48,14 @@ def a2a_server(
     /.well-known/agent-card.json, JSON-RPC at /a2a, where every request needs the bearer
     token."""
     from infra.a2a_server.auth import A2A_TOKEN
-    from infra.logging import register_secret
-    from infra.platform.bearer import resolve_token
 
     settings = load_settings()
-    token = resolve_token(
+    token = endpoint_token(
         A2A_TOKEN,
-        token=os.environ.get("AGORA_A2A_TOKEN"),
         token_file=token_file,
         host=host,
         generated_path=settings.data_dir / "a2a" / "token",
     )
-    register_secret(token.value)
-    if token_file is not None and not os.environ.get("AGORA_A2A_TOKEN"):
-        from infra.platform.auth import warn_if_loose
-
-        warn_if_loose(token_file, "A2A bearer token (--token-file)")
     run(_serve(settings, host=host, port=port, token=token, public_url=public_url))
 
 

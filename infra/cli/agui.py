@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from infra.cli.common import app, connect, err, load_settings, run
+from infra.cli.common import app, connect, endpoint_token, err, load_settings, run
 
 if TYPE_CHECKING:
     from infra.platform.bearer import BearerToken
@@ -40,22 +39,14 @@ def agui_server(
     /agui and the goal it starts streams back as AG-UI events (server-sent events). Every
     request needs the bearer token."""
     from infra.agui_server.auth import AGUI_TOKEN
-    from infra.logging import register_secret
-    from infra.platform.bearer import resolve_token
 
     settings = load_settings()
-    token = resolve_token(
+    token = endpoint_token(
         AGUI_TOKEN,
-        token=os.environ.get("AGORA_AGUI_TOKEN"),
         token_file=token_file,
         host=host,
         generated_path=settings.data_dir / "agui" / "token",
     )
-    register_secret(token.value)
-    if token_file is not None and not os.environ.get("AGORA_AGUI_TOKEN"):
-        from infra.platform.auth import warn_if_loose
-
-        warn_if_loose(token_file, "AG-UI bearer token (--token-file)")
     run(_serve(settings, host=host, port=port, token=token))
 
 

@@ -13,12 +13,24 @@ from events.errors import AgoraError
 
 if TYPE_CHECKING:
     import asyncio
+    from pathlib import Path
 
     from nats.aio.client import Client as NatsClient
 
+    from infra.platform.bearer import BearerToken, TokenSource
     from infra.settings import Settings
 
-__all__ = ["Interrupted", "app", "connect", "err", "load_settings", "out", "run", "stop_on_signals"]
+__all__ = [
+    "Interrupted",
+    "app",
+    "connect",
+    "endpoint_token",
+    "err",
+    "load_settings",
+    "out",
+    "run",
+    "stop_on_signals",
+]
 
 # How long a command waits for an unreachable server before it says so (services wait on).
 GIVE_UP_CONNECTING_S = 5.0
@@ -68,6 +80,28 @@ async def connect(settings: Settings, name: str, *, identity: str | None = None)
     return await connection.connect(
         settings, name, identity=identity or CLIENT, give_up_after_s=GIVE_UP_CONNECTING_S
     )
+
+
+def endpoint_token(
+    spec: TokenSource, *, token_file: Path | None, host: str, generated_path: Path
+) -> BearerToken:
+    """The bearer token an HTTP endpoint requires (its variable, its file, or one made on
+    loopback), kept out of every log; a token file others may read is warned about."""
+    import os
+
+    from infra.logging import register_secret
+    from infra.platform.bearer import resolve_token
+
+    given = os.environ.get(spec.env_var)
+    token = resolve_token(
+        spec, token=given, token_file=token_file, host=host, generated_path=generated_path
+    )
+    register_secret(token.value)
+    if token_file is not None and not given:
+        from infra.platform.auth import warn_if_loose
+
+        warn_if_loose(token_file, f"{spec.purpose} bearer token (--token-file)")
+    return token
 
 
 class Interrupted(Exception):  # noqa: N818  # a user's Ctrl-C, not an error of agora's

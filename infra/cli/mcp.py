@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from infra.cli.common import app, connect, err, load_settings, run
+from infra.cli.common import app, connect, endpoint_token, err, load_settings, run
 
 if TYPE_CHECKING:
     from infra.settings import Settings
@@ -42,20 +41,14 @@ def mcp_server(
     settings = load_settings()
     token = None
     if http:
-        from infra.logging import register_secret
-        from infra.mcp_server.auth import resolve_token
+        from infra.mcp_server.auth import MCP_TOKEN
 
-        token = resolve_token(
-            token=os.environ.get("AGORA_MCP_TOKEN"),
+        token = endpoint_token(
+            MCP_TOKEN,
             token_file=token_file,
             host=host,
             generated_path=settings.data_dir / "mcp" / "token",
         )
-        register_secret(token.value)
-        if token_file is not None and not os.environ.get("AGORA_MCP_TOKEN"):
-            from infra.platform.auth import warn_if_loose
-
-            warn_if_loose(token_file, "MCP bearer token (--token-file)")
     run(_serve(settings, host=host, port=port, token=token))
 
 
