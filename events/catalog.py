@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 
+from events.approvals import ApprovalPolicy
 from events.model import (
     Budget,
     Check,
@@ -21,6 +23,12 @@ from events.model import (
 __all__ = [
     "EVENT_TYPES",
     "AnyEvent",
+    "ApprovalAnswered",
+    "ApprovalDecision",
+    "ApprovalDenied",
+    "ApprovalGranted",
+    "ApprovalRejected",
+    "ApprovalRequested",
     "CancelRequested",
     "CommandRejected",
     "ContextProvided",
@@ -60,6 +68,8 @@ __all__ = [
 Verdict = Literal["accept", "revise"]
 # The commands that steer a running goal (agora.intake.cancel / .pause / .resume).
 ControlAction = Literal["cancel", "pause", "resume"]
+# What a person answers to an approval request (agora.intake.approval).
+ApprovalDecision = Literal["approve", "deny"]
 
 
 # -- goal lifecycle (planner) ------------------------------------------------------------
@@ -79,6 +89,9 @@ class GoalAccepted(Event, frozen=True, kw_only=True, tag="goal_accepted"):
     # completed there by then, with their outputs (they are not run again).
     forked_from: ForkPoint | None = None
     carried: tuple[TaskOutcome, ...] = ()
+    # The approval policy the goal runs under (the platform's, with what its intake added);
+    # None: none of its calls needs approval.
+    approval: ApprovalPolicy | None = None
 
 
 class GoalRejected(Event, frozen=True, kw_only=True, tag="goal_rejected"):
@@ -156,6 +169,84 @@ class CommandRejected(Event, frozen=True, kw_only=True, tag="command_rejected"):
 
     command_id: str
     command: ControlAction
+    target_goal_id: str
+    reason: str
+
+
+# -- approvals: a person decides whether a tool call runs (planner) ----------------------------
+#
+# A call the goal's approval policy names becomes ``approval_requested`` instead of running. An
+# answer on agora.intake.approval is recorded on the goal as ``approval_answered`` (by whichever
+# planner replica admits it); the active planner alone decides on it: ``approval_granted`` (the
+# task is scheduled, with the edited arguments if any), ``approval_denied`` (the task fails with
+# the reason), or ``approval_rejected`` (the answer cannot apply; nothing else happens).
+
+
+class ApprovalRequested(Event, frozen=True, kw_only=True, tag="approval_requested"):
+    """The call waits for a person: ``approval_id`` is what an answer names."""
+
+    approval_id: str
+    iteration: int
+    task_id: str
+    tool: str
+    args: dict[str, Any]
+    description: str = ""
+    reason: str  # why the policy wants a person's approval for this call
+    answerers: tuple[str, ...] = ()  # who may answer (empty: whoever may publish answers)
+    deadline: datetime  # no answer by then: denied
+    step: int = 0  # a ReAct task's think step and call (0: a plain task)
+    call: int = 0
+
+
+class ApprovalAnswered(Event, frozen=True, kw_only=True, tag="approval_answered"):
+    """An answer as it was sent, recorded on its goal before anything is decided about it."""
+
+    command_id: str
+    approval_id: str
+    decision: ApprovalDecision
+    reason: str = ""
+    args: dict[str, Any] | None = None  # edited arguments (approve only)
+    by: str = ""
+
+
+class ApprovalGranted(Event, frozen=True, kw_only=True, tag="approval_granted"):
+    """The call runs with ``args``: the requested ones, or the person's edit of them."""
+
+    approval_id: str
+    command_id: str
+    iteration: int
+    task_id: str
+    tool: str
+    args: dict[str, Any]
+    original_args: dict[str, Any]
+    edited: bool = False
+    by: str = ""
+    reason: str = ""
+    step: int = 0
+    call: int = 0
+
+
+class ApprovalDenied(Event, frozen=True, kw_only=True, tag="approval_denied"):
+    """The call never runs; the task fails with ``reason`` (a deadline's: no answer in time)."""
+
+    approval_id: str
+    command_id: str
+    iteration: int
+    task_id: str
+    tool: str
+    reason: str
+    by: str = ""
+    step: int = 0
+    call: int = 0
+
+
+class ApprovalRejected(Event, frozen=True, kw_only=True, tag="approval_rejected"):
+    """An answer that cannot apply (no such request, already answered, the goal ended, edited
+    arguments that do not fit the tool, an answerer not allowed, an invalid command). On the
+    goal when it exists, else on the reserved goal id ``_intake``."""
+
+    command_id: str
+    approval_id: str
     target_goal_id: str
     reason: str
 
@@ -487,6 +578,11 @@ AnyEvent = (
     | CommandRejected
     | TaskCancelled
     | ToolsListed
+    | ApprovalRequested
+    | ApprovalAnswered
+    | ApprovalGranted
+    | ApprovalDenied
+    | ApprovalRejected
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

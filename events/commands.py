@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from events.approvals import GoalApproval
 from events.errors import DecodeError
 from events.ids import goal_id_for_command
 from events.linear_regex import PatternError, compile_user_pattern
@@ -96,6 +97,8 @@ class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=200)], ...],
         msgspec.Meta(max_length=50),
     ] = ()
+    # Tools whose calls wait for a person's approval in this goal (docs/approvals.md).
+    approval: GoalApproval | None = None
 
     def __post_init__(self) -> None:
         _check_token("goal_id", self.goal_id)

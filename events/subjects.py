@@ -8,7 +8,9 @@ __all__ = [
     "COMMANDS_GOAL_ID",
     "DLQ_STREAM",
     "EVENTS_STREAM",
+    "INTAKE_APPROVAL",
     "INTAKE_CANCEL",
+    "INTAKE_DEADLINE_PREFIX",
     "INTAKE_GOAL",
     "INTAKE_PAUSE",
     "INTAKE_RESUME",
@@ -38,6 +40,10 @@ INTAKE_GOAL = "agora.intake.goal"
 INTAKE_CANCEL = "agora.intake.cancel"
 INTAKE_PAUSE = "agora.intake.pause"
 INTAKE_RESUME = "agora.intake.resume"
+# Answers to approval requests (events/approval_commands.py), and where the planner stores the
+# scheduled deny that nats-server delivers there when an approval's deadline passes.
+INTAKE_APPROVAL = "agora.intake.approval"
+INTAKE_DEADLINE_PREFIX = "agora.intake.deadline."
 # Where a command's rejection is recorded when the goal it names does not exist: a reserved id,
 # so that the rejection never takes the goal id (a goal's first event must be its own).
 COMMANDS_GOAL_ID = "_intake"

@@ -12,6 +12,11 @@ from functools import singledispatch
 from typing import Any
 
 from events.catalog import (
+    ApprovalAnswered,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
     CancelRequested,
     CommandRejected,
     ContextProvided,
@@ -272,6 +277,36 @@ def _(e: CommandRejected) -> str:
 @_describe.register
 def _(e: TaskCancelled) -> str:
     return f"{e.task_id} cancelled after {e.attempts} attempt(s){_because(e.reason)}"
+
+
+@_describe.register
+def _(e: ApprovalRequested) -> str:
+    return f"{e.task_id} waits for approval: {e.tool} {_clip(_json(e.args), 50)}"
+
+
+@_describe.register
+def _(e: ApprovalAnswered) -> str:
+    return f"answer {e.decision} for {e.approval_id}{_because(e.reason)}"
+
+
+@_describe.register
+def _(e: ApprovalGranted) -> str:
+    if e.edited:
+        return (
+            f"{e.task_id} approved with edited args {_clip(_json(e.args), 40)} "
+            f"(asked: {_clip(_json(e.original_args), 40)})"
+        )
+    return f"{e.task_id} approved: {e.tool} {_clip(_json(e.args), 50)}"
+
+
+@_describe.register
+def _(e: ApprovalDenied) -> str:
+    return f"{e.task_id} denied{_because(e.reason)}"
+
+
+@_describe.register
+def _(e: ApprovalRejected) -> str:
+    return f"answer rejected: {_clip(e.reason, 100)}"
 
 
 def summarize(event: Event) -> str:

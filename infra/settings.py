@@ -162,6 +162,9 @@ class Settings:
     http_allow: tuple[str, ...] = ()
     # MCP servers whose tools the executor offers (docs/mcp.md): inline JSON or a file's path.
     mcp_servers: str | None = None
+    # Which tool calls wait for a person's approval (docs/approvals.md): "default", "off"
+    # (unset), inline JSON or a JSON file's path. Read by the planner.
+    approval_policy: str | None = None
     # How long the executor waits for its MCP servers at start before it takes tasks anyway.
     mcp_start_wait_s: float = 10.0
     # Limits of one sandboxed program (the python tool; docs/security.md).
@@ -235,6 +238,7 @@ class Settings:
             **_security(env),
             mcp_servers=env.get("AGORA_MCP_SERVERS", "").strip() or None,
             mcp_start_wait_s=_float(env, "AGORA_MCP_START_WAIT_S", 10.0),
+            approval_policy=env.get("AGORA_APPROVAL_POLICY", "").strip() or None,
             sandbox_cpu_s=_int(env, "AGORA_SANDBOX_CPU_S", 5),
             sandbox_memory_mb=_int(env, "AGORA_SANDBOX_MEMORY_MB", 512),
             sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
@@ -335,6 +339,8 @@ class Settings:
         if self.mcp_servers:
             env["AGORA_MCP_SERVERS"] = self.mcp_servers
         env["AGORA_MCP_START_WAIT_S"] = str(self.mcp_start_wait_s)
+        if self.approval_policy:
+            env["AGORA_APPROVAL_POLICY"] = self.approval_policy
         if self.embeddings_url:
             env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
         if self.embeddings_key:

@@ -36,6 +36,8 @@ __all__ = [
     "INSERT_FACTS",
     "PARSE_BATCH",
     "RAW_BATCH",
+    "SYNC_WAITING_GOALS",
+    "UPSERT_APPROVALS",
     "UPSERT_GOALS",
     "UPSERT_TASKS",
     "WRITE_EVENTS",
@@ -136,6 +138,8 @@ _TASK_TYPES = (
     "'task_completed', 'task_failed', 'task_cancelled'"
 )
 _TASK_ENDS = "'task_completed', 'task_failed', 'task_cancelled'"
+_APPROVAL_TYPES = "'approval_requested', 'approval_granted', 'approval_denied'"
+_APPROVAL_ANSWERS = "'approval_granted', 'approval_denied'"
 
 # The payload is the text received, byte for byte; the analytics columns are NULL where they
 # do not apply (duration of tool and task outcomes, latency and tokens of LLM answers).
@@ -253,31 +257,38 @@ INSERT INTO tasks AS t (goal_id, task_id, iteration, description, tool, status, 
                         max_attempts, last_seq)
 WITH changes AS (
     SELECT goal_id, task_id, iteration, stream_seq,
-           CASE WHEN type IN ('task_scheduled', 'task_started', {_TASK_ENDS}) THEN tool END
-               AS tool,
+           CASE WHEN type IN ('task_scheduled', 'task_started', {_TASK_ENDS}, {_APPROVAL_TYPES})
+               THEN tool END AS tool,
            CASE WHEN type = 'task_scheduled' THEN description END AS description,
            CASE type WHEN 'task_scheduled' THEN 'scheduled'
                      WHEN 'task_started' THEN 'running'
                      WHEN 'tool_called' THEN 'running'
                      WHEN 'task_completed' THEN 'completed'
                      WHEN 'task_failed' THEN 'failed'
-                     WHEN 'task_cancelled' THEN 'cancelled' END AS status,
+                     WHEN 'task_cancelled' THEN 'cancelled'
+                     WHEN 'approval_requested' THEN 'waiting_approval'
+                     WHEN 'approval_granted' THEN 'approved'
+                     WHEN 'approval_denied' THEN 'failed' END AS status,
            CASE WHEN type = 'tool_called' THEN attempt
                 WHEN type IN ({_TASK_ENDS}) THEN attempts END AS attempts,
            -- A plain task starts with its first tool_called; older logs have task_started.
            CASE WHEN type IN ('task_started', 'tool_called') THEN occurred_at END
                AS started_at,
-           CASE WHEN type IN ({_TASK_ENDS}) THEN occurred_at END AS finished_at,
+           CASE WHEN type IN ({_TASK_ENDS}, 'approval_denied') THEN occurred_at END
+               AS finished_at,
            CASE WHEN type = 'task_completed' THEN output END AS output,
            CASE WHEN type = 'task_failed' THEN error
                 WHEN type = 'task_cancelled' THEN coalesce(nullif(reason, ''), 'cancelled')
+                WHEN type = 'approval_denied' THEN 'approval denied: ' || reason
            END AS error,
            CASE WHEN type IN ({_TASK_ENDS}) THEN duration_ms END AS duration_ms,
-           CASE WHEN type = 'task_scheduled' THEN args END AS args,
+           CASE WHEN type IN ('task_scheduled', 'approval_requested') THEN args END AS args,
            CASE WHEN type = 'task_scheduled' THEN max_attempts END AS max_attempts
     FROM {BATCH_TABLE}
-    WHERE decodable AND type IN ({_TASK_TYPES}) AND {_A_GOAL}
-      AND task_id IS NOT NULL AND iteration IS NOT NULL
+    WHERE decodable AND {_A_GOAL} AND task_id IS NOT NULL AND iteration IS NOT NULL
+      AND (type IN ({_TASK_TYPES})
+           -- a ReAct step's call waits inside its running task: not the task's own status
+           OR type IN ({_APPROVAL_TYPES}) AND coalesce(json_text->>'step', '0') = '0')
 )
 SELECT goal_id, task_id, iteration,
        {_latest("description")}, {_latest("tool")}, {_latest("status")},
@@ -336,9 +347,86 @@ ON CONFLICT (key) DO UPDATE SET
 WHERE t.event_id = t.source_event_id AND excluded.event_id <> excluded.source_event_id
   AND excluded.source_event_id = t.source_event_id"""
 
+# One row per approval request: asked (waiting), then granted or denied by its one answer.
+# Fields only approval events carry are read from their own JSON text, so no other event
+# pays for parsing them.
+UPSERT_APPROVALS = f"""
+INSERT INTO approvals AS t (approval_id, goal_id, iteration, task_id, tool, args, reason,
+                            answerers, status, requested_at, deadline, answered_at,
+                            answered_by, answer_reason, granted_args, edited, last_seq)
+WITH changes AS (
+    SELECT json_text->>'approval_id' AS approval_id, goal_id, stream_seq,
+           CASE WHEN type = 'approval_requested' THEN iteration END AS iteration,
+           CASE WHEN type = 'approval_requested' THEN task_id END AS task_id,
+           CASE WHEN type = 'approval_requested' THEN tool END AS tool,
+           CASE WHEN type = 'approval_requested' THEN args END AS args,
+           CASE WHEN type = 'approval_requested' THEN reason END AS reason,
+           CASE WHEN type = 'approval_requested' THEN CAST(json_text->'answerers' AS JSON) END
+               AS answerers,
+           CASE type WHEN 'approval_requested' THEN 'waiting'
+                     WHEN 'approval_granted' THEN 'granted'
+                     WHEN 'approval_denied' THEN 'denied' END AS status,
+           CASE WHEN type = 'approval_requested' THEN occurred_at END AS requested_at,
+           CASE WHEN type = 'approval_requested'
+                THEN try_cast(json_text->>'deadline' AS TIMESTAMP) END AS deadline,
+           CASE WHEN type IN ({_APPROVAL_ANSWERS}) THEN occurred_at END AS answered_at,
+           CASE WHEN type IN ({_APPROVAL_ANSWERS}) THEN json_text->>'by' END AS answered_by,
+           CASE WHEN type IN ({_APPROVAL_ANSWERS}) THEN reason END AS answer_reason,
+           CASE WHEN type = 'approval_granted' THEN args END AS granted_args,
+           CASE WHEN type = 'approval_granted'
+                THEN try_cast(json_text->>'edited' AS BOOLEAN) END AS edited
+    FROM {BATCH_TABLE}
+    WHERE decodable AND type IN ({_APPROVAL_TYPES}) AND {_A_GOAL}
+)
+SELECT approval_id, any_value(goal_id) AS goal_id,
+       {_latest("iteration")}, {_latest("task_id")}, {_latest("tool")}, {_latest("args")},
+       {_latest("reason")}, {_latest("answerers")}, {_latest("status")},
+       {_first("requested_at")}, {_latest("deadline")}, {_first("answered_at")},
+       {_latest("answered_by")}, {_latest("answer_reason")}, {_latest("granted_args")},
+       {_latest("edited")}, max(stream_seq) AS last_seq
+FROM changes
+WHERE approval_id IS NOT NULL
+GROUP BY approval_id
+ON CONFLICT (approval_id) DO UPDATE SET
+    {
+    _merge_latest(
+        "iteration",
+        "task_id",
+        "tool",
+        "args",
+        "reason",
+        "answerers",
+        "status",
+        "deadline",
+        "answered_by",
+        "answer_reason",
+        "granted_args",
+        "edited",
+    )
+},
+    requested_at = coalesce(t.requested_at, excluded.requested_at),
+    answered_at = coalesce(t.answered_at, excluded.answered_at),
+    last_seq = greatest(t.last_seq, excluded.last_seq)"""
+
+# A goal that runs shows ``waiting_approval`` while any of its approvals waits; run after the
+# goals and approvals of the batch are written, for the goals whose approvals moved (a resume
+# makes a goal ``running`` again, and it may still wait).
+SYNC_WAITING_GOALS = f"""
+UPDATE goals AS g
+SET status = CASE WHEN EXISTS (
+        SELECT 1 FROM approvals AS a WHERE a.goal_id = g.goal_id AND a.status = 'waiting'
+    ) THEN 'waiting_approval' ELSE 'running' END
+WHERE g.status IN ('running', 'waiting_approval')
+  AND g.goal_id IN (
+      SELECT goal_id FROM {BATCH_TABLE}
+      WHERE decodable AND type IN ({_APPROVAL_TYPES}, 'goal_resumed')
+  )"""
+
 # Run in this order after WRITE_EVENTS (and WRITE_UNDECODABLE), in the batch's transaction.
 DERIVATIONS: dict[str, str] = {
     "goals": UPSERT_GOALS,
     "tasks": UPSERT_TASKS,
     "facts": INSERT_FACTS,
+    "approvals": UPSERT_APPROVALS,
+    "waiting goals": SYNC_WAITING_GOALS,
 }

@@ -38,7 +38,7 @@ __all__ = [
     "VIEWS",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 CHECKPOINT_TABLE = "projection_checkpoint"
 
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS goals (
     goal_id VARCHAR PRIMARY KEY,
     text VARCHAR,
-    status VARCHAR,              -- running | paused | rejected | completed | failed | cancelled
+    -- running | waiting_approval | paused | rejected | completed | failed | cancelled
+    status VARCHAR,
     submitted_at TIMESTAMP,
     finished_at TIMESTAMP,
     iterations INTEGER,          -- the current iteration while running
@@ -86,7 +87,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     iteration INTEGER NOT NULL,
     description VARCHAR,
     tool VARCHAR,
-    status VARCHAR,              -- scheduled | running | completed | failed | cancelled
+    -- waiting_approval | approved | scheduled | running | completed | failed | cancelled
+    status VARCHAR,
     attempts INTEGER,
     started_at TIMESTAMP,
     finished_at TIMESTAMP,
@@ -108,6 +110,27 @@ CREATE TABLE IF NOT EXISTS facts (
     kind VARCHAR,
     importance DOUBLE,
     event_id VARCHAR             -- the event it was recorded from (memory_stored, task_completed)
+)""",
+    # Every approval request, and how it was answered (docs/approvals.md).
+    "approvals": """
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id VARCHAR PRIMARY KEY,
+    goal_id VARCHAR NOT NULL,
+    iteration INTEGER,
+    task_id VARCHAR,
+    tool VARCHAR,
+    args JSON,                   -- the call as it was asked for
+    reason VARCHAR,              -- why the policy wants a person's approval
+    answerers JSON,              -- who may answer (empty: whoever may publish answers)
+    status VARCHAR,              -- waiting | granted | denied
+    requested_at TIMESTAMP,
+    deadline TIMESTAMP,          -- no answer by then: denied
+    answered_at TIMESTAMP,
+    answered_by VARCHAR,         -- an answer's "by"; _deadline when the deadline denied it
+    answer_reason VARCHAR,
+    granted_args JSON,           -- what runs: the request's arguments, or the person's edit
+    edited BOOLEAN,
+    last_seq BIGINT NOT NULL
 )""",
     # Payloads that are not events at all: kept, with the reason, instead of failing a batch.
     "undecodable_events": """
@@ -177,9 +200,18 @@ GROUP BY ALL""",
 
 # What users query by name (the documented views plus the analytics ones): what `agora export`
 # writes and what agora's MCP server describes as resources.
-USER_VIEWS = ("goals", "tasks", "facts", "trajectory", "events", "tool_stats", "goal_stats")
+USER_VIEWS = (
+    "goals",
+    "tasks",
+    "facts",
+    "trajectory",
+    "events",
+    "tool_stats",
+    "goal_stats",
+    "approvals",
+)
 
 # The user-facing read models compared between a live projection and a rebuild.
-CHECKSUM_VIEWS = ("goals", "tasks", "facts", "trajectory", "events")
+CHECKSUM_VIEWS = ("goals", "tasks", "facts", "trajectory", "events", "approvals")
 
 DDL: tuple[str, ...] = (*TABLES.values(), *VIEWS.values())

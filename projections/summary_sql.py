@@ -87,6 +87,10 @@ SUMMARY_FIELDS: dict[str, object] = {
     "command": "VARCHAR",
     "server": "VARCHAR",
     "tools": "JSON",
+    "approval_id": "VARCHAR",
+    "decision": "VARCHAR",
+    "edited": "BOOLEAN",
+    "original_args": "JSON",
 }
 SUMMARY_DOC = "doc"
 
@@ -197,6 +201,22 @@ _DESCRIPTIONS: dict[str, str] = {
         f"{_f('task_id')} || ' cancelled after ' || {_text(_f('attempts'))} || ' attempt(s)' || "
         f"{_because(_f('reason'))}"
     ),
+    "approval_requested": (
+        f"{_f('task_id')} || ' waits for approval: ' || {_f('tool')} || ' ' || "
+        f"{clip_sql(_f('args'), 50)}"
+    ),
+    "approval_answered": (
+        f"'answer ' || {_f('decision')} || ' for ' || {_f('approval_id')} || "
+        f"{_because(_f('reason'))}"
+    ),
+    "approval_granted": (
+        f"CASE WHEN {_f('edited')} THEN {_f('task_id')} || ' approved with edited args ' || "
+        f"{clip_sql(_f('args'), 40)} || ' (asked: ' || {clip_sql(_f('original_args'), 40)} || ')' "
+        f"ELSE {_f('task_id')} || ' approved: ' || {_f('tool')} || ' ' || "
+        f"{clip_sql(_f('args'), 50)} END"
+    ),
+    "approval_denied": f"{_f('task_id')} || ' denied' || {_because(_f('reason'))}",
+    "approval_rejected": f"'answer rejected: ' || {clip_sql(_f('reason'), 100)}",
     "tool_refused": (
         f"{_f('task_id')} || ' ⊘ ' || {_f('tool')} || ' refused: ' || {clip_sql(_f('reason'), 60)}"
     ),

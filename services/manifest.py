@@ -56,6 +56,8 @@ class ServiceManifest:
     answers: tuple[str, ...] = ()
     # Whether it publishes ephemeral progress on agora.live.<goal>.* (model token deltas).
     live: bool = False
+    # Intake subjects it publishes on itself: scheduled messages nats-server delivers later.
+    schedules: tuple[str, ...] = ()
 
     @property
     def produced_tags(self) -> tuple[str, ...]:

@@ -150,8 +150,9 @@ class AgoraRequestHandler(RequestHandler):
         record = await self._submit(params.message)
         if not params.configuration.return_immediately:
             async with aclosing(self._follow(record)) as following:
-                async for record, _ in following:  # noqa: B007 (the last one is the answer)
-                    pass
+                async for record, _ in following:  # the last one is the answer
+                    if record.needs_input:
+                        break  # interrupted: a person must answer before it goes on
         limit = (
             params.configuration.history_length
             if params.configuration.HasField("history_length")

@@ -6,12 +6,14 @@ The task id is the goal id. Its state follows the goal's events:
 |---|---|
 | none yet (the command is sent, the planner has not read it) | ``SUBMITTED`` |
 | ``goal_accepted`` and everything up to an outcome (paused goals too) | ``WORKING`` |
+| an ``approval_requested`` not yet granted or denied | ``INPUT_REQUIRED`` |
 | ``goal_completed`` | ``COMPLETED`` |
 | ``goal_failed`` | ``FAILED`` |
 | ``goal_rejected`` | ``REJECTED`` |
 | ``goal_cancelled`` | ``CANCELED`` |
 
-``INPUT_REQUIRED`` is kept for a goal waiting on an approval. Each completed step is an
+A goal waiting on an approval is ``INPUT_REQUIRED`` (answered with ``agora approve`` /
+``agora deny``, docs/approvals.md), and ``WORKING`` again once answered. Each completed step is an
 artifact (``step-<iteration>-<task id>``, its output); a completed goal adds ``result``. The
 status message is the latest event's line (``type: summary``), or the result or the reason
 once the goal has ended. :func:`updates` says what a stream sends for one event, so a
@@ -38,6 +40,9 @@ from a2a.types import (
 )
 
 from events.catalog import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     GoalAccepted,
     GoalCancelled,
     GoalCompleted,
@@ -96,10 +101,17 @@ class TaskRecord:
     status_id: str = ""  # the status message's id: the event it came from
     updated_at: datetime | None = None
     artifacts: tuple[StepArtifact, ...] = ()
+    # The goal's approval requests not answered yet, by approval id.
+    waiting: frozenset[str] = frozenset()
 
     @property
     def finished(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def needs_input(self) -> bool:
+        """Waiting on a person (an approval): a blocking send returns here."""
+        return self.state == TaskState.TASK_STATE_INPUT_REQUIRED
 
 
 def submitted(goal_id: str, *, context_id: str, text: str, message_id: str) -> TaskRecord:
@@ -151,11 +163,17 @@ def evolve(record: TaskRecord | None, event: Event) -> TaskRecord:
         name = f"step {event.task_id}"
         step = StepArtifact(f"step-{event.iteration}-{event.task_id}", name, event.output)
         artifacts = (*artifacts, step)
+    waiting = moved.waiting
+    if isinstance(event, ApprovalRequested):
+        waiting = waiting | {event.approval_id}
+    elif isinstance(event, ApprovalGranted | ApprovalDenied):
+        waiting = waiting - {event.approval_id}
     return replace(
         moved,
-        state=TaskState.TASK_STATE_WORKING,
+        state=TaskState.TASK_STATE_INPUT_REQUIRED if waiting else TaskState.TASK_STATE_WORKING,
         status_text=event_line(event),
         artifacts=artifacts,
+        waiting=waiting,
     )
 
 

@@ -9,6 +9,7 @@ from events.errors import AgoraError
 from infra.cli import (
     a2a,
     agui,
+    approvals,
     data,
     dlq,
     env,
@@ -46,6 +47,7 @@ _COMMAND_MODULES = (
     a2a,
     agui,
     schedule,
+    approvals,
 )
 
 

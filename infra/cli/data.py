@@ -26,7 +26,15 @@ if TYPE_CHECKING:
 
 __all__ = ["export", "goals", "query", "replay", "trajectory"]
 
-GOAL_STATUSES = ("running", "paused", "completed", "failed", "rejected", "cancelled")
+GOAL_STATUSES = (
+    "running",
+    "waiting_approval",
+    "paused",
+    "completed",
+    "failed",
+    "rejected",
+    "cancelled",
+)
 
 
 class Format(StrEnum):

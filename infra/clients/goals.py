@@ -23,7 +23,12 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from events.approval_commands import goal_of_approval
 from events.catalog import (
+    ApprovalDecision,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRejected,
     CommandRejected,
     ControlAction,
     GoalCancelled,
@@ -40,12 +45,12 @@ from events.model import Event
 from events.subjects import (
     COMMANDS_GOAL_ID,
     EVENTS_STREAM,
+    INTAKE_APPROVAL,
     INTAKE_CANCEL,
     INTAKE_GOAL,
     INTAKE_PAUSE,
     INTAKE_RESUME,
     INTAKE_STREAM,
-    event_subject,
     goal_events_filter,
     is_subject_token,
 )
@@ -72,7 +77,15 @@ __all__ = [
 
 TERMINAL = (GoalCompleted, GoalFailed, GoalRejected, GoalCancelled)
 # What answers a steering command (each names the command's id).
-ANSWERS = (GoalCancelled, GoalPaused, GoalResumed, CommandRejected)
+ANSWERS = (
+    GoalCancelled,
+    GoalPaused,
+    GoalResumed,
+    CommandRejected,
+    ApprovalGranted,
+    ApprovalDenied,
+    ApprovalRejected,
+)
 _STEERING: dict[ControlAction, str] = {
     "cancel": INTAKE_CANCEL,
     "pause": INTAKE_PAUSE,
@@ -146,9 +159,10 @@ class Submitted:
 
 @dataclass(frozen=True, slots=True)
 class CommandSent:
-    """A steering command the intake stream acknowledged (``duplicate``: sent before)."""
+    """A steering command or an approval answer the intake stream acknowledged
+    (``duplicate``: sent before)."""
 
-    action: ControlAction
+    action: ControlAction | ApprovalDecision
     command_id: str
     goal_id: str
     duplicate: bool
@@ -392,10 +406,43 @@ class AgoraClient:
         body: dict[str, Any] = {"command_id": command_id, "goal_id": check_goal_id(goal_id)}
         if reason:
             body["reason"] = reason
-        data = msgspec.json.encode(body)
+        duplicate = await self._send_command(
+            _STEERING[action], msgspec.json.encode(body), command_id
+        )
+        return CommandSent(action, command_id, goal_id, duplicate)
+
+    async def answer_approval(
+        self,
+        approval_id: str,
+        decision: ApprovalDecision,
+        *,
+        reason: str = "",
+        args: Mapping[str, Any] | None = None,
+        by: str = "",
+        command_id: str | None = None,
+    ) -> CommandSent:
+        """Approve (with edited ``args``, if given) or deny a tool call that waits
+        (``agora.intake.approval``). Idempotent by ``command_id``. :meth:`answer` waits for the
+        planner's decision."""
+        command_id = command_id or f"c-{uuid.uuid4()}"
+        body: dict[str, Any] = {
+            "command_id": command_id,
+            "approval_id": approval_id,
+            "decision": decision,
+        }
+        body |= {k: v for k, v in (("reason", reason), ("by", by)) if v}
+        if args is not None:
+            body["args"] = dict(args)
+        await self._send_command(INTAKE_APPROVAL, msgspec.json.encode(body), command_id)
+        # An id that names no goal is rejected on _intake, which answer() reads too.
+        goal_id = goal_of_approval(approval_id) or COMMANDS_GOAL_ID
+        return CommandSent(decision, command_id, goal_id, duplicate=False)
+
+    async def _send_command(self, subject: str, data: bytes, command_id: str) -> bool:
+        """Publish one intake command; True when the stream had it already (a resend)."""
         ack = await publish_with_retries(
             lambda: self.js.publish(
-                _STEERING[action],
+                subject,
                 data,
                 stream=INTAKE_STREAM,
                 headers={"Nats-Msg-Id": command_id},
@@ -404,11 +451,13 @@ class AgoraClient:
             attempts=self.submit_attempts,
             command_id=command_id,
         )
-        return CommandSent(action, command_id, goal_id, bool(ack.duplicate))
+        return bool(ack.duplicate)
 
     async def answer(self, sent: CommandSent, timeout_s: float = 10.0) -> Event:
-        """The planner's answer to a steering command: ``goal_cancelled``, ``goal_paused``,
-        ``goal_resumed``, or ``command_rejected`` with the reason. Raises
+        """The planner's answer to a steering command or an approval answer:
+        ``goal_cancelled``, ``goal_paused``, ``goal_resumed``, ``approval_granted``,
+        ``approval_denied``, or ``command_rejected`` / ``approval_rejected`` with the reason.
+        Raises
         :class:`CommandTimeoutError` when none came within ``timeout_s``."""
 
         async def first(events: AsyncIterator[tuple[int, Event]]) -> Event:
@@ -418,7 +467,7 @@ class AgoraClient:
             raise AgoraError(f"the log ended before {sent.command_id} was answered")
 
         # On the goal when it exists, else with the rejections of commands for no known goal.
-        unknown = event_subject(COMMANDS_GOAL_ID, "command_rejected")
+        unknown = goal_events_filter(COMMANDS_GOAL_ID)
         readers = [
             asyncio.ensure_future(first(self.follow_with_seq(sent.goal_id, until_terminal=False))),
             asyncio.ensure_future(first(self.tail(unknown, new_only=False))),

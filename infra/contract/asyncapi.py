@@ -15,11 +15,19 @@ from typing import Any
 
 import msgspec
 
+from events.approval_commands import ApprovalAnswer
 from events.catalog import EVENT_TYPES
 from events.commands import GoalCommand
 from events.control_commands import CONTROL_SUBJECTS
 from events.memory_commands import INTAKE_MEMORY_FORGET, ForgetCommand
-from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_GOAL, INTAKE_STREAM, QUERY_SUBJECT
+from events.subjects import (
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    INTAKE_APPROVAL,
+    INTAKE_GOAL,
+    INTAKE_STREAM,
+    QUERY_SUBJECT,
+)
 from infra.bus.dlq import DeadLetter
 from infra.llm.chain import LiveDelta
 from infra.platform.auth import EVENT_OWNERS, IDENTITIES, permissions
@@ -80,6 +88,7 @@ def _schemas() -> tuple[dict[str, Any], dict[str, str]]:
         GoalCommand,
         ForgetCommand,
         *_CONTROL_SCHEMAS,
+        ApprovalAnswer,
         *EVENT_TYPES.values(),
         QueryRequest,
         QueryReply,
@@ -91,7 +100,7 @@ def _schemas() -> tuple[dict[str, Any], dict[str, str]]:
     roots, defs = msgspec.json.schema_components(types)
     schemas = {name: _rebased(schema) for name, schema in defs.items()}
     event_schema = {}
-    first = 2 + len(_CONTROL_SCHEMAS)
+    first = 3 + len(_CONTROL_SCHEMAS)
     for tag, root in zip(EVENT_TYPES, roots[first : first + len(EVENT_TYPES)], strict=True):
         event_schema[tag] = root["$ref"].rsplit("/", 1)[-1]
     return schemas, event_schema
@@ -139,6 +148,12 @@ def _messages(event_schema: dict[str, str]) -> dict[str, Any]:
             )
             for _, action, schema in _CONTROLS
         },
+        "ApprovalAnswer": _message(
+            "ApprovalAnswer",
+            "ApprovalAnswer",
+            "approve (optionally with edited arguments) or deny a tool call that waits",
+            headers=_headers(guarded=False, msg_id="the answer's command_id"),
+        ),
         "QueryRequest": _message("QueryRequest", "QueryRequest", "read-only SQL over the views"),
         "QueryReply": _message("QueryReply", "QueryReply", "rows, or the reason for a refusal"),
         "MemoryRequest": _message("MemoryRequest", "MemoryRequest", "search long-term memory"),
@@ -194,6 +209,16 @@ def _channels(event_types: list[str]) -> dict[str, Any]:
                 "messages": _refs([schema.__name__], "#/components/messages/"),
             }
             for subject, action, schema in _CONTROLS
+        },
+        "intakeApproval": {
+            "address": INTAKE_APPROVAL,
+            "title": "answer an approval request",
+            "description": f"A JetStream publish onto stream {INTAKE_STREAM}. The planner "
+            "records it on the goal the approval id names as approval_answered and decides "
+            "there: approval_granted, approval_denied, or approval_rejected (an unknown or "
+            "already answered request, edited arguments that do not fit the tool; on the "
+            "reserved goal id _intake when the goal does not exist).",
+            "messages": _refs(["ApprovalAnswer"], "#/components/messages/"),
         },
         "events": {
             "address": "agora.events.{goal_id}.{event_type}",
@@ -268,6 +293,9 @@ def _operations() -> dict[str, Any]:
             )
             for _, action, _ in _CONTROLS
         },
+        "answerApproval": _operation(
+            "send", "intakeApproval", "approve or deny a tool call that waits", ["client"]
+        ),
         "appendEvent": _operation("send", "events", "a service appends an event it owns", owners),
         "followEvents": _operation(
             "receive", "events", "follow the log or one goal", sorted(set(readers))

@@ -137,6 +137,10 @@ def build_server(client: AgoraClient, *, token_verifier: TokenVerifier | None = 
             list[str] | None,
             _intake("allowed_tools", "untrusted (MCP) tools the goal's tasks may call"),
         ] = None,
+        approval: Annotated[
+            dict[str, Any] | None,
+            _intake("approval", 'tools whose calls wait for approval: {"require": ["echo"]}'),
+        ] = None,
         max_tokens: Annotated[int | None, _intake("max_tokens", "LLM token budget")] = None,
         max_cost_usd: Annotated[float | None, _intake("max_cost_usd", "LLM cost budget")] = None,
     ) -> dict[str, Any]:
@@ -152,6 +156,7 @@ def build_server(client: AgoraClient, *, token_verifier: TokenVerifier | None = 
             "max_iterations": max_iterations,
             "metadata": metadata,
             "allowed_tools": allowed_tools,
+            "approval": approval,
             "max_tokens": max_tokens,
             "max_cost_usd": max_cost_usd,
         }

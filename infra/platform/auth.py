@@ -242,6 +242,7 @@ def permissions(identity: str) -> Permissions | None:
         ]
     if manifest.live:
         publish.append("agora.live.>")
+    publish += manifest.schedules
     subscribe = [inbox, _SERVICE_DISCOVERY, stats_subject(identity), *manifest.answers]
     # A read model every replica keeps follows its events live (a doorbell on core NATS).
     subscribe += [event_type_filter(t) for t in manifest.followed_tags]

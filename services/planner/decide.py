@@ -30,6 +30,10 @@ from datetime import datetime
 from msgspec.structs import replace as replace_struct
 
 from events.catalog import (
+    ApprovalAnswered,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     ContextProvided,
     ContextRequested,
     EvaluationCompleted,
@@ -47,6 +51,7 @@ from events.catalog import (
 )
 from events.model import Event, Stamp, TaskSpec
 from services.llm.messages import LlmRequest
+from services.planner.approvals import ask_or_schedule, decide_answer
 from services.planner.budget import exceeded_reason, no_room_reason, remaining
 from services.planner.control import CONTROL_REQUESTS, decide_control
 from services.planner.decompose import decompose_text
@@ -141,11 +146,10 @@ def decide_next(
     folds what arrives (a running task's result, a verdict) but decides nothing else.
     """
     decided: list[Event] = []
-    if isinstance(event, CONTROL_REQUESTS):
-        decided = decide_control(state, event, now=now, producer=producer)
-        if state is None or not any(isinstance(e, GoalResumed) for e in decided):
+    if isinstance(event, (*CONTROL_REQUESTS, ApprovalAnswered)):
+        decided, state = _answer_command(state, event, tools=tools, now=now, producer=producer)
+        if state is None:
             return Decision(decided)
-        state = _apply(state, decided)
     elif state is None or is_finished(state) or state.paused or not _is_trigger(state, event):
         return Decision()
     stamp = Stamp.caused_by(event, producer=producer, now=now)
@@ -162,6 +166,30 @@ def decide_next(
             break
         state = after
     return Decision(decided)
+
+
+def _answer_command(
+    state: PlannerState | None,
+    event: Event,
+    *,
+    tools: Tools,
+    now: datetime,
+    producer: str,
+) -> tuple[list[Event], PlannerState | None]:
+    """The answer to a steering request or an approval answer, and the state to go on deciding
+    from (None: nothing more is due). A resume goes on with what became due while the goal was
+    paused; a granted or denied approval moves its waiting task on, unless the goal is paused."""
+    if isinstance(event, ApprovalAnswered):
+        decided = decide_answer(state, event, tools=tools, now=now, producer=producer)
+        goes_on = any(isinstance(e, ApprovalGranted | ApprovalDenied) for e in decided)
+    else:
+        assert isinstance(event, CONTROL_REQUESTS)
+        decided = decide_control(state, event, now=now, producer=producer)
+        goes_on = any(isinstance(e, GoalResumed) for e in decided)
+    if state is None or not goes_on:
+        return decided, None
+    after = _apply(state, decided)
+    return decided, None if after.paused else after
 
 
 def llm_failure(
@@ -213,7 +241,7 @@ def _next_decisions(
         return _act_on_verdict(state, stamp, state.evaluation, tools, planning)
     ready = ready_tasks(state)
     if ready:
-        return [_schedule(state, stamp, task) for task in ready]
+        return [_schedule(state, stamp, task, tools) for task in ready]
     if state.all_tasks_done and not state.evaluation_requested:
         return [_evaluation_request(state, stamp)]
     return []
@@ -294,19 +322,25 @@ def _with_tool_timeouts(tasks: tuple[TaskSpec, ...], tools: Tools) -> tuple[Task
     )
 
 
-def _schedule(state: PlannerState, stamp: Stamp, task: TaskSpec) -> TaskScheduled:
+def _schedule(
+    state: PlannerState, stamp: Stamp, task: TaskSpec, tools: Tools
+) -> TaskScheduled | ApprovalRequested:
+    """The ready task scheduled, or its call's approval requested (services.planner.approvals)."""
     outputs = {
         task_id: progress.output
         for task_id, progress in state.progress.items()
         if progress.status == "completed"
     }
+    args = ask_or_schedule(state, stamp, task, resolve_references(task.args, outputs), tools)
+    if isinstance(args, ApprovalRequested):
+        return args
     return TaskScheduled(
         **stamp.envelope("task_scheduled", "task", state.iteration, task.task_id),
         iteration=state.iteration,
         task_id=task.task_id,
         description=task.description,
         tool=task.tool,
-        args=resolve_references(task.args, outputs),
+        args=args,
         timeout_s=task.timeout_s,
         max_attempts=task.max_attempts,
         allowed_tools=task.allowed_tools,

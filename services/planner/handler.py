@@ -8,6 +8,9 @@ Two inputs (services/planner/manifest.py), three handlers:
   else.
 - :class:`CommandIntake` records steering commands (cancel, pause, resume) on their goal, as
   requests; any replica may run it too (``services.planner.control``).
+- :class:`ApprovalIntake` records answers to approval requests on their goal
+  (``services.planner.approvals``); any replica may run it too. :class:`DeadlineKeeper` stores,
+  for every ``approval_requested``, the deny that nats-server delivers at its deadline.
 - :class:`GoalPlanner` takes every decision after that, on the active replica only (the pinned
   consumer; its appends are fenced by the replica's lease). Its state cache is authoritative
   (services/planner/cache.py): on a trigger it folds the event, decides (``decide_next``,
@@ -27,7 +30,9 @@ from datetime import datetime
 
 import structlog
 
-from events.catalog import GoalAccepted
+from events.approval_commands import DeadlineMessage, deadline_message, parse_approval_answer
+from events.approvals import ApprovalPolicy
+from events.catalog import ApprovalAnswered, ApprovalRequested, GoalAccepted
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
 from events.control_commands import parse_control_command
 from events.errors import EventTooLargeError, GoalExistsError, LlmError, LlmNotRecordedError
@@ -35,6 +40,7 @@ from events.model import Event, Stamp
 from services.llm.messages import LlmRequest
 from services.llm.port import LlmPort
 from services.llm.recording import recorded_call
+from services.planner.approvals import record_answer
 from services.planner.cache import GoalStates
 from services.planner.control import CONTROL_REQUESTS, record_command
 from services.planner.decide import decide_next, llm_failure, unwritable_failure
@@ -50,7 +56,14 @@ from services.planner.ports import (
 )
 from services.planner.state import PlannerState
 
-__all__ = ["CommandIntake", "GoalIntake", "GoalPlanner", "Outcome"]
+__all__ = [
+    "ApprovalIntake",
+    "CommandIntake",
+    "DeadlineKeeper",
+    "GoalIntake",
+    "GoalPlanner",
+    "Outcome",
+]
 
 log = structlog.get_logger("agora.planner")
 
@@ -75,6 +88,8 @@ class GoalIntake:
     # Re-reads the tool catalogue: called before a command naming a tool it does not hold
     # is decided, so a tool listed a moment ago is not refused for a stale catalogue.
     refresh_tools: Callable[[], Awaitable[None]] | None = None
+    # The platform's approval policy (AGORA_APPROVAL_POLICY); a goal's intake adds to it.
+    policy: ApprovalPolicy | None = None
 
     async def admit(self, data: bytes, *, fallback_command_id: str) -> Outcome:
         """Admit or reject one command; a DecodeError (no goal to blame) propagates."""
@@ -92,6 +107,7 @@ class GoalIntake:
             now=self.now(),
             producer=self.producer,
             origin=await self._origin(parsed),
+            policy=self.policy,
         )
         try:
             await self.append_new_goal(outputs)
@@ -130,6 +146,44 @@ class CommandIntake:
 
 
 @dataclass
+class ApprovalIntake:
+    """Records answers to approval requests (``agora.intake.approval``): any replica may run
+    it. The active planner decides on the recorded answer."""
+
+    append: AppendRequest
+    goal_exists: GoalExists
+    producer: str
+    now: Callable[[], datetime]
+    max_bytes: int
+
+    async def admit(self, data: bytes, *, fallback_command_id: str) -> tuple[Event, ...]:
+        """Record one answer (or its rejection); a DecodeError (bytes that are not a JSON
+        object) propagates."""
+        answer = parse_approval_answer(
+            data, fallback_command_id=fallback_command_id, max_bytes=self.max_bytes
+        )
+        exists = bool(answer.goal_id) and await self.goal_exists(answer.goal_id)
+        events = record_answer(answer, goal_exists=exists, now=self.now(), producer=self.producer)
+        await self.append(events)
+        return tuple(events)
+
+
+@dataclass
+class DeadlineKeeper:
+    """Stores the deny of every recorded approval request, scheduled for its deadline, on the
+    intake stream: nats-server delivers it then, whatever runs or restarts meanwhile. It
+    handles the planner's own ``approval_requested`` from the log, so a crash between the
+    request and its schedule is made good by the redelivery; the message's bytes and id are the
+    same each time, so storing it again changes nothing."""
+
+    store: Callable[[DeadlineMessage], Awaitable[None]]
+    now: Callable[[], datetime]
+
+    async def keep(self, request: ApprovalRequested) -> None:
+        await self.store(deadline_message(request, now=self.now()))
+
+
+@dataclass
 class GoalPlanner:
     record: GoalRecord
     append: Append
@@ -150,7 +204,7 @@ class GoalPlanner:
         decisions are made only here, on its delivery), so its state is the event itself.
         """
         goal_id = event.goal_id
-        if isinstance(event, CONTROL_REQUESTS):
+        if isinstance(event, (*CONTROL_REQUESTS, ApprovalAnswered)):
             # Answered even for a goal that ended or was never accepted: with a rejection.
             await self._decide(goal_id, await self._control_state(event), event)
             return

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from events.approvals import ApprovalPolicy, goal_policy
 from events.catalog import ContextRequested, GoalAccepted, GoalRejected
 from events.commands import ParsedGoal, RejectedGoal, StepCommand
 from events.model import Budget, Event, ForkPoint, Stamp, TaskSpec
@@ -46,12 +47,15 @@ def accept_goal(
     now: datetime,
     producer: str,
     origin: Sequence[Event] = (),
+    policy: ApprovalPolicy | None = None,
 ) -> list[Event]:
     """Admit a goal command into the log, or reject it with a reason saying what to fix.
 
     A command for a goal id that already exists changes nothing: it is a resend, and a goal
     that exists must never be disturbed by a later command. A fork's ``origin`` is the old
-    goal's events up to the fork's sequence (see ``services.planner.fork``).
+    goal's events up to the fork's sequence (see ``services.planner.fork``). ``policy`` is
+    the platform's approval policy; the goal's own ``approval`` adds to it, and the result is
+    recorded on ``goal_accepted`` (``events.approvals.goal_policy``).
     """
     if existing is not None:
         return []
@@ -65,9 +69,12 @@ def accept_goal(
     if isinstance(parsed, RejectedGoal):
         return [_rejection(stamp, parsed.command_id, parsed.reason, parsed.text)]
     command = parsed.command
-    if command.forked_from is not None:
-        return _accept_fork(parsed, origin, stamp)
-    problems = _grant_problems(command.allowed_tools, tools)
+    merged = goal_policy(policy, command.approval)
+    problems = [merged] if isinstance(merged, str) else []
+    approval = None if isinstance(merged, str) else merged
+    if command.forked_from is not None and not problems:
+        return _accept_fork(parsed, origin, stamp, approval)
+    problems += _grant_problems(command.allowed_tools, tools)
     if problems:
         return [_rejection(stamp, parsed.command_id, "; ".join(problems), command.text)]
     steps = None
@@ -89,6 +96,7 @@ def accept_goal(
         metadata=command.metadata,
         budget=_budget(command.max_tokens, command.max_cost_usd),
         allowed_tools=tuple(dict.fromkeys(command.allowed_tools)),
+        approval=approval,
     )
     return [accepted]
 
@@ -102,7 +110,9 @@ def _grant_problems(granted: tuple[str, ...], tools: Tools) -> list[str]:
     ]
 
 
-def _accept_fork(parsed: ParsedGoal, origin: Sequence[Event], stamp: Stamp) -> list[Event]:
+def _accept_fork(
+    parsed: ParsedGoal, origin: Sequence[Event], stamp: Stamp, approval: ApprovalPolicy | None
+) -> list[Event]:
     command = parsed.command
     assert command.forked_from is not None
     if command.steps:
@@ -125,6 +135,7 @@ def _accept_fork(parsed: ParsedGoal, origin: Sequence[Event], stamp: Stamp) -> l
             goal_id=command.forked_from.goal_id, at_seq=command.forked_from.at_seq
         ),
         carried=fork.carried,
+        approval=approval,
     )
     return [accepted]
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from contextvars import ContextVar
+from pathlib import Path
 
+from events.approval_commands import DeadlineMessage
+from events.approvals import ApprovalPolicy, parse_policy
 from events.catalog import (
+    ApprovalAnswered,
+    ApprovalRequested,
     CancelRequested,
     ContextProvided,
     EvaluationCompleted,
@@ -24,9 +29,16 @@ from events.catalog import (
     TaskFailed,
 )
 from events.control_commands import CONTROL_SUBJECTS
+from events.errors import ConfigurationError
 from events.model import Event
 from events.schedules import firing_of
-from events.subjects import EVENTS_STREAM, INTAKE_STREAM, goal_events_filter, goal_id_from_subject
+from events.subjects import (
+    EVENTS_STREAM,
+    INTAKE_APPROVAL,
+    INTAKE_STREAM,
+    goal_events_filter,
+    goal_id_from_subject,
+)
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory, last_on_subject, read_events
 from infra.bus.lease import Lease, NotPinnedError, SingleFlight
@@ -35,11 +47,17 @@ from infra.logging import get_logger
 from infra.mcp.catalogue import ListedTools
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from infra.settings import Settings
-from services.planner.handler import CommandIntake, GoalIntake, GoalPlanner
+from services.planner.handler import (
+    ApprovalIntake,
+    CommandIntake,
+    DeadlineKeeper,
+    GoalIntake,
+    GoalPlanner,
+)
 from services.planner.llm_plan import LlmPlanning
 from services.planner.templates import load_prompts
 
-__all__ = ["build", "planning_from_settings"]
+__all__ = ["approval_policy_from_settings", "build", "planning_from_settings"]
 
 log = get_logger("agora.planner")
 
@@ -55,6 +73,19 @@ def planning_from_settings(settings: Settings) -> LlmPlanning:
         attempts=settings.llm_plan_attempts,
         max_tokens=settings.llm_plan_max_tokens,
     )
+
+
+def approval_policy_from_settings(settings: Settings) -> ApprovalPolicy | None:
+    """``AGORA_APPROVAL_POLICY``: ``default``, ``off``/unset, inline JSON, or a JSON file's path."""
+    raw = (settings.approval_policy or "").strip()
+    if raw and not raw.startswith("{") and raw.lower() not in ("default", "off"):
+        try:
+            raw = Path(raw).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"AGORA_APPROVAL_POLICY names {raw!r}, which cannot be read: {exc.strerror}"
+            ) from None
+    return parse_policy(raw)
 
 
 def planning_for(ctx: ServiceContext) -> LlmPlanning | None:
@@ -102,6 +133,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
         now=ctx.now,
         max_bytes=ctx.settings.max_intake_bytes,
         refresh_tools=tools.refresh,
+        policy=approval_policy_from_settings(ctx.settings),
     )
     planner = GoalPlanner(
         record=record,
@@ -122,6 +154,18 @@ def build(ctx: ServiceContext) -> ServiceParts:
     steering = CommandIntake(
         append=append_request, goal_exists=goal_exists, producer=ctx.producer, now=ctx.now
     )
+    answers = ApprovalIntake(
+        append=append_request,
+        goal_exists=goal_exists,
+        producer=ctx.producer,
+        now=ctx.now,
+        max_bytes=ctx.settings.max_intake_bytes,
+    )
+
+    async def store_deadline(message: DeadlineMessage) -> None:
+        await ctx.js.publish(message.subject, message.body, headers=message.headers)
+
+    deadlines = DeadlineKeeper(store=store_deadline, now=ctx.now)
 
     async def on_command(delivery: Delivery) -> None:
         # A schedule's firing carries no Nats-Msg-Id (the server strips it): its id is derived
@@ -133,6 +177,9 @@ def build(ctx: ServiceContext) -> ServiceParts:
         )
         if delivery.subject in CONTROL_SUBJECTS:
             await steering.admit(delivery.subject, delivery.data, fallback_command_id=fallback)
+            return
+        if delivery.subject == INTAKE_APPROVAL:
+            await answers.admit(delivery.data, fallback_command_id=fallback)
             return
         outcome = await intake.admit(delivery.data, fallback_command_id=fallback)
         if outcome.existed:
@@ -154,22 +201,30 @@ def build(ctx: ServiceContext) -> ServiceParts:
         epoch.set(lease.fence)
         await planner.handle(event, first_delivery=not delivery.redelivered)
 
+    async def keep_deadline(event: Event, _delivery: Delivery) -> None:
+        assert isinstance(event, ApprovalRequested)
+        await deadlines.keep(event)
+
     on_event = ctx.routed(
         EVENTS_STREAM,
-        dict.fromkeys(
-            (
-                GoalAccepted,
-                ContextProvided,
-                TaskCompleted,
-                TaskFailed,
-                EvaluationCompleted,
-                LlmResponded,
-                CancelRequested,
-                PauseRequested,
-                ResumeRequested,
+        {
+            **dict.fromkeys(
+                (
+                    GoalAccepted,
+                    ContextProvided,
+                    TaskCompleted,
+                    TaskFailed,
+                    EvaluationCompleted,
+                    LlmResponded,
+                    CancelRequested,
+                    PauseRequested,
+                    ResumeRequested,
+                    ApprovalAnswered,
+                ),
+                decide,
             ),
-            decide,
-        ),
+            ApprovalRequested: keep_deadline,
+        },
     )
 
     concurrency = ctx.settings.concurrency

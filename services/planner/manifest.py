@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from events.catalog import (
+    ApprovalAnswered,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
     CancelRequested,
     CommandRejected,
     ContextProvided,
@@ -29,7 +34,13 @@ from events.catalog import (
     ToolsListed,
 )
 from events.control_commands import CONTROL_SUBJECTS
-from events.subjects import EVENTS_STREAM, INTAKE_GOAL, INTAKE_STREAM
+from events.subjects import (
+    EVENTS_STREAM,
+    INTAKE_APPROVAL,
+    INTAKE_DEADLINE_PREFIX,
+    INTAKE_GOAL,
+    INTAKE_STREAM,
+)
 from services.manifest import Input, ServiceManifest
 
 __all__ = ["MANIFEST"]
@@ -38,11 +49,12 @@ MANIFEST = ServiceManifest(
     name="planner",
     inputs=(
         # Validation scales out: every replica takes goal commands and admits or rejects them,
-        # and records steering commands (cancel, pause, resume) as requests on their goal.
+        # and records steering commands (cancel, pause, resume) as requests on their goal,
+        # and answers to approval requests likewise.
         Input(
             INTAKE_STREAM,
-            "planner: goal commands, and cancel/pause/resume",
-            commands=(INTAKE_GOAL, *CONTROL_SUBJECTS),
+            "planner: goal commands, cancel/pause/resume, approval answers",
+            commands=(INTAKE_GOAL, *CONTROL_SUBJECTS, INTAKE_APPROVAL),
         ),
         # Decisions have one writer: the pinned replica, fenced by its lease.
         Input(
@@ -58,6 +70,8 @@ MANIFEST = ServiceManifest(
                 CancelRequested,  # steering requests, answered by the active planner alone
                 PauseRequested,
                 ResumeRequested,
+                ApprovalAnswered,  # answered by the active planner alone, like steering
+                ApprovalRequested,  # its own: the deadline's scheduled deny is stored from it
             ),
             pinned=True,
         ),
@@ -82,7 +96,15 @@ MANIFEST = ServiceManifest(
         GoalPaused,
         GoalResumed,
         CommandRejected,
+        ApprovalRequested,
+        ApprovalAnswered,
+        ApprovalGranted,
+        ApprovalDenied,
+        ApprovalRejected,
     ),
+    # The deny of an approval's deadline, scheduled on the intake stream (and, when the
+    # deadline already passed, the answer itself).
+    schedules=(f"{INTAKE_DEADLINE_PREFIX}>", INTAKE_APPROVAL),
     # Every replica keeps the tool catalogue: the MCP tools the executor lists.
     follows=(ToolsListed,),
     live=True,

@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from events.approvals import ApprovalPolicy
 from events.catalog import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
     CommandRejected,
     ContextProvided,
     ContextRequested,
@@ -36,6 +41,7 @@ from events.catalog import (
 from events.model import Budget, Event, Expect, MemoryItem, TaskOutcome, TaskSpec
 
 __all__ = [
+    "Approval",
     "GoalOutcome",
     "PlannerState",
     "TaskProgress",
@@ -47,10 +53,22 @@ __all__ = [
     "ready_tasks",
 ]
 
-TaskStatus = Literal["pending", "scheduled", "completed", "failed", "skipped"]
+TaskStatus = Literal[
+    "pending", "awaiting_approval", "approved", "scheduled", "completed", "failed", "skipped"
+]
 GoalOutcome = Literal["completed", "failed", "rejected", "cancelled"]
 
 _TERMINAL: frozenset[TaskStatus] = frozenset({"completed", "failed", "skipped"})
+# How far along a task that has not ended is: a status never goes back.
+_ORDER: dict[TaskStatus, int] = {
+    "pending": 0,
+    "awaiting_approval": 1,
+    "approved": 2,
+    "scheduled": 3,
+    "completed": 4,
+    "failed": 4,
+    "skipped": 4,
+}
 _OUTCOME_STATUS: dict[TaskStatus, Literal["completed", "failed", "skipped"]] = {
     "completed": "completed",
     "failed": "failed",
@@ -71,6 +89,18 @@ class TaskProgress:
     @property
     def is_terminal(self) -> bool:
         return self.status in _TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """One approval request of the goal and where it stands."""
+
+    request: ApprovalRequested
+    status: Literal["waiting", "granted", "denied"] = "waiting"
+    # The arguments the call runs with once granted (the request's, or the person's edit).
+    args: Mapping[str, object] | None = None
+    # The event that answered it (approval_granted / approval_denied), for "already answered".
+    answer: ApprovalGranted | ApprovalDenied | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +133,22 @@ class PlannerState:
     # Every steering command (cancel, pause, resume) already answered, by command id: a
     # command sent again is answered once.
     commands: frozenset[str] = frozenset()
+    # Every approval request of the goal (any iteration), by approval id.
+    approvals: Mapping[str, Approval] = field(default_factory=dict)
+
+    @property
+    def policy(self) -> ApprovalPolicy | None:
+        """The approval policy the goal was admitted under (None: nothing needs approval)."""
+        return self.goal.approval if self.goal is not None else None
+
+    def approval_for(self, task_id: str) -> Approval | None:
+        """The current iteration's approval of plain task ``task_id`` (not a ReAct step's)."""
+        for approval in self.approvals.values():
+            request = approval.request
+            current = request.iteration == self.iteration and request.step == 0
+            if current and request.task_id == task_id:
+                return approval
+        return None
 
     @property
     def text(self) -> str:
@@ -154,12 +200,12 @@ def evolve(state: PlannerState | None, event: Event) -> PlannerState | None:
     """The state after ``event``. Pure, idempotent, and tolerant of early or stray events."""
     if state is None:
         return _start(event)
-    if isinstance(event, CommandRejected):
+    if isinstance(event, CommandRejected | ApprovalRejected):
         # Answered even after the goal ended (a cancel that came too late).
         return _answered(state, event.command_id)
     if state.outcome is not None:
         return state
-    if isinstance(event, TaskScheduled | TaskCompleted | TaskFailed):
+    if isinstance(event, _TASK_EVENTS):
         return _fold_task_event(state, event)
     if isinstance(event, LlmResponded):
         return _fold_llm_answer(state, event)
@@ -217,16 +263,71 @@ def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
     return folded
 
 
+def _fold_request(state: PlannerState, event: ApprovalRequested) -> PlannerState:
+    if event.approval_id in state.approvals:
+        return state
+    folded = replace(state, approvals={**state.approvals, event.approval_id: Approval(event)})
+    if event.step:  # a ReAct step's call: its task is running
+        return folded
+    waiting = TaskProgress(status="awaiting_approval")
+    return _advance_task(folded, event.iteration, event.task_id, waiting)
+
+
+def _fold_answer(state: PlannerState, event: ApprovalGranted | ApprovalDenied) -> PlannerState:
+    known = state.approvals.get(event.approval_id)
+    if known is None or known.status != "waiting":
+        return _answered(state, event.command_id)
+    approval = replace(
+        known,
+        status="granted" if isinstance(event, ApprovalGranted) else "denied",
+        args=event.args if isinstance(event, ApprovalGranted) else None,
+        answer=event,
+    )
+    folded = replace(
+        _answered(state, event.command_id),
+        approvals={**state.approvals, event.approval_id: approval},
+    )
+    if event.step:
+        return folded
+    if isinstance(event, ApprovalGranted):
+        approved = TaskProgress(status="approved")
+        return _advance_task(folded, event.iteration, event.task_id, approved)
+    denied = TaskProgress(status="failed", error=f"approval denied: {event.reason}", permanent=True)
+    return _skip_dependents_of_unsuccessful(
+        _advance_task(folded, event.iteration, event.task_id, denied)
+    )
+
+
 def _answered(state: PlannerState, command_id: str) -> PlannerState:
     if command_id in state.commands:
         return state
     return replace(state, commands=state.commands | {command_id})
 
 
+_TASK_EVENTS = (
+    TaskScheduled,
+    TaskCompleted,
+    TaskFailed,
+    ApprovalRequested,
+    ApprovalGranted,
+    ApprovalDenied,
+)
+
+
 def _fold_task_event(
-    state: PlannerState, event: TaskScheduled | TaskCompleted | TaskFailed
+    state: PlannerState,
+    event: TaskScheduled
+    | TaskCompleted
+    | TaskFailed
+    | ApprovalRequested
+    | ApprovalGranted
+    | ApprovalDenied,
 ) -> PlannerState:
     match event:
+        case ApprovalRequested():
+            return _fold_request(state, event)
+        case ApprovalGranted() | ApprovalDenied():
+            return _fold_answer(state, event)
         case TaskScheduled():
             progress = TaskProgress(status="scheduled")
         case TaskCompleted():
@@ -285,7 +386,9 @@ def _advance_task(
     current = state.status_of(task_id)
     # Statuses only move forward, so a re-seen task_scheduled never undoes a completion, and
     # the first terminal status of a task is the one that counts.
-    if current in _TERMINAL or (current == "scheduled" and new.status == "scheduled"):
+    if current in _TERMINAL or (
+        new.status not in _TERMINAL and _ORDER[new.status] <= _ORDER[current]
+    ):
         return state
     return replace(state, progress={**state.progress, task_id: new})
 
@@ -313,13 +416,14 @@ def _skip_dependents_of_unsuccessful(state: PlannerState) -> PlannerState:
 
 
 def ready_tasks(state: PlannerState) -> tuple[TaskSpec, ...]:
-    """Tasks of the current plan not yet scheduled whose dependencies all completed."""
+    """Tasks of the current plan not yet scheduled whose dependencies all completed (an
+    approved task too: it is scheduled now; one waiting for approval is not ready)."""
     if state.plan is None:
         return ()
     return tuple(
         task
         for task in state.plan
-        if state.status_of(task.task_id) == "pending"
+        if state.status_of(task.task_id) in ("pending", "approved")
         and all(state.status_of(dep) == "completed" for dep in task.depends_on)
     )
 

@@ -10,6 +10,11 @@ from typing import Any
 
 from events.catalog import (
     EVENT_TYPES,
+    ApprovalAnswered,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
     CancelRequested,
     CommandRejected,
     ContextProvided,
@@ -92,6 +97,10 @@ def task(n: int) -> dict[str, Any]:
     return {**envelope(n, "executor@0.1.0"), "iteration": 1, "task_id": f"s{n}", "tool": "echo"}
 
 
+def approval(n: int) -> dict[str, Any]:
+    return {**task(n), "approval_id": "g-1/1/s1", "command_id": "c"}
+
+
 def corpus() -> Iterator[Event]:
     n = 0
     for text in TEXTS:
@@ -158,8 +167,19 @@ def corpus() -> Iterator[Event]:
             **envelope(n), command_id="c", command="pause", target_goal_id="g-1", reason=text
         )
         yield TaskCancelled(**task(n), attempts=n % 3, duration_ms=1.5, reason=text)
+        yield ApprovalAnswered(
+            **envelope(n), command_id="c", approval_id="g-1/1/s1", decision="deny", reason=text
+        )
+        yield ApprovalDenied(**approval(n), reason=text)
+        yield ApprovalRejected(
+            **envelope(n), command_id="c", approval_id="g-1/1/s1", target_goal_id="", reason=text
+        )
     for args in ARGS:
         n += 1
+        yield ApprovalRequested(
+            **task(n), approval_id="g-1/1/s1", args=args, reason="r", deadline=NOW
+        )
+        yield ApprovalGranted(**approval(n), args=args, original_args={"a": 1}, edited=n % 2 == 0)
         yield TaskScheduled(**task(n), description="d", args=args, timeout_s=1.0, max_attempts=3)
         yield ToolCalled(**task(n), attempt=1, args=args)
         yield TaskStarted(**task(n), attempt=n)
