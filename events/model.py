@@ -155,6 +155,17 @@ class Stamp:
             correlation_id=cause.correlation_id,
         )
 
+    @classmethod
+    def at_intake(cls, goal_id: str, *, producer: str, now: datetime) -> Stamp:
+        """For what an intake command causes: it has no causing event."""
+        return cls(
+            producer=producer,
+            goal_id=goal_id,
+            occurred_at=now,
+            causation_id=None,
+            correlation_id=goal_id,
+        )
+
     def envelope(self, tag: str, *key: object) -> dict[str, Any]:
         service = self.producer.split("@", 1)[0]
         return {

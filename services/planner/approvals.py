@@ -84,12 +84,14 @@ def record_answer(
         answer = InvalidAnswer(answer.command_id, answer.answer.approval_id, answer.goal_id, reason)
     if isinstance(answer, InvalidAnswer):
         on_goal = bool(answer.goal_id) and goal_exists
-        stamp = _intake_stamp(answer.goal_id if on_goal else COMMANDS_GOAL_ID, now, producer)
+        stamp = Stamp.at_intake(
+            answer.goal_id if on_goal else COMMANDS_GOAL_ID, now=now, producer=producer
+        )
         return [
             _rejection(stamp, answer.command_id, answer.approval_id, answer.goal_id, answer.reason)
         ]
     given = answer.answer
-    stamp = _intake_stamp(answer.goal_id, now, producer)
+    stamp = Stamp.at_intake(answer.goal_id, now=now, producer=producer)
     return [
         ApprovalAnswered(
             **stamp.envelope("approval_answered", answer.command_id),
@@ -101,16 +103,6 @@ def record_answer(
             by=given.by,
         )
     ]
-
-
-def _intake_stamp(goal_id: str, now: datetime, producer: str) -> Stamp:
-    return Stamp(
-        producer=producer,
-        goal_id=goal_id,
-        occurred_at=now,
-        causation_id=None,
-        correlation_id=goal_id,
-    )
 
 
 # -- the active planner: an answer was recorded -------------------------------------------

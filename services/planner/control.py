@@ -81,7 +81,7 @@ def record_command(
         )
         invalid = InvalidControl(command.action, command.command_id, command.goal_id, reason)
         return [_rejection_at_intake(invalid, goal_exists=False, now=now, producer=producer)]
-    stamp = _intake_stamp(command.goal_id, now=now, producer=producer)
+    stamp = Stamp.at_intake(command.goal_id, now=now, producer=producer)
     request = _REQUESTS[command.action]
     return [
         request(
@@ -96,20 +96,10 @@ def _rejection_at_intake(
     command: InvalidControl, *, goal_exists: bool, now: datetime, producer: str
 ) -> CommandRejected:
     on_goal = bool(command.goal_id) and goal_exists
-    stamp = _intake_stamp(
+    stamp = Stamp.at_intake(
         command.goal_id if on_goal else COMMANDS_GOAL_ID, now=now, producer=producer
     )
     return _rejection(stamp, command.action, command.command_id, command.goal_id, command.reason)
-
-
-def _intake_stamp(goal_id: str, *, now: datetime, producer: str) -> Stamp:
-    return Stamp(
-        producer=producer,
-        goal_id=goal_id,
-        occurred_at=now,
-        causation_id=None,
-        correlation_id=goal_id,
-    )
 
 
 # -- the active planner ------------------------------------------------------------------
