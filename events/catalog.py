@@ -92,12 +92,16 @@ class GoalAccepted(Event, frozen=True, kw_only=True, tag="goal_accepted"):
     # The approval policy the goal runs under (the platform's, with what its intake added);
     # None: none of its calls needs approval.
     approval: ApprovalPolicy | None = None
+    # The client's W3C trace context (the intake message's ``traceparent`` header,
+    # normalized): the goal's trace is a child of the client's span. None: a trace of its own.
+    traceparent: str | None = None
 
 
 class GoalRejected(Event, frozen=True, kw_only=True, tag="goal_rejected"):
     command_id: str
     reason: str
     text: str = ""
+    traceparent: str | None = None  # as on goal_accepted
 
 
 class GoalCompleted(Event, frozen=True, kw_only=True, tag="goal_completed"):

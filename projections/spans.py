@@ -20,7 +20,9 @@ repository. What each step becomes:
 
 Every span carries ``gen_ai.conversation.id`` = the goal id. Ids are derived from event ids
 (the trace id from the goal id, a span id from the event that opened its step), so exporting a
-goal again, from a backfill or another follower, produces the very same spans. Prompts,
+goal again, from a backfill or another follower, produces the very same spans. A goal whose
+client sent a W3C ``traceparent`` takes the client's trace id instead, its root span a child
+of the client's span. Prompts,
 completions, tool arguments and outputs are content: only with ``content=True``.
 """
 
@@ -33,7 +35,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
+from events.catalog import GoalAccepted, GoalRejected
 from events.model import Event
+from events.trace_context import TraceParent, parse_traceparent
 from projections.timeline import Bar, Timeline, build_timeline
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "WORKFLOW_NAME",
     "AttributeValue",
     "SpanRecord",
+    "client_trace",
     "goal_spans",
     "span_id_of",
     "trace_id_of",
@@ -238,16 +243,30 @@ class _Mapper:
             self.step(child, span_id)
 
 
+def client_trace(events: Iterable[Event]) -> TraceParent | None:
+    """The trace context the goal's client sent with it (on its acceptance or rejection)."""
+    for event in events:
+        if isinstance(event, GoalAccepted | GoalRejected):
+            return parse_traceparent(event.traceparent)
+    return None
+
+
 def goal_spans(goal_id: str, events: Iterable[Event], *, content: bool = False) -> list[SpanRecord]:
-    """The goal's trace: its root ``invoke_workflow`` span first, then every step's span."""
+    """The goal's trace: its root ``invoke_workflow`` span first, then every step's span.
+    When the client sent a ``traceparent``, the trace is the client's and the root a child of
+    the client's span."""
+    events = list(events)
     timeline = build_timeline(goal_id, events)
     if timeline is None:
         return []
-    return timeline_spans(timeline, content=content)
+    return timeline_spans(timeline, content=content, parent=client_trace(events))
 
 
-def timeline_spans(timeline: Timeline, *, content: bool = False) -> list[SpanRecord]:
-    mapper = _Mapper(timeline.goal_id, content, trace_id_of(timeline.goal_id))
+def timeline_spans(
+    timeline: Timeline, *, content: bool = False, parent: TraceParent | None = None
+) -> list[SpanRecord]:
+    trace_id = parent.trace_id if parent is not None else trace_id_of(timeline.goal_id)
+    mapper = _Mapper(timeline.goal_id, content, trace_id)
     root = span_id_of(timeline.first_event_id, "workflow")
     attributes: dict[str, AttributeValue] = {
         OPERATION: "invoke_workflow",
@@ -265,7 +284,7 @@ def timeline_spans(timeline: Timeline, *, content: bool = False) -> list[SpanRec
         attributes[OUTPUT_MESSAGES] = _messages("assistant", _text(timeline.facts, "result"))
     mapper.add(
         root,
-        None,
+        parent.span_id if parent is not None else None,
         f"invoke_workflow {WORKFLOW_NAME}",
         None,
         attributes,

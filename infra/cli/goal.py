@@ -215,11 +215,26 @@ def goal(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
     timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 300.0,
+    traceparent: Annotated[
+        str | None,
+        typer.Option(
+            "--traceparent",
+            envvar="TRACEPARENT",
+            help="W3C trace context (00-<trace id>-<span id>-<flags>): the goal's trace "
+            "becomes a child of that span",
+        ),
+    ] = None,
 ) -> None:
     """Submit a goal. With --wait: exit 0 completed, 1 failed, rejected or cancelled, 3 still
     running when --timeout ran out (the goal goes on), 130 on Ctrl-C (the goal goes on)."""
+    from events.trace_context import parse_traceparent
     from infra.clients.goals import AgoraClient
 
+    if traceparent is not None and parse_traceparent(traceparent) is None:
+        raise typer.BadParameter(
+            "expected 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, ids not all zero",
+            param_hint="--traceparent",
+        )
     command = goal_command(
         text=text,
         file=file,
@@ -236,7 +251,7 @@ def goal(
     async def work() -> int:
         client = AgoraClient(await connect(settings, "agora-goal"))
         try:
-            submitted = await client.submit(command)
+            submitted = await client.submit(command, traceparent=traceparent)
             again = " (already submitted: the same command_id)" if submitted.duplicate else ""
             if as_json:
                 ids = {"goal_id": submitted.goal_id, "command_id": submitted.command_id}

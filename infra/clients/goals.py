@@ -54,6 +54,7 @@ from events.subjects import (
     goal_events_filter,
     is_subject_token,
 )
+from events.trace_context import TRACEPARENT_HEADER, parse_traceparent
 from infra.bus.outputs import OutputStore
 from infra.settings import Settings
 from projections.protocol import QueryReply
@@ -264,20 +265,33 @@ class AgoraClient:
 
     # -- goals ---------------------------------------------------------------------------
 
-    async def submit(self, command: Mapping[str, Any]) -> Submitted:
+    async def submit(
+        self, command: Mapping[str, Any], *, traceparent: str | None = None
+    ) -> Submitted:
         """Publish a goal command (the intake JSON); ids default as the planner would choose
-        them. Idempotent by ``command_id``: a lost ack is resent, never a second goal."""
+        them. Idempotent by ``command_id``: a lost ack is resent, never a second goal.
+        ``traceparent``: your W3C trace context (``00-<trace id>-<span id>-<flags>``); the
+        goal's trace becomes a child of that span (``agora traces``)."""
+        headers = {"Nats-Msg-Id": ""}
+        if traceparent is not None:
+            if parse_traceparent(traceparent) is None:
+                raise SubmitError(
+                    f"traceparent {traceparent!r} is not W3C trace context: "
+                    "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, ids not all zero"
+                )
+            headers[TRACEPARENT_HEADER] = traceparent
         body = dict(command)
         body.setdefault("command_id", f"c-{uuid.uuid4()}")
         command_id = str(body["command_id"])
         goal_id = check_goal_id(str(body.setdefault("goal_id", goal_id_for_command(command_id))))
         data = msgspec.json.encode(body)
+        headers["Nats-Msg-Id"] = command_id
         ack = await publish_with_retries(
             lambda: self.js.publish(
                 INTAKE_GOAL,
                 data,
                 stream=INTAKE_STREAM,
-                headers={"Nats-Msg-Id": command_id},
+                headers=headers,
                 timeout=self.publish_timeout_s,
             ),
             attempts=self.submit_attempts,

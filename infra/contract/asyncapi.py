@@ -106,8 +106,17 @@ def _schemas() -> tuple[dict[str, Any], dict[str, str]]:
     return schemas, event_schema
 
 
-def _headers(*, guarded: bool, msg_id: str) -> dict[str, Any]:
+_TRACEPARENT = {
+    "type": "string",
+    "description": "optional W3C trace context (00-<trace id>-<span id>-<flags>): the goal's "
+    "trace becomes a child of that span; a value that is not trace context is ignored",
+}
+
+
+def _headers(*, guarded: bool, msg_id: str, traced: bool = False) -> dict[str, Any]:
     properties: dict[str, Any] = {"Nats-Msg-Id": {**_MSG_ID, "description": msg_id}}
+    if traced:
+        properties["traceparent"] = _TRACEPARENT
     if guarded:
         properties["Nats-Expected-Last-Subject-Sequence"] = _GUARD_SEQ
         properties["Nats-Expected-Last-Subject-Sequence-Subject"] = _GUARD_SUBJECT
@@ -131,7 +140,7 @@ def _messages(event_schema: dict[str, str]) -> dict[str, Any]:
             "GoalCommand",
             "GoalCommand",
             "submit a goal; only text is required",
-            headers=_headers(guarded=False, msg_id="the command's command_id"),
+            headers=_headers(guarded=False, msg_id="the command's command_id", traced=True),
         ),
         "ForgetCommand": _message(
             "ForgetCommand",

@@ -85,9 +85,12 @@ def to_readable_spans(records: Sequence[SpanRecord], version: str) -> list[Reada
     kinds = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
     codes = {"unset": StatusCode.UNSET, "ok": StatusCode.OK, "error": StatusCode.ERROR}
     spans = []
+    ours = {record.span_id for record in records}
     for record in records:
+        # The root's parent, when there is one, is the client's span (its traceparent).
+        remote = record.parent_span_id not in ours
         parent = (
-            SpanContext(record.trace_id, record.parent_span_id, is_remote=False, trace_flags=flags)
+            SpanContext(record.trace_id, record.parent_span_id, is_remote=remote, trace_flags=flags)
             if record.parent_span_id is not None
             else None
         )

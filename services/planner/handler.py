@@ -91,8 +91,11 @@ class GoalIntake:
     # The platform's approval policy (AGORA_APPROVAL_POLICY); a goal's intake adds to it.
     policy: ApprovalPolicy | None = None
 
-    async def admit(self, data: bytes, *, fallback_command_id: str) -> Outcome:
-        """Admit or reject one command; a DecodeError (no goal to blame) propagates."""
+    async def admit(
+        self, data: bytes, *, fallback_command_id: str, traceparent: str | None = None
+    ) -> Outcome:
+        """Admit or reject one command; a DecodeError (no goal to blame) propagates.
+        ``traceparent``: the message's W3C trace context header, if any."""
         parsed = parse_goal_command(
             data, fallback_command_id=fallback_command_id, max_bytes=self.max_bytes
         )
@@ -108,6 +111,7 @@ class GoalIntake:
             producer=self.producer,
             origin=await self._origin(parsed),
             policy=self.policy,
+            traceparent=traceparent,
         )
         try:
             await self.append_new_goal(outputs)

@@ -11,11 +11,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from events.approvals import ApprovalPolicy, goal_policy
 from events.catalog import ContextRequested, GoalAccepted, GoalRejected
 from events.commands import ParsedGoal, RejectedGoal, StepCommand
 from events.model import Budget, Event, ForkPoint, Stamp, TaskSpec
 from events.tools import ToolSpec, argument_problems
+from events.trace_context import parse_traceparent
 from services.planner.fork import fork_of
 from services.planner.references import contains_reference_marker, referenced_step_ids
 from services.planner.state import PlannerState
@@ -48,6 +51,7 @@ def accept_goal(
     producer: str,
     origin: Sequence[Event] = (),
     policy: ApprovalPolicy | None = None,
+    traceparent: str | None = None,
 ) -> list[Event]:
     """Admit a goal command into the log, or reject it with a reason saying what to fix.
 
@@ -55,10 +59,32 @@ def accept_goal(
     that exists must never be disturbed by a later command. A fork's ``origin`` is the old
     goal's events up to the fork's sequence (see ``services.planner.fork``). ``policy`` is
     the platform's approval policy; the goal's own ``approval`` adds to it, and the result is
-    recorded on ``goal_accepted`` (``events.approvals.goal_policy``).
+    recorded on ``goal_accepted`` (``events.approvals.goal_policy``). ``traceparent``: the
+    command's W3C trace context header, kept (normalized) on the decision when valid.
     """
     if existing is not None:
         return []
+    decided = _decide(parsed, tools=tools, now=now, producer=producer, origin=origin, policy=policy)
+    trace = parse_traceparent(traceparent)
+    if trace is None:
+        return decided
+    return [
+        msgspec.structs.replace(event, traceparent=trace.header())
+        if isinstance(event, GoalAccepted | GoalRejected)
+        else event
+        for event in decided
+    ]
+
+
+def _decide(
+    parsed: ParsedGoal | RejectedGoal,
+    *,
+    tools: Tools,
+    now: datetime,
+    producer: str,
+    origin: Sequence[Event],
+    policy: ApprovalPolicy | None,
+) -> list[Event]:
     stamp = Stamp(
         producer=producer,
         goal_id=parsed.goal_id,

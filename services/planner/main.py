@@ -39,6 +39,7 @@ from events.subjects import (
     goal_events_filter,
     goal_id_from_subject,
 )
+from events.trace_context import TRACEPARENT_HEADER
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory, last_on_subject, read_events
 from infra.bus.lease import Lease, NotPinnedError, SingleFlight
@@ -181,7 +182,11 @@ def build(ctx: ServiceContext) -> ServiceParts:
         if delivery.subject == INTAKE_APPROVAL:
             await answers.admit(delivery.data, fallback_command_id=fallback)
             return
-        outcome = await intake.admit(delivery.data, fallback_command_id=fallback)
+        outcome = await intake.admit(
+            delivery.data,
+            fallback_command_id=fallback,
+            traceparent=delivery.headers.get(TRACEPARENT_HEADER),
+        )
         if outcome.existed:
             # A resend (or a redelivery after a crash): the goal was admitted before.
             log.info("goal_exists_command_ignored", goal_id=outcome.goal_id)

@@ -1,0 +1,91 @@
+"""An OTLP/HTTP receiver for tests: ``/v1/traces`` and ``/v1/metrics`` on loopback, each
+request decoded with the OpenTelemetry protocol's own messages (``opentelemetry-proto``), so
+what agora's SDK exporters send is read exactly as a collector would read it."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+__all__ = ["OtlpReceiver"]
+
+
+class OtlpReceiver:
+    """Start it with ``with``; ``endpoint`` is what OTEL_EXPORTER_OTLP_ENDPOINT names."""
+
+    def __init__(self) -> None:
+        self.traces: list[ExportTraceServiceRequest] = []
+        self.metrics: list[ExportMetricsServiceRequest] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                answer: Any
+                if self.path == "/v1/traces":
+                    request: Any = ExportTraceServiceRequest.FromString(body)
+                    answer = ExportTraceServiceResponse()
+                    with receiver._lock:
+                        receiver.traces.append(request)
+                elif self.path == "/v1/metrics":
+                    request = ExportMetricsServiceRequest.FromString(body)
+                    answer = ExportMetricsServiceResponse()
+                    with receiver._lock:
+                        receiver.metrics.append(request)
+                else:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                data = answer.SerializeToString()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> OtlpReceiver:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def spans(self) -> Iterator[Span]:
+        with self._lock:
+            requests = list(self.traces)
+        for request in requests:
+            for resource in request.resource_spans:
+                for scope in resource.scope_spans:
+                    yield from scope.spans
+
+    def metric_points(self) -> Iterator[Metric]:
+        with self._lock:
+            requests = list(self.metrics)
+        for request in requests:
+            for resource in request.resource_metrics:
+                for scope in resource.scope_metrics:
+                    yield from scope.metrics
