@@ -5,7 +5,8 @@ row: its label, its bar on the goal's time axis, and what it did (tokens, cost, 
 outcome). Nested calls are indented under their step. A task's wait between being scheduled
 and starting is drawn light (``░``), its run dark (``█``); an instant (a memory write, the
 outcome) is a diamond. In a narrow terminal labels are cut with an ellipsis and the details
-move to a line of their own under the row, so nothing but label tails is lost.
+move to a line of their own under the row, so nothing but label tails is lost. What a row
+says (``row_detail``, ``headline``, ``format_ms``) the web dashboard's SVG chart says too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 
 from projections.timeline import Bar, Timeline
 
-__all__ = ["render_timeline"]
+__all__ = ["format_ms", "headline", "render_timeline", "row_detail"]
 
 _MAX_LABEL = 30
 _MIN_LABEL = 8
@@ -40,7 +41,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _ms(value: float) -> str:
+def format_ms(value: float) -> str:
     if value < 1:
         return f"{value:.2f} ms"
     if value < 1000:
@@ -59,7 +60,7 @@ def _layout(rows: list[Bar], width: int) -> _Layout:
     width = max(width, _MIN_LABEL + _MIN_BAR + 2)
     longest = max((len(_label(r)) for r in rows), default=0)
     label = max(_MIN_LABEL, min(longest, _MAX_LABEL, width // 3))
-    wanted = min(_MAX_DETAIL, max((len(_detail(r)) for r in rows), default=0))
+    wanted = min(_MAX_DETAIL, max((len(row_detail(r)) for r in rows), default=0))
     room = width - label - 1 - max(_MIN_BAR, width * 3 // 10) - 1
     if wanted and room >= _MIN_DETAIL_BESIDE:
         detail = min(wanted, room)
@@ -68,11 +69,7 @@ def _layout(rows: list[Bar], width: int) -> _Layout:
 
 
 def _column(at: datetime, timeline: Timeline, columns: int) -> float:
-    span = timeline.duration_ms
-    if span <= 0:
-        return 0.0
-    offset = (at - timeline.start).total_seconds() * 1000
-    return min(max(offset / span, 0.0), 1.0) * columns
+    return timeline.fraction(at) * columns
 
 
 def _bar(row: Bar, timeline: Timeline, columns: int) -> str:
@@ -96,8 +93,8 @@ def _bar(row: Bar, timeline: Timeline, columns: int) -> str:
 def _axis(timeline: Timeline, layout: _Layout) -> str:
     """``0`` under the bars' left edge, the goal's duration under their right, the middle
     between when there is room."""
-    left, right = "0", _ms(timeline.duration_ms)
-    middle = _ms(timeline.duration_ms / 2)
+    left, right = "0", format_ms(timeline.duration_ms)
+    middle = format_ms(timeline.duration_ms / 2)
     before = layout.bar // 2 - len(left) - len(middle) // 2
     after = layout.bar - len(left) - before - len(middle) - len(right)
     if before >= 2 and after >= 2:
@@ -107,11 +104,12 @@ def _axis(timeline: Timeline, layout: _Layout) -> str:
     return " " * layout.label + " " + scale
 
 
-def _headline(timeline: Timeline) -> str:
+def headline(timeline: Timeline) -> str:
+    """The goal in one line: id, status, duration, tool calls, model calls with tokens, cost."""
     parts = [
         f"goal {timeline.goal_id}",
         timeline.status,
-        _ms(timeline.duration_ms),
+        format_ms(timeline.duration_ms),
         f"{timeline.tool_calls} tool call{'s' if timeline.tool_calls != 1 else ''}",
     ]
     if timeline.llm_calls:
@@ -122,14 +120,14 @@ def _headline(timeline: Timeline) -> str:
     return " · ".join(parts)
 
 
-def _detail(row: Bar) -> str:
+def row_detail(row: Bar) -> str:
     """What the row did; a step's own wall time first, a task's tool time after it."""
     if row.kind not in ("plan", "task", "evaluation", "context", "pause"):
         return row.detail
-    took = _ms(row.duration_ms)
+    took = format_ms(row.duration_ms)
     if row.kind == "task" and row.status not in ("running", "scheduled"):
         attempts = f", {row.attempts} attempts" if row.attempts > 1 else ""
-        tool = f", tool {_ms(row.tool_ms)}" if row.tool_ms is not None else ""
+        tool = f", tool {format_ms(row.tool_ms)}" if row.tool_ms is not None else ""
         error = f": {row.error}" if row.error else ""
         return f"{row.status} {took}{attempts}{tool}{error}"
     return f"{row.detail}, {took}" if row.detail else took
@@ -139,11 +137,11 @@ def render_timeline(timeline: Timeline, width: int = 100) -> list[str]:
     """The Gantt chart of ``timeline`` in lines of at most ``width`` characters."""
     rows = timeline.rows()
     layout = _layout(rows, width)
-    lines = [_cut(_headline(timeline), layout.width), _cut(_axis(timeline, layout), layout.width)]
+    lines = [_cut(headline(timeline), layout.width), _cut(_axis(timeline, layout), layout.width)]
     for row in rows:
         label = _cut(_label(row), layout.label).ljust(layout.label)
         bar = _bar(row, timeline, layout.bar)
-        detail = _detail(row)
+        detail = row_detail(row)
         if layout.detail:
             line = f"{label} {bar} {_cut(detail, layout.detail)}".rstrip()
             lines.append(_cut(line, layout.width))

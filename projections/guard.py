@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,10 @@ def run_query(
     max_rows: int = 10_000,
     timeout_s: float = 5.0,
     memory_limit: str = "256MB",
+    params: Sequence[object] = (),
 ) -> QueryResult:
     """Run one read-only query, stopping it after ``timeout_s`` and keeping ``max_rows`` rows.
+    ``params`` are bound to the statement's placeholders (``?``, ``$1``) by DuckDB.
 
     Given a path, the file is opened read-only with ``memory_limit`` and one thread. Given a
     connection (the projector's), the query runs on a new cursor of it; that database must
@@ -117,7 +120,7 @@ def run_query(
     else:
         cursor = _open_read_only(Path(db_path_or_connection), memory_limit)
     try:
-        return _execute_bounded(cursor, statement, max_rows, timeout_s)
+        return _execute_bounded(cursor, statement, max_rows, timeout_s, params)
     finally:
         cursor.close()
 
@@ -154,6 +157,7 @@ def _execute_bounded(
     statement: str,
     max_rows: int,
     timeout_s: float,
+    params: Sequence[object] = (),
 ) -> QueryResult:
     timed_out = threading.Event()
 
@@ -166,7 +170,7 @@ def _execute_bounded(
     started = time.perf_counter()
     timer.start()
     try:
-        cursor.execute(statement)
+        cursor.execute(statement, list(params) if params else None)
         columns = tuple(str(d[0]) for d in cursor.description or ())
         rows = cursor.fetchmany(max_rows + 1)
     except duckdb.InterruptException as exc:

@@ -1,8 +1,10 @@
 """The query protocol on ``agora.query`` (request/reply, queue group ``projector``).
 
-Request: ``{"sql": "SELECT …", "max_rows": 1000, "min_seq": 0}``; with ``min_seq`` the
-projector answers once its views include the event at that stream sequence (read your writes:
-a client that saw ``goal_completed`` at sequence N asks with ``min_seq`` N).
+Request: ``{"sql": "SELECT …", "max_rows": 1000, "min_seq": 0, "params": []}``; with ``min_seq``
+the projector answers once its views include the event at that stream sequence (read your
+writes: a client that saw ``goal_completed`` at sequence N asks with ``min_seq`` N). ``params``
+are the values of the statement's ``?`` (or ``$1``…) placeholders: a value a user typed goes
+there, never into the SQL text.
 Reply: ``{"columns": […], "rows": [[…]], "truncated": false, "elapsed_ms": 1.2,
 "last_seq": 4711}`` or ``{"error": "…", "refused": true}``.
 Any language can ask; the CLI is one client.
@@ -36,6 +38,8 @@ class QueryRequest(
     sql: str
     max_rows: int = 10_000
     min_seq: int = 0
+    # Values of the statement's placeholders, bound by DuckDB (never spliced into the text).
+    params: list[str | int | float | bool | None] = []
 
 
 class QueryReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -201,6 +201,7 @@ class Projector:
                 request.sql,
                 max_rows=max(1, min(request.max_rows, settings.query_max_rows)),
                 timeout_s=settings.query_timeout_s,
+                params=request.params,
             )
         except QueryRefused as exc:
             return QueryReply(error=str(exc), refused=True, last_seq=self.applied_seq)

@@ -120,6 +120,14 @@ class Timeline:
     def duration_ms(self) -> float:
         return (self.end - self.start) / timedelta(milliseconds=1)
 
+    def fraction(self, at: datetime) -> float:
+        """Where ``at`` lies on the goal's time axis: 0 at its start, 1 at its end."""
+        span = self.duration_ms
+        if span <= 0:
+            return 0.0
+        offset = (at - self.start) / timedelta(milliseconds=1)
+        return min(max(offset / span, 0.0), 1.0)
+
     def rows(self) -> list[Bar]:
         """Every bar in drawing order: each step, then its nested calls in time order."""
         ordered: list[Bar] = []

@@ -24,6 +24,7 @@ from infra.cli import (
     steer,
     tools,
     traces,
+    ui,
 )
 from infra.cli.common import ClosedPipe, Interrupted, app, err
 
@@ -48,6 +49,7 @@ _COMMAND_MODULES = (
     agui,
     schedule,
     approvals,
+    ui,
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -47,35 +47,13 @@ def _with_nats(work: Callable[[NatsClient], Awaitable[T]], *, operator: bool = F
     return result
 
 
-def _time(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _summary(stored: Any) -> dict[str, Any]:
-    letter = stored.letter
-    row: dict[str, Any] = {"id": stored.seq, "stored_at": _time(stored.stored_at)}
-    if letter is None:
-        return row | {"problem": stored.problem}
-    return row | {
-        "consumer": letter.consumer,
-        "reason": letter.reason,
-        "error": letter.error,
-        "stream": letter.stream,
-        "stream_seq": letter.stream_seq,
-        "subject": letter.subject,
-        "deliveries": letter.deliveries,
-        "size": letter.size,
-        "redriven": stored.redriven,
-    }
-
-
 @dlq_app.command("list")
 def list_(as_json: JsonOption = False) -> None:
     """Every dead letter, oldest first."""
-    from infra.clients.dead_letters import list_dead_letters
+    from infra.clients.dead_letters import describe, list_dead_letters
 
     records = _with_nats(list_dead_letters)
-    rows = [_summary(r) for r in records]
+    rows = [describe(r) for r in records]
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return
@@ -116,22 +94,12 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One dead letter in full: why, where from, headers and the original bytes."""
-    from infra.clients.dead_letters import b64, get_dead_letter, hexdump, printable
+    from infra.clients.dead_letters import b64, describe, get_dead_letter, hexdump
 
     stored = _with_nats(lambda nc: get_dead_letter(nc, record_id))
-    detail = _summary(stored)
+    detail = describe(stored, full=True)
     letter = stored.letter
-    if letter is not None:
-        text = printable(letter.data)
-        detail |= {
-            "recorded_at": _time(letter.recorded_at),
-            "redrive_seq": stored.redrive_seq,
-            "redriven_at": _time(stored.redriven_at) or None,
-            "headers": letter.headers,
-            "data_truncated": letter.data_truncated,
-            "data_text": text,
-            "data_b64": b64(letter.data),
-        }
+    text = detail.get("data_text")
     if as_json:
         print(json.dumps(detail, ensure_ascii=False))
         return

@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -40,6 +41,7 @@ __all__ = [
     "RedriveResult",
     "StoredDeadLetter",
     "b64",
+    "describe",
     "get_dead_letter",
     "hexdump",
     "list_dead_letters",
@@ -274,6 +276,41 @@ async def purge_older_than(nc: NatsClient, age: timedelta, *, now: datetime) -> 
     if "error" in answer:
         raise DeadLetterError(f"purging {DLQ_STREAM} failed: {answer['error'].get('description')}")
     return PurgeResult(int(answer.get("purged", 0)), keep_from)
+
+
+def _time(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def describe(stored: StoredDeadLetter, *, full: bool = False) -> dict[str, Any]:
+    """The record as JSON-ready fields (``agora dlq list``/``show --json``, the dashboard);
+    ``full``: also when it was recorded and redriven, its headers and the original bytes."""
+    row: dict[str, Any] = {"id": stored.seq, "stored_at": _time(stored.stored_at)}
+    letter = stored.letter
+    if letter is None:
+        return row | {"problem": stored.problem}
+    row |= {
+        "consumer": letter.consumer,
+        "reason": letter.reason,
+        "error": letter.error,
+        "stream": letter.stream,
+        "stream_seq": letter.stream_seq,
+        "subject": letter.subject,
+        "deliveries": letter.deliveries,
+        "size": letter.size,
+        "redriven": stored.redriven,
+    }
+    if not full:
+        return row
+    return row | {
+        "recorded_at": _time(letter.recorded_at),
+        "redrive_seq": stored.redrive_seq,
+        "redriven_at": _time(stored.redriven_at) or None,
+        "headers": letter.headers,
+        "data_truncated": letter.data_truncated,
+        "data_text": printable(letter.data),
+        "data_b64": b64(letter.data),
+    }
 
 
 def printable(data: bytes) -> str | None:

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
@@ -375,13 +375,22 @@ class AgoraClient:
     # -- the projections -----------------------------------------------------------------
 
     async def query(
-        self, sql: str, *, max_rows: int = 10_000, min_seq: int = 0, timeout_s: float = 30.0
+        self,
+        sql: str,
+        *,
+        max_rows: int = 10_000,
+        min_seq: int = 0,
+        timeout_s: float = 30.0,
+        params: Sequence[str | int | float | bool | None] = (),
     ) -> QueryReply:
         """Read-only SQL over the views. ``min_seq``: answer once the views include that
-        stream sequence (e.g. :attr:`Outcome.last_seq`)."""
+        stream sequence (e.g. :attr:`Outcome.last_seq`). ``params``: the values of the
+        statement's ``?`` placeholders."""
         from infra.clients.query import ask
 
-        return await ask(self.nc, sql, max_rows=max_rows, min_seq=min_seq, timeout_s=timeout_s)
+        return await ask(
+            self.nc, sql, max_rows=max_rows, min_seq=min_seq, timeout_s=timeout_s, params=params
+        )
 
     async def trajectory(self, goal_id: str, *, min_seq: int = 0) -> QueryReply:
         """The goal's steps in stream order, with durations and costs."""

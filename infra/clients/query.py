@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
 import msgspec
 import nats.errors
@@ -34,8 +35,11 @@ async def ask(
     max_rows: int = 10_000,
     min_seq: int = 0,
     timeout_s: float = 30.0,
+    params: Sequence[str | int | float | bool | None] = (),
 ) -> QueryReply:
-    request = QueryRequest(sql=sql, max_rows=max_rows, min_seq=min_seq)
+    """``sql`` answered by the projector; ``params`` fill its ``?`` placeholders (a value a
+    user typed belongs there, never in the SQL text)."""
+    request = QueryRequest(sql=sql, max_rows=max_rows, min_seq=min_seq, params=list(params))
     try:
         msg = await nc.request(QUERY_SUBJECT, encode(request), timeout=timeout_s)
     except nats.errors.NoRespondersError:
