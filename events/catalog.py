@@ -58,6 +58,8 @@ __all__ = [
     "TaskFailed",
     "TaskScheduled",
     "TaskStarted",
+    "TimerFired",
+    "TimerStarted",
     "ToolCalled",
     "ToolFailed",
     "ToolRefused",
@@ -398,6 +400,36 @@ class TaskCancelled(Event, frozen=True, kw_only=True, tag="task_cancelled"):
     reason: str = ""
 
 
+class TimerStarted(Event, frozen=True, kw_only=True, tag="timer_started"):
+    """A task's attempt waits for a durable timer (a ``sleep`` longer than the executor's
+    threshold) instead of holding a process: nats-server wakes it at ``due_at`` (a scheduled
+    message named by ``timer_id``, this event's id). Written with the attempt's
+    ``tool_called``, before the timer is armed."""
+
+    iteration: int
+    task_id: str
+    tool: str
+    attempt: int
+    timer_id: str
+    due_at: datetime
+    seconds: float
+    purpose: str = "sleep"
+
+
+class TimerFired(Event, frozen=True, kw_only=True, tag="timer_fired"):
+    """The timer of ``timer_started`` woke its task (written with the task's outcome).
+    ``late_ms``: how long after ``due_at`` the wake-up was handled (a restart while the timer
+    fell due shows here)."""
+
+    iteration: int
+    task_id: str
+    tool: str
+    attempt: int
+    timer_id: str
+    due_at: datetime
+    late_ms: float
+
+
 class TaskFailed(Event, frozen=True, kw_only=True, tag="task_failed"):
     iteration: int
     task_id: str
@@ -587,6 +619,8 @@ AnyEvent = (
     | ApprovalGranted
     | ApprovalDenied
     | ApprovalRejected
+    | TimerStarted
+    | TimerFired
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -15,6 +15,8 @@ __all__ = [
     "INTAKE_PAUSE",
     "INTAKE_RESUME",
     "INTAKE_STREAM",
+    "INTAKE_TIMER_PREFIX",
+    "INTAKE_WAKEUP",
     "QUERY_SUBJECT",
     "SUBJECT_TOKEN",
     "TOOLS_LISTED_FILTER",
@@ -44,6 +46,11 @@ INTAKE_RESUME = "agora.intake.resume"
 # scheduled deny that nats-server delivers there when an approval's deadline passes.
 INTAKE_APPROVAL = "agora.intake.approval"
 INTAKE_DEADLINE_PREFIX = "agora.intake.deadline."
+# Durable timers (events/timers.py): each waits as a scheduled message on
+# agora.intake.timer.<timer_id>, which nats-server republishes to agora.intake.wakeup when due.
+# Only the executor writes either; clients may not.
+INTAKE_TIMER_PREFIX = "agora.intake.timer."
+INTAKE_WAKEUP = "agora.intake.wakeup"
 # Where a command's rejection is recorded when the goal it names does not exist: a reserved id,
 # so that the rejection never takes the goal id (a goal's first event must be its own).
 COMMANDS_GOAL_ID = "_intake"

@@ -45,6 +45,8 @@ from events.catalog import (
     TaskFailed,
     TaskScheduled,
     TaskStarted,
+    TimerFired,
+    TimerStarted,
     ToolCalled,
     ToolFailed,
     ToolRefused,
@@ -307,6 +309,21 @@ def _(e: ApprovalDenied) -> str:
 @_describe.register
 def _(e: ApprovalRejected) -> str:
     return f"answer rejected: {_clip(e.reason, 100)}"
+
+
+@_describe.register
+def _(e: TimerStarted) -> str:
+    return f"{e.task_id} waits on a durable timer until {_timestamp(e)}"
+
+
+@_describe.register
+def _(e: TimerFired) -> str:
+    return f"{e.task_id} woken by its timer"
+
+
+def _timestamp(e: TimerStarted) -> str:
+    """``due_at`` as the stored JSON spells it (the SQL twin reads that text)."""
+    return encode(e.due_at).decode().strip('"')
 
 
 def summarize(event: Event) -> str:

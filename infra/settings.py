@@ -172,6 +172,9 @@ class Settings:
     sandbox_memory_mb: int = 512
     sandbox_processes: int = 16
     sandbox_wall_s: float = 10.0
+    # A sleep longer than this waits as a durable timer (a scheduled message nats-server keeps)
+    # instead of in the executor's process; shorter ones keep the fast in-process path.
+    timer_threshold_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -243,6 +246,7 @@ class Settings:
             sandbox_memory_mb=_int(env, "AGORA_SANDBOX_MEMORY_MB", 512),
             sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
             sandbox_wall_s=_float(env, "AGORA_SANDBOX_WALL_S", 10.0),
+            timer_threshold_s=_float(env, "AGORA_TIMER_THRESHOLD_S", 30.0),
         )
         settings.check()
         return settings
@@ -284,6 +288,8 @@ class Settings:
             self.sandbox_wall_s > 0
         ):
             raise ConfigurationError("AGORA_SANDBOX_* limits must be positive")
+        if not self.timer_threshold_s >= 0:
+            raise ConfigurationError("AGORA_TIMER_THRESHOLD_S must be 0 or more seconds")
 
     def _check_embedded_server(self) -> None:
         if not 0 <= self.nats_port <= 65535:
@@ -331,6 +337,7 @@ class Settings:
             "AGORA_SANDBOX_MEMORY_MB": str(self.sandbox_memory_mb),
             "AGORA_SANDBOX_PROCESSES": str(self.sandbox_processes),
             "AGORA_SANDBOX_WALL_S": str(self.sandbox_wall_s),
+            "AGORA_TIMER_THRESHOLD_S": str(self.timer_threshold_s),
         }
         env["AGORA_LLM_PLAN_ATTEMPTS"] = str(self.llm_plan_attempts)
         env["AGORA_LLM_PLAN_MAX_TOKENS"] = str(self.llm_plan_max_tokens)

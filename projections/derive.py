@@ -135,7 +135,7 @@ WHERE NOT decodable"""
 
 _TASK_TYPES = (
     "'task_scheduled', 'task_started', 'tool_called', 'tool_returned', 'tool_failed', "
-    "'task_completed', 'task_failed', 'task_cancelled'"
+    "'task_completed', 'task_failed', 'task_cancelled', 'timer_started'"
 )
 _TASK_ENDS = "'task_completed', 'task_failed', 'task_cancelled'"
 _APPROVAL_TYPES = "'approval_requested', 'approval_granted', 'approval_denied'"
@@ -263,6 +263,7 @@ WITH changes AS (
            CASE type WHEN 'task_scheduled' THEN 'scheduled'
                      WHEN 'task_started' THEN 'running'
                      WHEN 'tool_called' THEN 'running'
+                     WHEN 'timer_started' THEN 'waiting'
                      WHEN 'task_completed' THEN 'completed'
                      WHEN 'task_failed' THEN 'failed'
                      WHEN 'task_cancelled' THEN 'cancelled'

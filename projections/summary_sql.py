@@ -91,6 +91,7 @@ SUMMARY_FIELDS: dict[str, object] = {
     "decision": "VARCHAR",
     "edited": "BOOLEAN",
     "original_args": "JSON",
+    "due_at": "VARCHAR",
 }
 SUMMARY_DOC = "doc"
 
@@ -217,6 +218,8 @@ _DESCRIPTIONS: dict[str, str] = {
     ),
     "approval_denied": f"{_f('task_id')} || ' denied' || {_because(_f('reason'))}",
     "approval_rejected": f"'answer rejected: ' || {clip_sql(_f('reason'), 100)}",
+    "timer_started": f"{_f('task_id')} || ' waits on a durable timer until ' || {_f('due_at')}",
+    "timer_fired": f"{_f('task_id')} || ' woken by its timer'",
     "tool_refused": (
         f"{_f('task_id')} || ' ⊘ ' || {_f('tool')} || ' refused: ' || {clip_sql(_f('reason'), 60)}"
     ),

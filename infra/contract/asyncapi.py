@@ -26,8 +26,11 @@ from events.subjects import (
     INTAKE_APPROVAL,
     INTAKE_GOAL,
     INTAKE_STREAM,
+    INTAKE_TIMER_PREFIX,
+    INTAKE_WAKEUP,
     QUERY_SUBJECT,
 )
+from events.timers import Wakeup
 from infra.bus.dlq import DeadLetter
 from infra.llm.chain import LiveDelta
 from infra.platform.auth import EVENT_OWNERS, IDENTITIES, permissions
@@ -90,6 +93,7 @@ def _schemas() -> tuple[dict[str, Any], dict[str, str]]:
         *_CONTROL_SCHEMAS,
         ApprovalAnswer,
         *EVENT_TYPES.values(),
+        Wakeup,
         QueryRequest,
         QueryReply,
         MemoryRequest,
@@ -163,6 +167,19 @@ def _messages(event_schema: dict[str, str]) -> dict[str, Any]:
             "approve (optionally with edited arguments) or deny a tool call that waits",
             headers=_headers(guarded=False, msg_id="the answer's command_id"),
         ),
+        "Wakeup": _message(
+            "Wakeup",
+            "Wakeup",
+            "a durable timer: stored with Nats-Schedule @at, republished when due",
+            headers={
+                "type": "object",
+                "properties": {
+                    "Nats-Msg-Id": {**_MSG_ID, "description": "the timer's id"},
+                    "Nats-Schedule": {"type": "string", "description": "@at <RFC 3339 UTC>"},
+                    "Nats-Schedule-Target": {"type": "string", "const": INTAKE_WAKEUP},
+                },
+            },
+        ),
         "QueryRequest": _message("QueryRequest", "QueryRequest", "read-only SQL over the views"),
         "QueryReply": _message("QueryReply", "QueryReply", "rows, or the reason for a refusal"),
         "MemoryRequest": _message("MemoryRequest", "MemoryRequest", "search long-term memory"),
@@ -228,6 +245,22 @@ def _channels(event_types: list[str]) -> dict[str, Any]:
             "already answered request, edited arguments that do not fit the tool; on the "
             "reserved goal id _intake when the goal does not exist).",
             "messages": _refs(["ApprovalAnswer"], "#/components/messages/"),
+        },
+        "timers": {
+            "address": INTAKE_TIMER_PREFIX + "{timer_id}",
+            "title": "durable timers",
+            "description": f"Scheduled messages on stream {INTAKE_STREAM}: a long sleep's "
+            "timer, kept by nats-server and republished to agora.intake.wakeup when due. "
+            "Written by the executor only.",
+            "parameters": {"timer_id": {"description": "the timer_started event's id"}},
+            "messages": _refs(["Wakeup"], "#/components/messages/"),
+        },
+        "timerWakeups": {
+            "address": INTAKE_WAKEUP,
+            "title": "timers that fell due",
+            "description": "Republished by nats-server from a timer; the executor's durable "
+            "consumer finishes the waiting task (or ignores a duplicate).",
+            "messages": _refs(["Wakeup"], "#/components/messages/"),
         },
         "events": {
             "address": "agora.events.{goal_id}.{event_type}",
@@ -305,6 +338,8 @@ def _operations() -> dict[str, Any]:
         "answerApproval": _operation(
             "send", "intakeApproval", "approve or deny a tool call that waits", ["client"]
         ),
+        "armTimer": _operation("send", "timers", "store a durable timer", ["executor"]),
+        "wakeTask": _operation("receive", "timerWakeups", "finish a task on time", ["executor"]),
         "appendEvent": _operation("send", "events", "a service appends an event it owns", owners),
         "followEvents": _operation(
             "receive", "events", "follow the log or one goal", sorted(set(readers))

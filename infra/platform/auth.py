@@ -30,7 +30,13 @@ from pathlib import Path
 
 from events.errors import ConfigurationError
 from events.outputs import CARRIES_OUTPUTS
-from events.subjects import DLQ_STREAM, dlq_subject, event_type_filter
+from events.subjects import (
+    DLQ_STREAM,
+    INTAKE_TIMER_PREFIX,
+    INTAKE_WAKEUP,
+    dlq_subject,
+    event_type_filter,
+)
 from infra.bus.outputs import OUTPUTS_BUCKET
 from infra.bus.redrive import redrive_consumer
 from infra.bus.snapshots import MEMORY_SNAPSHOTS
@@ -148,6 +154,11 @@ _READ_OUTPUTS = (f"$JS.API.CONSUMER.CREATE.{_OUTPUTS_STREAM}",)
 _WRITE_OUTPUTS = (f"$O.{OUTPUTS_BUCKET}.>",)
 _OUTPUT_TAGS = frozenset(event_tag(cls) for cls in CARRIES_OUTPUTS)
 
+# Durable timers (events/timers.py) are scheduled messages on the intake stream that only the
+# writer of timer_started arms; nats-server itself republishes them to the wake-up subject. A
+# client may publish neither, so nobody outside can wake a waiting task early.
+_TIMERS = (f"{INTAKE_TIMER_PREFIX}>", INTAKE_WAKEUP)
+
 # Every service process answers NATS micro requests ($SRV.PING/INFO/STATS) and its stats
 # endpoint (infra/platform/stats.py), which `agora status` gathers.
 _SERVICE_DISCOVERY = "$SRV.>"
@@ -221,7 +232,7 @@ def permissions(identity: str) -> Permissions | None:
                 *_READ_LOG,
                 *_READ_OUTPUTS,
             ),
-            publish_deny=tuple(_durable_denials(None)),
+            publish_deny=(*_durable_denials(None), *_TIMERS),
             subscribe_allow=(inbox, *CLIENT_SUBSCRIBE),
         )
     if identity not in SERVICE_IDENTITIES:
@@ -248,6 +259,8 @@ def permissions(identity: str) -> Permissions | None:
     subscribe += [event_type_filter(t) for t in manifest.followed_tags]
     if identity == "memory":
         publish += _MEMORY_SNAPSHOTS
+    if identity in EVENT_OWNERS.get("timer_started", ()):
+        publish += _TIMERS
     publish += _READ_OUTPUTS
     if any(identity in EVENT_OWNERS.get(tag, ()) for tag in _OUTPUT_TAGS):
         publish += _WRITE_OUTPUTS

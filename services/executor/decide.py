@@ -35,6 +35,7 @@ from events.catalog import (
     TaskFailed,
     TaskScheduled,
     TaskStarted,
+    TimerStarted,
     ToolCalled,
     ToolFailed,
     ToolReturned,
@@ -46,6 +47,7 @@ __all__ = [
     "CANCELLED_REASON",
     "INTERRUPTED_ERROR",
     "AlreadyFinished",
+    "AwaitTimer",
     "Execution",
     "FinishFromRecord",
     "Run",
@@ -83,6 +85,8 @@ class TaskRecord:
     completed: bool = False
     failed: bool = False
     cancelled: bool = False
+    # The durable timer the task's latest attempt waits for (a long sleep), if any.
+    timer: TimerStarted | None = None
     # The goal's cancellation, when it is recorded: nothing more of the task may run.
     goal_cancelled: GoalCancelled | None = None
 
@@ -134,6 +138,8 @@ def _evolve(record: TaskRecord, event: Event) -> TaskRecord:
             evolved = replace(record, called_attempts=record.called_attempts | {attempt})
         case ToolReturned():
             evolved = replace(record, returned=event)
+        case TimerStarted():
+            evolved = replace(record, timer=event)
         case ToolFailed(attempt=attempt) if record.failure_of(attempt) is None:
             # A duplicate of an attempt's failure (same event id) must not count twice.
             evolved = replace(record, failures=(*record.failures, event))
@@ -174,7 +180,15 @@ class Run:
     tool_duration_ms: float = 0.0
 
 
-Execution = AlreadyFinished | FinishFromRecord | Run
+@dataclass(frozen=True, slots=True)
+class AwaitTimer:
+    """The latest attempt waits for its durable timer: arm it again (arming is idempotent;
+    the wake-up finishes the task), run nothing."""
+
+    timer: TimerStarted
+
+
+Execution = AlreadyFinished | FinishFromRecord | Run | AwaitTimer
 
 
 def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Execution:
@@ -192,7 +206,15 @@ def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Exe
     last = record.attempts_made
     if last == 0:
         return Run(first_attempt=1)
+    if record.timer is not None and record.timer.attempt == last:
+        # Not an interrupted call: the attempt waits, durably, for its wake-up.
+        return AwaitTimer(record.timer)
+    return _after_attempt(task, record, last, stamp)
 
+
+def _after_attempt(task: TaskScheduled, record: TaskRecord, last: int, stamp: Stamp) -> Execution:
+    """What follows attempt ``last``, which failed or was interrupted: the next, or the end."""
+    spent_ms = record.tool_duration_ms
     prelude: tuple[Event, ...] = ()
     last_failure = record.failure_of(last)
     if last_failure is None:

@@ -12,6 +12,10 @@ another replica wrote events of this task, it stands down — before running the
 discarding a late result — so an attempt's tool runs at most once and a task never gets two
 different outcomes. Writes of other tasks of the goal only cause a retry.
 
+A ``sleep`` longer than the timers' threshold runs no tool here: its attempt records
+``timer_started`` beside its ``tool_called``, arms a durable timer and returns, so the delivery
+is acked; ``wake_task`` finishes it when the timer's wake-up comes (services/executor/waits.py).
+
 A cancelled goal's task runs nothing more: ``goal_cancelled`` stops a tool call that runs
 (services/executor/cancellations.py), and a write refused because it came after the
 cancellation finds it in the goal's newer events. Either way the task ends with
@@ -26,16 +30,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import structlog
+
 from events.catalog import GoalCancelled, TaskScheduled
 from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError, ToolError
 from events.model import Event, Stamp
-from services.executor import decide
+from services.executor import decide, waits
 from services.executor.cancellations import CANCELLED, Cancellations, unless_cancelled
-from services.executor.ports import GoalLog, Publish
+from services.executor.ports import GoalLog, Publish, Timers
 from services.executor.runner import ToolRunner
 from services.executor.tools.context import ToolResult
 
-__all__ = ["TaskTakenOverError", "execute_task"]
+__all__ = ["TaskTakenOverError", "execute_task", "wake_cancelled_timers", "wake_task"]
+
+_log = structlog.get_logger("agora.executor")
 
 
 class TaskTakenOverError(AgoraError):
@@ -128,6 +136,7 @@ async def execute_task(
     now: Callable[[], datetime],
     producer: str,
     cancellations: Cancellations | None = None,
+    timers: Timers | None = None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
@@ -154,6 +163,13 @@ async def execute_task(
         case decide.FinishFromRecord(events=events):
             if not await writer.write(events):
                 await writer.give_way(record.attempts_made, record.tool_duration_ms, stamp())
+        case decide.AwaitTimer(timer=timer):
+            # Recorded before a crash kept it from being armed (or armed already: harmless).
+            assert timers is not None, "a task waits for a timer, but timers are not wired"
+            await timers.arm(timer)
+        case decide.Run() as run if (wait_s := _durable_wait(task, timers)) is not None:
+            assert timers is not None
+            await _wait_durably(task, run, wait_s, writer=writer, stamp=stamp(), timers=timers)
         case decide.Run() as run:
             with (cancellations or Cancellations()).watch(task.goal_id) as cancelled:
                 await _run_attempts(
@@ -166,6 +182,31 @@ async def execute_task(
                     sleep=sleep,
                     monotonic=monotonic,
                 )
+
+
+def _durable_wait(task: TaskScheduled, timers: Timers | None) -> float | None:
+    return None if timers is None else waits.durable_wait(task, timers.threshold_s)
+
+
+async def _wait_durably(
+    task: TaskScheduled,
+    run: decide.Run,
+    wait_s: float,
+    *,
+    writer: _TaskWriter,
+    stamp: Stamp,
+    timers: Timers,
+) -> None:
+    """The attempt waits as a durable timer: recorded before it is armed, so a crash in
+    between re-arms it on the redelivery (``decide.AwaitTimer``); then the delivery is acked."""
+    attempt = run.first_attempt
+    timer = waits.start_timer(task, attempt, wait_s, stamp)
+    if not await writer.write(
+        [*run.prelude, decide.called(task, attempt, task.args, stamp), timer]
+    ):
+        await writer.give_way(attempt - 1, run.tool_duration_ms, stamp)
+        return
+    await timers.arm(timer)
 
 
 async def _run_attempts(
@@ -252,3 +293,46 @@ async def _run_attempts(
             # cancelled meanwhile. Either way the result is dropped.
             await writer.give_way(attempt, spent_ms, stamp())
         return
+
+
+async def wake_task(
+    goal_id: str,
+    timer_id: str,
+    *,
+    log: GoalLog,
+    publish: Publish,
+    timers: Timers,
+    now: Callable[[], datetime],
+    producer: str,
+) -> None:
+    """Handle the wake-up of durable timer ``timer_id`` of goal ``goal_id``: decided from the
+    goal's log (``waits.on_wakeup``), written guarded like every write of the task."""
+    recorded = await log.load(goal_id)
+    found = waits.timer_of(recorded.events, timer_id)
+    if found is None:
+        _log.warning("wakeup_ignored", goal_id=goal_id, timer_id=timer_id, reason="no such timer")
+        return
+    task, timer = found
+    writer = _TaskWriter(
+        task, log, publish, last_seq=recorded.last_seq, history=list(recorded.events)
+    )
+    record = decide.fold_task(writer.history, task.iteration, task.task_id)
+    stamp = Stamp.caused_by(timer, producer=producer, now=now())
+    match waits.on_wakeup(task, record, timer_id, stamp):
+        case waits.Ignore(reason=reason):
+            _log.info("wakeup_ignored", goal_id=goal_id, timer_id=timer_id, reason=reason)
+        case waits.Rearm(timer=early):
+            _log.info("wakeup_early", goal_id=goal_id, timer_id=timer_id, due_at=str(early.due_at))
+            await timers.arm(early)
+        case waits.Finish(events=events):
+            if not await writer.write(events):
+                # Another copy of this wake-up wrote the task's end, or the goal was cancelled.
+                await writer.give_way(record.attempts_made, record.tool_duration_ms, stamp)
+
+
+async def wake_cancelled_timers(goal_id: str, *, log: GoalLog, timers: Timers) -> None:
+    """The goal was cancelled: wake every task of it that waits on a durable timer, so each
+    ends with ``task_cancelled`` now rather than when its timer falls due."""
+    recorded = await log.load(goal_id)
+    for timer in waits.pending_timers(recorded.events):
+        await timers.wake_now(timer)

@@ -12,14 +12,17 @@ from nats.js.api import PubAck
 
 from events.catalog import TaskScheduled
 from events.model import Event
-from events.subjects import EVENTS_STREAM, event_type_filter, goal_id_from_subject
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM, event_type_filter, goal_id_from_subject
+from events.timers import decode_wakeup
 from events.tools import REACT_TOOL, ToolSpec
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory
+from infra.bus.timers import ScheduledTimers
+from infra.logging import get_logger
 from infra.mcp import ListingRecorder, McpTools, parse_servers
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.cancellations import Cancellations
-from services.executor.handler import execute_task
+from services.executor.handler import execute_task, wake_cancelled_timers, wake_task
 from services.executor.manifest import MANIFEST
 from services.executor.netguard import AddressPolicy, guarded_http_client
 from services.executor.react import ReactConfig
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from infra.mcp.connection import McpConnection
 
 __all__ = ["build", "react_prompt"]
+
+log = get_logger("agora.executor")
 
 
 def react_prompt() -> PromptTemplate:
@@ -81,13 +86,19 @@ def build(ctx: ServiceContext) -> ServiceParts:
     )
 
     history = GoalHistory(ctx.nc, outputs=ctx.outputs)
+    timers = ScheduledTimers(ctx.js, settings.timer_threshold_s)
     cancellations = Cancellations()
     doorbells: list[CoreSubscription] = []
 
     async def heard(msg: Msg) -> None:
         goal_id = goal_id_from_subject(msg.subject)
-        if goal_id is not None:
-            cancellations.cancel(goal_id)
+        if goal_id is None:
+            return
+        cancellations.cancel(goal_id)
+        try:
+            await wake_cancelled_timers(goal_id, log=history, timers=timers)
+        except Exception as exc:  # only a prompt: the timer still wakes the task when due
+            log.warning("cancelled_timers_not_woken", goal_id=goal_id, error=str(exc))
 
     async def follow_cancellations() -> None:
         for tag in MANIFEST.followed_tags:
@@ -137,7 +148,21 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 now=ctx.now,
                 producer=ctx.producer,
                 cancellations=cancellations,
+                timers=timers,
             )
+
+    async def on_wakeup(delivery: Delivery) -> None:
+        # Undecodable bytes raise DecodeError: the consume loop dead-letters them.
+        wakeup = decode_wakeup(delivery.data)
+        await wake_task(
+            wakeup.goal_id,
+            wakeup.timer_id,
+            log=history,
+            publish=publish,
+            timers=timers,
+            now=ctx.now,
+            producer=ctx.producer,
+        )
 
     return ServiceParts(
         [
@@ -145,7 +170,8 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 ctx.spec(EVENTS_STREAM),
                 ctx.routed(EVENTS_STREAM, {TaskScheduled: run_task}),
                 ctx.settings.executor_concurrency,
-            )
+            ),
+            Subscription(ctx.spec(INTAKE_STREAM), on_wakeup, ctx.settings.concurrency),
         ],
         on_start=start,
         on_stop=stop,

@@ -11,20 +11,26 @@ from events.catalog import (
     TaskFailed,
     TaskScheduled,
     TaskStarted,
+    TimerFired,
+    TimerStarted,
     ToolCalled,
     ToolFailed,
     ToolRefused,
     ToolReturned,
     ToolsListed,
 )
-from events.subjects import EVENTS_STREAM
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM, INTAKE_WAKEUP
 from services.manifest import Input, ServiceManifest
 
 __all__ = ["MANIFEST"]
 
 MANIFEST = ServiceManifest(
     name="executor",
-    inputs=(Input(EVENTS_STREAM, "executor: tasks to run", events=(TaskScheduled,)),),
+    inputs=(
+        Input(EVENTS_STREAM, "executor: tasks to run", events=(TaskScheduled,)),
+        # Durable timers that fell due: nats-server republishes each to agora.intake.wakeup.
+        Input(INTAKE_STREAM, "executor: durable timers that fell due", commands=(INTAKE_WAKEUP,)),
+    ),
     produces=(
         TaskStarted,  # ReAct tasks; a plain task starts with its first tool_called
         ToolCalled,
@@ -34,6 +40,8 @@ MANIFEST = ServiceManifest(
         TaskFailed,
         ToolRefused,
         TaskCancelled,  # its goal was cancelled: the running call stopped, or never began
+        TimerStarted,  # a long sleep waits as a durable timer, holding no process
+        TimerFired,
         LlmRequested,
         LlmResponded,
         ToolsListed,  # what each MCP server offers, for planners and `agora tools`

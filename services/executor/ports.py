@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
+from events.catalog import TimerStarted
 from events.model import Event
 
-__all__ = ["GoalEvents", "GoalLog", "Publish", "Recorded", "Stored"]
+__all__ = ["GoalEvents", "GoalLog", "Publish", "Recorded", "Stored", "Timers"]
 
 
 class Recorded(Protocol):
@@ -53,4 +54,19 @@ class Publish(Protocol):
         """Publish ``events`` in order, the first only if the goal's last stored event is at
         ``expected_last_seq`` (else ``ConcurrentWriteError``, nothing stored); return once
         every one is durably acknowledged."""
+        ...
+
+
+class Timers(Protocol):
+    """Durable timers (events/timers.py): waits longer than ``threshold_s`` are armed here."""
+
+    @property
+    def threshold_s(self) -> float: ...
+
+    def arm(self, timer: TimerStarted) -> Awaitable[None]:
+        """Store ``timer``'s scheduled wake-up; arming the same timer again is harmless."""
+        ...
+
+    def wake_now(self, timer: TimerStarted) -> Awaitable[None]:
+        """Wake ``timer``'s task at once (its goal was cancelled); once, however often."""
         ...

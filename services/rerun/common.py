@@ -20,8 +20,18 @@ DifferenceKind = Literal[
     "missing", "new", "changed", "llm_request_new", "llm_request_unasked", "tool_call_new"
 ]
 # When and on which delivery a decision was taken, and how long a tool took: not what it was.
+# A timer's due time follows from when it started (its ``seconds`` are compared).
 _NOT_COMPARED = frozenset(
-    {"occurred_at", "producer", "causation_id", "duration_ms", "attempt_duration_ms", "latency_ms"}
+    {
+        "occurred_at",
+        "producer",
+        "causation_id",
+        "duration_ms",
+        "attempt_duration_ms",
+        "latency_ms",
+        "due_at",
+        "late_ms",
+    }
 )
 _DETAIL_CHARS = 160
 

@@ -11,10 +11,12 @@ from the recorded ``llm_responded`` events by request hash, like every re-run. T
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, NoReturn
 
 from events.catalog import (
@@ -22,6 +24,7 @@ from events.catalog import (
     LlmResponded,
     TaskCompleted,
     TaskScheduled,
+    TimerStarted,
     ToolCalled,
     ToolFailed,
     ToolReturned,
@@ -29,7 +32,7 @@ from events.catalog import (
 from events.errors import LlmNotRecordedError, ToolError
 from events.model import Event
 from events.tools import REACT_TOOL, ToolSpec
-from services.executor.handler import execute_task
+from services.executor.handler import execute_task, wake_task
 from services.executor.react import ReactConfig
 from services.executor.react_handler import execute_react
 from services.executor.runner import ToolRunner, grant_refusal
@@ -130,6 +133,52 @@ class _NoLog:
 class _Recorded:
     events: list[Event]
     last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskLog:
+    """What a timer's wake-up reads: the task and what the re-run decided for it."""
+
+    events: list[Event]
+
+    async def load(self, goal_id: str) -> _Recorded:
+        del goal_id
+        return _Recorded(self.events, 0)
+
+    async def since(self, goal_id: str, after_seq: int) -> _Recorded:
+        raise AssertionError(f"re-run of {goal_id} lost a write race after {after_seq}")
+
+
+@dataclass
+class _RecordedTimers:
+    """Durable timers as the record has them: a task waits on one exactly when it did (the
+    threshold is a setting, not in the log), and the timer is kept, not stored."""
+
+    threshold_s: float
+    armed: list[TimerStarted] = field(default_factory=list)
+
+    async def arm(self, timer: TimerStarted) -> None:
+        self.armed.append(timer)
+
+    async def wake_now(self, timer: TimerStarted) -> None:
+        del timer  # a re-run hears no cancellation
+
+
+def _at(when: datetime) -> datetime:
+    return when
+
+
+def _of_task(history: Sequence[Event], task: TaskScheduled, kind: type[Event]) -> Event | None:
+    key = (task.iteration, task.task_id)
+    return next(
+        (
+            e
+            for e in history
+            if isinstance(e, kind)
+            and (getattr(e, "iteration", None), getattr(e, "task_id", None)) == key
+        ),
+        None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +290,8 @@ async def rerun_executor(
                 producer=options.producer,
             )
         else:
+            waited = _of_task(history, task, TimerStarted) is not None
+            timers = _RecordedTimers(0.0 if waited else math.inf)
             await execute_task(
                 task,
                 task_seq=collector.seq,
@@ -250,8 +301,21 @@ async def rerun_executor(
                 publish=collector,
                 now=lambda: now,
                 producer=options.producer,
+                timers=timers,
                 sleep=no_wait,
             )
+            for timer in list(timers.armed):
+                # Woken when due by the current code (when it fired is a measurement).
+                mine = [e for e in collector.decided if _of_task([e], task, type(e))]
+                await wake_task(
+                    task.goal_id,
+                    timer.timer_id,
+                    log=_TaskLog([task, *mine]),
+                    publish=collector,
+                    timers=timers,
+                    now=partial(_at, timer.due_at),
+                    producer=options.producer,
+                )
         differences += [_new_request(request) for request in model.new]
         differences += [
             Difference("tool_call_new", task.event_id, "tool_called", what)

@@ -45,7 +45,8 @@ def test_pause_resume_and_cancel_a_running_goal_from_the_command_line(
     )
     assert submitted.returncode == 0, submitted.stderr
     task = "SELECT task_id, status FROM tasks WHERE goal_id = 'cli-steer'"
-    _until(task, [{"task_id": "s1", "status": "running"}], env)
+    # A 60 s sleep is longer than the durable-timer threshold: it waits holding no process.
+    _until(task, [{"task_id": "s1", "status": "waiting"}], env)
 
     paused = _agora("pause", "cli-steer", "--reason", "lunch", env=env)
     assert paused.returncode == 0, paused.stdout + paused.stderr
@@ -62,7 +63,7 @@ def test_pause_resume_and_cancel_a_running_goal_from_the_command_line(
     assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
     assert "cancelled: not needed" in cancelled.stdout
     # Every executor hears the cancellation (its permissions let it follow goal_cancelled):
-    # the 60 s sleep stops now.
+    # the 60 s sleep's timer wakes its task now, and the task ends cancelled.
     _until(task, [{"task_id": "s1", "status": "cancelled"}], env)
     assert time.monotonic() - began < 20
     _until("SELECT status FROM goals WHERE goal_id = 'cli-steer'", [{"status": "cancelled"}], env)

@@ -23,7 +23,8 @@ from nats.js.api import ConsumerConfig
 from events.catalog import PlanCreated
 from events.errors import AgoraError, ConfigurationError
 from events.model import Stamp
-from events.subjects import EVENTS_STREAM, INTAKE_STREAM
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM, INTAKE_WAKEUP
+from events.timers import Wakeup, timer_subject
 from infra.bus.connection import connect
 from infra.bus.publisher import EventPublisher
 from infra.bus.reader import StreamReader
@@ -68,7 +69,8 @@ async def admin(secure_settings: Settings) -> AsyncIterator[NatsClient]:
 async def test_the_platform_runs_a_goal_with_per_service_identities(
     secure_settings: Settings, admin: NatsClient
 ) -> None:
-    platform = InProcessPlatform(secure_settings)
+    # The sleep waits as a durable timer: the executor may arm it and take its wake-up.
+    platform = InProcessPlatform(replace(secure_settings, timer_threshold_s=0.5))
     platform.start()
     client_nc = await _as(secure_settings, "client")
     try:
@@ -78,6 +80,7 @@ async def test_the_platform_runs_a_goal_with_per_service_identities(
                 "text": "compute then echo",
                 "steps": [
                     {"tool": "calculator", "args": {"expression": "17*23"}},
+                    {"tool": "sleep", "args": {"seconds": 1}},
                     {"tool": "echo", "args": {"text": "= {{steps.s1.output}}"}},
                 ],
                 "expect": {"contains": "391"},
@@ -85,6 +88,7 @@ async def test_the_platform_runs_a_goal_with_per_service_identities(
         )
         events = await client.wait_for_outcome(submitted.goal_id, timeout_s=30)
         assert type(events[-1]).__name__ == "GoalCompleted"
+        assert "TimerFired" in {type(e).__name__ for e in events}
         await projector_caught_up(client_nc, timeout_s=30)
         reply = await ask(
             client_nc, f"SELECT status FROM goals WHERE goal_id = '{submitted.goal_id}'"
@@ -121,6 +125,12 @@ async def test_the_client_may_submit_goals_but_not_write_events(
         with pytest.raises(AgoraError):
             await EventPublisher(client_nc, timeout_s=REFUSED_WITHIN_S)([_plan("g-client")])
         assert await _stored(admin, EVENTS_STREAM) == 0
+        # Nobody outside may arm a timer or wake a waiting task early.
+        forged = Wakeup(goal_id="g-client", timer_id="t-1").encode()
+        for subject in (INTAKE_WAKEUP, timer_subject("t-1")):
+            with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+                await client_nc.jetstream().publish(subject, forged, timeout=REFUSED_WITHIN_S)
+        assert await _stored(admin, INTAKE_STREAM) == 1
     finally:
         await client_nc.close()
 

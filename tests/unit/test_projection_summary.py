@@ -44,6 +44,8 @@ from events.catalog import (
     TaskFailed,
     TaskScheduled,
     TaskStarted,
+    TimerFired,
+    TimerStarted,
     ToolCalled,
     ToolFailed,
     ToolRefused,
@@ -183,6 +185,11 @@ def corpus() -> Iterator[Event]:
         yield TaskScheduled(**task(n), description="d", args=args, timeout_s=1.0, max_attempts=3)
         yield ToolCalled(**task(n), attempt=1, args=args)
         yield TaskStarted(**task(n), attempt=n)
+    for due_at in (NOW, datetime(2026, 12, 24, 18, 0, 0, 123456, tzinfo=UTC)):
+        n += 1
+        timer = {"attempt": 1, "timer_id": f"t-{n}", "due_at": due_at}
+        yield TimerStarted(**task(n), **timer, seconds=90.5)
+        yield TimerFired(**task(n), **timer, late_ms=12.5)
     for value in FLOATS:
         n += 1
         yield ToolReturned(**task(n), attempt=1, output="o", duration_ms=value)

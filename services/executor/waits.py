@@ -1,0 +1,165 @@
+"""Durable waits: which attempts wait as timers, and what a timer's wake-up does. Pure.
+
+A ``sleep`` longer than the executor's threshold holds no process and no delivery: its attempt
+records ``tool_called`` and ``timer_started`` (with the due time) and the delivery is acked;
+nats-server keeps the timer (events/timers.py). Shorter sleeps, including the benchmarks'
+``sleep 0`` and ``sleep 0.2``, run in process as before: the durable path costs a stored
+message and a second delivery, which only a long wait repays.
+
+The wake-up is decided from the goal's log alone, so it is idempotent: a wake-up for a task
+that already finished, or for a timer the task no longer waits for, is ignored (with the
+reason, for the log line); a cancelled goal's task ends with ``task_cancelled``; an early one
+(a clock that runs ahead) arms the timer again; otherwise ``timer_fired`` and the task's
+``task_completed`` are written, with the ids every other copy of the decision gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import ValidationError
+
+from events.catalog import TaskScheduled, TimerFired, TimerStarted
+from events.model import Event, Stamp
+from events.tools import SleepArgs
+from services.executor.decide import TaskRecord, cancelled, completed, fold_task
+
+__all__ = [
+    "EARLY_TOLERANCE_S",
+    "Finish",
+    "Ignore",
+    "Rearm",
+    "WakeDecision",
+    "durable_wait",
+    "on_wakeup",
+    "pending_timers",
+    "start_timer",
+    "timer_of",
+]
+
+# A wake-up at most this much before the due time counts as on time (the server fires on
+# whole seconds, rounded up; two machines' clocks may differ slightly).
+EARLY_TOLERANCE_S = 1.0
+
+
+def durable_wait(task: TaskScheduled, threshold_s: float) -> float | None:
+    """The seconds ``task`` waits as a durable timer, or None to run it in process: a valid
+    ``sleep`` longer than ``threshold_s`` and within its timeout (one longer than its timeout
+    times out in process, as it always did)."""
+    if task.tool != "sleep":
+        return None
+    try:
+        seconds = SleepArgs.model_validate(task.args).seconds
+    except ValidationError:
+        return None  # the in-process call reports the bad argument
+    if seconds <= threshold_s or seconds >= task.timeout_s:
+        return None
+    return float(seconds)
+
+
+def start_timer(task: TaskScheduled, attempt: int, seconds: float, stamp: Stamp) -> TimerStarted:
+    """The attempt's timer, due ``seconds`` after ``stamp``'s time; its id is the event's."""
+    envelope = stamp.envelope("timer_started", task.iteration, task.task_id, attempt)
+    return TimerStarted(
+        **envelope,
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=task.tool,
+        attempt=attempt,
+        timer_id=envelope["event_id"],
+        due_at=stamp.occurred_at + timedelta(seconds=seconds),
+        seconds=seconds,
+    )
+
+
+def timer_of(events: Iterable[Event], timer_id: str) -> tuple[TaskScheduled, TimerStarted] | None:
+    """The timer ``timer_id`` among a goal's events and the task that started it, or None."""
+    recorded = list(events)
+    timer = next(
+        (e for e in recorded if isinstance(e, TimerStarted) and e.timer_id == timer_id), None
+    )
+    if timer is None:
+        return None
+    task = next(
+        (
+            e
+            for e in recorded
+            if isinstance(e, TaskScheduled)
+            and (e.iteration, e.task_id) == (timer.iteration, timer.task_id)
+        ),
+        None,
+    )
+    return None if task is None else (task, timer)
+
+
+def pending_timers(events: Iterable[Event]) -> list[TimerStarted]:
+    """The timers among a goal's events whose task has not finished (each task's latest)."""
+    recorded = list(events)
+    latest = {(e.iteration, e.task_id): e for e in recorded if isinstance(e, TimerStarted)}
+    return [
+        timer
+        for (iteration, task_id), timer in latest.items()
+        if not fold_task(recorded, iteration, task_id).finished
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """Nothing to do; ``reason`` says why (logged)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rearm:
+    """Woken before the due time: arm the timer again."""
+
+    timer: TimerStarted
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Write these events (guarded, like every write of the task)."""
+
+    events: tuple[Event, ...]
+
+
+WakeDecision = Ignore | Rearm | Finish
+
+
+def on_wakeup(task: TaskScheduled, record: TaskRecord, timer_id: str, stamp: Stamp) -> WakeDecision:
+    """What the wake-up of ``timer_id`` does to ``task`` (its ``record`` folded from the log),
+    at ``stamp``'s time."""
+    if record.finished:
+        return Ignore(f"task {task.task_id} already finished: a duplicate or late wake-up")
+    timer = record.timer
+    if timer is None or timer.timer_id != timer_id or timer.attempt != record.attempts_made:
+        return Ignore(f"task {task.task_id} does not wait for timer {timer_id}")
+    spent_ms = record.tool_duration_ms
+    if record.goal_cancelled is not None:
+        return Finish((cancelled(task, record.attempts_made, spent_ms, stamp),))
+    now = stamp.occurred_at
+    if now < timer.due_at - timedelta(seconds=EARLY_TOLERANCE_S):
+        return Rearm(timer)
+    waited_ms = max(0.0, (now - timer.occurred_at).total_seconds() * 1000)
+    fired = TimerFired(
+        **stamp.envelope("timer_fired", task.iteration, task.task_id, timer.attempt),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=task.tool,
+        attempt=timer.attempt,
+        timer_id=timer.timer_id,
+        due_at=timer.due_at,
+        late_ms=max(0.0, (now - timer.due_at).total_seconds() * 1000),
+    )
+    done = completed(
+        task,
+        f"slept {timer.seconds:g}s",
+        timer.attempt,
+        spent_ms + waited_ms,
+        stamp,
+        attempt_duration_ms=waited_ms,
+    )
+    return Finish((fired, done))

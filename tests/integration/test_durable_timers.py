@@ -1,0 +1,149 @@
+"""Durable timers on the real nats-server: long sleeps hold no process and no ack, survive a
+restart of every service and of nats-server, and wake each task exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+from events.catalog import (
+    GoalCancelled,
+    GoalCompleted,
+    TaskCancelled,
+    TaskCompleted,
+    TimerFired,
+    TimerStarted,
+)
+from events.subjects import EVENTS_STREAM, INTAKE_STREAM, INTAKE_WAKEUP
+from events.timers import Wakeup
+from infra.clients.goals import AgoraClient
+from infra.platform.embedded import EmbeddedNats
+from infra.settings import Settings
+from tests.conftest import InProcessPlatform
+from tests.support import all_events, duplicates, wait_until
+
+GOALS = 20
+SLEEP_S = 4
+
+
+def sleeper(n: int) -> dict[str, object]:
+    return {
+        "goal_id": f"g-timer-{n}",
+        "text": "sleep, then say done",
+        "steps": [
+            {"tool": "sleep", "args": {"seconds": SLEEP_S}},
+            {"tool": "echo", "args": {"text": f"done {n}"}},
+        ],
+    }
+
+
+async def count(nc: NatsClient, subject: str) -> int:
+    return len(await all_events(nc, subject))
+
+
+async def test_sleeping_goals_survive_a_restart_of_everything_and_wake_once(
+    nats_server: EmbeddedNats, nc: NatsClient, client: AgoraClient, settings: Settings
+) -> None:
+    durable = replace(settings, timer_threshold_s=1.0)
+    platform = InProcessPlatform(durable)
+    platform.start()
+    try:
+        for n in range(GOALS):
+            await client.submit(sleeper(n))
+
+        async def all_waiting() -> bool:
+            reply = await client.query("SELECT count(*) AS n FROM tasks WHERE status = 'waiting'")
+            return await count(nc, "agora.events.*.timer_started") == GOALS and (
+                reply.rows == [[GOALS]]
+            )
+
+        await wait_until(all_waiting, timeout_s=20, what="every goal waiting on its timer")
+        # Nothing is held while they sleep: every task_scheduled is acked.
+        info = await nc.jetstream().consumer_info(EVENTS_STREAM, "executor")
+        assert info.num_ack_pending == 0
+
+        # Everything stops mid-sleep: the services, then nats-server (SIGKILL).
+        await platform.stop()
+        assert nats_server.pid is not None
+        os.kill(nats_server.pid, signal.SIGKILL)
+        nats_server.stop()
+        nats_server.start()
+        platform.start()
+
+        async def all_completed() -> bool:
+            try:
+                return await count(nc, "agora.events.*.goal_completed") == GOALS
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                return False  # JetStream still recovering its streams after the restart
+
+        await wait_until(all_completed, timeout_s=40, what="every sleeping goal completed")
+        log = await all_events(nc)
+        assert duplicates(log) == {}
+        kinds = Counter((type(e).__name__, e.goal_id) for e in log)
+        for n in range(GOALS):
+            goal_id = f"g-timer-{n}"
+            for kind in (TimerStarted, TimerFired, GoalCompleted):
+                assert kinds[(kind.__name__, goal_id)] == 1, (kind.__name__, goal_id)
+            assert kinds[("TaskCompleted", goal_id)] == 2
+        started = {e.goal_id: e for e in log if isinstance(e, TimerStarted)}
+        for done in (e for e in log if isinstance(e, TaskCompleted) and e.task_id == "s1"):
+            timer = started[done.goal_id]
+            assert done.output == f"slept {SLEEP_S}s"
+            # Never woken early (the server fires on whole seconds, rounded up).
+            assert done.occurred_at >= timer.due_at - timedelta(milliseconds=1)
+            assert timer.due_at - timer.occurred_at == timedelta(seconds=SLEEP_S)
+
+        # A wake-up sent again after the task finished changes nothing.
+        timer = started["g-timer-0"]
+        again = Wakeup(goal_id=timer.goal_id, timer_id=timer.timer_id)
+        ack = await nc.jetstream().publish(INTAKE_WAKEUP, again.encode())
+
+        async def handled() -> bool:
+            info = await nc.jetstream().consumer_info(INTAKE_STREAM, "executor")
+            return info.ack_floor.stream_seq >= ack.seq
+
+        await wait_until(handled, timeout_s=10, what="the repeated wake-up handled")
+        assert await all_events(nc, "agora.events.g-timer-0.>") == [
+            e for e in log if e.goal_id == "g-timer-0"
+        ]
+    finally:
+        await platform.stop()
+
+
+async def test_a_cancel_ends_a_task_waiting_on_a_durable_timer_at_once(
+    nc: NatsClient, client: AgoraClient, settings: Settings
+) -> None:
+    platform = InProcessPlatform(replace(settings, timer_threshold_s=1.0))
+    platform.start()
+    try:
+        submitted = await client.submit(
+            {
+                "goal_id": "g-timer-cancel",
+                "text": "sleep an hour",
+                "steps": [{"tool": "sleep", "args": {"seconds": 3000}}],
+            }
+        )
+
+        async def waiting() -> bool:
+            return await count(nc, "agora.events.g-timer-cancel.timer_started") == 1
+
+        await wait_until(waiting, timeout_s=10, what="the task waiting on its timer")
+        sent = await client.cancel(submitted.goal_id, reason="not needed")
+        assert isinstance(await client.answer(sent, timeout_s=5), GoalCancelled)
+
+        async def stopped() -> bool:
+            return await count(nc, "agora.events.g-timer-cancel.task_cancelled") == 1
+
+        await wait_until(stopped, timeout_s=5, what="the waiting task cancelled")
+        log = await all_events(nc, "agora.events.g-timer-cancel.>")
+        ended = next(e for e in log if isinstance(e, TaskCancelled))
+        assert (ended.task_id, ended.attempts) == ("s1", 1)
+        assert not any(isinstance(e, TimerFired | TaskCompleted) for e in log)
+    finally:
+        await platform.stop()
