@@ -1,4 +1,4 @@
-"""``agora ui``: the live web dashboard (also started by ``agora up``)."""
+"""``agora ui``: the live web dashboard."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from infra.cli.common import app, connect, err, load_settings, run
+from infra.cli.common import app, connect, endpoint_token, err, load_settings, run
 
 if TYPE_CHECKING:
     from infra.settings import Settings
 
 __all__ = ["DEFAULT_PORT", "ui"]
 
-DEFAULT_PORT = 8767
+DEFAULT_PORT = 8768  # beside agora a2a (8766) and agora agui (8767)
 
 
 @app.command("ui")
@@ -37,27 +37,19 @@ def ui(
     context, analytics, dead letters. Open on loopback unless a token is set; on any other
     address a token is required. It reads through agora.query and the event stream."""
     from infra.dashboard.auth import UI_TOKEN
-    from infra.logging import register_secret
-    from infra.platform.bearer import is_loopback, resolve_token
+    from infra.platform.bearer import is_loopback
 
     settings = load_settings()
-    given = os.environ.get("AGORA_UI_TOKEN")
     token: str | None = None
     source = "none: open to this machine"
-    if given or token_file is not None or not is_loopback(host):
-        resolved = resolve_token(
+    if os.environ.get(UI_TOKEN.env_var) or token_file is not None or not is_loopback(host):
+        resolved = endpoint_token(
             UI_TOKEN,
-            token=given,
             token_file=token_file,
             host=host,
             generated_path=settings.data_dir / "ui" / "token",
         )
-        register_secret(resolved.value)
         token, source = resolved.value, f"from {resolved.source}"
-        if token_file is not None and not given:
-            from infra.platform.auth import warn_if_loose
-
-            warn_if_loose(token_file, "dashboard token (--token-file)")
     run(_serve(settings, host=host, port=port, token=token, source=source))
 
 
