@@ -30,6 +30,7 @@ from projections.derive import (
     DERIVATIONS,
     PARSE_BATCH,
     RAW_BATCH,
+    READS_ONLY,
     WRITE_EVENTS,
     WRITE_UNDECODABLE,
 )
@@ -188,8 +189,10 @@ class ProjectionStore:
         [(written,)] = connection.execute(WRITE_EVENTS).fetchall()
         if written < parsed.num_rows:
             connection.execute(WRITE_UNDECODABLE)
-        for statement in DERIVATIONS.values():
-            connection.execute(statement)
+        types = set(parsed.column("type").unique().to_pylist())
+        for name, statement in DERIVATIONS.items():
+            if name not in READS_ONLY or not READS_ONLY[name].isdisjoint(types):
+                connection.execute(statement)
         connection.execute(
             f"UPDATE {CHECKPOINT_TABLE} SET last_seq = greatest(last_seq, ?) WHERE id = ?",  # noqa: S608
             [last_seq, _CHECKPOINT_ID],
