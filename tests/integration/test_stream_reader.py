@@ -59,11 +59,16 @@ async def publish(
         await asyncio.gather(*acks)
 
 
-async def read_all(reader: StreamReader, *, until: int) -> RawBatch:
-    """Everything up to stream sequence ``until``, batch by batch, checking each batch."""
+async def read_all(reader: StreamReader, *, until: int, wait: bool = False) -> RawBatch:
+    """Everything up to stream sequence ``until``, batch by batch, checking each batch.
+
+    ``wait``: linger for messages. A no_wait pull sent just after a publish was acknowledged
+    may find a freshly created consumer not yet told of it (the server answers 404), so a
+    reader recreated mid-test reads with ``wait``.
+    """
     total = RawBatch()
     while not total.seqs or total.seqs[-1] < until:
-        batch = await reader.next_batch(wait=False)
+        batch = await reader.next_batch(wait=wait)
         assert len(batch) <= reader.batch
         assert batch.seqs, f"the reader stopped at {total.seqs[-1:]} before {until}"
         total.seqs += batch.seqs
@@ -165,7 +170,7 @@ async def test_a_deleted_consumer_409_is_recreated_at_the_next_sequence(nc: Nats
         await nc.jetstream().delete_consumer(name, consumer)
         assert len(await waiting) == 0
         await publish(nc, name, range(11, 21))
-        got = await read_all(reader, until=20)
+        got = await read_all(reader, until=20, wait=True)
         assert got.seqs == list(range(11, 21))
         assert reader._consumer != consumer
     finally:
