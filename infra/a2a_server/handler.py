@@ -3,7 +3,8 @@
 A task is a goal. ``SendMessage`` submits the message as an intake command (its ids derived
 from the message id, so a resent message starts nothing new), ``GetTask`` folds the goal's
 events read from the log, ``CancelTask`` is ``agora cancel``, ``SendStreamingMessage`` and
-``SubscribeToTask`` follow the goal's events until it ends. Nothing is kept here that the log
+``SubscribeToTask`` follow the goal's events until it ends, ``ListTasks`` finds the tasks in
+the ``goals`` view. Nothing is kept here that the log
 does not hold, except which commands this process sent and the planner has not read yet
 (their tasks are ``SUBMITTED`` meanwhile). So tasks survive restarts of every process.
 """
@@ -13,6 +14,7 @@ does not hold, except which commands this process sent and the planner has not r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict
@@ -51,11 +53,18 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
+from a2a.utils.task import validate_history_length, validate_page_size
 
 from events.catalog import CommandRejected, GoalCancelled
 from events.errors import AgoraError
 from events.model import Event
 from events.subjects import is_subject_token
+from infra.a2a_server.listing import (
+    BadListRequestError,
+    ListedGoal,
+    page_token,
+    task_list_query,
+)
 from infra.a2a_server.messages import MessageNotUnderstoodError, command_from_message
 from infra.a2a_server.tasks import TaskRecord, evolve, fold, submitted, to_task, updates
 from infra.clients.goals import AgoraClient, CommandTimeoutError
@@ -107,9 +116,41 @@ class AgoraRequestHandler(RequestHandler):
     async def on_list_tasks(
         self, params: ListTasksRequest, context: ServerCallContext
     ) -> ListTasksResponse:
-        raise UnsupportedOperationError(
-            message="agora does not list tasks over A2A: list goals with `agora goals`"
+        """The tasks sent over A2A, most recently updated first, a page at a time: found in
+        the ``goals`` view, each folded from the goal's events up to the latest the view
+        includes (so a task's state is the one its filter matched)."""
+        validate_history_length(params)
+        if params.HasField("page_size"):
+            validate_page_size(params.page_size)
+        try:
+            query = task_list_query(params)
+        except BadListRequestError as exc:
+            raise InvalidParamsError(message=str(exc)) from exc
+        with _as_internal_error():
+            page = await self._client.query(query.page_sql, params=query.page_params)
+            counted = await self._client.query(query.count_sql, params=query.count_params)
+            rows = [ListedGoal(str(goal_id), int(seq)) for goal_id, seq in page.rows]
+            listed = rows[: query.page_size]
+            records = await asyncio.gather(*(self._record_as_of(row) for row in listed))
+        limit = params.history_length if params.HasField("history_length") else None
+        tasks = [to_task(record, history_length=limit) for record in records]
+        if not params.include_artifacts:
+            for task in tasks:
+                task.ClearField("artifacts")
+        more = len(rows) > query.page_size
+        return ListTasksResponse(
+            tasks=tasks,
+            next_page_token=page_token(listed[-1].last_seq) if more else "",
+            page_size=query.page_size,
+            total_size=int(counted.rows[0][0]),
         )
+
+    async def _record_as_of(self, row: ListedGoal) -> TaskRecord:
+        """The task as of the goal's events up to ``row.last_seq``."""
+        recorded = await self._client.recorded(row.goal_id)
+        record = fold(event for seq, event in recorded if seq <= row.last_seq)
+        assert record is not None, f"the goals view has {row.goal_id}, the log has no event"
+        return record
 
     # -- starting one ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
+    ListTasksRequest,
     Message,
     Part,
     Role,
@@ -210,6 +211,20 @@ async def test_an_a2a_client_streams_a_task_gets_it_after_a_restart_and_cancels_
                 "query", "SELECT count(*) AS n FROM goals", "--format", "json", env=platform_env
             )
             assert json.loads(rows.stdout)[0]["n"] == 2  # the resent message made no goal
+
+            # Listed, newest first, a page at a time: the rejected task, then the first.
+            page = await client.list_tasks(ListTasksRequest(page_size=1, include_artifacts=True))
+            assert page.total_size == 2
+            assert page.tasks[0].status.state == TaskState.TASK_STATE_REJECTED
+            rest = await client.list_tasks(
+                ListTasksRequest(page_size=1, page_token=page.next_page_token)
+            )
+            assert [t.id for t in rest.tasks] == [task_id]
+            assert not rest.next_page_token
+            mine = await client.list_tasks(
+                ListTasksRequest(context_id=fetched.context_id, include_artifacts=True)
+            )
+            assert [a.artifact_id for a in mine.tasks[0].artifacts][-1] == "result"
 
             await _cancel_a_running_task(client)
 

@@ -3,13 +3,14 @@ A2A task and its stream updates, the agent card, the bearer token's rules."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-from a2a.types import Message, Part, Role, TaskArtifactUpdateEvent, TaskState
+from a2a.types import ListTasksRequest, Message, Part, Role, TaskArtifactUpdateEvent, TaskState
 from a2a.types import TaskStatusUpdateEvent as StatusUpdate
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import ParseDict
@@ -29,6 +30,12 @@ from events.errors import ConfigurationError
 from events.model import Event
 from infra.a2a_server.auth import A2A_TOKEN
 from infra.a2a_server.card import BEARER_SCHEME, SKILL_IDS, agent_card
+from infra.a2a_server.listing import (
+    A2A_TASK_ID_PATTERN,
+    BadListRequestError,
+    page_token,
+    task_list_query,
+)
 from infra.a2a_server.messages import (
     MessageNotUnderstoodError,
     command_from_message,
@@ -249,3 +256,16 @@ def test_the_a2a_token_follows_the_http_endpoints_rules(tmp_path: Path) -> None:
     assert generated.stat().st_mode & 0o777 == 0o600
     assert made.source == str(generated)
     assert resolve(None, "localhost") == made
+
+
+def test_list_tasks_finds_every_a2a_task_id_and_takes_back_only_its_own_page_tokens() -> None:
+    for message_id in ("m-1", "6f1c-…", "x" * 500):
+        assert re.fullmatch(A2A_TASK_ID_PATTERN, task_ids(message_id).goal_id)
+    assert not re.fullmatch(A2A_TASK_ID_PATTERN, "a2a-mine")  # a goal named so by hand
+    query = task_list_query(ListTasksRequest(page_size=2, page_token=page_token(17)))
+    assert query.page_params[-1] == 17
+    assert query.page_sql.endswith("LIMIT 3")  # one more than the page: is there another?
+    assert 17 not in query.count_params  # the total counts every page
+    for forged in ("not-a-token", page_token(0), "eyJiZWZvcmVfc2VxIjp0cnVlfQ"):
+        with pytest.raises(BadListRequestError, match="not one agora gave"):
+            task_list_query(ListTasksRequest(page_token=forged))
