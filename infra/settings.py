@@ -175,6 +175,9 @@ class Settings:
     # A sleep longer than this waits as a durable timer (a scheduled message nats-server keeps)
     # instead of in the executor's process; shorter ones keep the fast in-process path.
     timer_threshold_s: float = 30.0
+    # The services' hot path (consume, ack, publish) over agora's lean wire client; False:
+    # over nats-py, as it also falls back to when the wire client cannot connect (TLS).
+    wire_client: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -247,6 +250,7 @@ class Settings:
             sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
             sandbox_wall_s=_float(env, "AGORA_SANDBOX_WALL_S", 10.0),
             timer_threshold_s=_float(env, "AGORA_TIMER_THRESHOLD_S", 30.0),
+            wire_client=_bool(env, "AGORA_WIRE_CLIENT", default=True),
         )
         settings.check()
         return settings
@@ -338,6 +342,7 @@ class Settings:
             "AGORA_SANDBOX_PROCESSES": str(self.sandbox_processes),
             "AGORA_SANDBOX_WALL_S": str(self.sandbox_wall_s),
             "AGORA_TIMER_THRESHOLD_S": str(self.timer_threshold_s),
+            "AGORA_WIRE_CLIENT": "on" if self.wire_client else "off",
         }
         env["AGORA_LLM_PLAN_ATTEMPTS"] = str(self.llm_plan_attempts)
         env["AGORA_LLM_PLAN_MAX_TOKENS"] = str(self.llm_plan_max_tokens)

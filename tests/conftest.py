@@ -15,6 +15,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from infra.bus.connection import connect
+from infra.bus.core import CoreBus
 from infra.bus.publisher import EventPublisher
 from infra.bus.streams import provision
 from infra.clients.goals import AgoraClient
@@ -72,7 +73,7 @@ class InProcessPlatform:
         self,
         *names: str,
         settings: Settings | None = None,
-        publisher: Callable[[NatsClient], EventPublisher] = EventPublisher,
+        publisher: Callable[[CoreBus], EventPublisher] = EventPublisher,
     ) -> None:
         for name in names or SERVICES:
             stop = self._stops[name] = asyncio.Event()

@@ -1,4 +1,9 @@
-"""The connection to NATS every agora process opens: servers from settings, identity, errors."""
+"""The connections to NATS an agora process opens: servers from settings, identity, errors.
+
+Every process opens a nats-py connection (provisioning, KV, object store, request/reply). A
+service also opens its hot path (:func:`open_hot_path`): the lean wire client where it can,
+else the nats-py connection again, with the reason logged.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ import time
 from nats.aio.client import Client as NatsClient
 
 from events.errors import ConfigurationError
+from infra.bus.core import CoreBus, NatsPyCore
+from infra.bus.wire import WireClient, WireRefusedError
 from infra.logging import get_logger
-from infra.platform.credentials import CLIENT, connect_options
+from infra.platform.credentials import CLIENT, client_credentials, connect_options
 from infra.platform.embedded import running_server_url
 from infra.settings import Settings
 
-__all__ = ["connect", "resolve_urls"]
+__all__ = ["close_hot_path", "connect", "open_hot_path", "resolve_urls"]
 
 log = get_logger("agora.bus")
 
@@ -89,3 +96,41 @@ async def connect(
         raise
     connected = True
     return nc
+
+
+async def open_hot_path(
+    settings: Settings, nc: NatsClient, name: str, *, identity: str = CLIENT
+) -> CoreBus:
+    """What the consume loops and the publisher run over: the wire client as ``identity``, or
+    ``nc`` itself when the wire client is turned off or cannot connect (the reason logged)."""
+    if not settings.wire_client:
+        return _fall_back(nc, name, "AGORA_WIRE_CLIENT is off")
+    if settings.tls_ca is not None or settings.tls_cert is not None:
+        return _fall_back(nc, name, "TLS is configured")
+    creds = client_credentials(settings, identity)
+    options = connect_options(settings, identity)
+    try:
+        client = WireClient(
+            resolve_urls(settings),
+            name,
+            user=creds.user if creds is not None else None,
+            password=creds.password if creds is not None else None,
+            inbox_prefix=str(options["inbox_prefix"]),
+        )
+        return await client.connect()
+    except WireRefusedError as refused:
+        return _fall_back(nc, name, str(refused))
+    except (OSError, TimeoutError) as exc:  # nats-py got through: it takes the hot path too
+        return _fall_back(nc, name, f"the wire client could not connect: {exc}")
+
+
+async def close_hot_path(core: CoreBus) -> None:
+    """Send what the wire client still holds (the last acks), then close it; a nats-py hot
+    path is closed with its connection."""
+    if isinstance(core, WireClient):
+        await core.close()
+
+
+def _fall_back(nc: NatsClient, name: str, reason: str) -> NatsPyCore:
+    log.info("hot_path_uses_nats_py", client=name, reason=reason)
+    return NatsPyCore(nc)

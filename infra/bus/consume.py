@@ -6,6 +6,11 @@ time, in stream order, while different goals run in parallel), ack only after th
 (which means every output was durably published), nak with backoff on failure, DLQ + term for
 undecodable input or too many deliveries, in-progress heartbeats for long handlers, and a graceful
 drain on shutdown.
+
+The loop speaks to NATS through a :class:`~infra.bus.core.CoreBus`: the lean wire client in
+production (infra/bus/wire.py), nats-py where that cannot connect. Acknowledgements are the
+plain messages JetStream defines (``+ACK``, ``-NAK`` with a delay, ``+TERM``, ``+WPI``) on a
+delivery's reply subject.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 
 from events.errors import DecodeError
 from events.subjects import goal_id_from_subject
+from infra.bus.core import CoreBus, Inbound, NatsPyCore
 from infra.bus.dlq import DeadLetterQueue
+from infra.bus.frames import ProtocolError, delivery_position
 from infra.bus.pin import Pin
 from infra.bus.pull import PullRequests
 from infra.bus.streams import ConsumerSpec
@@ -33,9 +39,19 @@ __all__ = ["ConsumeLoop", "Delivery", "Handler", "retry_delay_s"]
 log = get_logger("agora.consume")
 
 
+ACK = b"+ACK"
+TERM = b"+TERM"
+IN_PROGRESS = b"+WPI"
+
+
+def nak(delay_s: float | None = None) -> bytes:
+    """``-NAK``: redeliver, after ``delay_s`` if given."""
+    return b'-NAK {"delay":%d}' % int(delay_s * 1e9) if delay_s else b"-NAK"
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    msg: Msg
+    reply: str  # the ack subject, which also carries sequence and delivery count
     subject: str
     data: bytes
     headers: Mapping[str, str]
@@ -43,15 +59,16 @@ class Delivery:
     num_delivered: int
 
     @classmethod
-    def of(cls, msg: Msg) -> Delivery:
-        meta = msg.metadata
+    def of(cls, msg: Inbound) -> Delivery:
+        """Raises ProtocolError when ``msg`` is no JetStream delivery."""
+        num_delivered, stream_seq = delivery_position(msg.reply)
         return cls(
-            msg=msg,
+            reply=msg.reply,
             subject=msg.subject,
             data=msg.data,
-            headers=msg.headers or {},
-            stream_seq=meta.sequence.stream,
-            num_delivered=meta.num_delivered,
+            headers=msg.headers,
+            stream_seq=stream_seq,
+            num_delivered=num_delivered,
         )
 
     @property
@@ -77,9 +94,11 @@ def no_ordering(_: Delivery) -> Hashable | None:
 
 @dataclass
 class ConsumeLoop:
-    nc: NatsClient
+    nc: NatsClient  # the control plane: dead letters, the pin's requests
     spec: ConsumerSpec
     handler: Handler
+    # The hot path: pull requests, deliveries, acks (None: over ``nc``).
+    core: CoreBus | None = None
     concurrency: int = 64
     max_deliver: int = 8
     ack_wait_s: float = 30.0
@@ -110,8 +129,9 @@ class ConsumeLoop:
         if pin is not None:
             # Requests end, and the loop wakes, often enough to renew the pin in time.
             self.pull_expires_s = min(self.pull_expires_s, self.pinned_timeout_s / 2)
+        core = self.core = self.core or NatsPyCore(self.nc)
         pulls = self._pulls = PullRequests(
-            self.nc,
+            core,
             self.spec.stream,
             self.spec.durable,
             self._arrived,
@@ -146,11 +166,25 @@ class ConsumeLoop:
                     await asyncio.wait_for(pulls.settled.wait(), self.pull_expires_s + 0.5)
             await pulls.close()
 
-    def _arrived(self, msg: Msg) -> None:
+    def _arrived(self, msg: Inbound) -> None:
         if self._stopping:
-            self._spawn(_quietly(msg.nak()))
+            self._spawn(self._reply(msg.reply, nak()))
             return
-        self._dispatch(Delivery.of(msg))
+        try:
+            delivery = Delivery.of(msg)
+        except ProtocolError as exc:
+            log.warning("not_a_delivery", subject=msg.subject, error=str(exc))
+            return
+        self._dispatch(delivery)
+
+    async def _reply(self, reply: str, kind: bytes) -> None:
+        """Ack, nak, term or in-progress. On a broken connection it is lost, which is safe:
+        the server redelivers later."""
+        assert self.core is not None
+        try:
+            await self.core.publish(reply, kind)
+        except Exception as exc:
+            log.warning("ack_failed", error=repr(exc))
 
     def _dispatch(self, delivery: Delivery) -> None:
         self._in_flight += 1
@@ -182,8 +216,7 @@ class ConsumeLoop:
         try:
             await self._handle_with_heartbeat(delivery)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await delivery.msg.nak()
+            await self._reply(delivery.reply, nak())
             raise
         except DecodeError as exc:
             await self._dead_letter(delivery, "undecodable", exc)
@@ -198,9 +231,9 @@ class ConsumeLoop:
                     deliveries=delivery.num_delivered,
                     retry_in_s=delay,
                 )
-                await _quietly(delivery.msg.nak(delay=delay))
+                await self._reply(delivery.reply, nak(delay))
         else:
-            await _quietly(delivery.msg.ack())
+            await self._reply(delivery.reply, ACK)
         finally:
             self._in_flight -= 1
             if self._worth_a_pull():
@@ -223,7 +256,7 @@ class ConsumeLoop:
         timers: list[asyncio.TimerHandle] = []
 
         def beat() -> None:
-            self._spawn(_quietly(delivery.msg.in_progress()))
+            self._spawn(self._reply(delivery.reply, IN_PROGRESS))
             timers[0] = loop.call_later(period, beat)
 
         timers.append(loop.call_later(period, beat))
@@ -249,9 +282,9 @@ class ConsumeLoop:
         except Exception as dlq_exc:
             # Not recorded, so not dropped either: it comes back after a backoff.
             log.exception("dead_letter_failed", error=repr(dlq_exc))
-            await _quietly(delivery.msg.nak(delay=retry_delay_s(delivery.num_delivered)))
+            await self._reply(delivery.reply, nak(retry_delay_s(delivery.num_delivered)))
             return
-        await _quietly(delivery.msg.term())
+        await self._reply(delivery.reply, TERM)
 
     async def _drain(self) -> None:
         """Let in-flight work finish; whatever cannot finish in time is handed back (nak)."""
@@ -268,7 +301,7 @@ class ConsumeLoop:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=1.0)
         for delivery in queued:
-            await _quietly(delivery.msg.nak())
+            await self._reply(delivery.reply, nak())
 
 
 def _log_fields(delivery: Delivery, consumer: str) -> dict[str, object]:
@@ -278,11 +311,3 @@ def _log_fields(delivery: Delivery, consumer: str) -> dict[str, object]:
         "stream_seq": delivery.stream_seq,
         "consumer": consumer,
     }
-
-
-async def _quietly(op: Awaitable[object]) -> None:
-    """Ack/nak/term on a broken connection: the server redelivers later, which is safe."""
-    try:
-        await op
-    except Exception as exc:
-        log.warning("ack_failed", error=repr(exc))

@@ -1,4 +1,8 @@
-"""The NATS client protocol as one bulk reader needs it. Pure: bytes in, frames out.
+"""The NATS client protocol as agora's own connections need it. Pure: bytes in, frames out.
+
+Two parsers share the control-line handling: ``FrameParser`` for the stream reader's bulk
+reads, and ``MessageParser`` for the hot-path client (infra/bus/wire.py), which hands every
+message with its subject, subscription, reply subject and raw header block to a callback.
 
 nats-py spends most of a bulk read building a ``Msg`` (and parsing its headers) per message.
 The stream reader needs only two things from each JetStream message: the reply subject
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -32,12 +37,16 @@ __all__ = [
     "Control",
     "Deliveries",
     "FrameParser",
+    "MessageParser",
     "ProtocolError",
     "ServerError",
     "ServerInfo",
     "Signal",
     "Status",
     "connect_line",
+    "delivery_position",
+    "header_block",
+    "parse_headers",
     "publish_line",
     "reply_position",
     "sub_line",
@@ -201,17 +210,9 @@ class FrameParser:
                 raise ProtocolError(f"no line end in {MAX_CONTROL_LINE} bytes from the server")
             return None, position
         line = bytes(buffer[position:line_end])
-        op = line.split(b" ", 1)[0].upper()
-        after = line_end + 2
-        if op in (b"HMSG", b"MSG"):
+        if line.split(b" ", 1)[0].upper() in (b"HMSG", b"MSG"):
             return self._message(view, position, line)
-        if op in _SIGNALS:
-            return _SIGNALS[op], after
-        if op == b"-ERR":
-            return ServerError(line[4:].strip().strip(b"'").decode(errors="replace")), after
-        if op == b"INFO":
-            return ServerInfo(json.loads(line[4:])), after
-        raise ProtocolError(f"unexpected line from the server: {line[:200]!r}")
+        return control_line(line), line_end + 2
 
     def _message(self, view: memoryview, position: int, line: bytes) -> tuple[Status | None, int]:
         """A status message, or a delivery whose ack subject the fast path does not know."""
@@ -237,6 +238,34 @@ class FrameParser:
         return None, end + 2
 
 
+def control_line(line: bytes) -> Control | None:
+    """The frame of one protocol line other than a message (None: +OK, nothing to do)."""
+    op = line.split(b" ", 1)[0].upper()
+    if op in _SIGNALS:
+        return _SIGNALS[op]
+    if op == b"-ERR":
+        return ServerError(line[4:].strip().strip(b"'").decode(errors="replace"))
+    if op == b"INFO":
+        try:
+            info = json.loads(line[4:])
+        except ValueError:
+            raise ProtocolError(f"malformed INFO from the server: {line[:200]!r}") from None
+        if not isinstance(info, dict):
+            raise ProtocolError(f"malformed INFO from the server: {line[:200]!r}")
+        return ServerInfo(info)
+    raise ProtocolError(f"unexpected line from the server: {line[:200]!r}")
+
+
+def delivery_position(reply: str) -> tuple[int, int]:
+    """(delivery count, stream sequence) from a JetStream ack reply subject (v1 or v2)."""
+    tokens = reply.split(".")
+    base = 4 if len(tokens) == 9 else 6
+    try:
+        return int(tokens[base]), int(tokens[base + 1])
+    except (IndexError, ValueError):
+        raise ProtocolError(f"not a JetStream ack subject: {reply[:200]!r}") from None
+
+
 def reply_position(reply: str | bytes) -> tuple[int, int, int]:
     """(stream sequence, timestamp ns, pending) from a JetStream ack reply subject.
 
@@ -258,9 +287,11 @@ def _status(headers: bytes) -> Status:
     return Status(int(line.group(1)), line.group(2).decode(errors="replace"))
 
 
-def connect_line(name: str, user: str | None = None, password: str | None = None) -> bytes:
-    """CONNECT for a plain (no TLS) server, with a user and password if given; headers on, so
-    status messages arrive."""
+def connect_line(
+    name: str, user: str | None = None, password: str | None = None, *, token: str | None = None
+) -> bytes:
+    """CONNECT for a plain (no TLS) server, with a user and password or a token if given;
+    headers on, so status messages arrive."""
     options: dict[str, object] = {
         "verbose": False,
         "pedantic": False,
@@ -274,6 +305,8 @@ def connect_line(name: str, user: str | None = None, password: str | None = None
     }
     if user is not None:
         options.update(user=user, **{"pass": password or ""})
+    if token is not None:
+        options["auth_token"] = token
     return b"CONNECT " + json.dumps(options, separators=(",", ":")).encode() + b"\r\nPING\r\n"
 
 
@@ -284,3 +317,112 @@ def sub_line(subject: str, sid: int) -> bytes:
 def publish_line(subject: str, reply: str, payload: bytes) -> bytes:
     """PUB with a reply subject, e.g. a JetStream pull request whose messages go to ``reply``."""
     return f"PUB {subject} {reply} {len(payload)}\r\n".encode() + payload + _CRLF
+
+
+# -- the hot-path client's frames ---------------------------------------------------------------
+
+# Subject, subscription id, optional reply subject, then the sizes (HMSG: header, total).
+_HMSG_FRAME = re.compile(rb"HMSG ([^ \r\n]+) ([^ \r\n]+) (?:([^ \r\n]+) )?(\d+) (\d+)\r\n")
+_MSG_FRAME = re.compile(rb"MSG ([^ \r\n]+) ([^ \r\n]+) (?:([^ \r\n]+) )?(\d+)\r\n")
+_NO_REPLY = b""
+
+# on_message(subject, sid, reply, header block, payload): all bytes, reply b"" if none.
+OnMessage = Callable[[bytes, bytes, bytes, bytes, bytes], None]
+OnControl = Callable[[Control], None]
+
+
+class MessageParser:
+    """Incremental parser for a client connection: every complete frame, in arrival order.
+
+    ``feed`` hands each message to ``on_message`` and each other frame to ``on_control`` as
+    soon as it is complete; an incomplete frame waits for the next ``feed``. Bytes that are not
+    the protocol raise :class:`ProtocolError` (the connection is then beyond repair).
+    """
+
+    __slots__ = ("_on_control", "_on_message", "_rest")
+
+    def __init__(self, on_message: OnMessage, on_control: OnControl) -> None:
+        self._rest = b""
+        self._on_message = on_message
+        self._on_control = on_control
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet parsed (an incomplete frame)."""
+        return len(self._rest)
+
+    def feed(self, data: bytes) -> None:
+        buffer = self._rest + data if self._rest else data
+        self._rest = b""
+        size = len(buffer)
+        position = 0
+        on_message = self._on_message
+        while position < size:
+            if buffer.startswith(b"HMSG ", position):
+                frame = _HMSG_FRAME.match(buffer, position)
+                with_headers = True
+            elif buffer.startswith(b"MSG ", position):
+                frame = _MSG_FRAME.match(buffer, position)
+                with_headers = False
+            else:
+                line_end = buffer.find(_CRLF, position)
+                if line_end < 0:
+                    break
+                control = control_line(buffer[position:line_end])
+                position = line_end + 2
+                if control is not None:
+                    self._on_control(control)
+                continue
+            if frame is None:
+                if buffer.find(_CRLF, position, position + MAX_CONTROL_LINE) >= 0:
+                    line = buffer[position : buffer.find(_CRLF, position)]
+                    raise ProtocolError(f"malformed message line from the server: {line[:200]!r}")
+                break
+            start = frame.end()
+            end = start + int(frame.group(5 if with_headers else 4))
+            if end + 2 > size:
+                break
+            if buffer[end : end + 2] != _CRLF:
+                raise ProtocolError(f"a message from the server overruns its size at {position}")
+            headers_end = start + int(frame.group(4)) if with_headers else start
+            on_message(
+                frame.group(1),
+                frame.group(2),
+                frame.group(3) or _NO_REPLY,
+                buffer[start:headers_end],
+                buffer[headers_end:end],
+            )
+            position = end + 2
+        rest = buffer[position:]
+        if len(rest) > MAX_CONTROL_LINE and rest.find(_CRLF) < 0:
+            raise ProtocolError(f"no line end in {MAX_CONTROL_LINE} bytes from the server")
+        self._rest = rest
+
+
+def parse_headers(block: bytes) -> dict[str, str]:
+    """A header block as nats-py presents it: a status line becomes ``Status`` (and
+    ``Description``); otherwise one value per name, the last one winning."""
+    if not block:
+        return {}
+    lines = block.decode(errors="replace").split("\r\n")
+    headers: dict[str, str] = {}
+    status = lines[0][9:]  # after "NATS/1.0 "
+    if status:
+        code, _, description = status.partition(" ")
+        headers["Status"] = code
+        if description:
+            headers["Description"] = description.strip()
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip()] = value.strip()
+    return headers
+
+
+def header_block(headers: Mapping[str, str]) -> bytes:
+    """Headers as sent after HPUB. A name or value holding a line break would end the block
+    early and turn the rest into protocol, so it is refused."""
+    text = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
+        raise ValueError(f"a header name or value holds a line break: {sorted(headers)}")
+    return b"NATS/1.0\r\n" + text.encode() + _CRLF

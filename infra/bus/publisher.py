@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
 from events.codec import encode
@@ -17,6 +16,7 @@ from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError
 from events.errors import GoalExistsError as GoalIdTakenError
 from events.model import Event, event_type
 from events.subjects import EVENTS_STREAM, event_subject, goal_events_filter
+from infra.bus.core import CoreBus, Inbound, NatsPyCore
 from infra.bus.group_commit import GroupCommit
 from infra.bus.outputs import OutputStore
 from infra.settings import MiB
@@ -93,6 +93,26 @@ def _refused_alone(exc: Exception) -> bool:
     return isinstance(exc, EventTooLargeError)
 
 
+class _AckError(msgspec.Struct, kw_only=True):
+    err_code: int | None = None
+    description: str | None = None
+
+
+class _Ack(msgspec.Struct, kw_only=True):
+    """A JetStream publish acknowledgement, or its refusal (``error``)."""
+
+    stream: str = ""
+    seq: int = 0
+    domain: str | None = None
+    duplicate: bool | None = None
+    batch: str | None = None  # an atomic batch's id and size (its commit's acknowledgement)
+    count: int | None = None
+    error: _AckError | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_Ack).decode
+
+
 class EventPublisher:
     """Appends events to AGORA_EVENTS, in order, each with ``Nats-Msg-Id`` = its event id.
 
@@ -102,9 +122,10 @@ class EventPublisher:
     event is acknowledged, so the caller may then ack its input. A duplicate (the same id
     inside the window) is acknowledged as such and not stored.
 
-    Replies are matched on our own inbox rather than through nats-py's ``publish_async``,
-    whose futures never complete when the server rejects a message (2.16: the error is raised
-    inside its reply callback instead of being set on the future).
+    It publishes over ``nc``'s hot path (a :class:`~infra.bus.core.CoreBus`, or a nats-py
+    client). Replies are matched on our own inbox rather than through nats-py's
+    ``publish_async``, whose futures never complete when the server rejects a message (2.16:
+    the error is raised inside its reply callback instead of being set on the future).
 
     With ``outputs``, an event's large outputs are stored there first and the event carries
     references instead (infra/bus/outputs.py). An event still over ``max_bytes`` raises
@@ -114,14 +135,14 @@ class EventPublisher:
 
     def __init__(
         self,
-        nc: NatsClient,
+        nc: NatsClient | CoreBus,
         timeout_s: float = 10.0,
         *,
         outputs: OutputStore | None = None,
         max_bytes: int = 1 * MiB,
         atomic_fences: bool = False,
     ) -> None:
-        self.nc = nc
+        self.core: CoreBus = NatsPyCore(nc) if isinstance(nc, NatsClient) else nc
         self.timeout_s = timeout_s
         self.outputs = outputs
         self.max_bytes = max_bytes
@@ -161,8 +182,8 @@ class EventPublisher:
             return []
         outgoing = [await self._offloaded(event) for event in events]
         if not self._prefix:
-            self._prefix = self.nc.new_inbox()
-            await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+            self._prefix = self.core.new_inbox()
+            await self.core.subscribe(f"{self._prefix}.*", self._on_reply)
         if fence is not None:
             try:
                 if self.atomic_fences:
@@ -230,7 +251,7 @@ class EventPublisher:
         payload = encode(event)
         # The stream's limit counts the headers too (the guards add at most ~300 bytes).
         size = len(payload) + _HEADROOM
-        limit = min(self.max_bytes, self.nc.max_payload or self.max_bytes)
+        limit = min(self.max_bytes, self.core.max_payload or self.max_bytes)
         if size > limit:
             raise EventTooLargeError(event_type(event), size - _HEADROOM, limit - _HEADROOM)
         return event, payload
@@ -242,7 +263,7 @@ class EventPublisher:
         future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
         self._waiting[token] = future
         self._types[token] = event_type(event)
-        await self.nc.publish(
+        await self.core.publish(
             event_subject(event.goal_id, event_type(event)),
             payload,
             reply=f"{self._prefix}.{token}",
@@ -257,7 +278,7 @@ class EventPublisher:
     async def _send_unanswered(self, outgoing: _Outgoing, extra: dict[str, str]) -> None:
         """A message of an atomic batch before its commit: only the commit is answered."""
         event, payload = outgoing
-        await self.nc.publish(
+        await self.core.publish(
             event_subject(event.goal_id, event_type(event)),
             payload,
             headers={MSG_ID: event.event_id, "Nats-Expected-Stream": EVENTS_STREAM, **extra},
@@ -289,24 +310,38 @@ class EventPublisher:
                 self._types.pop(token, None)
         return acks
 
-    async def _on_reply(self, msg: Msg) -> None:
-        future = self._waiting.get(msg.subject.rsplit(".", 1)[-1])
+    def _on_reply(self, msg: Inbound) -> None:
+        token = msg.subject.rsplit(".", 1)[-1]
+        future = self._waiting.get(token)
         if future is None or future.done():
             return
-        if msg.headers and msg.headers.get("Status") == "503":
+        if msg.headers.get("Status") == "503":
             future.set_exception(
                 AgoraError("no stream answers on agora.events (is it provisioned?)")
             )
             return
-        reply = json.loads(msg.data)
-        error = reply.get("error")
-        if error and error.get("err_code") == MESSAGE_TOO_LARGE:
-            # Over the stream's own limit (a stream configured smaller than max_bytes).
-            kind = self._types.get(msg.subject.rsplit(".", 1)[-1], "an event")
-            future.set_exception(EventTooLargeError(kind, None, self.max_bytes))
-        elif error:
+        try:
+            reply = _decode_ack(msg.data)
+        except msgspec.DecodeError:
             future.set_exception(
-                PublishRejectedError(str(error.get("description")), error.get("err_code"))
+                AgoraError(f"the stream's acknowledgement is not one: {msg.data[:200]!r}")
             )
+            return
+        error = reply.error
+        if error is not None and error.err_code == MESSAGE_TOO_LARGE:
+            # Over the stream's own limit (a stream configured smaller than max_bytes).
+            kind = self._types.get(token, "an event")
+            future.set_exception(EventTooLargeError(kind, None, self.max_bytes))
+        elif error is not None:
+            future.set_exception(PublishRejectedError(str(error.description), error.err_code))
         else:
-            future.set_result(PubAck.from_response(reply))
+            future.set_result(
+                PubAck(
+                    stream=reply.stream,
+                    seq=reply.seq,
+                    domain=reply.domain,
+                    duplicate=reply.duplicate,
+                    batch_id=reply.batch,
+                    batch_size=reply.count,
+                )
+            )

@@ -23,9 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-
+from infra.bus.core import CoreBus, Inbound
 from infra.bus.pin import PIN_ID, Pin
 from infra.logging import get_logger
 
@@ -39,10 +37,10 @@ PENDING_MESSAGES = "Nats-Pending-Messages"
 
 @dataclass
 class PullRequests:
-    nc: NatsClient
+    core: CoreBus
     stream: str
     consumer: str
-    deliver: Callable[[Msg], None]
+    deliver: Callable[[Inbound], None]
     expires_s: float = 5.0
     clock: Callable[[], float] = time.monotonic
     # Called when a request ends with messages it did not deliver (expired, cut short): the
@@ -53,7 +51,7 @@ class PullRequests:
     keepalive_s: float = float("inf")
     outstanding: int = 0  # requested, neither delivered nor given back yet
     _inbox: str = ""
-    _sub: object = None
+    _subscription: object = None
     _last_heard: float = field(default=0.0)
     _last_sent: float = field(default=0.0)
     _sent: int = 0
@@ -64,17 +62,12 @@ class PullRequests:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def open(self) -> PullRequests:
-        self._inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(
-            f"{self._inbox}.*",
-            cb=self._on_message,
-            pending_msgs_limit=-1,
-            pending_bytes_limit=-1,
-        )
+        self._inbox = self.core.new_inbox()
+        self._subscription = await self.core.subscribe(f"{self._inbox}.*", self._on_message)
         self._last_heard = self.clock()
         return self
 
-    async def _on_message(self, msg: Msg) -> None:
+    def _on_message(self, msg: Inbound) -> None:
         self._last_heard = self.clock()
         headers = msg.headers
         status = headers.get(STATUS) if headers else None
@@ -86,7 +79,6 @@ class PullRequests:
         elif status in ("408", "409", "423"):
             # 408: the request expired; 409: it was cut short (max waiting, leader change…);
             # 423: it named a pin that has lapsed.
-            assert headers is not None
             batch = self._batches.pop(msg.subject, 0)
             pending = headers.get(PENDING_MESSAGES)
             unfilled = int(pending) if pending else batch if status == "423" else 0
@@ -124,7 +116,7 @@ class PullRequests:
         self._forget_expired(now)
         self._batches[reply] = batch
         self._sent_at.append((now, reply))
-        await self.nc.publish(
+        await self.core.publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}",
             json.dumps(request).encode(),
             reply=reply,
@@ -140,5 +132,5 @@ class PullRequests:
             self._batches.pop(sent_at.popleft()[1], None)
 
     async def close(self) -> None:
-        if self._sub is not None and not self.nc.is_closed:
-            await self._sub.unsubscribe()  # type: ignore[attr-defined]
+        if self._subscription is not None:
+            await self.core.unsubscribe(self._subscription)

@@ -19,8 +19,9 @@ from nats.js import JetStreamContext
 from events.codec import decode_event
 from events.errors import ConfigurationError
 from events.model import Event
-from infra.bus.connection import connect
+from infra.bus.connection import close_hot_path, connect, open_hot_path
 from infra.bus.consume import ConsumeLoop, Delivery, Handler, OrderingKey, no_ordering
+from infra.bus.core import CoreBus
 from infra.bus.history import StreamGoalLog
 from infra.bus.outputs import OutputStore
 from infra.bus.pin import Pin
@@ -160,16 +161,17 @@ async def run_service(
     settings: Settings,
     stop: asyncio.Event,
     *,
-    publisher: Callable[[NatsClient], EventPublisher] = EventPublisher,
+    publisher: Callable[[CoreBus], EventPublisher] = EventPublisher,
 ) -> None:
     """Run ``name`` until ``stop`` is set. ``publisher`` is the adapter outputs go through."""
     build = _builder(name)
     check_secret_files(settings)
     nc = await connect(settings, name=f"agora-{name}", identity=name)
+    core = await open_hot_path(settings, nc, f"agora-{name}/hot-path", identity=name)
     js = nc.jetstream()
     llm = build_llm_port(settings, nc)
     outputs = OutputStore(js, settings.output_inline_bytes)
-    publish = publisher(nc)
+    publish = publisher(core)
     publish.outputs, publish.max_bytes = outputs, settings.max_message_bytes
     publish.atomic_fences = settings.stream_replicas > 1
     ctx = ServiceContext(
@@ -193,6 +195,7 @@ async def run_service(
         loops = [
             ConsumeLoop(
                 nc=nc,
+                core=core,
                 spec=sub.spec,
                 handler=counters.track(sub.spec.stream, sub.spec.durable, sub.handler),
                 concurrency=sub.concurrency,
@@ -217,5 +220,6 @@ async def run_service(
     finally:
         if llm is not None:
             await llm.aclose()
+        await close_hot_path(core)
         await nc.drain()
         log.info("service_stopped", service=name)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.bus.connection import connect
+from infra.bus.connection import connect, open_hot_path
+from infra.bus.core import NatsPyCore
 from infra.bus.history import read_events
 from infra.bus.streams import provision
 from infra.clients.goals import AgoraClient
@@ -70,6 +71,8 @@ async def test_tls_with_credentials_end_to_end(
                 assert client.is_connected
                 # Reads go through the stream reader's nats-py path under TLS.
                 assert [seq async for seq, _ in read_events(client, "agora.events.>")] == []
+                # So does the services' hot path (the wire client speaks no TLS).
+                assert isinstance(await open_hot_path(settings, client, "test-tls"), NatsPyCore)
             finally:
                 await client.close()
         finally:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import cast
 
 import pytest
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, DeliverPolicy
 
 from events.errors import ConfigurationError
 from events.subjects import DLQ_STREAM, EVENTS_STREAM, INTAKE_STREAM
-from infra.bus.consume import Delivery, no_ordering, retry_delay_s
+from infra.bus.consume import Delivery, nak, no_ordering, retry_delay_s
+from infra.bus.core import Inbound
+from infra.bus.frames import ProtocolError
 from infra.bus.streams import ConsumerSpec, consumer_config, stream_configs
 from infra.platform.supervisor import restart_delay_s
 from infra.platform.topology import SERVICE_CONSUMERS, consumers_for
@@ -56,15 +55,8 @@ def test_restart_delay_stays_capped_however_long_a_service_crash_loops() -> None
 # --- deliveries ----------------------------------------------------------------------------
 
 
-def jetstream_msg(reply: str, headers: dict[str, str] | None = None) -> Msg:
-    # Acking is never exercised here, so the message needs no client.
-    return Msg(
-        _client=cast("NatsClient", None),
-        subject="agora.events.g-1.task_scheduled",
-        reply=reply,
-        data=b"{}",
-        headers=headers,
-    )
+def jetstream_msg(reply: str, headers: dict[str, str] | None = None) -> Inbound:
+    return Inbound("agora.events.g-1.task_scheduled", reply, headers or {}, b"{}")
 
 
 def test_a_delivery_reads_stream_sequence_and_delivery_count_from_the_ack_subject() -> None:
@@ -88,6 +80,24 @@ def test_a_first_delivery_without_headers() -> None:
 
     assert not delivery.redelivered
     assert delivery.headers == {}
+
+
+def test_a_v2_ack_subject_with_a_domain_reads_the_same() -> None:
+    delivery = Delivery.of(
+        jetstream_msg("$JS.ACK.hub.ACC.AGORA_EVENTS.executor.2.77.7.1700000000000000000.5.tok")
+    )
+
+    assert (delivery.stream_seq, delivery.num_delivered) == (77, 2)
+
+
+def test_a_message_without_an_ack_subject_is_no_delivery() -> None:
+    with pytest.raises(ProtocolError):
+        Delivery.of(jetstream_msg("_INBOX.abc.1"))
+
+
+def test_a_nak_carries_its_delay_in_nanoseconds() -> None:
+    assert nak() == b"-NAK"
+    assert nak(0.25) == b'-NAK {"delay":250000000}'
 
 
 def test_without_an_ordering_key_nothing_is_serialised() -> None:

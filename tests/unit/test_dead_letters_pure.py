@@ -107,13 +107,9 @@ def test_a_copy_of_a_failed_redrive_points_at_the_first_origin() -> None:
     assert redriven_consumer(again.consumer) == "executor"
 
 
-class _Msg:
-    """Redrive routing never touches the message; Delivery only needs something in its place."""
-
-
 def _delivery(headers: dict[str, str]) -> Delivery:
     return Delivery(
-        msg=_Msg(),  # type: ignore[arg-type]
+        reply="$JS.ACK.AGORA_EVENTS.executor.1.1.1.1700000000000000000.0",
         subject="agora.dlq.redrive.planner.9",
         data=b"{}",
         headers=headers,

@@ -9,13 +9,9 @@ from infra.clients.status import _problems, _services
 from infra.platform.stats import ServiceCounters
 
 
-class _Msg:
-    pass
-
-
 def _delivery(num_delivered: int) -> Delivery:
     return Delivery(
-        msg=_Msg(),  # type: ignore[arg-type]
+        reply="$JS.ACK.AGORA_EVENTS.executor.1.1.1.1700000000000000000.0",
         subject="agora.events.g-1.task_scheduled",
         data=b"",
         headers={},

@@ -1,0 +1,191 @@
+"""The services' lean wire client against a real nats-server: auth, reconnect, cluster URLs.
+
+A scripted peer (a few lines of asyncio speaking just the handshake) plays the cluster member
+that announces another server and then fails in one of the ways real ones do; the client must
+end up on the real server with its subscriptions back. Server restarts use the real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import nats.errors
+import pytest
+from nats.aio.client import Client as NatsClient
+
+from events.catalog import PlanCreated
+from events.model import Stamp
+from events.subjects import EVENTS_STREAM
+from infra.bus.connection import connect, open_hot_path
+from infra.bus.consume import ConsumeLoop, Delivery
+from infra.bus.core import Inbound
+from infra.bus.publisher import EventPublisher
+from infra.bus.streams import ConsumerSpec, provision
+from infra.bus.wire import WireClient
+from infra.platform.auth import ADMIN
+from infra.platform.embedded import EmbeddedNats
+from infra.settings import Settings
+from tests.support import wait_until
+
+Failure = Literal["closes", "goes_silent", "sends_garbage"]
+
+
+@contextlib.asynccontextmanager
+async def scripted_member(announces: str, failure: Failure) -> AsyncIterator[str]:
+    """A peer that accepts one client, announces ``announces`` in its INFO, then fails."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server.close()  # one client only: a reconnect must go to the announced server
+        info = {"server_id": "scripted", "headers": True, "connect_urls": [announces]}
+        writer.write(b"INFO " + json.dumps(info).encode() + b"\r\n")
+        await reader.readline()  # CONNECT
+        await reader.readline()  # PING
+        writer.write(b"PONG\r\n")
+        await reader.readline()  # the client's SUB
+        if failure == "sends_garbage":
+            writer.write(b"THIS IS NOT NATS\r\n")
+        if failure == "goes_silent":  # reads on, answers no PING
+            while await reader.read(4096):
+                pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("failure", ["closes", "goes_silent", "sends_garbage"])
+async def test_a_failing_member_hands_the_client_to_the_server_it_announced(
+    nats_server: EmbeddedNats, nc: NatsClient, failure: Failure
+) -> None:
+    real = nats_server.url.removeprefix("nats://")
+    received: list[Inbound] = []
+    async with scripted_member(real, failure) as url:
+        client = WireClient([url], "test-wire", ping_interval_s=0.2, max_pings_out=2)
+        await client.connect()
+        await client.subscribe("wire.test.>", received.append)
+
+        async def on_the_real_server() -> bool:
+            return client.connected_address == real
+
+        await wait_until(on_the_real_server, timeout_s=10, what="a reconnect to the announced")
+    assert real in client.known_servers
+    await client.flush()  # the resubscription has reached the server
+
+    await nc.publish("wire.test.1", b"after the member failed")
+    await nc.flush()
+
+    async def arrived() -> bool:
+        return bool(received)
+
+    await wait_until(arrived, timeout_s=5, what="a message on the resubscribed subject")
+    assert (received[0].subject, received[0].data) == ("wire.test.1", b"after the member failed")
+    await client.close()
+
+
+async def test_token_auth_is_accepted_and_a_wrong_password_refused(tmp_path: Path) -> None:
+    token = "s3cret-token"
+    with EmbeddedNats(
+        tmp_path / "token", durability="os", extra_config=f'authorization {{ token: "{token}" }}\n'
+    ) as server:
+        address = server.url.removeprefix("nats://")
+        client = await WireClient([f"nats://{token}@{address}"], "test-token").connect()
+        await client.flush()
+        await client.close()
+        with pytest.raises(ConnectionError, match="Authorization Violation"):
+            await WireClient([server.url], "test-token", token="wrong").connect()
+    users = 'authorization { users: [{user: "svc", password: "right"}] }\n'
+    with EmbeddedNats(tmp_path / "users", durability="os", extra_config=users) as server:
+        client = await WireClient([server.url], "test-user", user="svc", password="right").connect()
+        await client.flush()
+        await client.close()
+        with pytest.raises(ConnectionError, match="Authorization Violation"):
+            await WireClient([server.url], "test-user", user="svc", password="wrong").connect()
+
+
+async def test_the_consume_loop_over_the_wire_client_survives_a_server_restart(
+    nats_server: EmbeddedNats, settings: Settings, nc: NatsClient
+) -> None:
+    js = nc.jetstream()
+    spec = ConsumerSpec(EVENTS_STREAM, "wired", ("agora.events.*.wired",), "test wired")
+    await provision(js, settings, [(spec, 64)])
+    core = await open_hot_path(settings, nc, "test-hot-path")
+    assert isinstance(core, WireClient)
+    handled: Counter[int] = Counter()
+
+    async def handler(delivery: Delivery) -> None:
+        handled[delivery.stream_seq] += 1
+
+    async def publish(goals: range) -> list[int]:
+        """Each message once (by its id), retried while JetStream is still starting up."""
+        seqs = []
+        for n in goals:
+            for _ in range(50):
+                with contextlib.suppress(nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                    subject, msg_id = f"agora.events.g-{n}.wired", {"Nats-Msg-Id": f"m-{n}"}
+                    ack = await js.publish(subject, b"{}", timeout=0.5, headers=msg_id)
+                    seqs.append(int(ack.seq))
+                    break
+        return seqs
+
+    async def settled() -> bool:
+        info = await js.consumer_info(spec.stream, spec.durable)
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    loop = ConsumeLoop(nc=nc, core=core, spec=spec, handler=handler, pull_expires_s=0.5)
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(loop.run(stop))
+    before = await publish(range(20))
+    await wait_until(settled, what="the first messages acknowledged")
+
+    nats_server.stop()
+    nats_server.start()
+
+    async def both_back() -> bool:
+        return core.is_connected and nc.is_connected
+
+    await wait_until(both_back, timeout_s=15, what="both connections back")
+    after = await publish(range(20, 40))
+    assert len(after) == 20
+    await wait_until(settled, timeout_s=20, what="the later messages acknowledged")
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    await core.close()
+
+    assert set(handled) == set(before + after)
+    assert all(handled[seq] == 1 for seq in before)  # acknowledged before: never redelivered
+    assert core.reconnects == 1
+
+
+async def test_a_service_identity_publishes_over_the_wire_client(secure_settings: Settings) -> None:
+    """Under agora's permission table: its user and password, replies on its inbox prefix."""
+    admin = await connect(secure_settings, "test-admin", identity=ADMIN)
+    await provision(admin.jetstream(), secure_settings)
+    await admin.close()
+    planner = await connect(secure_settings, "test-planner", identity="planner")
+    core = await open_hot_path(secure_settings, planner, "test-planner/hot", identity="planner")
+    try:
+        assert isinstance(core, WireClient)
+        goal = "g-wired"
+        stamp = Stamp("planner@test", goal, datetime.now(UTC), None, goal)
+        plan = PlanCreated(
+            **stamp.envelope("plan_created", 1), iteration=1, strategy="explicit", tasks=()
+        )
+        [ack] = await EventPublisher(core, timeout_s=5)([plan])
+        assert ack.stream == EVENTS_STREAM
+        assert not ack.duplicate
+        [again] = await EventPublisher(core, timeout_s=5)([plan])
+        assert (again.seq, again.duplicate) == (ack.seq, True)
+    finally:
+        await core.close()
+        await planner.close()
