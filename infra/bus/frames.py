@@ -47,6 +47,7 @@ __all__ = [
     "delivery_position",
     "header_block",
     "parse_headers",
+    "plain_client_refusal",
     "publish_line",
     "reply_position",
     "sub_line",
@@ -308,6 +309,18 @@ def connect_line(
     if token is not None:
         options["auth_token"] = token
     return b"CONNECT " + json.dumps(options, separators=(",", ":")).encode() + b"\r\nPING\r\n"
+
+
+def plain_client_refusal(info: Mapping[str, object], *, authenticated: bool) -> str | None:
+    """Why a plain-protocol client (no TLS, no nkeys) cannot use the server whose INFO this is,
+    or None when it can; ``authenticated``: the client has a password or token to send."""
+    if info.get("tls_required"):
+        return "the server says tls_required"
+    if info.get("auth_required") and not authenticated:
+        return "the server says auth_required and no credentials are set"
+    if not info.get("headers"):
+        return "the server does not support headers"
+    return None
 
 
 def sub_line(subject: str, sid: int) -> bytes:

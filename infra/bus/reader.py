@@ -42,6 +42,7 @@ from infra.bus.frames import (
     ServerInfo,
     Status,
     connect_line,
+    plain_client_refusal,
     publish_line,
     reply_position,
     sub_line,
@@ -228,12 +229,9 @@ class _WireTransport:
         info = await self._next_control()
         if not isinstance(info, ServerInfo):
             raise ProtocolError(f"the server did not start with INFO but {info!r}")
-        if info.info.get("tls_required"):
-            raise _WireRefusedError("the server says tls_required")
-        if info.info.get("auth_required") and auth is None:
-            raise _WireRefusedError("the server says auth_required")
-        if not info.info.get("headers"):
-            raise _WireRefusedError("the server does not support headers")
+        refusal = plain_client_refusal(info.info, authenticated=auth is not None)
+        if refusal is not None:
+            raise _WireRefusedError(refusal)
         self._write(connect_line(name, *(auth or (None, None))))
         while (answer := await self._next_control()) is not PONG:
             if isinstance(answer, ServerError):

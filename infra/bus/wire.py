@@ -47,6 +47,7 @@ from infra.bus.frames import (
     connect_line,
     header_block,
     parse_headers,
+    plain_client_refusal,
 )
 from infra.logging import get_logger
 from infra.settings import MiB
@@ -272,7 +273,9 @@ class WireClient:
         if not isinstance(info, ServerInfo):
             raise ProtocolError(f"the server did not start with INFO but {info!r}")
         user, password, token = self._credentials(server)
-        _check_info(info.info, authenticated=user is not None or token is not None)
+        refusal = plain_client_refusal(info.info, authenticated=bool(user or token))
+        if refusal is not None:
+            raise WireRefusedError(refusal)
         link.write(connect_line(self.name, user, password, token=token))
         while (answer := await link.next_control()) is not PONG:
             if isinstance(answer, ServerError):
@@ -517,16 +520,6 @@ class WireClient:
         link, self._link = self._link, None
         if link is not None and link.transport is not None:
             link.transport.close()
-
-
-def _check_info(info: Mapping[str, object], *, authenticated: bool) -> None:
-    """Refuse a server whose INFO asks for what this client does not do."""
-    if info.get("tls_required"):
-        raise WireRefusedError("the server says tls_required")
-    if info.get("auth_required") and not authenticated:
-        raise WireRefusedError("the server says auth_required and no credentials are set")
-    if not info.get("headers"):
-        raise WireRefusedError("the server does not support headers")
 
 
 def _check_subject(subject: str) -> None:

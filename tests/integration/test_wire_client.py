@@ -19,6 +19,7 @@ from typing import Literal
 import nats.errors
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from events.catalog import PlanCreated
 from events.model import Stamp
@@ -28,7 +29,7 @@ from infra.bus.consume import ConsumeLoop, Delivery
 from infra.bus.core import Inbound
 from infra.bus.publisher import EventPublisher
 from infra.bus.streams import ConsumerSpec, provision
-from infra.bus.wire import WireClient
+from infra.bus.wire import WireBackpressureError, WireClient
 from infra.platform.auth import ADMIN
 from infra.platform.embedded import EmbeddedNats
 from infra.settings import Settings
@@ -39,16 +40,20 @@ Failure = Literal["closes", "goes_silent", "sends_garbage"]
 
 @contextlib.asynccontextmanager
 async def scripted_member(announces: str, failure: Failure) -> AsyncIterator[str]:
-    """A peer that accepts one client, announces ``announces`` in its INFO, then fails."""
+    """A peer that accepts one client, announces ``announces`` in a later INFO, then fails."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         server.close()  # one client only: a reconnect must go to the announced server
-        info = {"server_id": "scripted", "headers": True, "connect_urls": [announces]}
+        info = {"server_id": "scripted", "headers": True}
         writer.write(b"INFO " + json.dumps(info).encode() + b"\r\n")
         await reader.readline()  # CONNECT
         await reader.readline()  # PING
         writer.write(b"PONG\r\n")
         await reader.readline()  # the client's SUB
+        # The cluster grew: a later INFO announces the new member.
+        info["connect_urls"] = [announces]
+        writer.write(b"INFO " + json.dumps(info).encode() + b"\r\n")
+        await writer.drain()
         if failure == "sends_garbage":
             writer.write(b"THIS IS NOT NATS\r\n")
         if failure == "goes_silent":  # reads on, answers no PING
@@ -91,6 +96,90 @@ async def test_a_failing_member_hands_the_client_to_the_server_it_announced(
     await wait_until(arrived, timeout_s=5, what="a message on the resubscribed subject")
     assert (received[0].subject, received[0].data) == ("wire.test.1", b"after the member failed")
     await client.close()
+
+
+class Cable:
+    """A TCP relay to the real server that the test can unplug and plug back in (same port),
+    so one client loses its connection while another, connected directly, never does."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def plug_in(self) -> None:
+        self._server = await asyncio.start_server(
+            self._relay, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def unplug(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_writes_wait_while_disconnected_up_to_a_bound_then_fail_at_once(
+    nats_server: EmbeddedNats, nc: NatsClient
+) -> None:
+    received: list[bytes] = []
+
+    async def on_message(msg: Msg) -> None:
+        received.append(msg.data)
+
+    await nc.subscribe("wire.buffered", cb=on_message)
+    await nc.flush()
+    cable = Cable(nats_server.port)
+    await cable.plug_in()
+    client = WireClient(
+        [f"nats://127.0.0.1:{cable.port}"], "test-buffer", max_buffered_bytes=64 * 1024
+    )
+    await client.connect()
+    await cable.unplug()
+
+    async def disconnected() -> bool:
+        return not client.is_connected
+
+    await wait_until(disconnected, timeout_s=5, what="the client to see the cable gone")
+    payloads = [b"%04d" % n + b"." * 996 for n in range(1000)]
+    accepted: list[bytes] = []
+    refused: WireBackpressureError | None = None
+    for payload in payloads:
+        try:
+            await client.publish("wire.buffered", payload)
+        except WireBackpressureError as exc:
+            refused = exc
+            break
+        accepted.append(payload)
+    assert refused is not None
+    assert "disconnected" in str(refused)
+    assert 0 < len(accepted) < 1000
+
+    await cable.plug_in()
+
+    async def all_delivered() -> bool:
+        return len(received) >= len(accepted)
+
+    await wait_until(all_delivered, timeout_s=15, what="the buffered messages after reconnect")
+    assert received == accepted  # every accepted one, in order, none of the refused
+    await client.close()
+    await cable.unplug()
 
 
 async def test_token_auth_is_accepted_and_a_wrong_password_refused(tmp_path: Path) -> None:
