@@ -120,6 +120,10 @@ class Settings:
     executor_concurrency: int = 512
     stream_replicas: int = 1
     drain_timeout_s: float = 10.0
+    # How long a service's pull request stays open at the server. A stopping service waits
+    # for its open requests to end (so nothing they deliver waits out an ack wait), so this
+    # also bounds how long stopping takes.
+    pull_expires_s: float = 2.0
     query_timeout_s: float = 5.0
     query_max_rows: int = 10_000
     query_memory_limit: str = "512MB"
@@ -213,6 +217,7 @@ class Settings:
             executor_concurrency=_int(env, "AGORA_EXECUTOR_CONCURRENCY", 512),
             stream_replicas=_int(env, "AGORA_STREAM_REPLICAS", 1),
             drain_timeout_s=_float(env, "AGORA_DRAIN_TIMEOUT_S", 10.0),
+            pull_expires_s=_float(env, "AGORA_PULL_EXPIRES_S", 2.0),
             query_timeout_s=_float(env, "AGORA_QUERY_TIMEOUT_S", 5.0),
             query_max_rows=_int(env, "AGORA_QUERY_MAX_ROWS", 10_000),
             query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
@@ -327,6 +332,7 @@ class Settings:
             "AGORA_EXECUTOR_CONCURRENCY": str(self.executor_concurrency),
             "AGORA_STREAM_REPLICAS": str(self.stream_replicas),
             "AGORA_DRAIN_TIMEOUT_S": str(self.drain_timeout_s),
+            "AGORA_PULL_EXPIRES_S": str(self.pull_expires_s),
             "AGORA_QUERY_TIMEOUT_S": str(self.query_timeout_s),
             "AGORA_QUERY_MAX_ROWS": str(self.query_max_rows),
             "AGORA_QUERY_MEMORY_LIMIT": self.query_memory_limit,

@@ -25,6 +25,10 @@ from infra.platform.runner import SERVICES, run_service
 from infra.settings import Settings
 from tests.llm_servers import ScriptedLlmServer
 
+# Services the tests start as processes (agora up, the supervisor) stop as soon as their
+# short pull requests end, too (the settings fixture does the same for in-process ones).
+os.environ.setdefault("AGORA_PULL_EXPIRES_S", "0.5")
+
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
@@ -42,6 +46,8 @@ def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
         workspace=tmp_path / "workspace",
         ack_wait_s=3.0,
         drain_timeout_s=2.0,
+        # Stopping waits for open pull requests to end: short ones keep teardowns short.
+        pull_expires_s=0.5,
         concurrency=64,
         executor_concurrency=256,
         query_timeout_s=2.0,

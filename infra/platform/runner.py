@@ -202,6 +202,7 @@ async def run_service(
                 max_deliver=settings.max_deliver,
                 ack_wait_s=settings.ack_wait_s,
                 drain_timeout_s=settings.drain_timeout_s,
+                pull_expires_s=settings.pull_expires_s,
                 ordering_key=sub.ordering_key,
                 pin=sub.pin,
                 pinned_timeout_s=settings.pinned_timeout_s,

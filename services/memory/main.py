@@ -169,16 +169,24 @@ class MemoryService:
 
     async def decide_from_log(self, stop: asyncio.Event) -> None:
         """Take the decisions the index says are due, whenever the follower moved on."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._log_moved.wait(), IDLE_DECISIONS_S)
-            self._log_moved.clear()
-            try:
-                await self._decide_due()
-            except Exception as exc:
-                # A failed write is tried again when the log next moves (or after a while).
-                log.warning("memory_decision_failed_will_retry", error=repr(exc))
-                self._lessons_tried.clear()
+        # Being told to stop wakes the wait too, so stopping does not sit out an idle wait.
+        stopped = asyncio.ensure_future(stop.wait())
+        stopped.add_done_callback(lambda _: self._log_moved.set())
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._log_moved.wait(), IDLE_DECISIONS_S)
+                self._log_moved.clear()
+                if stop.is_set():
+                    return
+                try:
+                    await self._decide_due()
+                except Exception as exc:
+                    # A failed write is tried again when the log next moves (or after a while).
+                    log.warning("memory_decision_failed_will_retry", error=repr(exc))
+                    self._lessons_tried.clear()
+        finally:
+            stopped.cancel()
 
     async def _decide_due(self) -> None:
         state = self.follower.state
