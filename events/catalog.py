@@ -552,7 +552,8 @@ class ListedTool(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ToolsListed(Event, frozen=True, kw_only=True, tag="tools_listed"):
-    """The executor's view of one MCP server's tools (goal id ``_mcp_<server>``), recorded
+    """The executor's view of one MCP server's tools, or of a remote A2A agent's one tool
+    (goal id ``_mcp_<server>``; ``origin`` says which: ``mcp:…``, ``a2a:…``), recorded
     when it first lists them and whenever the set changes. Planners validate and plan with
     the latest listing of every server; ``agora tools`` shows them. ``problem``: the server
     could not be reached or listed (then ``tools`` is empty)."""

@@ -74,7 +74,8 @@ def is_reserved_goal_id(goal_id: str) -> bool:
 
 
 def tools_goal_id(server: str) -> str:
-    """Where an MCP server's ``tools_listed`` events are recorded (one subject per server)."""
+    """Where an MCP server's (or an A2A agent's) ``tools_listed`` events are recorded (one
+    subject per server)."""
     return f"_mcp_{server}"
 
 

@@ -166,6 +166,8 @@ class Settings:
     http_allow: tuple[str, ...] = ()
     # MCP servers whose tools the executor offers (docs/mcp.md): inline JSON or a file's path.
     mcp_servers: str | None = None
+    # Remote A2A agents the executor may delegate to (docs/a2a.md): inline JSON or a path.
+    a2a_agents: str | None = None
     # Which tool calls wait for a person's approval (docs/approvals.md): "default", "off"
     # (unset), inline JSON or a JSON file's path. Read by the planner.
     approval_policy: str | None = None
@@ -248,6 +250,7 @@ class Settings:
             embeddings_key=env.get("AGORA_EMBEDDINGS_KEY", "").strip() or None,
             **_security(env),
             mcp_servers=env.get("AGORA_MCP_SERVERS", "").strip() or None,
+            a2a_agents=env.get("AGORA_A2A_AGENTS", "").strip() or None,
             mcp_start_wait_s=_float(env, "AGORA_MCP_START_WAIT_S", 10.0),
             approval_policy=env.get("AGORA_APPROVAL_POLICY", "").strip() or None,
             sandbox_cpu_s=_int(env, "AGORA_SANDBOX_CPU_S", 5),
@@ -356,6 +359,8 @@ class Settings:
             env["AGORA_PLANNER_PROMPTS"] = str(self.planner_prompts)
         if self.mcp_servers:
             env["AGORA_MCP_SERVERS"] = self.mcp_servers
+        if self.a2a_agents:
+            env["AGORA_A2A_AGENTS"] = self.a2a_agents
         env["AGORA_MCP_START_WAIT_S"] = str(self.mcp_start_wait_s)
         if self.approval_policy:
             env["AGORA_APPROVAL_POLICY"] = self.approval_policy

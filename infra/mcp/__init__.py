@@ -2,9 +2,11 @@
 
 :class:`McpTools` connects every configured server with the official SDK (``mcp``), keeps
 each one's latest tool listing as tool specs (``<server>.<tool>``, their JSON Schemas), and
-calls them. The executor is the only process that connects: it registers the tools in its
-registry and records each listing as a ``tools_listed`` event, from which planners and
-``agora tools`` know them (:mod:`infra.mcp.catalogue`).
+calls them. Remote A2A agents (docs/a2a.md) are connections of the same shape, each offering
+one tool, ``a2a.<agent>`` (:mod:`infra.a2a_client`). The executor is the only process that
+connects: it registers the tools in its registry and records each listing as a
+``tools_listed`` event, from which planners and ``agora tools`` know them
+(:mod:`infra.mcp.catalogue`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nats.aio.client import Client as NatsClient
 
@@ -28,9 +30,11 @@ from events.subjects import tools_goal_id
 from infra.logging import get_logger
 from infra.mcp.catalogue import last_listing
 from infra.mcp.config import McpServer, parse_servers
-from infra.mcp.listing import result_of
+from infra.mcp.listing import Listing
 
 if TYPE_CHECKING:
+    from infra.a2a_client.config import A2AAgent
+
     # The SDK behind a connection costs ~40 MB and ~0.4 s to import: only a process that
     # connects to a configured server loads it (a planner reading listings never does).
     from infra.mcp.connection import McpConnection
@@ -40,6 +44,8 @@ __all__ = [
     "McpConnection",
     "McpServer",
     "McpTools",
+    "ToolConnection",
+    "ToolSource",
     "listing_event",
     "parse_servers",
     "same_listing",
@@ -65,22 +71,67 @@ DEFAULT_START_WAIT_S = 10.0
 _RELIST_S = 60.0
 
 
+class ToolSource(Protocol):
+    """Where listed tools come from, as a listing records it: an MCP server, an A2A agent."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def transport(self) -> str: ...
+    @property
+    def trusted(self) -> bool: ...
+    def describe(self) -> str: ...
+
+
+class ToolConnection(Protocol):
+    """A connection that lists tools and calls them: an MCP server's, an A2A agent's."""
+
+    @property
+    def server(self) -> ToolSource: ...
+    @property
+    def listing(self) -> Listing: ...
+    @property
+    def protocol_version(self) -> str | None: ...
+    @property
+    def problem(self) -> str | None: ...
+    @property
+    def connected(self) -> bool: ...
+    async def connect(self) -> None: ...
+    async def run(self, tool: str, arguments: dict[str, Any]) -> tuple[str, Any]:
+        """(text, structured content) of calling ``tool`` (its registered name)."""
+        ...
+
+    def relist_soon(self) -> None: ...
+    async def close(self) -> None: ...
+
+
 class McpTools:
-    """Every configured server's connection. ``on_listing(connection)`` hears each change of
-    a server's tool set (its first listing included) and a first connection that failed."""
+    """Every configured server's and agent's connection. ``on_listing(connection)`` hears
+    each change of a connection's tool set (its first listing included) and a first
+    connection that failed."""
 
     def __init__(
         self,
         servers: Sequence[McpServer],
-        on_listing: Callable[[McpConnection], Awaitable[None]] | None = None,
+        on_listing: Callable[[ToolConnection], Awaitable[None]] | None = None,
+        *,
+        agents: Sequence[A2AAgent] = (),
     ) -> None:
         self._on_listing = on_listing
         self._background: set[asyncio.Task[None]] = set()
+        self.connections: dict[str, ToolConnection] = {}
         if servers:
             from infra.mcp.connection import McpConnection
-        self.connections = {
-            server.name: McpConnection(server, on_listing=on_listing) for server in servers
-        }
+
+            for server in servers:
+                self.connections[server.name] = McpConnection(server, on_listing=on_listing)
+        if agents:
+            from infra.a2a_client.connection import A2AConnection
+
+            for agent in agents:
+                self.connections[agent.name] = A2AConnection(agent, on_listing=on_listing)
 
     async def start(self, wait_s: float = DEFAULT_START_WAIT_S) -> None:
         """Connect every server, waiting at most ``wait_s`` for them: a server that hangs
@@ -100,7 +151,7 @@ class McpTools:
             slow = [c.server.name for c in self.connections.values() if not c.connected]
             log.warning("mcp_servers_slow_to_connect", servers=slow, waited_s=wait_s)
 
-    async def _first_connect(self, connection: McpConnection) -> None:
+    async def _first_connect(self, connection: ToolConnection) -> None:
         """Connect; a server that cannot be reached is logged, recorded (its problem) and
         tried again by ``keep_connected``."""
         try:
@@ -139,13 +190,8 @@ class McpTools:
             delay = min(delay * 2, _RECONNECT_MAX_S) if failed else _RECONNECT_MIN_S
 
     async def call(self, server: str, tool: str, arguments: dict[str, Any]) -> tuple[str, Any]:
-        """(text, structured content) of calling ``tool`` (its own name) on ``server``."""
-        connection = self.connections[server]
-        result = await connection.call(tool, arguments)
-        if result.is_error:
-            # A tool that failed may be one the server no longer offers: list again.
-            connection.relist_soon()
-        return result_of(server, tool, result)
+        """(text, structured content) of calling ``tool`` (its registered name) on ``server``."""
+        return await self.connections[server].run(tool, arguments)
 
     async def close(self) -> None:
         for attempt in list(self._background):
@@ -155,7 +201,7 @@ class McpTools:
 
 
 def listing_event(
-    connection: McpConnection, *, previous_id: str | None, producer: str, now: datetime
+    connection: ToolConnection, *, previous_id: str | None, producer: str, now: datetime
 ) -> ToolsListed:
     """``connection``'s current listing (or why there is none) as a ``tools_listed`` event.
 
@@ -228,7 +274,7 @@ class ListingRecorder:
         self._now = now
         self._recorded: dict[str, str] = {}  # server -> the id of its last recorded listing
 
-    async def record(self, connection: McpConnection) -> None:
+    async def record(self, connection: ToolConnection) -> None:
         name = connection.server.name
         if name not in self._recorded:
             last = await last_listing(self._nc, name)

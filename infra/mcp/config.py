@@ -23,13 +23,24 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from events.errors import ConfigurationError
 from events.subjects import is_subject_token
 
-__all__ = ["McpServer", "SecretHeader", "parse_servers", "resolve_headers"]
+__all__ = [
+    "HeaderSource",
+    "McpServer",
+    "SecretHeader",
+    "http_headers",
+    "http_url",
+    "parse_servers",
+    "public_url",
+    "read_json_setting",
+    "resolve_headers",
+    "timeout_and_trust",
+]
 
 _KEYS = frozenset(
     {
@@ -85,24 +96,56 @@ class McpServer:
     def origin(self) -> str:
         return f"mcp:{self.name}"
 
+    @property
+    def label(self) -> str:
+        return f"MCP server {self.name}"
+
     def describe(self) -> str:
         """Where the server is, for people: the command or the URL, never a secret."""
         if self.command is not None:
             return " ".join([self.command, *self.args])
         assert self.url is not None
-        # A URL may carry credentials (user:password@, ?token=): show scheme, host and path.
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+        return public_url(self.url)
+
+
+def public_url(url: str) -> str:
+    """``url`` for people and events: scheme, host and path. A URL may carry credentials
+    (user:password@, ?token=): they are left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+class HeaderSource(Protocol):
+    """What sends HTTP headers, some of them secret: an MCP server, an A2A agent."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def secret_headers(self) -> tuple[SecretHeader, ...]: ...
 
 
 def parse_servers(raw: str | None) -> tuple[McpServer, ...]:
     """The configured servers; raw is inline JSON or the path of a JSON file."""
     if raw is None or not raw.strip():
         return ()
+    document, where = read_json_setting(raw, "AGORA_MCP_SERVERS")
+    if not isinstance(document, dict):
+        raise ConfigurationError(f'{where}: expected {{"mcpServers": {{name: server}}}}')
+    servers = document.get("mcpServers", document.get("servers"))
+    if not isinstance(servers, dict):
+        raise ConfigurationError(f'{where}: expected {{"mcpServers": {{name: server}}}}')
+    return tuple(_server(f"{where}: server {name!r}", name, spec) for name, spec in servers.items())
+
+
+def read_json_setting(raw: str, variable: str) -> tuple[Any, str]:
+    """The JSON document a setting holds inline, or in the file it names (when it does not
+    start with ``{``), and where it came from (for messages)."""
     text = raw.strip()
-    where = "AGORA_MCP_SERVERS"
+    where = variable
     if not text.startswith("{"):
         path = Path(text).expanduser()
         try:
@@ -111,15 +154,9 @@ def parse_servers(raw: str | None) -> tuple[McpServer, ...]:
             raise ConfigurationError(f"{where}={raw!r} cannot be read: {exc.strerror}") from None
         where = str(path)
     try:
-        document = json.loads(text)
+        return json.loads(text), where
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"{where} is not JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ConfigurationError(f'{where}: expected {{"mcpServers": {{name: server}}}}')
-    servers = document.get("mcpServers", document.get("servers"))
-    if not isinstance(servers, dict):
-        raise ConfigurationError(f'{where}: expected {{"mcpServers": {{name: server}}}}')
-    return tuple(_server(f"{where}: server {name!r}", name, spec) for name, spec in servers.items())
 
 
 def _server(where: str, name: str, spec: Any) -> McpServer:
@@ -136,13 +173,8 @@ def _server(where: str, name: str, spec: Any) -> McpServer:
     command, url = spec.get("command"), spec.get("url")
     if (command is None) == (url is None):
         raise ConfigurationError(f"{where}: give either command (stdio) or url (Streamable HTTP)")
-    timeout = spec.get("timeout_s", 30.0)
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-        raise ConfigurationError(f"{where}: timeout_s must be a positive number of seconds")
-    trusted = spec.get("trusted", False)
-    if not isinstance(trusted, bool):
-        raise ConfigurationError(f"{where}: trusted must be true or false")
-    common: dict[str, Any] = {"name": name, "timeout_s": float(timeout), "trusted": trusted}
+    timeout, trusted = timeout_and_trust(where, spec, default_timeout_s=30.0)
+    common: dict[str, Any] = {"name": name, "timeout_s": timeout, "trusted": trusted}
     if command is not None:
         if not isinstance(command, str) or not command:
             raise ConfigurationError(f"{where}: command must be a non-empty string")
@@ -154,8 +186,36 @@ def _server(where: str, name: str, spec: Any) -> McpServer:
             cwd=Path(cwd).expanduser() if isinstance(cwd, str) else None,
             **common,
         )
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigurationError(f"{where}: url must start with http:// or https://")
+    headers, secrets = http_headers(where, spec)
+    return McpServer(
+        url=http_url(where, "url", url), headers=headers, secret_headers=secrets, **common
+    )
+
+
+def http_url(where: str, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigurationError(f"{where}: {key} must start with http:// or https://")
+    return value
+
+
+def timeout_and_trust(
+    where: str, spec: Mapping[str, Any], *, default_timeout_s: float
+) -> tuple[float, bool]:
+    """``timeout_s`` (positive seconds) and ``trusted`` (a boolean, false unless given)."""
+    timeout = spec.get("timeout_s", default_timeout_s)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigurationError(f"{where}: timeout_s must be a positive number of seconds")
+    trusted = spec.get("trusted", False)
+    if not isinstance(trusted, bool):
+        raise ConfigurationError(f"{where}: trusted must be true or false")
+    return float(timeout), trusted
+
+
+def http_headers(
+    where: str, spec: Mapping[str, Any]
+) -> tuple[tuple[tuple[str, str], ...], tuple[SecretHeader, ...]]:
+    """The plain ``headers`` and the secret ones (``headers_env``, ``headers_file``,
+    ``bearer_token_env``, ``bearer_token_file``) of an HTTP entry."""
     secrets = [
         SecretHeader(header, env=variable)
         for header, variable in _string_map(
@@ -173,12 +233,8 @@ def _server(where: str, name: str, spec: Any) -> McpServer:
     if "bearer_token_file" in spec:
         path = Path(_string(where, spec, "bearer_token_file")).expanduser()
         secrets.append(SecretHeader("Authorization", file=path, bearer=True))
-    return McpServer(
-        url=url,
-        headers=tuple(_string_map(where, "headers", spec.get("headers", {})).items()),
-        secret_headers=tuple(secrets),
-        **common,
-    )
+    headers = tuple(_string_map(where, "headers", spec.get("headers", {})).items())
+    return headers, tuple(secrets)
 
 
 def _string(where: str, spec: Mapping[str, Any], key: str) -> str:
@@ -202,7 +258,9 @@ def _string_map(where: str, key: str, value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def resolve_headers(server: McpServer, env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+def resolve_headers(
+    server: HeaderSource, env: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
     """The headers to send to ``server`` and the secret values among them (to redact).
 
     A secret that cannot be read is a ``ConfigurationError`` naming its source, never its value.
@@ -214,7 +272,7 @@ def resolve_headers(server: McpServer, env: Mapping[str, str]) -> tuple[dict[str
             value = env.get(secret.env, "").strip()
             if not value:
                 raise ConfigurationError(
-                    f"MCP server {server.name}: header {secret.header} comes from the "
+                    f"{server.label}: header {secret.header} comes from the "
                     f"environment variable {secret.env}, which is not set"
                 )
         else:
@@ -223,7 +281,7 @@ def resolve_headers(server: McpServer, env: Mapping[str, str]) -> tuple[dict[str
                 value = secret.file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigurationError(
-                    f"MCP server {server.name}: header {secret.header} comes from "
+                    f"{server.label}: header {secret.header} comes from "
                     f"{secret.file}, which cannot be read: {exc.strerror}"
                 ) from None
         secrets.append(value)

@@ -26,10 +26,11 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, Tool, ToolListChangedNotification
 from pydantic import ValidationError
 
-from events.errors import AgoraError, ToolError
+from events.errors import ToolError
 from infra.logging import get_logger, redact_stdlib_loggers, register_secret
+from infra.mcp.base import ConnectionBase, describe_error
 from infra.mcp.config import McpServer, resolve_headers
-from infra.mcp.listing import Listing, specs_of
+from infra.mcp.listing import Listing, qualified, result_of, specs_of
 
 __all__ = ["McpConnection"]
 
@@ -38,11 +39,10 @@ log = get_logger("agora.mcp")
 _STDLIB_LOGGERS = ("mcp", "httpx2", "httpcore2")
 
 _MAX_PAGES = 100
-_CONNECT_TIMEOUT_S = 30.0
 _CLOSE_TIMEOUT_S = 5.0
 
 
-class McpConnection:
+class McpConnection(ConnectionBase[Client]):
     """A server's session and its latest listing. ``on_listing`` hears every new listing."""
 
     def __init__(
@@ -50,55 +50,36 @@ class McpConnection:
         server: McpServer,
         on_listing: Callable[[McpConnection], Awaitable[None]] | None = None,
     ) -> None:
+        super().__init__()
         self.server = server
         self.listing = Listing({})
         self.protocol_version: str | None = None
-        # Why the server is not usable right now (None: connected, or never tried).
-        self.problem: str | None = None
         self._on_listing = on_listing
-        self._client: Client | None = None
         self._stop: asyncio.Event | None = None
         self._holder: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        self._background: set[asyncio.Task[None]] = set()
 
     @property
-    def connected(self) -> bool:
-        return self._client is not None
+    def label(self) -> str:
+        return self.server.label
 
-    async def connect(self) -> None:
-        """Connect (if not connected) and list the tools; raises ``ToolError`` when it cannot."""
-        async with self._lock:
-            if self._client is not None:
-                return
-            try:
-                async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-                    client = await self._open()
-                    self.protocol_version = client.protocol_version
-                    await self._list(client)
-            except asyncio.CancelledError:
-                # Whoever wanted the connection gave up (a call's timeout, shutdown): leave no
-                # half-open session or started process behind.
-                await self._drop()
-                raise
-            except AgoraError as exc:
-                self.problem = str(exc)
-                await self._drop()
-                raise ToolError(
-                    f"MCP server {self.server.name} is misconfigured: {exc}", transient=False
-                ) from exc
-            except Exception as exc:
-                self.problem = _describe(exc)
-                if isinstance(exc, MCPError) and self.server.url is not None:
-                    # An HTTP error status (401, 403, 404…) reaches the SDK only as this.
-                    self.problem += " (check the server's URL and its credentials)"
-                await self._drop()
-                raise ToolError(
-                    f"MCP server {self.server.name} ({self.server.transport}) cannot be "
-                    f"reached: {self.problem}",
-                    transient=True,
-                ) from exc
-            self.problem = None
+    def _problem_of(self, exc: Exception) -> str:
+        problem = describe_error(exc)
+        if isinstance(exc, MCPError) and self.server.url is not None:
+            # An HTTP error status (401, 403, 404…) reaches the SDK only as this.
+            problem += " (check the server's URL and its credentials)"
+        return problem
+
+    def _unreachable(self) -> str:
+        return f"{self.label} ({self.server.transport}) cannot be reached: {self.problem}"
+
+    async def run(self, tool: str, arguments: dict[str, Any]) -> tuple[str, Any]:
+        """(text, structured content) of calling ``tool`` (``<server>.<tool>``)."""
+        own = tool.removeprefix(qualified(self.server.name, ""))
+        result = await self.call(own, arguments)
+        if result.is_error:
+            # A tool that failed may be one the server no longer offers: list again.
+            self.relist_soon()
+        return result_of(self.server.name, own, result)
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> Any:
         """The server's ``CallToolResult`` for ``tool`` (its own, unqualified name)."""
@@ -138,10 +119,10 @@ class McpConnection:
         except RuntimeError as exc:
             if "structured content" not in str(exc):
                 # The session itself broke (it was closed under the call).
-                await self._lost(client, _describe(exc))
+                await self._lost(client, describe_error(exc))
                 raise ToolError(
                     f"MCP server {self.server.name} failed during the call of {tool}: "
-                    f"{_describe(exc)}",
+                    f"{describe_error(exc)}",
                     transient=True,
                 ) from exc
             # The SDK checks structured content against the tool's output schema.
@@ -150,21 +131,16 @@ class McpConnection:
                 f"tool's own schema: {str(exc).splitlines()[0]}"
             ) from exc
         except (OSError, httpx2.HTTPError, anyio.BrokenResourceError) as exc:
-            await self._lost(client, _describe(exc))
+            why = describe_error(exc)
+            await self._lost(client, why)
             raise ToolError(
-                f"MCP server {self.server.name} failed during the call of {tool}: {_describe(exc)}",
+                f"MCP server {self.server.name} failed during the call of {tool}: {why}",
                 transient=True,
             ) from exc
 
-    async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        async with self._lock:
-            await self._drop()
-
     # -- internals ---------------------------------------------------------------------
 
-    async def _open(self) -> Client:
+    async def _open(self) -> None:
         ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
         stop = asyncio.Event()
         transport = self._transport()
@@ -172,7 +148,8 @@ class McpConnection:
         self._stop = stop
         self._holder = asyncio.create_task(self._hold(client, ready, stop))
         self._client = await ready
-        return self._client
+        self.protocol_version = client.protocol_version
+        await self._list(client)
 
     def _transport(self) -> Any:
         server = self.server
@@ -206,7 +183,8 @@ class McpConnection:
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else ToolError(str(exc)))
             else:
-                log.warning("mcp_connection_ended", server=self.server.name, error=_describe(exc))
+                why = describe_error(exc)
+                log.warning("mcp_connection_ended", server=self.server.name, error=why)
         finally:
             if self._client is client:
                 self._client = None
@@ -240,22 +218,8 @@ class McpConnection:
         """List the server's tools again in the background (its set may have changed); one
         listing at a time, however many failed calls ask for one."""
         client = self._client
-        if client is None or self._background:
-            return
-
-        async def relist() -> None:
-            with suppress(Exception):
-                await self._list(client)
-
-        task = asyncio.create_task(relist())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _lost(self, client: Client, why: str) -> None:
-        async with self._lock:
-            if self._client is client:
-                self.problem = why
-                await self._drop()
+        if client is not None:
+            self._in_background(lambda: self._list(client), alone=True)
 
     async def _drop(self) -> None:
         holder, stop = self._holder, self._stop
@@ -289,13 +253,6 @@ async def _http_transport(url: str, headers: dict[str, str]) -> AsyncIterator[An
         streamable_http_client(url, http_client=http) as streams,
     ):
         yield streams
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_describe(inner) for inner in exc.exceptions)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _validation_summary(exc: ValidationError) -> str:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as CoreSubscription
@@ -15,11 +15,12 @@ from events.model import Event
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, event_type_filter, goal_id_from_subject
 from events.timers import decode_wakeup
 from events.tools import REACT_TOOL, ToolSpec
+from infra.a2a_client.config import check_names, parse_agents
 from infra.bus.consume import Delivery
 from infra.bus.history import GoalHistory
 from infra.bus.timers import ScheduledTimers
 from infra.logging import get_logger
-from infra.mcp import ListingRecorder, McpTools, parse_servers
+from infra.mcp import ListingRecorder, McpTools, ToolConnection, parse_servers
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.cancellations import Cancellations
 from services.executor.handler import execute_task, wake_cancelled_timers, wake_task
@@ -33,10 +34,7 @@ from services.executor.sandbox import Sandbox, SandboxLimits
 from services.executor.tools.context import ToolContext, ToolImplementation, ToolResult
 from services.llm.templates import PromptTemplate, load_prompt
 
-if TYPE_CHECKING:
-    from infra.mcp.connection import McpConnection
-
-__all__ = ["build", "react_prompt"]
+__all__ = ["build", "connected_tools", "react_prompt"]
 
 log = get_logger("agora.executor")
 
@@ -68,16 +66,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
     )
     tools = ToolContext(workspace=workspace, http=http, sandbox=sandbox)
     registry = ToolRegistry.builtin()
-    recorder = ListingRecorder(ctx.nc, ctx.publish, producer=ctx.producer, now=ctx.now)
-
-    async def listed(connection: McpConnection) -> None:
-        server = connection.server
-        registry.replace_origin(
-            server.origin, mcp_registered(server.name, connection.listing.specs, mcp)
-        )
-        await recorder.record(connection)
-
-    mcp = McpTools(parse_servers(settings.mcp_servers), on_listing=listed)
+    mcp = connected_tools(ctx, registry)
     runner = ToolRunner(registry, tools)
     react_config = ReactConfig(
         tools=registry.specs(),
@@ -179,11 +168,32 @@ def build(ctx: ServiceContext) -> ServiceParts:
     )
 
 
-def mcp_registered(
-    server: str, specs: Mapping[str, ToolSpec], mcp: McpTools
+def connected_tools(ctx: ServiceContext, registry: ToolRegistry) -> McpTools:
+    """The configured MCP servers and A2A agents, their tools joining ``registry`` as each
+    connection lists them (each listing recorded as ``tools_listed``)."""
+    recorder = ListingRecorder(ctx.nc, ctx.publish, producer=ctx.producer, now=ctx.now)
+
+    async def listed(connection: ToolConnection) -> None:
+        server = connection.server
+        registry.replace_origin(
+            server.origin,
+            connection_registered(server.name, server.origin, connection.listing.specs, mcp),
+        )
+        await recorder.record(connection)
+
+    servers = parse_servers(ctx.settings.mcp_servers)
+    agents = parse_agents(ctx.settings.a2a_agents)
+    check_names(agents, (server.name for server in servers))
+    mcp = McpTools(servers, on_listing=listed, agents=agents)
+    return mcp
+
+
+def connection_registered(
+    server: str, origin: str, specs: Mapping[str, ToolSpec], mcp: McpTools
 ) -> list[RegisteredTool]:
-    """A server's listed tools as registry entries: calls go to that server, and all of them
-    share one circuit breaker (``mcp:<server>``)."""
+    """A connection's listed tools (an MCP server's, an A2A agent's) as registry entries:
+    calls go to that connection, and all of them share one circuit breaker, keyed by its
+    origin (``mcp:<server>``, ``a2a:<agent>``)."""
 
     def implementation(tool: str) -> ToolImplementation:
         async def run(arguments: Any, _ctx: ToolContext) -> ToolResult:
@@ -192,12 +202,7 @@ def mcp_registered(
 
         return run
 
-    destination = f"mcp:{server}"
     return [
-        RegisteredTool(
-            spec,
-            implementation(name.removeprefix(f"{server}.")),
-            lambda _args: destination,
-        )
+        RegisteredTool(spec, implementation(name), lambda _args: origin)
         for name, spec in specs.items()
     ]
