@@ -334,9 +334,12 @@ def publish_line(subject: str, reply: str, payload: bytes) -> bytes:
 
 # -- the hot-path client's frames ---------------------------------------------------------------
 
-# Subject, subscription id, optional reply subject, then the sizes (HMSG: header, total).
-_HMSG_FRAME = re.compile(rb"HMSG ([^ \r\n]+) ([^ \r\n]+) (?:([^ \r\n]+) )?(\d+) (\d+)\r\n")
-_MSG_FRAME = re.compile(rb"MSG ([^ \r\n]+) ([^ \r\n]+) (?:([^ \r\n]+) )?(\d+)\r\n")
+# Subject, subscription id, optional reply subject, then the sizes (HMSG: header, total),
+# at most 12 digits (no payload is a terabyte; a longer number is garbage, not a size).
+_HMSG_FRAME = re.compile(
+    rb"HMSG ([^ \r\n]+) ([^ \r\n]+) (?:([^ \r\n]+) )?(\d{1,12}) (\d{1,12})\r\n"
+)
+_MSG_FRAME = re.compile(rb"MSG ([^ \r\n]+) ([^ \r\n]+) (?:([^ \r\n]+) )?(\d{1,12})\r\n")
 _NO_REPLY = b""
 
 # on_message(subject, sid, reply, header block, payload): all bytes, reply b"" if none.
@@ -398,6 +401,8 @@ class MessageParser:
             if buffer[end : end + 2] != _CRLF:
                 raise ProtocolError(f"a message from the server overruns its size at {position}")
             headers_end = start + int(frame.group(4)) if with_headers else start
+            if headers_end > end:
+                raise ProtocolError(f"a message's headers overrun the message at {position}")
             on_message(
                 frame.group(1),
                 frame.group(2),

@@ -182,6 +182,41 @@ async def test_writes_wait_while_disconnected_up_to_a_bound_then_fail_at_once(
     await cable.unplug()
 
 
+async def test_a_server_that_stops_reading_gets_a_bounded_buffer_not_all_our_memory() -> None:
+    """Slow-consumer safety on our side: once the socket and the transport are full, writes
+    wait in the bounded buffer, then a publish fails at once; the connection stays up."""
+    done = asyncio.Event()
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'INFO {"server_id":"stalled","headers":true}\r\n')
+        await reader.readline()  # CONNECT
+        await reader.readline()  # PING
+        writer.write(b"PONG\r\n")
+        await done.wait()  # and read nothing more
+        writer.close()
+
+    server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = WireClient([f"nats://127.0.0.1:{port}"], "test-stalled", max_buffered_bytes=256 * 1024)
+    await client.connect()
+    payload = b"." * 64 * 1024
+    written = 0
+    refused: WireBackpressureError | None = None
+    while refused is None and written < 512 * 1024 * 1024:
+        try:
+            await client.publish("wire.stalled", payload)
+        except WireBackpressureError as exc:
+            refused = exc
+        written += len(payload)
+        await asyncio.sleep(0)  # let the loop write, so the kernel's buffers fill
+    assert refused is not None, "512 MiB went out to a peer that reads nothing"
+    assert "reads slowly" in str(refused)
+    assert client.is_connected
+    done.set()
+    server.close()
+    await client.close(timeout_s=0.1)
+
+
 async def test_token_auth_is_accepted_and_a_wrong_password_refused(tmp_path: Path) -> None:
     token = "s3cret-token"
     with EmbeddedNats(

@@ -78,6 +78,8 @@ def test_frames_split_anywhere_parse_the_same() -> None:
         b"HELLO there\r\n",
         b"MSG only-a-subject\r\n",
         b"MSG s 1 5\r\nhello!!\r\n",  # the payload overruns its announced size
+        b"MSG s 1 " + b"9" * 5000 + b"\r\n",  # a size no payload has
+        b"HMSG s 1 30 20\r\n" + b"x" * 20 + b"\r\n",  # headers longer than the message
         b"INFO {not json}\r\n",
         b"INFO [1, 2]\r\n",
         b"MSG " + b"a" * (70 * 1024),  # a line that never ends
