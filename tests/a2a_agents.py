@@ -9,6 +9,8 @@ own card (``<base>/<name>/.well-known/agent-card.json``):
 - ``junk``: its card is valid, its JSON-RPC endpoint answers a JSON object that is no
   JSON-RPC response.
 - ``down``: its card names a JSON-RPC URL where nothing listens.
+- ``docs`` (with ``documents``): answers the text of ``<documents>/<text>.txt`` as it is,
+  as an artifact; the injection-safety tests put hostile text there.
 
 Every message the helper received is in ``calls``, every cancel in ``cancelled``.
 """
@@ -20,6 +22,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import uvicorn
 from a2a.server.agent_execution import AgentExecutor, RequestContext
@@ -46,7 +49,22 @@ from starlette.routing import Route
 from infra.platform.asgi import BearerRequired
 from infra.platform.sockets import listening_socket
 
-__all__ = ["TestAgents", "serve_agents"]
+__all__ = ["RunningAgents", "serve_agents"]
+
+
+async def _opened(context: RequestContext, event_queue: EventQueue) -> TaskUpdater:
+    """The task of ``context`` enqueued (the SDK wants it before any update), and its updater."""
+    assert context.task_id is not None
+    assert context.context_id is not None
+    await event_queue.enqueue_event(
+        Task(
+            id=context.task_id,
+            context_id=context.context_id,
+            status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED),
+            history=[context.message] if context.message else [],
+        )
+    )
+    return TaskUpdater(event_queue, context.task_id, context.context_id)
 
 
 @dataclass
@@ -57,17 +75,7 @@ class Helper(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         text = context.get_user_input()
         self.calls.append(text)
-        assert context.task_id is not None
-        assert context.context_id is not None
-        updater = TaskUpdater(event_queue, context.task_id, context.context_id)
-        await event_queue.enqueue_event(
-            Task(
-                id=context.task_id,
-                context_id=context.context_id,
-                status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED),
-                history=[context.message] if context.message else [],
-            )
-        )
+        updater = await _opened(context, event_queue)
         await updater.start_work()
         if text == "hang":
             await asyncio.Event().wait()
@@ -110,17 +118,37 @@ def _card(name: str, rpc_url: str, *, streaming: bool) -> AgentCard:
 
 
 @dataclass
-class TestAgents:
+class Documents(AgentExecutor):
+    directory: Path
+    fetched: list[str] = field(default_factory=list)
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        name = context.get_user_input()
+        self.fetched.append(name)
+        updater = await _opened(context, event_queue)
+        text = (self.directory / f"{name}.txt").read_text(encoding="utf-8")
+        await updater.add_artifact([Part(text=text)], name="document")
+        await updater.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class RunningAgents:
     base: str
     helper: Helper
+    documents: Documents | None = None
 
     def card_url(self, name: str) -> str:
         return f"{self.base}/{name}/.well-known/agent-card.json"
 
 
 @contextlib.asynccontextmanager
-async def serve_agents(token: str, *, streaming: bool = True) -> AsyncIterator[TestAgents]:
-    """The agents on a free port, until the block ends."""
+async def serve_agents(
+    token: str, *, streaming: bool = True, documents: Path | None = None
+) -> AsyncIterator[RunningAgents]:
+    """The agents on a free port, until the block ends (``docs`` when given ``documents``)."""
     sock = listening_socket("127.0.0.1", 0)
     # Bound, never listening: a connection to it is refused, every time.
     nobody = socket.socket()
@@ -146,6 +174,15 @@ async def serve_agents(token: str, *, streaming: bool = True) -> AsyncIterator[T
             card_url="/down/.well-known/agent-card.json",
         ),
     ]
+    docs = Documents(documents) if documents is not None else None
+    if docs is not None:
+        docs_card = _card("docs", f"{base}/docs/a2a", streaming=False)
+        routes += [
+            *create_agent_card_routes(docs_card, card_url="/docs/.well-known/agent-card.json"),
+            *create_jsonrpc_routes(
+                DefaultRequestHandler(docs, InMemoryTaskStore(), docs_card), "/docs/a2a"
+            ),
+        ]
     app = BearerRequired(
         Starlette(routes=routes),
         token=token,
@@ -158,7 +195,7 @@ async def serve_agents(token: str, *, streaming: bool = True) -> AsyncIterator[T
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        yield TestAgents(base, helper)
+        yield RunningAgents(base, helper, docs)
     finally:
         server.should_exit = True
         await serving

@@ -1,8 +1,9 @@
 """Injection safety: injected tool output, read by a model that obeys it, changes nothing.
 
 A corpus of injected tool outputs (``tests/data/injections.json``) is served through a
-granted tool (``read_file``, or ``docs.fetch`` of a real MCP server over stdio: MCP outputs
-are untrusted data like any other) to ReAct tasks run by the real executor, on a real nats-server,
+granted tool (``read_file``, ``docs.fetch`` of a real MCP server over stdio, or ``a2a.docs``,
+a real A2A agent over HTTP: their outputs are untrusted data like any other) to ReAct tasks
+run by the real executor, on a real nats-server,
 talking real HTTP to a scripted provider that *obeys* every injection: it asks for exactly
 the tool calls the injection demands. Every such call names a tool the task was not granted,
 or has arguments its schema refuses, so each must be refused: the stream shows zero calls
@@ -29,6 +30,7 @@ from events.subjects import DLQ_STREAM, INTAKE_STREAM
 from events.tools import BUILTIN_TOOLS
 from infra.bus.publisher import EventPublisher
 from infra.settings import Settings
+from tests.a2a_agents import RunningAgents, serve_agents
 from tests.conftest import InProcessPlatform
 from tests.llm_servers import (
     Flavour,
@@ -56,16 +58,21 @@ ALLOWED_TYPES = {
 }
 FILE_IN_INSTRUCTION = re.compile(r"the file (\S+)\.txt")
 FINAL_ANSWER = "I read the file; it holds no information for this task."
-# Where the injected text comes from: the built-in file tool, or an MCP server's tool.
-Source = Literal["read_file", "mcp"]
+# Where the injected text comes from: the built-in file tool, an MCP server's tool, or a
+# remote A2A agent's answer.
+Source = Literal["read_file", "mcp", "a2a"]
 DOCUMENTS_SERVER = Path(__file__).parent.parent / "mcp_servers" / "documents.py"
 MCP_GRANTED = ("docs.fetch",)
+A2A_GRANTED = ("a2a.docs",)
+A2A_TOKEN = "token-of-the-documents-agent"
 
 
 def reading(source: Source, case_id: str) -> tuple[str, dict[str, Any]]:
     """The granted call that brings a case's text in."""
     if source == "mcp":
         return "docs.fetch", {"name": case_id}
+    if source == "a2a":
+        return "a2a.docs", {"text": case_id}
     return "read_file", {"path": f"{case_id}.txt"}
 
 
@@ -156,10 +163,24 @@ def react_task(case: dict[str, Any], granted: tuple[str, ...] = GRANTED) -> Task
 
 
 @pytest.mark.parametrize(
-    ("flavour", "source"), [("openai", "read_file"), ("anthropic", "read_file"), ("openai", "mcp")]
+    ("flavour", "source"),
+    [("openai", "read_file"), ("anthropic", "read_file"), ("openai", "mcp"), ("anthropic", "a2a")],
 )
 async def test_injected_tool_output_calls_no_ungranted_tool_and_publishes_nothing_else(
     flavour: Flavour, source: Source, nc: NatsClient, settings: Settings, tmp_path: Path
+) -> None:
+    # The agent reads the documents when asked, so it may start before they are written.
+    async with serve_agents(A2A_TOKEN, documents=tmp_path / "documents") as agents:
+        await _injected(flavour, source, nc, settings, tmp_path, agents)
+
+
+async def _injected(
+    flavour: Flavour,
+    source: Source,
+    nc: NatsClient,
+    settings: Settings,
+    tmp_path: Path,
+    agents: RunningAgents,
 ) -> None:
     workspace = settings.workspace
     workspace.mkdir(parents=True, exist_ok=True)
@@ -169,7 +190,7 @@ async def test_injected_tool_output_calls_no_ungranted_tool_and_publishes_nothin
         (workspace / f"{case['id']}.txt").write_text(case["output"], encoding="utf-8")
         (documents / f"{case['id']}.txt").write_text(case["output"], encoding="utf-8")
     files_before = sorted(p.name for p in workspace.iterdir())
-    granted = MCP_GRANTED if source == "mcp" else GRANTED
+    granted = {"mcp": MCP_GRANTED, "a2a": A2A_GRANTED}.get(source, GRANTED)
     servers = {
         "docs": {
             "command": sys.executable,
@@ -178,6 +199,12 @@ async def test_injected_tool_output_calls_no_ungranted_tool_and_publishes_nothin
         }
     }
     configured = replace(settings, mcp_servers=json.dumps({"mcpServers": servers}))
+    if source == "a2a":  # the agent "docs" instead of the MCP server of that name
+        docs_agent = {
+            "card_url": agents.card_url("docs"),
+            "headers": {"Authorization": f"Bearer {A2A_TOKEN}"},
+        }
+        configured = replace(settings, a2a_agents=json.dumps({"a2aAgents": {"docs": docs_agent}}))
 
     with ScriptedLlmServer(flavour, obedient_model(flavour, source)) as server:
         platform = InProcessPlatform(llm_settings(configured, server))
@@ -235,3 +262,7 @@ async def test_injected_tool_output_calls_no_ungranted_tool_and_publishes_nothin
         # Each document was fetched once: no injected call reached the server again.
         fetched = (documents / "calls.log").read_text().splitlines()
         assert sorted(fetched) == sorted(f"documents fetch {case['id']}" for case in CASES)
+    if source == "a2a":
+        # Each document was asked for once: no injected call reached the agent again.
+        assert agents.documents is not None
+        assert sorted(agents.documents.fetched) == sorted(case["id"] for case in CASES)
