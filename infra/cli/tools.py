@@ -36,6 +36,7 @@ def tools_report(catalogue: dict[str, ToolSpec], listings: list[ToolsListed]) ->
         "servers": [
             {
                 "server": listing.server,
+                "origin": listing.origin,
                 "transport": listing.transport,
                 "where": listing.where,
                 "trusted": listing.trusted,
@@ -73,7 +74,8 @@ def listed_tools() -> dict[str, ToolSpec]:
 def tools(
     as_json: Annotated[bool, typer.Option("--json", help="tools and servers as JSON")] = False,
 ) -> None:
-    """List every tool a goal may name: built-in ones and those of MCP servers (with origin)."""
+    """List every tool a goal may name: built-in ones, MCP servers' and A2A agents' (with
+    origin)."""
     catalogue, listings = run(_listed())
     report = tools_report(catalogue, listings)
     if as_json:
@@ -96,9 +98,15 @@ def tools(
     for server in report["servers"]:
         state = f"[red]{server['problem']}[/]" if server["problem"] else "listed"
         out.print(
-            f"MCP server {server['server']} ({server['transport']}: {server['where']}, "
+            f"{_kind(server['origin'])} {server['server']} ({server['transport']}: "
+            f"{server['where']}, "
             f"protocol {server['protocol_version'] or '?'}): {len(server['tools'])} tool(s), "
             f"{state}, at {server['listed_at']}"
         )
         for skipped in server["skipped"]:
             out.print(f"  [yellow]left out: {skipped}[/]")
+
+
+def _kind(origin: str) -> str:
+    """What listed the tools, for people: an MCP server, or a remote A2A agent."""
+    return "A2A agent" if origin.startswith("a2a:") else "MCP server"

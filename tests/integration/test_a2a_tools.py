@@ -196,10 +196,14 @@ async def test_goals_delegate_to_a2a_agents_faults_are_clear_and_reruns_call_no_
     assert servers["helper"]["transport"] == "a2a-jsonrpc"
     assert servers["helper"]["where"] == agents.card_url("helper")
     assert servers["helper"]["protocol_version"] == "1.0"
+    assert (servers["helper"]["origin"], servers["junk"]["origin"]) == ("a2a:helper", "a2a:junk")
+    code, table, stderr = await agora("tools", env=env)
+    assert code == 0, stderr
+    assert b"A2A agent helper (a2a-jsonrpc" in table
     # The token is nowhere: not in the log, not in what was printed, not under the data dir.
     log = await all_events(nc)
     assert not any(TOKEN.encode() in msgspec.json.encode(e) for e in log)
     printed = capfd.readouterr()
-    assert TOKEN not in printed.out + printed.err + stdout.decode()
+    assert TOKEN not in printed.out + printed.err + stdout.decode() + table.decode()
     stored = [p for p in settings.data_dir.rglob("*") if p.is_file() and p != token_file]
     assert not any(TOKEN.encode() in p.read_bytes() for p in stored)
