@@ -9,6 +9,8 @@ own card (``<base>/<name>/.well-known/agent-card.json``):
 - ``junk``: its card is valid, its JSON-RPC endpoint answers a JSON object that is no
   JSON-RPC response.
 - ``down``: its card names a JSON-RPC URL where nothing listens.
+- ``later`` (hand-written JSON-RPC, no streaming): answers ``SendMessage`` with its task
+  still working, and ``GetTask`` with it working once more, then completed (``later done``).
 - ``docs`` (with ``documents``): answers the text of ``<documents>/<text>.txt`` as it is,
   as an artifact; the injection-safety tests put hostile text there.
 
@@ -139,6 +141,8 @@ class RunningAgents:
     base: str
     helper: Helper
     documents: Documents | None = None
+    # The JSON-RPC methods the later agent was asked, in order.
+    asked_later: list[str] = field(default_factory=list)
 
     def card_url(self, name: str) -> str:
         return f"{self.base}/{name}/.well-known/agent-card.json"
@@ -161,6 +165,20 @@ async def serve_agents(
     async def junk(_request: Request) -> Response:
         return JSONResponse({"hello": "this is not JSON-RPC"})
 
+    asked: list[str] = []
+
+    async def later(request: Request) -> Response:
+        body = await request.json()
+        asked.append(body["method"])
+        task: dict[str, object] = {"id": "t-later", "contextId": "c-later"}
+        if asked.count("GetTask") < 2:
+            task["status"] = {"state": "TASK_STATE_WORKING"}
+        else:
+            task["status"] = {"state": "TASK_STATE_COMPLETED"}
+            task["artifacts"] = [{"artifactId": "a", "parts": [{"text": "later done"}]}]
+        result = {"task": task} if body["method"] == "SendMessage" else task
+        return JSONResponse({"jsonrpc": "2.0", "id": body["id"], "result": result})
+
     routes = [
         *create_agent_card_routes(helper_card, card_url="/helper/.well-known/agent-card.json"),
         *create_jsonrpc_routes(handler, "/helper/a2a"),
@@ -169,6 +187,11 @@ async def serve_agents(
             card_url="/junk/.well-known/agent-card.json",
         ),
         Route("/junk/a2a", junk, methods=["POST"]),
+        *create_agent_card_routes(
+            _card("later", f"{base}/later/a2a", streaming=False),
+            card_url="/later/.well-known/agent-card.json",
+        ),
+        Route("/later/a2a", later, methods=["POST"]),
         *create_agent_card_routes(
             _card("down", f"http://127.0.0.1:{nobody.getsockname()[1]}/a2a", streaming=False),
             card_url="/down/.well-known/agent-card.json",
@@ -189,13 +212,15 @@ async def serve_agents(
         open_paths=(
             "/junk/.well-known/agent-card.json",
             "/junk/a2a",
+            "/later/.well-known/agent-card.json",
+            "/later/a2a",
             "/down/.well-known/agent-card.json",
         ),
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        yield RunningAgents(base, helper, docs)
+        yield RunningAgents(base, helper, docs, asked)
     finally:
         server.should_exit = True
         await serving

@@ -69,6 +69,7 @@ async def test_goals_delegate_to_a2a_agents_faults_are_clear_and_reruns_call_no_
             },
             "junk": {"card_url": agents.card_url("junk")},
             "down": {"card_url": agents.card_url("down")},
+            "later": {"card_url": agents.card_url("later")},
         }
         live = replace(settings, a2a_agents=json.dumps({"a2aAgents": configured}))
         async with _running(live, listed=set(configured)):
@@ -98,6 +99,7 @@ async def test_goals_delegate_to_a2a_agents_faults_are_clear_and_reruns_call_no_
             await client.submit(_goal("g-a2a-hangs", _delegate("helper", "hang", timeout_s=2)))
             await client.submit(_goal("g-a2a-junk", _delegate("junk", "anything")))
             await client.submit(_goal("g-a2a-down", _delegate("down", "anything")))
+            await client.submit(_goal("g-a2a-later", _delegate("later", "take your time")))
             await client.submit(_goal("g-beside", {"tool": "echo", "args": {"text": "fine"}}))
 
             async def approval_asked() -> bool:
@@ -123,6 +125,7 @@ async def test_goals_delegate_to_a2a_agents_faults_are_clear_and_reruns_call_no_
                     "g-a2a-hangs",
                     "g-a2a-junk",
                     "g-a2a-down",
+                    "g-a2a-later",
                     "g-beside",
                 )
             }
@@ -171,6 +174,11 @@ async def test_goals_delegate_to_a2a_agents_faults_are_clear_and_reruns_call_no_
         assert len(failures) == 3
         assert all(f.transient and "A2A agent down cannot be reached" in f.error for f in failures)
         assert _task_failure(down).attempts == 3
+        # An agent that answers before its task has ended is asked again until it has.
+        polled = outcomes["g-a2a-later"]
+        assert isinstance(polled[-1], GoalCompleted), polled[-1]
+        assert next(e for e in polled if isinstance(e, TaskCompleted)).output == "later done"
+        assert agents.asked_later == ["SendMessage", "GetTask", "GetTask"]
         assert isinstance(outcomes["g-beside"][-1], GoalCompleted)
         # Goals run side by side: the agent heard each once (the hung one once per attempt),
         # and never the call that was denied.
