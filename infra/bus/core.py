@@ -48,6 +48,9 @@ class CoreBus(Protocol):
 
     async def unsubscribe(self, subscription: object) -> None: ...
 
+    def on_reconnected(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each reconnect, once subscriptions are renewed."""
+
     async def publish(
         self,
         subject: str,
@@ -80,6 +83,10 @@ class NatsPyCore:
         return await self.nc.subscribe(
             subject, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
+
+    def on_reconnected(self, listener: Callable[[], None]) -> None:
+        """Not told: nats-py owns its reconnect callback, set when it connected. Its users
+        notice a reconnect by what stops arriving (pull requests forgotten after expiry)."""
 
     async def unsubscribe(self, subscription: object) -> None:
         if not self.nc.is_closed:

@@ -5,7 +5,8 @@ one message it waits (up to the fetch timeout) for the rest, so a lightly loaded
 that wait on every hop. Instead, one inbox subscription hands each message to ``deliver`` as
 it arrives, and ``top_up`` keeps as many messages requested as the consumer has room for
 (like nats.go's ``Consume``). An expired request (status 408) gives back what it did not
-deliver; requests that vanish silently (a reconnect) are forgotten after their expiry.
+deliver. Requests lost with a connection are asked for afresh as soon as the hot-path client
+reports its reconnect; on nats-py, which does not tell, they are forgotten after their expiry.
 
 On a pinned consumer (``pin``: a priority group with ``pinned_client``) every request names the
 group and, once this replica is pinned, its pin id; a refused pin (status 423) makes this
@@ -64,6 +65,7 @@ class PullRequests:
     async def open(self) -> PullRequests:
         self._inbox = self.core.new_inbox()
         self._subscription = await self.core.subscribe(f"{self._inbox}.*", self._on_message)
+        self.core.on_reconnected(self._reconnected)
         self._last_heard = self.clock()
         return self
 
@@ -92,6 +94,20 @@ class PullRequests:
         # 100 (heartbeat) and 404 (no_wait, unused here) need nothing.
         if self.outstanding == 0:
             self.settled.set()
+
+    def _reconnected(self) -> None:
+        """A new connection: requests sent on the old one are presumed gone (a restarted
+        server forgot them), so the owner asks afresh at once rather than after their expiry.
+        Requests that did survive (a network blip) still deliver: at worst the consumer's
+        max_ack_pending is reached for a moment."""
+        if self.outstanding:
+            log.info("pull_requests_renewed", consumer=self.consumer, forgotten=self.outstanding)
+        self.outstanding = 0
+        self._batches.clear()
+        self._sent_at.clear()
+        self.settled.set()
+        if self.ended is not None:
+            self.ended()
 
     async def top_up(self, room: int) -> None:
         """Request more messages when at least half of ``room`` is free of outstanding ones."""

@@ -20,6 +20,7 @@ import nats.errors
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from events.catalog import PlanCreated
 from events.model import Stamp
@@ -28,6 +29,7 @@ from infra.bus.connection import connect, open_hot_path
 from infra.bus.consume import ConsumeLoop, Delivery
 from infra.bus.core import Inbound
 from infra.bus.publisher import EventPublisher
+from infra.bus.pull import PullRequests
 from infra.bus.streams import ConsumerSpec, provision
 from infra.bus.wire import WireBackpressureError, WireClient
 from infra.platform.auth import ADMIN
@@ -36,6 +38,15 @@ from infra.settings import Settings
 from tests.support import wait_until
 
 Failure = Literal["closes", "goes_silent", "sends_garbage"]
+
+
+async def publish_once(js: JetStreamContext, subject: str, msg_id: str) -> int:
+    """Store one message (once, by its id), retrying while JetStream is still starting up."""
+    for _ in range(50):
+        with contextlib.suppress(nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            ack = await js.publish(subject, b"{}", timeout=0.5, headers={"Nats-Msg-Id": msg_id})
+            return int(ack.seq)
+    raise AssertionError(f"JetStream stored nothing on {subject} in 50 tries")
 
 
 @contextlib.asynccontextmanager
@@ -237,6 +248,40 @@ async def test_token_auth_is_accepted_and_a_wrong_password_refused(tmp_path: Pat
             await WireClient([server.url], "test-user", user="svc", password="wrong").connect()
 
 
+async def test_pull_requests_lost_in_a_server_restart_are_renewed_at_once(
+    nats_server: EmbeddedNats, settings: Settings, nc: NatsClient
+) -> None:
+    """Not after their expiry (here 30 s): the reconnect itself says they are gone."""
+    js = nc.jetstream()
+    spec = ConsumerSpec(EVENTS_STREAM, "renewed", ("agora.events.*.renewed",), "test renewed")
+    await provision(js, settings, [(spec, 64)])
+    core = await open_hot_path(settings, nc, "test-renewed")
+    assert isinstance(core, WireClient)
+    delivered: list[Inbound] = []
+    told = asyncio.Event()
+    pulls = PullRequests(
+        core, spec.stream, spec.durable, delivered.append, expires_s=30.0, ended=told.set
+    )
+    await pulls.open()
+    await pulls.top_up(16)
+    nats_server.stop()
+    nats_server.start()
+
+    async def was_told() -> bool:
+        return told.is_set()
+
+    await wait_until(was_told, timeout_s=15, what="the reconnect reported")
+    await pulls.top_up(16)  # what the consume loop does when told
+    await publish_once(js, "agora.events.g-1.renewed", "renewed-1")
+
+    async def arrived() -> bool:
+        return bool(delivered)
+
+    await wait_until(arrived, timeout_s=10, what="a delivery on the renewed request")
+    await pulls.close()
+    await core.close()
+
+
 async def test_the_consume_loop_over_the_wire_client_survives_a_server_restart(
     nats_server: EmbeddedNats, settings: Settings, nc: NatsClient
 ) -> None:
@@ -251,16 +296,7 @@ async def test_the_consume_loop_over_the_wire_client_survives_a_server_restart(
         handled[delivery.stream_seq] += 1
 
     async def publish(goals: range) -> list[int]:
-        """Each message once (by its id), retried while JetStream is still starting up."""
-        seqs = []
-        for n in goals:
-            for _ in range(50):
-                with contextlib.suppress(nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                    subject, msg_id = f"agora.events.g-{n}.wired", {"Nats-Msg-Id": f"m-{n}"}
-                    ack = await js.publish(subject, b"{}", timeout=0.5, headers=msg_id)
-                    seqs.append(int(ack.seq))
-                    break
-        return seqs
+        return [await publish_once(js, f"agora.events.g-{n}.wired", f"m-{n}") for n in goals]
 
     async def settled() -> bool:
         info = await js.consumer_info(spec.stream, spec.durable)
@@ -280,7 +316,6 @@ async def test_the_consume_loop_over_the_wire_client_survives_a_server_restart(
 
     await wait_until(both_back, timeout_s=15, what="both connections back")
     after = await publish(range(20, 40))
-    assert len(after) == 20
     await wait_until(settled, timeout_s=20, what="the later messages acknowledged")
     stop.set()
     await asyncio.wait_for(running, 10)
