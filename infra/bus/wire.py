@@ -40,7 +40,6 @@ from infra.bus.frames import (
     PING,
     PONG,
     Control,
-    MessageParser,
     ProtocolError,
     ServerError,
     ServerInfo,
@@ -49,6 +48,7 @@ from infra.bus.frames import (
     parse_headers,
     plain_client_refusal,
 )
+from infra.bus.wire_link import Link
 from infra.logging import get_logger
 from infra.settings import MiB
 
@@ -99,79 +99,6 @@ class WireServer:
         return f"{self.host}:{self.port}"
 
 
-class _Link(asyncio.Protocol):
-    """One TCP connection: bytes in go to the parser; the handshake reads controls first."""
-
-    def __init__(self, client: WireClient) -> None:
-        self.client = client
-        self.transport: asyncio.Transport | None = None
-        self.established = False
-        self.lost: Exception | None = None
-        self._early: deque[Control] = deque()
-        self._woken: asyncio.Future[None] | None = None
-        self.parser = MessageParser(client._on_message, self._on_control)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (uvloop's does not subclass asyncio.Transport, hence the cast).
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed(data)
-        except ProtocolError as exc:
-            log.warning("wire_protocol_error", error=str(exc))
-            self.abort(exc)
-
-    def _on_control(self, control: Control) -> None:
-        if self.established:
-            self.client._on_control(control)
-        else:
-            self._early.append(control)
-            self._wake()
-
-    def eof_received(self) -> bool:
-        self.lost = self.lost or ConnectionResetError("the server closed the connection")
-        return False  # close our side too, so a restarted server finds its port free
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = self.lost or exc or ConnectionResetError("the connection was closed")
-        self._wake()
-        self.client._link_lost(self)
-
-    def pause_writing(self) -> None:
-        self.client._writable = False
-
-    def resume_writing(self) -> None:
-        self.client._writable = True
-        self.client._schedule_flush()
-
-    def _wake(self) -> None:
-        if self._woken is not None and not self._woken.done():
-            self._woken.set_result(None)
-
-    def hand_on_early(self, on_control: Callable[[Control], None]) -> None:
-        """Frames that followed the handshake's PONG (an INFO, say) go to the client now."""
-        while self._early:
-            on_control(self._early.popleft())
-
-    async def next_control(self) -> Control:
-        while not self._early:
-            if self.lost is not None:
-                raise self.lost
-            self._woken = asyncio.get_running_loop().create_future()
-            await self._woken
-        return self._early.popleft()
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def abort(self, why: Exception) -> None:
-        self.lost = self.lost or why
-        if self.transport is not None:
-            self.transport.abort()
-
-
 class WireClient:
     """A NATS connection for publishing and subscribing; see the module's docstring."""
 
@@ -203,7 +130,7 @@ class WireClient:
         self.max_buffered_bytes = max_buffered_bytes
         self.max_payload = 1 * MiB
         self.server_info: dict[str, object] = {}
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._current = 0  # index into _servers of the server connected (or last tried)
         self._subs: dict[bytes, tuple[str, InboundHandler]] = {}
         self._next_sid = 0
@@ -255,9 +182,9 @@ class WireClient:
         """Call ``listener`` after every reconnect (subscriptions are back by then)."""
         self._on_reconnected.append(listener)
 
-    async def _open(self, server: WireServer) -> _Link:
+    async def _open(self, server: WireServer) -> Link:
         loop = asyncio.get_running_loop()
-        link = _Link(self)
+        link = Link(self._on_message, self._on_control, self._link_lost, self._set_writable)
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 await loop.create_connection(lambda: link, server.host, server.port)
@@ -267,7 +194,7 @@ class WireClient:
             raise
         return link
 
-    async def _handshake(self, link: _Link, server: WireServer) -> Mapping[str, object]:
+    async def _handshake(self, link: Link, server: WireServer) -> Mapping[str, object]:
         """INFO, CONNECT, PING, then PONG (accepted) or -ERR (refused); the newest INFO."""
         info = await link.next_control()
         if not isinstance(info, ServerInfo):
@@ -289,14 +216,13 @@ class WireClient:
             return server.user, server.password, server.token
         return self._user, self._password, self._token
 
-    def _adopt(self, link: _Link) -> None:
+    def _adopt(self, link: Link) -> None:
         """``link`` becomes the connection: subscriptions renewed, waiting writes sent after."""
         self._link = link
-        link.established = True
         subs = self._subs.items()
         if subs:
             link.write(b"".join(b"SUB %s %s\r\n" % (s.encode(), sid) for sid, (s, _) in subs))
-        link.hand_on_early(self._on_control)
+        link.establish()
         self._writable = True
         self._schedule_flush()
         self._arm_ping()
@@ -319,7 +245,12 @@ class WireClient:
                     known.add(url)
                     log.info("wire_server_discovered", server=url, client=self.name)
 
-    def _link_lost(self, link: _Link) -> None:
+    def _set_writable(self, writable: bool) -> None:
+        self._writable = writable
+        if writable:
+            self._schedule_flush()
+
+    def _link_lost(self, link: Link) -> None:
         if link is not self._link:
             return
         self._link = None
