@@ -63,7 +63,11 @@ async def test_supervisor_restarts_a_killed_service_and_stops_everything_it_star
         monkeypatch.delenv(name)
     # A data dir of its own: the `settings` fixture's server already runs under tmp_path/nats.
     supervised = replace(
-        settings, nats_urls=None, data_dir=tmp_path / "supervised", durability="os"
+        settings,
+        nats_urls=None,
+        data_dir=tmp_path / "supervised",
+        durability="os",
+        nats_port=0,  # not 4222: whatever else runs on the machine may hold it
     )
     supervisor = Supervisor(supervised)
     await supervisor.start()
@@ -137,7 +141,11 @@ async def test_the_embedded_server_is_restarted_when_it_dies(
     for name in [name for name in os.environ if name.startswith("AGORA_")]:
         monkeypatch.delenv(name)
     supervised = replace(
-        settings, nats_urls=None, data_dir=tmp_path / "supervised", durability="os"
+        settings,
+        nats_urls=None,
+        data_dir=tmp_path / "supervised",
+        durability="os",
+        nats_port=0,  # not 4222: whatever else runs on the machine may hold it
     )
     supervisor = Supervisor(supervised, services=("projector",))
     await supervisor.start()
