@@ -38,8 +38,10 @@ __all__ = [
     "GoalAccepted",
     "GoalCancelled",
     "GoalCompleted",
+    "GoalDequeued",
     "GoalFailed",
     "GoalPaused",
+    "GoalQueued",
     "GoalRejected",
     "GoalResumed",
     "LeaseAcquired",
@@ -97,6 +99,8 @@ class GoalAccepted(Event, frozen=True, kw_only=True, tag="goal_accepted"):
     # The client's W3C trace context (the intake message's ``traceparent`` header,
     # normalized): the goal's trace is a child of the client's span. None: a trace of its own.
     traceparent: str | None = None
+    # Among goals waiting for the same flow key (docs/flow.md), a higher one starts first.
+    priority: int = 0
 
 
 class GoalRejected(Event, frozen=True, kw_only=True, tag="goal_rejected"):
@@ -119,6 +123,35 @@ class GoalFailed(Event, frozen=True, kw_only=True, tag="goal_failed"):
     reason: str
     iterations: int
     score: float | None = None
+
+
+# -- flow control (planner) ----------------------------------------------------------------
+#
+# A goal the flow policy limits (docs/flow.md) takes a slot of each of its keys before it is
+# planned. ``goal_dequeued`` records that it took them (straight away, or after waiting);
+# ``goal_queued`` that it had to wait first. The active planner rebuilds which goals hold
+# slots, and which wait, from these and the goals' outcomes.
+
+
+class GoalQueued(Event, frozen=True, kw_only=True, tag="goal_queued"):
+    """The goal waits: a key it has is at its limit. Nothing of it is planned until
+    ``goal_dequeued``."""
+
+    keys: tuple[str, ...]
+    priority: int = 0
+    # Its place in the order of arrival (goals of equal priority start in this order).
+    ticket: int
+    reason: str = ""
+
+
+class GoalDequeued(Event, frozen=True, kw_only=True, tag="goal_dequeued"):
+    """The goal took a slot of each of its keys and is planned now; it holds them until it
+    completes, fails or is cancelled."""
+
+    keys: tuple[str, ...]
+    priority: int = 0
+    # How long it waited (0: it never did).
+    queued_ms: float = 0.0
 
 
 # -- steering a goal: cancel, pause, resume (planner) ---------------------------------------
@@ -622,6 +655,8 @@ AnyEvent = (
     | ApprovalRejected
     | TimerStarted
     | TimerFired
+    | GoalQueued
+    | GoalDequeued
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -99,6 +99,8 @@ class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     ] = ()
     # Tools whose calls wait for a person's approval in this goal (docs/approvals.md).
     approval: GoalApproval | None = None
+    # Among goals waiting for the same flow key, a higher priority starts first (docs/flow.md).
+    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] = 0
 
     def __post_init__(self) -> None:
         _check_token("goal_id", self.goal_id)

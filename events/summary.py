@@ -26,8 +26,10 @@ from events.catalog import (
     GoalAccepted,
     GoalCancelled,
     GoalCompleted,
+    GoalDequeued,
     GoalFailed,
     GoalPaused,
+    GoalQueued,
     GoalRejected,
     GoalResumed,
     LeaseAcquired,
@@ -319,6 +321,16 @@ def _(e: TimerStarted) -> str:
 @_describe.register
 def _(e: TimerFired) -> str:
     return f"{e.task_id} woken by its timer"
+
+
+@_describe.register
+def _(e: GoalQueued) -> str:
+    return f"queued: {_clip(e.reason, 100)}"
+
+
+@_describe.register
+def _(e: GoalDequeued) -> str:
+    return f"dequeued after {e.queued_ms:.0f} ms"
 
 
 def _timestamp(e: TimerStarted) -> str:

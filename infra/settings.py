@@ -171,6 +171,9 @@ class Settings:
     # Which tool calls wait for a person's approval (docs/approvals.md): "default", "off"
     # (unset), inline JSON or a JSON file's path. Read by the planner.
     approval_policy: str | None = None
+    # How many goals of a key may run at once and how fast they may start (docs/flow.md):
+    # inline JSON or a JSON file's path; unset: no limits. Read by the planner.
+    flow_policy: str | None = None
     # How long the executor waits for its MCP servers at start before it takes tasks anyway.
     mcp_start_wait_s: float = 10.0
     # Limits of one sandboxed program (the python tool; docs/security.md).
@@ -253,6 +256,7 @@ class Settings:
             a2a_agents=env.get("AGORA_A2A_AGENTS", "").strip() or None,
             mcp_start_wait_s=_float(env, "AGORA_MCP_START_WAIT_S", 10.0),
             approval_policy=env.get("AGORA_APPROVAL_POLICY", "").strip() or None,
+            flow_policy=env.get("AGORA_FLOW_POLICY", "").strip() or None,
             sandbox_cpu_s=_int(env, "AGORA_SANDBOX_CPU_S", 5),
             sandbox_memory_mb=_int(env, "AGORA_SANDBOX_MEMORY_MB", 512),
             sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
@@ -364,6 +368,8 @@ class Settings:
         env["AGORA_MCP_START_WAIT_S"] = str(self.mcp_start_wait_s)
         if self.approval_policy:
             env["AGORA_APPROVAL_POLICY"] = self.approval_policy
+        if self.flow_policy:
+            env["AGORA_FLOW_POLICY"] = self.flow_policy
         if self.embeddings_url:
             env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
         if self.embeddings_key:

@@ -189,8 +189,8 @@ def _merge_latest(*columns: str) -> str:
 _GOAL_ENDS = "'goal_rejected', 'goal_completed', 'goal_failed', 'goal_cancelled'"
 
 # Every event touches its goal (``last_seq``); lifecycle events set its status (a pause makes
-# it ``paused``, a resume ``running`` again), plans and outcomes its iteration (the highest
-# wins), evaluations and outcomes its score.
+# it ``paused``, a resume ``running`` again; a goal waiting for a flow slot is ``queued``),
+# plans and outcomes its iteration (the highest wins), evaluations and outcomes its score.
 UPSERT_GOALS = f"""
 INSERT INTO goals AS t (goal_id, text, status, submitted_at, finished_at, iterations, score,
                         result, command_id, reason, metadata, max_iterations, last_seq)
@@ -204,7 +204,9 @@ WITH changes AS (
                      WHEN 'goal_failed' THEN 'failed'
                      WHEN 'goal_cancelled' THEN 'cancelled'
                      WHEN 'goal_paused' THEN 'paused'
-                     WHEN 'goal_resumed' THEN 'running' END AS status,
+                     WHEN 'goal_resumed' THEN 'running'
+                     WHEN 'goal_queued' THEN 'queued'
+                     WHEN 'goal_dequeued' THEN 'running' END AS status,
            CASE WHEN type IN ('goal_accepted', 'goal_rejected') THEN occurred_at END
                AS submitted_at,
            CASE WHEN type IN ({_GOAL_ENDS}) THEN occurred_at END AS finished_at,

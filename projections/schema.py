@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS goals (
     goal_id VARCHAR PRIMARY KEY,
     text VARCHAR,
-    -- running | waiting_approval | paused | rejected | completed | failed | cancelled
+    -- queued | running | waiting_approval | paused | rejected | completed | failed | cancelled
     status VARCHAR,
     submitted_at TIMESTAMP,
     finished_at TIMESTAMP,

@@ -92,6 +92,7 @@ SUMMARY_FIELDS: dict[str, object] = {
     "edited": "BOOLEAN",
     "original_args": "JSON",
     "due_at": "VARCHAR",
+    "queued_ms": "DOUBLE",
 }
 SUMMARY_DOC = "doc"
 
@@ -197,6 +198,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "goal_cancelled": f"'cancelled' || {_because(_f('reason'))}",
     "goal_paused": f"'paused' || {_because(_f('reason'))}",
     "goal_resumed": f"'resumed' || {_because(_f('reason'))}",
+    "goal_queued": f"'queued: ' || {clip_sql(_f('reason'), 100)}",
+    "goal_dequeued": f"'dequeued after ' || printf('%.0f', {_f('queued_ms')}) || ' ms'",
     "command_rejected": (f"{_f('command')} || ' rejected: ' || {clip_sql(_f('reason'), 100)}"),
     "task_cancelled": (
         f"{_f('task_id')} || ' cancelled after ' || {_text(_f('attempts'))} || ' attempt(s)' || "

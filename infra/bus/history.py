@@ -17,7 +17,7 @@ never a wrong decision, because the guard itself is checked by the leader.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import nats.errors
@@ -26,11 +26,18 @@ from nats.aio.client import Client as NatsClient
 from events.codec import decode_event
 from events.errors import AgoraError
 from events.model import Event
-from events.subjects import EVENTS_STREAM, goal_events_filter
+from events.subjects import EVENTS_STREAM, event_type_filter, goal_events_filter
 from infra.bus.outputs import OutputStore
 from infra.bus.reader import StreamReader
 
-__all__ = ["GoalHistory", "History", "StreamGoalLog", "last_on_subject", "read_events"]
+__all__ = [
+    "GoalHistory",
+    "History",
+    "StreamGoalLog",
+    "last_on_subject",
+    "read_events",
+    "read_types_from_first",
+]
 
 _DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
 _BATCH = 256
@@ -123,16 +130,27 @@ async def read_events(
     batch: int = 1_000,
     outputs: OutputStore | None = None,
     resolve: bool = True,
+    more_filter_subjects: tuple[str, ...] = (),
+    start_seq: int = 1,
 ) -> AsyncIterator[tuple[int, Event]]:
-    """Every stored event matching ``filter_subject``, in stream order, with its sequence;
-    references to large outputs resolved (from ``outputs``) unless ``resolve`` is False.
+    """Every stored event matching ``filter_subject`` (or one of ``more_filter_subjects``)
+    from ``start_seq``, in stream order, with its sequence; references to large outputs
+    resolved (from ``outputs``) unless ``resolve`` is False.
 
     The same reader the projector uses, on this client's connection (``wire=False``): these
     reads are small (one goal's history, memory's observations), not worth a socket of
     their own.
     """
     store = _reading_store(nc, outputs) if resolve else None
-    reader = await StreamReader(nc, EVENTS_STREAM, filter_subject, batch=batch, wire=False).open()
+    reader = await StreamReader(
+        nc,
+        EVENTS_STREAM,
+        filter_subject,
+        start_seq=start_seq,
+        batch=batch,
+        wire=False,
+        more_filter_subjects=more_filter_subjects,
+    ).open()
     try:
         while True:
             chunk = await reader.next_batch(wait=False)
@@ -168,3 +186,31 @@ async def last_on_subject(nc: NatsClient, subject: str) -> tuple[int, str] | Non
         return None
     event = decode_event(msg.data or b"")
     return int(msg.seq or 0), str(getattr(event, "kind", ""))
+
+
+async def read_types_from_first(
+    nc: NatsClient, event_types: Sequence[str], *, starting_at: Sequence[str]
+) -> list[Event] | None:
+    """Every goal's events of ``event_types``, in stream order, from the first event of any
+    of the types ``starting_at`` on (what precedes it cannot matter to the caller); None
+    when the log holds none of those. References to large outputs are left unresolved."""
+    import nats.js.errors
+
+    firsts: list[int] = []
+    for event_type in starting_at:
+        try:
+            msg = await nc.jetstream().get_msg(
+                EVENTS_STREAM, seq=1, subject=event_type_filter(event_type), next=True
+            )
+        except nats.js.errors.NotFoundError:
+            continue
+        firsts.append(int(msg.seq or 0))
+    if not firsts:
+        return None
+    first, *more = (event_type_filter(event_type) for event_type in event_types)
+    return [
+        event
+        async for _, event in read_events(
+            nc, first, more_filter_subjects=tuple(more), start_seq=min(firsts), resolve=False
+        )
+    ]

@@ -154,6 +154,7 @@ def goal_command(
     max_tokens: int | None,
     max_cost_usd: float | None,
     allow: list[str] | None,
+    priority: int | None = None,
     **_unused: object,
 ) -> dict[str, Any]:
     """The intake command ``agora goal``'s options describe (``agora schedule add`` too)."""
@@ -176,6 +177,7 @@ def goal_command(
         ("max_iterations", max_iterations),
         ("max_tokens", max_tokens),
         ("max_cost_usd", max_cost_usd),
+        ("priority", priority),
     ):
         if value is not None:
             command[name] = value
@@ -203,6 +205,10 @@ def goal(
     ] = None,
     max_cost_usd: Annotated[
         float | None, typer.Option("--max-cost-usd", help="LLM cost budget of the goal")
+    ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(help="among goals waiting for the same flow limit, higher starts first"),
     ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="follow the goal live to its outcome")
@@ -245,6 +251,7 @@ def goal(
         max_tokens=max_tokens,
         max_cost_usd=max_cost_usd,
         allow=allow,
+        priority=priority,
     )
     settings = load_settings()
 

@@ -143,6 +143,9 @@ def build_server(client: AgoraClient, *, token_verifier: TokenVerifier | None = 
         ] = None,
         max_tokens: Annotated[int | None, _intake("max_tokens", "LLM token budget")] = None,
         max_cost_usd: Annotated[float | None, _intake("max_cost_usd", "LLM cost budget")] = None,
+        priority: Annotated[
+            int | None, _intake("priority", "among goals waiting for a flow limit, higher first")
+        ] = None,
     ) -> dict[str, Any]:
         """Submit a goal (agora's intake command; `agora schema` has its JSON Schema). Returns
         its goal_id at once; a bad command is rejected by the planner with a reason that
@@ -159,6 +162,7 @@ def build_server(client: AgoraClient, *, token_verifier: TokenVerifier | None = 
             "approval": approval,
             "max_tokens": max_tokens,
             "max_cost_usd": max_cost_usd,
+            "priority": priority,
         }
         with _as_tool_error():
             sent = await client.submit({k: v for k, v in fields.items() if v is not None})

@@ -40,6 +40,7 @@ from events.catalog import (
     EvaluationRequested,
     GoalAccepted,
     GoalCompleted,
+    GoalDequeued,
     GoalFailed,
     GoalResumed,
     LlmResponded,
@@ -214,7 +215,7 @@ def unwritable_failure(
 
 
 def _is_trigger(state: PlannerState, event: Event) -> bool:
-    if isinstance(event, GoalAccepted | LlmResponded):
+    if isinstance(event, GoalAccepted | LlmResponded | GoalDequeued):
         return True
     # Events of older iterations are history: their consequences were decided back then.
     return isinstance(event, _ITERATION_EVENTS) and event.iteration == state.iteration
@@ -233,8 +234,8 @@ def _next_decisions(
 ) -> list[Event] | LlmRequest:
     """The next batch of decisions due in ``state``; [] when there is nothing to do."""
     goal = state.goal
-    if goal is None or state.outcome is not None:
-        return []
+    if goal is None or state.outcome is not None or state.flow == "queued":
+        return []  # a queued goal is planned once it leaves the queue (goal_dequeued)
     if state.plan is None:
         return _before_the_plan(state, stamp, goal, tools, planning)
     if state.evaluation is not None:

@@ -32,7 +32,7 @@ import structlog
 
 from events.approval_commands import DeadlineMessage, deadline_message, parse_approval_answer
 from events.approvals import ApprovalPolicy
-from events.catalog import ApprovalAnswered, ApprovalRequested, GoalAccepted
+from events.catalog import ApprovalAnswered, ApprovalRequested, CancelRequested, GoalAccepted
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
 from events.control_commands import parse_control_command
 from events.errors import EventTooLargeError, GoalExistsError, LlmError, LlmNotRecordedError
@@ -44,6 +44,7 @@ from services.planner.approvals import record_answer
 from services.planner.cache import GoalStates
 from services.planner.control import CONTROL_REQUESTS, record_command
 from services.planner.decide import decide_next, llm_failure, unwritable_failure
+from services.planner.flow_gate import FlowGate
 from services.planner.intake import Tools, accept_goal
 from services.planner.llm_plan import LlmPlanning
 from services.planner.ports import (
@@ -54,7 +55,7 @@ from services.planner.ports import (
     GoalExists,
     GoalRecord,
 )
-from services.planner.state import PlannerState
+from services.planner.state import PlannerState, evolve
 
 __all__ = [
     "ApprovalIntake",
@@ -199,6 +200,8 @@ class GoalPlanner:
     states: GoalStates = field(default_factory=GoalStates)
     # Cache misses that read a goal's history (after a takeover or an eviction).
     loads: int = 0
+    # Flow control (services/planner/flow_gate.py); None: no flow policy, nothing held.
+    flow: FlowGate | None = None
 
     async def handle(self, event: Event, *, first_delivery: bool) -> None:
         """Fold ``event`` into its goal and append whatever is due.
@@ -208,16 +211,20 @@ class GoalPlanner:
         decisions are made only here, on its delivery), so its state is the event itself.
         """
         goal_id = event.goal_id
+        flow = self.flow
         if isinstance(event, (*CONTROL_REQUESTS, ApprovalAnswered)):
+            if flow is not None and isinstance(event, CancelRequested):
+                flow.withdraw(goal_id)  # a waiting goal being cancelled must not start now
             # Answered even for a goal that ended or was never accepted: with a rejection.
             await self._decide(goal_id, await self._control_state(event), event)
-            return
-        if self.states.is_finished(goal_id):
-            return
-        state = await self._state_with(event, first_delivery=first_delivery)
-        if state is None:
-            return
-        await self._decide(goal_id, state, event)
+        elif not self.states.is_finished(goal_id):
+            state = await self._state_with(event, first_delivery=first_delivery)
+            if state is None:
+                return
+            admitted = flow.admission(state, event) if flow is not None else []
+            await self._decide(goal_id, state, event, admitted)
+        if flow is not None:
+            await flow.flush()
 
     async def _control_state(self, event: Event) -> PlannerState | None:
         """The goal's state with a steering request folded in (the request itself changes
@@ -238,7 +245,18 @@ class GoalPlanner:
         # The history holds the event itself; folding it again is a no-op.
         return self.states.apply(goal_id, [*history, event])
 
-    async def _decide(self, goal_id: str, state: PlannerState | None, trigger: Event) -> None:
+    async def _decide(
+        self,
+        goal_id: str,
+        state: PlannerState | None,
+        trigger: Event,
+        admitted: Sequence[Event] = (),
+    ) -> None:
+        """``admitted``: the goal's flow event (taken its slots, or queued), recorded with the
+        first decision, which it is folded into."""
+        pending = list(admitted)
+        for event in pending:
+            state = evolve(state, event)
         while True:
             decision = decide_next(
                 state,
@@ -248,9 +266,11 @@ class GoalPlanner:
                 producer=self.producer,
                 planning=self.planning,
             )
-            if decision.events:
+            events = [*pending, *decision.events] if pending else decision.events
+            pending = []
+            if events:
                 try:
-                    folded = await self._append(goal_id, decision.events)
+                    folded = await self._append(goal_id, events)
                 except EventTooLargeError as exc:
                     log.warning("decision_unwritable", goal_id=goal_id, error=str(exc))
                     failed = unwritable_failure(
@@ -279,7 +299,10 @@ class GoalPlanner:
             # Some events may be stored: the cached state no longer matches the log.
             self.states.evict(goal_id)
             raise
-        return self.states.apply(goal_id, events)
+        folded = self.states.apply(goal_id, events)
+        if self.flow is not None and folded is not None and folded.outcome is not None:
+            self.flow.finished(goal_id, events[-1])  # its slots go to the goals that wait
+        return folded
 
     async def _ask_model(
         self, goal_id: str, state: PlannerState, trigger: Event, request: LlmRequest

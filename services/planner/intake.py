@@ -123,6 +123,7 @@ def _decide(
         budget=_budget(command.max_tokens, command.max_cost_usd),
         allowed_tools=tuple(dict.fromkeys(command.allowed_tools)),
         approval=approval,
+        priority=command.priority,
     )
     return [accepted]
 
@@ -162,6 +163,7 @@ def _accept_fork(
         ),
         carried=fork.carried,
         approval=approval,
+        priority=command.priority,
     )
     return [accepted]
 

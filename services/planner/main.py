@@ -9,7 +9,7 @@ replica that lost the pin while paused can write nothing more. See docs/architec
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from events.catalog import (
     ContextProvided,
     EvaluationCompleted,
     GoalAccepted,
+    GoalDequeued,
     LlmResponded,
     PauseRequested,
     ResumeRequested,
@@ -30,6 +31,7 @@ from events.catalog import (
 )
 from events.control_commands import CONTROL_SUBJECTS
 from events.errors import ConfigurationError
+from events.flow import FlowPolicy, parse_flow_policy
 from events.model import Event
 from events.schedules import firing_of
 from events.subjects import (
@@ -41,13 +43,16 @@ from events.subjects import (
 )
 from events.trace_context import TRACEPARENT_HEADER
 from infra.bus.consume import Delivery
-from infra.bus.history import GoalHistory, last_on_subject, read_events
+from infra.bus.history import GoalHistory, last_on_subject, read_events, read_types_from_first
 from infra.bus.lease import Lease, NotPinnedError, SingleFlight
 from infra.bus.publisher import Fence
 from infra.logging import get_logger
 from infra.mcp.catalogue import ListedTools
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from infra.settings import Settings
+from services.manifest import event_tag
+from services.planner.flow import FLOW_RECORD_TYPES, FlowLedger
+from services.planner.flow_gate import FlowGate
 from services.planner.handler import (
     ApprovalIntake,
     CommandIntake,
@@ -58,7 +63,12 @@ from services.planner.handler import (
 from services.planner.llm_plan import LlmPlanning
 from services.planner.templates import load_prompts
 
-__all__ = ["approval_policy_from_settings", "build", "planning_from_settings"]
+__all__ = [
+    "approval_policy_from_settings",
+    "build",
+    "flow_policy_from_settings",
+    "planning_from_settings",
+]
 
 log = get_logger("agora.planner")
 
@@ -76,17 +86,30 @@ def planning_from_settings(settings: Settings) -> LlmPlanning:
     )
 
 
-def approval_policy_from_settings(settings: Settings) -> ApprovalPolicy | None:
-    """``AGORA_APPROVAL_POLICY``: ``default``, ``off``/unset, inline JSON, or a JSON file's path."""
-    raw = (settings.approval_policy or "").strip()
-    if raw and not raw.startswith("{") and raw.lower() not in ("default", "off"):
+def _policy_text(value: str | None, setting: str, *, words: tuple[str, ...]) -> str:
+    """A policy setting's JSON: the value itself (inline JSON, or one of ``words``), or the
+    content of the file it names."""
+    raw = (value or "").strip()
+    if raw and not raw.startswith("{") and raw.lower() not in words:
         try:
             raw = Path(raw).expanduser().read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigurationError(
-                f"AGORA_APPROVAL_POLICY names {raw!r}, which cannot be read: {exc.strerror}"
+                f"{setting} names {raw!r}, which cannot be read: {exc.strerror}"
             ) from None
+    return raw
+
+
+def approval_policy_from_settings(settings: Settings) -> ApprovalPolicy | None:
+    """``AGORA_APPROVAL_POLICY``: ``default``, ``off``/unset, inline JSON, or a JSON file's path."""
+    raw = _policy_text(settings.approval_policy, "AGORA_APPROVAL_POLICY", words=("default", "off"))
     return parse_policy(raw)
+
+
+def flow_policy_from_settings(settings: Settings) -> FlowPolicy | None:
+    """``AGORA_FLOW_POLICY``: ``off``/unset, inline JSON, or a JSON file's path."""
+    raw = _policy_text(settings.flow_policy, "AGORA_FLOW_POLICY", words=("off",))
+    return parse_flow_policy(raw)
 
 
 def planning_for(ctx: ServiceContext) -> LlmPlanning | None:
@@ -96,6 +119,48 @@ def planning_for(ctx: ServiceContext) -> LlmPlanning | None:
 
 # The lease a handling runs under (each delivery is handled in a task of its own).
 epoch: ContextVar[Fence | None] = ContextVar("planner_epoch", default=None)
+
+
+def flow_restorer(
+    ctx: ServiceContext, planner: GoalPlanner, lease: Lease
+) -> Callable[[], Awaitable[None]]:
+    """What the planner does on becoming active: rebuild which goals hold flow slots and
+    which wait, from the log (docs/flow.md). Without a policy and with no flow event ever
+    recorded, flow control is off: nothing on the hot path."""
+    policy = flow_policy_from_settings(ctx.settings)
+
+    async def append_flow(events: Sequence[Event]) -> None:
+        # Starts of waiting goals, fenced like every decision (a timer's wake-up runs under
+        # the lease of the handling that armed it).
+        await lease.append(events, epoch=epoch.get())
+
+    async def restore_flow() -> None:
+        if planner.flow is not None:
+            planner.flow.stop()
+        record = await read_types_from_first(
+            ctx.nc,
+            [event_tag(cls) for cls in FLOW_RECORD_TYPES],
+            starting_at=("goal_queued", "goal_dequeued"),
+        )
+        if policy is None and record is None:
+            planner.flow = None
+            return
+        gate = FlowGate(FlowLedger(policy), append_flow, ctx.producer, ctx.now)
+        gate.restore(record or ())
+        planner.flow = gate
+        log.info("flow_restored", held=gate.ledger.held(), waiting=gate.ledger.waiting())
+        await gate.flush()
+
+    return restore_flow
+
+
+def stopper(planner: GoalPlanner, tools: ListedTools) -> Callable[[], Awaitable[None]]:
+    async def stop() -> None:
+        if planner.flow is not None:
+            planner.flow.stop()  # no wake-up of a stopping replica
+        await tools.stop()
+
+    return stop
 
 
 def build(ctx: ServiceContext) -> ServiceParts:
@@ -191,16 +256,24 @@ def build(ctx: ServiceContext) -> ServiceParts:
             # A resend (or a redelivery after a crash): the goal was admitted before.
             log.info("goal_exists_command_ignored", goal_id=outcome.goal_id)
 
+    restore_flow = flow_restorer(ctx, planner, lease)
+    # The lease under which activation finished: until then nothing is decided (a decision
+    # taken while the flow ledger is rebuilt would not see the goals that hold slots).
+    activated_under: Fence | None = None
+
     async def activate() -> None:
+        nonlocal activated_under
         # Only the pinned replica takes the lease: a standby still finishing what it was given
         # before its pin lapsed hands that back instead of fencing out the active replica.
         if not await pin.confirmed():
             raise NotPinnedError("this planner replica is not the pinned one; standing by")
         await lease.acquire(still_pinned=pin.confirmed)
         planner.states.clear()  # what another replica decided meanwhile is in the log
+        await restore_flow()
+        activated_under = lease.fence
 
     async def decide(event: Event, delivery: Delivery) -> None:
-        if not lease.held:
+        if not lease.held or activated_under != lease.fence:
             await activation.run(activate)
         # Every append of this handling is fenced on the lease it started under.
         epoch.set(lease.fence)
@@ -225,6 +298,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
                     PauseRequested,
                     ResumeRequested,
                     ApprovalAnswered,
+                    GoalDequeued,
                 ),
                 decide,
             ),
@@ -232,14 +306,17 @@ def build(ctx: ServiceContext) -> ServiceParts:
         },
     )
 
-    concurrency = ctx.settings.concurrency
     return ServiceParts(
         [
-            Subscription(ctx.spec(INTAKE_STREAM), on_command, concurrency),
+            Subscription(ctx.spec(INTAKE_STREAM), on_command, ctx.settings.concurrency),
             Subscription(
-                ctx.spec(EVENTS_STREAM), on_event, concurrency, ordering_key=_goal_of, pin=pin
+                ctx.spec(EVENTS_STREAM),
+                on_event,
+                ctx.settings.concurrency,
+                ordering_key=_goal_of,
+                pin=pin,
             ),
         ],
         on_start=lambda: tools.start(ctx.nc),
-        on_stop=tools.stop,
+        on_stop=stopper(planner, tools),
     )

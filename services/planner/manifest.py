@@ -17,8 +17,10 @@ from events.catalog import (
     GoalAccepted,
     GoalCancelled,
     GoalCompleted,
+    GoalDequeued,
     GoalFailed,
     GoalPaused,
+    GoalQueued,
     GoalRejected,
     GoalResumed,
     LeaseAcquired,
@@ -72,6 +74,7 @@ MANIFEST = ServiceManifest(
                 ResumeRequested,
                 ApprovalAnswered,  # answered by the active planner alone, like steering
                 ApprovalRequested,  # its own: the deadline's scheduled deny is stored from it
+                GoalDequeued,  # its own: a goal that waited is planned in its own lane
             ),
             pinned=True,
         ),
@@ -101,6 +104,8 @@ MANIFEST = ServiceManifest(
         ApprovalGranted,
         ApprovalDenied,
         ApprovalRejected,
+        GoalQueued,
+        GoalDequeued,
     ),
     # The deny of an approval's deadline, scheduled on the intake stream (and, when the
     # deadline already passed, the answer itself).

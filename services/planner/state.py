@@ -27,8 +27,10 @@ from events.catalog import (
     GoalAccepted,
     GoalCancelled,
     GoalCompleted,
+    GoalDequeued,
     GoalFailed,
     GoalPaused,
+    GoalQueued,
     GoalRejected,
     GoalResumed,
     LlmResponded,
@@ -135,6 +137,9 @@ class PlannerState:
     commands: frozenset[str] = frozenset()
     # Every approval request of the goal (any iteration), by approval id.
     approvals: Mapping[str, Approval] = field(default_factory=dict)
+    # Flow control (services/planner/flow.py): "queued" waits for a slot, nothing is planned
+    # until "dequeued"; None: no flow limit applied when the goal was admitted.
+    flow: Literal["queued", "dequeued"] | None = None
 
     @property
     def policy(self) -> ApprovalPolicy | None:
@@ -225,10 +230,11 @@ def _fold_llm_answer(state: PlannerState, event: LlmResponded) -> PlannerState:
 def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
     folded = state
     match event:
-        case GoalCompleted():
-            folded = replace(state, outcome="completed")
-        case GoalFailed():
-            folded = replace(state, outcome="failed")
+        case GoalCompleted() | GoalFailed():
+            ended: GoalOutcome = "completed" if isinstance(event, GoalCompleted) else "failed"
+            folded = replace(state, outcome=ended)
+        case GoalQueued() | GoalDequeued():
+            folded = _fold_flow(state, event)
         case GoalCancelled(command_id=command_id):
             folded = replace(_answered(state, command_id), outcome="cancelled")
         case GoalPaused(command_id=command_id):
@@ -261,6 +267,13 @@ def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
             # iterations, and event types the planner does not track change nothing.
             pass
     return folded
+
+
+def _fold_flow(state: PlannerState, event: GoalQueued | GoalDequeued) -> PlannerState:
+    # Only forward: a goal that left the queue never waits in it again.
+    if isinstance(event, GoalQueued):
+        return replace(state, flow="queued") if state.flow is None else state
+    return replace(state, flow="dequeued") if state.flow != "dequeued" else state
 
 
 def _fold_request(state: PlannerState, event: ApprovalRequested) -> PlannerState:

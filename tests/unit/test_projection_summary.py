@@ -24,8 +24,10 @@ from events.catalog import (
     GoalAccepted,
     GoalCancelled,
     GoalCompleted,
+    GoalDequeued,
     GoalFailed,
     GoalPaused,
+    GoalQueued,
     GoalRejected,
     GoalResumed,
     LeaseAcquired,
@@ -164,6 +166,7 @@ def corpus() -> Iterator[Event]:
         yield ResumeRequested(**envelope(n), command_id="c", reason=text)
         yield GoalCancelled(**envelope(n), command_id="c", reason=text, iterations=n)
         yield GoalPaused(**envelope(n), command_id="c", reason=text)
+        yield GoalQueued(**envelope(n), keys=("tenant=a",), ticket=n, reason=text)
         yield GoalResumed(**envelope(n), command_id="c", reason=text)
         yield CommandRejected(
             **envelope(n), command_id="c", command="pause", target_goal_id="g-1", reason=text
@@ -193,6 +196,7 @@ def corpus() -> Iterator[Event]:
     for value in FLOATS:
         n += 1
         yield ToolReturned(**task(n), attempt=1, output="o", duration_ms=value)
+        yield GoalDequeued(**envelope(n), keys=("*",), queued_ms=value)
         yield EvaluationCompleted(
             **envelope(n), request_id="r", iteration=1, verdict="accept", score=value, feedback="f"
         )
