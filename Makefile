@@ -12,7 +12,11 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 PHOENIX       := .venv-phoenix
 PHOENIX_STAMP := $(PHOENIX)/.installed
 
-.PHONY: install node phoenix demo test unit lint bench clean faults
+# The dashboard's browser tests and screenshots drive Chromium from the distribution's packages
+# (scripts/install-browser.sh; Playwright's own browser builds are never downloaded).
+BROWSER_STAMP := $(VENV)/.browser-installed
+
+.PHONY: install node phoenix browser demo test unit lint bench clean faults screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +39,16 @@ $(PHOENIX_STAMP):
 
 phoenix: $(PHOENIX_STAMP)
 
+$(BROWSER_STAMP): scripts/install-browser.sh | $(STAMP)
+	bash scripts/install-browser.sh
+	touch $(BROWSER_STAMP)
+
+browser: $(BROWSER_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/agora demo
 
-test: $(STAMP) $(NODE_STAMP) $(PHOENIX_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(PHOENIX_STAMP) $(BROWSER_STAMP)
 	$(BIN)/pytest
 
 unit: $(STAMP)

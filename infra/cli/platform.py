@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from infra.cli.common import app, connect, err, load_settings, out, run, stop_on_signals
+from infra.cli.ui import DEFAULT_HOST, DEFAULT_PORT, TOKEN_FILE_VAR, dashboard_token
 
 if TYPE_CHECKING:
     import asyncio
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["demo", "schema", "service", "up"]
 
 READY_WITHIN_S = 60.0
+DASHBOARD_WITHIN_S = 15.0
 
 
 def _reply_table(title: str, reply: QueryReply) -> Table:
@@ -78,20 +81,46 @@ def up(
             min=0,
         ),
     ] = 0,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui/--no-ui", envvar="AGORA_UI", help="serve the web dashboard too (agora ui)"
+        ),
+    ] = True,
+    ui_host: Annotated[
+        str,
+        typer.Option(
+            envvar="AGORA_UI_HOST",
+            help="the dashboard's address (beyond loopback it needs AGORA_UI_TOKEN)",
+        ),
+    ] = DEFAULT_HOST,
+    ui_port: Annotated[
+        int, typer.Option(envvar="AGORA_UI_PORT", help="the dashboard's port (0: any free port)")
+    ] = DEFAULT_PORT,
 ) -> None:
-    """Run the platform: nats-server (unless AGORA_NATS_URL is set), each service a process."""
+    """Run the platform: nats-server (unless AGORA_NATS_URL is set), each service a process,
+    and the web dashboard (on loopback unless --ui-host says otherwise; --no-ui: none)."""
     import asyncio
     import dataclasses
 
     from infra.platform.auth import CLIENT, credentials_path
-    from infra.platform.supervisor import Supervisor
+    from infra.platform.supervisor import DashboardBinding, Supervisor
 
     settings = load_settings()
     if cluster > 1 and not settings.embedded:
         raise typer.BadParameter("--cluster starts embedded servers: unset AGORA_NATS_URL")
+    dashboard = DashboardBinding(ui_host, ui_port) if ui else None
+    if dashboard is not None:
+        # Refused now rather than by a child that would restart forever: beyond loopback the
+        # dashboard needs its token.
+        dashboard_token(settings, host=ui_host, token_file=_token_file())
 
     async def work() -> None:
-        supervisor = Supervisor(settings, cluster=cluster)
+        supervisor = Supervisor(settings, cluster=cluster, dashboard=dashboard)
+        if dashboard is not None:
+            from infra.dashboard.server import url_file
+
+            url_file(settings.data_dir).unlink(missing_ok=True)  # a killed run's
         await supervisor.start()
         stop = asyncio.Event()
         stop_on_signals(stop)
@@ -102,11 +131,47 @@ def up(
             client = credentials_path(settings.nats_dir, CLIENT)
             out.print(f"clients connect as user [bold]client[/], password in {client}")
             out.print('in a shell: eval "$(agora env)" sets AGORA_NATS_URL/_USER/_PASSWORD')
+        if dashboard is not None:
+            await _announce_dashboard(settings, stop)
         await stop.wait()
         out.print("stopping…")
         await supervisor.stop()
 
     run(work())
+
+
+def _token_file() -> Path | None:
+    import os
+
+    raw = os.environ.get(TOKEN_FILE_VAR, "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+async def _announce_dashboard(settings: Settings, stop: asyncio.Event) -> None:
+    """Print the dashboard's URL once it listens (its URL file appears), waiting at most
+    DASHBOARD_WITHIN_S."""
+    import asyncio
+    import time
+
+    from infra.dashboard.server import url_file
+
+    where = url_file(settings.data_dir)
+    deadline = time.monotonic() + DASHBOARD_WITHIN_S
+    while not (url := _read_url(where)):
+        if stop.is_set():
+            return
+        if time.monotonic() > deadline:
+            err.print("[yellow]the dashboard did not start listening yet: see its log[/]")
+            return
+        await asyncio.sleep(0.05)  # polling for the child's URL file, with a deadline
+    out.print(f"the dashboard at [bold]{url}[/]")
+
+
+def _read_url(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
 
 
 async def _until_queries_answer(settings: Settings, stop: asyncio.Event) -> None:

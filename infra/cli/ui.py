@@ -13,22 +13,45 @@ from infra.cli.common import app, connect, endpoint_token, err, load_settings, r
 if TYPE_CHECKING:
     from infra.settings import Settings
 
-__all__ = ["DEFAULT_PORT", "ui"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "dashboard_token", "ui"]
 
+DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8768  # beside agora a2a (8766) and agora agui (8767)
+TOKEN_FILE_VAR = "AGORA_UI_TOKEN_FILE"  # noqa: S105  the variable's name, not a token
+
+
+def dashboard_token(
+    settings: Settings, *, host: str, token_file: Path | None
+) -> tuple[str | None, str]:
+    """The token the dashboard requires (None: open, on loopback with none set) and where it
+    came from. Bound beyond loopback without one, ``ConfigurationError`` says how to set it."""
+    from infra.dashboard.auth import UI_TOKEN
+    from infra.platform.bearer import is_loopback
+
+    if not os.environ.get(UI_TOKEN.env_var) and token_file is None and is_loopback(host):
+        return None, "none: open to this machine"
+    resolved = endpoint_token(
+        UI_TOKEN,
+        token_file=token_file,
+        host=host,
+        generated_path=settings.data_dir / "ui" / "token",
+    )
+    return resolved.value, f"from {resolved.source}"
 
 
 @app.command("ui")
 def ui(
-    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(help="port to bind (0: any free port)")] = DEFAULT_PORT,
+    host: Annotated[
+        str, typer.Option(envvar="AGORA_UI_HOST", help="address to bind (loopback by default)")
+    ] = DEFAULT_HOST,
+    port: Annotated[
+        int, typer.Option(envvar="AGORA_UI_PORT", help="port to bind (0: any free port)")
+    ] = DEFAULT_PORT,
     token_file: Annotated[
         Path | None,
         typer.Option(
             "--token-file",
-            envvar="AGORA_UI_TOKEN_FILE",
+            envvar=TOKEN_FILE_VAR,
             help="file holding the token that signs in (or AGORA_UI_TOKEN)",
         ),
     ] = None,
@@ -36,20 +59,8 @@ def ui(
     """Serve the live web dashboard: goals, a goal's timeline, plan, facts and memory
     context, analytics, dead letters. Open on loopback unless a token is set; on any other
     address a token is required. It reads through agora.query and the event stream."""
-    from infra.dashboard.auth import UI_TOKEN
-    from infra.platform.bearer import is_loopback
-
     settings = load_settings()
-    token: str | None = None
-    source = "none: open to this machine"
-    if os.environ.get(UI_TOKEN.env_var) or token_file is not None or not is_loopback(host):
-        resolved = endpoint_token(
-            UI_TOKEN,
-            token_file=token_file,
-            host=host,
-            generated_path=settings.data_dir / "ui" / "token",
-        )
-        token, source = resolved.value, f"from {resolved.source}"
+    token, source = dashboard_token(settings, host=host, token_file=token_file)
     run(_serve(settings, host=host, port=port, token=token, source=source))
 
 

@@ -104,9 +104,9 @@ def _failed(exc: AgoraError, *, html: bool = True) -> Response:
 
 
 async def _goals_page(
-    dashboard: Dashboard, goal_filter: GoalFilter
+    dashboard: Dashboard, goal_filter: GoalFilter, *, min_seq: int = 0
 ) -> tuple[list[dict[str, Any]], Cursor | None]:
-    rows = await dashboard.rows(goals_page_statement(goal_filter))
+    rows = await dashboard.rows(goals_page_statement(goal_filter), min_seq=min_seq)
     more = None
     if len(rows) > goal_filter.limit:
         rows = rows[: goal_filter.limit]
@@ -139,7 +139,7 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
     async def goal_rows(request: Request) -> Response:
         try:
             goal_filter = goal_filter_of(request)
-            rows, more = await _goals_page(dashboard, goal_filter)
+            rows, more = await _goals_page(dashboard, goal_filter, min_seq=_min_seq(request))
         except BadFilterError as exc:
             return PlainTextResponse(str(exc), status_code=400)
         except AgoraError as exc:
@@ -158,7 +158,8 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
         return JSONResponse(body, headers=_HEADERS)
 
     async def goals_stream(_request: Request) -> Response:
-        changes = goals_changes(dashboard.hub, interval_s=dashboard.goals_interval_s)
+        hub = dashboard.hub
+        changes = goals_changes(hub, since=hub.version, interval_s=dashboard.goals_interval_s)
         return StreamingResponse(changes, media_type="text/event-stream", headers=_SSE_HEADERS)
 
     async def facts_html(goal_id: str, *, min_seq: int = 0) -> str:
@@ -323,6 +324,12 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
         Route("/static/{name}", static),
     ]
     return DashboardGuard(Starlette(routes=routes), access=access)
+
+
+def _min_seq(request: Request) -> int:
+    """The log sequence a live refresh must see (``min_seq``); 0 when absent or not a number."""
+    raw = request.query_params.get("min_seq", "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else 0
 
 
 def _record_id(request: Request) -> int | None:

@@ -2,10 +2,12 @@
 
 The goals list learns that goals changed from one core subscription per dashboard process on
 the lifecycle subjects of the log (``agora.events.*.goal_accepted``, …), however many pages are
-open, and tells each page at most once per ``interval_s`` (changes meanwhile are one message):
-the page then asks for its rows again, through ``agora.query``. A goal's page follows that
-goal's events from its first (an ordered consumer) and its ``agora.live.<goal_id>.>`` signals
-(model token deltas), in batches, so a burst of events costs one redraw.
+open, and tells each page at most once per ``interval_s`` (changes meanwhile are one message),
+with the log's last sequence then: the page asks for its rows again through ``agora.query``
+with that ``min_seq``, so the rows it gets include the change (the views may lag the bus).
+A goal's page follows that goal's events from its first (an ordered consumer) and its
+``agora.live.<goal_id>.>`` signals (model token deltas), in batches, so a burst of events
+costs one redraw.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from events.model import Event
+from events.subjects import EVENTS_STREAM
 from infra.clients.goals import AgoraClient
 from infra.logging import get_logger
 
@@ -29,7 +32,8 @@ __all__ = ["HEARTBEAT_S", "GoalBatch", "GoalsHub", "follow_goal", "goals_changes
 
 log = get_logger("agora.dashboard")
 HEARTBEAT_S = 15.0
-# What changes a row of the goals list: its status, iterations, score.
+# What changes a row of the goals list (its status, iterations, score) or what waits for a
+# person (the approvals).
 LIFECYCLE = (
     "goal_accepted",
     "goal_rejected",
@@ -40,6 +44,9 @@ LIFECYCLE = (
     "goal_resumed",
     "plan_created",
     "plan_revised",
+    "approval_requested",
+    "approval_granted",
+    "approval_denied",
 )
 
 
@@ -56,6 +63,7 @@ class GoalsHub:
         self._subs: list[Subscription] = []
         self.version = 0
         self._moved = asyncio.Event()
+        self._log_seq: tuple[int, int] = (-1, 0)  # (version, the log's last seq then)
 
     async def start(self) -> None:
         for kind in LIFECYCLE:
@@ -76,10 +84,25 @@ class GoalsHub:
             await self._moved.wait()
         return self.version
 
+    async def log_seq(self) -> int:
+        """The event log's last sequence, asked once per version however many pages wait (0
+        when the server does not say: the page's query then waits for nothing)."""
+        version = self.version
+        if self._log_seq[0] != version:
+            try:
+                info = await self._nc.jetstream().stream_info(EVENTS_STREAM)
+            except Exception as exc:  # a page then refreshes without min_seq
+                log.warning("log_seq_unknown", error=str(exc))
+                return 0
+            self._log_seq = (version, int(info.state.last_seq))
+        return self._log_seq[1]
 
-async def goals_changes(hub: GoalsHub, *, interval_s: float) -> AsyncIterator[str]:
-    """The goals list's stream: ``goals`` when goals changed, a comment to keep it open."""
-    seen = hub.version
+
+async def goals_changes(hub: GoalsHub, *, since: int, interval_s: float) -> AsyncIterator[str]:
+    """The goals list's stream: ``goals`` when goals changed after version ``since`` (read when
+    the page asked, before the stream opens, so no change falls in between), a comment to keep
+    it open."""
+    seen = since
     yield "retry: 2000\n\n"
     while True:
         try:
@@ -87,7 +110,7 @@ async def goals_changes(hub: GoalsHub, *, interval_s: float) -> AsyncIterator[st
         except TimeoutError:
             yield ": keep-alive\n\n"
             continue
-        yield sse("goals", {"version": seen})
+        yield sse("goals", {"version": seen, "seq": await hub.log_seq()})
         # At most one message per interval: whatever changes meanwhile, the next one says.
         await asyncio.sleep(interval_s)
 

@@ -31,7 +31,15 @@ __all__ = [
     "tasks_statement",
 ]
 
-GOAL_STATUSES = ("running", "paused", "completed", "failed", "rejected", "cancelled")
+GOAL_STATUSES = (
+    "running",
+    "waiting_approval",
+    "paused",
+    "completed",
+    "failed",
+    "rejected",
+    "cancelled",
+)
 PAGE_SIZES = (25, 50, 100)
 MAX_SEARCH_CHARS = 200
 Param = str | int | float | bool | None

@@ -4,7 +4,8 @@ A service that exits unexpectedly is restarted with exponential backoff, and so 
 embedded nats-server (on the same port and store, so every client reconnects); SIGINT/SIGTERM
 stop every service (they drain their in-flight work) and then the server. Every child gets
 SIGTERM from the kernel when the supervisor dies, even by SIGKILL (infra/platform/children.py),
-and a start that finds agora's processes from an earlier run names them.
+and a start that finds agora's processes from an earlier run names them. With ``dashboard``
+set, the web dashboard (``agora ui``) is one more child, kept running like a service.
 """
 
 from __future__ import annotations
@@ -29,11 +30,20 @@ from infra.platform.embedded import EmbeddedNats
 from infra.platform.runner import SERVICES
 from infra.settings import Settings
 
-__all__ = ["Supervisor", "restart_delay_s"]
+__all__ = ["DASHBOARD", "DashboardBinding", "Supervisor", "restart_delay_s"]
 
 log = get_logger("agora.supervisor")
 HEALTHY_AFTER_S = 30.0
 SERVER_CHECK_S = 0.25
+DASHBOARD = "ui"  # the dashboard child's name, beside the services'
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardBinding:
+    """Where the supervised dashboard listens (port 0: any free port, see its URL file)."""
+
+    host: str
+    port: int
 
 
 def restart_delay_s(consecutive_failures: int) -> float:
@@ -55,6 +65,8 @@ class Supervisor:
     # > 1: run that many embedded nats-server nodes as one JetStream cluster (R``cluster``).
     cluster: int = 0
     nats_cluster: EmbeddedCluster | None = None
+    # Also run the web dashboard as a child, bound here (None: no dashboard).
+    dashboard: DashboardBinding | None = None
 
     async def start(self) -> None:
         if self.settings.embedded:
@@ -99,7 +111,8 @@ class Supervisor:
             # Each service gets its own identity below, never the operator's.
             for name in ("AGORA_NATS_USER", "AGORA_NATS_PASSWORD", "AGORA_NATS_CREDS"):
                 self.env.pop(name, None)
-        for name in self.services:
+        names = [*self.services, *([DASHBOARD] if self.dashboard is not None else [])]
+        for name in names:
             self._watchers.append(asyncio.ensure_future(self._keep_running(name)))
 
     @property
@@ -115,8 +128,15 @@ class Supervisor:
         return proc.pid if proc and proc.returncode is None else None
 
     async def _spawn(self, name: str) -> asyncio.subprocess.Process:
-        env = {**self.env, **service_env(self.settings, name)} if self._embedded else self.env
-        argv = die_with_parent([sys.executable, "-m", "infra.cli", "service", name])
+        if name == DASHBOARD and self.dashboard is not None:
+            # As the client identity, whose credentials it finds in the data dir like the CLI.
+            binding = self.dashboard
+            command = ["ui", "--host", binding.host, "--port", str(binding.port)]
+            env = self.env
+        else:
+            command = ["service", name]
+            env = {**self.env, **service_env(self.settings, name)} if self._embedded else self.env
+        argv = die_with_parent([sys.executable, "-m", "infra.cli", *command])
         return await asyncio.create_subprocess_exec(*argv, env=env)
 
     async def _keep_server_running(self, server: EmbeddedNats) -> None:

@@ -23,6 +23,7 @@ def _env(data_dir: Path) -> dict[str, str]:
         "AGORA_DATA_DIR": str(data_dir),
         "AGORA_DURABILITY": "os",
         "AGORA_NATS_PORT": "0",  # tests never take the well-known port
+        "AGORA_UI": "off",  # the dashboard's own tests start it (test_dashboard_browser.py)
     }
 
 

@@ -117,7 +117,13 @@ async def test_supervisor_restarts_a_killed_service_and_stops_everything_it_star
 
 def _children_env(data_dir: Path) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("AGORA_")}
-    env.update(AGORA_DATA_DIR=str(data_dir), AGORA_NATS_PORT="0", AGORA_DURABILITY="os")
+    # agora up's dashboard on a free port, never the well-known one.
+    env.update(
+        AGORA_DATA_DIR=str(data_dir),
+        AGORA_NATS_PORT="0",
+        AGORA_UI_PORT="0",
+        AGORA_DURABILITY="os",
+    )
     return env
 
 

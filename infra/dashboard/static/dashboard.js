@@ -17,10 +17,12 @@ function replace(id, html) {
   if (node && typeof html === "string") node.innerHTML = html;
 }
 
-async function refreshGoals() {
+async function refreshGoals(seq) {
   const table = document.querySelector("table.goals");
   if (!table) return;
-  const response = await fetch(table.dataset.refresh, { headers: { Accept: "text/html" } });
+  // min_seq: the rows must include the change the server announced (the views may lag).
+  const url = `${table.dataset.refresh}&min_seq=${Number(seq) || 0}`;
+  const response = await fetch(url, { headers: { Accept: "text/html" } });
   if (!response.ok) return;
   const holder = document.createElement("table");
   holder.innerHTML = await response.text();
@@ -47,8 +49,8 @@ function follow(url) {
   const source = new EventSource(url);
   source.onopen = () => setLive("live");
   source.onerror = () => setLive("reconnecting");
-  source.addEventListener("goals", () => {
-    refreshGoals().catch(() => setLive("reconnecting"));
+  source.addEventListener("goals", (message) => {
+    refreshGoals(JSON.parse(message.data).seq).catch(() => setLive("reconnecting"));
   });
   source.addEventListener("goal", (message) => {
     const data = JSON.parse(message.data);
@@ -68,7 +70,8 @@ function follow(url) {
 
 async function retry(button) {
   const record = button.dataset.record;
-  const state = button.closest("[data-record]").querySelector(".state");
+  // The row (or block) around the button: the button carries data-record itself.
+  const state = button.parentElement.closest("[data-record]").querySelector(".state");
   button.disabled = true;
   const response = await fetch(`/dlq/${record}/retry`, { method: "POST", headers: ACTION_HEADER });
   const body = await response.json();

@@ -1,0 +1,135 @@
+"""The dashboard in a real headless Chromium (the distribution's, scripts/install-browser.sh)
+against `agora up` and its dashboard, real processes throughout: a goal submitted from the CLI
+appears on the goals page and its timeline grows live, without a reload; a dead letter is
+retried from its page."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from events.subjects import DLQ_STREAM, INTAKE_GOAL
+from infra.bus.connection import connect
+from infra.settings import Settings
+from tests.browser import RunningPlatform, agora, agora_up, chromium
+
+WAIT_MS = 20_000
+expect.set_options(timeout=WAIT_MS)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    with agora_up(tmp_path_factory.mktemp("dashboard")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    opened = browser.new_page(viewport={"width": 1280, "height": 900})
+    opened.set_default_timeout(WAIT_MS)
+    yield opened
+    opened.close()
+
+
+def _mark_loaded(page: Page) -> None:
+    """A mark that only lives as long as this document: a reload would lose it."""
+    page.evaluate("window.agoraTestMark = 'no reload'")
+
+
+def _not_reloaded(page: Page) -> bool:
+    return page.evaluate("window.agoraTestMark") == "no reload"
+
+
+def test_a_goal_from_the_cli_appears_and_its_timeline_grows_live(
+    platform: RunningPlatform, page: Page
+) -> None:
+    page.goto(f"{platform.dashboard}/goals")
+    expect(page.locator("#live-state[data-state=live]")).to_be_attached()  # the stream is open
+    _mark_loaded(page)
+    goal_id = "g-browser-live"
+    # Its second step waits for a person: the goal stays running until the test approves it.
+    command = {
+        "goal_id": goal_id,
+        "text": "compute 6*7, then say it (approved by a person)",
+        "steps": [
+            {"id": "a", "tool": "calculator", "args": {"expression": "6*7"}},
+            {"id": "b", "tool": "echo", "args": {"text": "{{steps.a.output}}"}}
+            | {"depends_on": ["a"]},
+        ],
+        "approval": {"require": ["echo"]},
+    }
+    submitted = agora(platform, "goal", "--file", "-", stdin=json.dumps(command))
+    assert submitted.returncode == 0, submitted.stderr
+
+    row = page.locator(f'tr[data-goal="{goal_id}"]')
+    expect(row.locator(".badge")).to_have_text("waiting_approval")
+    assert _not_reloaded(page)
+
+    row.locator("a").click()
+    page.wait_for_url(f"**/goals/{goal_id}")
+    _mark_loaded(page)
+    bars = page.locator("#timeline g.bar")
+    expect(page.locator('#plan g.task[data-task="a"]')).to_have_attribute(
+        "data-status", "completed"
+    )
+    before = bars.count()
+    assert before > 0
+
+    approved = agora(platform, "approve", f"{goal_id}/1/b", "--by", "browser-test")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+
+    expect(page.locator("#timeline .headline")).to_have_attribute("data-status", "completed")
+    expect(page.locator("#goal-status .badge")).to_have_text("completed")
+    expect(page.locator('#plan g.task[data-task="b"]')).to_have_attribute(
+        "data-status", "completed"
+    )
+    assert bars.count() > before
+    assert _not_reloaded(page)
+
+
+async def _publish_undecodable_goal(platform: RunningPlatform) -> int:
+    """Bytes no goal can own on the intake subject; returns once the DLQ holds them."""
+    settings = Settings.from_env(platform.env)
+    nc = await connect(settings, "browser-test")
+    try:
+        js = nc.jetstream()
+        before = (await js.stream_info(DLQ_STREAM)).state.last_seq
+        await js.publish(INTAKE_GOAL, b"\xff not json {", headers={"Nats-Msg-Id": "c-garbage"})
+        for _ in range(400):  # at most 20 s
+            last = (await js.stream_info(DLQ_STREAM)).state.last_seq
+            if last > before:
+                return int(last)
+            await asyncio.sleep(0.05)
+        raise AssertionError("the planner did not dead-letter the undecodable command")
+    finally:
+        await nc.close()
+
+
+def test_a_dead_letter_is_retried_from_its_page(platform: RunningPlatform, page: Page) -> None:
+    # On a thread of its own: Playwright's sync API runs an event loop on this one.
+    with ThreadPoolExecutor(1) as thread:
+        record = thread.submit(asyncio.run, _publish_undecodable_goal(platform)).result()
+    page.goto(f"{platform.dashboard}/dlq")
+    row = page.locator(f'tr[data-record="{record}"]')
+    expect(row).to_contain_text("planner")
+    row.locator("button.retry").click()
+    state = row.locator(".state")
+    expect(state).to_have_attribute("data-result", "ok")
+    expect(state).to_contain_text("redriven to planner")
+    expect(row.locator("button.retry")).to_be_disabled()
+
+    page.goto(f"{platform.dashboard}/dlq/{record}")  # the record remembers it
+    expect(page.locator("button.retry")).to_be_disabled()
+    redriven = page.locator('table.fields tr:has(th:text-is("redriven")) td')
+    expect(redriven).to_have_text("True")
