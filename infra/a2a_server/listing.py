@@ -36,7 +36,7 @@ A2A_TASK_ID_PATTERN = "^a2a-[0-9a-f]{24}$"
 # tasks (the planner has not read their command) are not in the views yet.
 _GOAL_STATUSES: dict[int, tuple[str, ...]] = {
     TaskState.TASK_STATE_SUBMITTED: (),
-    TaskState.TASK_STATE_WORKING: ("running", "paused"),
+    TaskState.TASK_STATE_WORKING: ("queued", "running", "paused"),
     TaskState.TASK_STATE_INPUT_REQUIRED: ("waiting_approval",),
     TaskState.TASK_STATE_COMPLETED: ("completed",),
     TaskState.TASK_STATE_FAILED: ("failed",),

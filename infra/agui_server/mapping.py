@@ -58,8 +58,10 @@ from events.catalog import (
     GoalAccepted,
     GoalCancelled,
     GoalCompleted,
+    GoalDequeued,
     GoalFailed,
     GoalPaused,
+    GoalQueued,
     GoalRejected,
     GoalResumed,
     LlmResponded,
@@ -84,6 +86,8 @@ __all__ = ["RunMapper", "json_patch", "map_run"]
 CallKey = tuple[int, str, int, int, int]  # iteration, task id, attempt, step, call
 LiveKey = tuple[str, str, str, int]  # purpose, provider, model, attempt
 StateChange = Callable[[dict[str, Any]], dict[str, Any]]
+# The state's status after a pause, a resume, or a flow limit's queue (docs/flow.md).
+_STEERED_STATUS: dict[type[Event], str] = {GoalPaused: "paused", GoalQueued: "queued"}
 
 
 def _pointer(*tokens: str) -> str:
@@ -174,8 +178,8 @@ class RunMapper:
                 out += self._change(at, lambda s: {**s, "evaluation": verdict})
                 if event.verdict == "revise":
                     out += self._open_step(f"plan #{event.iteration + 1}", at)
-            case GoalPaused() | GoalResumed():
-                status = "paused" if isinstance(event, GoalPaused) else "running"
+            case GoalPaused() | GoalResumed() | GoalQueued() | GoalDequeued():
+                status = _STEERED_STATUS.get(type(event), "running")
                 out += self._change(at, lambda s: {**s, "status": status})
             case LlmResponded():
                 tokens = self._usage.get((event.provider, event.model), (0, 0))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["export", "goals", "query", "replay", "trajectory"]
 
 GOAL_STATUSES = (
+    "queued",
     "running",
     "waiting_approval",
     "paused",

@@ -42,6 +42,8 @@ LIFECYCLE = (
     "goal_cancelled",
     "goal_paused",
     "goal_resumed",
+    "goal_queued",
+    "goal_dequeued",
     "plan_created",
     "plan_revised",
     "approval_requested",

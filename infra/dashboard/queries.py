@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 GOAL_STATUSES = (
+    "queued",
     "running",
     "waiting_approval",
     "paused",

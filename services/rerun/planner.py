@@ -24,7 +24,9 @@ from datetime import datetime
 from events.catalog import (
     CommandRejected,
     GoalAccepted,
+    GoalDequeued,
     GoalFailed,
+    GoalQueued,
     GoalRejected,
     LlmRequested,
     LlmResponded,
@@ -127,10 +129,12 @@ def _is_planner_input(event: Event) -> bool:
 
 
 def _is_intake_record(event: Event) -> bool:
-    """Written by the planner's intake, not decided by the planner: not compared."""
-    return isinstance(event, (GoalAccepted, GoalRejected, *CONTROL_REQUESTS)) or (
-        isinstance(event, CommandRejected) and event.causation_id is None
-    )
+    """Written by the planner's intake, not decided by the planner: not compared. Nor are
+    flow control's records (goal_queued, goal_dequeued): they were decided across goals, which
+    one goal's record cannot replay; what the goal decided once it ran is compared."""
+    return isinstance(
+        event, (GoalAccepted, GoalRejected, GoalQueued, GoalDequeued, *CONTROL_REQUESTS)
+    ) or (isinstance(event, CommandRejected) and event.causation_id is None)
 
 
 async def rerun_planner(
