@@ -1,15 +1,19 @@
-"""An OTLP/HTTP receiver for tests: ``/v1/traces`` and ``/v1/metrics`` on loopback, each
-request decoded with the OpenTelemetry protocol's own messages (``opentelemetry-proto``), so
-what agora's SDK exporters send is read exactly as a collector would read it."""
+"""An OTLP receiver for tests: ``/v1/traces`` and ``/v1/metrics`` over HTTP, and the metrics
+service over gRPC, on loopback, each request decoded with the OpenTelemetry protocol's own
+messages (``opentelemetry-proto``), so what agora's SDK exporters send is read exactly as a
+collector would read it."""
 
 from __future__ import annotations
 
 import gzip
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -24,8 +28,21 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 __all__ = ["OtlpReceiver"]
 
 
+class _GrpcMetrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, receiver: OtlpReceiver) -> None:
+        self._receiver = receiver
+
+    def Export(  # noqa: N802  the protocol's name
+        self, request: ExportMetricsServiceRequest, _context: object
+    ) -> ExportMetricsServiceResponse:
+        with self._receiver._lock:
+            self._receiver.metrics.append(request)
+        return ExportMetricsServiceResponse()
+
+
 class OtlpReceiver:
-    """Start it with ``with``; ``endpoint`` is what OTEL_EXPORTER_OTLP_ENDPOINT names."""
+    """Start it with ``with``; ``endpoint`` is what OTEL_EXPORTER_OTLP_ENDPOINT names for
+    OTLP/HTTP, ``grpc_endpoint`` for OTLP/gRPC (metrics)."""
 
     def __init__(self) -> None:
         self.traces: list[ExportTraceServiceRequest] = []
@@ -65,12 +82,19 @@ class OtlpReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._grpc = grpc.server(ThreadPoolExecutor(max_workers=2))
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+            _GrpcMetrics(self), self._grpc
+        )
+        self.grpc_endpoint = f"http://127.0.0.1:{self._grpc.add_insecure_port('127.0.0.1:0')}"
 
     def __enter__(self) -> OtlpReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._grpc.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._grpc.stop(grace=None)
         self._server.shutdown()
         self._server.server_close()
 

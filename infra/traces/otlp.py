@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from events.errors import AgoraError
 from projections.spans import SCHEMA_URL, SpanRecord
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = [
+    "Signal",
     "TraceExportError",
     "TraceTarget",
     "TracesNotInstalledError",
@@ -33,6 +34,7 @@ __all__ = [
     "to_readable_spans",
 ]
 
+Signal = Literal["traces", "metrics"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PROTOCOLS = ("http/protobuf", "grpc")
 
@@ -45,8 +47,9 @@ class TraceExportError(AgoraError):
     """The OTLP receiver did not take the spans."""
 
 
-def protocol_of(environ: Mapping[str, str]) -> str:
-    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
+def protocol_of(environ: Mapping[str, str], signal: Signal = "traces") -> str:
+    """The protocol of ``signal``'s exporter: its own variable, else the common one."""
+    protocol = environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL") or environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
     if protocol not in _PROTOCOLS:
@@ -57,15 +60,15 @@ def protocol_of(environ: Mapping[str, str]) -> str:
     return protocol
 
 
-def endpoint_of(environ: Mapping[str, str]) -> str:
-    """Where the spans go, as the exporter will resolve it (for messages)."""
-    protocol = protocol_of(environ)
-    if endpoint := environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+def endpoint_of(environ: Mapping[str, str], signal: Signal = "traces") -> str:
+    """Where ``signal``'s data goes, as the exporter will resolve it (for messages)."""
+    protocol = protocol_of(environ, signal)
+    if endpoint := environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"):
         return endpoint
     base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if protocol == "grpc":
         return base or "http://localhost:4317"
-    return f"{(base or 'http://localhost:4318').rstrip('/')}/v1/traces"
+    return f"{(base or 'http://localhost:4318').rstrip('/')}/v1/{signal}"
 
 
 def _nanos(moment: datetime) -> int:

@@ -1,0 +1,1 @@
+"""Exporting OpenTelemetry metrics over OTLP, derived from the log and the consumers' state."""

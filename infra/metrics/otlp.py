@@ -1,0 +1,131 @@
+"""Measurements handed to the official OpenTelemetry SDK's instruments and OTLP metric exporter.
+
+The exporter is the one the standard environment names: ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``
+/ ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``), with the
+endpoint, headers, timeout, compression, certificates and temporality preference of the
+``OTEL_EXPORTER_OTLP_*`` / ``OTEL_EXPORTER_OTLP_METRICS_*`` variables, read by the exporter
+itself. Exports happen when ``export`` is called (the follower's own clock decides when), so a
+receiver that refuses them is known, not only logged by the SDK.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from events.errors import AgoraError
+from infra.traces.otlp import TracesNotInstalledError, endpoint_of, protocol_of
+from projections.metrics import INSTRUMENTS, Instrument, Measurement
+from projections.spans import SCHEMA_URL
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+__all__ = ["MetricsExportError", "MetricsTarget"]
+
+
+class MetricsExportError(AgoraError):
+    """The OTLP receiver did not take the metrics."""
+
+
+def _exporter(protocol: str) -> MetricExporter:
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                OTLPMetricExporter as GrpcExporter,
+            )
+
+            return GrpcExporter()
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter()
+    except ImportError as exc:
+        raise TracesNotInstalledError(
+            f"exporting metrics needs the OpenTelemetry SDK and its OTLP exporter ({exc.name} "
+            "is missing): pip install 'agora[traces]'"
+        ) from None
+
+
+def _on_demand_reader(exporter: MetricExporter) -> Any:
+    """A reader that collects only when asked and keeps the exporter's answer."""
+    from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
+
+    class OnDemandReader(MetricReader):
+        def __init__(self) -> None:
+            # The exporter's preferences (the temporality variable), as the SDK's own periodic
+            # reader passes them on.
+            super().__init__(
+                preferred_temporality=exporter._preferred_temporality,
+                preferred_aggregation=exporter._preferred_aggregation,
+            )
+            self.result: MetricExportResult | None = None
+
+        def _receive_metrics(
+            self, metrics_data: MetricsData, timeout_millis: float = 10_000, **_: Any
+        ) -> None:
+            self.result = exporter.export(metrics_data, timeout_millis=timeout_millis)
+
+        def shutdown(self, timeout_millis: float = 30_000, **_: Any) -> None:
+            exporter.shutdown(timeout_millis=timeout_millis)
+
+    return OnDemandReader()
+
+
+def _instrument(provider: MeterProvider, version: str, spec: Instrument) -> Any:
+    meter = provider.get_meter("agora", version, schema_url=SCHEMA_URL)
+    if spec.kind == "histogram":
+        return meter.create_histogram(
+            spec.name, spec.unit, spec.description, explicit_bucket_boundaries_advisory=spec.buckets
+        ).record
+    if spec.kind == "counter":
+        return meter.create_counter(spec.name, spec.unit, spec.description).add
+    return meter.create_gauge(spec.name, spec.unit, spec.description).set
+
+
+@dataclass
+class MetricsTarget:
+    """The OTLP receiver the environment names, agora's instruments, and an exporter to it."""
+
+    version: str
+    environ: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        environ = os.environ if self.environ is None else self.environ
+        self.protocol = protocol_of(environ, "metrics")
+        self.endpoint = endpoint_of(environ, "metrics")
+        exporter = _exporter(self.protocol)
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.resources import Resource
+
+        self._reader = _on_demand_reader(exporter)
+        resource = Resource.create({"service.name": "agora", "service.version": self.version})
+        self._provider = MeterProvider(resource=resource, metric_readers=[self._reader])
+        self._record = {
+            spec.name: _instrument(self._provider, self.version, spec) for spec in INSTRUMENTS
+        }
+
+    def record(self, measurements: Iterable[Measurement]) -> None:
+        for measurement in measurements:
+            self._record[measurement.instrument](
+                measurement.value, attributes=dict(measurement.attributes)
+            )
+
+    def export(self) -> None:
+        """Send every instrument's current data (blocking: call it from a thread). Raises when
+        the receiver does not take it."""
+        from opentelemetry.sdk.metrics.export import MetricExportResult
+
+        self._reader.result = None
+        self._reader.collect()
+        # None: nothing recorded yet, nothing sent.
+        if self._reader.result not in (None, MetricExportResult.SUCCESS):
+            raise MetricsExportError(
+                f"the OTLP receiver at {self.endpoint} ({self.protocol}) did not take the "
+                "metrics; is it running? (OTEL_EXPORTER_OTLP_ENDPOINT)"
+            )
+
+    def close(self) -> None:
+        self._provider.shutdown()
