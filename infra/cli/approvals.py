@@ -29,15 +29,6 @@ ByOption = Annotated[
     str, typer.Option("--by", help="who answers (recorded; the policy may require it)")
 ]
 
-# What waits: requests not answered, of goals that have not ended.
-WAITING_SQL = """
-SELECT a.approval_id, a.goal_id, a.task_id, a.tool, a.args, a.reason, a.deadline, a.answerers,
-       a.requested_at
-FROM approvals AS a JOIN goals AS g USING (goal_id)
-WHERE a.status = 'waiting' AND g.status IN ('running', 'waiting_approval', 'paused')
-ORDER BY a.requested_at, a.approval_id
-LIMIT {limit}"""
-
 
 @app.command()
 def approvals(
@@ -45,9 +36,12 @@ def approvals(
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """The tool calls that wait for a person's approval, oldest first."""
+    from infra.dashboard.queries import waiting_approvals_statement
+
     settings = load_settings()
+    waiting = waiting_approvals_statement(limit=limit)
     bounded = max(1, limit)
-    _print(run(_ask(settings, WAITING_SQL.format(limit=bounded), bounded)), fmt)
+    _print(run(_ask(settings, waiting.sql, bounded, params=waiting.params)), fmt)
 
 
 def _answer(

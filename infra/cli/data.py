@@ -19,9 +19,12 @@ from events.subjects import EVENTS_STREAM, is_subject_token
 from infra.cli.common import app, connect, err, load_settings, out, run, watch
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rich.progress import Progress
 
     from events.model import Event
+    from infra.dashboard.queries import Param
     from infra.settings import Settings
 
 __all__ = ["export", "goals", "query", "replay", "trajectory"]
@@ -98,12 +101,16 @@ def _parse_time(text: str) -> datetime:
     return moment
 
 
-async def _ask(settings: Settings, sql: str, max_rows: int) -> Answer:
+async def _ask(
+    settings: Settings, sql: str, max_rows: int, *, params: Sequence[Param] = ()
+) -> Answer:
     from infra.clients.query import ask
 
     nc = await connect(settings, "agora-query")
     try:
-        reply = await ask(nc, sql, max_rows=max_rows, timeout_s=settings.query_timeout_s + 10)
+        reply = await ask(
+            nc, sql, max_rows=max_rows, timeout_s=settings.query_timeout_s + 10, params=params
+        )
     finally:
         await nc.close()
     return Answer(reply.columns, reply.rows, reply.truncated, reply.elapsed_ms, reply.last_seq)

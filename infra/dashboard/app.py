@@ -3,8 +3,9 @@
 
 Routes: ``/goals`` (filters, search, keyset pages; ``/goals/rows`` is the table's live part,
 ``/api/goals`` the same as JSON), ``/goals/{id}`` (timeline, plan, facts, memory context),
-``/analytics``, ``/dlq`` and ``/dlq/{id}`` (show, ``POST …/retry``), with SSE at
-``/goals/stream`` and ``/goals/{id}/stream``.
+``/approvals`` (``/approvals/rows`` its live part, ``POST /approvals/answer`` an answer, sent
+on ``agora.intake.approval`` as the CLI sends it), ``/analytics``, ``/dlq`` and ``/dlq/{id}``
+(show, ``POST …/retry``), with SSE at ``/goals/stream`` and ``/goals/{id}/stream``.
 """
 
 from __future__ import annotations
@@ -28,11 +29,19 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from events.catalog import MemoryStored, TaskCompleted
+from events.catalog import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
+    MemoryStored,
+    TaskCompleted,
+)
 from events.errors import AgoraError
 from events.subjects import is_subject_token
-from infra.clients.goals import AgoraClient, is_terminal
+from infra.clients.goals import AgoraClient, CommandTimeoutError, is_terminal
 from infra.dashboard import pages
+from infra.dashboard.answers import MAX_ANSWER_BYTES, BadAnswerError, parse_answer
 from infra.dashboard.auth import Access, DashboardGuard
 from infra.dashboard.live import GoalsHub, follow_goal, goals_changes, sse
 from infra.dashboard.picture import picture_of
@@ -47,6 +56,7 @@ from infra.dashboard.queries import (
     goals_page_statement,
     parse_filter,
     status_counts_statement,
+    waiting_approvals_statement,
 )
 
 __all__ = ["Dashboard", "build_app"]
@@ -62,6 +72,8 @@ _HEADERS = {
     "Cache-Control": "no-store",
 }
 _SSE_HEADERS = {**_HEADERS, "X-Accel-Buffering": "no"}
+# What moves a goal page's approvals section.
+_APPROVAL_EVENTS = (ApprovalRequested, ApprovalGranted, ApprovalDenied)
 
 
 @dataclass
@@ -74,6 +86,7 @@ class Dashboard:
     operator: Callable[[], Awaitable[NatsClient]]
     goals_interval_s: float = 1.0
     goal_interval_s: float = 0.25
+    answer_timeout_s: float = 10.0
     _operator_nc: NatsClient | None = field(default=None, repr=False)
 
     async def rows(self, statement: Statement, *, min_seq: int = 0) -> list[dict[str, Any]]:
@@ -171,6 +184,10 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
             empty="no facts recorded yet",
         )
 
+    async def approvals_html(goal_id: str | None = None, *, min_seq: int = 0) -> str:
+        rows = await dashboard.rows(waiting_approvals_statement(goal_id=goal_id), min_seq=min_seq)
+        return pages.approvals_list(rows, show_goal=goal_id is None)
+
     async def goal(request: Request) -> Response:
         goal_id = request.path_params["goal_id"]
         if not is_subject_token(goal_id):
@@ -179,12 +196,14 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
             recorded = await dashboard.client.recorded(goal_id)
             found = await dashboard.rows(goal_row_statement(goal_id))
             facts = await facts_html(goal_id)
+            approvals = await approvals_html(goal_id)
         except AgoraError as exc:
             return _failed(exc)
         if not recorded and not found:
             return _html(pages.error_page("No such goal", f"no events for {goal_id}"), 404)
         picture = picture_of(goal_id, (event for _, event in recorded))
-        return _html(pages.goal_page(goal_id, found[0] if found else None, picture, facts))
+        row = found[0] if found else None
+        return _html(pages.goal_page(goal_id, row, picture, facts, approvals))
 
     async def goal_stream(request: Request) -> Response:
         goal_id = request.path_params["goal_id"]
@@ -220,11 +239,64 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
                     "last_seq": batch.last_seq,
                 },
             )
+            if any(isinstance(e, _APPROVAL_EVENTS) or is_terminal(e) for e in batch.events):
+                with contextlib.suppress(AgoraError):  # the views lag: the next batch says
+                    html = await approvals_html(goal_id, min_seq=batch.last_seq)
+                    yield sse("approvals", {"html": html})
             if any(
                 isinstance(e, TaskCompleted | MemoryStored) or is_terminal(e) for e in batch.events
             ):
                 with contextlib.suppress(AgoraError):  # the views lag: the next batch says
                     yield sse("facts", {"html": await facts_html(goal_id, min_seq=batch.last_seq)})
+
+    async def approvals(_request: Request) -> Response:
+        try:
+            listing = await approvals_html()
+        except AgoraError as exc:
+            return _failed(exc)
+        return _html(pages.approvals_page(listing))
+
+    async def approval_rows(request: Request) -> Response:
+        try:
+            return _html(await approvals_html(min_seq=_min_seq(request)))
+        except AgoraError as exc:
+            return _failed(exc, html=False)
+
+    async def answer_approval(request: Request) -> Response:
+        """Send the page's answer on the intake, as ``agora approve``/``deny`` do, and say what
+        the planner decided: 200 granted or denied, 409 rejected (with the reason), 400 an
+        answer not sent, 504 no decision in time (the answer is recorded all the same)."""
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                break
+        try:
+            answer = parse_answer(body)
+        except BadAnswerError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400, headers=_HEADERS)
+        client = dashboard.client
+        try:
+            sent = await client.answer_approval(
+                answer.approval_id,
+                answer.decision,
+                reason=answer.reason,
+                args=answer.args,
+                by=answer.by,
+            )
+            decided = await client.answer(sent, timeout_s=dashboard.answer_timeout_s)
+        except CommandTimeoutError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=504, headers=_HEADERS)
+        except AgoraError as exc:
+            return _failed(exc, html=False)
+        from events.model import event_type
+        from events.summary import summarize
+
+        result = {"decision": event_type(decided), "summary": summarize(decided)}
+        if isinstance(decided, ApprovalRejected):
+            result["error"] = decided.reason
+            return JSONResponse(result, status_code=409, headers=_HEADERS)
+        return JSONResponse(result, headers=_HEADERS)
 
     async def analytics(_request: Request) -> Response:
         try:
@@ -315,6 +387,9 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
         Route("/api/goals", api_goals),
         Route("/goals/{goal_id}", goal),
         Route("/goals/{goal_id}/stream", goal_stream),
+        Route("/approvals", approvals),
+        Route("/approvals/rows", approval_rows),
+        Route("/approvals/answer", answer_approval, methods=["POST"]),
         Route("/analytics", analytics),
         Route("/dlq", dead_letters),
         Route("/dlq/{seq}", dead_letter),

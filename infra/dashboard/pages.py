@@ -14,6 +14,8 @@ from projections.gantt import format_ms, headline
 
 __all__ = [
     "analytics_page",
+    "approvals_list",
+    "approvals_page",
     "context_section",
     "dead_letter_page",
     "dead_letters_page",
@@ -27,7 +29,12 @@ __all__ = [
     "timeline_section",
 ]
 
-_NAV = (("/goals", "Goals"), ("/analytics", "Analytics"), ("/dlq", "Dead letters"))
+_NAV = (
+    ("/goals", "Goals"),
+    ("/approvals", "Approvals"),
+    ("/analytics", "Analytics"),
+    ("/dlq", "Dead letters"),
+)
 
 
 def _text(value: Any) -> str:
@@ -184,7 +191,13 @@ def context_section(picture: GoalPicture) -> str:
     return f'<h2>Memory context</h2><ol class="context">{items}</ol>'
 
 
-def goal_page(goal_id: str, goal: dict[str, Any] | None, picture: GoalPicture, facts: str) -> str:
+def goal_page(
+    goal_id: str,
+    goal: dict[str, Any] | None,
+    picture: GoalPicture,
+    facts: str,
+    approvals: str,
+) -> str:
     if goal is None:
         summary = '<p class="empty">not in the views yet</p>'
     else:
@@ -197,6 +210,8 @@ def goal_page(goal_id: str, goal: dict[str, Any] | None, picture: GoalPicture, f
         )
     body = (
         f"<h1>Goal <code>{escape(goal_id)}</code></h1>{summary}"
+        "<section><h2>Waiting for approval</h2>"
+        f'<div id="approvals" class="approvals">{approvals}</div></section>'
         f'<section><h2>Timeline</h2><div id="timeline">{timeline_section(picture)}</div>'
         "</section>"
         '<section class="live"><h2>Live model output</h2>'
@@ -206,6 +221,71 @@ def goal_page(goal_id: str, goal: dict[str, Any] | None, picture: GoalPicture, f
         f'<section id="context">{context_section(picture)}</section>'
     )
     return layout(f"Goal {goal_id}", body, active="/goals", stream=f"/goals/{goal_id}/stream")
+
+
+# -- approvals --------------------------------------------------------------------------
+
+
+def _json_value(raw: Any) -> Any:
+    """A JSON column's value (the views hand JSON over as text)."""
+    import json
+
+    try:
+        return json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return raw
+
+
+def _pretty_args(raw: Any) -> str:
+    """A call's arguments as indented JSON to read and edit."""
+    import json
+
+    return json.dumps(_json_value(raw), indent=2, ensure_ascii=False, default=str)
+
+
+def approvals_list(rows: Sequence[dict[str, Any]], *, show_goal: bool = True) -> str:
+    """Each waiting call with what answers it: approve, approve with edited arguments, deny
+    with a reason. The script posts the answer; the server publishes it on the intake."""
+    if not rows:
+        return '<p class="empty">nothing waits for an approval</p>'
+    blocks = []
+    for row in rows:
+        approval = _text(row["approval_id"])
+        goal = (
+            f' of <a href="/goals/{_text(row["goal_id"])}">{_text(row["goal_id"])}</a>'
+            if show_goal
+            else ""
+        )
+        named = _json_value(row.get("answerers"))
+        answerers = ", ".join(map(str, named)) if isinstance(named, list) and named else "anyone"
+        blocks.append(
+            f'<div class="approval" data-approval="{approval}">'
+            f'<p class="ask"><code>{_text(row["tool"])}</code> for task '
+            f"<b>{_text(row['task_id'])}</b>{goal} · {_text(row['reason'])}</p>"
+            f'<p class="meta">asked {_when(row["requested_at"])} · denied unless answered by '
+            f"{_when(row['deadline'])} · may answer: {_text(answerers)}</p>"
+            "<label>arguments (edit them to run the call with others)"
+            f'<textarea class="args" rows="4" spellcheck="false">{_text(_pretty_args(row["args"]))}'
+            "</textarea></label>"
+            '<div class="answer"><input class="by" placeholder="your name (recorded)" '
+            'maxlength="200" aria-label="by">'
+            '<button class="approve">approve</button>'
+            '<button class="approve-edited">approve with these arguments</button>'
+            '<input class="reason" placeholder="reason (a denial needs one)" maxlength="2000" '
+            'aria-label="reason"><button class="deny">deny</button></div>'
+            '<p class="state"></p></div>'
+        )
+    return "".join(blocks)
+
+
+def approvals_page(listing: str) -> str:
+    body = (
+        "<h1>Approvals</h1><p>Tool calls that wait for a person, oldest first. An answer goes "
+        "to the planner on <code>agora.intake.approval</code>, as <code>agora approve</code> "
+        "and <code>agora deny</code> send it.</p>"
+        f'<div id="approvals" class="approvals" data-refresh="/approvals/rows">{listing}</div>'
+    )
+    return layout("Approvals", body, active="/approvals", stream="/goals/stream")
 
 
 # -- analytics --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ __all__ = [
     "BadFilterError",
     "Cursor",
     "GoalFilter",
+    "Param",
     "Statement",
     "facts_statement",
     "goal_row_statement",
@@ -29,6 +30,7 @@ __all__ = [
     "parse_filter",
     "status_counts_statement",
     "tasks_statement",
+    "waiting_approvals_statement",
 ]
 
 GOAL_STATUSES = (
@@ -185,6 +187,23 @@ def tasks_statement(goal_id: str) -> Statement:
         "SELECT iteration, task_id, tool, status, attempts, duration_ms, left(output, 200) "
         "FROM tasks WHERE goal_id = ? ORDER BY iteration, started_at NULLS LAST, task_id",
         (goal_id,),
+    )
+
+
+# What waits for a person: requests not answered, of goals that have not ended.
+_WAITING_APPROVALS = (
+    "SELECT a.approval_id, a.goal_id, a.task_id, a.tool, a.args, a.reason, a.deadline, "
+    "a.answerers, a.requested_at FROM approvals AS a JOIN goals AS g USING (goal_id) "
+    "WHERE a.status = 'waiting' AND g.status IN ('running', 'waiting_approval', 'paused')"
+)
+
+
+def waiting_approvals_statement(*, goal_id: str | None = None, limit: int = 100) -> Statement:
+    """The tool calls that wait for an answer, oldest first (of one goal, or of all)."""
+    where, params = ("", ()) if goal_id is None else (" AND a.goal_id = ?", (goal_id,))
+    return Statement(
+        f"{_WAITING_APPROVALS}{where} ORDER BY a.requested_at, a.approval_id LIMIT ?",
+        (*params, max(1, limit)),
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from events.subjects import DLQ_STREAM, INTAKE_GOAL
 from infra.bus.connection import connect
@@ -85,9 +85,12 @@ def test_a_goal_from_the_cli_appears_and_its_timeline_grows_live(
     )
     before = bars.count()
     assert before > 0
+    waiting = page.locator(f'#approvals [data-approval="{goal_id}/1/b"]')
+    expect(waiting).to_contain_text("echo")
 
     approved = agora(platform, "approve", f"{goal_id}/1/b", "--by", "browser-test")
     assert approved.returncode == 0, approved.stdout + approved.stderr
+    expect(waiting).to_have_count(0)  # answered elsewhere: gone from the page, live
 
     expect(page.locator("#timeline .headline")).to_have_attribute("data-status", "completed")
     expect(page.locator("#goal-status .badge")).to_have_text("completed")
@@ -96,6 +99,76 @@ def test_a_goal_from_the_cli_appears_and_its_timeline_grows_live(
     )
     assert bars.count() > before
     assert _not_reloaded(page)
+
+
+def test_approvals_are_answered_from_the_page(platform: RunningPlatform, page: Page) -> None:
+    goal_id = "g-browser-approvals"
+    # Two calls that wait at once, approved as asked and with edited arguments; a third, asked
+    # only once both have run, denied.
+    steps: list[dict[str, object]] = [
+        {"id": name, "tool": "echo", "args": {"text": f"as asked {name}"}}
+        for name in ("plain", "edited")
+    ]
+    steps.append(
+        {"id": "denied", "tool": "echo", "args": {"text": "no"}, "depends_on": ["plain", "edited"]}
+    )
+    command = {
+        "goal_id": goal_id,
+        "text": "three calls for a person to answer",
+        "steps": steps,
+        "approval": {"require": ["echo"]},
+    }
+    page.goto(f"{platform.dashboard}/approvals")
+    expect(page.locator("#live-state[data-state=live]")).to_be_attached()
+    _mark_loaded(page)
+    submitted = agora(platform, "goal", "--file", "-", stdin=json.dumps(command))
+    assert submitted.returncode == 0, submitted.stderr
+
+    def block(task: str) -> Locator:
+        return page.locator(f'[data-approval="{goal_id}/1/{task}"]')
+
+    for task in ("plain", "edited"):
+        expect(block(task)).to_contain_text(goal_id)  # appeared live
+
+    block("plain").locator("button.approve").click()
+    expect(block("plain").locator(".state")).to_have_attribute("data-result", "granted")
+
+    edited = block("edited")
+    edited.locator("textarea.args").fill("{not json")
+    edited.locator("button.approve-edited").click()
+    expect(edited.locator(".state")).to_have_attribute("data-result", "invalid")
+    # JSON the tool's schema refuses: the planner rejects it and the call keeps waiting.
+    edited.locator("textarea.args").fill('{"words": 1}')
+    edited.locator("button.approve-edited").click()
+    expect(edited.locator(".state")).to_have_attribute("data-result", "rejected")
+    edited.locator("textarea.args").fill('{"text": "edited in the browser"}')
+    edited.locator("input.by").fill("ana")
+    edited.locator("button.approve-edited").click()
+    expect(edited.locator(".state")).to_have_attribute("data-result", "granted")
+
+    denied = block("denied")  # appears live once both have run
+    denied.locator("button.deny").click()
+    expect(denied.locator(".state")).to_have_attribute("data-result", "invalid")  # no reason
+    denied.locator("input.reason").fill("not this one")
+    denied.locator("button.deny").click()
+    expect(denied.locator(".state")).to_have_attribute("data-result", "denied")
+    assert _not_reloaded(page)
+
+    page.goto(f"{platform.dashboard}/goals/{goal_id}")
+    expect(page.locator("#goal-status .badge")).to_have_text("failed")  # a denial is final
+    expect(page.locator("#approvals")).to_contain_text("nothing waits")
+    ran = agora(
+        platform,
+        "query",
+        "--format",
+        "json",
+        f"SELECT task_id, status, output FROM tasks WHERE goal_id = '{goal_id}' ORDER BY task_id",
+    )
+    assert ran.returncode == 0, ran.stderr
+    tasks = {row["task_id"]: row for row in json.loads(ran.stdout)}
+    assert tasks["plain"]["output"] == "as asked plain"
+    assert tasks["edited"]["output"] == "edited in the browser"
+    assert tasks["denied"]["status"] == "failed"
 
 
 async def _publish_undecodable_goal(platform: RunningPlatform) -> int:
