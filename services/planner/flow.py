@@ -26,6 +26,9 @@ from events.model import Event, Stamp
 
 __all__ = ["FLOW_RECORD_TYPES", "FlowLedger", "Start", "Wait", "dequeued_event", "queued_event"]
 
+# How many keys the ledger holds before it drops the idle ones (then twice what is left).
+_SWEEP_AT = 4096
+
 # What ``FlowLedger.restore`` reads from the log.
 FLOW_RECORD_TYPES = (GoalQueued, GoalDequeued, GoalCompleted, GoalFailed, GoalCancelled)
 
@@ -103,6 +106,8 @@ class FlowLedger:
         self._running: dict[str, Start] = {}
         self._waiting: dict[str, _Waiting] = {}
         self._next_ticket = 1
+        self._sweep_at = _SWEEP_AT
+        self._last_now: datetime | None = None
 
     # -- what the planner asks ----------------------------------------------------------
 
@@ -121,6 +126,10 @@ class FlowLedger:
     def running_of(self, key: str) -> int:
         known = self._keys.get(key)
         return len(known.running) if known is not None else 0
+
+    def keys_held(self) -> int:
+        """How many keys the ledger tracks (idle ones are dropped as it grows)."""
+        return len(self._keys)
 
     def held(self) -> int:
         """How many goals hold slots."""
@@ -249,8 +258,16 @@ class FlowLedger:
     def _key(self, key: str) -> _Key:
         known = self._keys.get(key)
         if known is None:
+            if len(self._keys) >= self._sweep_at:
+                self._sweep()
             known = self._keys[key] = _Key(key_limits(self.policy, key))
         return known
+
+    def _sweep(self) -> None:
+        """Drop every key that holds nothing any more (a rate key keeps its recent starts
+        until they leave its window: a tenant seen once must not stay for ever)."""
+        self._forget_idle(list(self._keys), self._last_now)
+        self._sweep_at = max(_SWEEP_AT, 2 * len(self._keys))
 
     def _enqueue(self, waiting: _Waiting) -> None:
         self._waiting[waiting.goal_id] = waiting
@@ -268,6 +285,7 @@ class FlowLedger:
             known.starts.popleft()
 
     def _room(self, key: str, now: datetime) -> bool:
+        self._last_now = now
         known = self._key(key)
         limits = known.limits
         if limits.concurrency is not None and len(known.running) >= limits.concurrency:

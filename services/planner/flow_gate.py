@@ -49,6 +49,8 @@ class FlowGate:
     _timer_at: float = 0.0
     _wakes: set[asyncio.Task[None]] = field(default_factory=set)
     _stopped: bool = False
+    # The ledger moved since the last flush: the next rate window's wake-up may have changed.
+    _moved: bool = False
 
     @property
     def idle(self) -> bool:
@@ -66,6 +68,7 @@ class FlowGate:
             return []
         now = self.now()
         decided, others = self.ledger.admit(state.goal_id, keys, goal.priority, now)
+        self._moved = True
         self._owe(others, trigger.event_id)
         stamp = Stamp.caused_by(trigger, producer=self.producer, now=now)
         if isinstance(decided, Wait):
@@ -78,16 +81,21 @@ class FlowGate:
 
     def finished(self, goal_id: str, cause: Event) -> None:
         if self.ledger.holds(goal_id):
+            self._moved = True
             self._owe(self.ledger.finish(goal_id, self.now()), cause.event_id)
 
     def restore(self, events: Iterable[Event]) -> None:
         """Rebuild the ledger from the log (this replica became the active planner)."""
+        self._moved = True
         self._owe(self.ledger.restore(events, self.now()), None)
 
     async def flush(self) -> None:
         """Record every start owed (``goal_dequeued`` on each goal), then arm the next rate
         window's wake-up. A failed append is not the caller's failure (its own events are
-        stored): the starts are undone and tried again shortly."""
+        stored): the starts are undone and tried again shortly. Nothing to do (most calls):
+        returns at once."""
+        if not self._owed and not self._moved:
+            return
         while self._owed:
             owed, self._owed = self._owed, []
             # Stamped when the ledger counted them, so the log's times are what rates saw.
@@ -103,6 +111,7 @@ class FlowGate:
                 log.warning("goal_dequeue_failed", goals=len(owed), error=str(exc))
                 self._arm(_RETRY_S)
                 return
+        self._moved = False
         self._arm_next_opening()
 
     def stop(self) -> None:
@@ -142,6 +151,7 @@ class FlowGate:
         task.add_done_callback(self._wakes.discard)
 
     async def _wake(self) -> None:
+        self._moved = True
         self._owe(self.ledger.due(self.now()), None)
         await self.flush()
 

@@ -165,3 +165,14 @@ def test_restore_rebuilds_who_holds_slots_and_who_waits() -> None:
     assert wait.ticket == 9
     # Without a policy any more, everything that waited starts.
     assert [s.goal_id for s in FlowLedger(None).restore(record, T0)] == ["waits1", "waits2"]
+
+
+def test_keys_of_goals_long_gone_are_dropped() -> None:
+    ledger = FlowLedger(
+        _policy('{"limits": [{"key": "tenant", "rate": {"goals": 1, "per_s": 1}}]}')
+    )
+    for n in range(10_000):
+        at = T0 + timedelta(seconds=n)  # each tenant's start has left its window by the next
+        assert isinstance(_admit(ledger, f"g{n}", at=at, tenant=f"t{n}")[0], Start)
+        ledger.finish(f"g{n}", at)
+    assert ledger.keys_held() < 5_000
