@@ -1,21 +1,28 @@
-"""Settings from ``AGORA_*`` environment variables. Every default serves a first-time user."""
+"""Settings from ``AGORA_*`` environment variables. Every default serves a first-time user.
+
+The variables are declared in infra/environment.py (type, default, meaning); this module
+resolves them into what the code runs with.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal
 
 from events.errors import ConfigurationError
+from infra.environment import Environment, process_environment, read_environment
 
-# A size the Go runtime accepts as GOMEMLIMIT.
-_GO_MEMORY = re.compile(r"[0-9]+(B|KiB|MiB|GiB|TiB)?")
-
-__all__ = ["DATA_DIR_NAME", "LlmEndpoint", "Settings", "find_data_dir"]
+__all__ = [
+    "DATA_DIR_NAME",
+    "EndpointSettings",
+    "LlmEndpoint",
+    "OtlpTarget",
+    "Settings",
+    "find_data_dir",
+]
 
 Durability = Literal["fsync", "os"]
 KiB = 1024
@@ -35,129 +42,115 @@ def find_data_dir(start: Path) -> Path:
     return Path(DATA_DIR_NAME)
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
+_DEFAULTS = Environment.model_construct()  # the declared defaults, as they are
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+@dataclass(frozen=True, slots=True)
+class EndpointSettings:
+    """The bearer tokens (or their files) of agora's HTTP endpoints, kept out of ``repr``."""
+
+    mcp_token: str | None = field(default=None, repr=False)
+    mcp_token_file: Path | None = None
+    a2a_token: str | None = field(default=None, repr=False)
+    a2a_token_file: Path | None = None
+    a2a_public_url: str | None = None
+    agui_token: str | None = field(default=None, repr=False)
+    agui_token_file: Path | None = None
+    ui_token: str | None = field(default=None, repr=False)
+    ui_token_file: Path | None = None
+    ui: bool = _DEFAULTS.ui
+    ui_host: str = _DEFAULTS.ui_host
+    ui_port: int = _DEFAULTS.ui_port
 
 
-def _path(env: Mapping[str, str], name: str) -> Path | None:
-    raw = env.get(name, "").strip()
-    return Path(raw).expanduser() if raw else None
+@dataclass(frozen=True, slots=True)
+class OtlpTarget:
+    """Where ``agora traces`` sends spans (or ``agora metrics`` metrics), as the
+    OTEL_EXPORTER_OTLP_* variables name it."""
 
+    protocol: Literal["http/protobuf", "grpc"] = _DEFAULTS.otlp_protocol
+    endpoint: str | None = None  # the signal's own endpoint, in full
+    base_endpoint: str | None = None  # the receiver's base URL
+    signal: Literal["traces", "metrics"] = "traces"
 
-class _Security(TypedDict):
-    nats_auth: bool
-    nats_user: str | None
-    nats_password: str | None
-    nats_creds: Path | None
-    tls_cert: Path | None
-    tls_key: Path | None
-    tls_ca: Path | None
-    http_allow: tuple[str, ...]
-
-
-def _security(env: Mapping[str, str]) -> _Security:
-    auth = env.get("AGORA_NATS_AUTH", "on").strip().lower()
-    if auth not in ("on", "off"):
-        raise ConfigurationError(f"AGORA_NATS_AUTH={auth!r}: use 'on' (default) or 'off'")
-    tls_cert, tls_key = _path(env, "AGORA_TLS_CERT"), _path(env, "AGORA_TLS_KEY")
-    if (tls_cert is None) != (tls_key is None):
-        raise ConfigurationError("AGORA_TLS_CERT and AGORA_TLS_KEY go together: set both or none")
-    allow = env.get("AGORA_HTTP_ALLOW", "")
-    return {
-        "nats_auth": auth == "on",
-        "nats_user": env.get("AGORA_NATS_USER") or None,
-        "nats_password": env.get("AGORA_NATS_PASSWORD") or None,
-        "nats_creds": _path(env, "AGORA_NATS_CREDS"),
-        "tls_cert": tls_cert,
-        "tls_key": tls_key,
-        "tls_ca": _path(env, "AGORA_TLS_CA"),
-        "http_allow": tuple(a.strip() for a in allow.split(",") if a.strip()),
-    }
+    @property
+    def url(self) -> str:
+        """Where the spans go, as the exporter will resolve it (for messages)."""
+        if self.endpoint:
+            return self.endpoint
+        if self.protocol == "grpc":
+            return self.base_endpoint or "http://localhost:4317"
+        base = (self.base_endpoint or "http://localhost:4318").rstrip("/")
+        return f"{base}/v1/{self.signal}"
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """What agora runs with: the variables of infra/environment.py, resolved (the data
+    directory found, URLs split, the LLM chain built). Defaults are the declared ones."""
+
     # None: agora starts (or finds) its embedded nats-server under data_dir.
     nats_urls: tuple[str, ...] | None = None
-    # The embedded server's client port on 127.0.0.1; 0 picks any free port.
-    nats_port: int = 4222
-    # The embedded server's JetStream file store limit; 0: the server's default.
-    nats_max_store_mb: int = 0
-    # The embedded server's Go soft memory limit (GOMEMLIMIT); "" for none.
-    nats_memory_limit: str = "192MiB"
-    data_dir: Path = Path(".agora")
-    durability: Durability = "fsync"
-    log_level: str = "warning"
-    log_format: Literal["json", "console"] = "json"
-    workspace: Path = Path(".agora/workspace")
-    max_intake_bytes: int = 256 * KiB
+    nats_port: int = _DEFAULTS.nats_port
+    nats_max_store_mb: int = _DEFAULTS.nats_max_store_mb
+    nats_memory_limit: str = _DEFAULTS.nats_memory_limit
+    nats_server_bin: Path | None = None
+    nats_monitor_url: str | None = None
+    data_dir: Path = Path(DATA_DIR_NAME)
+    durability: Durability = _DEFAULTS.durability
+    log_level: str = _DEFAULTS.log_level
+    log_format: Literal["json", "console"] = _DEFAULTS.log_format
+    workspace: Path = Path(DATA_DIR_NAME) / "workspace"
+    max_intake_bytes: int = _DEFAULTS.max_intake_bytes
+    # Not configurable: the streams' message size limit.
     max_message_bytes: int = 1 * MiB
     # An output (a task's, a goal's result) larger than this is stored once in the outputs
     # bucket and events refer to it (docs/events.md, "Large outputs").
-    output_inline_bytes: int = 32 * KiB
-    duplicate_window_s: float = 120.0
-    ack_wait_s: float = 30.0
-    # How long the active planner may go without pulling before a standby takes over.
-    pinned_timeout_s: float = 5.0
-    max_deliver: int = 8
-    concurrency: int = 64
-    executor_concurrency: int = 512
-    stream_replicas: int = 1
-    drain_timeout_s: float = 10.0
+    output_inline_bytes: int = _DEFAULTS.output_inline_bytes
+    duplicate_window_s: float = _DEFAULTS.duplicate_window_s
+    ack_wait_s: float = _DEFAULTS.ack_wait_s
+    pinned_timeout_s: float = _DEFAULTS.pinned_timeout_s
+    max_deliver: int = _DEFAULTS.max_deliver
+    concurrency: int = _DEFAULTS.concurrency
+    executor_concurrency: int = _DEFAULTS.executor_concurrency
+    stream_replicas: int = _DEFAULTS.stream_replicas
+    drain_timeout_s: float = _DEFAULTS.drain_timeout_s
     # How long a service's pull request stays open at the server. A stopping service waits
     # for its open requests to end (so nothing they deliver waits out an ack wait), so this
     # also bounds how long stopping takes.
-    pull_expires_s: float = 2.0
-    query_timeout_s: float = 5.0
-    query_max_rows: int = 10_000
-    query_memory_limit: str = "512MB"
-    projector_batch: int = 10_000
-    # The LLM planner (used when an LLM is configured): requests per plan, tokens per request,
-    # and an optional directory of prompt templates overriding the packaged ones.
-    llm_plan_attempts: int = 3
-    llm_plan_max_tokens: int = 4096
+    pull_expires_s: float = _DEFAULTS.pull_expires_s
+    query_timeout_s: float = _DEFAULTS.query_timeout_s
+    query_max_rows: int = _DEFAULTS.query_max_rows
+    query_memory_limit: str = _DEFAULTS.query_memory_limit
+    projector_batch: int = _DEFAULTS.projector_batch
+    llm_plan_attempts: int = _DEFAULTS.llm_plan_attempts
+    llm_plan_max_tokens: int = _DEFAULTS.llm_plan_max_tokens
     planner_prompts: Path | None = None
     # LLM providers (docs/llm.md): the primary endpoint, then the ordered fallbacks.
     # No base URL and no provider configured: no LLM, the rule-based strategies run.
     llm_endpoints: tuple[LlmEndpoint, ...] = ()
-    llm_timeout_s: float = 60.0
-    llm_retries: int = 2
-    llm_backoff_s: float = 0.5
-    llm_retry_after_max_s: float = 30.0
-    llm_concurrency: int = 4
-    llm_breaker_threshold: int = 5
-    llm_breaker_cooldown_s: float = 30.0
-    llm_stream: bool = False
+    llm_timeout_s: float = _DEFAULTS.llm_timeout_s
+    llm_retries: int = _DEFAULTS.llm_retries
+    llm_backoff_s: float = _DEFAULTS.llm_backoff_s
+    llm_retry_after_max_s: float = _DEFAULTS.llm_retry_after_max_s
+    llm_concurrency: int = _DEFAULTS.llm_concurrency
+    llm_breaker_threshold: int = _DEFAULTS.llm_breaker_threshold
+    llm_breaker_cooldown_s: float = _DEFAULTS.llm_breaker_cooldown_s
+    llm_stream: bool = _DEFAULTS.llm_stream
     llm_prices: Path | None = None
-    # The most think steps a ReAct task may take before it fails without an answer.
-    react_max_steps: int = 8
-    # Memory (docs/memory.md): working-memory budget per goal, snapshot interval, embeddings.
-    memory_working_tokens: int = 2000
-    memory_snapshot_every: int = 5000
+    # Only so that a key file others may read is warned about (the key is in llm_endpoints).
+    llm_api_key_file: Path | None = None
+    react_max_steps: int = _DEFAULTS.react_max_steps
+    memory_working_tokens: int = _DEFAULTS.memory_working_tokens
+    memory_snapshot_every: int = _DEFAULTS.memory_snapshot_every
     embeddings_url: str | None = None
-    embeddings_model: str = "text-embedding-3-small"
-    embeddings_key: str | None = None
+    embeddings_model: str = _DEFAULTS.embeddings_model
+    embeddings_key: str | None = field(default=None, repr=False)
     # Security (docs/security.md). The embedded server requires credentials unless
     # AGORA_NATS_AUTH=off; a process finds its own under data_dir unless given them.
-    nats_auth: bool = True
+    nats_auth: bool = _DEFAULTS.nats_auth
     nats_user: str | None = None
-    nats_password: str | None = None
+    nats_password: str | None = field(default=None, repr=False)
     nats_creds: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -174,100 +167,129 @@ class Settings:
     # How many goals of a key may run at once and how fast they may start (docs/flow.md):
     # inline JSON or a JSON file's path; unset: no limits. Read by the planner.
     flow_policy: str | None = None
-    # How long the executor waits for its MCP servers at start before it takes tasks anyway.
-    mcp_start_wait_s: float = 10.0
-    # Limits of one sandboxed program (the python tool; docs/security.md).
-    sandbox_cpu_s: int = 5
-    sandbox_memory_mb: int = 512
-    sandbox_processes: int = 16
-    sandbox_wall_s: float = 10.0
-    # A sleep longer than this waits as a durable timer (a scheduled message nats-server keeps)
-    # instead of in the executor's process; shorter ones keep the fast in-process path.
-    timer_threshold_s: float = 30.0
+    mcp_start_wait_s: float = _DEFAULTS.mcp_start_wait_s
+    sandbox_cpu_s: int = _DEFAULTS.sandbox_cpu_s
+    sandbox_memory_mb: int = _DEFAULTS.sandbox_memory_mb
+    sandbox_processes: int = _DEFAULTS.sandbox_processes
+    sandbox_wall_s: float = _DEFAULTS.sandbox_wall_s
+    timer_threshold_s: float = _DEFAULTS.timer_threshold_s
     # The services' hot path (consume, ack, publish) over agora's lean wire client; False:
     # over nats-py, as it also falls back to when the wire client cannot connect (TLS).
-    wire_client: bool = True
+    wire_client: bool = _DEFAULTS.wire_client
+    endpoints: EndpointSettings = EndpointSettings()
+    otlp: OtlpTarget = OtlpTarget()
+    otlp_metrics: OtlpTarget = OtlpTarget(signal="metrics")
+    metric_export_interval_s: float = _DEFAULTS.metric_export_interval_ms / 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        urls = env.get("AGORA_NATS_URL", "").strip()
-        durability = env.get("AGORA_DURABILITY", "fsync").strip().lower()
-        if durability not in ("fsync", "os"):
-            raise ConfigurationError(
-                f"AGORA_DURABILITY={durability!r}: use 'fsync' (survives power loss) or 'os'"
-            )
-        log_format = env.get("AGORA_LOG_FORMAT", "json").strip().lower()
-        if log_format not in ("json", "console"):
-            raise ConfigurationError(f"AGORA_LOG_FORMAT={log_format!r}: use 'json' or 'console'")
-        raw_dir = env.get("AGORA_DATA_DIR", "").strip()
-        data_dir = Path(raw_dir).expanduser() if raw_dir else find_data_dir(Path.cwd())
+        """The settings of ``env`` (default: this process's environment), checked."""
+        environ = process_environment() if env is None else env
+        return cls.resolve(read_environment(environ), environ)
+
+    @classmethod
+    def resolve(cls, variables: Environment, environ: Mapping[str, str]) -> Settings:
+        """Settings from the declared variables; ``environ`` names the variables that LLM
+        fallbacks take their keys from (``api_key_env``)."""
+        data_dir = variables.data_dir or find_data_dir(Path.cwd())
         settings = cls(
-            nats_urls=tuple(u.strip() for u in urls.split(",") if u.strip()) or None,
-            data_dir=data_dir,
-            nats_port=_int(env, "AGORA_NATS_PORT", 4222),
-            nats_max_store_mb=_int(env, "AGORA_NATS_MAX_STORE_MB", 0),
-            nats_memory_limit=env.get("AGORA_NATS_MEMORY_LIMIT", "192MiB").strip(),
-            durability="fsync" if durability == "fsync" else "os",
-            log_level=env.get("AGORA_LOG_LEVEL", "warning").strip().lower(),
-            log_format="json" if log_format == "json" else "console",
-            workspace=Path(env.get("AGORA_WORKSPACE", str(data_dir / "workspace"))).expanduser(),
-            max_intake_bytes=_int(env, "AGORA_MAX_INTAKE_BYTES", 256 * KiB),
-            output_inline_bytes=_int(env, "AGORA_OUTPUT_INLINE_BYTES", 32 * KiB),
-            duplicate_window_s=_float(env, "AGORA_DUPLICATE_WINDOW_S", 120.0),
-            ack_wait_s=_float(env, "AGORA_ACK_WAIT_S", 30.0),
-            pinned_timeout_s=_float(env, "AGORA_PINNED_TIMEOUT_S", 5.0),
-            max_deliver=_int(env, "AGORA_MAX_DELIVER", 8),
-            concurrency=_int(env, "AGORA_CONCURRENCY", 64),
-            executor_concurrency=_int(env, "AGORA_EXECUTOR_CONCURRENCY", 512),
-            stream_replicas=_int(env, "AGORA_STREAM_REPLICAS", 1),
-            drain_timeout_s=_float(env, "AGORA_DRAIN_TIMEOUT_S", 10.0),
-            pull_expires_s=_float(env, "AGORA_PULL_EXPIRES_S", 2.0),
-            query_timeout_s=_float(env, "AGORA_QUERY_TIMEOUT_S", 5.0),
-            query_max_rows=_int(env, "AGORA_QUERY_MAX_ROWS", 10_000),
-            query_memory_limit=env.get("AGORA_QUERY_MEMORY_LIMIT", "512MB"),
-            projector_batch=_int(env, "AGORA_PROJECTOR_BATCH", 10_000),
-            llm_plan_attempts=_int(env, "AGORA_LLM_PLAN_ATTEMPTS", 3),
-            llm_plan_max_tokens=_int(env, "AGORA_LLM_PLAN_MAX_TOKENS", 4096),
-            planner_prompts=Path(env["AGORA_PLANNER_PROMPTS"]).expanduser()
-            if env.get("AGORA_PLANNER_PROMPTS")
-            else None,
-            llm_endpoints=_llm_endpoints(env),
-            llm_timeout_s=_float(env, "AGORA_LLM_TIMEOUT_S", 60.0),
-            llm_retries=_int(env, "AGORA_LLM_RETRIES", 2),
-            llm_backoff_s=_float(env, "AGORA_LLM_BACKOFF_S", 0.5),
-            llm_retry_after_max_s=_float(env, "AGORA_LLM_RETRY_AFTER_MAX_S", 30.0),
-            llm_concurrency=_int(env, "AGORA_LLM_CONCURRENCY", 4),
-            llm_breaker_threshold=_int(env, "AGORA_LLM_BREAKER_THRESHOLD", 5),
-            llm_breaker_cooldown_s=_float(env, "AGORA_LLM_BREAKER_COOLDOWN_S", 30.0),
-            llm_stream=_bool(env, "AGORA_LLM_STREAM", default=False),
-            llm_prices=Path(env["AGORA_LLM_PRICES"]).expanduser()
-            if env.get("AGORA_LLM_PRICES")
-            else None,
-            react_max_steps=_int(env, "AGORA_REACT_MAX_STEPS", 8),
-            memory_working_tokens=_int(env, "AGORA_MEMORY_WORKING_TOKENS", 2000),
-            memory_snapshot_every=_int(env, "AGORA_MEMORY_SNAPSHOT_EVERY", 5000),
-            embeddings_url=env.get("AGORA_EMBEDDINGS_URL", "").strip() or None,
-            embeddings_model=env.get("AGORA_EMBEDDINGS_MODEL", "").strip()
-            or "text-embedding-3-small",
-            embeddings_key=env.get("AGORA_EMBEDDINGS_KEY", "").strip() or None,
-            **_security(env),
-            mcp_servers=env.get("AGORA_MCP_SERVERS", "").strip() or None,
-            a2a_agents=env.get("AGORA_A2A_AGENTS", "").strip() or None,
-            mcp_start_wait_s=_float(env, "AGORA_MCP_START_WAIT_S", 10.0),
-            approval_policy=env.get("AGORA_APPROVAL_POLICY", "").strip() or None,
-            flow_policy=env.get("AGORA_FLOW_POLICY", "").strip() or None,
-            sandbox_cpu_s=_int(env, "AGORA_SANDBOX_CPU_S", 5),
-            sandbox_memory_mb=_int(env, "AGORA_SANDBOX_MEMORY_MB", 512),
-            sandbox_processes=_int(env, "AGORA_SANDBOX_PROCESSES", 16),
-            sandbox_wall_s=_float(env, "AGORA_SANDBOX_WALL_S", 10.0),
-            timer_threshold_s=_float(env, "AGORA_TIMER_THRESHOLD_S", 30.0),
-            wire_client=_bool(env, "AGORA_WIRE_CLIENT", default=True),
+            nats_urls=_comma_list(variables.nats_url) or None,
+            data_dir=data_dir.expanduser(),
+            nats_port=variables.nats_port,
+            nats_max_store_mb=variables.nats_max_store_mb,
+            nats_memory_limit=variables.nats_memory_limit,
+            nats_server_bin=_path(variables.nats_server_bin),
+            nats_monitor_url=variables.nats_monitor_url,
+            durability=variables.durability,
+            log_level=variables.log_level,
+            log_format=variables.log_format,
+            workspace=_path(variables.workspace) or data_dir.expanduser() / "workspace",
+            max_intake_bytes=variables.max_intake_bytes,
+            output_inline_bytes=variables.output_inline_bytes,
+            duplicate_window_s=variables.duplicate_window_s,
+            ack_wait_s=variables.ack_wait_s,
+            pinned_timeout_s=variables.pinned_timeout_s,
+            max_deliver=variables.max_deliver,
+            concurrency=variables.concurrency,
+            executor_concurrency=variables.executor_concurrency,
+            stream_replicas=variables.stream_replicas,
+            drain_timeout_s=variables.drain_timeout_s,
+            pull_expires_s=variables.pull_expires_s,
+            query_timeout_s=variables.query_timeout_s,
+            query_max_rows=variables.query_max_rows,
+            query_memory_limit=variables.query_memory_limit,
+            projector_batch=variables.projector_batch,
+            llm_plan_attempts=variables.llm_plan_attempts,
+            llm_plan_max_tokens=variables.llm_plan_max_tokens,
+            planner_prompts=_path(variables.planner_prompts),
+            llm_endpoints=_llm_endpoints(variables, environ),
+            llm_timeout_s=variables.llm_timeout_s,
+            llm_retries=variables.llm_retries,
+            llm_backoff_s=variables.llm_backoff_s,
+            llm_retry_after_max_s=variables.llm_retry_after_max_s,
+            llm_concurrency=variables.llm_concurrency,
+            llm_breaker_threshold=variables.llm_breaker_threshold,
+            llm_breaker_cooldown_s=variables.llm_breaker_cooldown_s,
+            llm_stream=variables.llm_stream,
+            llm_prices=_path(variables.llm_prices),
+            llm_api_key_file=_path(variables.llm_api_key_file),
+            react_max_steps=variables.react_max_steps,
+            memory_working_tokens=variables.memory_working_tokens,
+            memory_snapshot_every=variables.memory_snapshot_every,
+            embeddings_url=variables.embeddings_url,
+            embeddings_model=variables.embeddings_model,
+            embeddings_key=variables.embeddings_key,
+            nats_auth=variables.nats_auth,
+            nats_user=variables.nats_user,
+            nats_password=variables.nats_password,
+            nats_creds=_path(variables.nats_creds),
+            tls_cert=_path(variables.tls_cert),
+            tls_key=_path(variables.tls_key),
+            tls_ca=_path(variables.tls_ca),
+            http_allow=_comma_list(variables.http_allow),
+            mcp_servers=variables.mcp_servers,
+            a2a_agents=variables.a2a_agents,
+            mcp_start_wait_s=variables.mcp_start_wait_s,
+            approval_policy=variables.approval_policy,
+            flow_policy=variables.flow_policy,
+            sandbox_cpu_s=variables.sandbox_cpu_s,
+            sandbox_memory_mb=variables.sandbox_memory_mb,
+            sandbox_processes=variables.sandbox_processes,
+            sandbox_wall_s=variables.sandbox_wall_s,
+            timer_threshold_s=variables.timer_threshold_s,
+            wire_client=variables.wire_client,
+            endpoints=EndpointSettings(
+                mcp_token=variables.mcp_token,
+                mcp_token_file=_path(variables.mcp_token_file),
+                a2a_token=variables.a2a_token,
+                a2a_token_file=_path(variables.a2a_token_file),
+                a2a_public_url=variables.a2a_public_url,
+                agui_token=variables.agui_token,
+                agui_token_file=_path(variables.agui_token_file),
+                ui_token=variables.ui_token,
+                ui_token_file=_path(variables.ui_token_file),
+                ui=variables.ui,
+                ui_host=variables.ui_host,
+                ui_port=variables.ui_port,
+            ),
+            otlp=OtlpTarget(
+                protocol=variables.otlp_traces_protocol or variables.otlp_protocol,
+                endpoint=variables.otlp_traces_endpoint,
+                base_endpoint=variables.otlp_endpoint,
+            ),
+            otlp_metrics=OtlpTarget(
+                protocol=variables.otlp_metrics_protocol or variables.otlp_protocol,
+                endpoint=variables.otlp_metrics_endpoint,
+                base_endpoint=variables.otlp_endpoint,
+                signal="metrics",
+            ),
+            metric_export_interval_s=variables.metric_export_interval_ms / 1000,
         )
         settings.check()
         return settings
 
     def check(self) -> None:
+        """What one variable's declaration cannot say: limits that depend on another."""
         if not 0 < self.max_intake_bytes <= self.max_message_bytes:
             raise ConfigurationError(
                 f"AGORA_MAX_INTAKE_BYTES must be between 1 and {self.max_message_bytes}"
@@ -276,47 +298,23 @@ class Settings:
             raise ConfigurationError(
                 f"AGORA_OUTPUT_INLINE_BYTES must be between 1 and {self.max_message_bytes // 4}"
             )
-        self._check_embedded_server()
-        if self.max_deliver < 1:
-            raise ConfigurationError("AGORA_MAX_DELIVER must be at least 1")
-        if self.concurrency < 1 or self.executor_concurrency < 1:
-            raise ConfigurationError("AGORA_CONCURRENCY values must be at least 1")
-        if self.llm_plan_attempts < 1 or self.llm_plan_max_tokens < 1:
-            raise ConfigurationError(
-                "AGORA_LLM_PLAN_ATTEMPTS and AGORA_LLM_PLAN_MAX_TOKENS must be at least 1"
-            )
-        if self.llm_timeout_s <= 0 or self.llm_concurrency < 1:
-            raise ConfigurationError(
-                "AGORA_LLM_TIMEOUT_S must be positive and AGORA_LLM_CONCURRENCY at least 1"
-            )
-        if self.llm_retries < 0 or self.llm_breaker_threshold < 1:
-            raise ConfigurationError(
-                "AGORA_LLM_RETRIES must be 0 or more and AGORA_LLM_BREAKER_THRESHOLD at least 1"
-            )
-        if self.react_max_steps < 1:
-            raise ConfigurationError("AGORA_REACT_MAX_STEPS must be at least 1")
-        if self.memory_working_tokens < 16 or self.memory_snapshot_every < 1:
-            raise ConfigurationError(
-                "AGORA_MEMORY_WORKING_TOKENS must be at least 16 and "
-                "AGORA_MEMORY_SNAPSHOT_EVERY at least 1"
-            )
-        if min(self.sandbox_cpu_s, self.sandbox_memory_mb, self.sandbox_processes) < 1 or not (
-            self.sandbox_wall_s > 0
-        ):
-            raise ConfigurationError("AGORA_SANDBOX_* limits must be positive")
-        if not self.timer_threshold_s >= 0:
-            raise ConfigurationError("AGORA_TIMER_THRESHOLD_S must be 0 or more seconds")
 
-    def _check_embedded_server(self) -> None:
-        if not 0 <= self.nats_port <= 65535:
-            raise ConfigurationError("AGORA_NATS_PORT must be between 0 and 65535")
-        if self.nats_max_store_mb < 0:
-            raise ConfigurationError("AGORA_NATS_MAX_STORE_MB must be 0 (no limit) or more")
-        if self.nats_memory_limit and not _GO_MEMORY.fullmatch(self.nats_memory_limit):
-            raise ConfigurationError(
-                f"AGORA_NATS_MEMORY_LIMIT is {self.nats_memory_limit!r}: give a size such as "
-                "192MiB or 1GiB (units B, KiB, MiB, GiB, TiB), or empty for no limit"
+    def secret_files(self) -> list[tuple[Path, str]]:
+        """(path, variable) of every configured file that holds a secret."""
+        endpoints = self.endpoints
+        return [
+            (path, name)
+            for path, name in (
+                (self.nats_creds, "AGORA_NATS_CREDS"),
+                (self.tls_key, "AGORA_TLS_KEY"),
+                (self.llm_api_key_file, "AGORA_LLM_API_KEY_FILE"),
+                (endpoints.mcp_token_file, "AGORA_MCP_TOKEN_FILE"),
+                (endpoints.a2a_token_file, "AGORA_A2A_TOKEN_FILE"),
+                (endpoints.agui_token_file, "AGORA_AGUI_TOKEN_FILE"),
+                (endpoints.ui_token_file, "AGORA_UI_TOKEN_FILE"),
             )
+            if path is not None
+        ]
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
@@ -451,22 +449,19 @@ class LlmEndpoint:
         }
 
 
-def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"{name}={raw!r}: use true or false")
-
-
-def _read_key_file(name: str, path: str) -> str:
+def _read_key_file(name: str, path: str | Path) -> str:
     try:
         return Path(path).expanduser().read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigurationError(f"{name}={path!r} cannot be read: {exc.strerror}") from None
+        raise ConfigurationError(f"{name}={str(path)!r} cannot be read: {exc.strerror}") from None
+
+
+def _path(value: Path | None) -> Path | None:
+    return value.expanduser() if value is not None else None
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def _endpoint(
@@ -512,19 +507,23 @@ def _fallback(env: Mapping[str, str], index: int, entry: object) -> LlmEndpoint:
     )
 
 
-def _llm_endpoints(env: Mapping[str, str]) -> tuple[LlmEndpoint, ...]:
+def _llm_endpoints(variables: Environment, env: Mapping[str, str]) -> tuple[LlmEndpoint, ...]:
     """The primary endpoint from AGORA_LLM_*, then AGORA_LLM_FALLBACKS (a JSON list)."""
-    provider = env.get("AGORA_LLM_PROVIDER", "")
-    base_url = env.get("AGORA_LLM_BASE_URL", "")
     endpoints: list[LlmEndpoint] = []
-    if provider.strip() or base_url.strip():
-        key = env.get("AGORA_LLM_API_KEY", "")
-        if env.get("AGORA_LLM_API_KEY_FILE"):
-            key = _read_key_file("AGORA_LLM_API_KEY_FILE", env["AGORA_LLM_API_KEY_FILE"])
+    if variables.llm_provider or variables.llm_base_url:
+        key = variables.llm_api_key
+        if variables.llm_api_key_file is not None:
+            key = _read_key_file("AGORA_LLM_API_KEY_FILE", variables.llm_api_key_file)
         endpoints.append(
-            _endpoint("AGORA_LLM_*", provider, base_url, env.get("AGORA_LLM_MODEL", ""), key)
+            _endpoint(
+                "AGORA_LLM_*",
+                variables.llm_provider,
+                variables.llm_base_url,
+                variables.llm_model,
+                key,
+            )
         )
-    raw = env.get("AGORA_LLM_FALLBACKS", "").strip()
+    raw = variables.llm_fallbacks
     if raw:
         try:
             entries = json.loads(raw)

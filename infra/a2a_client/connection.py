@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -42,6 +41,7 @@ from infra.a2a_client.results import (
     message_of,
     protocol_version_of,
 )
+from infra.environment import process_environment
 from infra.logging import get_logger, redact_stdlib_loggers, register_secret
 from infra.mcp.base import ConnectionBase, describe_error
 from infra.mcp.config import resolve_headers
@@ -183,7 +183,8 @@ class A2AConnection(ConnectionBase[Client]):
     # -- internals ---------------------------------------------------------------------
 
     async def _open(self) -> None:
-        headers, secrets = resolve_headers(self.server, os.environ)
+        # Header values may name any variable the user's configuration chose (its secrets).
+        headers, secrets = resolve_headers(self.server, process_environment())
         for secret in secrets:
             register_secret(secret)
         redact_stdlib_loggers(*_STDLIB_LOGGERS)

@@ -21,6 +21,7 @@ from infra.cli import (
     platform,
     rerun,
     schedule,
+    settings,
     status,
     steer,
     tools,
@@ -51,6 +52,7 @@ _COMMAND_MODULES = (
     agui,
     schedule,
     approvals,
+    settings,
     ui,
 )
 

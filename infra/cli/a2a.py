@@ -30,16 +30,16 @@ def a2a_server(
         Path | None,
         typer.Option(
             "--token-file",
-            envvar="AGORA_A2A_TOKEN_FILE",
-            help="file holding the bearer token clients must send (or AGORA_A2A_TOKEN)",
+            help="file holding the bearer token clients must send (or AGORA_A2A_TOKEN_FILE, "
+            "AGORA_A2A_TOKEN)",
         ),
     ] = None,
     public_url: Annotated[
         str | None,
         typer.Option(
             "--public-url",
-            envvar="AGORA_A2A_PUBLIC_URL",
-            help="base URL clients reach (e.g. a TLS proxy's), named in the agent card",
+            help="base URL clients reach (e.g. a TLS proxy's), named in the agent card "
+            "(or AGORA_A2A_PUBLIC_URL)",
         ),
     ] = None,
 ) -> None:
@@ -52,10 +52,12 @@ def a2a_server(
     settings = load_settings()
     token = endpoint_token(
         A2A_TOKEN,
-        token_file=token_file,
+        token=settings.endpoints.a2a_token,
+        token_file=token_file or settings.endpoints.a2a_token_file,
         host=host,
         generated_path=settings.data_dir / "a2a" / "token",
     )
+    public_url = public_url or settings.endpoints.a2a_public_url
     run(_serve(settings, host=host, port=port, token=token, public_url=public_url))
 
 

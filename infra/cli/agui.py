@@ -30,8 +30,8 @@ def agui_server(
         Path | None,
         typer.Option(
             "--token-file",
-            envvar="AGORA_AGUI_TOKEN_FILE",
-            help="file holding the bearer token clients must send (or AGORA_AGUI_TOKEN)",
+            help="file holding the bearer token clients must send (or AGORA_AGUI_TOKEN_FILE, "
+            "AGORA_AGUI_TOKEN)",
         ),
     ] = None,
 ) -> None:
@@ -43,7 +43,8 @@ def agui_server(
     settings = load_settings()
     token = endpoint_token(
         AGUI_TOKEN,
-        token_file=token_file,
+        token=settings.endpoints.agui_token,
+        token_file=token_file or settings.endpoints.agui_token_file,
         host=host,
         generated_path=settings.data_dir / "agui" / "token",
     )

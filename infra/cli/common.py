@@ -83,25 +83,28 @@ async def connect(settings: Settings, name: str, *, identity: str | None = None)
 
 
 def endpoint_token(
-    spec: TokenSource, *, token_file: Path | None, host: str, generated_path: Path
+    spec: TokenSource,
+    *,
+    token: str | None,
+    token_file: Path | None,
+    host: str,
+    generated_path: Path,
 ) -> BearerToken:
-    """The bearer token an HTTP endpoint requires (its variable, its file, or one made on
-    loopback), kept out of every log; a token file others may read is warned about."""
-    import os
-
+    """The bearer token an HTTP endpoint requires (``token``, from its setting; its file; or
+    one made on loopback), kept out of every log; a token file others may read is warned
+    about."""
     from infra.logging import register_secret
     from infra.platform.bearer import resolve_token
 
-    given = os.environ.get(spec.env_var)
-    token = resolve_token(
-        spec, token=given, token_file=token_file, host=host, generated_path=generated_path
+    resolved = resolve_token(
+        spec, token=token, token_file=token_file, host=host, generated_path=generated_path
     )
-    register_secret(token.value)
-    if token_file is not None and not given:
+    register_secret(resolved.value)
+    if token_file is not None and not token:
         from infra.platform.auth import warn_if_loose
 
         warn_if_loose(token_file, f"{spec.purpose} bearer token (--token-file)")
-    return token
+    return resolved
 
 
 class Interrupted(Exception):  # noqa: N818  # a user's Ctrl-C, not an error of agora's

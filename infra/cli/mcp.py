@@ -30,8 +30,8 @@ def mcp_server(
         Path | None,
         typer.Option(
             "--token-file",
-            envvar="AGORA_MCP_TOKEN_FILE",
-            help="file holding the bearer token HTTP clients must send (or AGORA_MCP_TOKEN)",
+            help="file holding the bearer token HTTP clients must send (or AGORA_MCP_TOKEN_FILE, "
+            "AGORA_MCP_TOKEN)",
         ),
     ] = None,
 ) -> None:
@@ -45,7 +45,8 @@ def mcp_server(
 
         token = endpoint_token(
             MCP_TOKEN,
-            token_file=token_file,
+            token=settings.endpoints.mcp_token,
+            token_file=token_file or settings.endpoints.mcp_token_file,
             host=host,
             generated_path=settings.data_dir / "mcp" / "token",
         )

@@ -3,7 +3,6 @@ the service consumers' state, exported over OTLP."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -24,24 +23,13 @@ metrics_app = typer.Typer(
 )
 app.add_typer(metrics_app, name="metrics")
 
-# The SDK's own default export interval, and the variable that changes it (milliseconds).
-_INTERVAL_VARIABLE = "OTEL_METRIC_EXPORT_INTERVAL"
-_DEFAULT_INTERVAL_S = 60.0
-
-
-def _default_interval_s() -> float:
-    try:
-        return float(os.environ.get(_INTERVAL_VARIABLE, "")) / 1000
-    except ValueError:
-        return _DEFAULT_INTERVAL_S
-
 
 async def _with_follower(settings: Settings) -> MetricsFollower:
     from infra.metrics.follower import MetricsFollower
     from infra.metrics.otlp import MetricsTarget
     from infra.platform.runner import VERSION
 
-    target = MetricsTarget(VERSION)  # first: a missing SDK or a bad protocol says so at once
+    target = MetricsTarget(VERSION, settings.otlp_metrics)  # first: a missing SDK says so
     return MetricsFollower(await connect(settings, "agora-metrics"), target)
 
 
@@ -79,7 +67,7 @@ def follow_metrics(
         typer.Option(
             "--interval",
             min=0.1,
-            help=f"seconds between exports (default: {_INTERVAL_VARIABLE}, else 60)",
+            help="seconds between exports (default: OTEL_METRIC_EXPORT_INTERVAL, else 60)",
         ),
     ] = None,
 ) -> None:
@@ -87,7 +75,7 @@ def follow_metrics(
     import asyncio
 
     settings = load_settings()
-    interval_s = interval if interval is not None else _default_interval_s()
+    interval_s = interval if interval is not None else settings.metric_export_interval_s
 
     async def work() -> None:
         from events.subjects import EVENTS_STREAM

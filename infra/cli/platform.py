@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from infra.cli.common import app, connect, err, load_settings, out, run, stop_on_signals
-from infra.cli.ui import DEFAULT_HOST, DEFAULT_PORT, TOKEN_FILE_VAR, dashboard_token
+from infra.cli.ui import dashboard_token
 
 if TYPE_CHECKING:
     import asyncio
@@ -82,21 +82,22 @@ def up(
         ),
     ] = 0,
     ui: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--ui/--no-ui", envvar="AGORA_UI", help="serve the web dashboard too (agora ui)"
+            "--ui/--no-ui", help="serve the web dashboard too, agora ui (default: AGORA_UI, on)"
         ),
-    ] = True,
+    ] = None,
     ui_host: Annotated[
-        str,
+        str | None,
         typer.Option(
-            envvar="AGORA_UI_HOST",
-            help="the dashboard's address (beyond loopback it needs AGORA_UI_TOKEN)",
+            help="the dashboard's address, beyond loopback it needs AGORA_UI_TOKEN "
+            "(default: AGORA_UI_HOST, else loopback)",
         ),
-    ] = DEFAULT_HOST,
+    ] = None,
     ui_port: Annotated[
-        int, typer.Option(envvar="AGORA_UI_PORT", help="the dashboard's port (0: any free port)")
-    ] = DEFAULT_PORT,
+        int | None,
+        typer.Option(help="the dashboard's port, 0: any free port (default: AGORA_UI_PORT)"),
+    ] = None,
 ) -> None:
     """Run the platform: nats-server (unless AGORA_NATS_URL is set), each service a process,
     and the web dashboard (on loopback unless --ui-host says otherwise; --no-ui: none)."""
@@ -109,11 +110,14 @@ def up(
     settings = load_settings()
     if cluster > 1 and not settings.embedded:
         raise typer.BadParameter("--cluster starts embedded servers: unset AGORA_NATS_URL")
-    dashboard = DashboardBinding(ui_host, ui_port) if ui else None
+    endpoints = settings.endpoints
+    ui_host = ui_host or endpoints.ui_host
+    ui_port = endpoints.ui_port if ui_port is None else ui_port
+    dashboard = DashboardBinding(ui_host, ui_port) if (endpoints.ui if ui is None else ui) else None
     if dashboard is not None:
         # Refused now rather than by a child that would restart forever: beyond loopback the
         # dashboard needs its token.
-        dashboard_token(settings, host=ui_host, token_file=_token_file())
+        dashboard_token(settings, host=ui_host, token_file=None)
 
     async def work() -> None:
         supervisor = Supervisor(settings, cluster=cluster, dashboard=dashboard)
@@ -138,13 +142,6 @@ def up(
         await supervisor.stop()
 
     run(work())
-
-
-def _token_file() -> Path | None:
-    import os
-
-    raw = os.environ.get(TOKEN_FILE_VAR, "").strip()
-    return Path(raw).expanduser() if raw else None
 
 
 async def _announce_dashboard(settings: Settings, stop: asyncio.Event) -> None:

@@ -19,8 +19,8 @@ def status(
     monitor: Annotated[
         str | None,
         typer.Option(
-            envvar="AGORA_NATS_MONITOR_URL",
-            help="nats-server monitoring URL (default: the embedded server's)",
+            help="nats-server monitoring URL (default: AGORA_NATS_MONITOR_URL, else the "
+            "embedded server's)",
         ),
     ] = None,
     stall_after_s: Annotated[
@@ -46,7 +46,7 @@ def status(
         try:
             return await gather_status(
                 nc,
-                monitor_url=monitor or monitor_url_of(settings),
+                monitor_url=monitor or settings.nats_monitor_url or monitor_url_of(settings),
                 store_dir=store_dir_of(settings),
                 stall_after_s=stall_after_s,
             )

@@ -39,7 +39,7 @@ async def _with_exporter(settings: Settings, content: bool) -> TraceExporter:
     from infra.traces.follower import TraceExporter
     from infra.traces.otlp import TraceTarget
 
-    target = TraceTarget(VERSION)  # first: a missing SDK or a bad protocol says so at once
+    target = TraceTarget(VERSION, settings.otlp)  # first: a missing SDK says so at once
     return TraceExporter(await connect(settings, "agora-traces"), target, content=content)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,25 +12,25 @@ from infra.cli.common import app, connect, endpoint_token, err, load_settings, r
 if TYPE_CHECKING:
     from infra.settings import Settings
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "dashboard_token", "ui"]
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8768  # beside agora a2a (8766) and agora agui (8767)
-TOKEN_FILE_VAR = "AGORA_UI_TOKEN_FILE"  # noqa: S105  the variable's name, not a token
+__all__ = ["dashboard_token", "ui"]
 
 
 def dashboard_token(
     settings: Settings, *, host: str, token_file: Path | None
 ) -> tuple[str | None, str]:
     """The token the dashboard requires (None: open, on loopback with none set) and where it
-    came from. Bound beyond loopback without one, ``ConfigurationError`` says how to set it."""
+    came from. Bound beyond loopback without one, ``ConfigurationError`` says how to set it.
+    ``token_file`` (``--token-file``) wins over AGORA_UI_TOKEN_FILE."""
     from infra.dashboard.auth import UI_TOKEN
     from infra.platform.bearer import is_loopback
 
-    if not os.environ.get(UI_TOKEN.env_var) and token_file is None and is_loopback(host):
+    given = settings.endpoints.ui_token
+    token_file = token_file or settings.endpoints.ui_token_file
+    if not given and token_file is None and is_loopback(host):
         return None, "none: open to this machine"
     resolved = endpoint_token(
         UI_TOKEN,
+        token=given,
         token_file=token_file,
         host=host,
         generated_path=settings.data_dir / "ui" / "token",
@@ -42,17 +41,18 @@ def dashboard_token(
 @app.command("ui")
 def ui(
     host: Annotated[
-        str, typer.Option(envvar="AGORA_UI_HOST", help="address to bind (loopback by default)")
-    ] = DEFAULT_HOST,
+        str | None,
+        typer.Option(help="address to bind (default: AGORA_UI_HOST, else loopback)"),
+    ] = None,
     port: Annotated[
-        int, typer.Option(envvar="AGORA_UI_PORT", help="port to bind (0: any free port)")
-    ] = DEFAULT_PORT,
+        int | None,
+        typer.Option(help="port to bind, 0: any free port (default: AGORA_UI_PORT, else 8768)"),
+    ] = None,
     token_file: Annotated[
         Path | None,
         typer.Option(
             "--token-file",
-            envvar=TOKEN_FILE_VAR,
-            help="file holding the token that signs in (or AGORA_UI_TOKEN)",
+            help="file holding the token that signs in (or AGORA_UI_TOKEN_FILE, AGORA_UI_TOKEN)",
         ),
     ] = None,
 ) -> None:
@@ -60,6 +60,8 @@ def ui(
     context, analytics, dead letters. Open on loopback unless a token is set; on any other
     address a token is required. It reads through agora.query and the event stream."""
     settings = load_settings()
+    host = host or settings.endpoints.ui_host
+    port = settings.endpoints.ui_port if port is None else port
     token, source = dashboard_token(settings, host=host, token_file=token_file)
     run(_serve(settings, host=host, port=port, token=token, source=source))
 

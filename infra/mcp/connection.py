@@ -10,7 +10,6 @@ away) is dropped; the next call connects again, once, under a lock. Every failur
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -27,6 +26,7 @@ from mcp_types import CONNECTION_CLOSED, Tool, ToolListChangedNotification
 from pydantic import ValidationError
 
 from events.errors import ToolError
+from infra.environment import process_environment
 from infra.logging import get_logger, redact_stdlib_loggers, register_secret
 from infra.mcp.base import ConnectionBase, describe_error
 from infra.mcp.config import McpServer, resolve_headers
@@ -162,7 +162,8 @@ class McpConnection(ConnectionBase[Client]):
             )
             return stdio_client(params, errlog=sys.stderr)
         assert server.url is not None
-        headers, secrets = resolve_headers(server, os.environ)
+        # Header values may name any variable the user's configuration chose (its secrets).
+        headers, secrets = resolve_headers(server, process_environment())
         for secret in secrets:
             register_secret(secret)
         redact_stdlib_loggers(*_STDLIB_LOGGERS)

@@ -10,19 +10,20 @@ receiver that refuses them is known, not only logged by the SDK.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from events.errors import AgoraError
-from infra.traces.otlp import TracesNotInstalledError, endpoint_of, protocol_of
+from infra.traces.otlp import TracesNotInstalledError
 from projections.metrics import INSTRUMENTS, Instrument, Measurement
 from projections.spans import SCHEMA_URL
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+    from infra.settings import OtlpTarget
 
 __all__ = ["MetricsExportError", "MetricsTarget"]
 
@@ -87,15 +88,14 @@ def _instrument(provider: MeterProvider, version: str, spec: Instrument) -> Any:
 
 @dataclass
 class MetricsTarget:
-    """The OTLP receiver the environment names, agora's instruments, and an exporter to it."""
+    """The OTLP receiver the settings name, agora's instruments, and an exporter to it."""
 
     version: str
-    environ: Mapping[str, str] | None = None
+    otlp: OtlpTarget
 
     def __post_init__(self) -> None:
-        environ = os.environ if self.environ is None else self.environ
-        self.protocol = protocol_of(environ, "metrics")
-        self.endpoint = endpoint_of(environ, "metrics")
+        self.protocol = self.otlp.protocol
+        self.endpoint = self.otlp.url
         exporter = _exporter(self.protocol)
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.resources import Resource

@@ -22,7 +22,6 @@ restarts so running clients reconnect. The server configuration that embeds them
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -363,26 +362,16 @@ def authorization_config(credentials: Mapping[str, Credentials]) -> str:
 # -- file permissions --------------------------------------------------------------------
 
 
-def check_secret_files(settings: Settings, env: Mapping[str, str] | None = None) -> list[Path]:
+def check_secret_files(settings: Settings) -> list[Path]:
     """Warn about every configured secret file group or others can read; return those.
 
-    The secrets: AGORA_NATS_CREDS, AGORA_TLS_KEY, and any ``AGORA_*_FILE`` variable (such as
-    an API key file), whichever component reads it.
+    The secrets: AGORA_NATS_CREDS, AGORA_TLS_KEY, and every ``AGORA_*_FILE`` variable (an API
+    key file, the HTTP endpoints' token files), whichever component reads it.
     """
-    env = os.environ if env is None else env
-    configured = [
-        (settings.nats_creds, "AGORA_NATS_CREDS"),
-        (settings.tls_key, "AGORA_TLS_KEY"),
-        *(
-            (Path(value).expanduser(), name)
-            for name, value in sorted(env.items())
-            if name.startswith("AGORA_") and name.endswith("_FILE") and value.strip()
-        ),
-    ]
     return [
         path
-        for path, name in configured
-        if path is not None and warn_if_loose(path, f"secret file ({name})")
+        for path, name in settings.secret_files()
+        if warn_if_loose(path, f"secret file ({name})")
     ]
 
 

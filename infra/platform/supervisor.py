@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from events.errors import ConfigurationError
 from infra.bus.connection import connect
 from infra.bus.streams import provision
+from infra.environment import process_environment
 from infra.logging import get_logger
 from infra.platform.auth import ADMIN, check_secret_files, prepare_embedded_security, service_env
 from infra.platform.children import describe_leftovers, die_with_parent, find_leftovers
@@ -106,7 +106,7 @@ class Supervisor:
         finally:
             await nc.close()
         # Children run with exactly the supervisor's settings, whatever the parent's env says.
-        self.env = {**os.environ, **self.settings.to_env(), "AGORA_NATS_URL": self.url}
+        self.env = {**process_environment(), **self.settings.to_env(), "AGORA_NATS_URL": self.url}
         if self._embedded and self.settings.nats_auth:
             # Each service gets its own identity below, never the operator's.
             for name in ("AGORA_NATS_USER", "AGORA_NATS_PASSWORD", "AGORA_NATS_CREDS"):

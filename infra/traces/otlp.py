@@ -2,7 +2,7 @@
 
 The records' ids and times are the log's, so spans are built as the SDK's ``ReadableSpan``
 directly (a tracer would make ids and read the clock) and given to the exporter that the
-standard environment names: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` /
+standard environment names (``Settings.otlp``): ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` /
 ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``), with the
 endpoint, headers, timeout, compression and certificates of the ``OTEL_EXPORTER_OTLP_*``
 variables, read by the exporter itself. ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``
@@ -11,8 +11,7 @@ complete the resource.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -24,19 +23,18 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter
 
+    from infra.settings import OtlpTarget
+
 __all__ = [
     "Signal",
     "TraceExportError",
     "TraceTarget",
     "TracesNotInstalledError",
-    "endpoint_of",
-    "protocol_of",
     "to_readable_spans",
 ]
 
 Signal = Literal["traces", "metrics"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_PROTOCOLS = ("http/protobuf", "grpc")
 
 
 class TracesNotInstalledError(AgoraError):
@@ -45,30 +43,6 @@ class TracesNotInstalledError(AgoraError):
 
 class TraceExportError(AgoraError):
     """The OTLP receiver did not take the spans."""
-
-
-def protocol_of(environ: Mapping[str, str], signal: Signal = "traces") -> str:
-    """The protocol of ``signal``'s exporter: its own variable, else the common one."""
-    protocol = environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL") or environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
-    if protocol not in _PROTOCOLS:
-        raise AgoraError(
-            f"OTLP protocol {protocol!r} is not supported: set OTEL_EXPORTER_OTLP_PROTOCOL "
-            "to http/protobuf or grpc"
-        )
-    return protocol
-
-
-def endpoint_of(environ: Mapping[str, str], signal: Signal = "traces") -> str:
-    """Where ``signal``'s data goes, as the exporter will resolve it (for messages)."""
-    protocol = protocol_of(environ, signal)
-    if endpoint := environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"):
-        return endpoint
-    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if protocol == "grpc":
-        return base or "http://localhost:4317"
-    return f"{(base or 'http://localhost:4318').rstrip('/')}/v1/{signal}"
 
 
 def _nanos(moment: datetime) -> int:
@@ -139,15 +113,14 @@ def _exporter(protocol: str) -> SpanExporter:
 
 @dataclass
 class TraceTarget:
-    """The OTLP receiver the environment names, and an exporter to it."""
+    """The OTLP receiver the settings name, and an exporter to it."""
 
     version: str
-    environ: Mapping[str, str] | None = None
+    otlp: OtlpTarget
 
     def __post_init__(self) -> None:
-        environ = os.environ if self.environ is None else self.environ
-        self.protocol = protocol_of(environ)
-        self.endpoint = endpoint_of(environ)
+        self.protocol = self.otlp.protocol
+        self.endpoint = self.otlp.url
         self._exporter = _exporter(self.protocol)
 
     def export(self, records: Sequence[SpanRecord]) -> None:

@@ -159,7 +159,7 @@ async def test_metrics_from_the_log_add_up_to_goal_stats(
         with OtlpReceiver() as live:
             monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", live.grpc_endpoint)
             monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-            follower = MetricsFollower(nc, MetricsTarget("test"))
+            follower = MetricsFollower(nc, MetricsTarget("test", Settings.from_env().otlp_metrics))
             stop = asyncio.Event()
             # Exports only when stopped: the test decides when the counts are complete.
             following = asyncio.ensure_future(follower.follow(1, stop, interval_s=3600))

@@ -16,6 +16,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from events.catalog import GoalAccepted
 from events.subjects import INTAKE_GOAL, INTAKE_STREAM
 from infra.clients.goals import AgoraClient, SubmitError
+from infra.settings import Settings
 from infra.traces.follower import TraceExporter
 from infra.traces.otlp import TraceTarget
 from projections.spans import trace_id_of
@@ -55,7 +56,7 @@ async def test_a_goal_sent_with_a_traceparent_is_traced_under_the_clients_span(
     )
     assert (await client.wait("g-untraced", timeout_s=30)).completed
 
-    target = TraceTarget("test")
+    target = TraceTarget("test", Settings.from_env().otlp)
     exporter = TraceExporter(nc, target)
     try:
         for goal_id in (traced.goal_id, "g-untraced"):

@@ -192,9 +192,16 @@ def test_loose_secret_files_are_warned_about_at_start_up(tmp_path: Path) -> None
     tight = tmp_path / "tls.key"
     tight.write_text("-----BEGIN KEY-----")
     tight.chmod(0o600)
-    settings = Settings(data_dir=tmp_path, tls_cert=tmp_path / "c.pem", tls_key=tight)
+    settings = Settings.from_env(
+        {
+            "AGORA_DATA_DIR": str(tmp_path),
+            "AGORA_TLS_CERT": str(tmp_path / "c.pem"),
+            "AGORA_TLS_KEY": str(tight),
+            "AGORA_LLM_API_KEY_FILE": str(key),
+        }
+    )
     with capture_logs() as logs:
-        loose = check_secret_files(settings, {"AGORA_LLM_API_KEY_FILE": str(key)})
+        loose = check_secret_files(settings)
     assert loose == [key]
     assert [entry["event"] for entry in logs] == ["secret_file_permissions_loose"]
     assert "chmod 600" in logs[0]["problem"]

@@ -8,7 +8,7 @@ from opentelemetry.semconv._incubating.attributes import messaging_attributes as
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
 
 from events.catalog import LlmResponded
-from infra.traces.otlp import endpoint_of, protocol_of
+from infra.settings import Settings
 from projections import metrics as conv
 from projections.metrics import ConsumerState, consumer_measurements, event_measurements
 from tests.unit.test_timeline import LLM_LOG
@@ -61,15 +61,17 @@ def test_a_consumers_lag_is_what_it_has_not_finished() -> None:
 
 
 def test_metrics_have_their_own_otlp_variables() -> None:
-    environ = {
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
-    }
-    assert protocol_of(environ, "metrics") == "http/protobuf"
-    assert protocol_of(environ) == "grpc"
-    assert endpoint_of(environ, "metrics") == "http://collector:4318/v1/metrics"
-    assert (
-        endpoint_of({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m/x"}, "metrics")
-        == "http://m/x"
+    settings = Settings.from_env(
+        {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+        }
     )
+    assert settings.otlp_metrics.protocol == "http/protobuf"
+    assert settings.otlp.protocol == "grpc"
+    assert settings.otlp_metrics.url == "http://collector:4318/v1/metrics"
+    assert settings.metric_export_interval_s == 5.0
+    own = Settings.from_env({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m/x"})
+    assert own.otlp_metrics.url == "http://m/x"

@@ -32,6 +32,10 @@ def test_several_urls_mean_an_external_cluster() -> None:
         ("AGORA_MAX_DELIVER", "0", "AGORA_MAX_DELIVER"),
         ("AGORA_NATS_PORT", "70000", "AGORA_NATS_PORT"),
         ("AGORA_MAX_INTAKE_BYTES", str(10 * 1024 * 1024), "AGORA_MAX_INTAKE_BYTES"),
+        ("AGORA_NATS_AUTH", "maybe", "AGORA_NATS_AUTH='maybe'"),
+        ("AGORA_LOG_FORMAT", "xml", "AGORA_LOG_FORMAT='xml': .*'json' or 'console'"),
+        ("AGORA_TLS_CERT", "/c.pem", "AGORA_TLS_KEY go together"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "OTEL_EXPORTER_OTLP_PROTOCOL='http/json'"),
     ],
 )
 def test_a_bad_value_is_refused_with_its_name(name: str, value: str, mentions: str) -> None:

@@ -10,7 +10,9 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from opentelemetry.trace import SpanKind, StatusCode
 
 from events.catalog import LlmResponded, ToolCalled
-from infra.traces.otlp import endpoint_of, protocol_of, to_readable_spans
+from events.errors import ConfigurationError
+from infra.settings import Settings
+from infra.traces.otlp import to_readable_spans
 from projections import spans as conv
 from projections.spans import SpanRecord, goal_spans, span_id_of, trace_id_of
 from tests.unit.test_timeline import LLM_LOG, OLD_LOG
@@ -232,17 +234,22 @@ def test_the_sdk_spans_keep_the_ids_parents_kinds_and_times() -> None:
 
 
 def test_the_receiver_comes_from_the_standard_variables() -> None:
-    assert protocol_of({}) == "http/protobuf"
-    assert endpoint_of({}) == "http://localhost:4318/v1/traces"
-    assert (
-        endpoint_of({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/"}) == "http://c:4318/v1/traces"
-    )
+    def otlp(env: dict[str, str]) -> tuple[str, str]:
+        target = Settings.from_env(env).otlp
+        return target.protocol, target.url
+
+    assert otlp({}) == ("http/protobuf", "http://localhost:4318/v1/traces")
+    assert otlp({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/"})[1] == "http://c:4318/v1/traces"
     traces_only = {
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t/x",
         "OTEL_EXPORTER_OTLP_ENDPOINT": "y",
     }
-    assert endpoint_of(traces_only) == "http://t/x"
-    grpc = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
-    assert (protocol_of(grpc), endpoint_of(grpc)) == ("grpc", "http://localhost:4317")
-    with pytest.raises(Exception, match="http/protobuf or grpc"):
-        protocol_of({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    assert otlp(traces_only)[1] == "http://t/x"
+    assert otlp({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}) == ("grpc", "http://localhost:4317")
+    both = {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+    }
+    assert otlp(both)[0] == "http/protobuf"
+    with pytest.raises(ConfigurationError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json'"):
+        otlp({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
