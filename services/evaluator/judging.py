@@ -33,7 +33,7 @@ async def evaluate_with_judge(
     a note when the judge cannot be consulted (see ``judge.py``). Publishes the judge's
     ``llm_requested`` / ``llm_responded``; the caller publishes the returned verdict.
 
-    ``llm=None`` answers only from ``recorded`` (re-drive): an unrecorded request raises
+    ``llm=None`` answers only from ``recorded`` (a rerun): an unrecorded request raises
     :class:`events.errors.LlmNotRecordedError`.
     """
     unaffordable, max_tokens = judge.judge_budget(request)

@@ -19,7 +19,7 @@ __all__ = ["build", "judge_prompt"]
 
 
 def judge_prompt() -> PromptTemplate:
-    """The judge's rubric this code uses (re-drive loads the same one)."""
+    """The judge's rubric this code uses (a rerun loads the same one)."""
     return load_prompt("evaluator", "judge", 1)
 
 

@@ -40,7 +40,7 @@ log = get_logger("agora.executor")
 
 
 def react_prompt() -> PromptTemplate:
-    """The ReAct prompt this code uses (re-drive loads the same one)."""
+    """The ReAct prompt this code uses (a rerun loads the same one)."""
     return load_prompt("executor", "react", 1)
 
 

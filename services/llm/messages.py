@@ -75,9 +75,9 @@ class LlmReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def request_hash(request: LlmRequest) -> str:
-    """A stable digest of the request, provider-independent: how re-drive finds answers.
+    """A stable digest of the request, provider-independent: how a rerun finds answers.
 
-    The provider and model are deliberately left out, so a recorded goal re-drives the same
+    The provider and model are deliberately left out, so a recorded goal reruns the same
     way whichever provider of the fallback chain answered it.
     """
     canonical = msgspec.json.encode(request, order="sorted")

@@ -2,7 +2,7 @@
 
 A service asks :func:`recorded_call` instead of the port. If the goal's history already holds
 an answer to the same request (same :func:`request_hash`), that answer is used and nothing
-reaches the network: this is what makes a redelivered input, a replay and a re-drive
+reaches the network: this is what makes a redelivered input, a replay and a rerun
 deterministic. Otherwise the request is made durable first, then the port is called, then
 the answer is recorded. A crash between the two leaves an ``llm_requested`` without answer;
 the redelivered input asks again (LLM calls are at-least-once; their *use* is exactly-once,
@@ -115,7 +115,7 @@ async def recorded_call(
 ) -> tuple[LlmReply, LlmResponded]:
     """The answer to ``request``: from the record if present, else from ``port``, recorded.
 
-    ``port=None`` means "record only" (re-drive without ``--live-llm``): a request that is
+    ``port=None`` means "record only" (a rerun without ``--live-llm``): a request that is
     not in the record raises :class:`LlmNotRecordedError` instead of reaching the network.
     """
     rhash = request_hash(request)

@@ -4,7 +4,7 @@ A prompt is data, not code: it is read once by a composition root and handed to 
 decisions. Rendering is ``string.Template`` substitution (``$name``), so braces in a prompt
 (JSON examples) need no escaping. The rendered text starts with ``[prompt <service>/<name>.v<N>]``
 so the template's identity is part of every request: a changed prompt changes the request
-hash, and re-drive reports the difference instead of reusing an answer to another question.
+hash, and a rerun reports the difference instead of reusing an answer to another question.
 """
 
 from __future__ import annotations

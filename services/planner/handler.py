@@ -18,7 +18,7 @@ Two inputs (services/planner/manifest.py), three handlers:
   waits for a model it asks through ``recorded_call`` (answered from the goal's record when it
   can) and decides again with the answer.
 
-The live service, ``agora redrive`` and the unit tests all drive these same classes; they
+The live service, ``agora rerun`` and the unit tests all drive these same classes; they
 differ only in the ports they pass in.
 """
 
@@ -323,7 +323,7 @@ class GoalPlanner:
                 publish=append_call,
             )
         except LlmNotRecordedError:
-            raise  # re-drive without a live model: stop here, decide nothing in its place
+            raise  # a rerun without a live model: stop here, decide nothing in its place
         except LlmError as exc:
             log.warning("llm_failed", goal_id=goal_id, error=str(exc))
             current = self.states.get(goal_id) or state

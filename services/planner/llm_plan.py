@@ -4,7 +4,7 @@ The planner never calls a model here. :func:`llm_plan` walks the conversation it
 with the model, answering each request from the goal's recorded ``llm_responded`` events
 (by request hash): the first request without a recorded answer is returned as
 :class:`NeedAnswer`, and the adapter asks the model (recording the answer) and decides again.
-So a redelivered event, a replay and ``agora redrive`` all rebuild the same conversation.
+So a redelivered event, a replay and ``agora rerun`` all rebuild the same conversation.
 
 The conversation: a system prompt (``plan`` or ``revise`` template, listing every tool with
 its arguments' JSON Schema) and the goal (``goal`` / ``revision`` template, with memory's

@@ -4,11 +4,11 @@ A template is a file ``services/planner/prompts/<name>.v<N>.md``; the highest ``
 is used. ``$placeholders`` are filled with :class:`string.Template`, so braces in a prompt
 (JSON examples, ``{{steps.<id>.output}}``) stay literal. A rendered system prompt starts with
 ``[prompt planner/<name>.v<N>]``: the template's name and version are part of every request, so
-changing a prompt changes the request hash, and re-drive reports the difference.
+changing a prompt changes the request hash, and a rerun reports the difference.
 
 ``AGORA_PLANNER_PROMPTS`` may name a directory of templates that take precedence over the
 packaged ones (name by name), to try a prompt change against recorded goals with
-``agora redrive`` before shipping it.
+``agora rerun`` before shipping it.
 """
 
 from __future__ import annotations

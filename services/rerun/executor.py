@@ -256,7 +256,7 @@ async def rerun_executor(
     """Re-run the executor over ``history`` (one goal's events, in stream order)."""
     assert options.react_prompt is not None or not any(
         isinstance(e, TaskScheduled) and e.tool == REACT_TOOL for e in history
-    ), "re-driving ReAct tasks needs the ReAct prompt"
+    ), "rerunning ReAct tasks needs the ReAct prompt"
     answers = _Answers([e for e in history if isinstance(e, LlmResponded)])
     model = _RecordedModel(options)
     collector = _Collector()

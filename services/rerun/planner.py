@@ -53,7 +53,7 @@ from services.rerun.common import (
 
 __all__ = ["PLANNER_INPUTS", "planner_used_llm", "rerun_planner"]
 
-# What the planner consumes (its manifest); re-drive feeds those written by other services.
+# What the planner consumes (its manifest); a rerun feeds those written by other services.
 PLANNER_INPUTS = MANIFEST.input_on(EVENTS_STREAM).events
 
 
@@ -140,7 +140,7 @@ def _is_intake_record(event: Event) -> bool:
 async def rerun_planner(
     history: Sequence[Event], options: RerunOptions, now: datetime
 ) -> RerunReport:
-    """Re-drive the planner over ``history`` (one goal's events, in stream order)."""
+    """Rerun the planner over ``history`` (one goal's events, in stream order)."""
     model = _RecordedModel(history, options)
     decided: list[Event] = []
 
