@@ -1,4 +1,9 @@
-"""structlog set-up: JSON lines on stderr; goal_id, event_id, stream_seq bound at the edge."""
+"""structlog set-up: JSON lines on stderr; goal_id, event_id, stream_seq bound at the edge.
+
+structlog itself is imported when a line is first logged, not when a module asks for a logger:
+importing it costs ~35 ms (its console renderer loads rich's traceback support), which a short
+command such as ``agora query`` that logs nothing would pay at every start.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,17 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any, cast
 
-import structlog
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 __all__ = [
+    "apply_deferred_logging",
     "bind_lazy_fields",
     "configure_logging",
     "get_logger",
+    "logging_configured",
     "redact_stdlib_loggers",
     "register_secret",
     "scrub_secrets",
@@ -35,9 +44,7 @@ def unbind_lazy_fields(token: Token[_LazyFields | None]) -> None:
     _lazy_fields.reset(token)
 
 
-def _merge_lazy_fields(
-    _logger: object, _method: str, event_dict: structlog.typing.EventDict
-) -> structlog.typing.EventDict:
+def _merge_lazy_fields(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
     fields = _lazy_fields.get()
     if fields is not None:
         for key, value in fields().items():
@@ -98,19 +105,63 @@ def redact_stdlib_loggers(*names: str) -> None:
                 logger.addFilter(_REDACTING)
 
 
-def scrub_secrets(
-    _logger: object, _method: str, event_dict: structlog.typing.EventDict
-) -> structlog.typing.EventDict:
+def scrub_secrets(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
     """A structlog processor: registered secrets out of every value, tracebacks included."""
     if not _SECRETS:
         return event_dict
     return {key: _scrub(value) for key, value in event_dict.items()}
 
 
-def configure_logging(level: str = "warning", fmt: str = "json", *, cache: bool = True) -> None:
-    """``cache=False`` keeps loggers re-reading the configuration (tests that reset it)."""
-    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
-    renderer: structlog.typing.Processor = (
+# A configuration waiting for structlog to be imported (configure_logging(defer=True)).
+_deferred: tuple[str, str, bool] | None = None
+
+
+def configure_logging(
+    level: str = "warning", fmt: str = "json", *, cache: bool = True, defer: bool = False
+) -> None:
+    """``cache=False`` keeps loggers re-reading the configuration (tests that reset it).
+
+    ``defer=True`` (the CLI's commands) configures structlog when the first line is logged
+    through :func:`get_logger`, or at :func:`apply_deferred_logging`, unless it is loaded.
+    """
+    global _deferred  # noqa: PLW0603  # the process's one logging configuration
+    if defer and "structlog" not in sys.modules:
+        _deferred = (level, fmt, cache)
+        return
+    _deferred = None
+    _configure(level, fmt, cache=cache)
+
+
+def apply_deferred_logging() -> None:
+    """Configure structlog now if a deferred configuration waits: before code that logs
+    through structlog directly (the services' handlers) runs."""
+    global _deferred  # noqa: PLW0603  # the process's one logging configuration
+    if _deferred is not None:
+        level, fmt, cache = _deferred
+        _deferred = None
+        _configure(level, fmt, cache=cache)
+
+
+def logging_configured() -> bool:
+    """Whether this process configured logging (or deferred it), so as not to override."""
+    if _deferred is not None:
+        return True
+    if "structlog" not in sys.modules:
+        return False
+    import structlog
+
+    return structlog.is_configured()
+
+
+def _numeric(level: str) -> int:
+    return logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
+
+
+def _configure(level: str, fmt: str, *, cache: bool) -> None:
+    import structlog
+
+    numeric = _numeric(level)
+    renderer: Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
@@ -131,6 +182,46 @@ def configure_logging(level: str = "warning", fmt: str = "json", *, cache: bool 
     )
 
 
-def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
-    return logger
+# A logger's methods that log a line, and at which level.
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _discard(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
+class _LazyLogger:
+    """structlog's logger for ``name``, looked up (importing structlog) on first use. While
+    the configuration is deferred, a line below its level is dropped without importing it."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._logger is None:
+            deferred = _deferred
+            level = _METHOD_LEVELS.get(attribute)
+            if deferred is not None and level is not None and level < _numeric(deferred[0]):
+                return _discard
+            apply_deferred_logging()
+            import structlog
+
+            self._logger = structlog.get_logger(self._name)
+        return getattr(self._logger, attribute)
+
+
+def get_logger(name: str) -> FilteringBoundLogger:
+    return cast("FilteringBoundLogger", _LazyLogger(name))

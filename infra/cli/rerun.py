@@ -126,6 +126,9 @@ def rerun(
     if not is_subject_token(goal_id):
         raise typer.BadParameter("a goal id has only letters, digits, - and _")
     settings = load_settings()
+    from infra.logging import apply_deferred_logging
+
+    apply_deferred_logging()  # the services' handlers it drives log through structlog directly
     report: RerunReport = run(rerun_goal(settings, goal_id, service=service, live_llm=live_llm))
     if as_json:
         print(json.dumps(report.as_json(), ensure_ascii=False))

@@ -231,14 +231,12 @@ class AgoraClient:
         """Connect from ``settings`` (default: the ``AGORA_*`` environment, as ``agora env``
         prints it), optionally overriding the server URL and the credentials. Raises
         ``ConfigurationError`` when no server answers within ``give_up_after_s``."""
-        import structlog
-
         from infra.bus.connection import connect
-        from infra.logging import configure_logging
+        from infra.logging import configure_logging, logging_configured
 
         settings = Settings.from_env() if settings is None else settings
-        if not structlog.is_configured():  # a program's own logging configuration wins
-            configure_logging(settings.log_level, settings.log_format)
+        if not logging_configured():  # a program's own logging configuration wins
+            configure_logging(settings.log_level, settings.log_format, defer=True)
         if url is not None:
             settings = dataclasses.replace(settings, nats_urls=(url,))
         if user is not None:

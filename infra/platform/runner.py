@@ -29,7 +29,7 @@ from infra.bus.publisher import EventPublisher
 from infra.bus.redrive import redrive_subscriptions
 from infra.bus.streams import ConsumerSpec, provision
 from infra.llm import build_llm_port
-from infra.logging import get_logger
+from infra.logging import apply_deferred_logging, get_logger
 from infra.platform.auth import check_secret_files
 from infra.platform.stats import ServiceCounters, serve_stats
 from infra.platform.topology import consumers_for, manifest_of
@@ -164,6 +164,7 @@ async def run_service(
     publisher: Callable[[CoreBus], EventPublisher] = EventPublisher,
 ) -> None:
     """Run ``name`` until ``stop`` is set. ``publisher`` is the adapter outputs go through."""
+    apply_deferred_logging()  # the services' handlers log through structlog directly
     build = _builder(name)
     check_secret_files(settings)
     nc = await connect(settings, name=f"agora-{name}", identity=name)
