@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from events.errors import ConfigurationError
 from infra.environment import Environment, process_environment, read_environment
@@ -191,87 +191,16 @@ class Settings:
     def resolve(cls, variables: Environment, environ: Mapping[str, str]) -> Settings:
         """Settings from the declared variables; ``environ`` names the variables that LLM
         fallbacks take their keys from (``api_key_env``)."""
-        data_dir = variables.data_dir or find_data_dir(Path.cwd())
+        data_dir = (variables.data_dir or find_data_dir(Path.cwd())).expanduser()
         settings = cls(
+            # Every variable whose setting has its name, as declared.
+            **_same_named(cls, variables),
             nats_urls=_comma_list(variables.nats_url) or None,
-            data_dir=data_dir.expanduser(),
-            nats_port=variables.nats_port,
-            nats_max_store_mb=variables.nats_max_store_mb,
-            nats_memory_limit=variables.nats_memory_limit,
-            nats_server_bin=_path(variables.nats_server_bin),
-            nats_monitor_url=variables.nats_monitor_url,
-            durability=variables.durability,
-            log_level=variables.log_level,
-            log_format=variables.log_format,
-            workspace=_path(variables.workspace) or data_dir.expanduser() / "workspace",
-            max_intake_bytes=variables.max_intake_bytes,
-            output_inline_bytes=variables.output_inline_bytes,
-            duplicate_window_s=variables.duplicate_window_s,
-            ack_wait_s=variables.ack_wait_s,
-            pinned_timeout_s=variables.pinned_timeout_s,
-            max_deliver=variables.max_deliver,
-            concurrency=variables.concurrency,
-            executor_concurrency=variables.executor_concurrency,
-            stream_replicas=variables.stream_replicas,
-            drain_timeout_s=variables.drain_timeout_s,
-            pull_expires_s=variables.pull_expires_s,
-            query_timeout_s=variables.query_timeout_s,
-            query_max_rows=variables.query_max_rows,
-            query_memory_limit=variables.query_memory_limit,
-            projector_batch=variables.projector_batch,
-            llm_plan_attempts=variables.llm_plan_attempts,
-            llm_plan_max_tokens=variables.llm_plan_max_tokens,
-            planner_prompts=_path(variables.planner_prompts),
-            llm_endpoints=_llm_endpoints(variables, environ),
-            llm_timeout_s=variables.llm_timeout_s,
-            llm_retries=variables.llm_retries,
-            llm_backoff_s=variables.llm_backoff_s,
-            llm_retry_after_max_s=variables.llm_retry_after_max_s,
-            llm_concurrency=variables.llm_concurrency,
-            llm_breaker_threshold=variables.llm_breaker_threshold,
-            llm_breaker_cooldown_s=variables.llm_breaker_cooldown_s,
-            llm_stream=variables.llm_stream,
-            llm_prices=_path(variables.llm_prices),
-            llm_api_key_file=_path(variables.llm_api_key_file),
-            react_max_steps=variables.react_max_steps,
-            memory_working_tokens=variables.memory_working_tokens,
-            memory_snapshot_every=variables.memory_snapshot_every,
-            embeddings_url=variables.embeddings_url,
-            embeddings_model=variables.embeddings_model,
-            embeddings_key=variables.embeddings_key,
-            nats_auth=variables.nats_auth,
-            nats_user=variables.nats_user,
-            nats_password=variables.nats_password,
-            nats_creds=_path(variables.nats_creds),
-            tls_cert=_path(variables.tls_cert),
-            tls_key=_path(variables.tls_key),
-            tls_ca=_path(variables.tls_ca),
+            data_dir=data_dir,
+            workspace=_path(variables.workspace) or data_dir / "workspace",
             http_allow=_comma_list(variables.http_allow),
-            mcp_servers=variables.mcp_servers,
-            a2a_agents=variables.a2a_agents,
-            mcp_start_wait_s=variables.mcp_start_wait_s,
-            approval_policy=variables.approval_policy,
-            flow_policy=variables.flow_policy,
-            sandbox_cpu_s=variables.sandbox_cpu_s,
-            sandbox_memory_mb=variables.sandbox_memory_mb,
-            sandbox_processes=variables.sandbox_processes,
-            sandbox_wall_s=variables.sandbox_wall_s,
-            timer_threshold_s=variables.timer_threshold_s,
-            wire_client=variables.wire_client,
-            endpoints=EndpointSettings(
-                mcp_token=variables.mcp_token,
-                mcp_token_file=_path(variables.mcp_token_file),
-                a2a_token=variables.a2a_token,
-                a2a_token_file=_path(variables.a2a_token_file),
-                a2a_public_url=variables.a2a_public_url,
-                agui_token=variables.agui_token,
-                agui_token_file=_path(variables.agui_token_file),
-                ui_token=variables.ui_token,
-                ui_token_file=_path(variables.ui_token_file),
-                ui=variables.ui,
-                ui_host=variables.ui_host,
-                ui_port=variables.ui_port,
-            ),
+            llm_endpoints=_llm_endpoints(variables, environ),
+            endpoints=EndpointSettings(**_same_named(EndpointSettings, variables)),
             otlp=OtlpTarget(
                 protocol=variables.otlp_traces_protocol or variables.otlp_protocol,
                 endpoint=variables.otlp_traces_endpoint,
@@ -458,6 +387,21 @@ def _read_key_file(name: str, path: str | Path) -> str:
 
 def _path(value: Path | None) -> Path | None:
     return value.expanduser() if value is not None else None
+
+
+# Settings whose value is derived from their variable, not copied.
+_DERIVED = frozenset({"data_dir", "workspace", "http_allow"})
+
+
+def _same_named(target: type[Any], variables: Environment) -> dict[str, Any]:
+    """The value of every variable named as one of ``target``'s fields (paths expanded)."""
+    declared = Environment.model_fields
+    values = {
+        f.name: getattr(variables, f.name)
+        for f in fields(target)
+        if f.name in declared and f.name not in _DERIVED
+    }
+    return {name: _path(v) if isinstance(v, Path) else v for name, v in values.items()}
 
 
 def _comma_list(value: str) -> tuple[str, ...]:

@@ -74,3 +74,21 @@ def test_the_data_dir_is_found_from_any_subdirectory(
     assert Settings.from_env({}).data_dir == Path(".agora")  # here: relative, as before
     assert find_data_dir(tmp_path / "elsewhere") == tmp_path / ".agora"
     assert Settings.from_env({"AGORA_DATA_DIR": "/srv/a"}).data_dir == Path("/srv/a")
+
+
+def test_a_variable_reaches_the_setting_of_its_name() -> None:
+    settings = Settings.from_env(
+        {
+            "AGORA_PULL_EXPIRES_S": "0.5",
+            "AGORA_UI_PORT": "0",
+            "AGORA_NATS_SERVER_BIN": "~/bin/nats-server",
+            "AGORA_FLOW_POLICY": '{"limits": []}',
+            "AGORA_WIRE_CLIENT": "off",
+        }
+    )
+    assert settings.pull_expires_s == 0.5
+    assert settings.endpoints.ui_port == 0
+    assert settings.nats_server_bin == Path("~/bin/nats-server").expanduser()
+    assert settings.flow_policy == '{"limits": []}'
+    assert not settings.wire_client
+    assert Settings.from_env({"AGORA_DATA_DIR": ".agora"}) == Settings()  # the same defaults
