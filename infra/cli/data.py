@@ -17,6 +17,7 @@ import typer
 from events.errors import AgoraError
 from events.subjects import EVENTS_STREAM, is_subject_token
 from infra.cli.common import app, connect, err, load_settings, out, run, watch
+from projections.statuses import GOAL_STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,17 +29,6 @@ if TYPE_CHECKING:
     from infra.settings import Settings
 
 __all__ = ["export", "goals", "query", "replay", "trajectory"]
-
-GOAL_STATUSES = (
-    "queued",
-    "running",
-    "waiting_approval",
-    "paused",
-    "completed",
-    "failed",
-    "rejected",
-    "cancelled",
-)
 
 
 class Format(StrEnum):

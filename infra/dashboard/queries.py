@@ -13,6 +13,7 @@ from datetime import datetime
 
 from events.errors import AgoraError
 from events.subjects import is_subject_token
+from projections.statuses import GOAL_STATUSES
 
 __all__ = [
     "ANALYTICS",
@@ -33,16 +34,6 @@ __all__ = [
     "waiting_approvals_statement",
 ]
 
-GOAL_STATUSES = (
-    "queued",
-    "running",
-    "waiting_approval",
-    "paused",
-    "completed",
-    "failed",
-    "rejected",
-    "cancelled",
-)
 PAGE_SIZES = (25, 50, 100)
 MAX_SEARCH_CHARS = 200
 Param = str | int | float | bool | None
