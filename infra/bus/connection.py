@@ -8,16 +8,18 @@ else the nats-py connection again, with the reason logged.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from nats.aio.client import Client as NatsClient
 
 from events.errors import ConfigurationError
-from infra.bus.core import CoreBus, NatsPyCore
-from infra.bus.wire import WireClient, WireRefusedError
 from infra.logging import get_logger
 from infra.platform.credentials import CLIENT, client_credentials, connect_options
 from infra.platform.embedded import running_server_url
 from infra.settings import Settings
+
+if TYPE_CHECKING:
+    from infra.bus.core import CoreBus, NatsPyCore
 
 __all__ = ["close_hot_path", "connect", "open_hot_path", "resolve_urls"]
 
@@ -102,7 +104,12 @@ async def open_hot_path(
     settings: Settings, nc: NatsClient, name: str, *, identity: str = CLIENT
 ) -> CoreBus:
     """What the consume loops and the publisher run over: the wire client as ``identity``, or
-    ``nc`` itself when the wire client is turned off or cannot connect (the reason logged)."""
+    ``nc`` itself when the wire client is turned off or cannot connect (the reason logged).
+
+    The wire client is imported here, not with this module: a command's connection (every
+    CLI command) never uses it, and importing it cost ~4 ms of each command's start."""
+    from infra.bus.wire import WireClient, WireRefusedError
+
     if not settings.wire_client:
         return _fall_back(nc, name, "AGORA_WIRE_CLIENT is off")
     if settings.tls_ca is not None or settings.tls_cert is not None:
@@ -127,10 +134,14 @@ async def open_hot_path(
 async def close_hot_path(core: CoreBus) -> None:
     """Send what the wire client still holds (the last acks), then close it; a nats-py hot
     path is closed with its connection."""
+    from infra.bus.wire import WireClient
+
     if isinstance(core, WireClient):
         await core.close()
 
 
 def _fall_back(nc: NatsClient, name: str, reason: str) -> NatsPyCore:
+    from infra.bus.core import NatsPyCore
+
     log.info("hot_path_uses_nats_py", client=name, reason=reason)
     return NatsPyCore(nc)

@@ -1,5 +1,6 @@
-"""`agora query` starts without what it does not use: other commands' modules, structlog (its
-logging is configured when a line is first logged), and a line below the level costs nothing."""
+"""`agora query` starts without what it does not use: other commands' modules, the services'
+wire client, structlog (its logging is configured when a line is first logged), and a line
+below the level costs nothing."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ from infra.logging import get_logger
 
 load_commands(["query", "SELECT 1"])
 load_settings()
+import infra.bus.connection, infra.clients.query  # what the query connects and asks with
+
 log = get_logger("agora.test")
 log.info("below_the_level")
-loaded = sorted(m for m in sys.modules if m.startswith("infra.cli.") or m == "structlog")
+watched = ("structlog", "infra.bus.wire")
+loaded = sorted(m for m in sys.modules if m.startswith("infra.cli.") or m in watched)
 print(" ".join(loaded))
 log.warning("above_the_level", n=1)
 """
