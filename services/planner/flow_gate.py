@@ -25,6 +25,7 @@ from datetime import datetime
 
 import structlog
 
+from events.errors import LeaseLostError
 from events.model import Event, Stamp
 from services.planner.flow import FlowLedger, Start, Wait, dequeued_event, queued_event
 from services.planner.ports import Append
@@ -55,6 +56,11 @@ class FlowGate:
     @property
     def idle(self) -> bool:
         return self.ledger.idle
+
+    @property
+    def armed(self) -> bool:
+        """A wake-up is due (a rate window, or a start to try again)."""
+        return self._timer is not None
 
     def admission(self, state: PlannerState, trigger: Event) -> list[Event]:
         """The goal's flow event due before it is planned, if a flow limit applies to it."""
@@ -105,6 +111,13 @@ class FlowGate:
             ]
             try:
                 await self.append(events)
+            except LeaseLostError:
+                for start, _ in owed:
+                    self.ledger.undo_start(start)
+                # Another replica decides now, from the log; this gate wakes no more.
+                log.info("flow_gate_stopped", reason="lease lost")
+                self.stop()
+                return
             except Exception as exc:
                 for start, _ in owed:
                     self.ledger.undo_start(start)
@@ -146,11 +159,12 @@ class FlowGate:
 
     def _spawn_wake(self) -> None:
         self._timer = None
-        task = asyncio.get_running_loop().create_task(self._wake())
+        task = asyncio.get_running_loop().create_task(self.wake())
         self._wakes.add(task)
         task.add_done_callback(self._wakes.discard)
 
-    async def _wake(self) -> None:
+    async def wake(self) -> None:
+        """Start what may start now (a rate window opened, a failed start to try again)."""
         self._moved = True
         self._owe(self.ledger.due(self.now()), None)
         await self.flush()

@@ -16,6 +16,7 @@ from events.catalog import (
     TaskCompleted,
     TaskScheduled,
 )
+from events.errors import LeaseLostError
 from events.flow import parse_flow_policy
 from events.model import Event, Stamp
 from services.planner.flow import FlowLedger
@@ -126,3 +127,48 @@ async def test_a_goal_that_waited_reruns_identically() -> None:
         history, RerunOptions(planning=None), datetime(2027, 1, 1, tzinfo=UTC)
     )
     assert report.identical, report.differences
+
+
+def _completed(goal_id: str) -> GoalCompleted:
+    stamp = Stamp(
+        producer=PRODUCER,
+        goal_id=goal_id,
+        occurred_at=NOW,
+        causation_id=None,
+        correlation_id=goal_id,
+    )
+    return GoalCompleted(
+        **stamp.envelope("goal_completed", "outcome"), result="", iterations=1, score=1.0
+    )
+
+
+async def test_a_start_that_cannot_be_written_is_undone_and_tried_again() -> None:
+    log, intake, planner = _platform('{"limits": [{"key": "*", "concurrency": 1}]}')
+    gate = planner.flow
+    assert gate is not None
+    first = _submit(intake, "g-1")
+    second = _submit(intake, "g-2")
+    _deliver(log, planner, first)
+    _deliver(log, planner, second)
+    log.fail_next_append = ConnectionError("the server went away")
+    gate.finished("g-1", _completed("g-1"))
+    await gate.flush()  # the start of g-2 fails to be written
+    assert not any(isinstance(e, GoalDequeued) and e.goal_id == "g-2" for e in log.events)
+    assert gate.ledger.waiting() == 1  # g-2 waits again, in its place
+    assert gate.armed  # the retry, a second later
+    await gate.wake()
+    assert any(isinstance(e, GoalDequeued) and e.goal_id == "g-2" for e in log.events)
+    gate.stop()
+
+
+async def test_a_gate_that_lost_the_lease_undoes_its_start_and_wakes_no_more() -> None:
+    log, intake, planner = _platform('{"limits": [{"key": "*", "concurrency": 1}]}')
+    gate = planner.flow
+    assert gate is not None
+    _deliver(log, planner, _submit(intake, "g-1"))
+    _deliver(log, planner, _submit(intake, "g-2"))
+    log.fail_next_append = LeaseLostError("another replica holds the lease")
+    gate.finished("g-1", _completed("g-1"))
+    await gate.flush()
+    assert gate.ledger.waiting() == 1
+    assert not gate.armed  # no retry: the next active replica rebuilds from the log
