@@ -58,6 +58,8 @@ def test_goal_takes_a_budget_and_refuses_a_bad_one(running_platform: dict[str, s
         "100",
         "--max-cost-usd",
         "0.5",
+        "--priority",
+        "4",
         "--wait",
         "--json",
         env=running_platform,
@@ -66,6 +68,7 @@ def test_goal_takes_a_budget_and_refuses_a_bad_one(running_platform: dict[str, s
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     accepted = next(line for line in lines if line.get("type") == "goal_accepted")
     assert accepted["budget"] == {"max_tokens": 100, "max_cost_usd": 0.5}
+    assert accepted["priority"] == 4
     assert lines[-1]["type"] == "goal_completed"
 
     refused = _agora("goal", "say hi", "--max-tokens", "0", "--wait", env=running_platform)
