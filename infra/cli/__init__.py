@@ -18,7 +18,7 @@ __all__ = ["COMMANDS", "app", "load_commands", "main"]
 COMMANDS: dict[str, str] = {
     "a2a": "a2a",
     "agui": "agui",
-    "query": "data",
+    "query": "query",
     "goals": "data",
     "trajectory": "data",
     "replay": "data",

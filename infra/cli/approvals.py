@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from infra.cli.common import app, connect, err, load_settings, out, run
-from infra.cli.data import Format, _ask, _print
+from infra.cli.query import Format, _ask, _print
 from infra.cli.steer import (
     EXIT_NO_ANSWER,
     EXIT_REJECTED,

@@ -40,7 +40,7 @@ def test_a_query_loads_only_its_command_and_logs_when_it_must(tmp_path: Path) ->
         text=True,
         check=True,
     )
-    assert done.stdout.split() == ["infra.cli.common", "infra.cli.data"]
+    assert done.stdout.split() == ["infra.cli.common", "infra.cli.query"]
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert [(line["event"], line["level"], line["n"]) for line in lines] == [
         ("above_the_level", "warning", 1)
