@@ -79,6 +79,10 @@ def running_platform(tmp_path: Path) -> Iterator[dict[str, str]]:
         assert up.poll() is None, "agora up exited early"
         assert time.monotonic() < deadline, "agora up did not start its server"
         time.sleep(0.05)
+    # Up once its projector answers queries (tests query right after submitting).
+    while _agora("query", "SELECT 1", env=env).returncode != 0:
+        assert up.poll() is None, "agora up exited early"
+        assert time.monotonic() < deadline, "agora up's projector never answered a query"
     yield env
     up.send_signal(signal.SIGINT)
     assert up.wait(30) == 0
