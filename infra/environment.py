@@ -395,6 +395,12 @@ class Environment(BaseSettings):
         validation_alias=_otel("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
         description="the full URL metrics go to (wins)",
     )
+    traceparent: str | None = Field(
+        None,
+        validation_alias=_otel("TRACEPARENT"),
+        description="a W3C trace context (`00-<trace id>-<span id>-<flags>`) whose span a goal "
+        "submitted by `agora goal` becomes a child of (its `--traceparent` wins)",
+    )
     metric_export_interval_ms: float = Field(
         60_000,
         gt=0,

@@ -178,6 +178,8 @@ class Settings:
     wire_client: bool = _DEFAULTS.wire_client
     endpoints: EndpointSettings = EndpointSettings()
     otlp: OtlpTarget = OtlpTarget()
+    # The caller's W3C trace context (TRACEPARENT) that `agora goal` joins.
+    traceparent: str | None = None
     otlp_metrics: OtlpTarget = OtlpTarget(signal="metrics")
     metric_export_interval_s: float = _DEFAULTS.metric_export_interval_ms / 1000
 

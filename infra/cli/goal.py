@@ -225,9 +225,8 @@ def goal(
         str | None,
         typer.Option(
             "--traceparent",
-            envvar="TRACEPARENT",
             help="W3C trace context (00-<trace id>-<span id>-<flags>): the goal's trace "
-            "becomes a child of that span",
+            "becomes a child of that span (default: TRACEPARENT)",
         ),
     ] = None,
 ) -> None:
@@ -236,10 +235,13 @@ def goal(
     from events.trace_context import parse_traceparent
     from infra.clients.goals import AgoraClient
 
+    settings = load_settings()
+    given = traceparent is not None
+    traceparent = traceparent if given else settings.traceparent
     if traceparent is not None and parse_traceparent(traceparent) is None:
         raise typer.BadParameter(
             "expected 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, ids not all zero",
-            param_hint="--traceparent",
+            param_hint="--traceparent" if given else "TRACEPARENT",
         )
     command = goal_command(
         text=text,
@@ -253,7 +255,6 @@ def goal(
         allow=allow,
         priority=priority,
     )
-    settings = load_settings()
 
     async def work() -> int:
         client = AgoraClient(await connect(settings, "agora-goal"))

@@ -92,3 +92,9 @@ def test_a_variable_reaches_the_setting_of_its_name() -> None:
     assert settings.flow_policy == '{"limits": []}'
     assert not settings.wire_client
     assert Settings.from_env({"AGORA_DATA_DIR": ".agora"}) == Settings()  # the same defaults
+
+
+def test_the_callers_trace_context_is_a_setting() -> None:
+    context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert Settings.from_env({"TRACEPARENT": context}).traceparent == context
+    assert Settings.from_env({}).traceparent is None
