@@ -66,6 +66,11 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench.run
 
+# PNGs of the dashboard's main pages (goals, a goal, approvals, analytics, dead letters) into
+# docs/images/, from a real agora up in a temporary data dir and headless Chromium.
+screenshots: $(STAMP) $(BROWSER_STAMP)
+	PYTHONPATH=. $(BIN)/python scripts/screenshots.py
+
 # Every fault scenario at full scale, with the checker's verdict and counts at the end.
 faults: $(STAMP)
 	$(BIN)/pytest tests/faults -m "faults or not faults"

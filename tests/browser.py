@@ -4,6 +4,7 @@ Playwright for Python, and `agora up` with its dashboard: what the browser tests
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -11,12 +12,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import Browser, sync_playwright
 
-__all__ = ["CHROMIUM", "RunningPlatform", "agora", "agora_up", "chromium"]
+from events.subjects import DLQ_STREAM, INTAKE_GOAL
+from infra.bus.connection import connect
+from infra.settings import Settings
+
+__all__ = [
+    "CHROMIUM",
+    "RunningPlatform",
+    "agora",
+    "agora_up",
+    "chromium",
+    "dead_letter_an_undecodable_goal",
+]
 
 CHROMIUM = Path(os.environ.get("AGORA_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = (
@@ -102,3 +115,27 @@ def agora_up(data_dir: Path) -> Iterator[RunningPlatform]:
         except subprocess.TimeoutExpired:
             up.kill()
             up.communicate()
+
+
+async def _publish_undecodable_goal(platform: RunningPlatform) -> int:
+    settings = Settings.from_env(platform.env)
+    nc = await connect(settings, "browser-test")
+    try:
+        js = nc.jetstream()
+        before = (await js.stream_info(DLQ_STREAM)).state.last_seq
+        await js.publish(INTAKE_GOAL, b"\xff not json {", headers={"Nats-Msg-Id": "c-garbage"})
+        for _ in range(400):  # at most 20 s
+            last = (await js.stream_info(DLQ_STREAM)).state.last_seq
+            if last > before:
+                return int(last)
+            await asyncio.sleep(0.05)
+        raise AssertionError("the planner did not dead-letter the undecodable command")
+    finally:
+        await nc.close()
+
+
+def dead_letter_an_undecodable_goal(platform: RunningPlatform) -> int:
+    """Bytes no goal can own, on the intake subject; the DLQ record's id once it is stored."""
+    # On a thread of its own: Playwright's sync API runs an event loop on this one.
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, _publish_undecodable_goal(platform)).result()

@@ -203,17 +203,24 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
             return _html(pages.error_page("No such goal", f"no events for {goal_id}"), 404)
         picture = picture_of(goal_id, (event for _, event in recorded))
         row = found[0] if found else None
-        return _html(pages.goal_page(goal_id, row, picture, facts, approvals))
+        drawn_from = recorded[-1][0] if recorded else 0
+        return _html(
+            pages.goal_page(
+                goal_id, row, picture, facts, approvals=approvals, drawn_from=drawn_from
+            )
+        )
 
     async def goal_stream(request: Request) -> Response:
         goal_id = request.path_params["goal_id"]
         if not is_subject_token(goal_id):
             return PlainTextResponse("a goal id is one subject token", status_code=404)
-        return StreamingResponse(
-            _goal_messages(goal_id), media_type="text/event-stream", headers=_SSE_HEADERS
-        )
+        messages = _goal_messages(goal_id, drawn_from=_min_seq(request, "seen"))
+        return StreamingResponse(messages, media_type="text/event-stream", headers=_SSE_HEADERS)
 
-    async def _goal_messages(goal_id: str) -> AsyncIterator[str]:
+    async def _goal_messages(goal_id: str, *, drawn_from: int) -> AsyncIterator[str]:
+        """The goal's redraws, from its first event; none until the stream has replayed what
+        the page was drawn from (``drawn_from``), so a page never steps back to an older
+        picture while the history replays."""
         events: list[Any] = []
         yield "retry: 2000\n\n"
         feed = follow_goal(dashboard.client, goal_id, interval_s=dashboard.goal_interval_s)
@@ -226,6 +233,8 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
             if not batch.events:
                 continue
             events += batch.events
+            if batch.last_seq < drawn_from:
+                continue
             picture = picture_of(goal_id, events)
             status = picture.timeline.status if picture.timeline else "running"
             yield sse(
@@ -401,9 +410,10 @@ def build_app(dashboard: Dashboard, access: Access) -> DashboardGuard:  # noqa: 
     return DashboardGuard(Starlette(routes=routes), access=access)
 
 
-def _min_seq(request: Request) -> int:
-    """The log sequence a live refresh must see (``min_seq``); 0 when absent or not a number."""
-    raw = request.query_params.get("min_seq", "")
+def _min_seq(request: Request, name: str = "min_seq") -> int:
+    """A log sequence the page names (a refresh's ``min_seq``, what a goal page was drawn
+    from); 0 when absent or not a number."""
+    raw = request.query_params.get(name, "")
     return int(raw) if raw.isdigit() and len(raw) < 19 else 0
 
 

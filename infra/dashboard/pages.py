@@ -196,8 +196,12 @@ def goal_page(
     goal: dict[str, Any] | None,
     picture: GoalPicture,
     facts: str,
+    *,
     approvals: str,
+    drawn_from: int = 0,
 ) -> str:
+    """``drawn_from``: the last log sequence of the events drawn, which the live stream
+    replays up to before it redraws."""
     if goal is None:
         summary = '<p class="empty">not in the views yet</p>'
     else:
@@ -220,7 +224,8 @@ def goal_page(
         f'<section><h2>Facts</h2><div id="facts">{facts}</div></section>'
         f'<section id="context">{context_section(picture)}</section>'
     )
-    return layout(f"Goal {goal_id}", body, active="/goals", stream=f"/goals/{goal_id}/stream")
+    stream = f"/goals/{goal_id}/stream?seen={drawn_from}"
+    return layout(f"Goal {goal_id}", body, active="/goals", stream=stream)
 
 
 # -- approvals --------------------------------------------------------------------------

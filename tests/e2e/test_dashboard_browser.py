@@ -5,18 +5,19 @@ retried from its page."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from events.subjects import DLQ_STREAM, INTAKE_GOAL
-from infra.bus.connection import connect
-from infra.settings import Settings
-from tests.browser import RunningPlatform, agora, agora_up, chromium
+from tests.browser import (
+    RunningPlatform,
+    agora,
+    agora_up,
+    chromium,
+    dead_letter_an_undecodable_goal,
+)
 
 WAIT_MS = 20_000
 expect.set_options(timeout=WAIT_MS)
@@ -171,28 +172,8 @@ def test_approvals_are_answered_from_the_page(platform: RunningPlatform, page: P
     assert tasks["denied"]["status"] == "failed"
 
 
-async def _publish_undecodable_goal(platform: RunningPlatform) -> int:
-    """Bytes no goal can own on the intake subject; returns once the DLQ holds them."""
-    settings = Settings.from_env(platform.env)
-    nc = await connect(settings, "browser-test")
-    try:
-        js = nc.jetstream()
-        before = (await js.stream_info(DLQ_STREAM)).state.last_seq
-        await js.publish(INTAKE_GOAL, b"\xff not json {", headers={"Nats-Msg-Id": "c-garbage"})
-        for _ in range(400):  # at most 20 s
-            last = (await js.stream_info(DLQ_STREAM)).state.last_seq
-            if last > before:
-                return int(last)
-            await asyncio.sleep(0.05)
-        raise AssertionError("the planner did not dead-letter the undecodable command")
-    finally:
-        await nc.close()
-
-
 def test_a_dead_letter_is_retried_from_its_page(platform: RunningPlatform, page: Page) -> None:
-    # On a thread of its own: Playwright's sync API runs an event loop on this one.
-    with ThreadPoolExecutor(1) as thread:
-        record = thread.submit(asyncio.run, _publish_undecodable_goal(platform)).result()
+    record = dead_letter_an_undecodable_goal(platform)
     page.goto(f"{platform.dashboard}/dlq")
     row = page.locator(f'tr[data-record="{record}"]')
     expect(row).to_contain_text("planner")
