@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from events.errors import ConfigurationError
-from infra.environment import Environment, process_environment, read_environment
+from infra.environment import Environment, env_name, process_environment, read_environment
 
 __all__ = [
     "DATA_DIR_NAME",
@@ -248,87 +248,23 @@ class Settings:
         ]
 
     def to_env(self) -> dict[str, str]:
-        """These settings as ``AGORA_*`` variables: what a child process needs to match them."""
+        """These settings as variables: what a child process needs to match them. Every
+        setting named as its variable is passed as declared, except what is per process."""
         env = {
-            "AGORA_DATA_DIR": str(self.data_dir),
-            "AGORA_NATS_PORT": str(self.nats_port),
-            "AGORA_NATS_MAX_STORE_MB": str(self.nats_max_store_mb),
-            "AGORA_NATS_MEMORY_LIMIT": self.nats_memory_limit,
-            "AGORA_DURABILITY": self.durability,
-            "AGORA_LOG_LEVEL": self.log_level,
-            "AGORA_LOG_FORMAT": self.log_format,
-            "AGORA_WORKSPACE": str(self.workspace),
-            "AGORA_MAX_INTAKE_BYTES": str(self.max_intake_bytes),
-            "AGORA_OUTPUT_INLINE_BYTES": str(self.output_inline_bytes),
-            "AGORA_DUPLICATE_WINDOW_S": str(self.duplicate_window_s),
-            "AGORA_ACK_WAIT_S": str(self.ack_wait_s),
-            "AGORA_PINNED_TIMEOUT_S": str(self.pinned_timeout_s),
-            "AGORA_MAX_DELIVER": str(self.max_deliver),
-            "AGORA_CONCURRENCY": str(self.concurrency),
-            "AGORA_EXECUTOR_CONCURRENCY": str(self.executor_concurrency),
-            "AGORA_STREAM_REPLICAS": str(self.stream_replicas),
-            "AGORA_DRAIN_TIMEOUT_S": str(self.drain_timeout_s),
-            "AGORA_PULL_EXPIRES_S": str(self.pull_expires_s),
-            "AGORA_QUERY_TIMEOUT_S": str(self.query_timeout_s),
-            "AGORA_QUERY_MAX_ROWS": str(self.query_max_rows),
-            "AGORA_QUERY_MEMORY_LIMIT": self.query_memory_limit,
-            "AGORA_PROJECTOR_BATCH": str(self.projector_batch),
-            "AGORA_REACT_MAX_STEPS": str(self.react_max_steps),
-            "AGORA_MEMORY_WORKING_TOKENS": str(self.memory_working_tokens),
-            "AGORA_MEMORY_SNAPSHOT_EVERY": str(self.memory_snapshot_every),
-            "AGORA_EMBEDDINGS_MODEL": self.embeddings_model,
-            "AGORA_NATS_AUTH": "on" if self.nats_auth else "off",
-            "AGORA_HTTP_ALLOW": ",".join(self.http_allow),
-            "AGORA_SANDBOX_CPU_S": str(self.sandbox_cpu_s),
-            "AGORA_SANDBOX_MEMORY_MB": str(self.sandbox_memory_mb),
-            "AGORA_SANDBOX_PROCESSES": str(self.sandbox_processes),
-            "AGORA_SANDBOX_WALL_S": str(self.sandbox_wall_s),
-            "AGORA_TIMER_THRESHOLD_S": str(self.timer_threshold_s),
-            "AGORA_WIRE_CLIENT": "on" if self.wire_client else "off",
+            env_name(name): _as_variable(value)
+            for name, value in _same_named(type(self), self).items()
+            if name not in _PER_PROCESS and value is not None
         }
-        env["AGORA_LLM_PLAN_ATTEMPTS"] = str(self.llm_plan_attempts)
-        env["AGORA_LLM_PLAN_MAX_TOKENS"] = str(self.llm_plan_max_tokens)
-        if self.planner_prompts is not None:
-            env["AGORA_PLANNER_PROMPTS"] = str(self.planner_prompts)
-        if self.mcp_servers:
-            env["AGORA_MCP_SERVERS"] = self.mcp_servers
-        if self.a2a_agents:
-            env["AGORA_A2A_AGENTS"] = self.a2a_agents
-        env["AGORA_MCP_START_WAIT_S"] = str(self.mcp_start_wait_s)
-        if self.approval_policy:
-            env["AGORA_APPROVAL_POLICY"] = self.approval_policy
-        if self.flow_policy:
-            env["AGORA_FLOW_POLICY"] = self.flow_policy
-        if self.embeddings_url:
-            env["AGORA_EMBEDDINGS_URL"] = self.embeddings_url
-        if self.embeddings_key:
-            env["AGORA_EMBEDDINGS_KEY"] = self.embeddings_key
-        # Credentials are per process (the supervisor hands each service its own); TLS is not.
-        for name, path in (
-            ("AGORA_TLS_CERT", self.tls_cert),
-            ("AGORA_TLS_KEY", self.tls_key),
-            ("AGORA_TLS_CA", self.tls_ca),
-        ):
-            if path is not None:
-                env[name] = str(path)
+        env["AGORA_DATA_DIR"] = str(self.data_dir)
+        env["AGORA_WORKSPACE"] = str(self.workspace)
+        env["AGORA_HTTP_ALLOW"] = ",".join(self.http_allow)
         if self.nats_urls:
             env["AGORA_NATS_URL"] = ",".join(self.nats_urls)
         env.update(self._llm_env())
         return env
 
     def _llm_env(self) -> dict[str, str]:
-        env = {
-            "AGORA_LLM_TIMEOUT_S": str(self.llm_timeout_s),
-            "AGORA_LLM_RETRIES": str(self.llm_retries),
-            "AGORA_LLM_BACKOFF_S": str(self.llm_backoff_s),
-            "AGORA_LLM_RETRY_AFTER_MAX_S": str(self.llm_retry_after_max_s),
-            "AGORA_LLM_CONCURRENCY": str(self.llm_concurrency),
-            "AGORA_LLM_BREAKER_THRESHOLD": str(self.llm_breaker_threshold),
-            "AGORA_LLM_BREAKER_COOLDOWN_S": str(self.llm_breaker_cooldown_s),
-            "AGORA_LLM_STREAM": "true" if self.llm_stream else "false",
-        }
-        if self.llm_prices is not None:
-            env["AGORA_LLM_PRICES"] = str(self.llm_prices)
+        env: dict[str, str] = {}
         if self.llm_endpoints:
             primary, *fallbacks = self.llm_endpoints
             env["AGORA_LLM_PROVIDER"] = primary.provider
@@ -395,15 +331,29 @@ def _path(value: Path | None) -> Path | None:
 _DERIVED = frozenset({"data_dir", "workspace", "http_allow"})
 
 
-def _same_named(target: type[Any], variables: Environment) -> dict[str, Any]:
-    """The value of every variable named as one of ``target``'s fields (paths expanded)."""
+def _same_named(target: type[Any], source: object) -> dict[str, Any]:
+    """The value in ``source`` (the variables, or settings) of every one of ``target``'s
+    fields that a variable of its name sets, paths expanded."""
     declared = Environment.model_fields
     values = {
-        f.name: getattr(variables, f.name)
+        f.name: getattr(source, f.name)
         for f in fields(target)
         if f.name in declared and f.name not in _DERIVED
     }
     return {name: _path(v) if isinstance(v, Path) else v for name, v in values.items()}
+
+
+# What each process has of its own: its NATS identity (the supervisor hands each service its
+# credentials), the LLM key file (a child gets the key itself: it may not see the file).
+_PER_PROCESS = frozenset(
+    {"nats_user", "nats_password", "nats_creds", "llm_api_key_file", "traceparent"}
+)
+
+
+def _as_variable(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 def _comma_list(value: str) -> tuple[str, ...]:

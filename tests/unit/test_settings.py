@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,28 @@ def test_the_callers_trace_context_is_a_setting() -> None:
     context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert Settings.from_env({"TRACEPARENT": context}).traceparent == context
     assert Settings.from_env({}).traceparent is None
+
+
+def test_a_child_process_gets_every_setting_but_the_per_process_ones() -> None:
+    settings = Settings.from_env(
+        {
+            "AGORA_NATS_URL": "nats://a:1",
+            "AGORA_DATA_DIR": "/srv/agora",
+            "AGORA_TLS_CERT": "/c.pem",
+            "AGORA_TLS_KEY": "/k.pem",
+            "AGORA_LLM_BASE_URL": "http://llm",
+            "AGORA_LLM_MODEL": "m",
+            "AGORA_LLM_API_KEY": "sk-secret-1",
+            "AGORA_LLM_STREAM": "true",
+            "AGORA_NATS_MEMORY_LIMIT": "",
+            "AGORA_WIRE_CLIENT": "off",
+            "AGORA_HTTP_ALLOW": "10.0.0.0/8,intranet",
+            "AGORA_FLOW_POLICY": '{"limits": []}',
+            "AGORA_NATS_USER": "ops",
+            "AGORA_NATS_PASSWORD": "pw",
+        }
+    )
+    env = settings.to_env()
+    assert "AGORA_NATS_USER" not in env
+    assert "AGORA_NATS_PASSWORD" not in env
+    assert Settings.from_env(env) == replace(settings, nats_user=None, nats_password=None)
