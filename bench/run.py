@@ -8,6 +8,7 @@ python -m bench.run throughput langgraph # some of them
 python -m bench.run rebuild --events 200000
 python -m bench.run query --query-goals 10000
 python -m bench.run limits               # the NATS traffic alone: the physical limit
+python -m bench.run observe --goals 500  # what traces, metrics and the dashboard cost
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bench.harness import RESULTS, Row, describe_machine, print_table, save
 from bench.langgraph_workload import langgraph_rows
 from bench.limits import run_limits
 from bench.memory_search import run_memory_search
+from bench.observe import observed_throughput
 from bench.query import run_query
 from bench.readme import main as readme_main
 from bench.rebuild import run_rebuild
@@ -29,6 +31,7 @@ from infra.logging import configure_logging
 
 SCENARIOS = (
     "throughput",
+    "observe",
     "latency",
     "step",
     "inflight",
@@ -39,7 +42,16 @@ SCENARIOS = (
     "limits",
 )
 # What `make bench` runs when no scenario is named: every row of the targets.
-DEFAULT = ("throughput", "latency", "step", "inflight", "rebuild", "memory", "langgraph")
+DEFAULT = (
+    "throughput",
+    "observe",
+    "latency",
+    "step",
+    "inflight",
+    "rebuild",
+    "memory",
+    "langgraph",
+)
 
 
 async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
@@ -48,6 +60,8 @@ async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
         if name == "throughput":
             for durability in ("os", "fsync"):
                 rows += await scenarios.throughput(durability, 100, args.goals)
+        elif name == "observe":
+            rows += await observed_throughput(args.goals)
         elif name == "latency":
             rows += await scenarios.latency(args.latency_goals)
         elif name == "step":

@@ -44,7 +44,7 @@ class OtlpReceiver:
     """Start it with ``with``; ``endpoint`` is what OTEL_EXPORTER_OTLP_ENDPOINT names for
     OTLP/HTTP, ``grpc_endpoint`` for OTLP/gRPC (metrics)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, grpc_metrics: bool = True) -> None:
         self.traces: list[ExportTraceServiceRequest] = []
         self.metrics: list[ExportMetricsServiceRequest] = []
         self._lock = threading.Lock()
@@ -82,6 +82,7 @@ class OtlpReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._grpc_metrics = grpc_metrics
         self._grpc = grpc.server(ThreadPoolExecutor(max_workers=2))
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
             _GrpcMetrics(self), self._grpc
@@ -90,7 +91,8 @@ class OtlpReceiver:
 
     def __enter__(self) -> OtlpReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self._grpc.start()
+        if self._grpc_metrics:
+            self._grpc.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from events.errors import AgoraError
-from infra.traces.otlp import TracesNotInstalledError
+from infra.traces.otlp import TracesNotInstalledError, agora_resource
 from projections.metrics import INSTRUMENTS, Instrument, Measurement
 from projections.spans import SCHEMA_URL
 
@@ -98,11 +98,11 @@ class MetricsTarget:
         self.endpoint = self.otlp.url
         exporter = _exporter(self.protocol)
         from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.resources import Resource
 
         self._reader = _on_demand_reader(exporter)
-        resource = Resource.create({"service.name": "agora", "service.version": self.version})
-        self._provider = MeterProvider(resource=resource, metric_readers=[self._reader])
+        self._provider = MeterProvider(
+            resource=agora_resource(self.version), metric_readers=[self._reader]
+        )
         self._record = {
             spec.name: _instrument(self._provider, self.version, spec) for spec in INSTRUMENTS
         }

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
 
-from events.catalog import GoalCancelled, GoalCompleted, GoalFailed, GoalRejected
+from events.catalog import GoalAccepted, GoalCancelled, GoalCompleted, GoalFailed, GoalRejected
 from events.codec import decode_event
+from events.model import Event
 from events.subjects import EVENTS_STREAM, goal_events_filter
 from infra.bus.history import read_events
+from infra.bus.outputs import OutputStore
 from infra.bus.reader import StreamReader
 from infra.traces.otlp import TraceTarget
 from projections.spans import goal_spans
@@ -26,7 +28,12 @@ from projections.spans import goal_spans
 __all__ = ["Exported", "TraceExporter"]
 
 _ENDS = (GoalCompleted, GoalFailed, GoalRejected, GoalCancelled)
+# A goal's first event: from one of these on, the follower has seen all of its history.
+_BEGINNINGS = (GoalAccepted, GoalRejected)
 _ALL_EVENTS = "agora.events.>"
+# How long a pull waits for new events once caught up; under load it fills meanwhile, so the
+# follower reads few, large batches (a trace leaves at most this long after its goal ended).
+_LINGER_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +101,63 @@ class TraceExporter:
         on_goal: Callable[[Exported], None] = lambda _: None,
     ) -> int:
         """Export each goal whose end is recorded at ``from_seq`` or later, as it ends, until
-        ``stop``; the last sequence read."""
+        ``stop``; the last sequence read.
+
+        The follower reads every event anyway, so it keeps the events of each goal it saw
+        begin and builds the trace from them when the goal ends: no second read of the goal.
+        The goals that ended in one batch go to the receiver in one export. A goal that began
+        before ``from_seq`` (or ends again, re-driven) is read in full from the stream."""
         reader = await StreamReader(
-            self.nc, EVENTS_STREAM, _ALL_EVENTS, start_seq=max(1, from_seq), wire=False
-        ).open()
+            self.nc,
+            EVENTS_STREAM,
+            _ALL_EVENTS,
+            start_seq=max(1, from_seq),
+            linger_s=_LINGER_S,
+        ).open()  # its own connection: the follower reads the whole log, as the projector
         last = from_seq - 1
+        running: dict[str, list[Event]] = {}
         try:
             while not stop.is_set():
                 batch = await reader.next_batch(wait=True)
+                ended: list[tuple[str, list[Event] | None]] = []
                 for seq, payload in zip(batch.seqs, batch.payloads, strict=True):
-                    event = decode_event(payload)
                     last = seq
-                    if isinstance(event, _ENDS) and not event.goal_id.startswith("_"):
-                        on_goal(await self.export_goal(event.goal_id))
+                    event = decode_event(payload)
+                    goal_id = event.goal_id
+                    if goal_id.startswith("_"):
+                        continue  # the platform's own records
+                    if isinstance(event, _BEGINNINGS) and goal_id not in running:
+                        running[goal_id] = []
+                    if (history := running.get(goal_id)) is not None:
+                        history.append(event)
+                    if isinstance(event, _ENDS):
+                        ended.append((goal_id, running.pop(goal_id, None)))
+                for done in await self._export_ended(ended):
+                    on_goal(done)
         finally:
             await reader.close()
         return last
+
+    async def _export_ended(self, ended: list[tuple[str, list[Event] | None]]) -> list[Exported]:
+        """One export of the traces of the goals that ended (their events, or None: read the
+        goal's whole history)."""
+        if not ended:
+            return []
+        store = OutputStore(self.nc.jetstream(), threshold=0) if self.content else None
+        spans = []
+        exported = []
+        for goal_id, history in ended:
+            if history is None:
+                events = [
+                    event
+                    async for _, event in read_events(
+                        self.nc, goal_events_filter(goal_id), resolve=self.content
+                    )
+                ]
+            else:
+                events = await store.resolve_all(history) if store is not None else history
+            records = goal_spans(goal_id, events, content=self.content)
+            spans += records
+            exported.append(Exported(goal_id, len(records)))
+        await asyncio.to_thread(self.target.export, spans)
+        return exported

@@ -20,6 +20,7 @@ from events.errors import AgoraError
 from projections.spans import SCHEMA_URL, SpanRecord
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -30,6 +31,7 @@ __all__ = [
     "TraceExportError",
     "TraceTarget",
     "TracesNotInstalledError",
+    "agora_resource",
     "to_readable_spans",
 ]
 
@@ -49,14 +51,23 @@ def _nanos(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
-def to_readable_spans(records: Sequence[SpanRecord], version: str) -> list[ReadableSpan]:
-    """The SDK's spans for ``records``, under one resource and agora's instrumentation scope."""
+def agora_resource(version: str) -> Resource:
+    """agora's resource, completed by OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (the SDK
+    reads them)."""
     from opentelemetry.sdk.resources import Resource
+
+    return Resource.create({"service.name": "agora", "service.version": version})
+
+
+def to_readable_spans(
+    records: Sequence[SpanRecord], version: str, resource: Resource | None = None
+) -> list[ReadableSpan]:
+    """The SDK's spans for ``records``, under one resource and agora's instrumentation scope."""
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-    resource = Resource.create({"service.name": "agora", "service.version": version})
+    resource = resource or agora_resource(version)
     scope = InstrumentationScope("agora", version, SCHEMA_URL)
     flags = TraceFlags(TraceFlags.SAMPLED)
     kinds = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
@@ -122,6 +133,8 @@ class TraceTarget:
         self.protocol = self.otlp.protocol
         self.endpoint = self.otlp.url
         self._exporter = _exporter(self.protocol)
+        # Once: detecting the resource costs more than converting a goal's spans.
+        self._resource = agora_resource(self.version)
 
     def export(self, records: Sequence[SpanRecord]) -> None:
         """Send ``records`` (blocking: call it from a thread). Raises when refused."""
@@ -129,7 +142,7 @@ class TraceTarget:
 
         if not records:
             return
-        result = self._exporter.export(to_readable_spans(records, self.version))
+        result = self._exporter.export(to_readable_spans(records, self.version, self._resource))
         if result is not SpanExportResult.SUCCESS:
             raise TraceExportError(
                 f"the OTLP receiver at {self.endpoint} ({self.protocol}) did not take "
