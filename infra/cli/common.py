@@ -185,3 +185,14 @@ def stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+
+async def follow_start(nc: NatsClient, since: int | None) -> int:
+    """The stream sequence a follower starts at: ``since``, else the event stream's next one
+    (only new events)."""
+    if since is not None:
+        return since
+    from events.subjects import EVENTS_STREAM
+    from infra.bus.reader import stream_last_seq
+
+    return await stream_last_seq(nc, EVENTS_STREAM) + 1

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from infra.cli.common import app, connect, err, load_settings, run, stop_on_signals
+from infra.cli.common import app, connect, err, follow_start, load_settings, run, stop_on_signals
 
 if TYPE_CHECKING:
     from infra.metrics.follower import MetricsFollower
@@ -78,18 +78,11 @@ def follow_metrics(
     interval_s = interval if interval is not None else settings.metric_export_interval_s
 
     async def work() -> None:
-        from events.subjects import EVENTS_STREAM
-        from infra.bus.reader import stream_last_seq
-
         follower = await _with_follower(settings)
         stop = asyncio.Event()
         stop_on_signals(stop)
         try:
-            start = (
-                since
-                if since is not None
-                else await stream_last_seq(follower.nc, EVENTS_STREAM) + 1
-            )
+            start = await follow_start(follower.nc, since)
             err.print(
                 f"counting from stream sequence {start}, exporting every {interval_s:g} s to "
                 f"{follower.target.endpoint}; Ctrl-C stops"

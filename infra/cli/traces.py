@@ -8,7 +8,16 @@ import typer
 
 from events.errors import AgoraError
 from events.subjects import is_subject_token
-from infra.cli.common import app, connect, err, load_settings, out, run, stop_on_signals
+from infra.cli.common import (
+    app,
+    connect,
+    err,
+    follow_start,
+    load_settings,
+    out,
+    run,
+    stop_on_signals,
+)
 
 if TYPE_CHECKING:
     from infra.settings import Settings
@@ -93,18 +102,11 @@ def follow_traces(
     settings = load_settings()
 
     async def work() -> None:
-        from events.subjects import EVENTS_STREAM
-        from infra.bus.reader import stream_last_seq
-
         exporter = await _with_exporter(settings, content)
         stop = asyncio.Event()
         stop_on_signals(stop)
         try:
-            start = (
-                since
-                if since is not None
-                else await stream_last_seq(exporter.nc, EVENTS_STREAM) + 1
-            )
+            start = await follow_start(exporter.nc, since)
             err.print(
                 f"following from stream sequence {start}, exporting to "
                 f"{exporter.target.endpoint}; Ctrl-C stops"
