@@ -33,7 +33,7 @@ from projections.pipeline import OrderedApplier
 from projections.service import database_path
 from projections.store import ProjectionStore
 
-__all__ = ["run_query"]
+__all__ = ["build_blackboard", "projector_answering", "run_query"]
 
 TOOL_STATS = "SELECT * FROM tool_stats ORDER BY tool"
 
@@ -42,7 +42,7 @@ def _point_lookup(goal: int) -> str:
     return f"SELECT * FROM goals WHERE goal_id = 'bench-{goal:08d}'"
 
 
-async def _build_blackboard(path: Path, goals: int, batch: int = 131_072) -> float:
+async def build_blackboard(path: Path, goals: int, batch: int = 131_072) -> float:
     """Write ``goals`` synthetic goals into a fresh projection file; returns seconds taken.
 
     Batches of a full DuckDB row group go straight to the file, not through the WAL (as replay).
@@ -66,7 +66,7 @@ async def _build_blackboard(path: Path, goals: int, batch: int = 131_072) -> flo
     return time.perf_counter() - started
 
 
-async def _projector_answering(nc: NatsClient, timeout_s: float = 120.0) -> None:
+async def projector_answering(nc: NatsClient, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -109,7 +109,7 @@ async def run_query(goals: int = 100_000, lookups: int = 200, cli_runs: int = 10
     rnd = random.Random(11)
     with tempfile.TemporaryDirectory(prefix="agora-bench-") as tmp:
         settings = replace(Settings.from_env({}), data_dir=Path(tmp), nats_port=0, durability="os")
-        build_s = await _build_blackboard(database_path(settings), goals)
+        build_s = await build_blackboard(database_path(settings), goals)
         with EmbeddedNats(settings.nats_dir, durability="os", port=-1) as server:
             env = {**os.environ, **settings.to_env(), "AGORA_NATS_URL": server.url}
             projector = await asyncio.create_subprocess_exec(
@@ -118,7 +118,7 @@ async def run_query(goals: int = 100_000, lookups: int = 200, cli_runs: int = 10
             nc = await nats.connect(server.url)
             try:
                 await provision_streams(nc.jetstream(), settings)
-                await _projector_answering(nc)
+                await projector_answering(nc)
                 point = await _timed_asks(
                     nc, [_point_lookup(rnd.randrange(goals)) for _ in range(lookups)]
                 )

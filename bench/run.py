@@ -19,6 +19,7 @@ import json
 
 from bench import scenarios
 from bench.compare import markdown
+from bench.dashboard import run_dashboard
 from bench.harness import RESULTS, Row, describe_machine, print_table, save
 from bench.langgraph_workload import langgraph_rows
 from bench.limits import run_limits
@@ -40,6 +41,7 @@ SCENARIOS = (
     "langgraph",
     "query",
     "limits",
+    "dashboard",
 )
 # What `make bench` runs when no scenario is named: every row of the targets.
 DEFAULT = tuple(name for name in SCENARIOS if name not in ("query", "limits"))
@@ -73,6 +75,8 @@ async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
             )
         elif name == "limits":
             rows += await run_limits()
+        elif name == "dashboard":
+            rows += await run_dashboard()
     return rows
 
 
