@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 from bench import scenarios
 from bench.compare import markdown
@@ -44,39 +45,42 @@ SCENARIOS = (
     "dashboard",
 )
 # What `make bench` runs when no scenario is named: every row of the targets.
-DEFAULT = tuple(name for name in SCENARIOS if name not in ("query", "limits"))
+DEFAULT = tuple(name for name in SCENARIOS if name not in ("query", "limits", "dashboard"))
+
+
+async def _throughput(args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+    for durability in ("os", "fsync"):
+        rows += await scenarios.throughput(durability, 100, args.goals)
+    return rows
+
+
+async def _memory(args: argparse.Namespace) -> list[Row]:
+    return run_memory_search(args.memories)
+
+
+# Each scenario by name: what it runs, with the sizes the command line gave.
+_RUNNERS: dict[str, Callable[[argparse.Namespace], Awaitable[list[Row]]]] = {
+    "throughput": _throughput,
+    "observe": lambda args: observed_throughput(args.goals),
+    "latency": lambda args: scenarios.latency(args.latency_goals),
+    "step": lambda args: scenarios.step_overhead(args.latency_goals // 2),
+    "inflight": lambda args: scenarios.in_flight(args.in_flight),
+    "rebuild": lambda args: run_rebuild(args.events),
+    "query": lambda args: run_query(args.query_goals),
+    "memory": _memory,
+    "langgraph": lambda args: langgraph_rows(
+        goals=args.goals, latency_goals=args.latency_goals, in_flight_goals=args.in_flight
+    ),
+    "limits": lambda _args: run_limits(),
+    "dashboard": lambda _args: run_dashboard(),
+}
 
 
 async def _run(names: list[str], args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     for name in names:
-        if name == "throughput":
-            for durability in ("os", "fsync"):
-                rows += await scenarios.throughput(durability, 100, args.goals)
-        elif name == "observe":
-            rows += await observed_throughput(args.goals)
-        elif name == "latency":
-            rows += await scenarios.latency(args.latency_goals)
-        elif name == "step":
-            rows += await scenarios.step_overhead(args.latency_goals // 2)
-        elif name == "inflight":
-            rows += await scenarios.in_flight(args.in_flight)
-        elif name == "rebuild":
-            rows += await run_rebuild(args.events)
-        elif name == "query":
-            rows += await run_query(args.query_goals)
-        elif name == "memory":
-            rows += run_memory_search(args.memories)
-        elif name == "langgraph":
-            rows += await langgraph_rows(
-                goals=args.goals,
-                latency_goals=args.latency_goals,
-                in_flight_goals=args.in_flight,
-            )
-        elif name == "limits":
-            rows += await run_limits()
-        elif name == "dashboard":
-            rows += await run_dashboard()
+        rows += await _RUNNERS[name](args)
     return rows
 
 
