@@ -114,11 +114,6 @@ class FlowLedger:
     def keys_of(self, metadata: dict[str, object]) -> tuple[str, ...]:
         return goal_keys(self.policy, metadata)
 
-    @property
-    def idle(self) -> bool:
-        """No policy and nothing held or waiting: flow control has nothing to do."""
-        return self.policy is None and not self._running and not self._waiting
-
     def holds(self, goal_id: str) -> bool:
         """The goal holds slots or waits for them."""
         return goal_id in self._running or goal_id in self._waiting

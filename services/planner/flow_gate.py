@@ -54,10 +54,6 @@ class FlowGate:
     _moved: bool = False
 
     @property
-    def idle(self) -> bool:
-        return self.ledger.idle
-
-    @property
     def armed(self) -> bool:
         """A wake-up is due (a rate window, or a start to try again)."""
         return self._timer is not None
