@@ -11,7 +11,6 @@ cursor), a search (which scans every goal's text), and one goal's page.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -37,7 +36,7 @@ from infra.dashboard.app import Dashboard, build_app
 from infra.dashboard.auth import Access
 from infra.dashboard.live import GoalsHub
 from infra.dashboard.queries import Cursor
-from infra.dashboard.server import serve_dashboard
+from infra.dashboard.server import serving_on_a_free_port
 from infra.platform.embedded import EmbeddedNats
 from infra.settings import Settings
 from projections.service import database_path
@@ -74,7 +73,6 @@ async def _measure(goals: int, runs: int) -> dict[str, float]:
             )
             nc = await nats.connect(server.url)
             hub = GoalsHub(nc)
-            serving: asyncio.Task[None] | None = None
             try:
                 js = nc.jetstream()
                 await provision_streams(js, settings)
@@ -93,21 +91,14 @@ async def _measure(goals: int, runs: int) -> dict[str, float]:
                 at, last_id = deep.rows[0]
                 await hub.start()
                 dashboard = Dashboard(client=client, hub=hub, operator=_no_operator)
-                ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-                serving = asyncio.ensure_future(
-                    serve_dashboard(
-                        build_app(dashboard, Access(None)),
-                        host="127.0.0.1",
-                        port=0,
-                        data_dir=settings.data_dir,
-                        on_ready=ready.set_result,
-                    )
-                )
-                base = await asyncio.wait_for(ready, 30)
                 deep_page = (
                     f"/goals?{httpx.QueryParams(after=Cursor(str(at), str(last_id)).encode())}"
                 )
-                async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+                app = build_app(dashboard, Access(None))
+                async with (
+                    serving_on_a_free_port(app, data_dir=settings.data_dir) as base,
+                    httpx.AsyncClient(base_url=base, timeout=60) as http,
+                ):
                     await _timed_gets(http, "/goals", 3)  # warm: the first query opens caches
                     return {
                         "goals_page_ms": percentile(await _timed_gets(http, "/goals", runs), 50),
@@ -123,10 +114,6 @@ async def _measure(goals: int, runs: int) -> dict[str, float]:
                         ),
                     }
             finally:
-                if serving is not None:
-                    serving.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await serving
                 await hub.stop()
                 await nc.close()
                 projector.terminate()

@@ -3,8 +3,9 @@ to ``<data dir>/ui/url``, so ``agora up``'s dashboard on any free port can be fo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import uvicorn
@@ -12,7 +13,7 @@ from starlette.types import ASGIApp
 
 from infra.platform.sockets import base_url, listening_socket
 
-__all__ = ["serve_dashboard", "url_file"]
+__all__ = ["serve_dashboard", "serving_on_a_free_port", "url_file"]
 
 # Open SSE streams end this long after Ctrl-C / SIGTERM.
 _SHUTDOWN_GRACE_S = 2
@@ -47,3 +48,19 @@ async def serve_dashboard(
         with contextlib.suppress(OSError):
             if where.read_text(encoding="utf-8").strip() == url:
                 where.unlink()
+
+
+@contextlib.asynccontextmanager
+async def serving_on_a_free_port(app: ASGIApp, *, data_dir: Path) -> AsyncIterator[str]:
+    """``app`` served on a free loopback port while the block runs (tests, benchmarks); yields
+    its base URL."""
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    serving = asyncio.ensure_future(
+        serve_dashboard(app, host="127.0.0.1", port=0, data_dir=data_dir, on_ready=ready.set_result)
+    )
+    try:
+        yield await asyncio.wait_for(ready, 30)
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving

@@ -43,6 +43,18 @@ def page(browser: Browser) -> Iterator[Page]:
     opened.close()
 
 
+# Before the page's own script: every status the timeline's headline shows, in order.
+_RECORD_TIMELINE_STATUSES = """
+document.addEventListener("DOMContentLoaded", () => {
+  const timeline = document.getElementById("timeline");
+  const seen = () => (timeline.querySelector(".headline") || {dataset: {}}).dataset.status;
+  window.agoraStatuses = [seen()];
+  new MutationObserver(() => window.agoraStatuses.push(seen()))
+    .observe(timeline, {childList: true, subtree: true});
+});
+"""
+
+
 def _mark_loaded(page: Page) -> None:
     """A mark that only lives as long as this document: a reload would lose it."""
     page.evaluate("window.agoraTestMark = 'no reload'")
@@ -100,6 +112,13 @@ def test_a_goal_from_the_cli_appears_and_its_timeline_grows_live(
     )
     assert bars.count() > before
     assert _not_reloaded(page)
+
+    # Opened afresh, the finished goal's page never steps back to an older picture while its
+    # live stream replays the goal from the first event.
+    page.add_init_script(_RECORD_TIMELINE_STATUSES)
+    page.goto(f"{platform.dashboard}/goals/{goal_id}")
+    expect(page.locator("body[data-events]")).to_be_attached()  # the stream's redraw came
+    assert set(page.evaluate("window.agoraStatuses")) == {"completed"}
 
 
 def test_approvals_are_answered_from_the_page(platform: RunningPlatform, page: Page) -> None:

@@ -4,7 +4,6 @@ are parameters, a goal's page shows its timeline, and a dashboard that needs a t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -14,7 +13,7 @@ from infra.clients.goals import AgoraClient
 from infra.dashboard.app import Dashboard, build_app
 from infra.dashboard.auth import ACTION_HEADER, Access
 from infra.dashboard.live import GoalsHub
-from infra.dashboard.server import serve_dashboard
+from infra.dashboard.server import serving_on_a_free_port
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 
@@ -33,22 +32,12 @@ async def _dashboard(
         raise AssertionError("not needed here")
 
     dashboard = Dashboard(client=client, hub=hub, operator=no_operator)  # type: ignore[arg-type]
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    task = asyncio.ensure_future(
-        serve_dashboard(
-            build_app(dashboard, Access(token)),
-            host="127.0.0.1",
-            port=0,
-            data_dir=settings.data_dir,
-            on_ready=ready.set_result,
-        )
-    )
     try:
-        yield await asyncio.wait_for(ready, 10)
+        async with serving_on_a_free_port(
+            build_app(dashboard, Access(token)), data_dir=settings.data_dir
+        ) as base:
+            yield base
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await hub.stop()
 
 
