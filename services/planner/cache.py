@@ -15,7 +15,7 @@ result after a budget failure) costs no history read.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from events.model import Event
@@ -71,6 +71,33 @@ class GoalStates:
             if event.event_id not in entry.seen:
                 entry.seen.add(event.event_id)
                 entry.state = evolve(entry.state, event)
+        return self._settle(goal_id, entry)
+
+    def apply_decided(
+        self,
+        goal_id: str,
+        events: Sequence[Event],
+        *,
+        base: PlannerState | None,
+        folded: PlannerState | None,
+    ) -> PlannerState | None:
+        """``events`` of a decision taken from ``base``, which ``folded`` already folds in:
+        kept as the goal's state when ``base`` still is (none of ``events`` seen), so the
+        decision is not folded twice; otherwise (or with ``folded`` None) ``apply``."""
+        entry = self._entries.get(goal_id)
+        if (
+            folded is None
+            or entry is None
+            or entry.state is not base
+            or any(event.event_id in entry.seen for event in events)
+        ):
+            return self.apply(goal_id, events)
+        self._entries.move_to_end(goal_id)
+        entry.seen.update(event.event_id for event in events)
+        entry.state = folded
+        return self._settle(goal_id, entry)
+
+    def _settle(self, goal_id: str, entry: _Entry) -> PlannerState | None:
         state = entry.state
         if state is None:
             # Only a goal's acceptance starts its state: events without it are not a goal the

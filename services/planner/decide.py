@@ -113,10 +113,15 @@ _ITERATION_EVENTS = (
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What is due: ``events`` to publish, then (if set) a model's answer to ask for."""
+    """What is due: ``events`` to publish, then (if set) a model's answer to ask for.
+
+    ``state``: the state decided from with ``events`` folded in, when deciding folded them
+    all anyway (None: not folded). The adapter keeps it instead of folding them once more.
+    """
 
     events: list[Event] = field(default_factory=list)
     llm_request: LlmRequest | None = None
+    state: PlannerState | None = None
 
 
 def decide(
@@ -160,13 +165,13 @@ def decide_next(
         return Decision([*decided, _failure(state, stamp, exceeded)])
     while batch := _next_decisions(state, stamp, tools, planning):
         if isinstance(batch, LlmRequest):
-            return Decision(decided, batch)
+            return Decision(decided, batch, state)
         decided += batch
         after = _apply(state, batch)
         if after == state:  # a decision the fold ignores would otherwise repeat forever
             break
         state = after
-    return Decision(decided)
+    return Decision(decided, state=state)
 
 
 def _answer_command(

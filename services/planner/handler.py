@@ -254,6 +254,8 @@ class GoalPlanner:
     ) -> None:
         """``admitted``: the goal's flow event (taken its slots, or queued), recorded with the
         first decision, which it is folded into."""
+        # The cached state the decision starts from, before the admission is folded in.
+        base = state
         pending = list(admitted)
         for event in pending:
             state = evolve(state, event)
@@ -270,7 +272,9 @@ class GoalPlanner:
             pending = []
             if events:
                 try:
-                    folded = await self._append(goal_id, events)
+                    folded = await self._append(
+                        goal_id, events, decided_from=base, decided=decision.state
+                    )
                 except EventTooLargeError as exc:
                     log.warning("decision_unwritable", goal_id=goal_id, error=str(exc))
                     failed = unwritable_failure(
@@ -291,15 +295,25 @@ class GoalPlanner:
             if folded is None:
                 return
             state, trigger = folded, answer
+            base = state
 
-    async def _append(self, goal_id: str, events: Sequence[Event]) -> PlannerState | None:
+    async def _append(
+        self,
+        goal_id: str,
+        events: Sequence[Event],
+        *,
+        decided_from: PlannerState | None = None,
+        decided: PlannerState | None = None,
+    ) -> PlannerState | None:
+        """Append ``events`` and fold them into the cache. ``decided``: their decision's state
+        with them folded in (from ``decided_from``), kept instead of folding them again."""
         try:
             await self.append(events)
         except BaseException:
             # Some events may be stored: the cached state no longer matches the log.
             self.states.evict(goal_id)
             raise
-        folded = self.states.apply(goal_id, events)
+        folded = self.states.apply_decided(goal_id, events, base=decided_from, folded=decided)
         if self.flow is not None and folded is not None and folded.outcome is not None:
             self.flow.finished(goal_id, events[-1])  # its slots go to the goals that wait
         return folded
