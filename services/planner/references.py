@@ -56,6 +56,8 @@ def referenced_step_ids(args: Mapping[str, Any]) -> tuple[str, ...]:
     """Every step id referred to in ``args``, in order of first appearance, without repeats."""
     found: dict[str, None] = {}
     for text in _strings(args):
+        if REFERENCE_MARKER not in text:
+            continue  # the common case, without running the pattern
         for match in _REFERENCE.finditer(text):
             found.setdefault(match.group(1), None)
     return tuple(found)
@@ -63,6 +65,8 @@ def referenced_step_ids(args: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _resolve(value: Any, outputs: Mapping[str, str]) -> Any:
     if isinstance(value, str):
+        if REFERENCE_MARKER not in value:
+            return value  # every reference starts with the marker: nothing to substitute
         # A reference to a task without an output stays visible instead of silently vanishing.
         return _REFERENCE.sub(lambda m: outputs.get(m.group(1), m.group(0)), value)
     if isinstance(value, Mapping):
