@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -14,7 +15,6 @@ from infra.cli.common import (
     err,
     follow_start,
     load_settings,
-    out,
     run,
     stop_on_signals,
 )
@@ -40,7 +40,10 @@ ContentOption = Annotated[
 
 
 def _said(exported: Exported) -> None:
-    out.print(f"{exported.goal_id}: {exported.spans} spans", markup=False, highlight=False)
+    # A plain line: rich's print took 0.09 ms a line, a fifth of the live follower's CPU a goal.
+    # (Goal ids are subject tokens: nothing to escape.)
+    sys.stdout.write(f"{exported.goal_id}: {exported.spans} spans\n")
+    sys.stdout.flush()
 
 
 async def _with_exporter(settings: Settings, content: bool) -> TraceExporter:
