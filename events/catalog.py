@@ -44,6 +44,7 @@ __all__ = [
     "GoalQueued",
     "GoalRejected",
     "GoalResumed",
+    "IterationInterrupted",
     "LeaseAcquired",
     "ListedTool",
     "LlmRequested",
@@ -51,6 +52,10 @@ __all__ = [
     "MemoryCompacted",
     "MemoryForgotten",
     "MemoryStored",
+    "MessagePolicy",
+    "MessageQueued",
+    "MessageReceived",
+    "MessageRejected",
     "PauseRequested",
     "PlanCreated",
     "PlanRevised",
@@ -74,6 +79,9 @@ Verdict = Literal["accept", "revise"]
 ControlAction = Literal["cancel", "pause", "resume"]
 # What a person answers to an approval request (agora.intake.approval).
 ApprovalDecision = Literal["approve", "deny"]
+# What a goal does with input that arrives while it runs (agora.intake.message), chosen at
+# submission: refuse it, take it in after the current iteration, or stop that iteration for it.
+MessagePolicy = Literal["reject", "enqueue", "interrupt"]
 
 
 # -- goal lifecycle (planner) ------------------------------------------------------------
@@ -101,6 +109,9 @@ class GoalAccepted(Event, frozen=True, kw_only=True, tag="goal_accepted"):
     traceparent: str | None = None
     # Among goals waiting for the same flow key (docs/flow.md), a higher one starts first.
     priority: int = 0
+    # What a message for the goal while it runs does (older events: reject, as nothing else
+    # existed when they were written).
+    on_message: MessagePolicy = "reject"
 
 
 class GoalRejected(Event, frozen=True, kw_only=True, tag="goal_rejected"):
@@ -290,6 +301,53 @@ class ApprovalRejected(Event, frozen=True, kw_only=True, tag="approval_rejected"
     reason: str
 
 
+# -- input while a goal runs (planner) ------------------------------------------------------
+#
+# A message on agora.intake.message is recorded on its goal as ``message_received`` (by whichever
+# planner replica admits it); the active planner alone decides on it by the goal's policy:
+# ``message_rejected``, ``message_queued`` (taken in by the revision after the current
+# iteration), or ``iteration_interrupted`` (the iteration's open tasks stop and the revision
+# follows at once). The revision that takes messages in names them (``plan_revised.messages``).
+
+
+class MessageReceived(Event, frozen=True, kw_only=True, tag="message_received"):
+    """A message as it was sent, recorded on its goal before anything is decided about it."""
+
+    command_id: str
+    text: str
+
+
+class MessageQueued(Event, frozen=True, kw_only=True, tag="message_queued"):
+    """The goal's policy is ``enqueue``: the message waits for the end of ``iteration``, and
+    the revision after it takes the message in."""
+
+    command_id: str
+    iteration: int
+    text: str
+
+
+class IterationInterrupted(Event, frozen=True, kw_only=True, tag="iteration_interrupted"):
+    """The goal's policy is ``interrupt``: ``iteration`` ends now. Its open tasks (``tasks``)
+    are cancelled (their running calls are told to stop) and the planner revises the plan with
+    the message."""
+
+    command_id: str
+    iteration: int
+    text: str
+    tasks: tuple[str, ...] = ()
+    reason: str = ""
+
+
+class MessageRejected(Event, frozen=True, kw_only=True, tag="message_rejected"):
+    """A message that cannot apply (the goal's policy is ``reject``, the goal is unknown or
+    ended, no iteration is left, the command is invalid); nothing else happens. On the goal
+    when it exists, else on the reserved goal id ``_intake``."""
+
+    command_id: str
+    target_goal_id: str
+    reason: str
+
+
 # -- context (planner asks, memory answers) ----------------------------------------------
 
 
@@ -319,6 +377,9 @@ class PlanRevised(Event, frozen=True, kw_only=True, tag="plan_revised"):
     strategy: str
     tasks: tuple[TaskSpec, ...]
     feedback: str
+    # The command ids of the messages this revision takes in (message_queued or
+    # iteration_interrupted before it); empty for a revision after a verdict alone.
+    messages: tuple[str, ...] = ()
 
 
 class TaskScheduled(Event, frozen=True, kw_only=True, tag="task_scheduled"):
@@ -657,6 +718,10 @@ AnyEvent = (
     | TimerFired
     | GoalQueued
     | GoalDequeued
+    | MessageReceived
+    | MessageQueued
+    | IterationInterrupted
+    | MessageRejected
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

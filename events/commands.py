@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import msgspec
 
 from events.approvals import GoalApproval
+from events.catalog import MessagePolicy
 from events.errors import DecodeError
 from events.ids import goal_id_for_command
 from events.linear_regex import PatternError, compile_user_pattern
@@ -101,6 +102,8 @@ class GoalCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     approval: GoalApproval | None = None
     # Among goals waiting for the same flow key, a higher priority starts first (docs/flow.md).
     priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] = 0
+    # What a message for the goal does while it runs (agora.intake.message).
+    on_message: MessagePolicy = "reject"
 
     def __post_init__(self) -> None:
         _check_token("goal_id", self.goal_id)

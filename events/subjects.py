@@ -12,6 +12,7 @@ __all__ = [
     "INTAKE_CANCEL",
     "INTAKE_DEADLINE_PREFIX",
     "INTAKE_GOAL",
+    "INTAKE_MESSAGE",
     "INTAKE_PAUSE",
     "INTAKE_RESUME",
     "INTAKE_STREAM",
@@ -42,6 +43,8 @@ INTAKE_GOAL = "agora.intake.goal"
 INTAKE_CANCEL = "agora.intake.cancel"
 INTAKE_PAUSE = "agora.intake.pause"
 INTAKE_RESUME = "agora.intake.resume"
+# Input for a goal that runs (events/message_commands.py), handled by the goal's policy.
+INTAKE_MESSAGE = "agora.intake.message"
 # Answers to approval requests (events/approval_commands.py), and where the planner stores the
 # scheduled deny that nats-server delivers there when an approval's deadline passes.
 INTAKE_APPROVAL = "agora.intake.approval"

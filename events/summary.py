@@ -32,12 +32,16 @@ from events.catalog import (
     GoalQueued,
     GoalRejected,
     GoalResumed,
+    IterationInterrupted,
     LeaseAcquired,
     LlmRequested,
     LlmResponded,
     MemoryCompacted,
     MemoryForgotten,
     MemoryStored,
+    MessageQueued,
+    MessageReceived,
+    MessageRejected,
     PauseRequested,
     PlanCreated,
     PlanRevised,
@@ -331,6 +335,26 @@ def _(e: GoalQueued) -> str:
 @_describe.register
 def _(e: GoalDequeued) -> str:
     return f"dequeued after {e.queued_ms:.0f} ms"
+
+
+@_describe.register
+def _(e: MessageReceived) -> str:
+    return f"message: {_clip(e.text)}"
+
+
+@_describe.register
+def _(e: MessageQueued) -> str:
+    return f"message queued for after iteration {e.iteration}: {_clip(e.text)}"
+
+
+@_describe.register
+def _(e: IterationInterrupted) -> str:
+    return f"iteration {e.iteration} interrupted by a message: {_clip(e.text)}"
+
+
+@_describe.register
+def _(e: MessageRejected) -> str:
+    return f"message rejected: {_clip(e.reason, 100)}"
 
 
 def _timestamp(e: TimerStarted) -> str:

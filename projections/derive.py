@@ -40,6 +40,7 @@ __all__ = [
     "SYNC_WAITING_GOALS",
     "UPSERT_APPROVALS",
     "UPSERT_GOALS",
+    "UPSERT_MESSAGES",
     "UPSERT_TASKS",
     "WRITE_EVENTS",
     "WRITE_UNDECODABLE",
@@ -413,6 +414,49 @@ ON CONFLICT (approval_id) DO UPDATE SET
     answered_at = coalesce(t.answered_at, excluded.answered_at),
     last_seq = greatest(t.last_seq, excluded.last_seq)"""
 
+_MESSAGE_ANSWERS = frozenset({"message_queued", "iteration_interrupted", "message_rejected"})
+_MESSAGE_EVENTS = _MESSAGE_ANSWERS | {"message_received"}
+_MESSAGE_TYPES = ", ".join(f"'{name}'" for name in sorted(_MESSAGE_EVENTS))
+_MESSAGE_ANSWER_TYPES = ", ".join(f"'{name}'" for name in sorted(_MESSAGE_ANSWERS))
+
+# One row per message for a running goal: received, then queued, interrupted or rejected, then
+# applied by the plan_revised that names it in ``messages``.
+UPSERT_MESSAGES = f"""
+INSERT INTO messages AS t (goal_id, command_id, text, status, iteration, applied_iteration,
+                           received_at, answered_at, reason, last_seq)
+WITH changes AS (
+    SELECT goal_id, command_id, stream_seq,
+           CASE WHEN type <> 'message_rejected' THEN text END AS text,
+           CASE type WHEN 'message_received' THEN 'received'
+                     WHEN 'message_queued' THEN 'queued'
+                     WHEN 'iteration_interrupted' THEN 'interrupted'
+                     WHEN 'message_rejected' THEN 'rejected' END AS status,
+           CASE WHEN type IN ('message_queued', 'iteration_interrupted') THEN iteration END
+               AS iteration,
+           CAST(NULL AS INTEGER) AS applied_iteration,
+           CASE WHEN type = 'message_received' THEN occurred_at END AS received_at,
+           CASE WHEN type IN ({_MESSAGE_ANSWER_TYPES}) THEN occurred_at END AS answered_at,
+           CASE WHEN type = 'message_rejected' THEN reason END AS reason
+    FROM {BATCH_TABLE}
+    WHERE decodable AND type IN ({_MESSAGE_TYPES}) AND {_A_GOAL} AND command_id IS NOT NULL
+    UNION ALL
+    SELECT goal_id, unnest(CAST(json_text->'messages' AS VARCHAR[])) AS command_id, stream_seq,
+           NULL, 'applied', NULL, iteration, NULL, NULL, NULL
+    FROM {BATCH_TABLE}
+    WHERE decodable AND type = 'plan_revised' AND {_A_GOAL}
+      AND coalesce(json_array_length(json_text->'messages'), 0) > 0
+)
+SELECT goal_id, command_id, {_latest("text")}, {_latest("status")}, {_latest("iteration")},
+       {_latest("applied_iteration")}, {_first("received_at")}, {_first("answered_at")},
+       {_latest("reason")}, max(stream_seq) AS last_seq
+FROM changes
+GROUP BY goal_id, command_id
+ON CONFLICT (goal_id, command_id) DO UPDATE SET
+    {_merge_latest("text", "status", "iteration", "applied_iteration", "reason")},
+    received_at = coalesce(t.received_at, excluded.received_at),
+    answered_at = coalesce(t.answered_at, excluded.answered_at),
+    last_seq = greatest(t.last_seq, excluded.last_seq)"""
+
 # A goal that runs shows ``waiting_approval`` while any of its approvals waits; run after the
 # goals and approvals of the batch are written, for the goals whose approvals moved (a resume
 # makes a goal ``running`` again, and it may still wait).
@@ -434,6 +478,7 @@ DERIVATIONS: dict[str, str] = {
     "facts": INSERT_FACTS,
     "approvals": UPSERT_APPROVALS,
     "waiting goals": SYNC_WAITING_GOALS,
+    "messages": UPSERT_MESSAGES,
 }
 
 # Derivations that read only some event types: skipped for a batch holding none of them (a
@@ -441,4 +486,5 @@ DERIVATIONS: dict[str, str] = {
 READS_ONLY: dict[str, frozenset[str]] = {
     "approvals": _APPROVAL_EVENTS,
     "waiting goals": _APPROVAL_EVENTS | {"goal_resumed"},
+    "messages": _MESSAGE_EVENTS | {"plan_revised"},
 }

@@ -38,7 +38,7 @@ __all__ = [
     "VIEWS",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 CHECKPOINT_TABLE = "projection_checkpoint"
 
@@ -132,6 +132,21 @@ CREATE TABLE IF NOT EXISTS approvals (
     edited BOOLEAN,
     last_seq BIGINT NOT NULL
 )""",
+    # Every message sent to a goal while it ran, and what became of it (docs/events.md).
+    "messages": """
+CREATE TABLE IF NOT EXISTS messages (
+    goal_id VARCHAR NOT NULL,
+    command_id VARCHAR NOT NULL,
+    text VARCHAR,
+    status VARCHAR,              -- received | queued | interrupted | applied | rejected
+    iteration INTEGER,           -- the iteration it came in (queued after, or interrupted)
+    applied_iteration INTEGER,   -- the iteration whose plan took it in
+    received_at TIMESTAMP,
+    answered_at TIMESTAMP,
+    reason VARCHAR,              -- why it was rejected
+    last_seq BIGINT NOT NULL,
+    PRIMARY KEY (goal_id, command_id)
+)""",
     # Payloads that are not events at all: kept, with the reason, instead of failing a batch.
     "undecodable_events": """
 CREATE TABLE IF NOT EXISTS undecodable_events (
@@ -209,9 +224,10 @@ USER_VIEWS = (
     "tool_stats",
     "goal_stats",
     "approvals",
+    "messages",
 )
 
 # The user-facing read models compared between a live projection and a rebuild.
-CHECKSUM_VIEWS = ("goals", "tasks", "facts", "trajectory", "events", "approvals")
+CHECKSUM_VIEWS = ("goals", "tasks", "facts", "trajectory", "events", "approvals", "messages")
 
 DDL: tuple[str, ...] = (*TABLES.values(), *VIEWS.values())

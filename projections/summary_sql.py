@@ -221,6 +221,16 @@ _DESCRIPTIONS: dict[str, str] = {
     ),
     "approval_denied": f"{_f('task_id')} || ' denied' || {_because(_f('reason'))}",
     "approval_rejected": f"'answer rejected: ' || {clip_sql(_f('reason'), 100)}",
+    "message_received": f"'message: ' || {clip_sql(_f('text'), 60)}",
+    "message_queued": (
+        f"'message queued for after iteration ' || {_text(_f('iteration'))} || ': ' || "
+        f"{clip_sql(_f('text'), 60)}"
+    ),
+    "iteration_interrupted": (
+        f"'iteration ' || {_text(_f('iteration'))} || ' interrupted by a message: ' || "
+        f"{clip_sql(_f('text'), 60)}"
+    ),
+    "message_rejected": f"'message rejected: ' || {clip_sql(_f('reason'), 100)}",
     "timer_started": f"{_f('task_id')} || ' waits on a durable timer until ' || {_f('due_at')}",
     "timer_fired": f"{_f('task_id')} || ' woken by its timer'",
     "tool_refused": (

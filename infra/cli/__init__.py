@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "cancel": "steer",
     "pause": "steer",
     "resume": "steer",
+    "message": "steer",
     "approvals": "approvals",
     "approve": "approvals",
     "deny": "approvals",

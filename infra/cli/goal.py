@@ -155,6 +155,7 @@ def goal_command(
     max_cost_usd: float | None,
     allow: list[str] | None,
     priority: int | None = None,
+    on_message: str | None = None,
     **_unused: object,
 ) -> dict[str, Any]:
     """The intake command ``agora goal``'s options describe (``agora schedule add`` too)."""
@@ -178,6 +179,7 @@ def goal_command(
         ("max_tokens", max_tokens),
         ("max_cost_usd", max_cost_usd),
         ("priority", priority),
+        ("on_message", on_message),
     ):
         if value is not None:
             command[name] = value
@@ -219,6 +221,14 @@ def goal(
             "--allow", help="grant the goal an untrusted (MCP) tool, e.g. time.get_current_time"
         ),
     ] = None,
+    on_message: Annotated[
+        str | None,
+        typer.Option(
+            "--on-message",
+            help="what `agora message` does while the goal runs: reject (the default), "
+            "enqueue (after the current iteration) or interrupt (stop it and revise now)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
     timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 300.0,
     traceparent: Annotated[
@@ -254,6 +264,7 @@ def goal(
         max_cost_usd=max_cost_usd,
         allow=allow,
         priority=priority,
+        on_message=on_message,
     )
 
     async def work() -> int:

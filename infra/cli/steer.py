@@ -1,9 +1,10 @@
-"""``agora cancel``, ``agora pause`` and ``agora resume``: steer a goal that runs."""
+"""``agora cancel``, ``agora pause``, ``agora resume`` and ``agora message``: steer a goal that
+runs, or send it input."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -12,7 +13,7 @@ from infra.cli.common import app, connect, err, load_settings, out, run
 if TYPE_CHECKING:
     from events.catalog import ControlAction
 
-__all__ = ["EXIT_NO_ANSWER", "EXIT_REJECTED", "cancel", "pause", "resume"]
+__all__ = ["EXIT_NO_ANSWER", "EXIT_REJECTED", "cancel", "message", "pause", "resume"]
 
 EXIT_REJECTED = 1
 EXIT_NO_ANSWER = 3
@@ -28,7 +29,7 @@ TimeoutOption = Annotated[float, typer.Option(help="seconds to wait for the answ
 
 
 def _steer(
-    action: ControlAction,
+    action: ControlAction | Literal["message"],
     goal_id: str,
     *,
     reason: str,
@@ -36,26 +37,30 @@ def _steer(
     as_json: bool,
     timeout: float,
 ) -> None:
-    from events.catalog import CommandRejected
+    from events.catalog import CommandRejected, MessageRejected
     from events.codec import to_builtins
     from events.summary import summarize
-    from infra.clients.goals import AgoraClient, CommandTimeoutError, check_goal_id
+    from infra.clients.goals import AgoraClient, CommandSent, CommandTimeoutError, check_goal_id
 
     check_goal_id(goal_id)
     settings = load_settings()
 
+    async def send(client: AgoraClient) -> CommandSent:
+        if action == "message":  # the message's text comes as ``reason``
+            return await client.message(goal_id, reason, command_id=command_id)
+        steer = {"cancel": client.cancel, "pause": client.pause, "resume": client.resume}
+        return await steer[action](goal_id, reason=reason, command_id=command_id)
+
     async def work() -> int:
         client = AgoraClient(await connect(settings, f"agora-{action}"))
         try:
-            send = {"cancel": client.cancel, "pause": client.pause, "resume": client.resume}
-            sent = await send[action](goal_id, reason=reason, command_id=command_id)
-            answer = await client.answer(sent, timeout_s=timeout)
+            answer = await client.answer(await send(client), timeout_s=timeout)
         finally:
             await client.close()
-        rejected = isinstance(answer, CommandRejected)
+        rejected = isinstance(answer, CommandRejected | MessageRejected)
         if as_json:
             print(json.dumps(to_builtins(answer), default=str), flush=True)
-        elif isinstance(answer, CommandRejected):
+        elif isinstance(answer, CommandRejected | MessageRejected):
             err.print(f"[red]agora: {action} {goal_id} rejected: {answer.reason}[/]")
         else:
             out.print(f"goal [bold]{goal_id}[/] {summarize(answer)}")
@@ -110,3 +115,17 @@ def resume(
     _steer(
         "resume", goal_id, reason=reason, command_id=command_id, as_json=as_json, timeout=timeout
     )
+
+
+@app.command()
+def message(
+    goal_id: GoalArgument,
+    text: Annotated[str, typer.Argument(help="the input for the goal")],
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """Send input to a goal that runs. The goal's on_message policy decides: queued for the
+    revision after the current iteration, or the iteration interrupted and revised now. Exit
+    0 queued or interrupted, 1 rejected (policy reject, unknown or finished goal), 3 no answer."""
+    _steer("message", goal_id, reason=text, command_id=command_id, as_json=as_json, timeout=timeout)

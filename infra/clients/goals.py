@@ -1,5 +1,5 @@
 """The Python client of agora: submit goals, follow them, read what they recorded, wait,
-steer them (cancel, pause, resume), query. The CLI uses it too.
+steer them (cancel, pause, resume), send them input while they run, query. The CLI uses it too.
 
 Public as :mod:`agora.client` (docs/clients.md). It speaks only the documented wire contract
 (``agora schema --asyncapi``): JetStream publishes on ``agora.intake.goal`` and
@@ -15,7 +15,7 @@ import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import msgspec
 import nats.errors
@@ -37,6 +37,9 @@ from events.catalog import (
     GoalPaused,
     GoalRejected,
     GoalResumed,
+    IterationInterrupted,
+    MessageQueued,
+    MessageRejected,
 )
 from events.codec import decode_event
 from events.errors import AgoraError
@@ -48,6 +51,7 @@ from events.subjects import (
     INTAKE_APPROVAL,
     INTAKE_CANCEL,
     INTAKE_GOAL,
+    INTAKE_MESSAGE,
     INTAKE_PAUSE,
     INTAKE_RESUME,
     INTAKE_STREAM,
@@ -86,6 +90,9 @@ ANSWERS = (
     ApprovalGranted,
     ApprovalDenied,
     ApprovalRejected,
+    MessageQueued,
+    IterationInterrupted,
+    MessageRejected,
 )
 _STEERING: dict[ControlAction, str] = {
     "cancel": INTAKE_CANCEL,
@@ -160,10 +167,10 @@ class Submitted:
 
 @dataclass(frozen=True, slots=True)
 class CommandSent:
-    """A steering command or an approval answer the intake stream acknowledged
+    """A steering command, an approval answer or a message the intake stream acknowledged
     (``duplicate``: sent before)."""
 
-    action: ControlAction | ApprovalDecision
+    action: ControlAction | ApprovalDecision | Literal["message"]
     command_id: str
     goal_id: str
     duplicate: bool
@@ -459,6 +466,17 @@ class AgoraClient:
         goal_id = goal_of_approval(approval_id) or COMMANDS_GOAL_ID
         return CommandSent(decision, command_id, goal_id, duplicate=False)
 
+    async def message(
+        self, goal_id: str, text: str, *, command_id: str | None = None
+    ) -> CommandSent:
+        """Send input to a goal that runs (``agora.intake.message``); the goal's ``on_message``
+        policy decides what it does. Idempotent by ``command_id``. :meth:`answer` waits for
+        ``message_queued``, ``iteration_interrupted`` or ``message_rejected``."""
+        command_id = command_id or f"c-{uuid.uuid4()}"
+        body = {"command_id": command_id, "goal_id": check_goal_id(goal_id), "text": text}
+        duplicate = await self._send_command(INTAKE_MESSAGE, msgspec.json.encode(body), command_id)
+        return CommandSent("message", command_id, goal_id, duplicate)
+
     async def _send_command(self, subject: str, data: bytes, command_id: str) -> bool:
         """Publish one intake command; True when the stream had it already (a resend)."""
         ack = await publish_with_retries(
@@ -475,9 +493,10 @@ class AgoraClient:
         return bool(ack.duplicate)
 
     async def answer(self, sent: CommandSent, timeout_s: float = 10.0) -> Event:
-        """The planner's answer to a steering command or an approval answer:
+        """The planner's answer to a steering command, an approval answer or a message:
         ``goal_cancelled``, ``goal_paused``, ``goal_resumed``, ``approval_granted``,
-        ``approval_denied``, or ``command_rejected`` / ``approval_rejected`` with the reason.
+        ``approval_denied``, ``message_queued``, ``iteration_interrupted``, or
+        ``command_rejected`` / ``approval_rejected`` / ``message_rejected`` with the reason.
         Raises
         :class:`CommandTimeoutError` when none came within ``timeout_s``."""
 

@@ -20,11 +20,13 @@ from events.catalog import EVENT_TYPES
 from events.commands import GoalCommand
 from events.control_commands import CONTROL_SUBJECTS
 from events.memory_commands import INTAKE_MEMORY_FORGET, ForgetCommand
+from events.message_commands import MessageCommand
 from events.subjects import (
     DLQ_STREAM,
     EVENTS_STREAM,
     INTAKE_APPROVAL,
     INTAKE_GOAL,
+    INTAKE_MESSAGE,
     INTAKE_STREAM,
     INTAKE_TIMER_PREFIX,
     INTAKE_WAKEUP,
@@ -87,11 +89,9 @@ def _rebased(value: Any) -> Any:
 
 def _schemas() -> tuple[dict[str, Any], dict[str, str]]:
     """Every payload schema by name, and the schema name of each event type."""
+    commands = [GoalCommand, ForgetCommand, *_CONTROL_SCHEMAS, ApprovalAnswer, MessageCommand]
     types: list[Any] = [
-        GoalCommand,
-        ForgetCommand,
-        *_CONTROL_SCHEMAS,
-        ApprovalAnswer,
+        *commands,
         *EVENT_TYPES.values(),
         Wakeup,
         QueryRequest,
@@ -104,7 +104,7 @@ def _schemas() -> tuple[dict[str, Any], dict[str, str]]:
     roots, defs = msgspec.json.schema_components(types)
     schemas = {name: _rebased(schema) for name, schema in defs.items()}
     event_schema = {}
-    first = 3 + len(_CONTROL_SCHEMAS)
+    first = len(commands)
     for tag, root in zip(EVENT_TYPES, roots[first : first + len(EVENT_TYPES)], strict=True):
         event_schema[tag] = root["$ref"].rsplit("/", 1)[-1]
     return schemas, event_schema
@@ -166,6 +166,12 @@ def _messages(event_schema: dict[str, str]) -> dict[str, Any]:
             "ApprovalAnswer",
             "approve (optionally with edited arguments) or deny a tool call that waits",
             headers=_headers(guarded=False, msg_id="the answer's command_id"),
+        ),
+        "MessageCommand": _message(
+            "MessageCommand",
+            "MessageCommand",
+            "input for a goal that runs, handled by the policy the goal was submitted with",
+            headers=_headers(guarded=False, msg_id="the message's command_id"),
         ),
         "Wakeup": _message(
             "Wakeup",
@@ -245,6 +251,16 @@ def _channels(event_types: list[str]) -> dict[str, Any]:
             "already answered request, edited arguments that do not fit the tool; on the "
             "reserved goal id _intake when the goal does not exist).",
             "messages": _refs(["ApprovalAnswer"], "#/components/messages/"),
+        },
+        "intakeMessage": {
+            "address": INTAKE_MESSAGE,
+            "title": "send input to a goal that runs",
+            "description": f"A JetStream publish onto stream {INTAKE_STREAM}. The planner "
+            "records it on its goal as message_received and answers there by the goal's "
+            "on_message policy: message_queued (enqueue), iteration_interrupted (interrupt), "
+            "or message_rejected (policy reject, a goal that ended; on the reserved goal id "
+            "_intake when the goal does not exist).",
+            "messages": _refs(["MessageCommand"], "#/components/messages/"),
         },
         "timers": {
             "address": INTAKE_TIMER_PREFIX + "{timer_id}",
@@ -337,6 +353,9 @@ def _operations() -> dict[str, Any]:
         },
         "answerApproval": _operation(
             "send", "intakeApproval", "approve or deny a tool call that waits", ["client"]
+        ),
+        "sendMessage": _operation(
+            "send", "intakeMessage", "send input to a goal that runs", ["client"]
         ),
         "armTimer": _operation("send", "timers", "store a durable timer", ["executor"]),
         "wakeTask": _operation("receive", "timerWakeups", "finish a task on time", ["executor"]),

@@ -146,6 +146,10 @@ def build_server(client: AgoraClient, *, token_verifier: TokenVerifier | None = 
         priority: Annotated[
             int | None, _intake("priority", "among goals waiting for a flow limit, higher first")
         ] = None,
+        on_message: Annotated[
+            str | None,
+            _intake("on_message", "input while it runs: reject, enqueue or interrupt"),
+        ] = None,
     ) -> dict[str, Any]:
         """Submit a goal (agora's intake command; `agora schema` has its JSON Schema). Returns
         its goal_id at once; a bad command is rejected by the planner with a reason that
@@ -163,6 +167,7 @@ def build_server(client: AgoraClient, *, token_verifier: TokenVerifier | None = 
             "max_tokens": max_tokens,
             "max_cost_usd": max_cost_usd,
             "priority": priority,
+            "on_message": on_message,
         }
         with _as_tool_error():
             sent = await client.submit({k: v for k, v in fields.items() if v is not None})

@@ -12,9 +12,10 @@ A task's history is folded from the goal's recorded events into a ``TaskRecord``
 
 A plain task writes ``tool_called`` (its first one is the task's start) and then
 ``task_completed`` (the successful attempt's return) or ``tool_failed``/``task_failed``; or,
-once its goal is cancelled (``goal_cancelled`` in the record), ``task_cancelled``, and
-nothing more runs. Logs written by older executors also hold ``task_started`` and
-``tool_returned``; they fold the same.
+once its goal is cancelled or its iteration interrupted by a message (``goal_cancelled`` /
+``iteration_interrupted`` in the record), ``task_cancelled``, and nothing more runs. Logs
+written by older executors also hold ``task_started`` and ``tool_returned``; they fold the
+same.
 
 Event ids come from ``Stamp.envelope(tag, iteration, task_id[, attempt])``: the same decision
 always gets the same id, so re-publishing after a crash is deduplicated by JetStream.
@@ -30,6 +31,7 @@ from typing import Any
 
 from events.catalog import (
     GoalCancelled,
+    IterationInterrupted,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
@@ -52,21 +54,34 @@ __all__ = [
     "FinishFromRecord",
     "Run",
     "TaskRecord",
+    "TaskStop",
     "called",
     "cancelled",
     "completed",
     "failed",
     "fold_task",
-    "goal_cancellation",
+    "interrupted_reason",
     "next_attempt_delay",
     "plan_execution",
     "returned",
     "started",
+    "stop_of",
+    "stopped",
     "tool_failed",
 ]
 
 INTERRUPTED_ERROR = "the executor stopped before the tool returned; attempt counted as failed"
 CANCELLED_REASON = "the goal was cancelled"
+
+
+def interrupted_reason(iteration: int) -> str:
+    """Why a task of ``iteration`` ended when a message interrupted that iteration."""
+    return f"iteration {iteration} was interrupted by a message"
+
+
+# What ends a task that has not finished: its goal's cancellation, or its iteration's
+# interruption by a message (the planner revises at once, the task's result no longer counts).
+TaskStop = GoalCancelled | IterationInterrupted
 _BACKOFF_BASE_S = 0.05
 _BACKOFF_CAP_S = 2.0
 
@@ -87,8 +102,9 @@ class TaskRecord:
     cancelled: bool = False
     # The durable timer the task's latest attempt waits for (a long sleep), if any.
     timer: TimerStarted | None = None
-    # The goal's cancellation, when it is recorded: nothing more of the task may run.
-    goal_cancelled: GoalCancelled | None = None
+    # The goal's cancellation or the iteration's interruption, when it is recorded: nothing
+    # more of the task may run.
+    stop: TaskStop | None = None
 
     @property
     def finished(self) -> bool:
@@ -111,8 +127,9 @@ def fold_task(events: Iterable[Event], iteration: int, task_id: str) -> TaskReco
     """The record of task ``task_id`` in ``iteration``, from a goal's events in stream order."""
     record = TaskRecord(iteration=iteration, task_id=task_id)
     for event in events:
-        if isinstance(event, GoalCancelled) and record.goal_cancelled is None:
-            record = replace(record, goal_cancelled=event)
+        if isinstance(event, GoalCancelled | IterationInterrupted) and _stops(event, iteration):
+            if record.stop is None:
+                record = replace(record, stop=event)
         elif _of_task(event, iteration, task_id):
             record = _evolve(record, event)
     return record
@@ -124,9 +141,19 @@ def _of_task(event: Event, iteration: int, task_id: str) -> bool:
     )
 
 
-def goal_cancellation(events: Iterable[Event]) -> GoalCancelled | None:
-    """The goal's ``goal_cancelled`` among ``events``, if there is one."""
-    return next((event for event in events if isinstance(event, GoalCancelled)), None)
+def _stops(event: Event, iteration: int) -> bool:
+    return isinstance(event, GoalCancelled) or (
+        isinstance(event, IterationInterrupted) and event.iteration == iteration
+    )
+
+
+def stop_of(events: Iterable[Event], iteration: int) -> TaskStop | None:
+    """What among ``events`` stops a task of ``iteration``: the goal's ``goal_cancelled``, or
+    that iteration's ``iteration_interrupted``; None when nothing does."""
+    for event in events:
+        if isinstance(event, GoalCancelled | IterationInterrupted) and _stops(event, iteration):
+            return event
+    return None
 
 
 def _evolve(record: TaskRecord, event: Event) -> TaskRecord:
@@ -196,9 +223,11 @@ def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Exe
     if record.finished:
         return AlreadyFinished()
     spent_ms = record.tool_duration_ms
-    if record.goal_cancelled is not None:
-        # The goal ended: the task stops where the record says it is, nothing more runs.
-        return FinishFromRecord((cancelled(task, record.attempts_made, spent_ms, stamp),))
+    if record.stop is not None:
+        # The goal ended, or the iteration did: the task stops where the record says it is.
+        return FinishFromRecord(
+            (stopped(task, record.stop, record.attempts_made, spent_ms, stamp),)
+        )
     if record.returned is not None:
         result = record.returned
         # The attempt's return is recorded (tool_returned): this event only closes the task.
@@ -347,6 +376,16 @@ def failed(
         duration_ms=duration_ms,
         transient=transient,
     )
+
+
+def stopped(
+    task: TaskScheduled, stop: TaskStop, attempts: int, duration_ms: float, stamp: Stamp
+) -> TaskCancelled:
+    """The task's ``task_cancelled``, with why: its goal was cancelled, or a message
+    interrupted its iteration."""
+    if isinstance(stop, GoalCancelled):
+        return cancelled(task, attempts, duration_ms, stamp)
+    return cancelled(task, attempts, duration_ms, stamp, reason=interrupted_reason(stop.iteration))
 
 
 def cancelled(

@@ -19,7 +19,8 @@ is acked; ``wake_task`` finishes it when the timer's wake-up comes (services/exe
 A cancelled goal's task runs nothing more: ``goal_cancelled`` stops a tool call that runs
 (services/executor/cancellations.py), and a write refused because it came after the
 cancellation finds it in the goal's newer events. Either way the task ends with
-``task_cancelled``, and a result that arrived too late is dropped.
+``task_cancelled``, and a result that arrived too late is dropped. A task of an iteration a
+message interrupted (``iteration_interrupted``) ends the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from datetime import datetime
 
 import structlog
 
-from events.catalog import GoalCancelled, TaskScheduled
+from events.catalog import TaskScheduled
 from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError, ToolError
 from events.model import Event, Stamp
 from services.executor import decide, waits
@@ -60,8 +61,9 @@ class _TaskWriter:
     last_seq: int
     history: list[Event] = field(default_factory=list)
     mine: set[str] = field(default_factory=set)
-    # Set when a refused write found the goal cancelled: the task stops (give_way).
-    goal_cancelled: GoalCancelled | None = None
+    # Set when a refused write found the goal cancelled or the iteration interrupted: the
+    # task stops (give_way).
+    stop: decide.TaskStop | None = None
 
     def _foreign(self, event: Event) -> bool:
         return (
@@ -82,9 +84,9 @@ class _TaskWriter:
                 self.last_seq = newer.last_seq
                 if any(self._foreign(event) for event in newer.events):
                     return False
-                cancelled = decide.goal_cancellation(newer.events)
-                if cancelled is not None and not stopping:
-                    self.goal_cancelled = cancelled
+                stop = decide.stop_of(newer.events, self.task.iteration)
+                if stop is not None and not stopping:
+                    self.stop = stop
                     return False
                 continue
             if any(
@@ -101,17 +103,18 @@ class _TaskWriter:
             return True
 
     async def give_way(self, attempts: int, spent_ms: float, stamp: Stamp) -> None:
-        """A write did not go through: record the task's stop if its goal was cancelled,
-        else another replica owns the task (``stand_down``)."""
-        if self.goal_cancelled is not None:
-            stop = decide.cancelled(self.task, attempts, spent_ms, stamp)
+        """A write did not go through: record the task's stop if its goal was cancelled (or
+        its iteration interrupted), else another replica owns the task (``stand_down``)."""
+        if self.stop is not None:
+            stop = decide.stopped(self.task, self.stop, attempts, spent_ms, stamp)
             if await self.write([stop], stopping=True):
                 return
         self.stand_down()
 
-    async def stop(self, attempts: int, spent_ms: float, stamp: Stamp) -> None:
-        """The running call was stopped because the goal was cancelled: record it."""
-        stop = decide.cancelled(self.task, attempts, spent_ms, stamp)
+    async def record_stop(self, attempts: int, spent_ms: float, stamp: Stamp, reason: str) -> None:
+        """The running call was stopped because the goal was cancelled or the iteration
+        interrupted (``reason`` says which): record it."""
+        stop = decide.cancelled(self.task, attempts, spent_ms, stamp, reason=reason)
         if not await self.write([stop], stopping=True):
             self.stand_down()
 
@@ -171,7 +174,8 @@ async def execute_task(
             assert timers is not None
             await _wait_durably(task, run, wait_s, writer=writer, stamp=stamp(), timers=timers)
         case decide.Run() as run:
-            with (cancellations or Cancellations()).watch(task.goal_id) as cancelled:
+            heard = cancellations or Cancellations()
+            with heard.watch(task.goal_id, task.iteration) as cancelled:
                 await _run_attempts(
                     task,
                     run,
@@ -179,6 +183,7 @@ async def execute_task(
                     writer=writer,
                     stamp=stamp,
                     cancelled=cancelled,
+                    why_stopped=lambda: heard.reason(task.goal_id, task.iteration),
                     sleep=sleep,
                     monotonic=monotonic,
                 )
@@ -217,6 +222,7 @@ async def _run_attempts(
     writer: _TaskWriter,
     stamp: Callable[[], Stamp],
     cancelled: asyncio.Event,
+    why_stopped: Callable[[], str],
     sleep: Callable[[float], Awaitable[object]],
     monotonic: Callable[[], float],
 ) -> None:
@@ -265,7 +271,7 @@ async def _run_attempts(
         duration_ms = (monotonic() - began) * 1000
         spent_ms += duration_ms
         if result is CANCELLED:
-            await writer.stop(attempt, spent_ms, stamp())
+            await writer.record_stop(attempt, spent_ms, stamp(), why_stopped())
             return
         assert isinstance(result, ToolResult)
         # The attempt's return and the task's completion are one event for a plain task.

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -11,6 +11,8 @@ from nats.aio.subscription import Subscription as CoreSubscription
 from nats.js.api import PubAck
 
 from events.catalog import TaskScheduled
+from events.codec import decode_event
+from events.errors import DecodeError
 from events.model import Event
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, event_type_filter, goal_id_from_subject
 from events.timers import decode_wakeup
@@ -79,15 +81,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
     cancellations = Cancellations()
     doorbells: list[CoreSubscription] = []
 
-    async def heard(msg: Msg) -> None:
-        goal_id = goal_id_from_subject(msg.subject)
-        if goal_id is None:
-            return
-        cancellations.cancel(goal_id)
-        try:
-            await wake_cancelled_timers(goal_id, log=history, timers=timers)
-        except Exception as exc:  # only a prompt: the timer still wakes the task when due
-            log.warning("cancelled_timers_not_woken", goal_id=goal_id, error=str(exc))
+    heard = _doorbell(cancellations, history, timers)
 
     async def follow_cancellations() -> None:
         for tag in MANIFEST.followed_tags:
@@ -166,6 +160,29 @@ def build(ctx: ServiceContext) -> ServiceParts:
         on_stop=stop,
         tasks=[mcp.keep_connected],
     )
+
+
+def _doorbell(
+    cancellations: Cancellations, history: GoalHistory, timers: ScheduledTimers
+) -> Callable[[Msg], Awaitable[None]]:
+    """What hearing a followed ``goal_cancelled`` / ``iteration_interrupted`` does: running
+    calls it stops are told, and the tasks of the goal on a durable timer are woken."""
+
+    async def heard(msg: Msg) -> None:
+        goal_id = goal_id_from_subject(msg.subject)
+        if goal_id is None:
+            return
+        try:
+            cancellations.hear(decode_event(msg.data))
+        except DecodeError as exc:  # only a prompt: the guarded writes still find the stop
+            log.warning("stop_unreadable", goal_id=goal_id, error=str(exc))
+            return
+        try:
+            await wake_cancelled_timers(goal_id, log=history, timers=timers)
+        except Exception as exc:  # only a prompt: the timer still wakes the task when due
+            log.warning("cancelled_timers_not_woken", goal_id=goal_id, error=str(exc))
+
+    return heard
 
 
 def connected_tools(ctx: ServiceContext, registry: ToolRegistry) -> McpTools:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from events.catalog import (
     GoalCancelled,
+    IterationInterrupted,
     LlmRequested,
     LlmResponded,
     TaskCancelled,
@@ -46,7 +47,8 @@ MANIFEST = ServiceManifest(
         LlmResponded,
         ToolsListed,  # what each MCP server offers, for planners and `agora tools`
     ),
-    # Every replica hears a cancellation, so the one running the goal's task stops it.
-    follows=(GoalCancelled,),
+    # Every replica hears a cancellation (or an iteration's interruption by a message), so the
+    # one running the goal's task stops it.
+    follows=(GoalCancelled, IterationInterrupted),
     live=True,
 )

@@ -56,7 +56,7 @@ async def execute_react(
         return Stamp.caused_by(task, producer=producer, now=now())
 
     began = monotonic()
-    with (cancellations or Cancellations()).watch(task.goal_id) as cancelled:
+    with (cancellations or Cancellations()).watch(task.goal_id, task.iteration) as cancelled:
         outcome = await unless_cancelled(
             _react(
                 task,
@@ -73,7 +73,10 @@ async def execute_react(
         )
     if outcome is CANCELLED:
         spent_ms = (monotonic() - began) * 1000
-        await publish([decide.cancelled(task, react.REACT_ATTEMPT, spent_ms, stamp())])
+        reason = (cancellations or Cancellations()).reason(task.goal_id, task.iteration)
+        await publish(
+            [decide.cancelled(task, react.REACT_ATTEMPT, spent_ms, stamp(), reason=reason)]
+        )
 
 
 async def _react(
@@ -93,8 +96,9 @@ async def _react(
     recorded = answers_in(history)
     if record.finished or decide.fold_task(history, task.iteration, task.task_id).finished:
         return
-    if decide.goal_cancellation(history) is not None:
-        await publish([decide.cancelled(task, react.REACT_ATTEMPT, 0.0, stamp())])
+    stop = decide.stop_of(history, task.iteration)
+    if stop is not None:
+        await publish([decide.stopped(task, stop, react.REACT_ATTEMPT, 0.0, stamp())])
         return
     if not record.started:
         await publish([decide.started(task, react.REACT_ATTEMPT, stamp())])

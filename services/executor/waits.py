@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from events.catalog import TaskScheduled, TimerFired, TimerStarted
 from events.model import Event, Stamp
 from events.tools import SleepArgs
-from services.executor.decide import TaskRecord, cancelled, completed, fold_task
+from services.executor.decide import TaskRecord, completed, fold_task, stopped
 
 __all__ = [
     "EARLY_TOLERANCE_S",
@@ -138,8 +138,8 @@ def on_wakeup(task: TaskScheduled, record: TaskRecord, timer_id: str, stamp: Sta
     if timer is None or timer.timer_id != timer_id or timer.attempt != record.attempts_made:
         return Ignore(f"task {task.task_id} does not wait for timer {timer_id}")
     spent_ms = record.tool_duration_ms
-    if record.goal_cancelled is not None:
-        return Finish((cancelled(task, record.attempts_made, spent_ms, stamp),))
+    if record.stop is not None:
+        return Finish((stopped(task, record.stop, record.attempts_made, spent_ms, stamp),))
     now = stamp.occurred_at
     if now < timer.due_at - timedelta(seconds=EARLY_TOLERANCE_S):
         return Rearm(timer)

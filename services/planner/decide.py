@@ -43,7 +43,9 @@ from events.catalog import (
     GoalDequeued,
     GoalFailed,
     GoalResumed,
+    IterationInterrupted,
     LlmResponded,
+    MessageReceived,
     PlanCreated,
     PlanRevised,
     TaskCompleted,
@@ -65,6 +67,7 @@ from services.planner.llm_plan import (
     llm_plan,
     visible_tools,
 )
+from services.planner.messages import decide_message
 from services.planner.references import (
     resolve_references,
 )
@@ -78,6 +81,7 @@ from services.planner.state import (
 )
 
 __all__ = [
+    "COMMAND_RECORDS",
     "LLM_UNAVAILABLE",
     "MAX_REVISED_TIMEOUT_S",
     "Decision",
@@ -95,6 +99,9 @@ LLM_UNAVAILABLE = "llm_unavailable"
 # The largest timeout an intake step may ask for; revisions never grow a timeout beyond it.
 MAX_REVISED_TIMEOUT_S = 3600.0
 
+
+# The recorded commands the active planner answers, even for a goal that ended or never was.
+COMMAND_RECORDS = (*CONTROL_REQUESTS, ApprovalAnswered, MessageReceived)
 
 # -- the plan -> run -> evaluate loop ----------------------------------------------------
 
@@ -152,7 +159,7 @@ def decide_next(
     folds what arrives (a running task's result, a verdict) but decides nothing else.
     """
     decided: list[Event] = []
-    if isinstance(event, (*CONTROL_REQUESTS, ApprovalAnswered)):
+    if isinstance(event, COMMAND_RECORDS):
         decided, state = _answer_command(state, event, tools=tools, now=now, producer=producer)
         if state is None:
             return Decision(decided)
@@ -182,12 +189,16 @@ def _answer_command(
     now: datetime,
     producer: str,
 ) -> tuple[list[Event], PlannerState | None]:
-    """The answer to a steering request or an approval answer, and the state to go on deciding
-    from (None: nothing more is due). A resume goes on with what became due while the goal was
-    paused; a granted or denied approval moves its waiting task on, unless the goal is paused."""
+    """The answer to a steering request, an approval answer or a message, and the state to go
+    on deciding from (None: nothing more is due). A resume goes on with what became due while
+    the goal was paused; a granted or denied approval moves its waiting task on, and an
+    interrupting message revises the plan, unless the goal is paused."""
     if isinstance(event, ApprovalAnswered):
         decided = decide_answer(state, event, tools=tools, now=now, producer=producer)
         goes_on = any(isinstance(e, ApprovalGranted | ApprovalDenied) for e in decided)
+    elif isinstance(event, MessageReceived):
+        decided = decide_message(state, event, now=now, producer=producer)
+        goes_on = any(isinstance(e, IterationInterrupted) for e in decided)
     else:
         assert isinstance(event, CONTROL_REQUESTS)
         decided = decide_control(state, event, now=now, producer=producer)
@@ -243,8 +254,8 @@ def _next_decisions(
         return []  # a queued goal is planned once it leaves the queue (goal_dequeued)
     if state.plan is None:
         return _before_the_plan(state, stamp, goal, tools, planning)
-    if state.evaluation is not None:
-        return _act_on_verdict(state, stamp, state.evaluation, tools, planning)
+    if state.evaluation is not None or state.interrupted:
+        return _after_the_iteration(state, stamp, tools, planning)
     ready = ready_tasks(state)
     if ready:
         return [_schedule(state, stamp, task, tools) for task in ready]
@@ -366,13 +377,18 @@ def _evaluation_request(state: PlannerState, stamp: Stamp) -> EvaluationRequeste
     )
 
 
-def _act_on_verdict(
-    state: PlannerState,
-    stamp: Stamp,
-    evaluation: EvaluationCompleted,
-    tools: Tools,
-    planning: LlmPlanning | None,
+def _after_the_iteration(
+    state: PlannerState, stamp: Stamp, tools: Tools, planning: LlmPlanning | None
 ) -> list[Event] | LlmRequest:
+    """The iteration has its verdict, or a message interrupted it: the goal's outcome, or the
+    next iteration's plan."""
+    evaluation = state.evaluation
+    if state.interrupted or (state.queued and state.iteration < state.max_iterations):
+        # An interrupting message revises now; messages queued while the iteration ran are
+        # taken in by the next one, whatever the verdict (an accepted result is not the
+        # goal's last word once it was given input).
+        return _revise(state, stamp, tools, planning, evaluation)
+    assert evaluation is not None  # _next_decisions comes here with a verdict or interrupted
     if evaluation.verdict == "accept" or state.iteration >= state.max_iterations:
         return [_final_outcome(state, stamp, evaluation)]
     goal = state.goal
@@ -380,14 +396,37 @@ def _act_on_verdict(
     if not replans and (stuck := permanent_failures(state)):
         # The rule revision runs the same tasks again: a permanent failure would recur.
         return [_stuck(state, stamp, evaluation, stuck)]
-    tasks = revise_tasks(state)
-    strategy = "revised"
+    return _revise(state, stamp, tools, planning, evaluation)
+
+
+def _revise(
+    state: PlannerState,
+    stamp: Stamp,
+    tools: Tools,
+    planning: LlmPlanning | None,
+    evaluation: EvaluationCompleted | None,
+) -> list[Event] | LlmRequest:
+    """The next iteration's plan: after ``evaluation``'s verdict, and taking in the queued
+    messages (an interrupted iteration may have no verdict). A model replans a goal it planned;
+    otherwise the rule revision runs the same plan again, or, with messages, plans their text."""
+    goal = state.goal
+    messages = tuple(text for _, text in state.queued)
+    feedback = evaluation.feedback if evaluation is not None else _interrupted_feedback(state)
+    replans = planning is not None and goal is not None and not goal.steps
     if replans and planning is not None:
-        step = llm_plan(state, tools=tools, planning=planning, verdict=evaluation)
+        step = llm_plan(
+            state, tools=tools, planning=planning, verdict=evaluation, messages=messages
+        )
         planned = _llm_tasks(state, stamp, step)
         if not isinstance(planned, tuple):
             return planned
         strategy, tasks = "llm", planned
+    elif messages:
+        named = visible_tools(tools, state.granted_tools)
+        tasks = _with_tool_timeouts(decompose_text("\n".join(messages), named), tools)
+        strategy = "message"
+    else:
+        strategy, tasks = "revised", revise_tasks(state)
     next_iteration = state.iteration + 1
     return [
         PlanRevised(
@@ -395,9 +434,14 @@ def _act_on_verdict(
             iteration=next_iteration,
             strategy=strategy,
             tasks=tasks,
-            feedback=evaluation.feedback,
+            feedback=feedback,
+            messages=tuple(command_id for command_id, _ in state.queued),
         )
     ]
+
+
+def _interrupted_feedback(state: PlannerState) -> str:
+    return f"iteration {state.iteration} was interrupted by a message before it was evaluated"
 
 
 def _final_outcome(

@@ -9,7 +9,9 @@ Two inputs (services/planner/manifest.py), three handlers:
 - :class:`CommandIntake` records steering commands (cancel, pause, resume) on their goal, as
   requests; any replica may run it too (``services.planner.control``).
 - :class:`ApprovalIntake` records answers to approval requests on their goal
-  (``services.planner.approvals``); any replica may run it too. :class:`DeadlineKeeper` stores,
+  (``services.planner.approvals``); any replica may run it too. :class:`MessageIntake` records
+  messages for goals that run (``services.planner.messages``) the same way.
+  :class:`DeadlineKeeper` stores,
   for every ``approval_requested``, the deny that nats-server delivers at its deadline.
 - :class:`GoalPlanner` takes every decision after that, on the active replica only (the pinned
   consumer; its appends are fenced by the replica's lease). Its state cache is authoritative
@@ -32,21 +34,23 @@ import structlog
 
 from events.approval_commands import DeadlineMessage, deadline_message, parse_approval_answer
 from events.approvals import ApprovalPolicy
-from events.catalog import ApprovalAnswered, ApprovalRequested, CancelRequested, GoalAccepted
+from events.catalog import ApprovalRequested, CancelRequested, GoalAccepted
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
 from events.control_commands import parse_control_command
 from events.errors import EventTooLargeError, GoalExistsError, LlmError, LlmNotRecordedError
+from events.message_commands import parse_message_command
 from events.model import Event, Stamp
 from services.llm.messages import LlmRequest
 from services.llm.port import LlmPort
 from services.llm.recording import recorded_call
 from services.planner.approvals import record_answer
 from services.planner.cache import GoalStates
-from services.planner.control import CONTROL_REQUESTS, record_command
-from services.planner.decide import decide_next, llm_failure, unwritable_failure
+from services.planner.control import record_command
+from services.planner.decide import COMMAND_RECORDS, decide_next, llm_failure, unwritable_failure
 from services.planner.flow_gate import FlowGate
 from services.planner.intake import Tools, accept_goal
 from services.planner.llm_plan import LlmPlanning
+from services.planner.messages import record_message
 from services.planner.ports import (
     Append,
     AppendNewGoal,
@@ -63,6 +67,7 @@ __all__ = [
     "DeadlineKeeper",
     "GoalIntake",
     "GoalPlanner",
+    "MessageIntake",
     "Outcome",
 ]
 
@@ -174,6 +179,29 @@ class ApprovalIntake:
 
 
 @dataclass
+class MessageIntake:
+    """Records messages for goals that run (``agora.intake.message``): any replica may run it.
+    The active planner answers the recorded message by the goal's policy."""
+
+    append: AppendRequest
+    goal_exists: GoalExists
+    producer: str
+    now: Callable[[], datetime]
+    max_bytes: int
+
+    async def admit(self, data: bytes, *, fallback_command_id: str) -> tuple[Event, ...]:
+        """Record one message (or its rejection); a DecodeError (bytes that are not a JSON
+        object) propagates."""
+        message = parse_message_command(
+            data, fallback_command_id=fallback_command_id, max_bytes=self.max_bytes
+        )
+        exists = bool(message.goal_id) and await self.goal_exists(message.goal_id)
+        events = record_message(message, goal_exists=exists, now=self.now(), producer=self.producer)
+        await self.append(events)
+        return tuple(events)
+
+
+@dataclass
 class DeadlineKeeper:
     """Stores the deny of every recorded approval request, scheduled for its deadline, on the
     intake stream: nats-server delivers it then, whatever runs or restarts meanwhile. It
@@ -212,7 +240,7 @@ class GoalPlanner:
         """
         goal_id = event.goal_id
         flow = self.flow
-        if isinstance(event, (*CONTROL_REQUESTS, ApprovalAnswered)):
+        if isinstance(event, COMMAND_RECORDS):
             if flow is not None and isinstance(event, CancelRequested):
                 flow.withdraw(goal_id)  # a waiting goal being cancelled must not start now
             # Answered even for a goal that ended or was never accepted: with a rejection.

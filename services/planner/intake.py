@@ -124,6 +124,7 @@ def _decide(
         allowed_tools=tuple(dict.fromkeys(command.allowed_tools)),
         approval=approval,
         priority=command.priority,
+        on_message=command.on_message,
     )
     return [accepted]
 
@@ -164,6 +165,7 @@ def _accept_fork(
         carried=fork.carried,
         approval=approval,
         priority=command.priority,
+        on_message=command.on_message,
     )
     return [accepted]
 

@@ -249,11 +249,30 @@ def _plan_text(tasks: tuple[TaskSpec, ...]) -> str:
     )
 
 
+def _feedback(
+    verdict: EvaluationCompleted | None, messages: tuple[str, ...], iteration: int
+) -> str:
+    """The evaluator's feedback and, when input came while the goal ran, that input: it is
+    the user's, like the goal's text, so it reaches the model as what to do next."""
+    if verdict is not None:
+        feedback = verdict.feedback
+    else:
+        feedback = f"none: iteration {iteration} was interrupted by new input before it ended"
+    if not messages:
+        return feedback
+    listed = json.dumps(list(messages), ensure_ascii=False)
+    return f"{feedback}\n\nNew input from the user while the goal ran, oldest first: {listed}"
+
+
 def _opening(
-    state: PlannerState, tools: Tools, prompts: PromptTemplates, verdict: EvaluationCompleted | None
+    state: PlannerState,
+    tools: Tools,
+    prompts: PromptTemplates,
+    verdict: EvaluationCompleted | None,
+    messages: tuple[str, ...] = (),
 ) -> tuple[str, tuple[ChatMessage, ...]]:
     catalogue = _tool_catalogue(tools)
-    if verdict is None:
+    if verdict is None and not messages:
         system = prompts["plan"].render_system(tools=catalogue)
         user = prompts["goal"].render(text=state.text, context=_context_text(state))
         return "plan", (
@@ -282,7 +301,7 @@ def _opening(
         next_iteration=str(state.iteration + 1),
         plan=_plan_text(state.plan or ()),
         outcomes=outcomes,
-        feedback=verdict.feedback,
+        feedback=_feedback(verdict, messages, state.iteration),
     )
     return "revise", (
         ChatMessage(role="system", content=system),
@@ -296,11 +315,13 @@ def llm_plan(
     tools: Tools,
     planning: LlmPlanning,
     verdict: EvaluationCompleted | None = None,
+    messages: tuple[str, ...] = (),
 ) -> Planned | NeedAnswer | PlanFailed:
-    """The next step of planning (``verdict`` set: revising after it) given recorded answers."""
+    """The next step of planning given recorded answers: the first plan, or (``verdict`` or
+    ``messages`` set) the revision after that verdict, taking in the input that came."""
     granted = state.granted_tools
     tools = visible_tools(tools, granted)
-    purpose, messages = _opening(state, tools, planning.prompts, verdict)
+    purpose, conversation = _opening(state, tools, planning.prompts, verdict, messages)
     schema = plan_schema(tools)
     # The tokens each request may use are what was left before it: what the goal had when
     # this planning phase began, minus this conversation's earlier answers. Fixed by the
@@ -318,7 +339,7 @@ def llm_plan(
             max_tokens = min(max_tokens, budget_tokens)
         request = LlmRequest(
             purpose=purpose,
-            messages=messages,
+            messages=conversation,
             response_schema=schema,
             schema_name="plan",
             max_tokens=max_tokens,
@@ -333,8 +354,8 @@ def llm_plan(
             return Planned(parsed)
         problems = parsed
         fix = planning.prompts["fix"].render(problems="\n".join(f"- {p}" for p in problems))
-        messages = (
-            *messages,
+        conversation = (
+            *conversation,
             ChatMessage(role="assistant", content=answer.content),
             ChatMessage(role="user", content=fix),
         )

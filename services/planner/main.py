@@ -24,6 +24,7 @@ from events.catalog import (
     GoalAccepted,
     GoalDequeued,
     LlmResponded,
+    MessageReceived,
     PauseRequested,
     ResumeRequested,
     TaskCompleted,
@@ -37,6 +38,7 @@ from events.schedules import firing_of
 from events.subjects import (
     EVENTS_STREAM,
     INTAKE_APPROVAL,
+    INTAKE_MESSAGE,
     INTAKE_STREAM,
     goal_events_filter,
     goal_id_from_subject,
@@ -59,6 +61,7 @@ from services.planner.handler import (
     DeadlineKeeper,
     GoalIntake,
     GoalPlanner,
+    MessageIntake,
 )
 from services.planner.llm_plan import LlmPlanning
 from services.planner.templates import load_prompts
@@ -220,13 +223,18 @@ def build(ctx: ServiceContext) -> ServiceParts:
     steering = CommandIntake(
         append=append_request, goal_exists=goal_exists, producer=ctx.producer, now=ctx.now
     )
-    answers = ApprovalIntake(
-        append=append_request,
-        goal_exists=goal_exists,
-        producer=ctx.producer,
-        now=ctx.now,
-        max_bytes=ctx.settings.max_intake_bytes,
-    )
+    # Answers to approvals and messages for running goals: recorded on their goal, decided by
+    # the active planner.
+    recorders = {
+        subject: kind(
+            append=append_request,
+            goal_exists=goal_exists,
+            producer=ctx.producer,
+            now=ctx.now,
+            max_bytes=ctx.settings.max_intake_bytes,
+        )
+        for subject, kind in ((INTAKE_APPROVAL, ApprovalIntake), (INTAKE_MESSAGE, MessageIntake))
+    }
 
     async def store_deadline(message: DeadlineMessage) -> None:
         await ctx.js.publish(message.subject, message.body, headers=message.headers)
@@ -244,8 +252,8 @@ def build(ctx: ServiceContext) -> ServiceParts:
         if delivery.subject in CONTROL_SUBJECTS:
             await steering.admit(delivery.subject, delivery.data, fallback_command_id=fallback)
             return
-        if delivery.subject == INTAKE_APPROVAL:
-            await answers.admit(delivery.data, fallback_command_id=fallback)
+        if (recorder := recorders.get(delivery.subject)) is not None:
+            await recorder.admit(delivery.data, fallback_command_id=fallback)
             return
         outcome = await intake.admit(
             delivery.data,
@@ -299,6 +307,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
                     ResumeRequested,
                     ApprovalAnswered,
                     GoalDequeued,
+                    MessageReceived,
                 ),
                 decide,
             ),

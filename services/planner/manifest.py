@@ -23,9 +23,13 @@ from events.catalog import (
     GoalQueued,
     GoalRejected,
     GoalResumed,
+    IterationInterrupted,
     LeaseAcquired,
     LlmRequested,
     LlmResponded,
+    MessageQueued,
+    MessageReceived,
+    MessageRejected,
     PauseRequested,
     PlanCreated,
     PlanRevised,
@@ -41,6 +45,7 @@ from events.subjects import (
     INTAKE_APPROVAL,
     INTAKE_DEADLINE_PREFIX,
     INTAKE_GOAL,
+    INTAKE_MESSAGE,
     INTAKE_STREAM,
 )
 from services.manifest import Input, ServiceManifest
@@ -52,11 +57,11 @@ MANIFEST = ServiceManifest(
     inputs=(
         # Validation scales out: every replica takes goal commands and admits or rejects them,
         # and records steering commands (cancel, pause, resume) as requests on their goal,
-        # and answers to approval requests likewise.
+        # and answers to approval requests and messages for running goals likewise.
         Input(
             INTAKE_STREAM,
-            "planner: goal commands, cancel/pause/resume, approval answers",
-            commands=(INTAKE_GOAL, *CONTROL_SUBJECTS, INTAKE_APPROVAL),
+            "planner: goal commands, cancel/pause/resume, approval answers, messages",
+            commands=(INTAKE_GOAL, *CONTROL_SUBJECTS, INTAKE_APPROVAL, INTAKE_MESSAGE),
         ),
         # Decisions have one writer: the pinned replica, fenced by its lease.
         Input(
@@ -73,6 +78,7 @@ MANIFEST = ServiceManifest(
                 PauseRequested,
                 ResumeRequested,
                 ApprovalAnswered,  # answered by the active planner alone, like steering
+                MessageReceived,  # answered by the active planner alone, like steering
                 ApprovalRequested,  # its own: the deadline's scheduled deny is stored from it
                 GoalDequeued,  # its own: a goal that waited is planned in its own lane
             ),
@@ -106,6 +112,10 @@ MANIFEST = ServiceManifest(
         ApprovalRejected,
         GoalQueued,
         GoalDequeued,
+        MessageReceived,
+        MessageQueued,
+        IterationInterrupted,
+        MessageRejected,
     ),
     # The deny of an approval's deadline, scheduled on the intake stream (and, when the
     # deadline already passed, the answer itself).

@@ -36,7 +36,11 @@ from events.catalog import (
     GoalQueued,
     GoalRejected,
     GoalResumed,
+    IterationInterrupted,
     LlmResponded,
+    MessagePolicy,
+    MessageQueued,
+    MessageRejected,
     PlanCreated,
     PlanRevised,
     TaskCompleted,
@@ -146,6 +150,24 @@ class PlannerState(msgspec.Struct, frozen=True):
     # Flow control (services/planner/flow.py): "queued" waits for a slot, nothing is planned
     # until "dequeued"; None: no flow limit applied when the goal was admitted.
     flow: Literal["queued", "dequeued"] | None = None
+    # Messages (command id, text) queued or interrupting, that the next revision takes in.
+    queued: tuple[tuple[str, str], ...] = ()
+    # The current iteration was interrupted by a message: its revision is due now.
+    interrupted: bool = False
+
+    @property
+    def on_message(self) -> MessagePolicy:
+        """What a message for the goal does while it runs (the policy it was submitted with)."""
+        return self.goal.on_message if self.goal is not None else "reject"
+
+    @property
+    def open_tasks(self) -> tuple[str, ...]:
+        """The current plan's tasks that have not ended (in plan order)."""
+        return tuple(
+            task.task_id
+            for task in self.plan or ()
+            if self.status_of(task.task_id) not in _TERMINAL
+        )
 
     @property
     def policy(self) -> ApprovalPolicy | None:
@@ -211,7 +233,7 @@ def evolve(state: PlannerState | None, event: Event) -> PlannerState | None:
     """The state after ``event``. Pure, idempotent, and tolerant of early or stray events."""
     if state is None:
         return _start(event)
-    if isinstance(event, CommandRejected | ApprovalRejected):
+    if isinstance(event, CommandRejected | ApprovalRejected | MessageRejected):
         # Answered even after the goal ended (a cancel that came too late).
         return _answered(state, event.command_id)
     if state.outcome is not None:
@@ -233,7 +255,25 @@ def _fold_llm_answer(state: PlannerState, event: LlmResponded) -> PlannerState:
     return replace(state, llm_answers=answers, llm_spend={**state.llm_spend, event.event_id: spend})
 
 
+def _fold_steering(state: PlannerState, event: _SteeringEvent) -> PlannerState:
+    """A steering command's or a message's answer: every one names its command, answered."""
+    match event:
+        case GoalCancelled(command_id=command_id):
+            return replace(_answered(state, command_id), outcome="cancelled")
+        case GoalPaused(command_id=command_id):
+            return replace(_answered(state, command_id), paused=True)
+        case GoalResumed(command_id=command_id):
+            return replace(_answered(state, command_id), paused=False)
+        case MessageQueued() | IterationInterrupted():
+            return _fold_message(state, event)
+
+
+_SteeringEvent = GoalCancelled | GoalPaused | GoalResumed | MessageQueued | IterationInterrupted
+
+
 def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
+    if isinstance(event, _SteeringEvent):
+        return _fold_steering(state, event)
     folded = state
     match event:
         case GoalCompleted() | GoalFailed():
@@ -241,12 +281,6 @@ def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
             folded = replace(state, outcome=ended)
         case GoalQueued() | GoalDequeued():
             folded = _fold_flow(state, event)
-        case GoalCancelled(command_id=command_id):
-            folded = replace(_answered(state, command_id), outcome="cancelled")
-        case GoalPaused(command_id=command_id):
-            folded = replace(_answered(state, command_id), paused=True)
-        case GoalResumed(command_id=command_id):
-            folded = replace(_answered(state, command_id), paused=False)
         case ContextRequested(iteration=iteration) if iteration == state.iteration:
             folded = replace(state, context_requested=True)
         case ContextProvided(iteration=iteration) if iteration == state.iteration:
@@ -257,11 +291,10 @@ def _fold_goal_event(state: PlannerState, event: Event) -> PlannerState:
                     context=event.items,
                     planning_base_tokens=state.spent_tokens,
                 )
-        case (
-            PlanCreated(iteration=iteration, tasks=tasks)
-            | PlanRevised(iteration=iteration, tasks=tasks)
-        ):
+        case PlanCreated(iteration=iteration, tasks=tasks):
             folded = _start_iteration(state, iteration, tasks)
+        case PlanRevised(iteration=iteration, tasks=tasks, messages=messages):
+            folded = _start_iteration(state, iteration, tasks, taken_in=messages)
         case EvaluationRequested(iteration=iteration) if iteration == state.iteration:
             folded = replace(state, evaluation_requested=True)
         case EvaluationCompleted(iteration=iteration) if (
@@ -280,6 +313,18 @@ def _fold_flow(state: PlannerState, event: GoalQueued | GoalDequeued) -> Planner
     if isinstance(event, GoalQueued):
         return replace(state, flow="queued") if state.flow is None else state
     return replace(state, flow="dequeued") if state.flow != "dequeued" else state
+
+
+def _fold_message(state: PlannerState, event: MessageQueued | IterationInterrupted) -> PlannerState:
+    if event.command_id in state.commands:
+        return state
+    folded = replace(
+        _answered(state, event.command_id), queued=(*state.queued, (event.command_id, event.text))
+    )
+    if isinstance(event, IterationInterrupted) and event.iteration == state.iteration:
+        # The revision is planned from here: its model requests size their budget from now.
+        return replace(folded, interrupted=True, planning_base_tokens=state.spent_tokens)
+    return folded
 
 
 def _fold_request(state: PlannerState, event: ApprovalRequested) -> PlannerState:
@@ -375,7 +420,11 @@ def _start(event: Event) -> PlannerState | None:
 
 
 def _start_iteration(
-    state: PlannerState, iteration: int, tasks: tuple[TaskSpec, ...]
+    state: PlannerState,
+    iteration: int,
+    tasks: tuple[TaskSpec, ...],
+    *,
+    taken_in: tuple[str, ...] = (),
 ) -> PlannerState:
     # A plan for an iteration we already have (a re-seen plan) or an older one changes nothing.
     if iteration < state.iteration or (iteration == state.iteration and state.plan is not None):
@@ -392,6 +441,8 @@ def _start_iteration(
         },
         evaluation_requested=False,
         evaluation=None,
+        queued=tuple(queued for queued in state.queued if queued[0] not in taken_in),
+        interrupted=False,
     )
 
 

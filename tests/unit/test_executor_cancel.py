@@ -148,7 +148,7 @@ async def test_a_redelivered_task_of_a_cancelled_goal_finishes_from_the_record()
     task = scheduled()
     called = decide.called(task, 1, task.args, _stamp(task))
     record = decide.fold_task([task, called, goal_cancelled()], 1, "s1")
-    assert record.goal_cancelled is not None
+    assert record.stop is not None
 
     execution = decide.plan_execution(task, record, _stamp(task))
 

@@ -18,9 +18,13 @@ from events.catalog import (
     GoalPaused,
     GoalRejected,
     GoalResumed,
+    IterationInterrupted,
     LeaseAcquired,
     LlmResponded,
     MemoryStored,
+    MessageQueued,
+    MessageReceived,
+    MessageRejected,
     PlanCreated,
     PlanRevised,
     TaskCancelled,
@@ -454,3 +458,47 @@ def test_task_cancelled_ends_the_task_with_its_attempts_and_time(store: Projecti
         "the goal was cancelled",
         12.5,
     )
+
+
+@pytest.mark.parametrize("per_event", [False, True])
+def test_a_message_row_follows_it_from_received_to_applied(
+    store: ProjectionStore, per_event: bool
+) -> None:
+    received = [
+        MessageReceived(**envelope(1), command_id="m-1", text="use the EU servers"),
+        MessageReceived(**envelope(2), command_id="m-2", text="also echo hi"),
+        MessageReceived(**envelope(3), command_id="m-3", text="ignored"),
+    ]
+    answers = [
+        MessageQueued(
+            **envelope(4, LATER), command_id="m-1", iteration=1, text="use the EU servers"
+        ),
+        IterationInterrupted(
+            **envelope(5, LATER), command_id="m-2", iteration=1, text="also echo hi"
+        ),
+        MessageRejected(**envelope(6, LATER), command_id="m-3", target_goal_id="g-1", reason="no"),
+        PlanRevised(
+            **envelope(7, LATER),
+            iteration=2,
+            strategy="message",
+            tasks=(),
+            feedback="f",
+            messages=("m-1", "m-2"),
+        ),
+    ]
+    events = [*received, *answers]
+    if per_event:
+        for event in events:
+            apply(store, event)
+    else:
+        apply(store, *events)
+    rows = store.connection.execute(
+        "SELECT command_id, text, status, iteration, applied_iteration, received_at, "
+        "answered_at, reason FROM messages ORDER BY command_id"
+    ).fetchall()
+    naive, later = NOW.replace(tzinfo=None), LATER.replace(tzinfo=None)
+    assert rows == [
+        ("m-1", "use the EU servers", "applied", 1, 2, naive, later, None),
+        ("m-2", "also echo hi", "applied", 1, 2, naive, later, None),
+        ("m-3", "ignored", "rejected", None, None, naive, later, "no"),
+    ]

@@ -424,7 +424,15 @@ def test_checksums_agree_however_the_events_were_batched() -> None:
             checksums.append(store.checksums())
 
     assert checksums[0] == checksums[1] == checksums[2]
-    assert set(checksums[0]) == {"goals", "tasks", "facts", "trajectory", "events", "approvals"}
+    assert set(checksums[0]) == {
+        "goals",
+        "tasks",
+        "facts",
+        "trajectory",
+        "events",
+        "approvals",
+        "messages",
+    }
 
 
 def test_checksums_differ_when_an_event_is_missing() -> None:

@@ -30,6 +30,7 @@ from events.catalog import (
     GoalQueued,
     GoalRejected,
     GoalResumed,
+    IterationInterrupted,
     LeaseAcquired,
     ListedTool,
     LlmRequested,
@@ -37,6 +38,9 @@ from events.catalog import (
     MemoryCompacted,
     MemoryForgotten,
     MemoryStored,
+    MessageQueued,
+    MessageReceived,
+    MessageRejected,
     PauseRequested,
     PlanCreated,
     PlanRevised,
@@ -176,6 +180,10 @@ def corpus() -> Iterator[Event]:
             **envelope(n), command_id="c", approval_id="g-1/1/s1", decision="deny", reason=text
         )
         yield ApprovalDenied(**approval(n), reason=text)
+        yield MessageReceived(**envelope(n), command_id="c", text=text)
+        yield MessageQueued(**envelope(n), command_id="c", iteration=n, text=text)
+        yield IterationInterrupted(**envelope(n), command_id="c", iteration=n, text=text)
+        yield MessageRejected(**envelope(n), command_id="c", target_goal_id="", reason=text)
         yield ApprovalRejected(
             **envelope(n), command_id="c", approval_id="g-1/1/s1", target_goal_id="", reason=text
         )
