@@ -246,9 +246,13 @@ class EventPublisher:
     async def _offloaded(self, event: Event) -> _Outgoing:
         """``event`` as it is written, and its bytes (encoded once): large outputs stored
         apart; too large still: raise."""
-        if self.outputs is not None:
-            event = await self.outputs.offload(event)
         payload = encode(event)
+        # An output over the threshold makes the encoded event larger still (JSON never writes
+        # a string in fewer bytes than its UTF-8), so only a larger event can need offloading.
+        if self.outputs is not None and len(payload) > self.outputs.threshold:
+            offloaded = await self.outputs.offload(event)
+            if offloaded is not event:
+                event, payload = offloaded, encode(offloaded)
         # The stream's limit counts the headers too (the guards add at most ~300 bytes).
         size = len(payload) + _HEADROOM
         limit = min(self.max_bytes, self.core.max_payload or self.max_bytes)

@@ -147,3 +147,16 @@ def test_the_inline_threshold_is_a_checked_setting() -> None:
     assert Settings.from_env({"AGORA_OUTPUT_INLINE_BYTES": "16384"}).output_inline_bytes == 16384
     with pytest.raises(ConfigurationError, match="AGORA_OUTPUT_INLINE_BYTES"):
         Settings.from_env({"AGORA_OUTPUT_INLINE_BYTES": "0"})
+
+
+@pytest.mark.parametrize("char", ["x", "é", "€", "😀", '"', "\\", "\n", "\x00"])
+def test_an_output_over_the_threshold_makes_its_event_encode_larger_still(char: str) -> None:
+    # The publisher offloads only events that encode to more than the threshold: that skips
+    # no event holding an output over it, whatever characters the output is made of.
+    threshold = 1024
+    output = char * (threshold // len(char.encode()) + 1)
+    assert len(output.encode()) > threshold
+    small, blobs = externalize(_completed(output), bucket=BUCKET, threshold=threshold)
+    assert blobs
+    assert small.output_ref is not None
+    assert len(encode(_completed(output))) > threshold
