@@ -25,10 +25,9 @@ from typing import Annotated, Any
 import msgspec
 
 from events.catalog import ApprovalDecision, ApprovalRequested
-from events.errors import DecodeError
 from events.schedules import SCHEDULE_HEADER, TARGET_HEADER
 from events.subjects import INTAKE_APPROVAL, INTAKE_DEADLINE_PREFIX, is_reserved_goal_id
-from events.untrusted_json import decode_json
+from events.untrusted_json import decode_command_object, text_of
 
 __all__ = [
     "APPROVAL_ID",
@@ -99,21 +98,13 @@ class InvalidAnswer:
     reason: str
 
 
-_json_decoder = msgspec.json.Decoder()
-
-
 def parse_approval_answer(
     data: bytes, *, fallback_command_id: str, max_bytes: int
 ) -> ParsedAnswer | InvalidAnswer:
     """Validate an answer. Raises ``DecodeError`` only for bytes that are not a JSON object."""
-    try:
-        raw = decode_json(_json_decoder, data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"approval answer is not valid UTF-8 JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise DecodeError(f"approval answer must be a JSON object, got {type(raw).__name__}")
-    command_id = _text(raw.get("command_id"))[:200] or fallback_command_id
-    named = _text(raw.get("approval_id"))[:400]
+    raw = decode_command_object(data, "approval answer")
+    command_id = text_of(raw.get("command_id"))[:200] or fallback_command_id
+    named = text_of(raw.get("approval_id"))[:400]
     goal_id = goal_of_approval(named)
 
     def invalid(reason: str) -> InvalidAnswer:
@@ -129,10 +120,6 @@ def parse_approval_answer(
     except msgspec.ValidationError as exc:
         return invalid(f"invalid approval answer: {exc}")
     return ParsedAnswer(command_id, goal_id, answer)
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,11 @@ reason; bytes that are not a JSON object go to the DLQ (``DecodeError``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
 from events.catalog import ControlAction
-from events.errors import DecodeError
 from events.subjects import (
     INTAKE_CANCEL,
     INTAKE_PAUSE,
@@ -26,7 +25,7 @@ from events.subjects import (
     is_reserved_goal_id,
     is_subject_token,
 )
-from events.untrusted_json import decode_json
+from events.untrusted_json import decode_command_object, text_of
 
 __all__ = [
     "CONTROL_SUBJECTS",
@@ -91,23 +90,15 @@ class InvalidControl:
     reason: str
 
 
-_json_decoder = msgspec.json.Decoder()
-
-
 def parse_control_command(
     subject: str, data: bytes, *, fallback_command_id: str
 ) -> ParsedControl | InvalidControl:
     """Validate a steering command published on ``subject``. Raises ``DecodeError`` only for
     bytes that are not a JSON object (nothing to reject)."""
     action, schema = CONTROL_SUBJECTS[subject]
-    try:
-        raw = decode_json(_json_decoder, data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"{action} command is not valid UTF-8 JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise DecodeError(f"{action} command must be a JSON object, got {type(raw).__name__}")
-    command_id = _text(raw.get("command_id")) or fallback_command_id
-    named = _text(raw.get("goal_id"))
+    raw = decode_command_object(data, f"{action} command")
+    command_id = text_of(raw.get("command_id")) or fallback_command_id
+    named = text_of(raw.get("goal_id"))
 
     def invalid(reason: str) -> InvalidControl:
         goal_id = named if is_subject_token(named) and not is_reserved_goal_id(named) else ""
@@ -120,7 +111,3 @@ def parse_control_command(
     except msgspec.ValidationError as exc:
         return invalid(f"invalid {action} command: {exc}")
     return ParsedControl(action, command_id, command.goal_id, command.reason)
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""

@@ -12,13 +12,12 @@ reason; bytes that are not a JSON object go to the DLQ (``DecodeError``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
-from events.errors import DecodeError
 from events.subjects import SUBJECT_TOKEN, is_reserved_goal_id, is_subject_token
-from events.untrusted_json import decode_json
+from events.untrusted_json import decode_command_object, text_of
 
 __all__ = [
     "MAX_MESSAGE_CHARS",
@@ -63,21 +62,13 @@ class InvalidMessage:
     reason: str
 
 
-_json_decoder = msgspec.json.Decoder()
-
-
 def parse_message_command(
     data: bytes, *, fallback_command_id: str, max_bytes: int
 ) -> ParsedMessage | InvalidMessage:
     """Validate a message. Raises ``DecodeError`` only for bytes that are not a JSON object."""
-    try:
-        raw = decode_json(_json_decoder, data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"message is not valid UTF-8 JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise DecodeError(f"message must be a JSON object, got {type(raw).__name__}")
-    command_id = _text(raw.get("command_id"))[:128] or fallback_command_id
-    named = _text(raw.get("goal_id"))
+    raw = decode_command_object(data, "message")
+    command_id = text_of(raw.get("command_id"))[:128] or fallback_command_id
+    named = text_of(raw.get("goal_id"))
 
     def invalid(reason: str) -> InvalidMessage:
         goal_id = named if is_subject_token(named) and not is_reserved_goal_id(named) else ""
@@ -92,7 +83,3 @@ def parse_message_command(
     except msgspec.ValidationError as exc:
         return invalid(f"invalid message: {exc}")
     return ParsedMessage(command_id, command.goal_id, command.text)
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""

@@ -19,9 +19,31 @@ from typing import Any, TypeVar
 
 import msgspec
 
-__all__ = ["decode_json", "object_fields", "strip_code_fence"]
+from events.errors import DecodeError
+
+__all__ = ["decode_command_object", "decode_json", "object_fields", "strip_code_fence", "text_of"]
 
 T = TypeVar("T")
+
+
+_any_json = msgspec.json.Decoder()
+
+
+def decode_command_object(data: bytes, what: str) -> dict[str, Any]:
+    """The JSON object of an intake command (``what`` names it in the error); bytes that are
+    not a JSON object raise ``events.errors.DecodeError``: there is nothing to reject."""
+    try:
+        raw = decode_json(_any_json, data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"{what} is not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise DecodeError(f"{what} must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def text_of(value: Any) -> str:
+    """``value`` if it is a string, else "" (a field of a command not validated yet)."""
+    return value if isinstance(value, str) else ""
 
 
 def decode_json(decoder: msgspec.json.Decoder[T], data: bytes | str) -> T:

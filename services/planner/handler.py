@@ -29,16 +29,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 
-from events.approval_commands import DeadlineMessage, deadline_message, parse_approval_answer
+from events.approval_commands import (
+    DeadlineMessage,
+    InvalidAnswer,
+    ParsedAnswer,
+    deadline_message,
+    parse_approval_answer,
+)
 from events.approvals import ApprovalPolicy
 from events.catalog import ApprovalRequested, CancelRequested, GoalAccepted
 from events.commands import ParsedGoal, RejectedGoal, parse_goal_command
 from events.control_commands import parse_control_command
 from events.errors import EventTooLargeError, GoalExistsError, LlmError, LlmNotRecordedError
-from events.message_commands import parse_message_command
+from events.message_commands import InvalidMessage, ParsedMessage, parse_message_command
 from events.model import Event, Stamp
 from services.llm.messages import LlmRequest
 from services.llm.port import LlmPort
@@ -155,10 +162,18 @@ class CommandIntake:
         return tuple(events)
 
 
+class _NamesGoal(Protocol):
+    @property
+    def goal_id(self) -> str: ...
+
+
+Command = TypeVar("Command", bound=_NamesGoal)
+
+
 @dataclass
-class ApprovalIntake:
-    """Records answers to approval requests (``agora.intake.approval``): any replica may run
-    it. The active planner decides on the recorded answer."""
+class _RecordingIntake(Generic[Command]):
+    """Records one kind of untrusted command on the goal it names, or its rejection: any
+    replica may run it. The active planner decides on the recorded command."""
 
     append: AppendRequest
     goal_exists: GoalExists
@@ -166,39 +181,52 @@ class ApprovalIntake:
     now: Callable[[], datetime]
     max_bytes: int
 
+    def _parse(self, data: bytes, fallback_command_id: str) -> Command:
+        raise NotImplementedError
+
+    def _record(self, command: Command, *, goal_exists: bool) -> list[Event]:
+        raise NotImplementedError
+
     async def admit(self, data: bytes, *, fallback_command_id: str) -> tuple[Event, ...]:
-        """Record one answer (or its rejection); a DecodeError (bytes that are not a JSON
+        """Record one command (or its rejection); a DecodeError (bytes that are not a JSON
         object) propagates."""
-        answer = parse_approval_answer(
-            data, fallback_command_id=fallback_command_id, max_bytes=self.max_bytes
-        )
-        exists = bool(answer.goal_id) and await self.goal_exists(answer.goal_id)
-        events = record_answer(answer, goal_exists=exists, now=self.now(), producer=self.producer)
+        command = self._parse(data, fallback_command_id)
+        # A goal never stops existing (the log only grows), so the answer cannot go stale.
+        exists = bool(command.goal_id) and await self.goal_exists(command.goal_id)
+        events = self._record(command, goal_exists=exists)
         await self.append(events)
         return tuple(events)
 
 
 @dataclass
-class MessageIntake:
-    """Records messages for goals that run (``agora.intake.message``): any replica may run it.
-    The active planner answers the recorded message by the goal's policy."""
+class ApprovalIntake(_RecordingIntake[ParsedAnswer | InvalidAnswer]):
+    """Records answers to approval requests (``agora.intake.approval``) on their goal."""
 
-    append: AppendRequest
-    goal_exists: GoalExists
-    producer: str
-    now: Callable[[], datetime]
-    max_bytes: int
-
-    async def admit(self, data: bytes, *, fallback_command_id: str) -> tuple[Event, ...]:
-        """Record one message (or its rejection); a DecodeError (bytes that are not a JSON
-        object) propagates."""
-        message = parse_message_command(
+    def _parse(self, data: bytes, fallback_command_id: str) -> ParsedAnswer | InvalidAnswer:
+        return parse_approval_answer(
             data, fallback_command_id=fallback_command_id, max_bytes=self.max_bytes
         )
-        exists = bool(message.goal_id) and await self.goal_exists(message.goal_id)
-        events = record_message(message, goal_exists=exists, now=self.now(), producer=self.producer)
-        await self.append(events)
-        return tuple(events)
+
+    def _record(self, command: ParsedAnswer | InvalidAnswer, *, goal_exists: bool) -> list[Event]:
+        return record_answer(
+            command, goal_exists=goal_exists, now=self.now(), producer=self.producer
+        )
+
+
+@dataclass
+class MessageIntake(_RecordingIntake[ParsedMessage | InvalidMessage]):
+    """Records messages for goals that run (``agora.intake.message``) on their goal; the
+    active planner answers each by the goal's policy."""
+
+    def _parse(self, data: bytes, fallback_command_id: str) -> ParsedMessage | InvalidMessage:
+        return parse_message_command(
+            data, fallback_command_id=fallback_command_id, max_bytes=self.max_bytes
+        )
+
+    def _record(self, command: ParsedMessage | InvalidMessage, *, goal_exists: bool) -> list[Event]:
+        return record_message(
+            command, goal_exists=goal_exists, now=self.now(), producer=self.producer
+        )
 
 
 @dataclass
