@@ -8,7 +8,8 @@ bytes directly, in the order protobuf's own serializer writes the fields. A unit
 the bytes to ``encode_spans(to_readable_spans(...)).SerializeToString()`` on recorded logs.
 
 Measured on 300 standard goals' events (9 spans a goal, one request): the SDK's spans and
-encoder 0.34 ms a goal, these bytes 0.08 ms; filling ``opentelemetry.proto``'s message classes
+encoder 0.34 ms a goal, these bytes 0.04 ms (0.08 ms before recurring string attributes were
+kept encoded); filling ``opentelemetry.proto``'s message classes
 from the records took about half the SDK's time (upb copies a message into its parent). The
 field numbers are those of ``opentelemetry/proto/trace/v1/trace.proto`` and
 ``common/v1/common.proto``.
@@ -35,6 +36,7 @@ _LOCAL_PARENT = b"\x85\x01" + struct.pack("<I", 0x100)  # Span.flags (16): HAS_I
 _REMOTE_PARENT = b"\x85\x01" + struct.pack("<I", 0x300)  # … | IS_REMOTE
 _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
+_CACHED_STRINGS = 20_000
 
 
 def _varint(value: int) -> bytes:
@@ -75,6 +77,7 @@ class SpanEncoder:
 
     def __init__(self, version: str, resource_attributes: Mapping[str, object]) -> None:
         self._keys: dict[str, bytes] = {}
+        self._strings: dict[tuple[str, str], bytes] = {}
         resource = b"".join(
             _field(0x0A, self._key_value(k, v)) for k, v in resource_attributes.items()
         )
@@ -89,6 +92,19 @@ class SpanEncoder:
         if prefix is None:
             prefix = self._keys[key] = _field(0x0A, key.encode())
         return prefix + _field(0x12, encode_attribute_value(value))
+
+    def _span_attribute(self, key: str, value: object) -> bytes:
+        """``Span.attributes`` (9). Most string values recur (operation and agent names, a
+        goal's id on each of its spans), so their bytes are kept, a bounded number of them;
+        only strings: ``True == 1 == 1.0`` would share an entry."""
+        if type(value) is not str:
+            return _field(0x4A, self._key_value(key, value))
+        cached = self._strings.get((key, value))
+        if cached is None:
+            if len(self._strings) >= _CACHED_STRINGS:
+                self._strings.clear()
+            cached = self._strings[key, value] = _field(0x4A, self._key_value(key, value))
+        return cached
 
     def _span(self, record: SpanRecord, ours: set[int]) -> bytes:
         parts = [
@@ -107,8 +123,7 @@ class SpanEncoder:
             b"\x41",
             _FIXED64.pack((record.end - _EPOCH) // _MICROSECOND * 1000),
         )
-        for key, value in record.attributes.items():
-            parts.append(_field(0x4A, self._key_value(key, value)))  # Span.attributes (9)
+        parts += [self._span_attribute(key, value) for key, value in record.attributes.items()]
         if record.status == "error":
             message = _field(0x12, record.status_message.encode()) if record.status_message else b""
             parts.append(_field(0x7A, message + b"\x18\x02"))

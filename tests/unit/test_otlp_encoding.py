@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -54,3 +56,16 @@ def test_attribute_values_are_the_sdks_own(value: object) -> None:
 def test_an_attribute_that_otlp_cannot_carry_is_refused_by_name() -> None:
     with pytest.raises(TypeError, match="dict"):
         encode_attribute_value({"nested": 1})
+
+
+def test_equal_values_of_other_types_keep_their_types() -> None:
+    # True == 1 == 1.0 and ("a", 1) == ("a", True): each span must carry its own type.
+    base = goal_spans("r-llm", LLM_LOG)[0]
+    values: list[object] = [True, 1, 1.0, "1", ("a", 1), ("a", True), 1, True]
+    records = [
+        replace(base, span_id=n + 1, attributes={"agora.x": v})  # type: ignore[dict-item]
+        for n, v in enumerate(values)
+    ]
+    resource = agora_resource("0.1.0")
+    ours = SpanEncoder("0.1.0", resource.attributes).request(records)
+    assert ours == encode_spans(to_readable_spans(records, "0.1.0", resource)).SerializeToString()
