@@ -1,4 +1,4 @@
-"""`agora cancel`, `agora pause`, `agora resume` as a user runs them, against `agora up` (with
+"""`agora cancel`, `agora pause`, `agora resume` and `agora message` as a user runs them, against `agora up` (with
 its generated credentials and permissions): real processes, real exit codes."""
 
 from __future__ import annotations
@@ -77,3 +77,29 @@ def test_pause_resume_and_cancel_a_running_goal_from_the_command_line(
     dotted = _agora("cancel", "g.with.dots", env=env)
     assert dotted.returncode == 2
     assert "one subject token" in dotted.stderr
+
+    # Input while a goal runs: the goal chose interrupt, so the message stops its durable
+    # sleep (the executor follows iteration_interrupted) and the revision plans the message.
+    submitted = _agora(
+        "goal",
+        "sleep, unless told otherwise",
+        "--goal-id",
+        "cli-message",
+        "--on-message",
+        "interrupt",
+        "--step",
+        'sleep:{"seconds": 60}',
+        env=env,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    waiting = "SELECT task_id, status FROM tasks WHERE goal_id = 'cli-message' AND iteration = 1"
+    _until(waiting, [{"task_id": "s1", "status": "waiting"}], env)
+    told = _agora("message", "cli-message", "echo switched", env=env)
+    assert told.returncode == 0, told.stdout + told.stderr
+    assert "iteration 1 interrupted by a message" in told.stdout
+    _until(waiting, [{"task_id": "s1", "status": "cancelled"}], env)
+    finished = "SELECT status, result FROM goals WHERE goal_id = 'cli-message'"
+    _until(finished, [{"status": "completed", "result": "switched"}], env)
+    refused = _agora("message", "cli-steer", "echo late", env=env)
+    assert refused.returncode == 1
+    assert "already cancelled" in refused.stderr
