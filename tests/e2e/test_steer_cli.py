@@ -1,5 +1,6 @@
-"""`agora cancel`, `agora pause`, `agora resume` and `agora message` as a user runs them, against `agora up` (with
-its generated credentials and permissions): real processes, real exit codes."""
+"""`agora cancel`, `agora pause`, `agora resume` and `agora message` as a user runs them,
+against `agora up` (with its generated credentials and permissions): real processes, real exit
+codes."""
 
 from __future__ import annotations
 
