@@ -2,7 +2,7 @@
 
 The records are encoded straight into the protocol's ``ExportTraceServiceRequest``
 (``infra.traces.otlp_encoding``): building the SDK's ``ReadableSpan`` objects and having its
-encoder walk them cost four times as much CPU for the same bytes. The SDK's exporter
+encoder walk them cost eight times as much CPU for the same bytes. The SDK's exporter
 that the standard environment names (``Settings.otlp``) sends that request:
 ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``,
 the default, or ``grpc``), with the endpoint, headers, timeout, compression, certificates and
