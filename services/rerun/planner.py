@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from events.catalog import (
+    ApprovalRejected,
     CommandRejected,
     GoalAccepted,
     GoalDequeued,
@@ -30,6 +31,7 @@ from events.catalog import (
     GoalRejected,
     LlmRequested,
     LlmResponded,
+    MessageRejected,
     PlanCreated,
     PlanRevised,
 )
@@ -38,8 +40,7 @@ from events.model import Event
 from events.subjects import EVENTS_STREAM
 from services.llm.messages import LlmReply, LlmRequest, request_hash
 from services.llm.recording import answers_in, reply_from_event
-from services.planner.control import CONTROL_REQUESTS
-from services.planner.decide import LLM_UNAVAILABLE
+from services.planner.decide import COMMAND_RECORDS, LLM_UNAVAILABLE
 from services.planner.handler import GoalPlanner
 from services.planner.manifest import MANIFEST
 from services.rerun.common import (
@@ -122,8 +123,9 @@ def planner_used_llm(history: Sequence[Event]) -> bool:
 
 
 def _is_planner_input(event: Event) -> bool:
-    # Steering requests are the planner intake's record of a command, as goal_accepted is.
-    if isinstance(event, CONTROL_REQUESTS):
+    # Recorded commands (steering requests, approval answers, messages) are the planner
+    # intake's record of a command, as goal_accepted is.
+    if isinstance(event, COMMAND_RECORDS):
         return True
     return isinstance(event, PLANNER_INPUTS) and service_of(event) != "planner"
 
@@ -133,8 +135,11 @@ def _is_intake_record(event: Event) -> bool:
     flow control's records (goal_queued, goal_dequeued): they were decided across goals, which
     one goal's record cannot replay; what the goal decided once it ran is compared."""
     return isinstance(
-        event, (GoalAccepted, GoalRejected, GoalQueued, GoalDequeued, *CONTROL_REQUESTS)
-    ) or (isinstance(event, CommandRejected) and event.causation_id is None)
+        event, (GoalAccepted, GoalRejected, GoalQueued, GoalDequeued, *COMMAND_RECORDS)
+    ) or (
+        isinstance(event, CommandRejected | ApprovalRejected | MessageRejected)
+        and event.causation_id is None
+    )
 
 
 async def rerun_planner(

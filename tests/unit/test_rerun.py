@@ -86,6 +86,21 @@ async def test_a_steered_goal_reruns_identically() -> None:
     assert report.inputs == 6
 
 
+async def test_a_goal_that_took_messages_in_reruns_identically() -> None:
+    from tests.unit.test_planner_messages import Messaged
+
+    h = Messaged("interrupt")
+    h.accept()
+    h.message("echo instead", "m-1")  # interrupts iteration 1, revises at once
+    h.message("echo more", "m-2")  # interrupts iteration 2
+    h.completed("s1", "more", iteration=3)
+    h.evaluated("accept", iteration=3)
+    report = await rerun_planner(h.log, RerunOptions(planning=None), LATER)
+    assert report.identical, report.differences
+    # The acceptance, two messages, the completion and the verdict.
+    assert report.inputs == 5
+
+
 async def test_a_changed_prompt_is_reported_as_a_new_request(tmp_path: Path) -> None:
     (tmp_path / "plan.v2.md").write_text("Plan it, briefly.\n$tools\n", encoding="utf-8")
     changed = LlmPlanning(prompts=load_prompts(tmp_path))
