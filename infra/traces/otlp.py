@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from events.errors import AgoraError
+from events.errors import AgoraError, ConfigurationError
 from infra.traces.otlp_encoding import SpanEncoder
 from projections.spans import SCHEMA_URL, SpanRecord
 
@@ -163,7 +163,19 @@ def _grpc_sender() -> _RequestSender:
 
 def _sender(protocol: str) -> _RequestSender:
     try:
-        return _grpc_sender() if protocol == "grpc" else _http_sender()
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.exporter import (
+                InvalidCompressionValueException,
+            )
+
+            try:
+                return _grpc_sender()
+            except InvalidCompressionValueException as exc:  # the SDK's gRPC knows only gzip
+                raise ConfigurationError(
+                    f"{exc}: OTLP over gRPC compresses with gzip or not at all (leave the "
+                    "variable unset)"
+                ) from None
+        return _http_sender()
     except ImportError as exc:
         raise TracesNotInstalledError(
             f"exporting traces needs the OpenTelemetry SDK and its OTLP exporter ({exc.name} "

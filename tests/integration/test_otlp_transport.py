@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from events.errors import ConfigurationError
 from infra.settings import Settings
 from infra.traces.otlp import TraceExportError, TraceTarget, agora_resource, to_readable_spans
 from projections.spans import goal_spans
@@ -93,3 +94,10 @@ def test_a_receiver_that_is_not_there_is_named(monkeypatch: pytest.MonkeyPatch) 
     env |= {"OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
     with pytest.raises(TraceExportError, match=gone.removeprefix("http://")):
         _export(monkeypatch, env)
+
+
+def test_a_compression_grpc_cannot_do_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")
+    with pytest.raises(ConfigurationError, match="gzip or not at all"):
+        TraceTarget("test", Settings.from_env().otlp)
