@@ -92,7 +92,9 @@ async def _browse(url: str, last_goal: list[str], stop: asyncio.Event) -> int:
         while not stop.is_set():
             for path in ("/goals", *(f"/goals/{g}" for g in last_goal[-1:])):
                 answer = await client.get(path)
-                answer.raise_for_status()
+                # The goal just submitted may not be in the views yet: a 404 is still a page.
+                if not (answer.status_code == 404 and path != "/goals"):
+                    answer.raise_for_status()
                 pages += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _POLL_S)
