@@ -3,6 +3,7 @@ two steps run in parallel, drawn in a wide and a narrow terminal, and read throu
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -44,7 +45,9 @@ def test_the_timeline_of_a_goal_draws_its_parallel_steps(
     rows = {line.split(" ", 2)[0] + " " + line.split(" ", 2)[1]: line for line in lines[2:]}
     a, b, c = rows["a sleep"], rows["b sleep"], rows["c echo"]
     # Side by side: a and b start together, a runs about twice as long, c after both.
-    assert a.index("█") == b.index("█")
+    # (a bar's first cell may be a partial one, ░, when it starts a fraction of a cell late)
+    start = re.compile("[░█]")
+    assert start.search(a).start() == start.search(b).start()  # type: ignore[union-attr]
     assert 1.5 < a.count("█") / b.count("█") < 2.5
     assert c.index("█") >= a.rindex("█")
     assert "completed" in a
