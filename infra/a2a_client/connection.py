@@ -45,7 +45,6 @@ from infra.environment import process_environment
 from infra.logging import get_logger, redact_stdlib_loggers, register_secret
 from infra.mcp.base import ConnectionBase, describe_error
 from infra.mcp.config import resolve_headers
-from infra.mcp.listing import Listing
 
 __all__ = ["A2AConnection"]
 
@@ -70,11 +69,8 @@ class A2AConnection(ConnectionBase[Client]):
         agent: A2AAgent,
         on_listing: Callable[[A2AConnection], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(on_listing)
         self.server = agent
-        self.listing = Listing({})
-        self.protocol_version: str | None = None
-        self._on_listing = on_listing
         self._http: httpx.AsyncClient | None = None
 
     @property
@@ -199,15 +195,7 @@ class A2AConnection(ConnectionBase[Client]):
         resolver = A2ACardResolver(self._http, self.server.card_url, agent_card_path="")
         card = await resolver.get_agent_card()
         self.protocol_version = protocol_version_of(card)
-        listing = agent_listing(self.server, card)
-        changed = listing != self.listing
-        self.listing = listing
-        if changed and self._on_listing is not None:
-            try:
-                await self._on_listing(self)
-            except Exception as exc:
-                # Recording the listing failed (the bus is away): the tool is still usable.
-                log.warning("a2a_listing_not_recorded", agent=self.server.name, error=str(exc))
+        await self._take_listing(agent_listing(self.server, card))
         return card
 
     async def _drop(self) -> None:

@@ -1,6 +1,6 @@
 """What every tool connection shares (an MCP server's, an A2A agent's): connecting once under
 a lock, within a deadline, every failure a ``ToolError`` that says whether a retry can help;
-listing again in the background; closing. No SDK is imported here: a subclass brings its own.
+listing again in the background; closing. No SDK client is made here: a subclass brings its own.
 """
 
 from __future__ import annotations
@@ -9,22 +9,30 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar
 
 from events.errors import AgoraError, ToolError
+from infra.logging import get_logger
+from infra.mcp.listing import Listing
 
 __all__ = ["CONNECT_TIMEOUT_S", "ConnectionBase", "describe_error"]
 
 CONNECT_TIMEOUT_S = 30.0
 ClientT = TypeVar("ClientT")
 
+log = get_logger("agora.tools")
+
 
 class ConnectionBase(ABC, Generic[ClientT]):
     """A connection whose ``_open`` makes its SDK client, until it is ``_drop``ped.
-    ``problem``: why it is not usable right now (None: connected, or never tried)."""
+    ``problem``: why it is not usable right now (None: connected, or never tried).
+    ``listing``: its latest tools; ``on_listing`` hears every new one."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_listing: Callable[[Self], Awaitable[None]] | None = None) -> None:
         self.problem: str | None = None
+        self.listing = Listing({})
+        self.protocol_version: str | None = None
+        self._on_listing: Callable[[Self], Awaitable[None]] | None = on_listing
         self._client: ClientT | None = None
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
@@ -53,6 +61,17 @@ class ConnectionBase(ABC, Generic[ClientT]):
             if self._client is client:
                 self.problem = why
                 await self._drop()
+
+    async def _take_listing(self: Self, listing: Listing) -> None:
+        """Keep ``listing`` and tell ``on_listing`` if it changed."""
+        changed = listing != self.listing
+        self.listing = listing
+        if changed and self._on_listing is not None:
+            try:
+                await self._on_listing(self)
+            except Exception as exc:
+                # Recording the listing failed (the bus is away): the tools are still usable.
+                log.warning("tool_listing_not_recorded", connection=self.label, error=str(exc))
 
     def _unreachable(self) -> str:
         """What ``connect`` says when it could not connect (``problem`` says why)."""

@@ -30,7 +30,7 @@ from infra.environment import process_environment
 from infra.logging import get_logger, redact_stdlib_loggers, register_secret
 from infra.mcp.base import ConnectionBase, describe_error
 from infra.mcp.config import McpServer, resolve_headers
-from infra.mcp.listing import Listing, qualified, result_of, specs_of
+from infra.mcp.listing import qualified, result_of, specs_of
 
 __all__ = ["McpConnection"]
 
@@ -50,11 +50,8 @@ class McpConnection(ConnectionBase[Client]):
         server: McpServer,
         on_listing: Callable[[McpConnection], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(on_listing)
         self.server = server
-        self.listing = Listing({})
-        self.protocol_version: str | None = None
-        self._on_listing = on_listing
         self._stop: asyncio.Event | None = None
         self._holder: asyncio.Task[None] | None = None
 
@@ -202,14 +199,7 @@ class McpConnection(ConnectionBase[Client]):
         listing = specs_of(self.server, tools)
         for skipped in listing.skipped:
             log.warning("mcp_tool_skipped", server=self.server.name, tool=skipped)
-        changed = listing != self.listing
-        self.listing = listing
-        if changed and self._on_listing is not None:
-            try:
-                await self._on_listing(self)
-            except Exception as exc:
-                # Recording the listing failed (the bus is away): the tools are still usable.
-                log.warning("mcp_listing_not_recorded", server=self.server.name, error=str(exc))
+        await self._take_listing(listing)
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, ToolListChangedNotification):
