@@ -7,9 +7,9 @@ command; the signal survives ``execve``. The wrapper checks that its parent is s
 supervisor after setting it, closing the window where the supervisor died first.
 
 Should something be left all the same (an older agora, a platform without
-``PR_SET_PDEATHSIG``), :func:`find_leftovers` finds agora's own processes for a data dir, by
-their command line and environment, so that a restart can say which processes hold the port
-and how to stop them instead of only "port in use".
+``PR_SET_PDEATHSIG``), :func:`find_leftovers` finds agora's own processes for a data dir (the
+server, the services, the dashboard) by their command line and environment, so that a restart
+can say which processes hold the port and how to stop them instead of only "port in use".
 """
 
 from __future__ import annotations
@@ -55,12 +55,13 @@ def classify(
     config = str(nats_dir / "nats-server.conf")
     if Path(argv[0]).name == "nats-server" and config in argv:
         return "nats-server"
-    if "infra.cli" in argv and "service" in argv:
-        raw = env.get("AGORA_DATA_DIR", "")
-        if raw and Path(raw).resolve() == data_dir.resolve():
-            index = argv.index("service")
-            return argv[index + 1] if index + 1 < len(argv) else "service"
-    return None
+    raw = env.get("AGORA_DATA_DIR", "")
+    if "infra.cli" not in argv or not raw or Path(raw).resolve() != data_dir.resolve():
+        return None
+    command = argv[argv.index("infra.cli") + 1 :]
+    if command[:1] == ["service"]:
+        return command[1] if len(command) > 1 else "service"
+    return "dashboard" if command[:1] == ["ui"] else None
 
 
 def _read_argv(pid: str) -> list[str]:

@@ -16,6 +16,8 @@ def test_the_server_and_the_services_of_this_data_dir_are_ours() -> None:
     assert classify(server, {}, DATA, NATS) == "nats-server"
     service = [sys.executable, "-m", "infra.cli", "service", "planner"]
     assert classify(service, {"AGORA_DATA_DIR": str(DATA)}, DATA, NATS) == "planner"
+    dashboard = [sys.executable, "-m", "infra.cli", "ui", "--host", "127.0.0.1", "--port", "0"]
+    assert classify(dashboard, {"AGORA_DATA_DIR": str(DATA)}, DATA, NATS) == "dashboard"
 
 
 def test_another_data_dir_or_program_is_not() -> None:
@@ -24,6 +26,8 @@ def test_another_data_dir_or_program_is_not() -> None:
     service = [sys.executable, "-m", "infra.cli", "service", "planner"]
     assert classify(service, {"AGORA_DATA_DIR": "/elsewhere"}, DATA, NATS) is None
     assert classify(service, {}, DATA, NATS) is None
+    query = [sys.executable, "-m", "infra.cli", "query", "SELECT 1"]
+    assert classify(query, {"AGORA_DATA_DIR": str(DATA)}, DATA, NATS) is None
     assert classify(["/bin/sleep", "600"], {"AGORA_DATA_DIR": str(DATA)}, DATA, NATS) is None
     assert classify([], {}, DATA, NATS) is None
 
