@@ -189,12 +189,28 @@ def _merge_latest(*columns: str) -> str:
 # decides nothing after them, and a task that completes later changes no goal column).
 _GOAL_ENDS = "'goal_rejected', 'goal_completed', 'goal_failed', 'goal_cancelled'"
 
-# Every event touches its goal (``last_seq``); lifecycle events set its status (a pause makes
-# it ``paused``, a resume ``running`` again; a goal waiting for a flow slot is ``queued``),
-# plans and outcomes its iteration (the highest wins), evaluations and outcomes its score.
+# Every event touches its goal (``last_seq``); lifecycle events set its status, plans and
+# outcomes its iteration (the highest wins), evaluations and outcomes its score. A goal that
+# has not ended is ``paused`` while a pause holds it (``goal_paused`` until ``goal_resumed``),
+# else ``queued`` while it waits for a flow slot (``goal_queued`` until ``goal_dequeued``), else
+# ``running``: the two flags are kept apart, since a queued goal can be paused and resumed
+# before its turn, and its turn can come while it is paused.
+_HELD = "('running', 'queued', 'paused')"
+
+
+def _held_status(status: str, paused: str, queued: str) -> str:
+    """``status``, or for a goal that has not ended, what its pause and queue flags make it."""
+    return f"""CASE WHEN {status} IN {_HELD} THEN
+               CASE WHEN coalesce({paused}, false) THEN 'paused'
+                    WHEN coalesce({queued}, false) THEN 'queued'
+                    ELSE 'running' END
+           ELSE {status} END"""
+
+
 UPSERT_GOALS = f"""
 INSERT INTO goals AS t (goal_id, text, status, submitted_at, finished_at, iterations, score,
-                        result, command_id, reason, metadata, max_iterations, last_seq)
+                        result, command_id, reason, metadata, max_iterations, paused, queued,
+                        last_seq)
 WITH changes AS (
     SELECT goal_id, stream_seq,
            CASE type WHEN 'goal_accepted' THEN text
@@ -208,6 +224,8 @@ WITH changes AS (
                      WHEN 'goal_resumed' THEN 'running'
                      WHEN 'goal_queued' THEN 'queued'
                      WHEN 'goal_dequeued' THEN 'running' END AS status,
+           CASE type WHEN 'goal_paused' THEN true WHEN 'goal_resumed' THEN false END AS paused,
+           CASE type WHEN 'goal_queued' THEN true WHEN 'goal_dequeued' THEN false END AS queued,
            CASE WHEN type IN ('goal_accepted', 'goal_rejected') THEN occurred_at END
                AS submitted_at,
            CASE WHEN type IN ({_GOAL_ENDS}) THEN occurred_at END AS finished_at,
@@ -227,19 +245,32 @@ WITH changes AS (
     FROM {BATCH_TABLE}
     WHERE decodable AND {_A_GOAL}
 )
-SELECT goal_id,
-       {_latest("text")}, {_latest("status")}, {_first("submitted_at")},
-       {_latest("finished_at")}, max(iterations) AS iterations, {_latest("score")},
-       {_latest("result")}, {_latest("command_id")}, {_latest("reason")},
-       {_latest("metadata")}, {_latest("max_iterations")},
-       max(stream_seq) AS last_seq
-FROM changes
-GROUP BY goal_id
+SELECT goal_id, text, {_held_status("status", "paused", "queued")} AS status, submitted_at,
+       finished_at, iterations, score, result, command_id, reason, metadata, max_iterations,
+       paused, queued, last_seq
+FROM (
+    SELECT goal_id,
+           {_latest("text")}, {_latest("status")}, {_first("submitted_at")},
+           {_latest("finished_at")}, max(iterations) AS iterations, {_latest("score")},
+           {_latest("result")}, {_latest("command_id")}, {_latest("reason")},
+           {_latest("metadata")}, {_latest("max_iterations")}, {_latest("paused")},
+           {_latest("queued")}, max(stream_seq) AS last_seq
+    FROM changes
+    GROUP BY goal_id
+)
 ON CONFLICT (goal_id) DO UPDATE SET
+    status = {
+    _held_status(
+        "coalesce(excluded.status, t.status)",
+        "coalesce(excluded.paused, t.paused)",
+        "coalesce(excluded.queued, t.queued)",
+    )
+},
     {
     _merge_latest(
         "text",
-        "status",
+        "paused",
+        "queued",
         "finished_at",
         "score",
         "result",

@@ -38,7 +38,7 @@ __all__ = [
     "VIEWS",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 CHECKPOINT_TABLE = "projection_checkpoint"
 
@@ -78,6 +78,8 @@ CREATE TABLE IF NOT EXISTS goals (
     reason VARCHAR,              -- why it was rejected, failed or cancelled
     metadata JSON,
     max_iterations INTEGER,
+    paused BOOLEAN,              -- a pause holds it (goal_paused, not yet goal_resumed)
+    queued BOOLEAN,              -- it waits for a flow slot (goal_queued, not yet goal_dequeued)
     last_seq BIGINT NOT NULL     -- stream sequence of the goal's latest event
 )""",
     "tasks": """

@@ -14,8 +14,10 @@ from events.catalog import (
     GoalAccepted,
     GoalCancelled,
     GoalCompleted,
+    GoalDequeued,
     GoalFailed,
     GoalPaused,
+    GoalQueued,
     GoalRejected,
     GoalResumed,
     IterationInterrupted,
@@ -414,6 +416,34 @@ def test_a_pause_and_a_resume_move_the_goal_between_paused_and_running(
         GoalResumed(**envelope(5), command_id="c-r2"),
     )
     assert one(store, "SELECT status, finished_at FROM goals") == ("running", None)
+
+
+@pytest.mark.parametrize("one_batch", [False, True])
+def test_a_queued_goal_that_is_paused_shows_paused_and_queued_until_its_turn(
+    store: ProjectionStore, one_batch: bool
+) -> None:
+    queued = GoalQueued(**envelope(2), keys=("tenant=a",), ticket=1, reason="tenant=a: 1 of 1")
+    steps: list[tuple[Event, str]] = [
+        (queued, "queued"),
+        (GoalPaused(**envelope(3), command_id="c-p"), "paused"),
+        # Resumed before its turn: it still waits for its slot.
+        (GoalResumed(**envelope(4), command_id="c-r"), "queued"),
+        (GoalPaused(**envelope(5), command_id="c-p2"), "paused"),
+        # Its turn comes while it is paused: it holds its slot, and waits paused.
+        (GoalDequeued(**envelope(6), keys=("tenant=a",), queued_ms=5.0), "paused"),
+        (GoalResumed(**envelope(7), command_id="c-r2"), "running"),
+    ]
+    apply(store, accepted)
+    if one_batch:
+        for end in range(1, len(steps) + 1):
+            with ProjectionStore.open(":memory:") as fresh:
+                apply(fresh, accepted, *(event for event, _ in steps[:end]))
+                assert one(fresh, "SELECT status FROM goals") == (steps[end - 1][1],)
+        return
+    for event, status in steps:
+        apply(store, event)
+        assert one(store, "SELECT status FROM goals") == (status,), type(event).__name__
+    assert one(store, "SELECT paused, queued FROM goals") == (False, False)
 
 
 def test_a_cancelled_goal_stays_cancelled_when_its_task_stops_or_completes_later(
