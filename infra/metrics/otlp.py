@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from events.errors import AgoraError
-from infra.traces.otlp import TracesNotInstalledError, agora_resource
+from infra.traces.otlp import agora_resource, sdk_exporter
 from projections.metrics import INSTRUMENTS, Instrument, Measurement
 from projections.spans import SCHEMA_URL
 
@@ -32,22 +32,16 @@ class MetricsExportError(AgoraError):
     """The OTLP receiver did not take the metrics."""
 
 
-def _exporter(protocol: str) -> MetricExporter:
-    try:
-        if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-                OTLPMetricExporter as GrpcExporter,
-            )
+def _http_exporter() -> MetricExporter:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-            return GrpcExporter()
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    return OTLPMetricExporter()
 
-        return OTLPMetricExporter()
-    except ImportError as exc:
-        raise TracesNotInstalledError(
-            f"exporting metrics needs the OpenTelemetry SDK and its OTLP exporter ({exc.name} "
-            "is missing): pip install 'agora[traces]'"
-        ) from None
+
+def _grpc_exporter() -> MetricExporter:
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter()
 
 
 def _on_demand_reader(exporter: MetricExporter) -> Any:
@@ -96,7 +90,7 @@ class MetricsTarget:
     def __post_init__(self) -> None:
         self.protocol = self.otlp.protocol
         self.endpoint = self.otlp.url
-        exporter = _exporter(self.protocol)
+        exporter = sdk_exporter("metrics", self.protocol, _http_exporter, _grpc_exporter)
         from opentelemetry.sdk.metrics import MeterProvider
 
         self._reader = _on_demand_reader(exporter)

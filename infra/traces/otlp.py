@@ -15,10 +15,10 @@ own encoder of those spans.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from events.errors import AgoraError, ConfigurationError
 from infra.traces.otlp_encoding import SpanEncoder
@@ -39,10 +39,12 @@ __all__ = [
     "TraceTarget",
     "TracesNotInstalledError",
     "agora_resource",
+    "sdk_exporter",
     "to_readable_spans",
 ]
 
 Signal = Literal["traces", "metrics"]
+T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -161,24 +163,27 @@ def _grpc_sender() -> _RequestSender:
     return GrpcSender()
 
 
-def _sender(protocol: str) -> _RequestSender:
+def sdk_exporter(signal: Signal, protocol: str, http: Callable[[], T], grpc: Callable[[], T]) -> T:
+    """The SDK's exporter of ``signal`` for ``protocol``, made by ``http`` or ``grpc``, with
+    what keeps it from starting said as agora's errors: a missing package, or a compression
+    the SDK's gRPC exporter cannot do (it raises its own exception for anything but gzip)."""
     try:
-        if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.exporter import (
-                InvalidCompressionValueException,
-            )
+        if protocol != "grpc":
+            return http()
+        from opentelemetry.exporter.otlp.proto.grpc.exporter import (
+            InvalidCompressionValueException,
+        )
 
-            try:
-                return _grpc_sender()
-            except InvalidCompressionValueException as exc:  # the SDK's gRPC knows only gzip
-                raise ConfigurationError(
-                    f"{exc}: OTLP over gRPC compresses with gzip or not at all (leave the "
-                    "variable unset)"
-                ) from None
-        return _http_sender()
+        try:
+            return grpc()
+        except InvalidCompressionValueException as exc:
+            raise ConfigurationError(
+                f"{exc}: OTLP over gRPC compresses with gzip or not at all (leave the "
+                "variable unset)"
+            ) from None
     except ImportError as exc:
         raise TracesNotInstalledError(
-            f"exporting traces needs the OpenTelemetry SDK and its OTLP exporter ({exc.name} "
+            f"exporting {signal} needs the OpenTelemetry SDK and its OTLP exporter ({exc.name} "
             "is missing): pip install 'agora[traces]'"
         ) from None
 
@@ -193,7 +198,7 @@ class TraceTarget:
     def __post_init__(self) -> None:
         self.protocol = self.otlp.protocol
         self.endpoint = self.otlp.url
-        self._sender = _sender(self.protocol)
+        self._sender = sdk_exporter("traces", self.protocol, _http_sender, _grpc_sender)
         # Once: detecting the resource costs more than encoding a goal's spans.
         self._encoder = SpanEncoder(self.version, agora_resource(self.version).attributes)
 

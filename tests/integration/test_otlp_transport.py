@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from events.errors import ConfigurationError
+from infra.metrics.otlp import MetricsTarget
 from infra.settings import Settings
 from infra.traces.otlp import TraceExportError, TraceTarget, agora_resource, to_readable_spans
 from projections.spans import goal_spans
@@ -96,8 +97,16 @@ def test_a_receiver_that_is_not_there_is_named(monkeypatch: pytest.MonkeyPatch) 
         _export(monkeypatch, env)
 
 
-def test_a_compression_grpc_cannot_do_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("signal", ["traces", "metrics"])
+def test_a_compression_grpc_cannot_do_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, signal: str
+) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")
+    settings = Settings.from_env()
+    start = {
+        "traces": lambda: TraceTarget("test", settings.otlp),
+        "metrics": lambda: MetricsTarget("test", settings.otlp_metrics),
+    }[signal]
     with pytest.raises(ConfigurationError, match="gzip or not at all"):
-        TraceTarget("test", Settings.from_env().otlp)
+        start()
