@@ -102,7 +102,7 @@ async def _browse(url: str, last_goal: list[str], stop: asyncio.Event) -> int:
 
 
 async def observed_throughput(goals: int, in_flight_goals: int = 100) -> list[Row]:
-    from tests.otlp_receiver import OtlpReceiver
+    from infra.traces.receiver import OtlpReceiver
 
     with OtlpReceiver(grpc_metrics=False) as receiver:  # HTTP only: gRPC threads and fork() argue
         async with running_platform("os") as (supervisor, nc):

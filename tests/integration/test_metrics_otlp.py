@@ -28,10 +28,10 @@ from infra.metrics.follower import MetricsFollower
 from infra.metrics.otlp import MetricsTarget
 from infra.platform.topology import SERVICE_CONSUMERS
 from infra.settings import Settings
+from infra.traces.receiver import OtlpReceiver
 from tests.conftest import InProcessPlatform
 from tests.integration.test_llm_goal import ACCEPT, BETTER_PLAN, REACT_PLAN, plans
 from tests.llm_servers import ScriptedLlmServer, llm_settings
-from tests.otlp_receiver import OtlpReceiver
 from tests.support import wait_until
 
 REVISE = {"score": 0.3, "verdict": "revise", "feedback": "say: the answer is N", "criteria": []}

@@ -22,8 +22,8 @@ from events.errors import ConfigurationError
 from infra.metrics.otlp import MetricsTarget
 from infra.settings import Settings
 from infra.traces.otlp import TraceExportError, TraceTarget, agora_resource, to_readable_spans
+from infra.traces.receiver import OtlpReceiver
 from projections.spans import goal_spans
-from tests.otlp_receiver import OtlpReceiver
 from tests.unit.test_timeline import LLM_LOG
 
 RECORDS = goal_spans("r-llm", LLM_LOG, content=True)

@@ -19,9 +19,9 @@ from infra.clients.goals import AgoraClient, SubmitError
 from infra.settings import Settings
 from infra.traces.follower import TraceExporter
 from infra.traces.otlp import TraceTarget
+from infra.traces.receiver import OtlpReceiver
 from projections.spans import trace_id_of
 from tests.conftest import InProcessPlatform
-from tests.otlp_receiver import OtlpReceiver
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

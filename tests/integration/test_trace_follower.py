@@ -16,8 +16,8 @@ from infra.clients.goals import AgoraClient
 from infra.settings import Settings
 from infra.traces.follower import Exported, TraceExporter
 from infra.traces.otlp import TraceTarget
+from infra.traces.receiver import OtlpReceiver
 from tests.conftest import InProcessPlatform
-from tests.otlp_receiver import OtlpReceiver
 from tests.support import wait_until
 
 STEPS = [

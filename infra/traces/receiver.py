@@ -1,7 +1,8 @@
-"""An OTLP receiver for tests: ``/v1/traces`` and ``/v1/metrics`` over HTTP, and the metrics
-service over gRPC, on loopback, each request decoded with the OpenTelemetry protocol's own
-messages (``opentelemetry-proto``), so what agora's SDK exporters send is read exactly as a
-collector would read it."""
+"""A minimal OTLP receiver on loopback, to check what agora sends: ``/v1/traces`` and
+``/v1/metrics`` over HTTP, and the metrics service over gRPC, each request decoded with the
+OpenTelemetry protocol's own messages (``opentelemetry-proto``), so what agora's exporters send
+is read exactly as a collector would read it. The tests and the ``observe`` benchmark receive
+with it; it keeps every request in memory, so it is no collector to run for long."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ class OtlpReceiver:
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._grpc_metrics = grpc_metrics
         self._grpc = grpc.server(ThreadPoolExecutor(max_workers=2))
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+        # The generated servicer helpers are untyped.
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
             _GrpcMetrics(self), self._grpc
         )
         self.grpc_endpoint = f"http://127.0.0.1:{self._grpc.add_insecure_port('127.0.0.1:0')}"
