@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from projections.timeline import Bar, Timeline
+from projections.timeline import OPEN_STATUSES, Bar, Timeline
 
 __all__ = ["format_ms", "headline", "render_timeline", "row_detail"]
 
@@ -122,10 +122,10 @@ def headline(timeline: Timeline) -> str:
 
 def row_detail(row: Bar) -> str:
     """What the row did; a step's own wall time first, a task's tool time after it."""
-    if row.kind not in ("plan", "task", "evaluation", "context", "pause"):
+    if row.kind not in ("plan", "task", "evaluation", "context", "pause", "approval"):
         return row.detail
     took = format_ms(row.duration_ms)
-    if row.kind == "task" and row.status not in ("running", "scheduled"):
+    if row.kind == "task" and row.status not in OPEN_STATUSES:
         attempts = f", {row.attempts} attempts" if row.attempts > 1 else ""
         tool = f", tool {format_ms(row.tool_ms)}" if row.tool_ms is not None else ""
         error = f": {row.error}" if row.error else ""

@@ -17,6 +17,7 @@ repository. What each step becomes:
 | a judgement | ``invoke_agent evaluator`` | INTERNAL | ``invoke_agent`` |
 | a model call | ``chat {gen_ai.request.model}`` | CLIENT | ``chat`` |
 | a tool call | ``execute_tool {gen_ai.tool.name}`` | INTERNAL | ``execute_tool`` |
+| a call waiting for a person's approval | ``approval {gen_ai.tool.name}`` | INTERNAL | (none) |
 
 Every span carries ``gen_ai.conversation.id`` = the goal id. Ids are derived from event ids
 (the trace id from the goal id, a span id from the event that opened its step), so exporting a
@@ -220,8 +221,23 @@ class _Mapper:
         span_id = span_id_of(bar.event_id, "retrieval")
         self.add(span_id, parent, f"retrieval {MEMORY_SOURCE}", bar, attributes)
 
+    def approval(self, bar: Bar, parent: int) -> None:
+        """A call's wait for a person: no GenAI operation, so agora's own attributes."""
+        attributes: dict[str, AttributeValue] = {
+            TOOL_NAME: _text(bar.facts, "tool"),
+            "agora.task_id": _text(bar.facts, "task_id"),
+            "agora.approval.status": bar.status,
+        }
+        if _text(bar.facts, "by"):
+            attributes["agora.approval.by"] = _text(bar.facts, "by")
+        span_id = span_id_of(bar.event_id, "approval")
+        self.add(span_id, parent, f"approval {_text(bar.facts, 'tool')}", bar, attributes)
+
     def step(self, bar: Bar, parent: int) -> None:
         """A bar and what it nests, below ``parent``."""
+        if bar.kind == "approval":
+            self.approval(bar, parent)
+            return
         if bar.kind == "llm":
             self.chat(bar, parent)
             return

@@ -21,6 +21,9 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from events.catalog import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     ContextProvided,
     ContextRequested,
     EvaluationCompleted,
@@ -51,11 +54,22 @@ from events.catalog import (
 from events.codec import encode
 from events.model import Event
 
-__all__ = ["Bar", "BarKind", "Timeline", "build_timeline", "service_of"]
+__all__ = ["OPEN_STATUSES", "Bar", "BarKind", "Timeline", "build_timeline", "service_of"]
 
 BarKind = Literal[
-    "plan", "context", "task", "tool", "llm", "evaluation", "memory", "outcome", "pause"
+    "plan",
+    "context",
+    "task",
+    "tool",
+    "llm",
+    "evaluation",
+    "memory",
+    "outcome",
+    "pause",
+    "approval",
 ]
+# The statuses of a step not yet over: drawn up to the goal's latest event.
+OPEN_STATUSES = ("running", "scheduled", "waiting")
 TaskKey = tuple[int, str]
 
 
@@ -171,6 +185,7 @@ class _Folder:
     evaluations: dict[int, Bar] = field(default_factory=dict)
     memory: Bar | None = None
     paused: Bar | None = None
+    approvals: dict[str, Bar] = field(default_factory=dict)  # waiting, by approval id
     # Inputs the planner may answer with model calls, by event id: a plan bar once it plans.
     turns: dict[str, Bar] = field(default_factory=dict)
     status: str = "running"
@@ -418,6 +433,39 @@ class _Folder:
             bar.facts.update(verdict=event.verdict, score=event.score)
         self.open_plan_turn(event)
 
+    def approval_requested(self, event: ApprovalRequested) -> None:
+        """A call waits for a person: a bar of its own until the answer is decided (a plain
+        task's bar starts once it is scheduled, after; a call inside a running task nests)."""
+        at = event.occurred_at
+        again = f" #{event.iteration}" if event.iteration > 1 else ""
+        call = f" (step {event.step})" if event.step else ""
+        label = f"approval {event.task_id} {event.tool}{call}{again}"
+        bar = Bar("approval", "planner", label, at, at, status="waiting")
+        bar.event_id = event.event_id
+        bar.facts.update(tool=event.tool, task_id=event.task_id, iteration=event.iteration)
+        bar.facts["reason"] = event.reason
+        task = self.tasks.get((event.iteration, event.task_id))
+        if task is not None and task.status == "running":
+            bar.depth = task.depth + 1
+            task.children.append(bar)
+        else:
+            self.bars.append(bar)
+        self.approvals[event.approval_id] = bar
+
+    def approval_decided(self, event: ApprovalGranted | ApprovalDenied) -> None:
+        bar = self.approvals.pop(event.approval_id, None)
+        if bar is None:
+            return
+        bar.end = max(bar.start, event.occurred_at)
+        by = f" by {event.by}" if event.by else ""
+        bar.facts["by"] = event.by
+        if isinstance(event, ApprovalGranted):
+            bar.status = "granted"
+            bar.detail = f"granted{by}{', edited' if event.edited else ''}"
+        else:
+            bar.status, bar.error = "denied", event.reason
+            bar.detail = f"denied{by}: {_clip(event.reason)}"
+
     def pause(self, event: GoalPaused | GoalResumed) -> None:
         if isinstance(event, GoalPaused):
             at = event.occurred_at
@@ -464,6 +512,10 @@ def _fold(folder: _Folder, event: Event) -> None:  # noqa: PLR0912  # one case p
             folder.memory_mark(event)
         case GoalPaused() | GoalResumed():
             folder.pause(event)
+        case ApprovalRequested():
+            folder.approval_requested(event)
+        case ApprovalGranted() | ApprovalDenied():
+            folder.approval_decided(event)
         case GoalCompleted():
             folder.outcome(event, "completed", f"score {event.score:.2f}")
         case GoalFailed() | GoalRejected() | GoalCancelled():
@@ -497,7 +549,7 @@ def build_timeline(goal_id: str, events: Iterable[Event]) -> Timeline | None:
     rows = [row for bar in folder.bars for row in _flatten(bar)]
     end = max([last, *(row.end for row in rows)])
     for row in rows:  # steps still open reach the latest event: they run on
-        if row.status in ("running", "scheduled"):
+        if row.status in OPEN_STATUSES:
             row.end = max(row.end, last)
             row.detail = row.detail or row.status
     llm = [row for row in rows if row.kind == "llm"]

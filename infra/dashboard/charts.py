@@ -31,6 +31,7 @@ _COLOURS = {
     "llm": "#f2a900",
     "tool": "#56ccf2",
     "outcome": "#333333",
+    "approval": "#f2994a",  # a person's wait
 }
 _STATUS_COLOURS = {
     "completed": "#27ae60",
@@ -47,7 +48,7 @@ def _cut(text: str, chars: int) -> str:
 
 
 def _colour(bar: Bar) -> str:
-    if bar.kind in ("llm", "tool", "outcome"):
+    if bar.kind in ("llm", "tool", "outcome", "approval"):
         return _COLOURS[bar.kind]
     return _COLOURS.get(bar.actor, "#888888")
 

@@ -9,15 +9,31 @@ redesign (task_started and tool_returned for plain tasks, retries, a rejection).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from events.catalog import GoalCompleted, LlmResponded, TaskCompleted, ToolCalled
+from events.catalog import (
+    ApprovalAnswered,
+    ApprovalGranted,
+    ApprovalRequested,
+    GoalCompleted,
+    LlmResponded,
+    TaskCompleted,
+    TaskScheduled,
+    ToolCalled,
+)
 from events.codec import decode_event
 from events.model import Event
-from projections.gantt import render_timeline
+from infra.dashboard.charts import gantt_svg
+from projections.gantt import render_timeline, row_detail
+from projections.spans import goal_spans
 from projections.timeline import Bar, Timeline, build_timeline
+from tests.unit.planner_harness import NOW
+from tests.unit.test_planner_approvals import S1, WRITE_THEN_ECHO, Approving
+from tests.unit.test_planner_loop import GOAL
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -201,3 +217,57 @@ def test_a_narrow_terminal_cuts_labels_and_gives_details_their_own_line() -> Non
     cut = [line for line in lines if "…" in line.split(" █")[0]]
     assert cut, "a label longer than the label column is cut with an ellipsis"
     assert all(len(line) <= 40 for line in lines)
+
+
+def _approval_log(answer: dict[str, str]) -> list[Event]:
+    """A goal whose first call waits for a person, as the planner records it, with its events
+    a second apart and two quiet seconds before the answer: the decision comes four seconds
+    after the request."""
+    goal = Approving(WRITE_THEN_ECHO)
+    goal.accept()
+    at = len(goal.log)
+    goal.send("c-answer", approval_id=S1, **answer)
+    if answer["decision"] == "approve":
+        goal.completed("s1", "wrote 5 bytes")
+    delays = [i + (2 if i >= at else 0) for i in range(len(goal.log))]
+    return [
+        msgspec.structs.replace(e, occurred_at=NOW + timedelta(seconds=d))
+        for e, d in zip(goal.log, delays, strict=True)
+    ]
+
+
+def test_a_wait_for_approval_is_a_bar_from_the_request_to_the_decision() -> None:
+    log = _approval_log({"decision": "approve", "by": "ada"})
+    timeline = _timeline(GOAL, log)
+    wait = _row(timeline, "approval s1 write_file")
+    request = next(e for e in log if isinstance(e, ApprovalRequested))
+    granted = next(e for e in log if isinstance(e, ApprovalGranted))
+    assert (wait.start, wait.end) == (request.occurred_at, granted.occurred_at)
+    assert wait.duration_ms == 4000
+    assert (wait.status, wait.detail) == ("granted", "granted by ada")
+    labels = _labels(timeline.rows())
+    assert labels.index("approval s1 write_file") < labels.index("s1 write_file")
+    line = next(line for line in render_timeline(timeline, 100) if line.startswith("approval"))
+    assert "█" in line
+    assert line.rstrip().endswith("granted by ada, 4.00 s")
+    assert 'data-kind="approval"' in gantt_svg(timeline)
+    [span] = [s for s in goal_spans(GOAL, log) if s.name == "approval write_file"]
+    assert span.attributes["agora.approval.status"] == "granted"
+    assert (span.start, span.end) == (wait.start, wait.end)
+
+
+def test_a_denied_or_unanswered_approval_says_so() -> None:
+    denied = _row(
+        _timeline(GOAL, _approval_log({"decision": "deny", "reason": "not on prod"})),
+        "approval s1 write_file",
+    )
+    assert (denied.status, denied.detail) == ("denied", "denied: not on prod")
+    log = _approval_log({"decision": "approve"})
+    waiting_log = [e for e in log if not isinstance(e, ApprovalAnswered | ApprovalGranted)]
+    waiting_log = waiting_log[
+        : next(i for i, e in enumerate(waiting_log) if isinstance(e, TaskScheduled))
+    ]
+    timeline = _timeline(GOAL, waiting_log)
+    waiting = _row(timeline, "approval s1 write_file")
+    assert (waiting.status, waiting.end) == ("waiting", timeline.end)
+    assert row_detail(waiting).startswith("waiting")
