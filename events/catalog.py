@@ -394,6 +394,9 @@ class TaskScheduled(Event, frozen=True, kw_only=True, tag="task_scheduled"):
     max_attempts: int
     allowed_tools: tuple[str, ...] = ()
     llm_budget: Budget | None = None  # what the goal may still spend when the task starts
+    # A ReAct task's copy of the goal's approval policy: which of the calls its model asks for
+    # wait for a person (None: none; plain tasks are checked by the planner before this).
+    approval: ApprovalPolicy | None = None
 
 
 class EvaluationRequested(Event, frozen=True, kw_only=True, tag="evaluation_requested"):

@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as CoreSubscription
 from nats.js.api import PubAck
 
-from events.catalog import TaskScheduled
+from events.catalog import ApprovalDenied, ApprovalGranted, TaskScheduled
 from events.codec import decode_event
 from events.errors import DecodeError
 from events.model import Event
@@ -29,7 +29,7 @@ from services.executor.handler import execute_task, wake_cancelled_timers, wake_
 from services.executor.manifest import MANIFEST
 from services.executor.netguard import AddressPolicy, guarded_http_client
 from services.executor.react import ReactConfig
-from services.executor.react_handler import execute_react
+from services.executor.react_handler import execute_react, resume_react
 from services.executor.registry import RegisteredTool, ToolRegistry
 from services.executor.runner import ToolRunner
 from services.executor.sandbox import Sandbox, SandboxLimits
@@ -105,21 +105,35 @@ def build(ctx: ServiceContext) -> ServiceParts:
         # ReAct steps are not yet guarded by the goal's last sequence (docs/architecture.md).
         await ctx.publish(events)
 
+    async def run_react(
+        task: TaskScheduled, *, redelivered: bool, history: Sequence[Event] | None = None
+    ) -> None:
+        await execute_react(
+            task,
+            redelivered=redelivered,
+            config=react_config,
+            runner=runner,
+            llm=ctx.llm,
+            log=ctx.goal_log,
+            publish=publish_unguarded,
+            now=ctx.now,
+            producer=ctx.producer,
+            cancellations=cancellations,
+            history=history,
+        )
+
+    async def resume_waiting_call(answer: Event, _delivery: Delivery) -> None:
+        assert isinstance(answer, ApprovalGranted | ApprovalDenied)
+
+        async def resume(task: TaskScheduled, history: Sequence[Event]) -> None:
+            await run_react(task, redelivered=True, history=history)
+
+        await resume_react(answer, log=ctx.goal_log, resume=resume)
+
     async def run_task(task: Event, delivery: Delivery) -> None:
         assert isinstance(task, TaskScheduled)
         if task.tool == REACT_TOOL:
-            await execute_react(
-                task,
-                redelivered=delivery.redelivered,
-                config=react_config,
-                runner=runner,
-                llm=ctx.llm,
-                log=ctx.goal_log,
-                publish=publish_unguarded,
-                now=ctx.now,
-                producer=ctx.producer,
-                cancellations=cancellations,
-            )
+            await run_react(task, redelivered=delivery.redelivered)
         else:
             await execute_task(
                 task,
@@ -151,7 +165,14 @@ def build(ctx: ServiceContext) -> ServiceParts:
         [
             Subscription(
                 ctx.spec(EVENTS_STREAM),
-                ctx.routed(EVENTS_STREAM, {TaskScheduled: run_task}),
+                ctx.routed(
+                    EVENTS_STREAM,
+                    {
+                        TaskScheduled: run_task,
+                        ApprovalGranted: resume_waiting_call,
+                        ApprovalDenied: resume_waiting_call,
+                    },
+                ),
                 ctx.settings.executor_concurrency,
             ),
             Subscription(ctx.spec(INTAKE_STREAM), on_wakeup, ctx.settings.concurrency),

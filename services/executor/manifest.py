@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from events.catalog import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     GoalCancelled,
     IterationInterrupted,
     LlmRequested,
@@ -28,7 +31,11 @@ __all__ = ["MANIFEST"]
 MANIFEST = ServiceManifest(
     name="executor",
     inputs=(
-        Input(EVENTS_STREAM, "executor: tasks to run", events=(TaskScheduled,)),
+        Input(
+            EVENTS_STREAM,
+            "executor: tasks to run, and answers that resume a ReAct task's waiting call",
+            events=(TaskScheduled, ApprovalGranted, ApprovalDenied),
+        ),
         # Durable timers that fell due: nats-server republishes each to agora.intake.wakeup.
         Input(INTAKE_STREAM, "executor: durable timers that fell due", commands=(INTAKE_WAKEUP,)),
     ),
@@ -46,6 +53,7 @@ MANIFEST = ServiceManifest(
         LlmRequested,
         LlmResponded,
         ToolsListed,  # what each MCP server offers, for planners and `agora tools`
+        ApprovalRequested,  # a ReAct step's call the goal's approval policy names
     ),
     # Every replica hears a cancellation (or an iteration's interruption by a message), so the
     # one running the goal's task stops it.

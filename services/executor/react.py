@@ -15,6 +15,13 @@ Injection safety is decided here, not trusted to the model:
 - Tool output reaches the model only as the JSON-quoted content of a ``role="tool"`` message
   answering the call that produced it, never as instructions.
 
+A call the goal's approval policy names (``task.approval``, the policy the goal was admitted
+under) does not run until a person approves it: the task records ``approval_requested`` and
+stops, holding nothing. The planner records the answer (``approval_granted`` with the
+arguments to run, possibly edited, or ``approval_denied``); the executor then resumes the task
+from its record. The model's earlier thinks are answered from the log, the approved call runs
+once, and a denial is the model's observation of that call.
+
 :func:`next_react_action` is a pure function of the task, the turns so far and the task's
 recorded events. The adapter (``react_handler.py``) performs the action and asks again, so a
 redelivered task replays its thinks from the goal's recorded answers (no model call), reuses
@@ -26,12 +33,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import msgspec
 from pydantic import ValidationError
 
+from events.approval_commands import approval_id
+from events.approvals import approval_reason
 from events.catalog import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -52,6 +65,8 @@ __all__ = [
     "BUDGET_EXCEEDED",
     "REACT_ATTEMPT",
     "AlreadyFinished",
+    "AskApproval",
+    "AwaitApproval",
     "CallTool",
     "Finish",
     "Observation",
@@ -80,7 +95,8 @@ REACT_ATTEMPT = 1
 # to goal_failed with reason budget_exceeded).
 BUDGET_EXCEEDED = "budget_exceeded"
 
-Observation = ToolReturned | ToolFailed | ToolRefused
+# What the model is shown about one call: its outcome, its refusal, or a person's denial.
+Observation = ToolReturned | ToolFailed | ToolRefused | ApprovalDenied
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +148,8 @@ class ReactRecord:
     finished: bool = False
     called: frozenset[tuple[int, int]] = frozenset()  # (step, call) announced by tool_called
     outcomes: Mapping[tuple[int, int], Observation] = field(default_factory=dict)
+    asked: frozenset[tuple[int, int]] = frozenset()  # (step, call) whose approval was requested
+    granted: Mapping[tuple[int, int], ApprovalGranted] = field(default_factory=dict)
 
 
 def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRecord:
@@ -139,6 +157,8 @@ def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRe
     started = finished = False
     called: set[tuple[int, int]] = set()
     outcomes: dict[tuple[int, int], Observation] = {}
+    asked: set[tuple[int, int]] = set()
+    granted: dict[tuple[int, int], ApprovalGranted] = {}
     for event in events:
         if getattr(event, "iteration", None) != iteration:
             continue
@@ -151,10 +171,19 @@ def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRe
                 finished = True
             case ToolCalled(step=step, call=call) if step > 0:
                 called.add((step, call))
-            case ToolReturned() | ToolFailed() | ToolRefused() if event.step > 0:
+            case ToolReturned() | ToolFailed() | ToolRefused() | ApprovalDenied() if event.step:
                 outcomes.setdefault((event.step, event.call), event)
+            case ApprovalRequested(step=step, call=call) if step > 0:
+                asked.add((step, call))
+            case ApprovalGranted(step=step, call=call) if step > 0:
+                granted.setdefault((step, call), event)
     return ReactRecord(
-        started=started, finished=finished, called=frozenset(called), outcomes=outcomes
+        started=started,
+        finished=finished,
+        called=frozenset(called),
+        outcomes=outcomes,
+        asked=frozenset(asked),
+        granted=granted,
     )
 
 
@@ -186,6 +215,21 @@ class CallTool:
 
 
 @dataclass(frozen=True, slots=True)
+class AskApproval:
+    """Publish ``request`` (durably) and stop: the call waits for a person, and the task holds
+    nothing until the answer resumes it."""
+
+    request: ApprovalRequested
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitApproval:
+    """The next call's approval is requested and not answered yet: stop, holding nothing."""
+
+    approval_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Observe:
     """The next call's observation is known without running anything: recorded already
     (``publish`` False), or a refusal / an interrupted call to record now (``publish`` True)."""
@@ -201,7 +245,7 @@ class Finish:
     events: tuple[Event, ...]
 
 
-ReactAction = AlreadyFinished | Think | CallTool | Observe | Finish
+ReactAction = AlreadyFinished | Think | CallTool | AskApproval | AwaitApproval | Observe | Finish
 
 
 def next_react_action(
@@ -277,23 +321,38 @@ def _next_call(
             f"tool {call.name!r} not granted to this task (granted: {listed}); the call was not run"
         )
         return Observe(_refused(task, turn, number, reason, stamp), publish=True)
-    spec = config.tools[call.name]
-    if spec.args is not None:
-        try:
-            validated = spec.args.model_validate(call.arguments)
-        except ValidationError as exc:
-            reason = (
-                f"invalid arguments for tool {call.name!r}: {_describe(exc)}; the call was not run"
+    return _checked_call(task, turn, number, record, spec=config.tools[call.name], stamp=stamp)
+
+
+def _checked_call(
+    task: TaskScheduled,
+    turn: Turn,
+    number: int,
+    record: ReactRecord,
+    *,
+    spec: ToolSpec,
+    stamp: Stamp,
+) -> ReactAction:
+    """Granted call ``number`` of ``turn``: refused if its arguments do not fit the tool; if the
+    goal's approval policy names it, asked about, waiting, then run as approved; else run."""
+    call = turn.reply.tool_calls[number - 1]
+    key = (turn.step, number)
+    args = _validated(spec, call.name, call.arguments)
+    if isinstance(args, str):
+        return Observe(_refused(task, turn, number, args, stamp), publish=True)
+    why = approval_reason(task.approval, call.name, args, spec)
+    if why is not None:
+        if key not in record.asked:
+            return AskApproval(
+                _approval_request(task, turn, number, args=args, why=why, stamp=stamp)
             )
-            return Observe(_refused(task, turn, number, reason, stamp), publish=True)
-        args = validated.model_dump(mode="json")
-    else:
-        problems = argument_problems(spec, call.arguments)
-        if problems:
-            described = "; ".join(f"{where or 'arguments'}: {what}" for where, what in problems)
-            reason = f"invalid arguments for tool {call.name!r}: {described}; the call was not run"
-            return Observe(_refused(task, turn, number, reason, stamp), publish=True)
-        args = dict(call.arguments)
+        answer = record.granted.get(key)
+        if answer is None:
+            return AwaitApproval(_approval_id(task, turn.step, number))
+        # It runs with the arguments the person approved (their edit, if any).
+        args = _validated(spec, call.name, answer.args)
+        if isinstance(args, str):
+            return Observe(_refused(task, turn, number, args, stamp), publish=True)
     return CallTool(
         step=turn.step,
         call=number,
@@ -302,6 +361,45 @@ def _next_call(
         announce=react_called(
             task, step=turn.step, call=number, tool=call.name, args=args, stamp=stamp
         ),
+    )
+
+
+def _validated(spec: ToolSpec, name: str, arguments: Mapping[str, Any]) -> dict[str, Any] | str:
+    """``arguments`` as the tool takes them, or why its schema refuses them."""
+    if spec.args is not None:
+        try:
+            return spec.args.model_validate(arguments).model_dump(mode="json")
+        except ValidationError as exc:
+            return f"invalid arguments for tool {name!r}: {_describe(exc)}; the call was not run"
+    problems = argument_problems(spec, arguments)
+    if problems:
+        described = "; ".join(f"{where or 'arguments'}: {what}" for where, what in problems)
+        return f"invalid arguments for tool {name!r}: {described}; the call was not run"
+    return dict(arguments)
+
+
+def _approval_id(task: TaskScheduled, step: int, call: int) -> str:
+    return approval_id(task.goal_id, task.iteration, task.task_id, step, call)
+
+
+def _approval_request(
+    task: TaskScheduled, turn: Turn, number: int, *, args: dict[str, Any], why: str, stamp: Stamp
+) -> ApprovalRequested:
+    policy = task.approval
+    assert policy is not None  # only a policy names a call
+    return ApprovalRequested(
+        **stamp.envelope("approval_requested", *_key(task, turn.step, number)),
+        approval_id=_approval_id(task, turn.step, number),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=turn.reply.tool_calls[number - 1].name,
+        args=args,
+        description=task.description,
+        reason=why,
+        answerers=policy.answerers,
+        deadline=stamp.occurred_at + timedelta(seconds=policy.deadline_s),
+        step=turn.step,
+        call=number,
     )
 
 
@@ -409,6 +507,8 @@ def observation_message(call: ToolCall, observation: Observation) -> ChatMessage
             payload = {"tool": call.name, "status": "failed", "error": error}
         case ToolRefused(reason=reason):
             payload = {"tool": call.name, "status": "refused", "error": reason}
+        case ApprovalDenied(reason=reason):
+            payload = {"tool": call.name, "status": "denied", "error": f"approval denied: {reason}"}
     return ChatMessage(
         role="tool", tool_call_id=call.id, content=msgspec.json.encode(payload).decode()
     )
@@ -529,7 +629,10 @@ def _duration_ms(turns: tuple[Turn, ...]) -> float:
     finished after a redelivery reports the same duration)."""
     thinking = sum(turn.reply.latency_ms for turn in turns)
     acting = sum(
-        o.duration_ms for turn in turns for o in turn.observations if not isinstance(o, ToolRefused)
+        o.duration_ms
+        for turn in turns
+        for o in turn.observations
+        if isinstance(o, ToolReturned | ToolFailed)
     )
     return thinking + acting
 

@@ -10,17 +10,25 @@ Failure policy: a model that cannot answer (every provider failed, an unusable a
 model configured) fails the task with a readable reason; nothing is left stuck.
 
 A cancelled goal stops the task wherever it is (a think or a tool call): ``task_cancelled``.
+
+A call that needs a person's approval is recorded as ``approval_requested`` and the delivery
+ends there: nothing waits in this process. :func:`resume_react` takes the answer
+(``approval_granted`` / ``approval_denied`` of a ReAct step, decided by the planner), finds the
+task in the goal's log and runs the same loop from the record.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from events.catalog import TaskScheduled
+import structlog
+
+from events.catalog import ApprovalDenied, ApprovalGranted, TaskScheduled
 from events.errors import LlmError, LlmNotRecordedError, LlmResponseError, ToolError
 from events.model import Event, Stamp
+from events.tools import REACT_TOOL
 from services.executor import decide, react
 from services.executor.cancellations import CANCELLED, Cancellations, unless_cancelled
 from services.executor.ports import GoalEvents
@@ -28,7 +36,9 @@ from services.executor.runner import ToolRunner
 from services.llm.port import LlmPort
 from services.llm.recording import Publish, answers_in, recorded_call
 
-__all__ = ["execute_react"]
+__all__ = ["execute_react", "resume_react"]
+
+_log = structlog.get_logger("agora.executor")
 
 
 async def execute_react(
@@ -44,12 +54,14 @@ async def execute_react(
     producer: str,
     cancellations: Cancellations | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    history: Sequence[Event] | None = None,
 ) -> None:
-    """Run ReAct task ``task`` to task_completed or task_failed, publishing every step; or to
-    task_cancelled once its goal is cancelled.
+    """Run ReAct task ``task`` to task_completed or task_failed, publishing every step; to
+    task_cancelled once its goal is cancelled; or until a call waits for approval.
 
-    On a first delivery nothing can be recorded yet, so the log read is skipped. Raises only
-    if publishing or the log fails; the consume loop then naks and the redelivery resumes.
+    On a first delivery nothing can be recorded yet, so the log read is skipped; ``history``,
+    when given, is the goal's log already read. Raises only if publishing or the log fails;
+    the consume loop then naks and the redelivery resumes.
     """
 
     def stamp() -> Stamp:
@@ -68,6 +80,7 @@ async def execute_react(
                 publish=publish,
                 stamp=stamp,
                 monotonic=monotonic,
+                history=history,
             ),
             cancelled,
         )
@@ -90,26 +103,24 @@ async def _react(
     publish: Publish,
     stamp: Callable[[], Stamp],
     monotonic: Callable[[], float],
+    history: Sequence[Event] | None,
 ) -> None:
-    history: list[Event] = await log.load(task.goal_id) if redelivered else []
-    record = react.fold_react(history, task.iteration, task.task_id)
+    if history is None:
+        history = await log.load(task.goal_id) if redelivered else []
+    record = await _begin(task, history, publish, stamp)
+    if record is None:
+        return
     recorded = answers_in(history)
-    if record.finished or decide.fold_task(history, task.iteration, task.task_id).finished:
-        return
-    stop = decide.stop_of(history, task.iteration)
-    if stop is not None:
-        await publish([decide.stopped(task, stop, react.REACT_ATTEMPT, 0.0, stamp())])
-        return
-    if not record.started:
-        await publish([decide.started(task, react.REACT_ATTEMPT, stamp())])
-
     turns: list[react.Turn] = []
     while True:
         match react.next_react_action(task, tuple(turns), record, config, stamp()):
-            case react.AlreadyFinished():
+            case react.AlreadyFinished() | react.AwaitApproval():
                 return
             case react.Finish(events=events):
                 await publish(events)
+                return
+            case react.AskApproval(request=request):
+                await publish([request])  # acknowledged: the answer resumes the task
                 return
             case react.Think(step=step, request=request):
                 try:
@@ -130,6 +141,54 @@ async def _react(
                 observation = await _run(task, action, runner, stamp, monotonic)
                 await publish([observation])
                 turns[-1] = turns[-1].observed(observation)
+
+
+async def _begin(
+    task: TaskScheduled, history: Sequence[Event], publish: Publish, stamp: Callable[[], Stamp]
+) -> react.ReactRecord | None:
+    """The task's record, once it is known to go on (``task_started`` recorded); None when it
+    ended already, or ends now because its goal was cancelled or its iteration interrupted."""
+    record = react.fold_react(history, task.iteration, task.task_id)
+    if record.finished or decide.fold_task(history, task.iteration, task.task_id).finished:
+        return None
+    stop = decide.stop_of(history, task.iteration)
+    if stop is not None:
+        await publish([decide.stopped(task, stop, react.REACT_ATTEMPT, 0.0, stamp())])
+        return None
+    if not record.started:
+        await publish([decide.started(task, react.REACT_ATTEMPT, stamp())])
+    return record
+
+
+async def resume_react(
+    answer: ApprovalGranted | ApprovalDenied,
+    *,
+    log: GoalEvents,
+    resume: Callable[[TaskScheduled, Sequence[Event]], Awaitable[None]],
+) -> None:
+    """Go on with the ReAct task whose call ``answer`` decided (nothing for a plain task's
+    answer: the planner schedules or fails that task itself)."""
+    if not answer.step:
+        return
+    history = await log.load(answer.goal_id)
+    task = _react_task(history, answer.iteration, answer.task_id)
+    if task is None:
+        _log.warning("approval_for_unknown_react_task", approval_id=answer.approval_id)
+        return
+    await resume(task, history)
+
+
+def _react_task(history: Sequence[Event], iteration: int, task_id: str) -> TaskScheduled | None:
+    """The ReAct task ``task_id`` of ``iteration`` as it was scheduled, if it was."""
+    for event in history:
+        if (
+            isinstance(event, TaskScheduled)
+            and event.iteration == iteration
+            and event.task_id == task_id
+            and event.tool == REACT_TOOL
+        ):
+            return event
+    return None
 
 
 async def _run(

@@ -1,6 +1,7 @@
 """Approvals: a call the goal's policy names waits for a person. Pure.
 
-Three decisions, in the shape of steering (``services.planner.control``):
+Three decisions, in the shape of steering (``services.planner.control``), and what a ReAct
+task carries so that the executor asks about the calls its model chooses (:func:`react_policy`):
 
 - :func:`ask_or_schedule` (the active planner, when a task becomes ready): the task is
   scheduled, or, when the goal's approval policy names the call and nobody answered yet,
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events.approval_commands import DEADLINE_BY, InvalidAnswer, ParsedAnswer, approval_id
-from events.approvals import approval_reason
+from events.approvals import ApprovalPolicy, approval_reason
 from events.catalog import (
     ApprovalAnswered,
     ApprovalDenied,
@@ -32,11 +33,11 @@ from events.catalog import (
 )
 from events.model import Event, Stamp, TaskSpec
 from events.subjects import COMMANDS_GOAL_ID
-from events.tools import argument_problems
+from events.tools import REACT_TOOL, argument_problems
 from services.planner.intake import Tools
 from services.planner.state import Approval, PlannerState, is_finished
 
-__all__ = ["ask_or_schedule", "decide_answer", "record_answer"]
+__all__ = ["ask_or_schedule", "decide_answer", "react_policy", "record_answer"]
 
 
 # -- the active planner: a task is ready ------------------------------------------------
@@ -66,6 +67,13 @@ def ask_or_schedule(
         answerers=policy.answerers,
         deadline=stamp.occurred_at + timedelta(seconds=policy.deadline_s),
     )
+
+
+def react_policy(state: PlannerState, task: TaskSpec) -> ApprovalPolicy | None:
+    """The policy a ReAct task is scheduled with: the goal's, since the executor checks each
+    call its model asks for against it (``services.executor.react``); None for a plain task,
+    whose one call was checked here before it was scheduled."""
+    return state.policy if task.tool == REACT_TOOL else None
 
 
 # -- intake --------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from events.catalog import (
 )
 from events.model import Event, Stamp, TaskSpec
 from services.llm.messages import LlmRequest
-from services.planner.approvals import ask_or_schedule, decide_answer
+from services.planner.approvals import ask_or_schedule, decide_answer, react_policy
 from services.planner.budget import exceeded_reason, no_room_reason, remaining
 from services.planner.control import CONTROL_REQUESTS, decide_control
 from services.planner.decompose import decompose_text
@@ -362,6 +362,7 @@ def _schedule(
         max_attempts=task.max_attempts,
         allowed_tools=task.allowed_tools,
         llm_budget=remaining(state),
+        approval=react_policy(state, task),
     )
 
 

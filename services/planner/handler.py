@@ -235,12 +235,16 @@ class DeadlineKeeper:
     intake stream: nats-server delivers it then, whatever runs or restarts meanwhile. It
     handles the planner's own ``approval_requested`` from the log, so a crash between the
     request and its schedule is made good by the redelivery; the message's bytes and id are the
-    same each time, so storing it again changes nothing."""
+    same each time, so storing it again changes nothing. A ReAct step's request comes from the
+    executor: ``noted`` hands it to the planner's state first (``GoalPlanner.note_request``)."""
 
     store: Callable[[DeadlineMessage], Awaitable[None]]
     now: Callable[[], datetime]
+    noted: Callable[[ApprovalRequested], None] | None = None
 
     async def keep(self, request: ApprovalRequested) -> None:
+        if self.noted is not None:
+            self.noted(request)
         await self.store(deadline_message(request, now=self.now()))
 
 
@@ -258,6 +262,13 @@ class GoalPlanner:
     loads: int = 0
     # Flow control (services/planner/flow_gate.py); None: no flow policy, nothing held.
     flow: FlowGate | None = None
+
+    def note_request(self, request: ApprovalRequested) -> None:
+        """Fold an approval request another service recorded (a ReAct step's call, asked by
+        the executor) into its goal's cached state, so that an answer finds it. A goal not in
+        the cache reads it from the log when it is next needed."""
+        if request.step and self.states.get(request.goal_id) is not None:
+            self.states.apply(request.goal_id, [request])
 
     async def handle(self, event: Event, *, first_delivery: bool) -> None:
         """Fold ``event`` into its goal and append whatever is due.

@@ -239,7 +239,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
     async def store_deadline(message: DeadlineMessage) -> None:
         await ctx.js.publish(message.subject, message.body, headers=message.headers)
 
-    deadlines = DeadlineKeeper(store=store_deadline, now=ctx.now)
+    deadlines = DeadlineKeeper(store=store_deadline, now=ctx.now, noted=planner.note_request)
 
     async def on_command(delivery: Delivery) -> None:
         # A schedule's firing carries no Nats-Msg-Id (the server strips it): its id is derived

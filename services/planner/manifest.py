@@ -79,7 +79,9 @@ MANIFEST = ServiceManifest(
                 ResumeRequested,
                 ApprovalAnswered,  # answered by the active planner alone, like steering
                 MessageReceived,  # answered by the active planner alone, like steering
-                ApprovalRequested,  # its own: the deadline's scheduled deny is stored from it
+                # Its own, and the executor's for a ReAct step's call: the deadline's
+                # scheduled deny is stored from it.
+                ApprovalRequested,
                 GoalDequeued,  # its own: a goal that waited is planned in its own lane
             ),
             pinned=True,

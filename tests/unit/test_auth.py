@@ -43,6 +43,9 @@ def test_a_service_publishes_only_its_own_event_types() -> None:
     assert executor is not None
     events = {s for s in executor.publish_allow if s.startswith("agora.events.")}
     assert "agora.events.*.task_completed" in events
+    # A ReAct step's call that needs a person's approval is asked for by the executor.
+    assert "agora.events.*.approval_requested" in events
+    assert "agora.events.*.approval_granted" not in events
     assert "agora.events.*.plan_created" not in events
     assert not any(s in executor.publish_allow for s in ("agora.events.>", ">", "$JS.API.>"))
     assert "agora.dlq.executor" in executor.publish_allow

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,11 @@ import httpx
 import msgspec
 import pytest
 
+from events.approvals import ApprovalPolicy, ApprovalRule
 from events.catalog import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     LlmRequested,
     TaskCompleted,
     TaskFailed,
@@ -520,3 +524,128 @@ async def test_the_same_task_in_a_later_iteration_asks_the_model_afresh(
     assert len(again.requests) == 3
     assert len(stream.of(TaskCompleted)) == 2
     assert len({e.event_id for e in stream.of(LlmRequested)}) == 6
+
+
+# -- calls the goal's approval policy names ------------------------------------------------
+
+
+def approving_task() -> TaskScheduled:
+    """A ReAct task whose goal wants every write_file approved, by ada, within a minute."""
+    policy = ApprovalPolicy(
+        rules=(ApprovalRule(tool="write_file"),), deadline_s=60.0, answerers=("ada",)
+    )
+    return msgspec.structs.replace(
+        react_task(("echo", "write_file")), approval=policy, llm_budget=None
+    )
+
+
+def answer(
+    request: ApprovalRequested, *, args: dict[str, Any] | None = None, deny: str = ""
+) -> ApprovalGranted | ApprovalDenied:
+    """The planner's decision on ``request``: granted (with ``args`` if edited), or denied."""
+    common = {
+        "goal_id": request.goal_id,
+        "occurred_at": NOW,
+        "causation_id": "answered-1",
+        "correlation_id": request.goal_id,
+        "producer": "planner@0.1.0",
+        "approval_id": request.approval_id,
+        "command_id": f"c-{request.approval_id}",
+        "iteration": request.iteration,
+        "task_id": request.task_id,
+        "tool": request.tool,
+        "by": "ada",
+        "step": request.step,
+        "call": request.call,
+    }
+    if deny:
+        return ApprovalDenied(event_id=f"denied-{request.event_id}", reason=deny, **common)
+    return ApprovalGranted(
+        event_id=f"granted-{request.event_id}",
+        args=request.args if args is None else args,
+        original_args=request.args,
+        edited=args is not None,
+        **common,
+    )
+
+
+WRITE_TWICE_THEN_ANSWER = (
+    reply(("echo", {"text": "before"}), ("write_file", {"path": "a.txt", "content": "draft"})),
+    reply(("write_file", {"path": "b.txt", "content": "more"})),
+    reply(content="saved a draft; b was refused"),
+)
+
+
+async def test_a_call_the_policy_names_waits_then_runs_as_edited_and_a_denial_is_observed(
+    runner: ToolRunner, tmp_path: Path
+) -> None:
+    stream = Stream()
+    model = ScriptedModel(by_observations(*WRITE_TWICE_THEN_ANSWER))
+    task = approving_task()
+
+    await run(task, stream, runner, model)
+    # The echo ran; the write waits, announced by nothing but its request.
+    (asked,) = stream.of(ApprovalRequested)
+    assert (asked.approval_id, asked.tool, asked.step, asked.call) == (
+        "g-1/1/r1/1/2",
+        "write_file",
+        1,
+        2,
+    )
+    assert asked.args == {"path": "a.txt", "content": "draft"}
+    assert (asked.answerers, asked.deadline) == (("ada",), NOW + timedelta(seconds=60))
+    assert "write_file" in asked.reason
+    assert [c.tool for c in stream.of(ToolCalled)] == ["echo"]
+    assert not stream.of(TaskCompleted)
+
+    # Delivered again before anyone answers: it still waits, and nothing is asked twice.
+    await run(task, stream, runner, model, redelivered=True)
+    assert len(stream.of(ApprovalRequested)) == 1
+    assert len(model.requests) == 1
+
+    # Approved with an edit: the think is answered from the record, the edit runs once.
+    edit = {"path": "edited.txt", "content": "draft"}
+    stream.events.append(answer(asked, args=edit))
+    await run(task, stream, runner, model, redelivered=True)
+    assert [c.args for c in stream.of(ToolCalled) if c.tool == "write_file"] == [edit]
+    assert (tmp_path / "edited.txt").read_text() == "draft"
+    assert not (tmp_path / "a.txt").exists()
+    second = stream.of(ApprovalRequested)[-1]
+    assert (second.approval_id, second.args["path"]) == ("g-1/1/r1/2/1", "b.txt")
+    assert len(model.requests) == 2  # think 1 was not asked again
+
+    # Denied: the model is shown the denial and answers; the write never ran.
+    stream.events.append(answer(second, deny="not b"))
+    await run(task, stream, runner, model, redelivered=True)
+    assert not (tmp_path / "b.txt").exists()
+    assert len(model.requests) == 3
+    assert tool_messages(model.requests[-1])[-1] == {
+        "tool": "write_file",
+        "status": "denied",
+        "error": "approval denied: not b",
+    }
+    (done,) = stream.of(TaskCompleted)
+    assert done.output == "saved a draft; b was refused"
+    assert [c.tool for c in stream.of(ToolCalled)] == ["echo", "write_file"]
+
+
+async def test_an_edit_the_tool_refuses_is_refused_and_never_runs(runner: ToolRunner) -> None:
+    stream = Stream()
+    model = ScriptedModel(by_observations(*WRITE_TWICE_THEN_ANSWER))
+    task = msgspec.structs.replace(approving_task(), args={"instruction": "write"})
+    await run(task, stream, runner, model)
+    asked = stream.of(ApprovalRequested)[0]
+    stream.events.append(answer(asked, args={"path": 7}))
+    await run(task, stream, runner, model, redelivered=True)
+    (refused,) = stream.of(ToolRefused)
+    assert refused.reason.startswith("invalid arguments for tool 'write_file'")
+    assert [c.tool for c in stream.of(ToolCalled)] == ["echo"]
+
+
+def test_a_task_without_a_policy_asks_nothing(runner: ToolRunner) -> None:
+    task = react_task(("write_file",))
+    turn = react.Turn(step=1, reply=reply(("write_file", {"path": "a", "content": "b"})))
+    action = react.next_react_action(
+        task, (turn,), react.ReactRecord(started=True), config(runner), stamp()
+    )
+    assert isinstance(action, react.CallTool)
