@@ -20,7 +20,8 @@ DifferenceKind = Literal[
     "missing", "new", "changed", "llm_request_new", "llm_request_unasked", "tool_call_new"
 ]
 # When and on which delivery a decision was taken, and how long a tool took: not what it was.
-# A timer's due time follows from when it started (its ``seconds`` are compared).
+# A timer's due time follows from when it started (its ``seconds`` are compared), and an
+# approval request's deadline from when it was asked (the policy's ``deadline_s``).
 _NOT_COMPARED = frozenset(
     {
         "occurred_at",
@@ -31,6 +32,7 @@ _NOT_COMPARED = frozenset(
         "latency_ms",
         "due_at",
         "late_ms",
+        "deadline",
     }
 )
 _DETAIL_CHARS = 160

@@ -5,8 +5,11 @@ Tools are not run again: a tool call is answered from the record (the recorded o
 ``tool_failed`` error), in the order the task
 recorded them. A call the record does not hold (another tool, other arguments, one call more)
 is a difference, and that task is not compared further. A ReAct task's thinks are answered
-from the recorded ``llm_responded`` events by request hash, like every re-run. Timings
-(``duration_ms``) are measurements, not decisions, and are not compared.
+from the recorded ``llm_responded`` events by request hash, like every re-run. A call of a
+ReAct task that waited for approval is answered by the person's recorded answer
+(``approval_granted`` / ``approval_denied``): the current code asks, is answered, and resumes
+the task from what it decided so far, as the live executor does. Timings (``duration_ms``) are
+measurements, not decisions, and are not compared.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from functools import partial
 from typing import Any, NoReturn
 
 from events.catalog import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     LlmRequested,
     LlmResponded,
     TaskCompleted,
@@ -209,6 +215,62 @@ class _Collector:
         await self(events)
 
 
+async def _rerun_react(
+    task: TaskScheduled,
+    history: Sequence[Event],
+    *,
+    answers: _Answers,
+    options: RerunOptions,
+    tools: _RecordedTools,
+    model: _RecordedModel,
+    collector: _Collector,
+    now: datetime,
+) -> None:
+    """Re-run one ReAct task; each time it stops at an approval request the record answered,
+    resume it from what it decided so far with that answer, as the executor does live."""
+    assert options.react_prompt is not None
+    config = ReactConfig(
+        tools=options.react_tools, prompt=options.react_prompt, max_steps=options.react_max_steps
+    )
+    answered = {
+        e.approval_id: e
+        for e in _task_events(history, task)
+        if isinstance(e, ApprovalGranted | ApprovalDenied) and e.step
+    }
+    given: list[Event] = []
+    while True:
+        decided = _task_events(collector.decided, task)
+        await execute_react(
+            task,
+            # "Redelivered": the thinks are read from the record; the task's own steps
+            # are not in ``answers``, so the current code decides every one of them anew.
+            redelivered=True,
+            config=config,
+            runner=tools,
+            llm=model,
+            log=_Answers([*answers.answers, *decided, *given]),
+            publish=collector.steps,
+            now=lambda: now,
+            producer=options.producer,
+        )
+        asked = [
+            e for e in _task_events(collector.decided, task) if isinstance(e, ApprovalRequested)
+        ]
+        answer = answered.pop(asked[-1].approval_id, None) if asked else None
+        if answer is None or model.new:
+            return
+        given.append(answer)
+
+
+def _task_events(events: Sequence[Event], task: TaskScheduled) -> list[Event]:
+    return [
+        e
+        for e in events
+        if getattr(e, "task_id", None) == task.task_id
+        and getattr(e, "iteration", None) == task.iteration
+    ]
+
+
 def _recorded_calls(
     history: Sequence[Event], task: TaskScheduled
 ) -> list[tuple[ToolCalled, CallOutcome]]:
@@ -271,23 +333,15 @@ async def rerun_executor(
     for task in tasks:
         tools = _RecordedTools(_recorded_calls(history, task), options.react_tools)
         if task.tool == REACT_TOOL:
-            assert options.react_prompt is not None
-            await execute_react(
+            await _rerun_react(
                 task,
-                # "Redelivered": the thinks are read from the record; the task's own steps
-                # are not in ``answers``, so the current code decides every one of them anew.
-                redelivered=True,
-                config=ReactConfig(
-                    tools=options.react_tools,
-                    prompt=options.react_prompt,
-                    max_steps=options.react_max_steps,
-                ),
-                runner=tools,
-                llm=model,
-                log=answers,
-                publish=collector.steps,
-                now=lambda: now,
-                producer=options.producer,
+                history,
+                answers=answers,
+                options=options,
+                tools=tools,
+                model=model,
+                collector=collector,
+                now=now,
             )
         else:
             waited = _of_task(history, task, TimerStarted) is not None

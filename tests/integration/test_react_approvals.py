@@ -9,6 +9,7 @@ think it answered, and is shown each denial."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -24,7 +25,10 @@ from events.catalog import (
 from events.model import Event
 from infra.clients.goals import AgoraClient
 from infra.clients.query import ask
+from infra.platform.runner import producer_name
 from infra.settings import Settings
+from services.llm.templates import load_prompt
+from services.rerun import RerunOptions, rerun_executor
 from tests.conftest import InProcessPlatform
 from tests.llm_servers import ReceivedRequest, Scripted, ScriptedLlmServer, llm_settings
 from tests.llm_servers import openai_reply as reply
@@ -199,3 +203,16 @@ async def test_react_calls_wait_for_approval_through_a_restart_edit_deny_and_dea
     assert "approved with edited args" in summary
     assert "edited.txt" in summary
     assert "a.txt" in summary
+
+    # Re-run over the record, the current executor code asks the same, is answered by the
+    # recorded answers, and decides the same, with no model asked.
+    options = RerunOptions(
+        planning=None,
+        producer=producer_name("executor"),
+        react_prompt=load_prompt("executor", "react", 1),
+    )
+    asked_before = len(server.requests)
+    for history in (answered, timed_out):
+        report = await rerun_executor(history, options, datetime.now(UTC))
+        assert report.identical, report.differences
+    assert len(server.requests) == asked_before
