@@ -273,7 +273,9 @@ def next_react_action(
     if outcome is not None:
         return Finish((outcome,))
     remaining = _remaining_tokens(task.llm_budget, spent)
-    request = build_request(task, args.instruction, turns, config, max_tokens=remaining)
+    request = build_request(
+        task, args.instruction, turns, config, max_tokens=remaining, approved=record.granted
+    )
     return Think(step=len(turns) + 1, request=request)
 
 
@@ -465,9 +467,11 @@ def build_request(
     config: ReactConfig,
     *,
     max_tokens: int | None = None,
+    approved: Mapping[tuple[int, int], ApprovalGranted] | None = None,
 ) -> LlmRequest:
     """The think request for the step after ``turns``: system prompt, the instruction, then
-    every earlier reply and its observations as role=tool messages."""
+    every earlier reply and its observations as role=tool messages. ``approved``: the grants
+    of calls that waited for approval, by (step, call); an edited one shows what ran."""
     granted = granted_tools(task, config)
     system = config.prompt.render(
         tools=", ".join(granted) or "none (answer directly)", max_steps=str(config.max_steps)
@@ -484,10 +488,12 @@ def build_request(
             _with_id(call, turn.step, n) for n, call in enumerate(turn.reply.tool_calls, 1)
         )
         messages.append(ChatMessage(role="assistant", content=turn.reply.content, tool_calls=calls))
-        messages.extend(
-            observation_message(call, observation)
-            for call, observation in zip(calls, turn.observations, strict=False)
-        )
+        for number, (call, observation) in enumerate(
+            zip(calls, turn.observations, strict=False), 1
+        ):
+            grant = (approved or {}).get((turn.step, number))
+            edit = grant.args if grant is not None and grant.edited else None
+            messages.append(observation_message(call, observation, edited_args=edit))
     return LlmRequest(
         purpose="react",
         messages=tuple(messages),
@@ -496,10 +502,13 @@ def build_request(
     )
 
 
-def observation_message(call: ToolCall, observation: Observation) -> ChatMessage:
+def observation_message(
+    call: ToolCall, observation: Observation, *, edited_args: dict[str, Any] | None = None
+) -> ChatMessage:
     """The result of ``call`` as the model sees it: JSON-quoted data in a role=tool message,
-    so nothing inside it can pose as a message, a role or a tool call."""
-    payload: dict[str, str]
+    so nothing inside it can pose as a message, a role or a tool call. ``edited_args``: the
+    arguments a person approved the call with instead of the model's (what really ran)."""
+    payload: dict[str, Any]
     match observation:
         case ToolReturned(output=output):
             payload = {"tool": call.name, "status": "returned", "output": output}
@@ -509,6 +518,8 @@ def observation_message(call: ToolCall, observation: Observation) -> ChatMessage
             payload = {"tool": call.name, "status": "refused", "error": reason}
         case ApprovalDenied(reason=reason):
             payload = {"tool": call.name, "status": "denied", "error": f"approval denied: {reason}"}
+    if edited_args is not None:
+        payload["approved_args"] = edited_args
     return ChatMessage(
         role="tool", tool_call_id=call.id, content=msgspec.json.encode(payload).decode()
     )

@@ -188,6 +188,7 @@ async def test_react_calls_wait_for_approval_through_a_restart_edit_deny_and_dea
             thinks[goal_of(body)].append(body)
     assert [len(observations(b)) for b in thinks[ANSWERED]] == [0, 2, 3]
     assert [len(observations(b)) for b in thinks[TIMED_OUT]] == [0, 2]
+    assert observations(thinks[ANSWERED][1])[-1]["approved_args"] == edit
     assert observations(thinks[ANSWERED][-1])[-1] == {
         "tool": "write_file",
         "status": "denied",

@@ -613,6 +613,10 @@ async def test_a_call_the_policy_names_waits_then_runs_as_edited_and_a_denial_is
     second = stream.of(ApprovalRequested)[-1]
     assert (second.approval_id, second.args["path"]) == ("g-1/1/r1/2/1", "b.txt")
     assert len(model.requests) == 2  # think 1 was not asked again
+    # The model is told that its call ran with the person's arguments, not its own.
+    shown = tool_messages(model.requests[1])[-1]
+    assert (shown["status"], shown["approved_args"]) == ("returned", edit)
+    assert "approved_args" not in tool_messages(model.requests[1])[0]
 
     # Denied: the model is shown the denial and answers; the write never ran.
     stream.events.append(answer(second, deny="not b"))
