@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from events.approval_commands import APPROVAL_ID
 from infra.dashboard.charts import BarItem, bar_chart, gantt_svg, plan_svg
 from infra.dashboard.picture import GoalPicture
 from infra.dashboard.queries import GOAL_STATUSES, PAGE_SIZES, Cursor, GoalFilter
@@ -266,7 +267,8 @@ def approvals_list(rows: Sequence[dict[str, Any]], *, show_goal: bool = True) ->
         blocks.append(
             f'<div class="approval" data-approval="{approval}">'
             f'<p class="ask"><code>{_text(row["tool"])}</code> for task '
-            f"<b>{_text(row['task_id'])}</b>{goal} · {_text(row['reason'])}</p>"
+            f"<b>{_text(row['task_id'])}</b>{_model_call(row['approval_id'])}{goal} · "
+            f"{_text(row['reason'])}</p>"
             f'<p class="meta">asked {_when(row["requested_at"])} · denied unless answered by '
             f"{_when(row['deadline'])} · may answer: {_text(answerers)}</p>"
             "<label>arguments (edit them to run the call with others)"
@@ -281,6 +283,14 @@ def approvals_list(rows: Sequence[dict[str, Any]], *, show_goal: bool = True) ->
             '<p class="state"></p></div>'
         )
     return "".join(blocks)
+
+
+def _model_call(approval_id: str) -> str:
+    """For a call a ReAct task's model chose: which of its thinks asked for it."""
+    match = APPROVAL_ID.fullmatch(approval_id)
+    if match is None or match.group(4) is None:
+        return ""
+    return f" (its model's call {int(match.group(5))} of think {int(match.group(4))})"
 
 
 def approvals_page(listing: str) -> str:
