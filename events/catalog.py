@@ -499,9 +499,9 @@ class TaskCancelled(Event, frozen=True, kw_only=True, tag="task_cancelled"):
 
 class TimerStarted(Event, frozen=True, kw_only=True, tag="timer_started"):
     """A task's attempt waits for a durable timer (a ``sleep`` longer than the executor's
-    threshold) instead of holding a process: nats-server wakes it at ``due_at`` (a scheduled
-    message named by ``timer_id``, this event's id). Written with the attempt's
-    ``tool_called``, before the timer is armed."""
+    threshold, a ``wait_until`` further away: ``purpose`` names the tool) instead of holding a
+    process: nats-server wakes it at ``due_at`` (a scheduled message named by ``timer_id``,
+    this event's id). Written with the attempt's ``tool_called``, before the timer is armed."""
 
     iteration: int
     task_id: str

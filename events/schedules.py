@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from events.errors import AgoraError
+from events.instants import parse_instant, utc_text
 from events.subjects import INTAKE_GOAL
 
 __all__ = [
@@ -91,7 +92,7 @@ class ScheduleSpec:
         if self.time_zone is not None:
             headers[TIME_ZONE_HEADER] = self.time_zone
         if self.at is not None:
-            headers[AT_HEADER] = _utc_text(self.at)
+            headers[AT_HEADER] = utc_text(self.at)
         return headers
 
 
@@ -138,20 +139,15 @@ def parse_schedule(
 
 def _one_shot(text: str, now: datetime) -> ScheduleSpec:
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ScheduleError(
-            f"--at {text!r} is not a time: use RFC 3339, such as 2026-12-24T18:00:00Z"
-        ) from None
-    if when.tzinfo is None:
-        raise ScheduleError(f"--at {text!r} has no time zone: end it with Z or an offset")
-    when = when.astimezone(UTC).replace(microsecond=0)
+        when = parse_instant(text).replace(microsecond=0)
+    except ValueError as exc:
+        raise ScheduleError(f"--at {text!r} {exc}") from None
     if when <= now:
         raise ScheduleError(
-            f"--at {_utc_text(when)} is in the past (it is {_utc_text(now)} now): "
+            f"--at {utc_text(when)} is in the past (it is {utc_text(now)} now): "
             "a one-shot schedule must lie in the future"
         )
-    return ScheduleSpec(kind="at", pattern=f"@at {_utc_text(when)}", at=when)
+    return ScheduleSpec(kind="at", pattern=f"@at {utc_text(when)}", at=when)
 
 
 def _interval(text: str) -> ScheduleSpec:
@@ -211,11 +207,7 @@ def firing_command_id(scheduler: str, next_fire: str, at: str | None) -> str | N
     if when.tzinfo is None:
         return None
     # Cron in a time zone is stamped with its offset: one instant, one id.
-    return f"schedule-{name}-before-{_utc_text(when.astimezone(UTC))}"
-
-
-def _utc_text(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"schedule-{name}-before-{utc_text(when.astimezone(UTC))}"
 
 
 def firing_of(headers: Mapping[str, str]) -> str | None:

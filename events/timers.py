@@ -20,6 +20,7 @@ from typing import Annotated
 import msgspec
 
 from events.errors import DecodeError
+from events.instants import utc_text
 from events.subjects import INTAKE_TIMER_PREFIX, INTAKE_WAKEUP, SUBJECT_TOKEN
 from events.untrusted_json import decode_json
 
@@ -28,6 +29,7 @@ __all__ = ["Wakeup", "decode_wakeup", "due_pattern", "timer_headers", "timer_sub
 _SCHEDULE = "Nats-Schedule"
 _TARGET = "Nats-Schedule-Target"
 _MSG_ID = "Nats-Msg-Id"
+_TTL = "Nats-TTL"
 
 
 class Wakeup(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -62,10 +64,17 @@ def due_pattern(due_at: datetime) -> str:
     whole = utc.replace(microsecond=0)
     if utc != whole:
         whole += timedelta(seconds=1)
-    return f"@at {whole.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    return f"@at {utc_text(whole)}"
 
 
 def timer_headers(timer_id: str, due_at: datetime) -> dict[str, str]:
     """The headers of a timer's scheduled message. ``Nats-Msg-Id`` is the timer's id, so
-    arming the same timer again within the duplicate window stores nothing new."""
-    return {_SCHEDULE: due_pattern(due_at), _TARGET: INTAKE_WAKEUP, _MSG_ID: timer_id}
+    arming the same timer again within the duplicate window stores nothing new. ``Nats-TTL:
+    never`` keeps it past the intake stream's age limit (a ``wait_until`` may lie weeks ahead);
+    the server purges it once it fired. A due time already past fires at once."""
+    return {
+        _SCHEDULE: due_pattern(due_at),
+        _TARGET: INTAKE_WAKEUP,
+        _MSG_ID: timer_id,
+        _TTL: "never",
+    }

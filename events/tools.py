@@ -11,10 +11,13 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from events.instants import parse_instant
 
 __all__ = [
     "BUILTIN_ORIGIN",
@@ -29,6 +32,7 @@ __all__ = [
     "ReadFileArgs",
     "SleepArgs",
     "ToolSpec",
+    "WaitUntilArgs",
     "WriteFileArgs",
     "argument_problems",
     "external_tool",
@@ -50,6 +54,29 @@ class EchoArgs(_Args):
 
 class SleepArgs(_Args):
     seconds: float = Field(ge=0, le=3600)
+
+
+class WaitUntilArgs(_Args):
+    at: str = Field(
+        min_length=1,
+        max_length=64,
+        description="an RFC 3339 time with a zone, e.g. 2026-12-24T18:00:00Z",
+        json_schema_extra={"format": "date-time"},
+    )
+
+    @field_validator("at")
+    @classmethod
+    def _names_a_moment(cls, value: str) -> str:
+        try:
+            parse_instant(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} {exc}") from None
+        return value
+
+    @property
+    def moment(self) -> datetime:
+        """The time to wait for, in UTC."""
+        return parse_instant(self.at)
 
 
 class HttpGetArgs(_Args):
@@ -193,6 +220,12 @@ BUILTIN_TOOLS: dict[str, ToolSpec] = {
         ToolSpec("calculator", "evaluate an arithmetic expression", CalculatorArgs),
         ToolSpec("echo", "return the given text", EchoArgs),
         ToolSpec("sleep", "wait for a number of seconds", SleepArgs, default_timeout_s=3600),
+        ToolSpec(
+            "wait_until",
+            "wait until a point in time (RFC 3339 with a zone); at once if it has passed",
+            WaitUntilArgs,
+            default_timeout_s=3600,
+        ),
         ToolSpec("http_get", "fetch a URL over HTTP(S)", HttpGetArgs),
         ToolSpec("read_file", "read a text file from the workspace", ReadFileArgs),
         ToolSpec(

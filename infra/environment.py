@@ -159,7 +159,8 @@ class Environment(BaseSettings):
     )
     timer_threshold_s: Seconds = Field(
         30.0,
-        description="a `sleep` longer than this waits as a durable timer (a scheduled message "
+        description="a `sleep` longer than this, or a `wait_until` further away, waits as a "
+        "durable timer (a scheduled message "
         "nats-server keeps: no process, no unacked delivery, survives restarts); shorter ones "
         "wait in the executor, which is faster for short waits "
         "([events.md](events.md#durable-timers-agoraintaketimertimer_id-agoraintakewakeup))",

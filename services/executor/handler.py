@@ -12,9 +12,10 @@ another replica wrote events of this task, it stands down — before running the
 discarding a late result — so an attempt's tool runs at most once and a task never gets two
 different outcomes. Writes of other tasks of the goal only cause a retry.
 
-A ``sleep`` longer than the timers' threshold runs no tool here: its attempt records
-``timer_started`` beside its ``tool_called``, arms a durable timer and returns, so the delivery
-is acked; ``wake_task`` finishes it when the timer's wake-up comes (services/executor/waits.py).
+A ``sleep`` longer than the timers' threshold (or a ``wait_until`` further away) runs no tool
+here: its attempt records ``timer_started`` beside its ``tool_called``, arms a durable timer and
+returns, so the delivery is acked; ``wake_task`` finishes it when the timer's wake-up comes
+(services/executor/waits.py).
 
 A cancelled goal's task runs nothing more: ``goal_cancelled`` stops a tool call that runs
 (services/executor/cancellations.py), and a write refused because it came after the
@@ -160,7 +161,8 @@ async def execute_task(
         writer.history, writer.last_seq = list(recorded.events), recorded.last_seq
     record = decide.fold_task(writer.history, task.iteration, task.task_id)
 
-    match decide.plan_execution(task, record, stamp()):
+    decided = stamp()
+    match decide.plan_execution(task, record, decided):
         case decide.AlreadyFinished():
             return
         case decide.FinishFromRecord(events=events):
@@ -170,9 +172,10 @@ async def execute_task(
             # Recorded before a crash kept it from being armed (or armed already: harmless).
             assert timers is not None, "a task waits for a timer, but timers are not wired"
             await timers.arm(timer)
-        case decide.Run() as run if (wait_s := _durable_wait(task, timers)) is not None:
-            assert timers is not None
-            await _wait_durably(task, run, wait_s, writer=writer, stamp=stamp(), timers=timers)
+        case decide.Run() as run if timers is not None and (
+            wait := waits.durable_wait(task, timers.threshold_s, decided.occurred_at)
+        ):
+            await _wait_durably(task, run, wait, writer=writer, stamp=decided, timers=timers)
         case decide.Run() as run:
             heard = cancellations or Cancellations()
             with heard.watch(task.goal_id, task.iteration) as cancelled:
@@ -189,14 +192,10 @@ async def execute_task(
                 )
 
 
-def _durable_wait(task: TaskScheduled, timers: Timers | None) -> float | None:
-    return None if timers is None else waits.durable_wait(task, timers.threshold_s)
-
-
 async def _wait_durably(
     task: TaskScheduled,
     run: decide.Run,
-    wait_s: float,
+    wait: waits.DurableWait,
     *,
     writer: _TaskWriter,
     stamp: Stamp,
@@ -205,7 +204,7 @@ async def _wait_durably(
     """The attempt waits as a durable timer: recorded before it is armed, so a crash in
     between re-arms it on the redelivery (``decide.AwaitTimer``); then the delivery is acked."""
     attempt = run.first_attempt
-    timer = waits.start_timer(task, attempt, wait_s, stamp)
+    timer = waits.start_timer(task, attempt, wait, stamp)
     if not await writer.write(
         [*run.prelude, decide.called(task, attempt, task.args, stamp), timer]
     ):

@@ -20,6 +20,7 @@ from services.executor.tools import (
     python,
     read_file,
     sleep,
+    wait_until,
     write_file,
 )
 from services.executor.tools.context import ToolContext, ToolImplementation, ToolResult
@@ -32,6 +33,7 @@ _BUILTIN_IMPLEMENTATIONS: dict[str, ToolImplementation] = {
     "calculator": calculator.run,
     "echo": echo.run,
     "sleep": sleep.run,
+    "wait_until": wait_until.run,
     "http_get": http_get.run,
     "read_file": read_file.run,
     "write_file": write_file.run,

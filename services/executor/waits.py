@@ -1,7 +1,8 @@
 """Durable waits: which attempts wait as timers, and what a timer's wake-up does. Pure.
 
-A ``sleep`` longer than the executor's threshold holds no process and no delivery: its attempt
-records ``tool_called`` and ``timer_started`` (with the due time) and the delivery is acked;
+A ``sleep`` longer than the executor's threshold, or a ``wait_until`` whose time is further
+away than that, holds no process and no delivery: its attempt records ``tool_called`` and
+``timer_started`` (with the due time) and the delivery is acked;
 nats-server keeps the timer (events/timers.py). Shorter sleeps, including the benchmarks'
 ``sleep 0`` and ``sleep 0.2``, run in process as before: the durable path costs a stored
 message and a second delivery, which only a long wait repays.
@@ -17,17 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
 from events.catalog import TaskScheduled, TimerFired, TimerStarted
 from events.model import Event, Stamp
-from events.tools import SleepArgs
+from events.tools import SleepArgs, WaitUntilArgs
 from services.executor.decide import TaskRecord, completed, fold_task, stopped
+from services.executor.tools.wait_until import reached
 
 __all__ = [
     "EARLY_TOLERANCE_S",
+    "DurableWait",
     "Finish",
     "Ignore",
     "Rearm",
@@ -44,23 +47,43 @@ __all__ = [
 EARLY_TOLERANCE_S = 1.0
 
 
-def durable_wait(task: TaskScheduled, threshold_s: float) -> float | None:
-    """The seconds ``task`` waits as a durable timer, or None to run it in process: a valid
-    ``sleep`` longer than ``threshold_s`` and within its timeout (one longer than its timeout
-    times out in process, as it always did)."""
-    if task.tool != "sleep":
-        return None
-    try:
-        seconds = SleepArgs.model_validate(task.args).seconds
-    except ValidationError:
-        return None  # the in-process call reports the bad argument
-    if seconds <= threshold_s or seconds >= task.timeout_s:
-        return None
-    return float(seconds)
+@dataclass(frozen=True, slots=True)
+class DurableWait:
+    """A wait an attempt spends on a durable timer: until ``due_at``, ``seconds`` from now."""
+
+    due_at: datetime
+    seconds: float
 
 
-def start_timer(task: TaskScheduled, attempt: int, seconds: float, stamp: Stamp) -> TimerStarted:
-    """The attempt's timer, due ``seconds`` after ``stamp``'s time; its id is the event's."""
+def durable_wait(task: TaskScheduled, threshold_s: float, now: datetime) -> DurableWait | None:
+    """The durable timer ``task`` waits for, decided at ``now``, or None to run it in process.
+
+    A valid ``sleep`` longer than ``threshold_s`` and within its timeout (one longer than its
+    timeout times out in process, as it always did); a valid ``wait_until`` whose time is more
+    than ``threshold_s`` away (its timeout bounds a call that runs, and a timer runs nothing).
+    Bad arguments run in process, where the call reports them.
+    """
+    if task.tool == "sleep":
+        try:
+            seconds = SleepArgs.model_validate(task.args).seconds
+        except ValidationError:
+            return None
+        if seconds <= threshold_s or seconds >= task.timeout_s:
+            return None
+        return DurableWait(now + timedelta(seconds=seconds), float(seconds))
+    if task.tool == "wait_until":
+        try:
+            moment = WaitUntilArgs.model_validate(task.args).moment
+        except ValidationError:
+            return None
+        seconds = (moment - now).total_seconds()
+        return None if seconds <= threshold_s else DurableWait(moment, seconds)
+    return None
+
+
+def start_timer(task: TaskScheduled, attempt: int, wait: DurableWait, stamp: Stamp) -> TimerStarted:
+    """The attempt's timer (its purpose is the tool's: ``sleep``, ``wait_until``); its id is
+    the event's."""
     envelope = stamp.envelope("timer_started", task.iteration, task.task_id, attempt)
     return TimerStarted(
         **envelope,
@@ -69,8 +92,9 @@ def start_timer(task: TaskScheduled, attempt: int, seconds: float, stamp: Stamp)
         tool=task.tool,
         attempt=attempt,
         timer_id=envelope["event_id"],
-        due_at=stamp.occurred_at + timedelta(seconds=seconds),
-        seconds=seconds,
+        due_at=wait.due_at,
+        seconds=wait.seconds,
+        purpose=task.tool,
     )
 
 
@@ -156,10 +180,17 @@ def on_wakeup(task: TaskScheduled, record: TaskRecord, timer_id: str, stamp: Sta
     )
     done = completed(
         task,
-        f"slept {timer.seconds:g}s",
+        _output(timer),
         timer.attempt,
         spent_ms + waited_ms,
         stamp,
         attempt_duration_ms=waited_ms,
     )
     return Finish((fired, done))
+
+
+def _output(timer: TimerStarted) -> str:
+    """What the waiting tool returns, the same as it would have in process."""
+    if timer.purpose == "wait_until":
+        return reached(timer.due_at)
+    return f"slept {timer.seconds:g}s"

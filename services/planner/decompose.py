@@ -23,6 +23,7 @@ Mapping a step to a tool, first match wins:
   the previous step's output: ``{{steps.<previous>.output}}``)
 * a URL together with fetch/get/download/retrieve (or a bare URL) -> ``http_get {url}``
 * ``sleep 2`` / ``wait 1.5 seconds`` / ``pause for 500 ms`` -> ``sleep {seconds}``
+* ``wait until 2026-12-24T18:00:00Z`` (an RFC 3339 time with a zone) -> ``wait_until {at}``
 * ``compute 17*23`` / ``calculate (2+3)*4`` / ``what is 2^10`` or a bare expression ->
   ``calculator {expression}``
 * ``<server>.<tool> {JSON arguments}`` (optionally after ``use``, ``call`` or ``run``, the
@@ -43,9 +44,10 @@ from typing import Any
 
 import msgspec
 
+from events.instants import parse_instant
 from events.linear_regex import NOT_SPACE, SPACE, compile_linear
 from events.model import TaskSpec
-from events.tools import ToolSpec
+from events.tools import BUILTIN_TOOLS, ToolSpec
 from events.untrusted_json import decode_json
 from services.planner.references import step_reference
 
@@ -104,6 +106,9 @@ _FETCH_WORD = compile_linear(
 _SLEEP = compile_linear(
     rf"^(?:sleep|wait|pause){_S}+(?:for{_S}+)?(?P<amount>\d+(?:\.\d+)?){_S}*(?P<unit>[a-z]*)\.?$",
     ignore_case=True,
+)
+_WAIT_UNTIL = compile_linear(
+    rf"^(?:sleep|wait|pause){_S}+until{_S}+(?P<at>{_NS}+?)\.?$", ignore_case=True
 )
 _SECONDS_PER_UNIT = {
     "": 1.0,
@@ -214,6 +219,8 @@ def task_for_step(step: str, *, task_id: str, previous: str | None) -> TaskSpec:
     timeout_s = _DEFAULT_TIMEOUT_S
     if tool == "sleep":
         timeout_s = float(args["seconds"]) + _SLEEP_TIMEOUT_MARGIN_S
+    elif tool == "wait_until":
+        timeout_s = BUILTIN_TOOLS[tool].default_timeout_s
     return TaskSpec(
         task_id=task_id,
         description=_describe(step),
@@ -225,7 +232,8 @@ def task_for_step(step: str, *, task_id: str, previous: str | None) -> TaskSpec:
 
 
 def _tool_for(step: str, previous: str | None) -> tuple[str, dict[str, Any]]:
-    for match_step in (_match_write, _match_read, _match_echo, _match_fetch, _match_sleep):
+    matchers = (_match_write, _match_read, _match_echo, _match_fetch, _match_wait, _match_sleep)
+    for match_step in matchers:
         found = match_step(step, previous)
         if found is not None:
             return found
@@ -277,6 +285,17 @@ def _match_fetch(step: str, _previous: str | None) -> tuple[str, dict[str, Any]]
         return None
     # Sentence punctuation right after a URL belongs to the sentence, not the URL.
     return "http_get", {"url": url.group(0).rstrip(".,;:!?)")}
+
+
+def _match_wait(step: str, _previous: str | None) -> tuple[str, dict[str, Any]] | None:
+    match = _WAIT_UNTIL.match(step)
+    if match is None:
+        return None
+    try:
+        parse_instant(match.group("at"))
+    except ValueError:
+        return None  # not a time agora can wait for: the step is echoed, as any other
+    return "wait_until", {"at": match.group("at")}
 
 
 def _match_sleep(step: str, _previous: str | None) -> tuple[str, dict[str, Any]] | None:

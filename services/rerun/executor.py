@@ -346,6 +346,8 @@ async def rerun_executor(
         else:
             waited = _of_task(history, task, TimerStarted) is not None
             timers = _RecordedTimers(0.0 if waited else math.inf)
+            # Decided at the time it was: how long a wait_until waits depends on it.
+            first_call = _of_task(history, task, ToolCalled)
             await execute_task(
                 task,
                 task_seq=collector.seq,
@@ -353,7 +355,7 @@ async def rerun_executor(
                 runner=tools,
                 log=_NoLog(),
                 publish=collector,
-                now=lambda: now,
+                now=partial(_at, now if first_call is None else first_call.occurred_at),
                 producer=options.producer,
                 timers=timers,
                 sleep=no_wait,

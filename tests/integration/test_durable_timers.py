@@ -7,7 +7,7 @@ import os
 import signal
 from collections import Counter
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -15,6 +15,7 @@ from nats.aio.client import Client as NatsClient
 from events.catalog import (
     GoalCancelled,
     GoalCompleted,
+    GoalRejected,
     TaskCancelled,
     TaskCompleted,
     TimerFired,
@@ -145,5 +146,80 @@ async def test_a_cancel_ends_a_task_waiting_on_a_durable_timer_at_once(
         ended = next(e for e in log if isinstance(e, TaskCancelled))
         assert (ended.task_id, ended.attempts) == ("s1", 1)
         assert not any(isinstance(e, TimerFired | TaskCompleted) for e in log)
+    finally:
+        await platform.stop()
+
+
+async def test_wait_until_holds_nothing_survives_a_restart_and_refuses_a_malformed_time(
+    nats_server: EmbeddedNats, nc: NatsClient, client: AgoraClient, settings: Settings
+) -> None:
+    platform = InProcessPlatform(replace(settings, timer_threshold_s=1.0))
+    platform.start()
+    try:
+        # A time that has passed is reached at once, in process (and shows the platform runs,
+        # so that the next goal's time is still ahead when the executor takes it).
+        past = {"tool": "wait_until", "args": {"at": "2020-01-01T00:00:00+01:00"}}
+        await client.submit({"goal_id": "g-until-past", "text": "late", "steps": [past]})
+        bad = {"tool": "wait_until", "args": {"at": "2026-12-24 18:00"}}
+        await client.submit({"goal_id": "g-until-bad", "text": "never", "steps": [bad]})
+
+        async def reached() -> bool:
+            return await count(nc, "agora.events.g-until-past.goal_completed") == 1
+
+        await wait_until(reached, timeout_s=30, what="the wait for a past time completed")
+        moment = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+        at = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        await client.submit(
+            {
+                "goal_id": "g-until",
+                "text": "wait until then, then say so",
+                "steps": [
+                    {"tool": "wait_until", "args": {"at": at}},
+                    {"tool": "echo", "args": {"text": "it is {{steps.s1.output}}"}},
+                ],
+            }
+        )
+
+        async def waiting() -> bool:
+            return await count(nc, "agora.events.g-until.timer_started") == 1
+
+        await wait_until(waiting, timeout_s=10, what="the task waiting on its timer")
+        info = await nc.jetstream().consumer_info(EVENTS_STREAM, "executor")
+        assert info.num_ack_pending == 0  # nothing is held while it waits
+
+        await platform.stop()
+        assert nats_server.pid is not None
+        os.kill(nats_server.pid, signal.SIGKILL)
+        nats_server.stop()
+        nats_server.start()
+        platform.start()
+
+        async def completed() -> bool:
+            try:
+                return await count(nc, "agora.events.g-until.goal_completed") == 1
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                return False  # JetStream still recovering its streams after the restart
+
+        await wait_until(completed, timeout_s=20, what="the wait completed")
+        log = await all_events(nc, "agora.events.g-until.>")
+        assert duplicates(log) == {}
+        [timer] = [e for e in log if isinstance(e, TimerStarted)]
+        assert (timer.purpose, timer.due_at) == ("wait_until", moment)
+        assert len([e for e in log if isinstance(e, TimerFired)]) == 1
+        waited, said = [e for e in log if isinstance(e, TaskCompleted)]
+        assert waited.output == f"waited until {at}"
+        assert waited.occurred_at >= moment  # never before its time
+        assert said.output == f"it is waited until {at}"
+
+        late = await all_events(nc, "agora.events.g-until-past.>")
+        assert [e.output for e in late if isinstance(e, TaskCompleted)] == [
+            "waited until 2019-12-31T23:00:00Z"
+        ]
+        assert not any(isinstance(e, TimerStarted) for e in late)
+
+        # A malformed time never reaches the executor: the goal is rejected with the reason.
+        [rejected] = await all_events(nc, "agora.events.g-until-bad.>")
+        assert isinstance(rejected, GoalRejected)
+        assert "'2026-12-24 18:00' is not a time" in rejected.reason
     finally:
         await platform.stop()

@@ -21,6 +21,7 @@ def test_builtin_registry_offers_every_builtin_tool() -> None:
         "calculator",
         "echo",
         "sleep",
+        "wait_until",
         "http_get",
         "read_file",
         "write_file",

@@ -28,6 +28,14 @@ PRODUCER = "executor@0.1.0"
 def sleep_task(
     seconds: Any = 60, *, timeout_s: float = 3600.0, tool: str = "sleep"
 ) -> TaskScheduled:
+    return task_of(tool, {"seconds": seconds}, timeout_s=timeout_s)
+
+
+def wait_task(moment: Any) -> TaskScheduled:
+    return task_of("wait_until", {"at": moment}, timeout_s=30.0)
+
+
+def task_of(tool: str, args: dict[str, Any], *, timeout_s: float) -> TaskScheduled:
     return TaskScheduled(
         event_id="sched-s1",
         goal_id="g-1",
@@ -39,7 +47,7 @@ def sleep_task(
         task_id="s1",
         description="wait",
         tool=tool,
-        args={"seconds": seconds},
+        args=args,
         timeout_s=timeout_s,
         max_attempts=3,
     )
@@ -51,31 +59,68 @@ def at(task: Event, seconds: float) -> Stamp:
 
 def started(task: TaskScheduled) -> list[Event]:
     s = at(task, 0)
-    return [decide.called(task, 1, task.args, s), waits.start_timer(task, 1, 60.0, s)]
+    wait = waits.durable_wait(task, 30, s.occurred_at)
+    assert wait is not None
+    return [decide.called(task, 1, task.args, s), waits.start_timer(task, 1, wait, s)]
 
 
 def test_only_sleeps_longer_than_the_threshold_and_within_their_timeout_wait_durably() -> None:
-    assert waits.durable_wait(sleep_task(60), 30) == 60.0
+    assert waits.durable_wait(sleep_task(60), 30, T0) == waits.DurableWait(
+        T0 + timedelta(seconds=60), 60.0
+    )
     # The benchmarks' sleeps (0 and 0.2 s) keep the in-process path at the default threshold.
-    assert waits.durable_wait(sleep_task(0), 30) is None
-    assert waits.durable_wait(sleep_task(0.2), 30) is None
-    assert waits.durable_wait(sleep_task(30), 30) is None  # not longer than the threshold
-    assert waits.durable_wait(sleep_task(60, timeout_s=45), 30) is None  # times out, as before
-    assert waits.durable_wait(sleep_task("soon"), 30) is None  # the call reports the bad value
-    assert waits.durable_wait(sleep_task(60, tool="echo"), 30) is None
+    assert waits.durable_wait(sleep_task(0), 30, T0) is None
+    assert waits.durable_wait(sleep_task(0.2), 30, T0) is None
+    assert waits.durable_wait(sleep_task(30), 30, T0) is None  # not longer than the threshold
+    # Longer than its timeout: it times out in process, as before.
+    assert waits.durable_wait(sleep_task(60, timeout_s=45), 30, T0) is None
+    assert waits.durable_wait(sleep_task("soon"), 30, T0) is None  # the call reports it
+    assert waits.durable_wait(sleep_task(60, tool="echo"), 30, T0) is None
+
+
+def test_a_wait_until_further_than_the_threshold_waits_durably_for_exactly_its_time() -> None:
+    moment = T0 + timedelta(days=17, microseconds=-250_000)
+    wait = waits.durable_wait(wait_task("2026-12-24T06:00:00Z"), 30, T0)
+    # Its timeout (30 s here) bounds a call that runs: a timer runs nothing.
+    assert wait == waits.DurableWait(moment, (moment - T0).total_seconds())
+    # In another zone, the same moment.
+    assert waits.durable_wait(wait_task("2026-12-24T07:00:00+01:00"), 30, T0) == wait
+    # Near or past: in process, where a time that has passed is reached at once.
+    assert waits.durable_wait(wait_task("2026-12-07T06:00:30Z"), 30, T0) is None
+    assert waits.durable_wait(wait_task("2020-01-01T00:00:00Z"), 30, T0) is None
+    assert waits.durable_wait(wait_task("soon"), 30, T0) is None  # the call reports it
 
 
 def test_a_timer_is_due_its_seconds_after_it_started_and_fires_on_the_next_whole_second() -> None:
     task = sleep_task()
-    timer = waits.start_timer(task, 1, 60.0, at(task, 0))
+    timer = started(task)[1]
+    assert isinstance(timer, TimerStarted)
     assert timer.timer_id == timer.event_id
     assert timer.due_at == T0 + timedelta(seconds=60)
     assert due_pattern(timer.due_at) == "@at 2026-12-07T06:01:01Z"
-    assert timer_headers(timer.timer_id, timer.due_at)["Nats-Schedule-Target"] == (
-        "agora.intake.wakeup"
-    )
+    headers = timer_headers(timer.timer_id, timer.due_at)
+    assert headers["Nats-Schedule-Target"] == "agora.intake.wakeup"
+    # Kept past the intake stream's age limit until it fires.
+    assert headers["Nats-TTL"] == "never"
     # The same attempt's timer, decided again after a crash, is the same timer.
-    assert waits.start_timer(task, 1, 60.0, at(task, 5)).timer_id == timer.timer_id
+    again = waits.DurableWait(T0 + timedelta(seconds=65), 60.0)
+    assert waits.start_timer(task, 1, again, at(task, 5)).timer_id == timer.timer_id
+
+
+def test_a_wait_until_wakes_with_the_output_it_has_in_process() -> None:
+    task = wait_task("2026-12-24T07:00:00+01:00")
+    log = started(task)
+    timer = log[1]
+    assert isinstance(timer, TimerStarted)
+    assert (timer.purpose, timer.tool) == ("wait_until", "wait_until")
+    woken = waits.on_wakeup(task, decide.fold_task(log, 1, "s1"), timer.timer_id, at(timer, 1e7))
+    assert isinstance(woken, waits.Finish)
+    done = woken.events[1]
+    assert isinstance(done, TaskCompleted)
+    assert done.output == "waited until 2026-12-24T06:00:00Z"
+    # Woken early (a clock ahead of the server's): armed again, nothing completes.
+    early = waits.on_wakeup(task, decide.fold_task(log, 1, "s1"), timer.timer_id, at(timer, 60))
+    assert isinstance(early, waits.Rearm)
 
 
 def test_a_redelivered_task_whose_timer_is_recorded_arms_it_again_and_runs_nothing() -> None:
@@ -166,13 +211,13 @@ def test_a_wakeup_round_trips() -> None:
     assert decode_wakeup(wakeup.encode()) == wakeup
 
 
-async def test_a_goal_that_slept_on_a_timer_reruns_identically() -> None:
-    task = sleep_task()
+@pytest.mark.parametrize("task", [sleep_task(), wait_task("2026-12-24T06:00:00Z")])
+async def test_a_goal_that_waited_on_a_timer_reruns_identically(task: TaskScheduled) -> None:
     log = started(task)
     timer = log[1]
     assert isinstance(timer, TimerStarted)
     record = decide.fold_task(log, 1, "s1")
-    woken = waits.on_wakeup(task, record, timer.timer_id, at(timer, 61))
+    woken = waits.on_wakeup(task, record, timer.timer_id, at(timer, timer.seconds + 1))
     assert isinstance(woken, waits.Finish)
     history = [task, *log, *woken.events]
     report = await rerun_executor(

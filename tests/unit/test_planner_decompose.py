@@ -71,6 +71,13 @@ def test_text_is_split_into_steps(text: str, steps: list[str]) -> None:
         ("wait 1.5 seconds", "sleep", {"seconds": 1.5}),
         ("pause for 500 ms", "sleep", {"seconds": 0.5}),
         ("wait 2 minutes", "sleep", {"seconds": 120.0}),
+        ("wait until 2026-12-24T18:00:00Z.", "wait_until", {"at": "2026-12-24T18:00:00Z"}),
+        (
+            "Sleep until 2026-12-24t19:00:00+01:00",
+            "wait_until",
+            {"at": "2026-12-24t19:00:00+01:00"},
+        ),
+        ("wait until christmas", "echo", {"text": "wait until christmas"}),
         ("fetch https://example.com/a.json.", "http_get", {"url": "https://example.com/a.json"}),
         ("download http://x.org/f?q=1", "http_get", {"url": "http://x.org/f?q=1"}),
         ("https://example.com", "http_get", {"url": "https://example.com"}),

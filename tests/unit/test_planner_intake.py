@@ -184,6 +184,16 @@ def test_an_unknown_tool_is_rejected_naming_the_known_tools() -> None:
         ({"tool": "echo", "args": {"text": "x", "loud": True}}, "argument loud"),
         ({"tool": "sleep", "args": {"seconds": 7200}}, "argument seconds"),
         ({"tool": "http_get", "args": {"url": "ftp://x"}}, "argument url"),
+        (
+            {"tool": "wait_until", "args": {"at": "2026-12-24T18:00:00"}},
+            "argument at: Value error, '2026-12-24T18:00:00' has no time zone",
+        ),
+        (
+            {"tool": "wait_until", "args": {"at": "2026-02-30T18:00:00Z"}},
+            "is not a time (day is out of range for month): use RFC 3339",
+        ),
+        ({"tool": "wait_until", "args": {"at": "christmas"}}, "'christmas' is not a time"),
+        ({"tool": "wait_until", "args": {"at": "9" * 10_000}}, "at most 64 characters"),
     ],
 )
 def test_arguments_invalid_for_the_tool_are_rejected(step: dict[str, Any], expected: str) -> None:
