@@ -8,7 +8,10 @@ think it answered, and is shown each denial."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +28,7 @@ from events.catalog import (
 from events.model import Event
 from infra.clients.goals import AgoraClient
 from infra.clients.query import ask
+from infra.dashboard.queries import waiting_approvals_statement
 from infra.platform.runner import producer_name
 from infra.settings import Settings
 from services.llm.templates import load_prompt
@@ -92,6 +96,23 @@ def react_goal(goal_id: str, deadline_s: float) -> dict[str, Any]:
     }
 
 
+async def agora(settings: Settings, *args: str) -> tuple[int, str]:
+    """``agora ARGS``, the real command line, as its own process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "infra.cli",
+        *args,
+        env={**env, **settings.to_env()},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    said, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, said.decode()
+
+
 async def goal_events(nc: NatsClient, goal_id: str) -> list[Event]:
     return await all_events(nc, f"agora.events.{goal_id}.>")
 
@@ -143,11 +164,24 @@ async def test_react_calls_wait_for_approval_through_a_restart_edit_deny_and_dea
             assert isinstance(late, ApprovalRejected)
             assert "already granted" in late.reason
 
+            # What `agora approvals` lists: the model's next call, and no longer the first.
             second = await requested(nc, ANSWERED, 2)
-            denied = await client.answer(
-                await client.answer_approval(second.approval_id, "deny", reason="not b")
-            )
-            assert isinstance(denied, ApprovalDenied), denied
+            waiting = waiting_approvals_statement()
+            listed = await ask(nc, waiting.sql, params=waiting.params)
+            rows = {
+                row["approval_id"]: row
+                for row in (
+                    dict(zip(listed.columns, values, strict=True)) for values in listed.rows
+                )
+            }
+            assert json.loads(rows[second.approval_id]["args"]) == {
+                "path": f"{ANSWERED}/b.txt",
+                "content": "b",
+            }
+            assert first.approval_id not in rows
+            # `agora deny` answers it.
+            code, said = await agora(settings, "deny", second.approval_id, "--reason", "not b")
+            assert (code, "denied: not b" in said) == (0, True), said
             # The same answer sent again (its command id) is acted on once.
             await client.answer_approval(
                 first.approval_id, "approve", args=edit, command_id="c-edit"
