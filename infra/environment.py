@@ -159,11 +159,20 @@ class Environment(BaseSettings):
     )
     timer_threshold_s: Seconds = Field(
         30.0,
-        description="a `sleep` longer than this, or a `wait_until` further away, waits as a "
-        "durable timer (a scheduled message "
+        description="a `sleep` longer than this, a `wait_until` further away, or a backoff "
+        "between a task's attempts longer than this waits as a durable timer (a scheduled message "
         "nats-server keeps: no process, no unacked delivery, survives restarts); shorter ones "
         "wait in the executor, which is faster for short waits "
         "([events.md](events.md#durable-timers-agoraintaketimertimer_id-agoraintakewakeup))",
+    )
+    retry_backoff_s: Seconds = Field(
+        0.05,
+        description="the executor's wait before a task's second attempt after a transient "
+        "failure; it doubles per attempt up to `AGORA_RETRY_BACKOFF_MAX_S`. A wait longer than "
+        "`AGORA_TIMER_THRESHOLD_S` is a durable timer, as a long `sleep` is",
+    )
+    retry_backoff_max_s: Seconds = Field(
+        2.0, le=86_400, description="the longest wait between two attempts of a task"
     )
     workspace: Path | None = Field(
         None,

@@ -173,6 +173,8 @@ class Settings:
     sandbox_processes: int = _DEFAULTS.sandbox_processes
     sandbox_wall_s: float = _DEFAULTS.sandbox_wall_s
     timer_threshold_s: float = _DEFAULTS.timer_threshold_s
+    retry_backoff_s: float = _DEFAULTS.retry_backoff_s
+    retry_backoff_max_s: float = _DEFAULTS.retry_backoff_max_s
     # The services' hot path (consume, ack, publish) over agora's lean wire client; False:
     # over nats-py, as it also falls back to when the wire client cannot connect (TLS).
     wire_client: bool = _DEFAULTS.wire_client

@@ -63,6 +63,7 @@ async def rerun_goal(
         enabled = bool(settings.llm_endpoints) or (used is not None and used(history))
         # Imported here: the executor's composition root is heavy for every other command.
         from services.evaluator.main import judge_prompt
+        from services.executor.decide import Backoff
         from services.executor.main import react_prompt
 
         options = RerunOptions(
@@ -75,6 +76,7 @@ async def rerun_goal(
             react_max_steps=settings.react_max_steps,
             tools=tools,
             react_tools=tools,
+            backoff=Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s),
         )
         return await RERUNNERS[service](history, options, utc_now())
     finally:

@@ -11,7 +11,9 @@ A task's history is folded from the goal's recorded events into a ``TaskRecord``
   it is never re-run under the same attempt number (at most once per attempt).
 
 A plain task writes ``tool_called`` (its first one is the task's start) and then
-``task_completed`` (the successful attempt's return) or ``tool_failed``/``task_failed``; or,
+``task_completed`` (the successful attempt's return) or ``tool_failed``/``task_failed``
+(a backoff longer than the timers' threshold before the next attempt is a ``timer_started``
+with purpose ``retry``, written with the ``tool_failed``: that attempt then waits for it); or,
 once its goal is cancelled or its iteration interrupted by a message (``goal_cancelled`` /
 ``iteration_interrupted`` in the record), ``task_cancelled``, and nothing more runs. Logs
 written by older executors also hold ``task_started`` and ``tool_returned``; they fold the
@@ -48,13 +50,16 @@ from events.model import Event, Stamp
 __all__ = [
     "CANCELLED_REASON",
     "INTERRUPTED_ERROR",
+    "RETRY",
     "AlreadyFinished",
     "AwaitTimer",
+    "Backoff",
     "Execution",
     "FinishFromRecord",
     "Run",
     "TaskRecord",
     "TaskStop",
+    "awaited_timer",
     "called",
     "cancelled",
     "completed",
@@ -70,6 +75,9 @@ __all__ = [
     "tool_failed",
 ]
 
+# ``timer_started.purpose`` of the backoff before a task's next attempt (the other purposes
+# name the waiting tool: the attempt itself waits).
+RETRY = "retry"
 INTERRUPTED_ERROR = "the executor stopped before the tool returned; attempt counted as failed"
 CANCELLED_REASON = "the goal was cancelled"
 
@@ -82,8 +90,20 @@ def interrupted_reason(iteration: int) -> str:
 # What ends a task that has not finished: its goal's cancellation, or its iteration's
 # interruption by a message (the planner revises at once, the task's result no longer counts).
 TaskStop = GoalCancelled | IterationInterrupted
-_BACKOFF_BASE_S = 0.05
-_BACKOFF_CAP_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """The wait before a task's next attempt after a transient failure: ``first_s`` before
+    the second attempt, doubling per attempt, at most ``max_s`` (AGORA_RETRY_BACKOFF_S,
+    AGORA_RETRY_BACKOFF_MAX_S)."""
+
+    first_s: float = 0.05
+    max_s: float = 2.0
+
+    def before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (the second or later)."""
+        return float(min(self.first_s * 2 ** (attempt - 2), self.max_s))
 
 
 # -- the record of one task --------------------------------------------------------------
@@ -100,7 +120,8 @@ class TaskRecord:
     completed: bool = False
     failed: bool = False
     cancelled: bool = False
-    # The durable timer the task's latest attempt waits for (a long sleep), if any.
+    # The task's latest durable timer: the one its latest attempt waits for (a long sleep, a
+    # wait_until), or the backoff its next attempt waits for (purpose RETRY), if any.
     timer: TimerStarted | None = None
     # The goal's cancellation or the iteration's interruption, when it is recorded: nothing
     # more of the task may run.
@@ -209,8 +230,8 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class AwaitTimer:
-    """The latest attempt waits for its durable timer: arm it again (arming is idempotent;
-    the wake-up finishes the task), run nothing."""
+    """The latest attempt waits for its durable timer, or the next one for its backoff: arm
+    it again (arming is idempotent; the wake-up goes on with the task), run nothing."""
 
     timer: TimerStarted
 
@@ -232,13 +253,25 @@ def plan_execution(task: TaskScheduled, record: TaskRecord, stamp: Stamp) -> Exe
         result = record.returned
         # The attempt's return is recorded (tool_returned): this event only closes the task.
         return FinishFromRecord((completed(task, result.output, result.attempt, spent_ms, stamp),))
+    timer = awaited_timer(record)
+    if timer is not None:
+        # Not an interrupted call: the attempt waits, durably, for its wake-up (or the next
+        # one for its backoff, and the wake-up runs it).
+        return AwaitTimer(timer)
     last = record.attempts_made
     if last == 0:
         return Run(first_attempt=1)
-    if record.timer is not None and record.timer.attempt == last:
-        # Not an interrupted call: the attempt waits, durably, for its wake-up.
-        return AwaitTimer(record.timer)
     return _after_attempt(task, record, last, stamp)
+
+
+def awaited_timer(record: TaskRecord) -> TimerStarted | None:
+    """The durable timer the task waits for now: its latest attempt's own (a long sleep, a
+    wait_until), or the backoff of the attempt after it; None when it waits for none."""
+    timer = record.timer
+    if timer is None:
+        return None
+    waiting = record.attempts_made + (1 if timer.purpose == RETRY else 0)
+    return timer if timer.attempt == waiting else None
 
 
 def _after_attempt(task: TaskScheduled, record: TaskRecord, last: int, stamp: Stamp) -> Execution:
@@ -269,15 +302,17 @@ def _after_attempt(task: TaskScheduled, record: TaskRecord, last: int, stamp: St
     )
 
 
-def next_attempt_delay(error: ToolError, attempt: int, max_attempts: int) -> float | None:
-    """Seconds to wait before the next attempt, or None to give up.
+def next_attempt_delay(
+    error: ToolError, attempt: int, max_attempts: int, backoff: Backoff = Backoff()
+) -> float | None:
+    """Seconds to wait before the attempt after ``attempt``, or None to give up.
 
     Giving up: the error is not transient, or ``attempt`` was the last one allowed.
-    Otherwise exponential backoff: 0.05 s, 0.1 s, 0.2 s, ... capped at 2 s.
+    Otherwise exponential backoff: by default 0.05 s, 0.1 s, 0.2 s, ... capped at 2 s.
     """
     if not error.transient or attempt >= max_attempts:
         return None
-    return float(min(_BACKOFF_BASE_S * 2 ** (attempt - 1), _BACKOFF_CAP_S))
+    return backoff.before(attempt + 1)
 
 
 # -- the events the executor records -----------------------------------------------------

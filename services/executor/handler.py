@@ -45,6 +45,8 @@ from services.executor.tools.context import ToolResult
 
 __all__ = ["TaskTakenOverError", "execute_task", "wake_cancelled_timers", "wake_task"]
 
+_DEFAULT_BACKOFF = decide.Backoff()
+
 _log = structlog.get_logger("agora.executor")
 
 
@@ -141,6 +143,7 @@ async def execute_task(
     producer: str,
     cancellations: Cancellations | None = None,
     timers: Timers | None = None,
+    backoff: decide.Backoff = _DEFAULT_BACKOFF,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
@@ -177,19 +180,56 @@ async def execute_task(
         ):
             await _wait_durably(task, run, wait, writer=writer, stamp=decided, timers=timers)
         case decide.Run() as run:
-            heard = cancellations or Cancellations()
-            with heard.watch(task.goal_id, task.iteration) as cancelled:
-                await _run_attempts(
-                    task,
-                    run,
-                    runner=runner,
-                    writer=writer,
-                    stamp=stamp,
-                    cancelled=cancelled,
-                    why_stopped=lambda: heard.reason(task.goal_id, task.iteration),
-                    sleep=sleep,
-                    monotonic=monotonic,
-                )
+            await _run_watched(
+                task,
+                run,
+                runner=runner,
+                writer=writer,
+                stamp=stamp,
+                heard=cancellations or Cancellations(),
+                retries=_Retries(timers, backoff, sleep),
+                monotonic=monotonic,
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class _Retries:
+    """How an attempt that failed transiently waits for the next one: in process (``sleep``),
+    or, when the backoff is longer than the timers' threshold, on a durable timer."""
+
+    timers: Timers | None
+    backoff: decide.Backoff
+    sleep: Callable[[float], Awaitable[object]]
+
+    def durable(self, delay: float) -> Timers | None:
+        timers = self.timers
+        return timers if timers is not None and delay > timers.threshold_s else None
+
+
+async def _run_watched(
+    task: TaskScheduled,
+    run: decide.Run,
+    *,
+    runner: ToolRunner,
+    writer: _TaskWriter,
+    stamp: Callable[[], Stamp],
+    heard: Cancellations,
+    retries: _Retries,
+    monotonic: Callable[[], float],
+) -> None:
+    """Run the attempts of ``run``, stopped by a cancellation (or interruption) heard."""
+    with heard.watch(task.goal_id, task.iteration) as cancelled:
+        await _run_attempts(
+            task,
+            run,
+            runner=runner,
+            writer=writer,
+            stamp=stamp,
+            cancelled=cancelled,
+            why_stopped=lambda: heard.reason(task.goal_id, task.iteration),
+            retries=retries,
+            monotonic=monotonic,
+        )
 
 
 async def _wait_durably(
@@ -222,7 +262,7 @@ async def _run_attempts(
     stamp: Callable[[], Stamp],
     cancelled: asyncio.Event,
     why_stopped: Callable[[], str],
-    sleep: Callable[[float], Awaitable[object]],
+    retries: _Retries,
     monotonic: Callable[[], float],
 ) -> None:
     attempt = run.first_attempt
@@ -252,19 +292,17 @@ async def _run_attempts(
         except ToolError as error:
             duration_ms = (monotonic() - began) * 1000
             spent_ms += duration_ms
-            failure = decide.tool_failed(task, attempt, error, duration_ms, stamp())
-            delay = decide.next_attempt_delay(error, attempt, task.max_attempts)
-            if delay is None:
-                gave_up = decide.failed(
-                    task, str(error), attempt, spent_ms, stamp(), transient=error.transient
-                )
-                if not await writer.write([failure, gave_up]):
-                    await writer.give_way(attempt, spent_ms, stamp())
+            if not await _after_failure(
+                task,
+                attempt,
+                error,
+                duration_ms,
+                spent_ms,
+                writer=writer,
+                stamp=stamp(),
+                retries=retries,
+            ):
                 return
-            if not await writer.write([failure]):
-                await writer.give_way(attempt, spent_ms, stamp())
-                return
-            await sleep(delay)
             attempt += 1
             continue
         duration_ms = (monotonic() - began) * 1000
@@ -300,6 +338,41 @@ async def _run_attempts(
         return
 
 
+async def _after_failure(
+    task: TaskScheduled,
+    attempt: int,
+    error: ToolError,
+    duration_ms: float,
+    spent_ms: float,
+    *,
+    writer: _TaskWriter,
+    stamp: Stamp,
+    retries: _Retries,
+) -> bool:
+    """Record ``attempt``'s failure; True once the next attempt may run here and now."""
+    failure = decide.tool_failed(task, attempt, error, duration_ms, stamp)
+    delay = decide.next_attempt_delay(error, attempt, task.max_attempts, retries.backoff)
+    if delay is None:
+        gave_up = decide.failed(
+            task, str(error), attempt, spent_ms, stamp, transient=error.transient
+        )
+        if not await writer.write([failure, gave_up]):
+            await writer.give_way(attempt, spent_ms, stamp)
+        return False
+    timers = retries.durable(delay)
+    # A long backoff holds nothing: recorded with the failure, armed, and the delivery acked;
+    # its wake-up runs the next attempt (wake_task).
+    backoff = [] if timers is None else [waits.retry_timer(task, attempt + 1, delay, stamp)]
+    if not await writer.write([failure, *backoff]):
+        await writer.give_way(attempt, spent_ms, stamp)
+        return False
+    if timers is not None:
+        await timers.arm(backoff[0])
+        return False
+    await retries.sleep(delay)
+    return True
+
+
 async def wake_task(
     goal_id: str,
     timer_id: str,
@@ -309,9 +382,15 @@ async def wake_task(
     timers: Timers,
     now: Callable[[], datetime],
     producer: str,
+    runner: ToolRunner,
+    cancellations: Cancellations | None = None,
+    backoff: decide.Backoff = _DEFAULT_BACKOFF,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
     """Handle the wake-up of durable timer ``timer_id`` of goal ``goal_id``: decided from the
-    goal's log (``waits.on_wakeup``), written guarded like every write of the task."""
+    goal's log (``waits.on_wakeup``), written guarded like every write of the task. A backoff's
+    wake-up runs the task's next attempt here, as ``execute_task`` would have."""
     recorded = await log.load(goal_id)
     found = waits.timer_of(recorded.events, timer_id)
     if found is None:
@@ -322,13 +401,30 @@ async def wake_task(
         task, log, publish, last_seq=recorded.last_seq, history=list(recorded.events)
     )
     record = decide.fold_task(writer.history, task.iteration, task.task_id)
-    stamp = Stamp.caused_by(timer, producer=producer, now=now())
+
+    def stamped() -> Stamp:
+        return Stamp.caused_by(timer, producer=producer, now=now())
+
+    stamp = stamped()
     match waits.on_wakeup(task, record, timer_id, stamp):
         case waits.Ignore(reason=reason):
             _log.info("wakeup_ignored", goal_id=goal_id, timer_id=timer_id, reason=reason)
         case waits.Rearm(timer=early):
             _log.info("wakeup_early", goal_id=goal_id, timer_id=timer_id, due_at=str(early.due_at))
             await timers.arm(early)
+        case waits.Retry(run=run):
+            # Another copy of this wake-up running the same attempt loses the guarded write of
+            # its tool_called and stands down: the attempt runs once.
+            await _run_watched(
+                task,
+                run,
+                runner=runner,
+                writer=writer,
+                stamp=stamped,
+                heard=cancellations or Cancellations(),
+                retries=_Retries(timers, backoff, sleep),
+                monotonic=monotonic,
+            )
         case waits.Finish(events=events):
             if not await writer.write(events):
                 # Another copy of this wake-up wrote the task's end, or the goal was cancelled.

@@ -25,6 +25,7 @@ from infra.logging import get_logger
 from infra.mcp import ListingRecorder, McpTools, ToolConnection, parse_servers
 from infra.platform.runner import ServiceContext, ServiceParts, Subscription
 from services.executor.cancellations import Cancellations
+from services.executor.decide import Backoff
 from services.executor.handler import execute_task, wake_cancelled_timers, wake_task
 from services.executor.manifest import MANIFEST
 from services.executor.netguard import AddressPolicy, guarded_http_client
@@ -78,6 +79,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
 
     history = GoalHistory(ctx.nc, outputs=ctx.outputs)
     timers = ScheduledTimers(ctx.js, settings.timer_threshold_s)
+    backoff = Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s)
     cancellations = Cancellations()
     doorbells: list[CoreSubscription] = []
 
@@ -146,6 +148,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
                 producer=ctx.producer,
                 cancellations=cancellations,
                 timers=timers,
+                backoff=backoff,
             )
 
     async def on_wakeup(delivery: Delivery) -> None:
@@ -159,6 +162,9 @@ def build(ctx: ServiceContext) -> ServiceParts:
             timers=timers,
             now=ctx.now,
             producer=ctx.producer,
+            runner=runner,
+            cancellations=cancellations,
+            backoff=backoff,
         )
 
     return ServiceParts(

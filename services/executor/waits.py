@@ -25,7 +25,15 @@ from pydantic import ValidationError
 from events.catalog import TaskScheduled, TimerFired, TimerStarted
 from events.model import Event, Stamp
 from events.tools import SleepArgs, WaitUntilArgs
-from services.executor.decide import TaskRecord, completed, fold_task, stopped
+from services.executor.decide import (
+    RETRY,
+    Run,
+    TaskRecord,
+    awaited_timer,
+    completed,
+    fold_task,
+    stopped,
+)
 from services.executor.tools.wait_until import reached
 
 __all__ = [
@@ -34,10 +42,12 @@ __all__ = [
     "Finish",
     "Ignore",
     "Rearm",
+    "Retry",
     "WakeDecision",
     "durable_wait",
     "on_wakeup",
     "pending_timers",
+    "retry_timer",
     "start_timer",
     "timer_of",
 ]
@@ -84,7 +94,20 @@ def durable_wait(task: TaskScheduled, threshold_s: float, now: datetime) -> Dura
 def start_timer(task: TaskScheduled, attempt: int, wait: DurableWait, stamp: Stamp) -> TimerStarted:
     """The attempt's timer (its purpose is the tool's: ``sleep``, ``wait_until``); its id is
     the event's."""
-    envelope = stamp.envelope("timer_started", task.iteration, task.task_id, attempt)
+    return _timer(task, attempt, wait, stamp, task.tool)
+
+
+def retry_timer(task: TaskScheduled, attempt: int, seconds: float, stamp: Stamp) -> TimerStarted:
+    """The backoff ``attempt`` waits for before it runs, due ``seconds`` after ``stamp``'s
+    time (written with the failure of the attempt before it)."""
+    wait = DurableWait(stamp.occurred_at + timedelta(seconds=seconds), seconds)
+    return _timer(task, attempt, wait, stamp, RETRY)
+
+
+def _timer(
+    task: TaskScheduled, attempt: int, wait: DurableWait, stamp: Stamp, purpose: str
+) -> TimerStarted:
+    envelope = stamp.envelope("timer_started", *_timer_key(task, attempt, purpose))
     return TimerStarted(
         **envelope,
         iteration=task.iteration,
@@ -94,8 +117,14 @@ def start_timer(task: TaskScheduled, attempt: int, wait: DurableWait, stamp: Sta
         timer_id=envelope["event_id"],
         due_at=wait.due_at,
         seconds=wait.seconds,
-        purpose=task.tool,
+        purpose=purpose,
     )
+
+
+def _timer_key(task: TaskScheduled, attempt: int, purpose: str) -> tuple[object, ...]:
+    # An attempt may wait for its backoff and then, as a long sleep, for its own timer.
+    key: tuple[object, ...] = (task.iteration, task.task_id, attempt)
+    return (*key, RETRY) if purpose == RETRY else key
 
 
 def timer_of(events: Iterable[Event], timer_id: str) -> tuple[TaskScheduled, TimerStarted] | None:
@@ -144,13 +173,21 @@ class Rearm:
 
 
 @dataclass(frozen=True, slots=True)
+class Retry:
+    """The backoff before the next attempt is over: ``run`` it (its prelude records the
+    ``timer_fired``, written with the attempt's ``tool_called``)."""
+
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """Write these events (guarded, like every write of the task)."""
 
     events: tuple[Event, ...]
 
 
-WakeDecision = Ignore | Rearm | Finish
+WakeDecision = Ignore | Rearm | Retry | Finish
 
 
 def on_wakeup(task: TaskScheduled, record: TaskRecord, timer_id: str, stamp: Stamp) -> WakeDecision:
@@ -158,18 +195,29 @@ def on_wakeup(task: TaskScheduled, record: TaskRecord, timer_id: str, stamp: Sta
     at ``stamp``'s time."""
     if record.finished:
         return Ignore(f"task {task.task_id} already finished: a duplicate or late wake-up")
-    timer = record.timer
-    if timer is None or timer.timer_id != timer_id or timer.attempt != record.attempts_made:
+    timer = awaited_timer(record)
+    if timer is None or timer.timer_id != timer_id:
+        # Also a second copy of a backoff's wake-up, whose attempt has started: it never runs
+        # twice.
         return Ignore(f"task {task.task_id} does not wait for timer {timer_id}")
-    spent_ms = record.tool_duration_ms
     if record.stop is not None:
-        return Finish((stopped(task, record.stop, record.attempts_made, spent_ms, stamp),))
-    now = stamp.occurred_at
-    if now < timer.due_at - timedelta(seconds=EARLY_TOLERANCE_S):
+        return Finish(
+            (stopped(task, record.stop, record.attempts_made, record.tool_duration_ms, stamp),)
+        )
+    if stamp.occurred_at < timer.due_at - timedelta(seconds=EARLY_TOLERANCE_S):
         return Rearm(timer)
+    return _fire(task, record, timer, stamp)
+
+
+def _fire(
+    task: TaskScheduled, record: TaskRecord, timer: TimerStarted, stamp: Stamp
+) -> WakeDecision:
+    """The timer is due: the waiting attempt completes, or the next one runs."""
+    now = stamp.occurred_at
+    spent_ms = record.tool_duration_ms
     waited_ms = max(0.0, (now - timer.occurred_at).total_seconds() * 1000)
     fired = TimerFired(
-        **stamp.envelope("timer_fired", task.iteration, task.task_id, timer.attempt),
+        **stamp.envelope("timer_fired", *_timer_key(task, timer.attempt, timer.purpose)),
         iteration=task.iteration,
         task_id=task.task_id,
         tool=task.tool,
@@ -178,6 +226,9 @@ def on_wakeup(task: TaskScheduled, record: TaskRecord, timer_id: str, stamp: Sta
         due_at=timer.due_at,
         late_ms=max(0.0, (now - timer.due_at).total_seconds() * 1000),
     )
+    if timer.purpose == RETRY:
+        # The wait was no tool's: the attempts' tool time stays what it was.
+        return Retry(Run(first_attempt=timer.attempt, prelude=(fired,), tool_duration_ms=spent_ms))
     done = completed(
         task,
         _output(timer),

@@ -10,6 +10,7 @@ import msgspec
 
 from events.model import Event, event_type
 from events.tools import BUILTIN_TOOLS, ToolSpec
+from services.executor.decide import Backoff
 from services.llm.port import LlmPort
 from services.llm.templates import PromptTemplate
 from services.planner.llm_plan import LlmPlanning
@@ -99,6 +100,8 @@ class RerunOptions:
     # when the goal was submitted (``events.tool_catalogue.with_listed``).
     tools: Mapping[str, ToolSpec] = field(default_factory=lambda: BUILTIN_TOOLS)
     react_max_steps: int = 8
+    # The executor's backoff between attempts (a long one waits on a durable timer).
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 def _content(event: Event) -> dict[str, Any]:

@@ -358,10 +358,13 @@ async def rerun_executor(
                 now=partial(_at, now if first_call is None else first_call.occurred_at),
                 producer=options.producer,
                 timers=timers,
+                backoff=options.backoff,
                 sleep=no_wait,
             )
-            for timer in list(timers.armed):
-                # Woken when due by the current code (when it fired is a measurement).
+            while timers.armed:
+                # Woken when due by the current code (when it fired is a measurement); a
+                # backoff's wake-up runs the next attempt, which may arm the next backoff.
+                timer = timers.armed.pop(0)
                 mine = [e for e in collector.decided if _of_task([e], task, type(e))]
                 await wake_task(
                     task.goal_id,
@@ -371,6 +374,9 @@ async def rerun_executor(
                     timers=timers,
                     now=partial(_at, timer.due_at),
                     producer=options.producer,
+                    runner=tools,
+                    backoff=options.backoff,
+                    sleep=no_wait,
                 )
         differences += [_new_request(request) for request in model.new]
         differences += [

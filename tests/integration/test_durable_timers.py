@@ -1,13 +1,16 @@
-"""Durable timers on the real nats-server: long sleeps hold no process and no ack, survive a
-restart of every service and of nats-server, and wake each task exactly once."""
+"""Durable timers on the real nats-server: long sleeps, waits until a time and retry backoffs
+hold no process and no ack, survive a restart of every service and of nats-server, and wake
+each task exactly once."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -20,6 +23,8 @@ from events.catalog import (
     TaskCompleted,
     TimerFired,
     TimerStarted,
+    ToolCalled,
+    ToolFailed,
 )
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, INTAKE_WAKEUP
 from events.timers import Wakeup
@@ -223,3 +228,82 @@ async def test_wait_until_holds_nothing_survives_a_restart_and_refuses_a_malform
         assert "'2026-12-24 18:00' is not a time" in rejected.reason
     finally:
         await platform.stop()
+
+
+class _FailsOnce(BaseHTTPRequestHandler):
+    """Answers 503 to the first request, 200 to every other; counts them."""
+
+    requests = 0
+
+    def do_GET(self) -> None:
+        type(self).requests += 1
+        failing = type(self).requests == 1
+        body = b"busy" if failing else b"ok"
+        self.send_response(503 if failing else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+async def test_a_retry_backoff_waits_on_a_durable_timer_through_a_restart_and_runs_once(
+    nats_server: EmbeddedNats, nc: NatsClient, client: AgoraClient, settings: Settings
+) -> None:
+    handler = type("FailsOnce", (_FailsOnce,), {"requests": 0})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    durable = replace(
+        settings, timer_threshold_s=0.5, retry_backoff_s=2.0, http_allow=("127.0.0.1",)
+    )
+    platform = InProcessPlatform(durable)
+    platform.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/status"
+        await client.submit(
+            {
+                "goal_id": "g-backoff",
+                "text": "fetch, again if it is busy",
+                "steps": [{"tool": "http_get", "args": {"url": url}}],
+            }
+        )
+
+        async def backing_off() -> bool:
+            return await count(nc, "agora.events.g-backoff.timer_started") == 1
+
+        await wait_until(backing_off, timeout_s=20, what="the retry waiting on its timer")
+        for stream in (EVENTS_STREAM, INTAKE_STREAM):
+            info = await nc.jetstream().consumer_info(stream, "executor")
+            assert info.num_ack_pending == 0  # no delivery is held during the backoff
+
+        await platform.stop()
+        assert nats_server.pid is not None
+        os.kill(nats_server.pid, signal.SIGKILL)
+        nats_server.stop()
+        nats_server.start()
+        platform.start()
+
+        async def completed() -> bool:
+            try:
+                return await count(nc, "agora.events.g-backoff.goal_completed") == 1
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                return False  # JetStream still recovering its streams after the restart
+
+        await wait_until(completed, timeout_s=20, what="the retried goal completed")
+        log = await all_events(nc, "agora.events.g-backoff.>")
+        assert duplicates(log) == {}
+        assert handler.requests == 2  # one call per attempt: the restart repeated none
+        [failed] = [e for e in log if isinstance(e, ToolFailed)]
+        [timer] = [e for e in log if isinstance(e, TimerStarted)]
+        assert (failed.attempt, failed.transient) == (1, True)
+        assert (timer.purpose, timer.attempt, timer.seconds) == ("retry", 2, 2.0)
+        assert len([e for e in log if isinstance(e, TimerFired)]) == 1
+        second = next(e for e in log if isinstance(e, ToolCalled) and e.attempt == 2)
+        assert second.occurred_at >= timer.due_at - timedelta(milliseconds=1)  # never early
+        [done] = [e for e in log if isinstance(e, TaskCompleted)]
+        assert (done.attempts, done.output) == (2, "ok")
+    finally:
+        await platform.stop()
+        httpd.shutdown()
+        httpd.server_close()

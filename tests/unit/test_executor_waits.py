@@ -15,7 +15,7 @@ from events.catalog import (
     TimerFired,
     TimerStarted,
 )
-from events.errors import DecodeError
+from events.errors import DecodeError, ToolError
 from events.model import Event, Stamp
 from events.timers import Wakeup, decode_wakeup, due_pattern, timer_headers
 from services.executor import decide, waits
@@ -225,3 +225,104 @@ async def test_a_goal_that_waited_on_a_timer_reruns_identically(task: TaskSchedu
     )
     assert report.identical, report.differences
     assert report.rerun_decisions == 4  # tool_called, timer_started, timer_fired, completed
+
+
+def fetch_task() -> TaskScheduled:
+    return task_of("http_get", {"url": "https://example.com"}, timeout_s=30.0)
+
+
+def backing_off(task: TaskScheduled) -> list[Event]:
+    """Attempt 1 called and failed transiently; attempt 2 waits 40 s for its backoff."""
+    s = at(task, 0)
+    busy = decide.tool_failed(task, 1, ToolError("503", transient=True), 5.0, at(task, 1))
+    return [decide.called(task, 1, task.args, s), busy, waits.retry_timer(task, 2, 40.0, s)]
+
+
+def test_the_backoff_doubles_per_attempt_from_its_first_wait_up_to_its_longest() -> None:
+    backoff = decide.Backoff(first_s=60.0, max_s=300.0)
+    delays = [
+        decide.next_attempt_delay(ToolError("503", transient=True), n, 9, backoff)
+        for n in range(1, 6)
+    ]
+    assert delays == [60.0, 120.0, 240.0, 300.0, 300.0]
+
+
+def test_a_redelivered_task_waiting_for_its_backoff_arms_it_again_and_runs_nothing() -> None:
+    task = fetch_task()
+    log = backing_off(task)
+    execution = decide.plan_execution(task, decide.fold_task(log, 1, "s1"), at(task, 3))
+    assert execution == decide.AwaitTimer(log[2])  # type: ignore[arg-type]
+    timer = log[2]
+    assert isinstance(timer, TimerStarted)
+    assert (timer.purpose, timer.attempt, timer.due_at) == ("retry", 2, T0 + timedelta(seconds=40))
+    # Not the id a long sleep's timer of attempt 2 would have.
+    own = waits.start_timer(task, 2, waits.DurableWait(timer.due_at, 40.0), at(task, 0))
+    assert timer.timer_id != own.timer_id
+
+
+def test_a_backoffs_wakeup_runs_the_next_attempt_once() -> None:
+    task = fetch_task()
+    log = backing_off(task)
+    timer = log[2]
+    assert isinstance(timer, TimerStarted)
+    record = decide.fold_task(log, 1, "s1")
+    assert isinstance(waits.on_wakeup(task, record, timer.timer_id, at(task, 20)), waits.Rearm)
+    woken = waits.on_wakeup(task, record, timer.timer_id, at(task, 41))
+    assert isinstance(woken, waits.Retry)
+    assert (woken.run.first_attempt, woken.run.tool_duration_ms) == (2, 5.0)
+    (fired,) = woken.run.prelude
+    assert isinstance(fired, TimerFired)
+    assert fired.late_ms == 1000.0
+    # A second copy of the wake-up finds attempt 2 called: it is not run twice.
+    second = [*log, fired, decide.called(task, 2, task.args, at(task, 41))]
+    again = waits.on_wakeup(task, decide.fold_task(second, 1, "s1"), timer.timer_id, at(task, 42))
+    assert isinstance(again, waits.Ignore)
+    # Nor does a redelivery of the task run it: attempt 2 is in flight (or was interrupted).
+    assert decide.plan_execution(task, decide.fold_task(second, 1, "s1"), at(task, 42)) == (
+        decide.Run(
+            first_attempt=3,
+            prelude=(
+                decide.tool_failed(
+                    task, 2, ToolError(decide.INTERRUPTED_ERROR, transient=True), 0.0, at(task, 42)
+                ),
+            ),
+            tool_duration_ms=5.0,
+        )
+    )
+
+
+def test_a_cancel_during_a_backoff_ends_the_task_at_the_wakeup() -> None:
+    task = fetch_task()
+    log = backing_off(task)
+    timer = log[2]
+    assert isinstance(timer, TimerStarted)
+    cancel = GoalCancelled(**at(task, 10).envelope("goal_cancelled", "outcome"), command_id="c")
+    cancelled_log = [*log, cancel]
+    assert waits.pending_timers(cancelled_log) == [timer]
+    woken = waits.on_wakeup(
+        task, decide.fold_task(cancelled_log, 1, "s1"), timer.timer_id, at(task, 11)
+    )
+    assert isinstance(woken, waits.Finish)
+    (stop,) = woken.events
+    assert isinstance(stop, TaskCancelled)
+    assert stop.attempts == 1
+
+
+async def test_a_task_retried_after_a_durable_backoff_reruns_identically() -> None:
+    task = fetch_task()
+    log = backing_off(task)
+    timer = log[2]
+    assert isinstance(timer, TimerStarted)
+    woken = waits.on_wakeup(task, decide.fold_task(log, 1, "s1"), timer.timer_id, at(task, 41))
+    assert isinstance(woken, waits.Retry)
+    second = [
+        *woken.run.prelude,
+        decide.called(task, 2, task.args, at(task, 41)),
+        decide.completed(task, "ok", 2, 9.0, at(task, 42), attempt_duration_ms=4.0),
+    ]
+    options = RerunOptions(
+        planning=None, producer=PRODUCER, backoff=decide.Backoff(first_s=40.0, max_s=300.0)
+    )
+    report = await rerun_executor([task, *log, *second], options, T0 + timedelta(days=30))
+    assert report.identical, report.differences
+    assert report.rerun_decisions == 6
