@@ -7,6 +7,12 @@ it loads the latest snapshot from the object store and reads only the events aft
 sequence it covers; a missing or unreadable snapshot means a full replay (with a warning for
 an unreadable one). It saves a snapshot every ``snapshot_every`` events and when it stops
 cleanly.
+
+Once caught up, each read is a pull request that lingers ``FOLLOW_LINGER_S`` at the server:
+new memory events stream into it as they are stored and are folded when it ends, so a new
+item is in the index within that time. Under load one request gathers every memory event
+of that time (hundreds of them), where ringing a core subscription per stored event cost a
+delivery to memory and a read per ring.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 
 from events.codec import decode_event
 from events.errors import AgoraError, DecodeError
@@ -39,13 +44,9 @@ __all__ = ["SNAPSHOT_NAME", "IndexFollower", "MemoryLagError", "memory_reader"]
 
 log = get_logger("agora.memory")
 SNAPSHOT_NAME = "memory-index"
-# When caught up and nothing rings, read anyway this often (a missed ring costs this much).
-IDLE_PULL_S = 1.0
-# A ring can arrive before the stream has stored the message that rang (core subscribers see a
-# publish as it is routed, JetStream stores it just after): a read that a ring caused and that
-# found nothing is retried after 2, 4, ... 64 ms instead of sleeping IDLE_PULL_S.
-FIRST_RECHECK_S = 0.002
-MAX_RECHECK_S = 0.064
+# How long a caught-up read waits at the server for new memory events: the most a new item
+# waits before it is in the index (and the follower's idle cost: one request per this time).
+FOLLOW_LINGER_S = 0.05
 ItemsAdded = Callable[[list[Item]], Awaitable[None]]
 
 
@@ -82,7 +83,6 @@ class IndexFollower:
         self._returns = 0  # answered pull requests
         self._drained_at = 0  # the last answered pull that left nothing pending
         self._progress = asyncio.Condition()
-        self._doorbell = asyncio.Event()
         self._stopped = False
         # The consumer-info request in flight (or last made): consumer, when sent, its answer.
         self._asking: tuple[str, float, asyncio.Future[int]] | None = None
@@ -148,53 +148,30 @@ class IndexFollower:
         await self.save_snapshot()
 
     async def _tail(self, stop: asyncio.Event) -> None:
-        # A pull request that lingers for new messages answers only when full or expired,
-        # which would hold every new memory event for the linger time. So the tail reads
-        # without waiting, and when caught up it sleeps until a core NATS subscription to
-        # the same subjects rings (JetStream delivers every stored message to those too).
-        doorbell = self._doorbell
-        first, more = self.filters()
-        subs = [await self._nc.subscribe(subject, cb=self._ring) for subject in (first, *more)]
         reader = await memory_reader(self._nc, self.state.applied_seq + 1).open()
         self._consumer, self._from_consumer = reader.consumer, 0
-        recheck_s = 0.0
         try:
             while not stop.is_set():
-                doorbell.clear()
-                batch = await reader.next_batch(wait=False)
+                # Returns at once with a full batch; caught up, after FOLLOW_LINGER_S with
+                # whatever was stored meanwhile.
+                batch = await reader.next_batch(wait=True)
                 applied = await self._apply(batch)
                 self._since_snapshot += applied
-                drained = not batch.seqs or batch.pending == 0
                 async with self._progress:
                     if reader.consumer != self._consumer:  # recreated: its count starts over
                         self._consumer, self._from_consumer = reader.consumer, 0
                     self._from_consumer += applied
                     self._returns += 1
-                    if drained:
+                    if not batch.seqs or batch.pending == 0:
                         self._drained_at = self._returns
                     self._progress.notify_all()
                 if self._since_snapshot >= self._snapshot_every:
                     await self.save_snapshot()
-                if drained:
-                    if batch.seqs or not recheck_s:
-                        timeout_s, recheck_s = IDLE_PULL_S, 0.0
-                    else:  # rang, but the stream had not stored the message yet
-                        timeout_s = recheck_s
-                        recheck_s = recheck_s * 2 if recheck_s < MAX_RECHECK_S else 0.0
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(_first(doorbell.wait(), stop.wait()), timeout_s)
-                        recheck_s = FIRST_RECHECK_S
         finally:
             async with self._progress:
                 self._consumer = None
                 self._progress.notify_all()
-            for sub in subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
             await reader.close()
-
-    async def _ring(self, _: Msg) -> None:
-        self._doorbell.set()
 
     async def _apply(self, batch: RawBatch) -> int:
         state = self.state
@@ -261,7 +238,6 @@ class IndexFollower:
                 if self._consumer == consumer:
                     return
         mark = self._returns + 2
-        self._doorbell.set()
         await self._wait(lambda: self._drained_at >= mark, max(0.0, deadline - time.monotonic()))
 
     async def _consumer_total(self, consumer: str, since: float) -> int:
@@ -302,14 +278,11 @@ def memory_reader(nc: NatsClient, start_seq: int) -> StreamReader:
     """A reader of every goal's memory events from ``start_seq``, in stream order."""
     first, more = IndexFollower.filters()
     return StreamReader(
-        nc, EVENTS_STREAM, first, start_seq=start_seq, batch=5_000, more_filter_subjects=more
+        nc,
+        EVENTS_STREAM,
+        first,
+        start_seq=start_seq,
+        batch=5_000,
+        linger_s=FOLLOW_LINGER_S,
+        more_filter_subjects=more,
     )
-
-
-async def _first(*waits: Awaitable[object]) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
