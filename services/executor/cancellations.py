@@ -96,6 +96,10 @@ class Cancellations:
             return CANCELLED_REASON
         return interrupted_reason(iteration)
 
+    def stops(self, goal_id: str, iteration: int) -> bool:
+        """Whether ``goal_id`` was heard cancelled, or its ``iteration`` interrupted."""
+        return self._stopped.get(goal_id, 0) >= iteration
+
     @contextlib.contextmanager
     def watch(self, goal_id: str, iteration: int = 1) -> Iterator[asyncio.Event]:
         """The signal set when ``goal_id`` is (or was already heard) cancelled, or its
@@ -103,7 +107,7 @@ class Cancellations:
         key = (goal_id, iteration)
         watch = self._watches.setdefault(key, _Watch())
         watch.watchers += 1
-        if self._stopped.get(goal_id, 0) >= iteration:
+        if self.stops(goal_id, iteration):
             watch.signal.set()
         try:
             yield watch.signal

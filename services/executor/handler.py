@@ -27,8 +27,9 @@ message interrupted (``iteration_interrupted``) ends the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,7 +39,7 @@ from events.catalog import TaskScheduled
 from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError, ToolError
 from events.model import Event, Stamp
 from services.executor import decide, waits
-from services.executor.cancellations import CANCELLED, Cancellations, unless_cancelled
+from services.executor.cancellations import CANCELLED, Cancellations, Stopped, unless_cancelled
 from services.executor.ports import GoalLog, Publish, Timers
 from services.executor.runner import ToolRunner
 from services.executor.tools.context import ToolResult
@@ -218,18 +219,42 @@ async def _run_watched(
     monotonic: Callable[[], float],
 ) -> None:
     """Run the attempts of ``run``, stopped by a cancellation (or interruption) heard."""
-    with heard.watch(task.goal_id, task.iteration) as cancelled:
+    with _tool_calls(task, runner, heard) as call:
         await _run_attempts(
             task,
             run,
+            call=call,
             runner=runner,
             writer=writer,
             stamp=stamp,
-            cancelled=cancelled,
             why_stopped=lambda: heard.reason(task.goal_id, task.iteration),
             retries=retries,
             monotonic=monotonic,
         )
+
+
+@contextlib.contextmanager
+def _tool_calls(
+    task: TaskScheduled, runner: ToolRunner, heard: Cancellations
+) -> Iterator[Callable[[], Awaitable[ToolResult | Stopped]]]:
+    """What calls ``task``'s tool once: its result, or ``CANCELLED`` when the goal is heard
+    cancelled (or the iteration interrupted) first, which stops a running call."""
+    goal_id, iteration = task.goal_id, task.iteration
+    if runner.is_instant(task.tool):
+        # Nothing could stop it midway: whether to run it at all is all there is to check.
+        async def call_instant() -> ToolResult | Stopped:
+            if heard.stops(goal_id, iteration):
+                return CANCELLED
+            return await runner.invoke(task.tool, task.args, task.timeout_s)
+
+        yield call_instant
+        return
+    with heard.watch(goal_id, iteration) as cancelled:
+
+        def call() -> Awaitable[ToolResult | Stopped]:
+            return unless_cancelled(runner.invoke(task.tool, task.args, task.timeout_s), cancelled)
+
+        yield call
 
 
 async def _wait_durably(
@@ -257,14 +282,16 @@ async def _run_attempts(
     task: TaskScheduled,
     run: decide.Run,
     *,
+    call: Callable[[], Awaitable[ToolResult | Stopped]],
     runner: ToolRunner,
     writer: _TaskWriter,
     stamp: Callable[[], Stamp],
-    cancelled: asyncio.Event,
     why_stopped: Callable[[], str],
     retries: _Retries,
     monotonic: Callable[[], float],
 ) -> None:
+    """Call the tool (``call``: the attempt's result, or ``CANCELLED`` when its goal was
+    cancelled first) attempt after attempt, each announced and recorded."""
     attempt = run.first_attempt
     spent_ms = run.tool_duration_ms
     refusal = runner.permits(task.tool, task.allowed_tools)
@@ -286,9 +313,7 @@ async def _run_attempts(
         announcements = []
         began = monotonic()
         try:
-            result = await unless_cancelled(
-                runner.invoke(task.tool, task.args, task.timeout_s), cancelled
-            )
+            result = await call()
         except ToolError as error:
             duration_ms = (monotonic() - began) * 1000
             spent_ms += duration_ms

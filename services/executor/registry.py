@@ -25,7 +25,7 @@ from services.executor.tools import (
 )
 from services.executor.tools.context import ToolContext, ToolImplementation, ToolResult
 
-__all__ = ["RegisteredTool", "ToolRegistry", "describe_validation_error"]
+__all__ = ["RegisteredTool", "ToolRegistry", "describe_validation_error", "validated_args"]
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 
@@ -42,11 +42,18 @@ _BUILTIN_IMPLEMENTATIONS: dict[str, ToolImplementation] = {
 }
 
 
+# Built-in tools that compute their result without waiting on anything (no I/O, no sleep).
+_INSTANT_BUILTINS = frozenset({"calculator", "echo"})
+
+
 @dataclass(frozen=True, slots=True)
 class RegisteredTool:
     spec: ToolSpec
     run: ToolImplementation
     destination: DestinationOf = local
+    # The implementation never waits: it runs to its end in one step of the event loop, so
+    # neither a timeout nor a cancellation could interrupt it; it is called directly.
+    instant: bool = False
 
 
 class ToolRegistry:
@@ -64,7 +71,9 @@ class ToolRegistry:
         registry = cls()
         for name, spec in BUILTIN_TOOLS.items():
             destination = BUILTIN_DESTINATIONS.get(name, local)
-            registry._add(RegisteredTool(spec, _BUILTIN_IMPLEMENTATIONS[name], destination))
+            implementation = _BUILTIN_IMPLEMENTATIONS[name]
+            instant = name in _INSTANT_BUILTINS
+            registry._add(RegisteredTool(spec, implementation, destination, instant=instant))
         return registry
 
     def register(
@@ -98,6 +107,10 @@ class ToolRegistry:
         """A live, read-only view: it follows MCP servers' listings as they change."""
         return _Specs(MappingProxyType(self._tools))
 
+    def find(self, name: str) -> RegisteredTool | None:
+        """The tool called ``name``, or None."""
+        return self._tools.get(name)
+
     def get(self, name: str) -> RegisteredTool:
         tool = self._tools.get(name)
         if tool is None and name in self._retired:
@@ -113,24 +126,30 @@ class ToolRegistry:
     def validate(self, name: str, raw_args: Any) -> Any:
         """The tool's argument model built from ``raw_args`` (for a tool described by a JSON
         Schema: the checked arguments), or a non-transient ``ToolError``."""
-        spec = self.get(name).spec
-        if spec.args is None:
-            problems = argument_problems(spec, raw_args)
-            if problems:
-                described = "; ".join(f"{where or 'arguments'}: {what}" for where, what in problems)
-                raise ToolError(f"invalid arguments for tool {name!r}: {described}")
-            return dict(raw_args)
-        try:
-            return spec.args.model_validate(raw_args)
-        except ValidationError as exc:
-            raise ToolError(
-                f"invalid arguments for tool {name!r}: {describe_validation_error(exc)}"
-            ) from exc
+        return validated_args(self.get(name).spec, raw_args)
 
     def _add(self, tool: RegisteredTool) -> None:
         if tool.spec.name in self._tools:
             raise ValueError(f"tool {tool.spec.name!r} is registered twice")
         self._tools[tool.spec.name] = tool
+
+
+def validated_args(spec: ToolSpec, raw_args: Any) -> Any:
+    """``raw_args`` checked against ``spec``: its argument model, for a tool described by a
+    JSON Schema the checked arguments; a non-transient ``ToolError`` when they do not fit."""
+    name = spec.name
+    if spec.args is None:
+        problems = argument_problems(spec, raw_args)
+        if problems:
+            described = "; ".join(f"{where or 'arguments'}: {what}" for where, what in problems)
+            raise ToolError(f"invalid arguments for tool {name!r}: {described}")
+        return dict(raw_args)
+    try:
+        return spec.args.model_validate(raw_args)
+    except ValidationError as exc:
+        raise ToolError(
+            f"invalid arguments for tool {name!r}: {describe_validation_error(exc)}"
+        ) from exc
 
 
 class _Specs(Mapping[str, ToolSpec]):

@@ -19,7 +19,7 @@ from typing import Any
 from events.errors import ToolError
 from events.tools import ToolSpec
 from services.executor.breaker import DEFAULT_MAX_DESTINATIONS, BreakerBoard, CircuitBreaker
-from services.executor.registry import ToolRegistry
+from services.executor.registry import ToolRegistry, validated_args
 from services.executor.tools.context import ToolContext, ToolImplementation, ToolResult
 
 __all__ = [
@@ -60,7 +60,14 @@ class ToolRunner:
 
     def permits(self, tool: str, granted: tuple[str, ...]) -> str | None:
         """Why a task granted ``granted`` may not call ``tool``, or None when it may."""
-        return grant_refusal(self.registry.specs().get(tool), tool, granted)
+        registered = self.registry.find(tool)
+        return grant_refusal(None if registered is None else registered.spec, tool, granted)
+
+    def is_instant(self, tool: str) -> bool:
+        """Whether ``tool`` runs to its end without waiting (``RegisteredTool.instant``): a
+        call of it can be neither timed out nor stopped midway, so none is watched."""
+        registered = self.registry.find(tool)
+        return registered is not None and registered.instant
 
     async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> str:
         """The tool's output text (at most ``max_output_bytes``), or a ``ToolError``."""
@@ -68,9 +75,11 @@ class ToolRunner:
 
     async def invoke(self, tool: str, args: dict[str, Any], timeout_s: float) -> ToolResult:
         """The tool's output (capped at ``max_output_bytes``), or a ``ToolError``."""
-        # Bad input says nothing about the tool's health, so it is checked before the breaker.
-        validated = self.registry.validate(tool, args)
         registered = self.registry.get(tool)
+        # Bad input says nothing about the tool's health, so it is checked before the breaker.
+        validated = validated_args(registered.spec, args)
+        if registered.instant:  # nothing could interrupt it: no timeout to arm
+            return await self._run(tool, registered.run, validated, None)
         destination = registered.destination(validated)
         if destination is None:
             return await self._run(tool, registered.run, validated, timeout_s)
@@ -96,20 +105,31 @@ class ToolRunner:
         return output
 
     async def _run(
-        self, tool: str, implementation: ToolImplementation, validated: Any, timeout_s: float
+        self,
+        tool: str,
+        implementation: ToolImplementation,
+        validated: Any,
+        timeout_s: float | None,
     ) -> ToolResult:
         try:
-            async with asyncio.timeout(timeout_s):
+            if timeout_s is None:
                 output = await implementation(validated, self._ctx)
-        except TimeoutError as exc:
-            raise ToolError(f"tool {tool} timed out after {timeout_s:g}s", transient=True) from exc
+            else:
+                async with asyncio.timeout(timeout_s):
+                    output = await implementation(validated, self._ctx)
         except ToolError:
             raise
         except Exception as exc:
-            # A bug in a tool must become a recorded failure, not a crash of the consumer.
-            raise ToolError(f"tool {tool} crashed: {type(exc).__name__}: {exc}") from exc
+            raise _call_failure(tool, exc, timeout_s) from exc
         result = output if isinstance(output, ToolResult) else ToolResult(output)
         return cap_result(result, self._max_output_bytes)
+
+
+def _call_failure(tool: str, exc: Exception, timeout_s: float | None) -> ToolError:
+    if isinstance(exc, TimeoutError) and timeout_s is not None:
+        return ToolError(f"tool {tool} timed out after {timeout_s:g}s", transient=True)
+    # A bug in a tool must become a recorded failure, not a crash of the consumer.
+    return ToolError(f"tool {tool} crashed: {type(exc).__name__}: {exc}")
 
 
 def grant_refusal(spec: ToolSpec | None, tool: str, granted: tuple[str, ...]) -> str | None:

@@ -79,6 +79,10 @@ class _RecordedTools(ToolRunner):
         # The same judgement as the live executor's, on the tools re-run knows.
         return grant_refusal(self._tools.get(tool), tool, granted)
 
+    def is_instant(self, tool: str) -> bool:
+        del tool
+        return True  # answered from the record at once: nothing waits, nothing to watch
+
     async def invoke(self, tool: str, args: dict[str, Any], timeout_s: float) -> ToolResult:
         del timeout_s
         if not self._calls:

@@ -144,6 +144,24 @@ async def test_a_task_delivered_after_the_cancellation_never_runs(ctx: ToolConte
     assert stop.attempts == 0
 
 
+async def test_an_instant_tool_of_a_goal_heard_cancelled_is_not_called(ctx: ToolContext) -> None:
+    # echo runs to its end in one step, so no signal is watched: it is checked before the call.
+    cancellations = Cancellations()
+    cancellations.cancel("g-1")
+    task = scheduled(tool="echo")
+    stream = Stream([task])
+
+    await asyncio.wait_for(
+        run(task, stream, ToolRunner(ToolRegistry.builtin(), ctx), cancellations), 5
+    )
+
+    assert kinds(stream.events) == ["TaskScheduled", "ToolCalled", "TaskCancelled"]
+    stop = stream.events[-1]
+    assert isinstance(stop, TaskCancelled)
+    assert (stop.attempts, stop.reason) == (1, decide.CANCELLED_REASON)
+    assert cancellations.watched == 0
+
+
 async def test_a_redelivered_task_of_a_cancelled_goal_finishes_from_the_record() -> None:
     task = scheduled()
     called = decide.called(task, 1, task.args, _stamp(task))
