@@ -53,6 +53,25 @@ async def count(nc: NatsClient, subject: str) -> int:
     return len(await all_events(nc, subject))
 
 
+async def restart_everything(platform: InProcessPlatform, nats_server: EmbeddedNats) -> None:
+    """Everything stops mid-wait: the services, then nats-server (SIGKILL); then both start."""
+    await platform.stop()
+    assert nats_server.pid is not None
+    os.kill(nats_server.pid, signal.SIGKILL)
+    nats_server.stop()
+    nats_server.start()
+    platform.start()
+
+
+async def counted(nc: NatsClient, subject: str, expected: int) -> bool:
+    """Whether ``subject`` holds ``expected`` events; False while JetStream still recovers its
+    streams after a restart."""
+    try:
+        return await count(nc, subject) == expected
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        return False
+
+
 async def test_sleeping_goals_survive_a_restart_of_everything_and_wake_once(
     nats_server: EmbeddedNats, nc: NatsClient, client: AgoraClient, settings: Settings
 ) -> None:
@@ -74,19 +93,10 @@ async def test_sleeping_goals_survive_a_restart_of_everything_and_wake_once(
         info = await nc.jetstream().consumer_info(EVENTS_STREAM, "executor")
         assert info.num_ack_pending == 0
 
-        # Everything stops mid-sleep: the services, then nats-server (SIGKILL).
-        await platform.stop()
-        assert nats_server.pid is not None
-        os.kill(nats_server.pid, signal.SIGKILL)
-        nats_server.stop()
-        nats_server.start()
-        platform.start()
+        await restart_everything(platform, nats_server)
 
         async def all_completed() -> bool:
-            try:
-                return await count(nc, "agora.events.*.goal_completed") == GOALS
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                return False  # JetStream still recovering its streams after the restart
+            return await counted(nc, "agora.events.*.goal_completed", GOALS)
 
         await wait_until(all_completed, timeout_s=40, what="every sleeping goal completed")
         log = await all_events(nc)
@@ -192,18 +202,10 @@ async def test_wait_until_holds_nothing_survives_a_restart_and_refuses_a_malform
         info = await nc.jetstream().consumer_info(EVENTS_STREAM, "executor")
         assert info.num_ack_pending == 0  # nothing is held while it waits
 
-        await platform.stop()
-        assert nats_server.pid is not None
-        os.kill(nats_server.pid, signal.SIGKILL)
-        nats_server.stop()
-        nats_server.start()
-        platform.start()
+        await restart_everything(platform, nats_server)
 
         async def completed() -> bool:
-            try:
-                return await count(nc, "agora.events.g-until.goal_completed") == 1
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                return False  # JetStream still recovering its streams after the restart
+            return await counted(nc, "agora.events.g-until.goal_completed", 1)
 
         await wait_until(completed, timeout_s=20, what="the wait completed")
         log = await all_events(nc, "agora.events.g-until.>")
@@ -277,18 +279,10 @@ async def test_a_retry_backoff_waits_on_a_durable_timer_through_a_restart_and_ru
             info = await nc.jetstream().consumer_info(stream, "executor")
             assert info.num_ack_pending == 0  # no delivery is held during the backoff
 
-        await platform.stop()
-        assert nats_server.pid is not None
-        os.kill(nats_server.pid, signal.SIGKILL)
-        nats_server.stop()
-        nats_server.start()
-        platform.start()
+        await restart_everything(platform, nats_server)
 
         async def completed() -> bool:
-            try:
-                return await count(nc, "agora.events.g-backoff.goal_completed") == 1
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                return False  # JetStream still recovering its streams after the restart
+            return await counted(nc, "agora.events.g-backoff.goal_completed", 1)
 
         await wait_until(completed, timeout_s=20, what="the retried goal completed")
         log = await all_events(nc, "agora.events.g-backoff.>")
