@@ -40,6 +40,7 @@ __all__ = [
     "running_platform",
     "standard_goal",
     "wait_until_idle",
+    "wakeups",
 ]
 
 
@@ -89,6 +90,18 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             used[name] = (int(fields[11]) + int(fields[12])) / tick
     return used
+
+
+def wakeups(pids: dict[str, int]) -> dict[str, int]:
+    """Voluntary context switches of each process's main thread so far (Linux /proc): how
+    often it went to sleep waiting, so how often something had to wake it."""
+    counted: dict[str, int] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    counted[name] = int(line.split()[1])
+    return counted
 
 
 def platform_pids(supervisor: Supervisor) -> dict[str, int]:

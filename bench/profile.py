@@ -2,6 +2,7 @@
 
 python -m bench.profile                        # CPU ms per goal, per process
 python -m bench.profile --py-spy out/          # plus a py-spy flame graph of every service
+python -m bench.profile --in-flight 1 --goals 300   # one goal at a time (the latency load)
 
 CPU time per goal (user + system, read from /proc) is the figure to compare before and after a
 change: unlike goals/s it hardly moves when other work shares the machine's cores.
@@ -19,10 +20,12 @@ from pathlib import Path
 from bench.platform import (
     cpu_seconds,
     drive,
+    percentile,
     platform_pids,
     running_platform,
     standard_goal,
     wait_until_idle,
+    wakeups,
 )
 from bench.scenarios import cpu_per_goal_ms
 from events.subjects import EVENTS_STREAM
@@ -50,11 +53,11 @@ async def profile(goals: int, in_flight: int, durability: str, py_spy: Path | No
                     )
                 )  # fmt: skip
         before_seq = await stream_last_seq(nc, EVENTS_STREAM)
-        before = cpu_seconds(pids)
+        before, slept_before = cpu_seconds(pids), wakeups(pids)
         commands = [standard_goal(n, prefix="p") for n in range(goals)]
         load = await drive(nc, commands, in_flight=in_flight)
         await wait_until_idle(nc)
-        after = cpu_seconds(pids)
+        after, slept_after = cpu_seconds(pids), wakeups(pids)
         events = await stream_last_seq(nc, EVENTS_STREAM) - before_seq
         for proc in spies:
             with contextlib.suppress(ProcessLookupError):
@@ -63,10 +66,15 @@ async def profile(goals: int, in_flight: int, durability: str, py_spy: Path | No
     per_goal = cpu_per_goal_ms(before, after, load.completed)
     print(
         f"{load.completed} goals ({load.failed} failed) in {load.seconds:.1f}s: "
-        f"{load.goals_per_s:.0f} goals/s, {events / max(1, load.completed):.1f} events/goal"
+        f"{load.goals_per_s:.0f} goals/s, {events / max(1, load.completed):.1f} events/goal, "
+        f"p50 {percentile(load.latencies_ms, 50):.2f} ms"
     )
+    goals_done = max(1, load.completed)
     for name, ms in sorted(per_goal.items(), key=lambda item: -item[1]):
-        print(f"  {name:<12} {ms:8.3f} ms CPU per goal")
+        woken = (slept_after.get(name, 0) - slept_before.get(name, 0)) / goals_done
+        # nats-server's goroutines run on threads of their own: its main thread says nothing.
+        woke = "" if name in ("nats-server", "total") else f"  {woken:6.1f} wake-ups"
+        print(f"  {name:<12} {ms:8.3f} ms CPU per goal{woke}")
 
 
 def main() -> None:

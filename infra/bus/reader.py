@@ -8,6 +8,14 @@ creates one ephemeral ack-none consumer through nats-py, and pulls from it (one
 NATS protocol just for this: see ``infra.bus.frames``. The stream sequence and timestamp of a
 message come from its reply subject.
 
+A tailing read (``next_batch(wait=True)``) keeps no request open for the messages to stream
+into, which would wake this process for every event stored (the projector, memory and the
+trace follower each woke ~12 times per standard goal, competing for the two cores with the
+services a goal waits on). It asks for one message, lingering, and once that one is there
+waits ``linger_s`` with nothing outstanding and then takes whatever was stored meanwhile in
+one no_wait read: two wake-ups per batch, the same batches, and a new event still waits at
+most ``linger_s`` to be read.
+
 Servers that need TLS, or credentials other than a user and password, get the old path instead
 (an inbox subscription on the nats-py connection): doing TLS and every auth scheme again is
 not worth it for a read path.
@@ -380,6 +388,8 @@ class StreamReader:
     _refusal: str | None = None
     _broken: bool = False
     _next_seq: int = 0
+    # The last read left nothing stored behind it: a waiting read asks for one message first.
+    _caught_up: bool = False
     # Bodies of the pull requests sent ahead (oldest first), so the server streams the next
     # batch while the caller works on this one.
     _in_flight: deque[bytes] = field(default_factory=deque)
@@ -396,8 +406,14 @@ class StreamReader:
         return json.dumps({"batch": self.batch, "no_wait": True}).encode()
 
     @property
-    def _waiting_body(self) -> bytes:
-        return json.dumps({"batch": self.batch, "expires": int(self.linger_s * 1e9)}).encode()
+    def _rest_body(self) -> bytes:
+        """What a batch holds after its first message: whatever is stored, at once."""
+        return json.dumps({"batch": self.batch - 1, "no_wait": True}).encode()
+
+    @property
+    def _first_body(self) -> bytes:
+        """One message, as soon as it is stored (or nothing once ``linger_s`` is over)."""
+        return json.dumps({"batch": 1, "expires": int(self.linger_s * 1e9)}).encode()
 
     @property
     def consumer(self) -> str | None:
@@ -410,10 +426,29 @@ class StreamReader:
         return isinstance(self._transport, _WireTransport)
 
     async def next_batch(self, *, wait: bool = True) -> RawBatch:
-        """The next messages in stream order (possibly none). ``wait``: linger for new ones."""
-        body = self._waiting_body if wait else self._no_wait_body
+        """The next messages in stream order (possibly none). ``wait``: when none is stored
+        yet, wait up to ``linger_s`` for one, then ``linger_s`` more for what follows it."""
+        if not (wait and self._caught_up) or self._in_flight:
+            batch = await self._read(self._no_wait_body, self.batch)
+            self._caught_up = batch.pending == 0 and len(batch) < self.batch
+            if batch.seqs or not wait:
+                return batch
+        first = await self._read(self._first_body, 1)
+        if len(first) != 1 or self.batch == 1:
+            return first  # nothing came within linger_s
+        if first.pending < self.batch - 1:  # no full batch waiting: let one gather, unwoken
+            await asyncio.sleep(self.linger_s)
+        rest = await self._read(self._rest_body, self.batch - 1)
+        self._caught_up = rest.pending == 0 and len(rest) < self.batch - 1
+        first.seqs += rest.seqs
+        first.payloads += rest.payloads
+        first.timestamps_ns += rest.timestamps_ns
+        first.pending = rest.pending if rest.seqs else first.pending
+        return first
+
+    async def _read(self, body: bytes, wanted: int) -> RawBatch:
         for _ in range(_PULL_ATTEMPTS):
-            pulled = await self._pull(body)
+            pulled = await self._pull(body, wanted)
             if pulled.deliveries.payloads or not pulled.broken:
                 return self._to_batch(pulled.deliveries)
         raise StreamReadError(
@@ -421,7 +456,7 @@ class StreamReader:
             "recreating its consumer: check the server's log and the stream's health"
         )
 
-    async def _pull(self, body: bytes) -> _Pulled:
+    async def _pull(self, body: bytes, wanted: int) -> _Pulled:
         if self._broken:
             await self._recover()
         transport = self._transport
@@ -429,7 +464,7 @@ class StreamReader:
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self._consumer}"
         in_flight = self._in_flight
         if not in_flight:
-            await transport.request(subject, body, self.batch)
+            await transport.request(subject, body, wanted)
             in_flight.append(body)
         timeout_s = self.linger_s + _ANSWER_GRACE_S
         sent = in_flight.popleft()
@@ -437,12 +472,17 @@ class StreamReader:
         while sent != body and not (pulled.deliveries.payloads or pulled.broken):
             # A request sent ahead asked differently (no_wait vs linger) and found nothing.
             if not in_flight:
-                await transport.request(subject, body, self.batch)
+                await transport.request(subject, body, wanted)
                 in_flight.append(body)
             sent = in_flight.popleft()
             pulled = await transport.collect(timeout_s)
         self._broken = pulled.broken
-        while pulled.full and len(in_flight) < self._depth(transport, body, pulled):
+        # Only bulk reads are sent ahead: a one-message wait is full as soon as it is answered.
+        while (
+            pulled.full
+            and body == self._no_wait_body
+            and len(in_flight) < self._depth(transport, body, pulled)
+        ):
             await transport.request(subject, body, self.batch)
             in_flight.append(body)
         return pulled

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from infra.bus.reader import RawBatch, StreamReader
@@ -137,6 +139,56 @@ async def test_waiting_lingers_and_returns_what_arrives_meanwhile(
         assert batch.payloads == [payload_for(4), payload_for(5)]
     finally:
         await reader.close()
+
+
+async def test_a_waiting_read_gathers_without_messages_streaming_in_one_by_one(
+    nc: NatsClient,
+) -> None:
+    # A caught-up reader asks for one message; once it has it, nothing is outstanding while
+    # the batch gathers, so what is stored meanwhile waits at the server (pending, not
+    # delivered) and arrives in one read: two wake-ups per batch, not one per event.
+    name = await make_stream(nc, 2)
+    linger_s = 2.0
+    reader = await StreamReader(nc, name, f"{name}.>", batch=50, linger_s=linger_s).open()
+    consumer = reader.consumer
+    assert consumer is not None
+    js = nc.jetstream()
+    try:
+        assert (await reader.next_batch(wait=True)).seqs == [1, 2]
+        waiting = asyncio.ensure_future(reader.next_batch(wait=True))
+        await until(lambda: _waiting_requests(js, name, consumer), 1)
+        began = time.monotonic()
+        await publish(nc, name, range(3, 4))
+        await until(lambda: _delivered_and_waiting(js, name, consumer), (3, 0))
+        await publish(nc, name, range(4, 7))
+        gathering = await js.consumer_info(name, consumer)
+        if time.monotonic() - began < linger_s:  # still gathering: nothing was handed over
+            assert (gathering.num_pending, gathering.num_waiting) == (3, 0)
+        batch = await waiting
+        assert batch.seqs == [3, 4, 5, 6]
+        assert batch.payloads == [payload_for(i) for i in range(3, 7)]
+        assert batch.pending == 0
+    finally:
+        await reader.close()
+
+
+async def _waiting_requests(js: JetStreamContext, stream: str, consumer: str) -> int:
+    return int((await js.consumer_info(stream, consumer)).num_waiting or 0)
+
+
+async def _delivered_and_waiting(
+    js: JetStreamContext, stream: str, consumer: str
+) -> tuple[int, int]:
+    info = await js.consumer_info(stream, consumer)
+    return int(info.delivered.stream_seq or 0), int(info.num_waiting or 0)
+
+
+async def until(probe: Callable[[], Awaitable[object]], wanted: object) -> None:
+    """Until ``probe()`` answers ``wanted`` (a deadline of 10 s)."""
+    deadline = time.monotonic() + 10.0
+    while (got := await probe()) != wanted:
+        assert time.monotonic() < deadline, f"still {got!r}, not {wanted!r}"
+        await asyncio.sleep(0.01)  # polling the consumer's state, with a deadline
 
 
 async def test_a_server_restart_mid_read_continues_at_the_next_sequence(
