@@ -440,7 +440,8 @@ class _Folder:
         again = f" #{event.iteration}" if event.iteration > 1 else ""
         call = f" (step {event.step})" if event.step else ""
         label = f"approval {event.task_id} {event.tool}{call}{again}"
-        bar = Bar("approval", "planner", label, at, at, status="waiting")
+        # The planner asks for a plain task's call, the executor for a ReAct model's.
+        bar = Bar("approval", service_of(event), label, at, at, status="waiting")
         bar.event_id = event.event_id
         bar.facts.update(tool=event.tool, task_id=event.task_id, iteration=event.iteration)
         bar.facts["reason"] = event.reason

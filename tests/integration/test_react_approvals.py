@@ -31,6 +31,7 @@ from infra.clients.query import ask
 from infra.dashboard.queries import waiting_approvals_statement
 from infra.platform.runner import producer_name
 from infra.settings import Settings
+from projections.timeline import build_timeline
 from services.llm.templates import load_prompt
 from services.rerun import RerunOptions, rerun_executor
 from tests.conftest import InProcessPlatform
@@ -238,6 +239,16 @@ async def test_react_calls_wait_for_approval_through_a_restart_edit_deny_and_dea
     assert "approved with edited args" in summary
     assert "edited.txt" in summary
     assert "a.txt" in summary
+
+    # The timeline draws each wait inside the running task, asked by the executor.
+    timeline = build_timeline(ANSWERED, answered)
+    assert timeline is not None
+    (task_bar,) = [bar for bar in timeline.bars if bar.kind == "task"]
+    waits = [bar for bar in task_bar.children if bar.kind == "approval"]
+    assert [(bar.actor, bar.status) for bar in waits] == [
+        ("executor", "granted"),
+        ("executor", "denied"),
+    ]
 
     # Re-run over the record, the current executor code asks the same, is answered by the
     # recorded answers, and decides the same, with no model asked.
