@@ -27,6 +27,7 @@ from infra.platform.topology import SERVICE_CONSUMERS
 from projections.metrics import (
     MEASURED_TYPES,
     ConsumerState,
+    Measurement,
     consumer_measurements,
     event_measurements,
 )
@@ -60,7 +61,6 @@ class MetricsFollower:
             # Measurements are exported every few seconds at most: a pull may wait a second
             # for new events, and fills up meanwhile under load (few, large batches).
             linger_s=1.0,
-            wire=False,
         )
 
     async def _read(self, from_seq: int, stop: asyncio.Event | None) -> int:
@@ -71,11 +71,14 @@ class MetricsFollower:
         try:
             while stop is None or not stop.is_set():
                 batch = await reader.next_batch(wait=stop is not None)
-                for seq, payload in zip(batch.seqs, batch.payloads, strict=True):
+                recorded: list[Measurement] = []
+                for payload in batch.payloads:
                     measurements = event_measurements(decode_event(payload))
-                    self.target.record(measurements)
+                    recorded += measurements
                     self.measured += bool(measurements)
-                    self.position = seq
+                self.target.record(recorded)
+                if batch.seqs:
+                    self.position = batch.seqs[-1]
                 if stop is None and (not batch.seqs or batch.pending == 0):
                     break
         finally:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from events.errors import AgoraError
 from infra.traces.otlp import agora_resource, sdk_exporter
-from projections.metrics import INSTRUMENTS, Instrument, Measurement
+from projections.metrics import INSTRUMENTS, Attributes, Instrument, Measurement
 from projections.spans import SCHEMA_URL
 
 if TYPE_CHECKING:
@@ -100,12 +100,23 @@ class MetricsTarget:
         self._record = {
             spec.name: _instrument(self._provider, self.version, spec) for spec in INSTRUMENTS
         }
+        self._counters = {spec.name for spec in INSTRUMENTS if spec.kind == "counter"}
 
     def record(self, measurements: Iterable[Measurement]) -> None:
+        """Hand ``measurements`` to the instruments. A counter's are summed by attributes
+        first: one ``add`` for a batch of goals costs what one goal's did (the SDK's ``add``
+        is the follower's dearest step per event)."""
+        sums: dict[tuple[str, Attributes], float] = {}
         for measurement in measurements:
-            self._record[measurement.instrument](
-                measurement.value, attributes=dict(measurement.attributes)
-            )
+            if measurement.instrument in self._counters:
+                key = (measurement.instrument, measurement.attributes)
+                sums[key] = sums.get(key, 0) + measurement.value
+            else:
+                self._record[measurement.instrument](
+                    measurement.value, attributes=dict(measurement.attributes)
+                )
+        for (instrument, attributes), value in sums.items():
+            self._record[instrument](value, attributes=dict(attributes))
 
     def export(self) -> None:
         """Send every instrument's current data (blocking: call it from a thread). Raises when
