@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -117,10 +117,18 @@ class ConsumeLoop:
     _dlq: DeadLetterQueue | None = None
     _pulls: PullRequests | None = None
     _stopping: bool = False
+    # Handlings under way, each with when the server last heard it is alive (its start, or
+    # its last in-progress): one sweep beats the old ones, not a timer per message.
+    _alive: dict[str, float] = field(default_factory=dict)
+    _sweep: asyncio.TimerHandle | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         self._dlq = DeadLetterQueue(self.nc.jetstream(), self.spec.durable)
         self._stopping = False
+        # Looked up once: each asyncio.get_running_loop() (ensure_future's too) is a getpid
+        # system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
         pin = self.pin
         if pin is None and self.spec.priority_group is not None:
             pin = self.pin = Pin(
@@ -157,6 +165,9 @@ class ConsumeLoop:
             stopped.cancel()
             self._stopping = True
             await self._drain()
+            if self._sweep is not None:
+                self._sweep.cancel()
+                self._sweep = None
             if pin is not None:
                 await pin.hand_on()  # a standby is pinned at once, not after the timeout
             # Requests still open at the server may yet deliver: hand those back (nak) until
@@ -197,8 +208,9 @@ class ConsumeLoop:
             self._lanes[key] = deque()
             self._spawn(self._run_lane(key, delivery))
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -249,21 +261,37 @@ class ConsumeLoop:
         return room - pulls.outstanding >= room // 2
 
     async def _handle_with_heartbeat(self, delivery: Delivery) -> None:
-        # A timer, not a watcher task per message: while the handler works, tell the server
-        # every third of the ack wait, so the message is not redelivered under us.
-        loop = asyncio.get_running_loop()
-        period = self.ack_wait_s / 3
-        timers: list[asyncio.TimerHandle] = []
-
-        def beat() -> None:
-            self._spawn(self._reply(delivery.reply, IN_PROGRESS))
-            timers[0] = loop.call_later(period, beat)
-
-        timers.append(loop.call_later(period, beat))
+        # While the handler works, the server hears at least every third of the ack wait that
+        # it is alive, so the message is not redelivered under us (_beat_old_handlings).
+        assert self._loop is not None
+        alive, reply = self._alive, delivery.reply
+        alive[reply] = self._loop.time()
+        if self._sweep is None:
+            self._arm_sweep()
         try:
             await self.handler(delivery)
         finally:
-            timers[0].cancel()
+            alive.pop(reply, None)
+
+    def _arm_sweep(self) -> None:
+        assert self._loop is not None
+        self._sweep = self._loop.call_later(self.ack_wait_s / 6, self._beat_old_handlings)
+
+    def _beat_old_handlings(self) -> None:
+        """Every sixth of the ack wait: an in-progress for each handling the server has not
+        heard of for a sixth of it or longer, so none goes a third of it unheard. Disarmed
+        while nothing is handled."""
+        assert self._loop is not None
+        self._sweep = None
+        if not self._alive:
+            return
+        now = self._loop.time()
+        due = now - self.ack_wait_s / 6
+        for reply, heard in self._alive.items():
+            if heard <= due:
+                self._alive[reply] = now
+                self._spawn(self._reply(reply, IN_PROGRESS))
+        self._arm_sweep()
 
     async def _dead_letter(self, delivery: Delivery, reason: str, exc: Exception) -> None:
         assert self._dlq is not None

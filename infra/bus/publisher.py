@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,6 +87,10 @@ _Pending = tuple[str, "asyncio.Future[PubAck]"]
 _Outgoing = tuple[Event, bytes]
 
 
+def _settled(pending: list[_Pending]) -> bool:
+    return all(future.done() for _, future in pending)
+
+
 def _refused_alone(exc: Exception) -> bool:
     """A refusal of a grouped batch that may be one call's doing, not the fence's."""
     if isinstance(exc, PublishRejectedError):
@@ -162,6 +167,12 @@ class EventPublisher:
         self._waiting: dict[str, asyncio.Future[PubAck]] = {}
         self._types: dict[str, str] = {}  # reply token -> the event type it acknowledges
         self._next = 0
+        # Each call's deadline and its pending replies, in the order sent: one sweep timer
+        # fails the overdue ones, instead of an asyncio.timeout (a timer, two getpid system
+        # calls) per call.
+        self._deadlines: deque[tuple[float, list[_Pending]]] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(
         self,
@@ -182,6 +193,7 @@ class EventPublisher:
             return []
         outgoing = [await self._offloaded(event) for event in events]
         if not self._prefix:
+            self._loop = asyncio.get_running_loop()
             self._prefix = self.core.new_inbox()
             await self.core.subscribe(f"{self._prefix}.*", self._on_reply)
         if fence is not None:
@@ -264,7 +276,8 @@ class EventPublisher:
         event, payload = outgoing
         self._next += 1
         token = str(self._next)
-        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+        assert self._loop is not None
+        future: asyncio.Future[PubAck] = self._loop.create_future()
         self._waiting[token] = future
         self._types[token] = event_type(event)
         await self.core.publish(
@@ -291,17 +304,12 @@ class EventPublisher:
     async def _settle(self, pending: list[_Pending]) -> list[PubAck]:
         if not pending:
             return []
-        acks: list[PubAck] = []
+        assert self._loop is not None
+        self._deadlines.append((self._loop.time() + self.timeout_s, pending))
+        if self._sweep is None:
+            self._arm_sweep()
         try:
-            # One deadline for all, awaited in place: no gather or wait_for task per call.
-            async with asyncio.timeout(self.timeout_s):
-                for _, future in pending:
-                    acks.append(await future)
-        except TimeoutError:
-            raise AgoraError(
-                f"the event stream did not acknowledge {len(pending)} event(s) "
-                f"within {self.timeout_s}s"
-            ) from None
+            return [await future for _, future in pending]
         finally:
             # Only this call's own replies: scanning every caller's (hundreds under load) on
             # each call made settling cost grow with concurrency.
@@ -312,7 +320,32 @@ class EventPublisher:
                     future.exception()  # retrieved: a later rejection is not logged as lost
                 self._waiting.pop(token, None)
                 self._types.pop(token, None)
-        return acks
+            # Calls mostly settle in the order sent: what settled leaves the deadlines here.
+            deadlines = self._deadlines
+            while deadlines and _settled(deadlines[0][1]):
+                deadlines.popleft()
+
+    def _arm_sweep(self) -> None:
+        assert self._loop is not None
+        self._sweep = self._loop.call_later(self.timeout_s / 4, self._fail_overdue)
+
+    def _fail_overdue(self) -> None:
+        """Every quarter of the timeout: the calls whose acknowledgements are overdue fail
+        (so a call waits at most 1.25 times the timeout). Disarmed while nothing waits."""
+        assert self._loop is not None
+        self._sweep = None
+        now, deadlines = self._loop.time(), self._deadlines
+        while deadlines and (deadlines[0][0] <= now or _settled(deadlines[0][1])):
+            _, pending = deadlines.popleft()
+            overdue = AgoraError(
+                f"the event stream did not acknowledge {len(pending)} event(s) "
+                f"within {self.timeout_s}s"
+            )
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(overdue)
+        if deadlines:
+            self._arm_sweep()
 
     def _on_reply(self, msg: Inbound) -> None:
         token = msg.subject.rsplit(".", 1)[-1]

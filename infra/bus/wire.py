@@ -139,6 +139,9 @@ class WireClient:
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._flush_scheduled = False
+        # The loop the connection was opened on: asking for it on every write would cost a
+        # getpid system call each time (Python 3.11).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._writable = True
         # What each PING we sent waits for, in order: None (a keepalive) or a flush's future.
         self._pings: deque[asyncio.Future[None] | None] = deque()
@@ -183,7 +186,7 @@ class WireClient:
         self._on_reconnected.append(listener)
 
     async def _open(self, server: WireServer) -> Link:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         link = Link(self._on_message, self._on_control, self._link_lost, self._set_writable)
         try:
             async with asyncio.timeout(self.connect_timeout_s):
@@ -421,7 +424,7 @@ class WireClient:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._write_out)
+            (self._loop or asyncio.get_running_loop()).call_soon(self._write_out)
 
     def _write_out(self) -> None:
         self._flush_scheduled = False
