@@ -319,6 +319,8 @@ def _(e: ApprovalRejected) -> str:
 
 @_describe.register
 def _(e: TimerStarted) -> str:
+    if e.purpose == "retry":
+        return f"{e.task_id} backs off until {_timestamp(e)}, then attempt {e.attempt}"
     return f"{e.task_id} waits on a durable timer until {_timestamp(e)}"
 
 

@@ -231,7 +231,12 @@ _DESCRIPTIONS: dict[str, str] = {
         f"{clip_sql(_f('text'), 60)}"
     ),
     "message_rejected": f"'message rejected: ' || {clip_sql(_f('reason'), 100)}",
-    "timer_started": f"{_f('task_id')} || ' waits on a durable timer until ' || {_f('due_at')}",
+    "timer_started": (
+        f"{_f('task_id')} || CASE WHEN {_f('purpose')} = 'retry' "
+        f"THEN ' backs off until ' || {_f('due_at')} || ', then attempt ' "
+        f"|| {_text(_f('attempt'))} "
+        f"ELSE ' waits on a durable timer until ' || {_f('due_at')} END"
+    ),
     "timer_fired": f"{_f('task_id')} || ' woken by its timer'",
     "tool_refused": (
         f"{_f('task_id')} || ' ⊘ ' || {_f('tool')} || ' refused: ' || {clip_sql(_f('reason'), 60)}"

@@ -200,6 +200,7 @@ def corpus() -> Iterator[Event]:
         n += 1
         timer = {"attempt": 1, "timer_id": f"t-{n}", "due_at": due_at}
         yield TimerStarted(**task(n), **timer, seconds=90.5)
+        yield TimerStarted(**task(n), **{**timer, "attempt": 2}, seconds=4.0, purpose="retry")
         yield TimerFired(**task(n), **timer, late_ms=12.5)
     for value in FLOATS:
         n += 1
