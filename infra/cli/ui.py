@@ -69,6 +69,7 @@ def ui(
 async def _serve(
     settings: Settings, *, host: str, port: int, token: str | None, source: str
 ) -> None:
+    from infra.bus.connection import close_hot_path, open_hot_path
     from infra.clients.goals import AgoraClient
     from infra.dashboard.app import Dashboard, build_app
     from infra.dashboard.auth import Access
@@ -78,7 +79,8 @@ async def _serve(
     from infra.platform.auth import ADMIN
 
     nc = await connect(settings, "agora-ui")
-    hub = GoalsHub(nc)
+    core = await open_hot_path(settings, nc, "agora-ui")
+    hub = GoalsHub(nc, core)
     await hub.start()
     dashboard = Dashboard(
         client=AgoraClient(nc),
@@ -100,4 +102,5 @@ async def _serve(
         )
     finally:
         await dashboard.close()
+        await close_hot_path(core)
         await nc.close()

@@ -21,10 +21,10 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from events.model import Event
 from events.subjects import EVENTS_STREAM
+from infra.bus.core import CoreBus, Inbound, NatsPyCore
 from infra.clients.goals import AgoraClient
 from infra.logging import get_logger
 
@@ -58,32 +58,44 @@ def sse(event: str, data: Any) -> str:
 
 
 class GoalsHub:
-    """Counts lifecycle events seen on the bus; pages wait for the count to move."""
+    """Counts lifecycle events seen on the bus; pages wait for the count to move.
 
-    def __init__(self, nc: NatsClient) -> None:
+    Every goal's lifecycle passes through here while the platform runs, so the subscriptions
+    go over ``core``: the dashboard's wire client (``infra.bus.wire``) where it has one, which
+    hands each message to ``_seen`` as it is parsed; nats-py's ``Msg`` and callback task per
+    message cost most of a busy dashboard's CPU."""
+
+    def __init__(self, nc: NatsClient, core: CoreBus | None = None) -> None:
         self._nc = nc
-        self._subs: list[Subscription] = []
+        self._core: CoreBus = core if core is not None else NatsPyCore(nc)
+        self._subs: list[object] = []
         self.version = 0
         self._moved = asyncio.Event()
+        self._waiting = 0  # pages waiting for the count to move
         self._log_seq: tuple[int, int] = (-1, 0)  # (version, the log's last seq then)
 
     async def start(self) -> None:
         for kind in LIFECYCLE:
-            self._subs.append(await self._nc.subscribe(f"agora.events.*.{kind}", cb=self._seen))
+            self._subs.append(await self._core.subscribe(f"agora.events.*.{kind}", self._seen))
 
     async def stop(self) -> None:
         for sub in self._subs:
             with contextlib.suppress(Exception):  # the connection may be closing already
-                await sub.unsubscribe()
+                await self._core.unsubscribe(sub)
 
-    async def _seen(self, _msg: Msg) -> None:
+    def _seen(self, _message: Inbound) -> None:
         self.version += 1
-        moved, self._moved = self._moved, asyncio.Event()
-        moved.set()
+        if self._waiting:
+            moved, self._moved = self._moved, asyncio.Event()
+            moved.set()
 
     async def newer_than(self, seen: int) -> int:
         while self.version == seen:
-            await self._moved.wait()
+            self._waiting += 1
+            try:
+                await self._moved.wait()
+            finally:
+                self._waiting -= 1
         return self.version
 
     async def log_seq(self) -> int:
