@@ -124,17 +124,23 @@ async def test_waiting_goals_survive_every_process_and_the_server_killed_then_an
         for name in SERVICES:
             services.start(name)
 
+        answerable = {f"{g}/1/s1" for g in ids}
+
         async def all_listed() -> bool:
+            # The deadline goal's wait may already have been denied on a slow box: its deny
+            # is checked at the end; the others wait for an answer, whatever the load.
             try:
-                return len(await _waiting(settings)) == goals + 1
+                return answerable <= {row["approval_id"] for row in await _waiting(settings)}
             except AssertionError:
                 return False  # the projector is not back yet
 
         await wait_until(all_listed, timeout_s=90, what="agora approvals to list every wait")
         listed = {row["approval_id"]: row for row in await _waiting(settings)}
-        assert set(listed) == {f"{g}/1/s1" for g in [*ids, DEADLINE_GOAL]}
+        assert answerable <= set(listed) <= {*answerable, f"{DEADLINE_GOAL}/1/s1"}
         assert {row["tool"] for row in listed.values()} == {"append_line"}
-        statuses = await ask(nc, "SELECT DISTINCT status FROM goals")
+        statuses = await ask(
+            nc, f"SELECT DISTINCT status FROM goals WHERE goal_id <> '{DEADLINE_GOAL}'"
+        )
         assert statuses.rows == [["waiting_approval"]]
         # Nothing ran while they waited.
         assert not (settings.workspace / CALLS_DIR).exists()
