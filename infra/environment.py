@@ -130,7 +130,8 @@ class Environment(BaseSettings):
     )
     # -- services -------------------------------------------------------------------------
     ack_wait_s: Seconds = Field(
-        30.0, description="consumer ack wait; long handlers send in-progress at a third of it"
+        30.0,
+        description="consumer ack wait; long handlers send in-progress at least every third of it",
     )
     pinned_timeout_s: Seconds = Field(
         5.0,
