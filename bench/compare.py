@@ -113,6 +113,22 @@ COMPARED: tuple[Measure, ...] = (
         "lower",
         bound=2.0,
     ),
+    Measure(
+        "`agora --help` start-up (median)",
+        "≤ 150 ms",
+        ("start-up of the agora command", "agora --help (median wall)"),
+        None,
+        "lower",
+        bound=150.0,
+    ),
+    Measure(
+        "`agora query` against `agora up`, start to exit (median)",
+        "≤ 250 ms",
+        ("start-up of the agora command", "agora query 'SELECT 1' against agora up (median wall)"),
+        None,
+        "lower",
+        bound=250.0,
+    ),
 )
 LANGGRAPH = ("LangGraph SQLite", "LangGraph in memory")
 

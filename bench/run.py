@@ -9,6 +9,7 @@ python -m bench.run rebuild --events 200000
 python -m bench.run query --query-goals 10000
 python -m bench.run limits               # the NATS traffic alone: the physical limit
 python -m bench.run observe --goals 500  # what traces, metrics and the dashboard cost
+python -m bench.run startup              # how long `agora --help` and `agora query` take to start
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 from bench import scenarios
+from bench.cli_startup import run_cli_startup
 from bench.compare import markdown
 from bench.dashboard import run_dashboard
 from bench.harness import RESULTS, Row, describe_machine, print_table, save
@@ -43,6 +45,7 @@ SCENARIOS = (
     "query",
     "limits",
     "dashboard",
+    "startup",
 )
 # What `make bench` runs when no scenario is named: every row of the targets.
 DEFAULT = tuple(name for name in SCENARIOS if name not in ("query", "limits", "dashboard"))
@@ -74,6 +77,7 @@ _RUNNERS: dict[str, Callable[[argparse.Namespace], Awaitable[list[Row]]]] = {
     ),
     "limits": lambda _args: run_limits(),
     "dashboard": lambda _args: run_dashboard(),
+    "startup": lambda args: asyncio.to_thread(run_cli_startup, args.startup_runs),
 }
 
 
@@ -97,6 +101,7 @@ def main() -> None:
     )
     parser.add_argument("--in-flight", type=int, default=10_000, help="inflight: goals at once")
     parser.add_argument("--memories", type=int, default=100_000, help="memory: items searched")
+    parser.add_argument("--startup-runs", type=int, default=20, help="startup: runs per command")
     args = parser.parse_args()
     configure_logging("warning")  # the platform's info lines would drown the table
     unknown = set(args.scenarios) - set(SCENARIOS)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from events.errors import ConfigurationError
+from infra.client_settings import DATA_DIR_NAME, comma_list, find_data_dir
 from infra.environment import Environment, env_name, process_environment, read_environment
 
 __all__ = [
@@ -27,19 +28,6 @@ __all__ = [
 Durability = Literal["fsync", "os"]
 KiB = 1024
 MiB = 1024 * KiB
-
-
-DATA_DIR_NAME = ".agora"
-
-
-def find_data_dir(start: Path) -> Path:
-    """The nearest ``.agora`` directory in ``start`` or above it (so the CLI finds the running
-    platform from any subdirectory of where ``agora up`` runs); ``./.agora`` when none is."""
-    for directory in (start, *start.parents):
-        candidate = directory / DATA_DIR_NAME
-        if candidate.is_dir():
-            return candidate if directory != start else Path(DATA_DIR_NAME)
-    return Path(DATA_DIR_NAME)
 
 
 _DEFAULTS = Environment.model_construct()  # the declared defaults, as they are
@@ -199,10 +187,10 @@ class Settings:
         settings = cls(
             # Every variable whose setting has its name, as declared.
             **_same_named(cls, variables),
-            nats_urls=_comma_list(variables.nats_url) or None,
+            nats_urls=comma_list(variables.nats_url) or None,
             data_dir=data_dir,
             workspace=_path(variables.workspace) or data_dir / "workspace",
-            http_allow=_comma_list(variables.http_allow),
+            http_allow=comma_list(variables.http_allow),
             llm_endpoints=_llm_endpoints(variables, environ),
             endpoints=EndpointSettings(**_same_named(EndpointSettings, variables)),
             otlp=OtlpTarget(
@@ -356,10 +344,6 @@ def _as_variable(value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)
-
-
-def _comma_list(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def _endpoint(

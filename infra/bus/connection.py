@@ -1,8 +1,10 @@
 """The connections to NATS an agora process opens: servers from settings, identity, errors.
 
-Every process opens a nats-py connection (provisioning, KV, object store, request/reply). A
-service also opens its hot path (:func:`open_hot_path`): the lean wire client where it can,
-else the nats-py connection again, with the reason logged.
+Every service opens a nats-py connection (provisioning, KV, object store, request/reply) and
+its hot path (:func:`open_hot_path`): the lean wire client where it can, else the nats-py
+connection again, with the reason logged. A command that only asks and is answered (`agora
+query`) connects with the wire client alone (:func:`connect_wire`), and nats-py stays
+unimported.
 """
 
 from __future__ import annotations
@@ -10,23 +12,25 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from nats.aio.client import Client as NatsClient
-
 from events.errors import ConfigurationError
 from infra.logging import get_logger
-from infra.platform.credentials import CLIENT, client_credentials, connect_options
+from infra.platform.credentials import CLIENT, connect_options
 from infra.platform.embedded import running_server_url
-from infra.settings import Settings
 
 if TYPE_CHECKING:
-    from infra.bus.core import CoreBus, NatsPyCore
+    from nats.aio.client import Client as NatsClient
 
-__all__ = ["close_hot_path", "connect", "open_hot_path", "resolve_urls"]
+    from infra.bus.core import CoreBus, NatsPyCore
+    from infra.bus.wire import WireClient
+    from infra.client_settings import ConnectionSettings
+    from infra.settings import Settings
+
+__all__ = ["close_hot_path", "connect", "connect_wire", "open_hot_path", "resolve_urls"]
 
 log = get_logger("agora.bus")
 
 
-def resolve_urls(settings: Settings) -> list[str]:
+def resolve_urls(settings: ConnectionSettings) -> list[str]:
     if settings.nats_urls:
         return list(settings.nats_urls)
     url = running_server_url(settings.nats_dir)
@@ -39,7 +43,7 @@ def resolve_urls(settings: Settings) -> list[str]:
 
 
 async def connect(
-    settings: Settings,
+    settings: ConnectionSettings,
     name: str,
     *,
     identity: str = CLIENT,
@@ -79,6 +83,8 @@ async def connect(
     async def on_reconnect() -> None:
         log.warning("nats_reconnected", client=name)
 
+    from nats.aio.client import Client as NatsClient
+
     servers = resolve_urls(settings)
     nc = NatsClient()
     try:
@@ -106,29 +112,40 @@ async def open_hot_path(
     """What the consume loops and the publisher run over: the wire client as ``identity``, or
     ``nc`` itself when the wire client is turned off or cannot connect (the reason logged).
 
-    The wire client is imported here, not with this module: a command's connection (every
-    CLI command) never uses it, and importing it cost ~4 ms of each command's start."""
-    from infra.bus.wire import WireClient, WireRefusedError
+    The wire client is imported here, not with this module: a nats-py command connection
+    never uses it, and importing it cost ~4 ms of each such command's start."""
+    from infra.bus.wire import WireRefusedError
 
     if not settings.wire_client:
         return _fall_back(nc, name, "AGORA_WIRE_CLIENT is off")
-    if settings.tls_ca is not None or settings.tls_cert is not None:
-        return _fall_back(nc, name, "TLS is configured")
-    creds = client_credentials(settings, identity)
-    options = connect_options(settings, identity)
     try:
-        client = WireClient(
-            resolve_urls(settings),
-            name,
-            user=creds.user if creds is not None else None,
-            password=creds.password if creds is not None else None,
-            inbox_prefix=str(options["inbox_prefix"]),
-        )
-        return await client.connect()
+        return await connect_wire(settings, name, identity=identity)
     except WireRefusedError as refused:
         return _fall_back(nc, name, str(refused))
     except (OSError, TimeoutError) as exc:  # nats-py got through: it takes the hot path too
         return _fall_back(nc, name, f"the wire client could not connect: {exc}")
+
+
+async def connect_wire(
+    settings: ConnectionSettings, name: str, *, identity: str = CLIENT
+) -> WireClient:
+    """The wire client as ``identity``, connected. ``WireRefusedError`` when it cannot serve
+    (TLS is configured, or the server wants what it does not do); ``OSError`` or
+    ``TimeoutError`` when no server accepts it (each tried once)."""
+    from infra.bus.wire import WireClient, WireRefusedError
+
+    if settings.tls_ca is not None or settings.tls_cert is not None:
+        raise WireRefusedError("TLS is configured")
+    servers = resolve_urls(settings)  # what connect() checks first, with the same errors
+    options = connect_options(settings, identity)
+    client = WireClient(
+        servers,
+        name,
+        user=options.get("user"),
+        password=options.get("password"),
+        inbox_prefix=str(options["inbox_prefix"]),
+    )
+    return await client.connect()
 
 
 async def close_hot_path(core: CoreBus) -> None:

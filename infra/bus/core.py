@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
+if TYPE_CHECKING:  # the wire client (infra/bus/wire.py) runs without nats-py
+    from nats.aio.client import Client as NatsClient
+    from nats.aio.msg import Msg
 
 __all__ = ["CoreBus", "Inbound", "InboundHandler", "NatsPyCore"]
 

@@ -50,12 +50,12 @@ from infra.bus.frames import (
 )
 from infra.bus.wire_link import Link
 from infra.logging import get_logger
-from infra.settings import MiB
 
 __all__ = ["WireBackpressureError", "WireClient", "WireRefusedError", "WireServer"]
 
 log = get_logger("agora.wire")
 
+MiB: Final = 1024 * 1024
 _CRLF: Final = b"\r\n"
 _PING_LINE: Final = b"PING\r\n"
 _PONG_LINE: Final = b"PONG\r\n"
@@ -381,6 +381,25 @@ class WireClient:
         sid = cast(bytes, subscription)
         if self._subs.pop(sid, None) is not None and self._link is not None:
             self._send(b"UNSUB " + sid + _CRLF)
+
+    async def request(self, subject: str, payload: bytes, *, timeout_s: float) -> Inbound:
+        """Send ``payload`` to ``subject`` and return the first reply, within ``timeout_s``
+        (else ``TimeoutError``). No one listening comes back as a reply too: the server's
+        status ``503`` in ``headers["Status"]``."""
+        answered: asyncio.Future[Inbound] = asyncio.get_running_loop().create_future()
+
+        def on_reply(reply: Inbound) -> None:
+            if not answered.done():
+                answered.set_result(reply)
+
+        inbox = self.new_inbox()
+        subscription = await self.subscribe(inbox, on_reply)  # written before the request
+        try:
+            await self.publish(subject, payload, reply=inbox)
+            async with asyncio.timeout(timeout_s):
+                return await answered
+        finally:
+            await self.unsubscribe(subscription)
 
     # -- writing ---------------------------------------------------------------------------------
 

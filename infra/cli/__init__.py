@@ -6,9 +6,15 @@ import os
 import sys
 
 from events.errors import AgoraError
-from infra.cli.common import ClosedPipe, Interrupted, app, err
+from infra.cli.exits import (
+    EXIT_CLOSED_PIPE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    ClosedPipe,
+    Interrupted,
+)
 
-__all__ = ["COMMANDS", "app", "load_commands", "main"]
+__all__ = ["COMMANDS", "MODULES", "load_commands", "main"]
 
 # The module that registers each command. `agora query …` imports infra/cli/data.py alone:
 # typer builds every registered command's parameters from its annotations at each start, and
@@ -64,25 +70,33 @@ def load_commands(argv: list[str]) -> None:
         importlib.import_module(f"infra.cli.{module}")
 
 
-# Exit codes: 0 done, 1 a goal failed or something needs attention, 2 an error (the message
-# says what to do), 3 --wait gave up while the goal runs on, 130 Ctrl-C, 141 a closed pipe.
-EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
-EXIT_CLOSED_PIPE = 141
-
-
 def main() -> None:
-    load_commands(sys.argv[1:])
+    from infra.cli.fast_query import plain_query, run_plain_query
+
+    argv = sys.argv[1:]
     try:
+        # `agora query SQL` in its plain form starts without typer (infra/cli/fast_query.py).
+        if (query := plain_query(argv)) is not None:
+            run_plain_query(query)
+            return
+        load_commands(argv)
+        from infra.cli.common import app
+
         app()
     except AgoraError as exc:
-        err.print(f"[red]agora: {exc}[/]")
+        _error(f"[red]agora: {exc}[/]")
         sys.exit(EXIT_ERROR)
     except (Interrupted, KeyboardInterrupt):
-        err.print("[dim]interrupted[/]")
+        _error("[dim]interrupted[/]")
         sys.exit(EXIT_INTERRUPTED)
     except (ClosedPipe, BrokenPipeError):
         # The reader went away (`agora tail | head`): nothing more to say, and no flush at
         # exit may raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_CLOSED_PIPE)
+
+
+def _error(markup: str) -> None:
+    from infra.cli.console import err
+
+    err.print(markup)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from infra.cli.answers import Format, ask, print_answer
 from infra.cli.common import app, connect, err, load_settings, out, run
-from infra.cli.query import Format, _ask, _print
 from infra.cli.steer import (
     EXIT_NO_ANSWER,
     EXIT_REJECTED,
@@ -41,7 +41,7 @@ def approvals(
     settings = load_settings()
     waiting = waiting_approvals_statement(limit=limit)
     bounded = max(1, limit)
-    _print(run(_ask(settings, waiting.sql, bounded, params=waiting.params)), fmt)
+    print_answer(run(ask(settings, waiting.sql, bounded, params=waiting.params)), fmt)
 
 
 def _answer(

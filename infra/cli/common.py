@@ -1,15 +1,18 @@
-"""What every ``agora`` command shares: the app, consoles, settings, the event loop."""
+"""What every typer command shares: the app, and (re-exported) the consoles, endings,
+settings, connections and event loop of infra/cli/console.py, exits.py and runtime.py."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from rich.console import Console
 
 from events.errors import AgoraError
+from infra.cli.console import err, out
+from infra.cli.exits import ClosedPipe, Interrupted
+from infra.cli.runtime import GIVE_UP_CONNECTING_S, connect, load_settings, run
 
 if TYPE_CHECKING:
     import asyncio
@@ -18,9 +21,10 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
 
     from infra.platform.bearer import BearerToken, TokenSource
-    from infra.settings import Settings
 
 __all__ = [
+    "GIVE_UP_CONNECTING_S",
+    "ClosedPipe",
     "Interrupted",
     "app",
     "connect",
@@ -31,9 +35,6 @@ __all__ = [
     "run",
     "stop_on_signals",
 ]
-
-# How long a command waits for an unreachable server before it says so (services wait on).
-GIVE_UP_CONNECTING_S = 5.0
 
 app = typer.Typer(
     name="agora",
@@ -52,43 +53,6 @@ def _agora() -> None:
     # A group even when one command is registered (load_commands registers only the one a
     # command line names): typer would otherwise run that command as the program itself.
     pass
-
-
-class ClosedPipe(Exception):  # noqa: N818  # the reader left (`| head`), not an error
-    """stdout's reader went away; ``main`` exits 141 quietly, as a shell tool would."""
-
-
-class _Console(Console):
-    def on_broken_pipe(self) -> None:
-        # rich's default exits 1; a closed pipe is 141 for every agora command.
-        self.quiet = True
-        raise ClosedPipe
-
-
-# emoji=False: a value such as ":smile:" in a query's rows is printed as it is, not as an
-# emoji (and rich's emoji table, ~1.6 ms to import, stays unloaded).
-out = _Console(emoji=False)
-err = _Console(stderr=True, soft_wrap=True, emoji=False)  # one line each: grep-able, copyable
-
-
-def load_settings() -> Settings:
-    from infra.logging import configure_logging
-    from infra.settings import Settings
-
-    settings = Settings.from_env()
-    configure_logging(settings.log_level, settings.log_format, defer=True)
-    return settings
-
-
-async def connect(settings: Settings, name: str, *, identity: str | None = None) -> NatsClient:
-    """A command's connection: as the client unless told otherwise, giving up when the
-    server cannot be reached."""
-    from infra.bus import connection
-    from infra.platform.credentials import CLIENT
-
-    return await connection.connect(
-        settings, name, identity=identity or CLIENT, give_up_after_s=GIVE_UP_CONNECTING_S
-    )
 
 
 def endpoint_token(
@@ -114,50 +78,6 @@ def endpoint_token(
 
         warn_if_loose(token_file, f"{spec.purpose} bearer token (--token-file)")
     return resolved
-
-
-class Interrupted(Exception):  # noqa: N818  # a user's Ctrl-C, not an error of agora's
-    """Ctrl-C (or SIGTERM) stopped a command; ``main`` exits 130 without a traceback."""
-
-
-def run(work: Coroutine[Any, Any, Any]) -> Any:
-    """Run a command's coroutine; Ctrl-C cancels it (its ``finally`` blocks close what they
-    opened) and raises :class:`Interrupted`. Commands that stop on a signal by themselves
-    (``up``, ``service``, ``tail``) install their own handlers over these."""
-    import asyncio
-
-    async def interruptible() -> Any:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        interrupted = asyncio.Event()
-
-        def interrupt() -> None:
-            interrupted.set()
-            task.cancel()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, interrupt)
-        try:
-            return await work
-        except asyncio.CancelledError:
-            if interrupted.is_set():
-                raise Interrupted from None
-            raise
-        except BrokenPipeError:
-            raise ClosedPipe from None
-
-    try:
-        import uvloop
-
-        return uvloop.run(interruptible())
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.run(interruptible())
-    finally:
-        # The loop may leave its own handlers installed: Ctrl-C after it (between the
-        # refreshes of --watch) must still interrupt.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def watch(refresh: Callable[[], object], interval_s: float) -> NoReturn:

@@ -12,8 +12,9 @@ import typer
 
 from events.errors import AgoraError
 from events.subjects import EVENTS_STREAM, is_subject_token
+from infra.cli.answers import Format, ask, print_answer
 from infra.cli.common import app, connect, load_settings, out, run, watch
-from infra.cli.query import Format, _ask, _parse_time, _print
+from infra.cli.query import _parse_time
 from projections.statuses import GOAL_STATUSES
 
 if TYPE_CHECKING:
@@ -46,8 +47,8 @@ def goals(
     )
     settings = load_settings()
     if watch_s is not None:
-        watch(lambda: _print(run(_ask(settings, sql, limit)), Format.table), watch_s)
-    _print(run(_ask(settings, sql, limit)), fmt)
+        watch(lambda: print_answer(run(ask(settings, sql, limit)), Format.table), watch_s)
+    print_answer(run(ask(settings, sql, limit)), fmt)
 
 
 async def _goal_events(settings: Settings, goal_id: str) -> list[Event]:
@@ -107,10 +108,10 @@ def trajectory(
         "round(duration_ms, 1) AS ms, tokens_in, tokens_out "
         f"FROM trajectory WHERE goal_id = '{goal_id}' ORDER BY step"
     )
-    answer = run(_ask(load_settings(), sql, 100_000))
+    answer = run(ask(load_settings(), sql, 100_000))
     if not answer.rows:
         raise AgoraError(f"no events for goal {goal_id} in the projection (yet)")
-    _print(answer, fmt, title=f"trajectory of {goal_id}")
+    print_answer(answer, fmt, title=f"trajectory of {goal_id}")
 
 
 def _progress() -> Progress:

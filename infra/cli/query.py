@@ -1,77 +1,23 @@
-"""``agora query``: analytics on the projections, and the printing the reading commands share.
+"""``agora query``: analytics on the projections.
 
 A module of its own so that `agora query` loads and builds only this command at start
-(infra/cli/__init__.py)."""
+(infra/cli/__init__.py). The plain form of the command does not start typer at all
+(infra/cli/fast_query.py); what both ask and print with is in infra/cli/answers.py."""
 
 from __future__ import annotations
 
-import csv
-import json
-import sys
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from infra.cli.common import app, connect, err, load_settings, out, run
+from infra.cli.answers import Answer, Format, ask, print_answer
+from infra.cli.common import app, connect, load_settings, run
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from infra.dashboard.queries import Param
     from infra.settings import Settings
 
-__all__ = ["Answer", "Format", "query"]
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    columns: list[str]
-    rows: list[list[Any]]
-    truncated: bool
-    elapsed_ms: float
-    last_seq: int
-
-
-def _print(answer: Answer, fmt: Format, title: str | None = None) -> None:
-    """Print the rows. A result cut at the row limit is never silent: json and csv say so
-    on stderr and exit 1 (their reader may not look at the rows' count)."""
-    if fmt is Format.json:
-        rows = [dict(zip(answer.columns, row, strict=True)) for row in answer.rows]
-        print(json.dumps(rows, default=str, ensure_ascii=False))
-    elif fmt is Format.csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(answer.columns)
-        writer.writerows(answer.rows)
-    else:
-        from rich.table import Table
-
-        table = Table(title=title, title_justify="left")
-        for column in answer.columns:
-            table.add_column(column, overflow="fold")
-        for row in answer.rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
-        out.print(table)
-        more = " (truncated: raise --max-rows or add LIMIT)" if answer.truncated else ""
-        out.print(
-            f"[dim]{len(answer.rows)} row(s) in {answer.elapsed_ms:.1f} ms, "
-            f"as of stream sequence {answer.last_seq}{more}[/]"
-        )
-    if answer.truncated and fmt is not Format.table:
-        sys.stdout.flush()
-        err.print(
-            f"agora: the result has more than the {len(answer.rows)} row(s) printed; "
-            "raise --max-rows (up to AGORA_QUERY_MAX_ROWS) or add a LIMIT"
-        )
-        raise typer.Exit(1)
+__all__ = ["query"]
 
 
 def _parse_time(text: str) -> datetime:
@@ -84,21 +30,6 @@ def _parse_time(text: str) -> datetime:
     if moment.tzinfo is None:
         raise typer.BadParameter(f"{text!r} has no time zone: add Z or +01:00")
     return moment
-
-
-async def _ask(
-    settings: Settings, sql: str, max_rows: int, *, params: Sequence[Param] = ()
-) -> Answer:
-    from infra.clients.query import ask
-
-    nc = await connect(settings, "agora-query")
-    try:
-        reply = await ask(
-            nc, sql, max_rows=max_rows, timeout_s=settings.query_timeout_s + 10, params=params
-        )
-    finally:
-        await nc.close()
-    return Answer(reply.columns, reply.rows, reply.truncated, reply.elapsed_ms, reply.last_seq)
 
 
 async def _ask_as_of(
@@ -146,5 +77,5 @@ def query(
         until = _parse_time(as_of_time) if as_of_time else None
         answer = run(_ask_as_of(settings, sql, max_rows, as_of_seq, until))
     else:
-        answer = run(_ask(settings, sql, max_rows))
-    _print(answer, fmt)
+        answer = run(ask(settings, sql, max_rows))
+    print_answer(answer, fmt)

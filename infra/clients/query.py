@@ -1,4 +1,7 @@
-"""Asking the projector for SQL over NATS (``agora.query``)."""
+"""Asking the projector for SQL over NATS (``agora.query``), over nats-py or the wire client.
+
+nats-py is imported where it is used: `agora query` asks over the wire client and starts
+without it (~25 ms)."""
 
 from __future__ import annotations
 
@@ -6,10 +9,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
-import nats.errors
-from nats.aio.client import Client as NatsClient
 
 from events.errors import AgoraError
 from events.subjects import EVENTS_STREAM, QUERY_SUBJECT
@@ -21,7 +23,21 @@ from projections.protocol import (
     encode,
 )
 
-__all__ = ["QueryFailedError", "ask", "projector_caught_up", "projector_status"]
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+
+    from infra.bus.wire import WireClient
+
+__all__ = [
+    "QueryFailedError",
+    "ask",
+    "projector_caught_up",
+    "projector_status",
+]
+
+Params = Sequence[str | int | float | bool | None]
+# The status the server answers a request with when no one listens on its subject.
+_NO_RESPONDERS = "503"
 
 
 class QueryFailedError(AgoraError):
@@ -29,33 +45,66 @@ class QueryFailedError(AgoraError):
 
 
 async def ask(
-    nc: NatsClient,
+    connection: NatsClient | WireClient,
     sql: str,
     *,
     max_rows: int = 10_000,
     min_seq: int = 0,
     timeout_s: float = 30.0,
-    params: Sequence[str | int | float | bool | None] = (),
+    params: Params = (),
 ) -> QueryReply:
-    """``sql`` answered by the projector; ``params`` fill its ``?`` placeholders (a value a
-    user typed belongs there, never in the SQL text)."""
-    request = QueryRequest(sql=sql, max_rows=max_rows, min_seq=min_seq, params=list(params))
+    """``sql`` answered by the projector, over nats-py or the lean wire client alike;
+    ``params`` fill its ``?`` placeholders (a value a user typed belongs there, never in the
+    SQL text)."""
+    request = encode(QueryRequest(sql=sql, max_rows=max_rows, min_seq=min_seq, params=list(params)))
+    return _answer(await _send(connection, request, timeout_s))
+
+
+async def _send(connection: NatsClient | WireClient, request: bytes, timeout_s: float) -> bytes:
+    """The reply's bytes; no projector, or none in time, is :class:`QueryFailedError`."""
+    from infra.bus.wire import WireClient
+
+    if isinstance(connection, WireClient):
+        try:
+            reply = await connection.request(QUERY_SUBJECT, request, timeout_s=timeout_s)
+        except TimeoutError:
+            raise _no_answer(timeout_s) from None
+        if reply.headers.get("Status") == _NO_RESPONDERS:
+            raise _no_projector()
+        return reply.data
+    import nats.errors
+
     try:
-        msg = await nc.request(QUERY_SUBJECT, encode(request), timeout=timeout_s)
+        msg = await connection.request(QUERY_SUBJECT, request, timeout=timeout_s)
     except nats.errors.NoRespondersError:
-        raise QueryFailedError(
-            "no projector answers on agora.query: `agora up` runs one, or start "
-            "`agora service projector`"
-        ) from None
+        raise _no_projector() from None
     except nats.errors.TimeoutError:
-        raise QueryFailedError(f"the projector did not answer within {timeout_s}s") from None
-    reply = decode_reply(msg.data)
+        raise _no_answer(timeout_s) from None
+    data: bytes = msg.data
+    return data
+
+
+def _answer(data: bytes) -> QueryReply:
+    reply = decode_reply(data)
     if reply.error:
         raise QueryFailedError(reply.error)
     return reply
 
 
+def _no_projector() -> QueryFailedError:
+    return QueryFailedError(
+        "no projector answers on agora.query: `agora up` runs one, or start "
+        "`agora service projector`"
+    )
+
+
+def _no_answer(timeout_s: float) -> QueryFailedError:
+    return QueryFailedError(f"the projector did not answer within {timeout_s}s")
+
+
 async def projector_status(nc: NatsClient, action: str = "status") -> dict[str, object]:
+    import nats.errors
+
     try:
         msg = await nc.request(PROJECTOR_CONTROL, action.encode(), timeout=10)
     except nats.errors.NoRespondersError:

@@ -12,11 +12,13 @@ import ssl
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from events.errors import ConfigurationError
 from infra.logging import get_logger
-from infra.settings import Settings
+
+if TYPE_CHECKING:
+    from infra.client_settings import ConnectionSettings
 
 __all__ = [
     "CLIENT",
@@ -98,7 +100,7 @@ def warn_if_loose(path: Path, what: str) -> bool:
 # -- what a client process connects with ---------------------------------------------------
 
 
-def client_credentials(settings: Settings, identity: str) -> Credentials | None:
+def client_credentials(settings: ConnectionSettings, identity: str) -> Credentials | None:
     """This process's credentials: AGORA_NATS_USER/PASSWORD, else AGORA_NATS_CREDS, else the
     file ``agora up`` generated for ``identity`` under the data dir, else None (anonymous)."""
     if settings.nats_user:
@@ -112,7 +114,7 @@ def client_credentials(settings: Settings, identity: str) -> Credentials | None:
     return None
 
 
-def client_tls(settings: Settings) -> ssl.SSLContext | None:
+def client_tls(settings: ConnectionSettings) -> ssl.SSLContext | None:
     """A TLS context trusting AGORA_TLS_CA (or the system's CAs), when TLS is configured."""
     if settings.tls_ca is None and settings.tls_cert is None:
         return None
@@ -121,7 +123,7 @@ def client_tls(settings: Settings) -> ssl.SSLContext | None:
     )
 
 
-def connect_options(settings: Settings, identity: str) -> dict[str, Any]:
+def connect_options(settings: ConnectionSettings, identity: str) -> dict[str, Any]:
     """nats-py ``connect`` keyword arguments for ``identity``: credentials, TLS, inbox prefix."""
     options: dict[str, Any] = {"inbox_prefix": inbox_prefix(identity)}
     creds = client_credentials(settings, identity)

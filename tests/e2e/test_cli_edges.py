@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import AGORA, _agora, _env, running_platform
+from tests.e2e.test_cli import AGORA, _agora, _env, into_a_closed_pipe, running_platform
 
 __all__ = ["running_platform"]  # the fixture, shared with test_cli
 
@@ -213,3 +213,11 @@ def test_closed_pipes_cut_rows_dags_files_and_whole_reasons(
         _, stderr = tail.communicate(timeout=30)
     assert tail.returncode == 141, stderr
     assert b"Traceback" not in stderr
+
+    # Rows to a reader that has gone (closed before the command could have written): 141 in
+    # every format, the plain `agora query` as the one typer reads (--as-of-seq).
+    many = ["query", "SELECT repeat('x', 100) AS x FROM range(2000)", "--max-rows=2000"]
+    for args in (["--format=json"], ["--format=csv"], ["--format=json", "--as-of-seq", "1"]):
+        code, stderr = into_a_closed_pipe(*many, *args, env=env)
+        assert code == 141, (args, stderr)
+        assert b"Traceback" not in stderr

@@ -4,11 +4,10 @@ two steps run in parallel, drawn in a wide and a narrow terminal, and read throu
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 
-from tests.e2e.test_cli import AGORA, _agora, running_platform
+from tests.e2e.test_cli import _agora, into_a_closed_pipe, running_platform
 
 __all__ = ["running_platform"]  # the fixture, shared with test_cli
 
@@ -63,16 +62,8 @@ def test_the_timeline_of_a_goal_draws_its_parallel_steps(
 
     # `| head -1` that has already gone when the chart is written: no traceback, the shell's
     # 141. (The reader closes before the command has read the log, so the write must fail.)
-    with subprocess.Popen(
-        [*AGORA, "trajectory", "g-gantt", "--timeline"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    ) as piped:
-        assert piped.stdout is not None
-        piped.stdout.close()
-        _, stderr = piped.communicate(timeout=30)
-    assert piped.returncode == 141, stderr
+    code, stderr = into_a_closed_pipe("trajectory", "g-gantt", "--timeline", env=env)
+    assert code == 141, stderr
     assert b"Traceback" not in stderr
 
     unknown = _agora("trajectory", "g-nothing", "--timeline", env=env)
