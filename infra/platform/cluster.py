@@ -107,6 +107,8 @@ class EmbeddedCluster:
                 monitor_port=free_port(),
                 extra_config=self.extra_config,
                 memory_limit=self.memory_limit,
+                # Replication was not measured with one thread: Go's default.
+                go_max_procs=0,
             )
             for i in range(self.size)
         ]
