@@ -412,6 +412,18 @@ class Environment(BaseSettings):
         description="a W3C trace context (`00-<trace id>-<span id>-<flags>`) whose span a goal "
         "submitted by `agora goal` becomes a child of (its `--traceparent` wins)",
     )
+    trace_goal_max_events: Count = Field(
+        10_000,
+        description="the most events `agora traces follow` holds for one running goal; past "
+        "it (or the age below) the goal's trace so far is exported, its events let go, and "
+        "its whole trace read from the stream again when it ends",
+    )
+    trace_goal_max_age_s: float = Field(
+        600.0,
+        gt=0,
+        description="how long `agora traces follow` holds a running goal's events, from its "
+        "first, before exporting its trace so far and letting them go",
+    )
     metric_export_interval_ms: float = Field(
         60_000,
         gt=0,

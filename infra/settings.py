@@ -172,6 +172,8 @@ class Settings:
     traceparent: str | None = None
     otlp_metrics: OtlpTarget = OtlpTarget(signal="metrics")
     metric_export_interval_s: float = _DEFAULTS.metric_export_interval_ms / 1000
+    trace_goal_max_events: int = _DEFAULTS.trace_goal_max_events
+    trace_goal_max_age_s: float = _DEFAULTS.trace_goal_max_age_s
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -42,7 +42,8 @@ ContentOption = Annotated[
 def _said(exported: Exported) -> None:
     # A plain line: rich's print took 0.09 ms a line, a fifth of the live follower's CPU a goal.
     # (Goal ids are subject tokens: nothing to escape.)
-    sys.stdout.write(f"{exported.goal_id}: {exported.spans} spans\n")
+    so_far = "" if exported.ended else " so far (still running)"
+    sys.stdout.write(f"{exported.goal_id}: {exported.spans} spans{so_far}\n")
     sys.stdout.flush()
 
 
@@ -52,7 +53,13 @@ async def _with_exporter(settings: Settings, content: bool) -> TraceExporter:
     from infra.traces.otlp import TraceTarget
 
     target = TraceTarget(VERSION, settings.otlp)  # first: a missing SDK says so at once
-    return TraceExporter(await connect(settings, "agora-traces"), target, content=content)
+    return TraceExporter(
+        await connect(settings, "agora-traces"),
+        target,
+        content=content,
+        max_events=settings.trace_goal_max_events,
+        max_age_s=settings.trace_goal_max_age_s,
+    )
 
 
 @traces_app.command("export")

@@ -5,13 +5,18 @@ Everything is read through the stream (``AGORA_EVENTS``), never from the project
 it works from any machine that reaches the bus. A goal's spans are derived from its whole
 history each time (``projections.spans``), with ids derived from event ids: exporting a goal a
 second time sends the very same spans.
+
+The live follower holds the events of the goals it saw begin, each up to a count and an age
+(``infra.traces.held``): a goal that runs on past either has its trace so far exported (its
+open steps end at its latest event) and its whole trace read and exported again when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NatsClient
 
@@ -22,6 +27,8 @@ from events.subjects import EVENTS_STREAM, goal_events_filter
 from infra.bus.history import read_events
 from infra.bus.outputs import OutputStore
 from infra.bus.reader import StreamReader
+from infra.settings import Settings
+from infra.traces.held import HeldGoals
 from infra.traces.otlp import TraceTarget
 from projections.spans import goal_spans
 
@@ -34,12 +41,16 @@ _ALL_EVENTS = "agora.events.>"
 # How long a pull waits for new events once caught up; under load it fills meanwhile, so the
 # follower reads few, large batches (a trace leaves at most this long after its goal ended).
 _LINGER_S = 0.5
+_DEFAULTS = Settings()  # the declared defaults (AGORA_TRACE_GOAL_MAX_*)
+# A goal to export: its id, its events (None: read its whole history), and whether it ended.
+_ToExport = tuple[str, list[Event] | None, bool]
 
 
 @dataclass(frozen=True, slots=True)
 class Exported:
     goal_id: str
     spans: int
+    ended: bool = True  # False: the trace so far of a goal still running
 
 
 @dataclass
@@ -47,6 +58,13 @@ class TraceExporter:
     nc: NatsClient
     target: TraceTarget
     content: bool = False
+    # The most events the live follower holds for one running goal, and for how long.
+    max_events: int = _DEFAULTS.trace_goal_max_events
+    max_age_s: float = _DEFAULTS.trace_goal_max_age_s
+    held: HeldGoals = field(init=False)  # what the live follower holds right now
+
+    def __post_init__(self) -> None:
+        self.held = HeldGoals(self.max_events, self.max_age_s)
 
     async def export_goal(self, goal_id: str) -> Exported:
         """Every span of ``goal_id``'s trace, from its whole history."""
@@ -103,10 +121,12 @@ class TraceExporter:
         """Export each goal whose end is recorded at ``from_seq`` or later, as it ends, until
         ``stop``; the last sequence read.
 
-        The follower reads every event anyway, so it keeps the events of each goal it saw
+        The follower reads every event anyway, so it holds the events of each goal it saw
         begin and builds the trace from them when the goal ends: no second read of the goal.
-        The goals that ended in one batch go to the receiver in one export. A goal that began
-        before ``from_seq`` (or ends again, re-driven) is read in full from the stream."""
+        The goals that ended in one batch go to the receiver in one export. A goal held for
+        ``max_events`` events or ``max_age_s`` has its trace so far exported and is let go. A
+        goal let go, one that began before ``from_seq`` (or one that ends again, re-driven) is
+        read in full from the stream when it ends."""
         reader = await StreamReader(
             self.nc,
             EVENTS_STREAM,
@@ -115,38 +135,42 @@ class TraceExporter:
             linger_s=_LINGER_S,
         ).open()  # its own connection: the follower reads the whole log, as the projector
         last = from_seq - 1
-        running: dict[str, list[Event]] = {}
+        held = self.held
         try:
             while not stop.is_set():
                 batch = await reader.next_batch(wait=True)
-                ended: list[tuple[str, list[Event] | None]] = []
+                now = time.monotonic()
+                goals: list[_ToExport] = []
                 for seq, payload in zip(batch.seqs, batch.payloads, strict=True):
                     last = seq
                     event = decode_event(payload)
                     goal_id = event.goal_id
                     if goal_id.startswith("_"):
                         continue  # the platform's own records
-                    if isinstance(event, _BEGINNINGS) and goal_id not in running:
-                        running[goal_id] = []
-                    if (history := running.get(goal_id)) is not None:
-                        history.append(event)
+                    if isinstance(event, _BEGINNINGS):
+                        held.begin(goal_id, now)
+                    let_go = held.add(event)
                     if isinstance(event, _ENDS):
-                        ended.append((goal_id, running.pop(goal_id, None)))
-                for done in await self._export_ended(ended):
+                        let_go = let_go or held.end(goal_id)
+                        goals.append((goal_id, let_go[1] if let_go else None, True))
+                    elif let_go is not None:
+                        goals.append((*let_go, False))
+                goals += [(*let_go, False) for let_go in held.overdue(now)]
+                for done in await self._export(goals):
                     on_goal(done)
         finally:
             await reader.close()
         return last
 
-    async def _export_ended(self, ended: list[tuple[str, list[Event] | None]]) -> list[Exported]:
-        """One export of the traces of the goals that ended (their events, or None: read the
-        goal's whole history)."""
-        if not ended:
+    async def _export(self, goals: list[_ToExport]) -> list[Exported]:
+        """One export of the traces of ``goals``: whole traces, or, for a goal still running,
+        its trace so far."""
+        if not goals:
             return []
         store = OutputStore(self.nc.jetstream(), threshold=0) if self.content else None
         spans = []
         exported = []
-        for goal_id, history in ended:
+        for goal_id, history, ended in goals:
             if history is None:
                 events = [
                     event
@@ -158,6 +182,6 @@ class TraceExporter:
                 events = await store.resolve_all(history) if store is not None else history
             records = goal_spans(goal_id, events, content=self.content)
             spans += records
-            exported.append(Exported(goal_id, len(records)))
+            exported.append(Exported(goal_id, len(records), ended))
         await asyncio.to_thread(self.target.export, spans)
         return exported
