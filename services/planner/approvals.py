@@ -1,7 +1,8 @@
 """Approvals: a call the goal's policy names waits for a person. Pure.
 
-Three decisions, in the shape of steering (``services.planner.control``), and what a ReAct
-task carries so that the executor asks about the calls its model chooses (:func:`react_policy`):
+Three decisions, in the shape of steering (``services.planner.control``), what a ReAct task
+carries so that the executor asks about the calls its model chooses (:func:`react_policy`),
+and what closes the waits of an iteration that ends early (:func:`close_waiting_approvals`):
 
 - :func:`ask_or_schedule` (the active planner, when a task becomes ready): the task is
   scheduled, or, when the goal's approval policy names the call and nobody answered yet,
@@ -30,6 +31,7 @@ from events.catalog import (
     ApprovalGranted,
     ApprovalRejected,
     ApprovalRequested,
+    TaskCancelled,
 )
 from events.model import Event, Stamp, TaskSpec
 from events.subjects import COMMANDS_GOAL_ID
@@ -37,7 +39,13 @@ from events.tools import REACT_TOOL, argument_problems
 from services.planner.intake import Tools
 from services.planner.state import Approval, PlannerState, is_finished
 
-__all__ = ["ask_or_schedule", "decide_answer", "react_policy", "record_answer"]
+__all__ = [
+    "ask_or_schedule",
+    "close_waiting_approvals",
+    "decide_answer",
+    "react_policy",
+    "record_answer",
+]
 
 
 # -- the active planner: a task is ready ------------------------------------------------
@@ -74,6 +82,53 @@ def react_policy(state: PlannerState, task: TaskSpec) -> ApprovalPolicy | None:
     call its model asks for against it (``services.executor.react``); None for a plain task,
     whose one call was checked here before it was scheduled."""
     return state.policy if task.tool == REACT_TOOL else None
+
+
+# -- the active planner: the iteration ends early (a cancel, an interrupting message) ----
+
+
+def close_waiting_approvals(
+    state: PlannerState, stamp: Stamp, *, command_id: str, reason: str, by: str
+) -> list[ApprovalDenied | TaskCancelled]:
+    """What ends the current iteration's waits when the iteration ends early, for ``reason``.
+
+    Each approval that waits is denied (``by`` a reserved name), so it waits for nobody: a later
+    answer is rejected, and a ReAct task's executor resumes the task on the denial and stops
+    it (its ``task_cancelled`` is the executor's). A plain task that waited for approval, or
+    was approved but not yet scheduled (a paused goal), is held by no process: the planner
+    records its ``task_cancelled`` itself, so the ``tasks`` view does not show it waiting.
+    """
+    denied: list[ApprovalDenied | TaskCancelled] = [
+        ApprovalDenied(
+            **stamp.envelope("approval_denied", approval_id),
+            approval_id=approval_id,
+            command_id=command_id,
+            iteration=request.iteration,
+            task_id=request.task_id,
+            tool=request.tool,
+            reason=reason,
+            by=by,
+            step=request.step,
+            call=request.call,
+        )
+        for approval_id, approval in state.approvals.items()
+        if approval.status == "waiting"
+        and (request := approval.request).iteration == state.iteration
+    ]
+    unheld = [
+        TaskCancelled(
+            **stamp.envelope("task_cancelled", state.iteration, task.task_id),
+            iteration=state.iteration,
+            task_id=task.task_id,
+            tool=task.tool,
+            attempts=0,
+            duration_ms=0.0,
+            reason=reason,
+        )
+        for task in state.plan or ()
+        if state.status_of(task.task_id) in ("awaiting_approval", "approved")
+    ]
+    return [*denied, *unheld]
 
 
 # -- intake --------------------------------------------------------------------------------

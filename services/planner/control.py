@@ -11,6 +11,12 @@ Two steps, as for a goal itself:
   state: ``goal_cancelled``, ``goal_paused``, ``goal_resumed``, or ``command_rejected`` with a
   reason saying why the command cannot apply. Each answer is keyed by the command's id, and a
   command already answered is answered once: sending it again changes nothing.
+
+A cancel also closes what waits for a person: each waiting approval is denied (``by``
+``_cancel``), and each plain task that waited is cancelled, since no process holds it
+(``services.planner.approvals.close_waiting_approvals``). A pause leaves approvals waiting:
+a person may still answer, the deadline still runs, and an approved plain task is scheduled
+once the goal resumes.
 """
 
 from __future__ import annotations
@@ -30,15 +36,20 @@ from events.catalog import (
 from events.control_commands import InvalidControl, ParsedControl
 from events.model import Event, Stamp
 from events.subjects import COMMANDS_GOAL_ID
+from services.planner.approvals import close_waiting_approvals
 from services.planner.state import PlannerState
 
 __all__ = [
+    "CANCELLED_BY",
     "CONTROL_REQUESTS",
     "ControlRequest",
     "action_of",
     "decide_control",
     "record_command",
 ]
+
+# Who denies an approval that waited in a cancelled goal (reserved, like "_deadline").
+CANCELLED_BY = "_cancel"
 
 ControlRequest = CancelRequested | PauseRequested | ResumeRequested
 CONTROL_REQUESTS = (CancelRequested, PauseRequested, ResumeRequested)
@@ -119,14 +130,19 @@ def decide_control(
     assert state is not None  # _why_not refuses a goal without state
     match request:
         case CancelRequested():
-            return [
-                GoalCancelled(
-                    **stamp.envelope("goal_cancelled", "outcome"),
-                    command_id=request.command_id,
-                    reason=request.reason,
-                    iterations=state.iteration,
-                )
-            ]
+            # The goal's end comes first: an executor that resumes a ReAct task on its
+            # denial finds the goal cancelled in the log, and stops the task.
+            cancelled = GoalCancelled(
+                **stamp.envelope("goal_cancelled", "outcome"),
+                command_id=request.command_id,
+                reason=request.reason,
+                iterations=state.iteration,
+            )
+            why = "the goal was cancelled" + (f": {request.reason}" if request.reason else "")
+            closed = close_waiting_approvals(
+                state, stamp, command_id=request.command_id, reason=why, by=CANCELLED_BY
+            )
+            return [cancelled, *closed]
         case PauseRequested():
             return [
                 GoalPaused(

@@ -34,6 +34,7 @@ from events.catalog import (
     PlanCreated,
     PlanRevised,
     ResumeRequested,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -118,6 +119,9 @@ MANIFEST = ServiceManifest(
         MessageQueued,
         IterationInterrupted,
         MessageRejected,
+        # A plain task that waited for approval when its goal was cancelled or its iteration
+        # interrupted: no executor holds it, so the planner ends it.
+        TaskCancelled,
     ),
     # The deny of an approval's deadline, scheduled on the intake stream (and, when the
     # deadline already passed, the answer itself).

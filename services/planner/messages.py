@@ -20,7 +20,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from events.catalog import (
-    ApprovalDenied,
     IterationInterrupted,
     MessageQueued,
     MessageReceived,
@@ -29,6 +28,7 @@ from events.catalog import (
 from events.message_commands import InvalidMessage, ParsedMessage
 from events.model import Event, Stamp
 from events.subjects import COMMANDS_GOAL_ID
+from services.planner.approvals import close_waiting_approvals
 from services.planner.state import PlannerState
 
 __all__ = [
@@ -97,7 +97,14 @@ def decide_message(
                 text=message.text,
             )
         ]
-    return [_interruption(state, stamp, message), *_close_waiting_approvals(state, stamp, message)]
+    closed = close_waiting_approvals(
+        state,
+        stamp,
+        command_id=message.command_id,
+        reason=f"iteration {state.iteration} was interrupted by a message",
+        by=INTERRUPTED_BY,
+    )
+    return [_interruption(state, stamp, message), *closed]
 
 
 def _why_not(state: PlannerState | None, goal_id: str) -> str | None:
@@ -132,30 +139,6 @@ def _interruption(
         tasks=state.open_tasks,
         reason=f"a message interrupted iteration {state.iteration}",
     )
-
-
-def _close_waiting_approvals(
-    state: PlannerState, stamp: Stamp, message: MessageReceived
-) -> list[ApprovalDenied]:
-    """An approval that waits in the interrupted iteration will never apply: it is denied, so
-    it waits for nobody (a later answer is rejected as already answered)."""
-    return [
-        ApprovalDenied(
-            **stamp.envelope("approval_denied", approval_id),
-            approval_id=approval_id,
-            command_id=message.command_id,
-            iteration=request.iteration,
-            task_id=request.task_id,
-            tool=request.tool,
-            reason=f"iteration {state.iteration} was interrupted by a message",
-            by=INTERRUPTED_BY,
-            step=request.step,
-            call=request.call,
-        )
-        for approval_id, approval in state.approvals.items()
-        if approval.status == "waiting"
-        and (request := approval.request).iteration == state.iteration
-    ]
 
 
 def _rejection(stamp: Stamp, command_id: str, target_goal_id: str, reason: str) -> MessageRejected:

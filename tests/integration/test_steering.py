@@ -15,6 +15,9 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from events.catalog import (
+    ApprovalDenied,
+    ApprovalRejected,
+    ApprovalRequested,
     CommandRejected,
     GoalCancelled,
     GoalCompleted,
@@ -27,6 +30,7 @@ from events.catalog import (
 )
 from events.model import Event
 from infra.clients.goals import AgoraClient
+from infra.dashboard.queries import waiting_approvals_statement
 from infra.settings import Settings
 from tests.conftest import InProcessPlatform
 from tests.support import all_events, duplicates, types_of, wait_until
@@ -186,6 +190,51 @@ async def _seq_of(nc: NatsClient, event: Event) -> int:
         if stored.event_id == event.event_id:
             return seq
     raise AssertionError(f"{event.event_id} is not in the log")
+
+
+async def test_a_cancel_closes_the_approval_a_task_waits_for_and_a_later_answer_is_rejected(
+    nc: NatsClient, client: AgoraClient, platform: InProcessPlatform
+) -> None:
+    submitted = await client.submit(
+        {
+            "goal_id": "g-cancel-approval",
+            "text": "say hi after an approval",
+            "approval": {"require": ["echo"]},
+            "steps": [{"tool": "echo", "args": {"text": "hi"}}],
+        }
+    )
+    goal_id = submitted.goal_id
+    await _until_logged(nc, goal_id, ApprovalRequested, task_id="s1")
+
+    answer = await client.answer(await client.cancel(goal_id, reason="not needed"), timeout_s=5)
+    assert isinstance(answer, GoalCancelled)
+    log = await _until_logged(nc, goal_id, TaskCancelled, timeout_s=10, task_id="s1")
+    (denied,) = [e for e in log if isinstance(e, ApprovalDenied)]
+    assert (denied.by, denied.reason) == ("_cancel", "the goal was cancelled: not needed")
+
+    # The views: the task is cancelled, the approval denied, and nothing is listed as waiting.
+    last_seq = await _last_seq(nc, goal_id)
+    tasks = await client.query(
+        f"SELECT task_id, status, error FROM tasks WHERE goal_id = '{goal_id}'", min_seq=last_seq
+    )
+    assert tasks.rows == [["s1", "cancelled", "the goal was cancelled: not needed"]]
+    approvals = await client.query(
+        f"SELECT status, answered_by FROM approvals WHERE goal_id = '{goal_id}'", min_seq=last_seq
+    )
+    assert approvals.rows == [["denied", "_cancel"]]
+    waiting = waiting_approvals_statement(goal_id=goal_id)
+    assert (await client.query(waiting.sql, params=waiting.params, min_seq=last_seq)).rows == []
+
+    # An answer that comes after the cancel is rejected, saying why; nothing runs.
+    late = await client.answer(
+        await client.answer_approval(f"{goal_id}/1/s1", "approve"), timeout_s=5
+    )
+    assert isinstance(late, ApprovalRejected)
+    assert late.reason == f"goal {goal_id} already cancelled; the approval no longer applies"
+    log = await _log(nc, goal_id)
+    assert not _has(log, TaskScheduled)
+    assert not _has(log, ToolCalled)
+    assert not duplicates(log)
 
 
 async def test_a_cancel_sent_while_the_planner_is_down_is_answered_when_it_is_back(

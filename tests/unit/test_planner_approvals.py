@@ -36,7 +36,9 @@ from events.catalog import (
     ApprovalRejected,
     ApprovalRequested,
     EvaluationRequested,
+    GoalCancelled,
     GoalRejected,
+    TaskCancelled,
     TaskScheduled,
 )
 from events.errors import DecodeError
@@ -355,10 +357,64 @@ def test_a_paused_goal_records_the_answer_and_schedules_on_resume() -> None:
     goal.accept()
     Steered.send(goal, "pause", "p-1")
 
+    # A pause denies nothing: the call still waits, and may be answered.
+    assert goal.goal.approvals[S1].status == "waiting"
     answered = decided(Approving.send(goal, "c-1", approval_id=S1, decision="approve"))
     assert [type(e) for e in answered] == [ApprovalGranted]
     resumed = Steered.send(goal, "resume", "r-1")
     assert [e.task_id for e in resumed if isinstance(e, TaskScheduled)] == ["s1"]
+
+
+def test_a_cancel_denies_the_waiting_call_cancels_its_task_and_later_answers_are_rejected() -> None:
+    from tests.unit.test_planner_control import Steered
+
+    class Both(Approving, Steered):
+        pass
+
+    goal = Both(WRITE_THEN_ECHO)
+    goal.accept()
+    (request,) = [e for e in goal.log if isinstance(e, ApprovalRequested)]
+
+    cancelled, denied, stopped = Steered.send(goal, "cancel", "x-1", reason="not needed")[1:]
+
+    assert isinstance(cancelled, GoalCancelled)
+    assert isinstance(denied, ApprovalDenied)
+    assert (denied.approval_id, denied.by, denied.reason) == (
+        S1,
+        "_cancel",
+        "the goal was cancelled: not needed",
+    )
+    assert isinstance(stopped, TaskCancelled)
+    assert (stopped.task_id, stopped.attempts, stopped.reason) == (
+        "s1",
+        0,
+        "the goal was cancelled: not needed",
+    )
+    (late,) = decided(Approving.send(goal, "c-late", approval_id=S1, decision="approve"))
+    assert isinstance(late, ApprovalRejected)
+    assert late.reason == f"goal {GOAL} already cancelled; the approval no longer applies"
+    # The deadline's scheduled deny, delivered later, is dropped without a word.
+    assert decided(goal.send_bytes(deadline_message(request, now=NOW).body)) == []
+    assert not any(isinstance(e, TaskScheduled) for e in goal.log)
+
+
+def test_a_cancel_while_paused_cancels_the_approved_task_that_was_never_scheduled() -> None:
+    from tests.unit.test_planner_control import Steered
+
+    class Both(Approving, Steered):
+        pass
+
+    goal = Both(WRITE_THEN_ECHO)
+    goal.accept()
+    Steered.send(goal, "pause", "p-1")
+    Approving.send(goal, "c-1", approval_id=S1, decision="approve")
+
+    cancelled, stopped = Steered.send(goal, "cancel", "x-1")[1:]
+
+    assert isinstance(cancelled, GoalCancelled)
+    assert isinstance(stopped, TaskCancelled)
+    assert (stopped.task_id, stopped.reason) == ("s1", "the goal was cancelled")
+    assert not any(isinstance(e, TaskScheduled) for e in goal.log)
 
 
 # -- hostile answers -----------------------------------------------------------------------

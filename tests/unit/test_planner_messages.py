@@ -19,6 +19,7 @@ from events.catalog import (
     MessageReceived,
     MessageRejected,
     PlanRevised,
+    TaskCancelled,
     TaskScheduled,
 )
 from events.message_commands import InvalidMessage, parse_message_command
@@ -90,11 +91,18 @@ def test_interrupt_ends_the_iteration_denies_its_waiting_approval_and_revises_at
     goal = Messaged("interrupt", approval={"require": ["echo"]})
     goal.accept()  # s1 waits for approval
     appended = goal.message("echo instead", "m-1")
-    interrupted, denied, revised = appended[0], appended[1], appended[2]
+    interrupted, denied, cancelled, revised = appended[:4]
     assert isinstance(interrupted, IterationInterrupted)
     assert interrupted.tasks == ("s1", "s2")
     assert isinstance(denied, ApprovalDenied)
     assert denied.by == "_interrupt"
+    # No process holds a task that waits for approval: the planner cancels it itself.
+    assert isinstance(cancelled, TaskCancelled)
+    assert (cancelled.iteration, cancelled.task_id, cancelled.reason) == (
+        1,
+        "s1",
+        "iteration 1 was interrupted by a message",
+    )
     assert isinstance(revised, PlanRevised)
     assert revised.messages == ("m-1",)
     assert goal.goal.iteration == 2
