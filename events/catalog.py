@@ -424,7 +424,8 @@ class TaskStarted(Event, frozen=True, kw_only=True, tag="task_started"):
 class ToolCalled(Event, frozen=True, kw_only=True, tag="tool_called"):
     """An attempt is about to run its tool, durably recorded first. For a plain tool task the
     first attempt's ``tool_called`` is also the task's start (``task_started`` is written only
-    for ReAct tasks)."""
+    for ReAct tasks). A plain task of a tool that is instant and has no side effects
+    (``ToolSpec.records_call_first``) writes none: its outcome carries ``called_at``."""
 
     iteration: int
     task_id: str
@@ -461,6 +462,9 @@ class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
     duration_ms: float
     step: int = 0
     call: int = 0
+    # When the attempt's tool was called, set only when no tool_called recorded the call (a
+    # plain task of an instant tool without side effects): this event is then its whole record.
+    called_at: datetime | None = None
 
 
 class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
@@ -468,7 +472,9 @@ class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
     (``tool_returned`` is written only for ReAct steps): ``attempts`` is that attempt's number,
     ``attempt_duration_ms`` its own tool time, ``duration_ms`` the sum over every attempt.
     ``attempt_duration_ms`` is None when the attempt's return is a ``tool_returned`` of its own
-    (ReAct tasks, older logs): then this event only closes the task."""
+    (ReAct tasks, older logs): then this event only closes the task. ``called_at`` is set when
+    no ``tool_called`` recorded the attempt's call (an instant tool without side effects):
+    this event is then the call's whole record, started at ``called_at``."""
 
     iteration: int
     task_id: str
@@ -482,6 +488,7 @@ class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
     output_ref: OutputRef | None = None
     # An MCP tool's structured content (a JSON object), beside its text in ``output``.
     structured: dict[str, Any] | None = None
+    called_at: datetime | None = None
 
 
 class TaskCancelled(Event, frozen=True, kw_only=True, tag="task_cancelled"):

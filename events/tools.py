@@ -114,6 +114,9 @@ class ToolSpec:
     (text, so that a spec stays hashable and comparable). ``origin`` says where it comes from
     (``builtin``, ``mcp:<server>``); an untrusted tool runs only for a task that was granted it
     (``allowed_tools``).
+
+    ``side_effects`` and ``instant`` decide how the executor records a call
+    (``records_call_first``).
     """
 
     name: str
@@ -125,6 +128,18 @@ class ToolSpec:
     input_schema: str | None = None
     origin: str = BUILTIN_ORIGIN
     trusted: bool = True
+    # Computes its result at once, waiting on nothing (no I/O, no sleep): the executor calls it
+    # directly, with no timeout timer and no cancellation watch.
+    instant: bool = False
+
+    @property
+    def records_call_first(self) -> bool:
+        """Whether each attempt's ``tool_called`` is stored before the tool runs, so that a
+        crash between running it and recording its outcome never runs it again unseen. A tool
+        that is instant and has no side effects needs none: running it again after a crash
+        changes nothing and costs nothing, so its outcome (``task_completed`` or
+        ``tool_failed``, with ``called_at`` set) is the call's whole record."""
+        return self.side_effects or not self.instant
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON Schema of the tool's arguments."""
@@ -217,8 +232,8 @@ def _error_order(error: jsonschema.ValidationError) -> tuple[str, ...]:
 BUILTIN_TOOLS: dict[str, ToolSpec] = {
     spec.name: spec
     for spec in (
-        ToolSpec("calculator", "evaluate an arithmetic expression", CalculatorArgs),
-        ToolSpec("echo", "return the given text", EchoArgs),
+        ToolSpec("calculator", "evaluate an arithmetic expression", CalculatorArgs, instant=True),
+        ToolSpec("echo", "return the given text", EchoArgs, instant=True),
         ToolSpec("sleep", "wait for a number of seconds", SleepArgs, default_timeout_s=3600),
         ToolSpec(
             "wait_until",

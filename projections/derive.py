@@ -284,7 +284,9 @@ ON CONFLICT (goal_id) DO UPDATE SET
     iterations = greatest(t.iterations, excluded.iterations),
     last_seq = greatest(t.last_seq, excluded.last_seq)"""
 
-# Tool outcomes reach a task through task_completed / task_failed; tool_called counts attempts.
+# Tool outcomes reach a task through task_completed / task_failed; tool_called counts attempts,
+# and so does an outcome that is its call's whole record (``called_at`` set: an instant tool
+# without side effects writes no tool_called), which also says when the call began.
 # A task's tool comes from the task events only: a ReAct task's tool events name the tools it
 # called, not the task's own tool ("react").
 UPSERT_TASKS = f"""
@@ -299,6 +301,7 @@ WITH changes AS (
            CASE type WHEN 'task_scheduled' THEN 'scheduled'
                      WHEN 'task_started' THEN 'running'
                      WHEN 'tool_called' THEN 'running'
+                     WHEN 'tool_failed' THEN 'running'
                      WHEN 'timer_started' THEN 'waiting'
                      WHEN 'task_completed' THEN 'completed'
                      WHEN 'task_failed' THEN 'failed'
@@ -306,10 +309,13 @@ WITH changes AS (
                      WHEN 'approval_requested' THEN 'waiting_approval'
                      WHEN 'approval_granted' THEN 'approved'
                      WHEN 'approval_denied' THEN 'failed' END AS status,
-           CASE WHEN type = 'tool_called' THEN attempt
+           CASE WHEN type IN ('tool_called', 'tool_failed') THEN attempt
                 WHEN type IN ({_TASK_ENDS}) THEN attempts END AS attempts,
-           -- A plain task starts with its first tool_called; older logs have task_started.
-           CASE WHEN type IN ('task_started', 'tool_called') THEN occurred_at END
+           -- A plain task starts with its first tool_called (older logs: task_started), or
+           -- with the first call its outcome records.
+           CASE WHEN type IN ('task_started', 'tool_called') THEN occurred_at
+                WHEN type IN ('task_completed', 'tool_failed')
+                    THEN try_cast(json_text->>'called_at' AS TIMESTAMP) END
                AS started_at,
            CASE WHEN type IN ({_TASK_ENDS}, 'approval_denied') THEN occurred_at END
                AS finished_at,

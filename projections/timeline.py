@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from events.calls import implied_call
 from events.catalog import (
     ApprovalDenied,
     ApprovalGranted,
@@ -178,6 +179,7 @@ class _Folder:
     bars: list[Bar] = field(default_factory=list)
     by_trigger: dict[str, Bar] = field(default_factory=dict)
     tasks: dict[TaskKey, Bar] = field(default_factory=dict)
+    scheduled: dict[TaskKey, TaskScheduled] = field(default_factory=dict)
     task_trigger: dict[str, TaskKey] = field(default_factory=dict)
     calls: dict[tuple[TaskKey, int, int, int], Bar] = field(default_factory=dict)
     llm_open: dict[str, Bar] = field(default_factory=dict)
@@ -210,6 +212,7 @@ class _Folder:
         bar.facts.update(tool=event.tool, task_id=event.task_id, iteration=event.iteration)
         bar.facts["args"] = encode(event.args).decode()
         self.tasks[(event.iteration, event.task_id)] = bar
+        self.scheduled[(event.iteration, event.task_id)] = event
         self.task_trigger[event.event_id] = (event.iteration, event.task_id)
         self.by_trigger[event.event_id] = bar
         self.bars.append(bar)
@@ -236,6 +239,13 @@ class _Folder:
         call.facts.update(tool=event.tool, attempt=event.attempt, args=encode(event.args).decode())
         task.children.append(call)
         self.calls[(key, event.attempt, event.step, event.call)] = call
+
+    def call_of_outcome(self, outcome: TaskCompleted | ToolFailed) -> None:
+        """A call only its outcome records (``called_at``) starts as a recorded one does."""
+        task = self.scheduled.get((outcome.iteration, outcome.task_id))
+        call = None if task is None else implied_call(outcome, task)
+        if call is not None:
+            self.tool_called(call)
 
     def tool_ended(self, event: ToolReturned | ToolFailed) -> None:
         key = (event.iteration, event.task_id)
@@ -496,10 +506,14 @@ def _fold(folder: _Folder, event: Event) -> None:  # noqa: PLR0912  # one case p
         case ToolCalled():
             folder.tool_called(event)
         case ToolReturned() | ToolFailed():
+            if isinstance(event, ToolFailed):
+                folder.call_of_outcome(event)
             folder.tool_ended(event)
         case ToolRefused():
             folder.tool_refused(event)
         case TaskCompleted() | TaskFailed() | TaskCancelled():
+            if isinstance(event, TaskCompleted):
+                folder.call_of_outcome(event)
             folder.task_ended(event)
         case LlmRequested():
             folder.llm_requested(event)

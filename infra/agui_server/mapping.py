@@ -11,6 +11,7 @@ sends for it; :func:`map_run` is the same fold over a whole history. What each b
 | ``task_scheduled`` | ``STEP_STARTED task <id> #N`` |
 | ``tool_called`` | ``TOOL_CALL_START``, ``TOOL_CALL_ARGS`` (JSON), ``TOOL_CALL_END`` |
 | ``tool_returned``, ``tool_failed`` | ``TOOL_CALL_RESULT`` (the output, or ``error: …``) |
+| an outcome with ``called_at`` | first what its call's ``tool_called`` would have sent |
 | ``tool_refused`` | the call's start, args and end, then its result ``refused: …`` |
 | ``task_completed``, ``…_failed``, ``…_cancelled`` | the open call's result, ``STEP_FINISHED`` |
 | ``evaluation_requested``, ``…_completed`` | ``STEP_STARTED``, ``STEP_FINISHED evaluation #N`` |
@@ -52,6 +53,7 @@ from ag_ui.core import (
 )
 from ag_ui.core.events import RunFinishedCancelledOutcome, RunFinishedSuccessOutcome
 
+from events.calls import implied_call
 from events.catalog import (
     EvaluationCompleted,
     EvaluationRequested,
@@ -131,6 +133,8 @@ class RunMapper:
     _state: dict[str, Any] | None = None
     _steps: list[str] = field(default_factory=list)  # open, in the order they opened
     _calls: dict[CallKey, str] = field(default_factory=dict)  # open: their tool call ids
+    # What each task was scheduled with: a call only its outcome records needs its arguments.
+    _scheduled: dict[tuple[int, str], TaskScheduled] = field(default_factory=dict)
     _texts: dict[LiveKey, str] = field(default_factory=dict)  # open live messages
     _live_messages: int = 0
     _usage: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
@@ -203,7 +207,8 @@ class RunMapper:
             case ToolReturned():
                 return self._result(_key(event), event.output, at)
             case ToolFailed():
-                return self._result(_key(event), f"error: {event.error}", at)
+                opened = self._implied_call(event)
+                return opened + self._result(_key(event), f"error: {event.error}", at)
             case ToolRefused():
                 return self._call(event, at) + self._result(
                     _key(event), f"refused: {event.reason}", at
@@ -215,12 +220,14 @@ class RunMapper:
         task_id, iteration = event.task_id, event.iteration
         match event:
             case TaskScheduled():
+                self._scheduled[(iteration, task_id)] = event
                 opened = self._open_step(_task_step(iteration, task_id), at)
                 return opened + self._task(
                     at, task_id, iteration, status="scheduled", tool=event.tool
                 )
             case TaskCompleted():
-                ended = self._end_task(iteration, task_id, event.output, at)
+                ended = self._implied_call(event)
+                ended += self._end_task(iteration, task_id, event.output, at)
                 return ended + self._task(
                     at, task_id, iteration, status="completed", output=event.output
                 )
@@ -353,6 +360,14 @@ class RunMapper:
             ToolCallArgsEvent(tool_call_id=call_id, delta=_args(event.args), timestamp=at),
             ToolCallEndEvent(tool_call_id=call_id, timestamp=at),
         ]
+
+    def _implied_call(self, outcome: TaskCompleted | ToolFailed) -> list[BaseEvent]:
+        """What the ``tool_called`` of a call only its outcome records (``called_at``) would
+        have sent: the call's start, args and end, the task running; nothing for a recorded
+        call."""
+        task = self._scheduled.get((outcome.iteration, outcome.task_id))
+        call = None if task is None else implied_call(outcome, task)
+        return [] if call is None else self._tool_event(call, _ms(call))
 
     def _result(self, key: CallKey, content: str, at: int) -> list[BaseEvent]:
         call_id = self._calls.pop(key, None)

@@ -15,9 +15,12 @@ A plain task writes ``tool_called`` (its first one is the task's start) and then
 (a backoff longer than the timers' threshold before the next attempt is a ``timer_started``
 with purpose ``retry``, written with the ``tool_failed``: that attempt then waits for it); or,
 once its goal is cancelled or its iteration interrupted by a message (``goal_cancelled`` /
-``iteration_interrupted`` in the record), ``task_cancelled``, and nothing more runs. Logs
-written by older executors also hold ``task_started`` and ``tool_returned``; they fold the
-same.
+``iteration_interrupted`` in the record), ``task_cancelled``, and nothing more runs. A task
+of an instant tool without side effects (``ToolSpec.records_call_first`` false) writes no
+``tool_called``: running it again after a crash is harmless, so its attempts are recorded by
+their outcomes alone (``called_at`` set), and a redelivery that finds neither an outcome nor a
+call simply runs it. Logs written by older executors also hold ``task_started`` and
+``tool_returned``, and a ``tool_called`` for every attempt; they fold the same.
 
 Event ids come from ``Stamp.envelope(tag, iteration, task_id[, attempt])``: the same decision
 always gets the same id, so re-publishing after a crash is deduplicated by JetStream.
@@ -29,8 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
+from events.calls import plain_call
 from events.catalog import (
     GoalCancelled,
     IterationInterrupted,
@@ -189,8 +194,13 @@ def _evolve(record: TaskRecord, event: Event) -> TaskRecord:
         case TimerStarted():
             evolved = replace(record, timer=event)
         case ToolFailed(attempt=attempt) if record.failure_of(attempt) is None:
-            # A duplicate of an attempt's failure (same event id) must not count twice.
-            evolved = replace(record, failures=(*record.failures, event))
+            # A duplicate of an attempt's failure (same event id) must not count twice. The
+            # failure is the attempt's call too when no tool_called recorded it (called_at).
+            evolved = replace(
+                record,
+                called_attempts=record.called_attempts | {attempt},
+                failures=(*record.failures, event),
+            )
         case TaskCompleted():
             evolved = replace(record, completed=True)
         case TaskFailed():
@@ -329,14 +339,7 @@ def started(task: TaskScheduled, attempt: int, stamp: Stamp) -> TaskStarted:
 
 
 def called(task: TaskScheduled, attempt: int, args: dict[str, Any], stamp: Stamp) -> ToolCalled:
-    return ToolCalled(
-        **stamp.envelope("tool_called", task.iteration, task.task_id, attempt),
-        iteration=task.iteration,
-        task_id=task.task_id,
-        tool=task.tool,
-        attempt=attempt,
-        args=args,
-    )
+    return plain_call(task, attempt, args, stamp)
 
 
 def returned(
@@ -354,8 +357,15 @@ def returned(
 
 
 def tool_failed(
-    task: TaskScheduled, attempt: int, error: ToolError, duration_ms: float, stamp: Stamp
+    task: TaskScheduled,
+    attempt: int,
+    error: ToolError,
+    duration_ms: float,
+    stamp: Stamp,
+    *,
+    called_at: datetime | None = None,
 ) -> ToolFailed:
+    """``called_at``: when the attempt's tool was called, for a call no tool_called recorded."""
     return ToolFailed(
         **stamp.envelope("tool_failed", task.iteration, task.task_id, attempt),
         iteration=task.iteration,
@@ -365,6 +375,7 @@ def tool_failed(
         error=str(error),
         transient=error.transient,
         duration_ms=duration_ms,
+        called_at=called_at,
     )
 
 
@@ -377,7 +388,10 @@ def completed(
     *,
     attempt_duration_ms: float | None = None,
     structured: dict[str, Any] | None = None,
+    called_at: datetime | None = None,
 ) -> TaskCompleted:
+    """``called_at``: when the successful attempt's tool was called, for a call no
+    tool_called recorded (then this event is the call's whole record)."""
     # Keyed without the attempt: a task completes once, whichever attempt succeeded.
     return TaskCompleted(
         **stamp.envelope("task_completed", task.iteration, task.task_id),
@@ -389,6 +403,7 @@ def completed(
         duration_ms=duration_ms,
         attempt_duration_ms=attempt_duration_ms,
         structured=structured,
+        called_at=called_at,
     )
 
 

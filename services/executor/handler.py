@@ -2,7 +2,9 @@
 
 Every attempt is announced (``tool_called``) and durably acknowledged BEFORE the tool runs, and
 its outcome is published before the next step, so after a crash the goal's log tells a
-redelivery exactly where to resume (see ``decide.plan_execution``).
+redelivery exactly where to resume (see ``decide.plan_execution``). The exception is a tool
+that declares running it again harmless (instant, no side effects: ``echo``, ``calculator``):
+its attempt is recorded by its outcome alone, so a crash before that outcome runs it again.
 
 Several executor replicas share one durable consumer, and a replica that stalls past the ack
 wait (a long GC pause, SIGSTOP) loses its delivery to another one while it still believes it
@@ -291,7 +293,9 @@ async def _run_attempts(
     monotonic: Callable[[], float],
 ) -> None:
     """Call the tool (``call``: the attempt's result, or ``CANCELLED`` when its goal was
-    cancelled first) attempt after attempt, each announced and recorded."""
+    cancelled first) attempt after attempt, each recorded: announced (``tool_called``) before
+    it runs, unless the tool declares that running it again is harmless (an instant tool
+    without side effects), then by its outcome alone, which says when it was called."""
     attempt = run.first_attempt
     spent_ms = run.tool_duration_ms
     refusal = runner.permits(task.tool, task.allowed_tools)
@@ -303,14 +307,20 @@ async def _run_attempts(
         return
     # A plain task's start is its first tool_called: no task_started of its own.
     announcements: list[Event] = list(run.prelude)
+    records_call = runner.records_call_first(task.tool)
     while True:
-        if not await writer.write(
-            [*announcements, decide.called(task, attempt, task.args, stamp())]
-        ):
+        calling = stamp()
+        if records_call:
+            announcements.append(decide.called(task, attempt, task.args, calling))
+        # Without a call to announce, only an earlier attempt's interruption (a log of an
+        # older executor) is written first.
+        if announcements and not await writer.write(announcements):
             # The attempt is someone else's, or the goal was cancelled: never run its tool.
             await writer.give_way(attempt - 1, spent_ms, stamp())
             return
         announcements = []
+        # Set on the outcome of a call no tool_called recorded: when it began.
+        called_at = None if records_call else calling.occurred_at
         began = monotonic()
         try:
             result = await call()
@@ -326,6 +336,7 @@ async def _run_attempts(
                 writer=writer,
                 stamp=stamp(),
                 retries=retries,
+                called_at=called_at,
             ):
                 return
             attempt += 1
@@ -333,7 +344,9 @@ async def _run_attempts(
         duration_ms = (monotonic() - began) * 1000
         spent_ms += duration_ms
         if result is CANCELLED:
-            await writer.record_stop(attempt, spent_ms, stamp(), why_stopped())
+            # An attempt no tool_called recorded was not called at all: it does not count.
+            called = attempt if records_call else attempt - 1
+            await writer.record_stop(called, spent_ms, stamp(), why_stopped())
             return
         assert isinstance(result, ToolResult)
         # The attempt's return and the task's completion are one event for a plain task.
@@ -346,6 +359,7 @@ async def _run_attempts(
                 stamp(),
                 attempt_duration_ms=duration_ms,
                 structured=result.structured,
+                called_at=called_at,
             )
         ]
         try:
@@ -373,9 +387,11 @@ async def _after_failure(
     writer: _TaskWriter,
     stamp: Stamp,
     retries: _Retries,
+    called_at: datetime | None,
 ) -> bool:
-    """Record ``attempt``'s failure; True once the next attempt may run here and now."""
-    failure = decide.tool_failed(task, attempt, error, duration_ms, stamp)
+    """Record ``attempt``'s failure (``called_at``: when it was called, if no tool_called
+    recorded that); True once the next attempt may run here and now."""
+    failure = decide.tool_failed(task, attempt, error, duration_ms, stamp, called_at=called_at)
     delay = decide.next_attempt_delay(error, attempt, task.max_attempts, retries.backoff)
     if delay is None:
         gave_up = decide.failed(

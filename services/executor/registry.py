@@ -42,18 +42,18 @@ _BUILTIN_IMPLEMENTATIONS: dict[str, ToolImplementation] = {
 }
 
 
-# Built-in tools that compute their result without waiting on anything (no I/O, no sleep).
-_INSTANT_BUILTINS = frozenset({"calculator", "echo"})
-
-
 @dataclass(frozen=True, slots=True)
 class RegisteredTool:
     spec: ToolSpec
     run: ToolImplementation
     destination: DestinationOf = local
-    # The implementation never waits: it runs to its end in one step of the event loop, so
-    # neither a timeout nor a cancellation could interrupt it; it is called directly.
-    instant: bool = False
+
+    @property
+    def instant(self) -> bool:
+        """The implementation never waits (``ToolSpec.instant``): it runs to its end in one
+        step of the event loop, so neither a timeout nor a cancellation could interrupt it; it
+        is called directly."""
+        return self.spec.instant
 
 
 class ToolRegistry:
@@ -72,8 +72,7 @@ class ToolRegistry:
         for name, spec in BUILTIN_TOOLS.items():
             destination = BUILTIN_DESTINATIONS.get(name, local)
             implementation = _BUILTIN_IMPLEMENTATIONS[name]
-            instant = name in _INSTANT_BUILTINS
-            registry._add(RegisteredTool(spec, implementation, destination, instant=instant))
+            registry._add(RegisteredTool(spec, implementation, destination))
         return registry
 
     def register(

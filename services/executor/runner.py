@@ -69,6 +69,12 @@ class ToolRunner:
         registered = self.registry.find(tool)
         return registered is not None and registered.instant
 
+    def records_call_first(self, tool: str) -> bool:
+        """Whether an attempt of ``tool`` is recorded (``tool_called``) before it runs
+        (``ToolSpec.records_call_first``); an unknown tool's call is, and fails."""
+        registered = self.registry.find(tool)
+        return registered is None or registered.spec.records_call_first
+
     async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> str:
         """The tool's output text (at most ``max_output_bytes``), or a ``ToolError``."""
         return (await self.invoke(tool, args, timeout_s)).text

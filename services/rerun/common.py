@@ -20,7 +20,7 @@ __all__ = ["Difference", "RerunOptions", "RerunReport", "compare", "service_of",
 DifferenceKind = Literal[
     "missing", "new", "changed", "llm_request_new", "llm_request_unasked", "tool_call_new"
 ]
-# When and on which delivery a decision was taken, and how long a tool took: not what it was.
+# When and on which delivery a decision was taken, when and how long a tool ran: not what.
 # A timer's due time follows from when it started (its ``seconds`` are compared), and an
 # approval request's deadline from when it was asked (the policy's ``deadline_s``).
 _NOT_COMPARED = frozenset(
@@ -30,6 +30,7 @@ _NOT_COMPARED = frozenset(
         "causation_id",
         "duration_ms",
         "attempt_duration_ms",
+        "called_at",
         "latency_ms",
         "due_at",
         "late_ms",

@@ -22,6 +22,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, NoReturn
 
+from events.calls import implied_call
 from events.catalog import (
     ApprovalDenied,
     ApprovalGranted,
@@ -82,6 +83,11 @@ class _RecordedTools(ToolRunner):
     def is_instant(self, tool: str) -> bool:
         del tool
         return True  # answered from the record at once: nothing waits, nothing to watch
+
+    def records_call_first(self, tool: str) -> bool:
+        # As the live executor records it, by the tool's declaration.
+        spec = self._tools.get(tool)
+        return spec is None or spec.records_call_first
 
     async def invoke(self, tool: str, args: dict[str, Any], timeout_s: float) -> ToolResult:
         del timeout_s
@@ -278,15 +284,16 @@ def _task_events(events: Sequence[Event], task: TaskScheduled) -> list[Event]:
 def _recorded_calls(
     history: Sequence[Event], task: TaskScheduled
 ) -> list[tuple[ToolCalled, CallOutcome]]:
-    """The task's tool calls that have an outcome, in stream order."""
-    mine = [
-        e
-        for e in history
-        if getattr(e, "task_id", None) == task.task_id
-        and getattr(e, "iteration", None) == task.iteration
+    """The task's tool calls that have an outcome, in stream order (a call only its outcome
+    records, as the tool_called it stands for)."""
+    mine = _task_events(history, task)
+    calls = [
+        call
+        for e in mine
+        if (call := e if isinstance(e, ToolCalled) else _implied(e, task)) is not None
     ]
     pairs: list[tuple[ToolCalled, CallOutcome]] = []
-    for called in (e for e in mine if isinstance(e, ToolCalled)):
+    for called in calls:
         outcome: CallOutcome | None = next(
             (
                 e
@@ -304,6 +311,10 @@ def _recorded_calls(
         if outcome is not None:
             pairs.append((called, outcome))
     return pairs
+
+
+def _implied(event: Event, task: TaskScheduled) -> ToolCalled | None:
+    return implied_call(event, task) if isinstance(event, TaskCompleted | ToolFailed) else None
 
 
 def _new_request(request: LlmRequest) -> Difference:

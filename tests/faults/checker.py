@@ -6,7 +6,9 @@ After a run it verifies, from the stream itself:
 - no event id is stored twice, and every stored message decodes as an event;
 - no goal's history has a gap: it starts with ``goal_accepted``; every event's cause is an
   earlier event of the same goal; every scheduled task has exactly one outcome; every tool
-  call (task attempt) has exactly one result; attempts are numbered 1, 2, ... without holes;
+  call (task attempt) has exactly one result; attempts are numbered 1, 2, ... without holes
+  (a call of an instant tool without side effects is recorded by its outcome alone: such a
+  tool may run again after a crash, but its task still has one outcome);
 - no conflicting decisions: one plan per iteration, one terminal event per goal;
 - side effects: a tool that appends a line per call ran at most once per recorded attempt;
 - the projector's DuckDB file equals a fresh rebuild from the stream, view by view.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from nats.aio.client import Client as NatsClient
 
+from events.calls import implied_call
 from events.catalog import (
     GoalAccepted,
     GoalCompleted,
@@ -151,14 +154,29 @@ def _is_a_calls_return(event: Event) -> bool:
     return isinstance(event, TaskCompleted) and event.attempt_duration_ms is not None
 
 
+def _calls(history: list[Event]) -> list[ToolCalled]:
+    """Every tool call of the history: recorded before it ran (``tool_called``), or recorded by
+    its outcome alone (an instant tool without side effects: ``called_at`` set)."""
+    scheduled = {(e.goal_id, *_key(e)): e for e in history if isinstance(e, TaskScheduled)}
+    calls: list[ToolCalled] = []
+    for event in history:
+        task = scheduled.get((event.goal_id, *_key(event)))
+        if isinstance(event, ToolCalled):
+            calls.append(event)
+        elif isinstance(event, TaskCompleted | ToolFailed) and task is not None:
+            implied = implied_call(event, task)
+            calls += [implied] if implied is not None else []
+    return calls
+
+
 def _tool_results(goal_id: str, history: list[Event]) -> list[str]:
     problems = []
     calls: dict[tuple[int, str], list[int]] = defaultdict(list)
     results: Counter[tuple[int, str, int]] = Counter()
+    for call in _calls(history):
+        calls[_key(call)].append(call.attempt)
     for event in history:
-        if isinstance(event, ToolCalled):
-            calls[_key(event)].append(event.attempt)
-        elif isinstance(event, ToolReturned | ToolFailed):
+        if isinstance(event, ToolReturned | ToolFailed):
             results[(*_key(event), event.attempt)] += 1
         elif _is_a_calls_return(event):
             assert isinstance(event, TaskCompleted)
@@ -234,12 +252,10 @@ def check_side_effects(
 
     At most once per recorded attempt, and at least once if a result was returned.
     """
-    called: Counter[tuple[str, str]] = Counter()
+    called = Counter((call.goal_id, call.task_id) for call in _calls(log))
     returned: set[tuple[str, str]] = set()
     for event in log:
-        if isinstance(event, ToolCalled):
-            called[(event.goal_id, event.task_id)] += 1
-        elif isinstance(event, ToolReturned) or _is_a_calls_return(event):
+        if isinstance(event, ToolReturned) or _is_a_calls_return(event):
             assert isinstance(event, ToolReturned | TaskCompleted)
             returned.add((event.goal_id, event.task_id))
     verdict.counts["side_effects"] = sum(lines_per_task.values())

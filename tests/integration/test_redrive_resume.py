@@ -76,8 +76,10 @@ async def test_a_redrive_after_the_window_resumes_the_task_from_the_log(
         await client.submit(
             {
                 "goal_id": GOAL,
-                "text": "compute",
-                "steps": [{"tool": "calculator", "args": {"expression": "6*7"}}],
+                "text": "pause",
+                # sleep records each call before it runs (calculator would not: its outcome
+                # alone records it), so the log holds one attempt per delivery.
+                "steps": [{"tool": "sleep", "args": {"seconds": 0}}],
             }
         )
 

@@ -302,6 +302,31 @@ async def test_a_crash_before_the_completion_is_stored_runs_a_new_attempt(
     assert tool.calls == 2
 
 
+async def test_an_instant_tool_without_side_effects_is_recorded_by_its_outcomes_alone(
+    ctx: ToolContext,
+) -> None:
+    tool = CountingTool(ToolError("flaky", transient=True))
+    registry = ToolRegistry.builtin()
+    registry.register(ToolSpec("pure", "scripted", EchoArgs, instant=True), tool)
+    runner, task = ToolRunner(registry, ctx), scheduled(tool="pure")
+    stream = Stream()
+    stream.crash_after = 1  # attempt 1's failure is stored; the process dies before the rest
+
+    with pytest.raises(PublishCrashedError):
+        await deliver(task, stream, runner, redelivered=False)
+    assert (stream.tags(), tool.calls) == (["tool_failed:1"], 2)
+    # Neither the failed attempt nor the one that crashed wrote a tool_called: the redelivery
+    # runs attempt 2 again (harmless for such a tool), and the task completes once.
+    await deliver(task, stream, runner, redelivered=True)
+    await deliver(task, stream, runner, redelivered=True)
+
+    assert (stream.tags(), tool.calls) == (["tool_failed:1", "task_completed:-"], 3)
+    failed, completed = stream.events
+    assert isinstance(failed, ToolFailed)
+    assert failed.called_at == completed.called_at == NOW  # when each attempt was called
+    assert (completed.attempts, completed.attempt_duration_ms) == (2, 1000.0)
+
+
 async def test_redelivery_of_a_finished_task_publishes_nothing(ctx: ToolContext) -> None:
     tool = CountingTool()
     stream = Stream()
