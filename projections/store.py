@@ -89,8 +89,9 @@ def _raw_batch(seqs: Sequence[int], payloads: Sequence[bytes]) -> pa.Table:
 class ProjectionStore:
     """One projection database. Not thread-safe: query from ``connection.cursor()``."""
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, connection: duckdb.DuckDBPyConnection, *, in_memory: bool = False) -> None:
         self._connection = connection
+        self._in_memory = in_memory
 
     @classmethod
     def open(
@@ -110,7 +111,7 @@ class ProjectionStore:
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         config = connection_config(memory_limit=memory_limit, threads=threads, locked=locked)
-        store = cls(duckdb.connect(database, config=config))
+        store = cls(duckdb.connect(database, config=config), in_memory=database == ":memory:")
         if store._stored_schema_version() not in (None, SCHEMA_VERSION):
             store.reset()
         else:
@@ -205,8 +206,10 @@ class ProjectionStore:
         DuckDB does this by itself inside the commit that makes the log outgrow
         ``checkpoint_threshold``; calling it while the stream is idle (or after a rebuild)
         keeps that pause out of a later batch and leaves no log to replay on the next start.
-        Committed batches are durable either way.
+        Committed batches are durable either way. An in-memory store has no file: nothing to do.
         """
+        if self._in_memory:
+            return
         try:
             self._connection.execute("CHECKPOINT")
         except duckdb.Error as exc:

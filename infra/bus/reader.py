@@ -102,6 +102,21 @@ class RawBatch:
         """Keep only the first ``count`` messages."""
         del self.seqs[count:], self.payloads[count:], self.timestamps_ns[count:]
 
+    def extend(self, later: RawBatch) -> None:
+        """Append the messages of ``later``, read after these (its ``pending`` is the news)."""
+        self.seqs += later.seqs
+        self.payloads += later.payloads
+        self.timestamps_ns += later.timestamps_ns
+        self.pending = later.pending
+
+    def take(self, count: int) -> RawBatch:
+        """Remove the first ``count`` messages and return them as a batch of their own."""
+        first = RawBatch(
+            self.seqs[:count], self.payloads[:count], self.timestamps_ns[:count], self.pending
+        )
+        del self.seqs[:count], self.payloads[:count], self.timestamps_ns[:count]
+        return first
+
 
 @dataclass(slots=True)
 class _Pulled:

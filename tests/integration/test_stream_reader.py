@@ -73,10 +73,7 @@ async def read_all(reader: StreamReader, *, until: int, wait: bool = False) -> R
         batch = await reader.next_batch(wait=wait)
         assert len(batch) <= reader.batch
         assert batch.seqs, f"the reader stopped at {total.seqs[-1:]} before {until}"
-        total.seqs += batch.seqs
-        total.payloads += batch.payloads
-        total.timestamps_ns += batch.timestamps_ns
-        total.pending = batch.pending
+        total.extend(batch)
     return total
 
 
