@@ -162,15 +162,21 @@ def _(e: ToolReturned) -> str:
     return f"{e.task_id} ← {_clip(e.output)} ({e.duration_ms:.1f} ms)"
 
 
+def _its_call(attempt: int, called_at: object) -> str:
+    """An outcome that is its call's whole record (no tool_called: ``called_at`` is set)
+    names the attempt the tool_called would have shown."""
+    return "" if called_at is None else f" (attempt {attempt})"
+
+
 @_describe.register
 def _(e: ToolFailed) -> str:
     kind = "transient" if e.transient else "permanent"
-    return f"{e.task_id} ✗ {kind}: {_clip(e.error)}"
+    return f"{e.task_id} ✗ {kind}: {_clip(e.error)}{_its_call(e.attempt, e.called_at)}"
 
 
 @_describe.register
 def _(e: TaskCompleted) -> str:
-    return f"{e.task_id} completed: {_clip(e.output)}"
+    return f"{e.task_id} completed: {_clip(e.output)}{_its_call(e.attempts, e.called_at)}"
 
 
 @_describe.register

@@ -93,6 +93,7 @@ SUMMARY_FIELDS: dict[str, object] = {
     "original_args": "JSON",
     "due_at": "VARCHAR",
     "queued_ms": "DOUBLE",
+    "called_at": "VARCHAR",
 }
 SUMMARY_DOC = "doc"
 
@@ -111,6 +112,12 @@ def _or(expr: str, default: str) -> str:
 
 
 _EMPTY = "''"
+
+
+def _its_call(attempt: str) -> str:
+    """SQL for ``events.summary._its_call``."""
+    called = _f("called_at")
+    return f"CASE WHEN {called} IS NULL THEN '' ELSE ' (attempt ' || {_text(attempt)} || ')' END"
 
 
 def _because(expr: str) -> str:
@@ -150,9 +157,12 @@ _DESCRIPTIONS: dict[str, str] = {
     "tool_failed": (
         f"{_f('task_id')} || ' ✗ ' || "
         f"CASE WHEN {_f('transient')} THEN 'transient' ELSE 'permanent' END || "
-        f"': ' || {clip_sql(_f('error'), 60)}"
+        f"': ' || {clip_sql(_f('error'), 60)} || {_its_call(_f('attempt'))}"
     ),
-    "task_completed": f"{_f('task_id')} || ' completed: ' || {clip_sql(_f('output'), 60)}",
+    "task_completed": (
+        f"{_f('task_id')} || ' completed: ' || {clip_sql(_f('output'), 60)} || "
+        f"{_its_call(_f('attempts'))}"
+    ),
     "task_failed": (
         f"{_f('task_id')} || ' failed after ' || {_text(_f('attempts'))} || ' attempt(s): ' || "
         f"{clip_sql(_f('error'), 60)}"

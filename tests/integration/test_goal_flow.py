@@ -129,13 +129,14 @@ async def test_a_pure_instant_call_is_recorded_by_its_outcome_and_one_with_effec
         ),
     ]
     steps = await client.query(
-        "SELECT type, tool, duration_ms FROM trajectory "
+        "SELECT type, tool, duration_ms, summary FROM trajectory "
         f"WHERE goal_id = '{submitted.goal_id}' AND type = 'task_completed' ORDER BY step",
         min_seq=outcome.last_seq,
     )
+    # The row that is echo's whole call record names its attempt, as tool_called's did.
     assert [tuple(row) for row in steps.rows] == [
-        ("task_completed", "echo", echoed.duration_ms),
-        ("task_completed", "write_file", written.duration_ms),
+        ("task_completed", "echo", echoed.duration_ms, "s1 completed: hi (attempt 1)"),
+        ("task_completed", "write_file", written.duration_ms, f"s2 completed: {written.output}"),
     ]
 
 

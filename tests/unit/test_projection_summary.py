@@ -123,6 +123,14 @@ def corpus() -> Iterator[Event]:
         yield TaskCompleted(
             **task(n), output=text, attempts=2, duration_ms=4.0, attempt_duration_ms=FLOATS[n % 11]
         )
+        # Calls recorded by their outcome alone (no tool_called) name their attempt.
+        called_at = datetime(2026, 12, 7, 12, 0, n % 60, tzinfo=UTC)
+        yield TaskCompleted(
+            **task(n), output=text, attempts=n, duration_ms=1.0, called_at=called_at
+        )
+        yield ToolFailed(
+            **task(n), attempt=n, error=text, transient=False, duration_ms=1.0, called_at=called_at
+        )
         yield TaskFailed(**task(n), error=text, attempts=3, duration_ms=3.0)
         yield MemoryStored(**envelope(n), key=f"k/{text[:10]}", text=text, source_event_id="e")
         yield MemoryForgotten(**envelope(n), command_id="c", key=text[:20])
