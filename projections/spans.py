@@ -86,6 +86,11 @@ ERROR_TYPE = "error.type"
 # agora's own: what the conventions have no name for.
 COST = "agora.usage.cost_usd"
 GOAL_STATUS = "agora.goal.status"
+# The facts of a step that its invoke_agent span carries, and their attribute names.
+_AGENT_FACTS = tuple(
+    (fact, f"agora.{fact}")
+    for fact in ("task_id", "iteration", "strategy", "verdict", "score", "tool")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +171,10 @@ class _Mapper:
     def agent(self, bar: Bar, parent: int, name: str) -> int:
         span_id = span_id_of(bar.event_id, "agent")
         attributes: dict[str, AttributeValue] = {OPERATION: "invoke_agent", AGENT_NAME: name}
-        for fact in ("task_id", "iteration", "strategy", "verdict", "score", "tool"):
-            if fact in bar.facts:
-                attributes[f"agora.{fact}"] = bar.facts[fact]
+        facts = bar.facts
+        for fact, key in _AGENT_FACTS:
+            if fact in facts:
+                attributes[key] = facts[fact]
         if self.content and bar.kind == "task" and "output" in bar.facts:
             attributes["agora.task.output"] = _text(bar.facts, "output")
         self.add(span_id, parent, f"invoke_agent {name}", bar, attributes)

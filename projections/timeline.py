@@ -15,10 +15,10 @@ the decision that asked.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from events.calls import implied_call
 from events.catalog import (
@@ -488,74 +488,94 @@ class _Folder:
             self.paused = None
 
 
-def _fold(folder: _Folder, event: Event) -> None:  # noqa: PLR0912  # one case per type
-    match event:
-        case GoalAccepted():
-            folder.goal_facts["text"] = event.text
-            folder.open_plan_turn(event)
-        case ContextRequested():
-            folder.context_requested(event)
-        case ContextProvided():
-            folder.context_provided(event)
-        case PlanCreated() | PlanRevised():
-            folder.plan(event)
-        case TaskScheduled():
-            folder.open_task(event)
-        case TaskStarted():
-            folder.task_started((event.iteration, event.task_id), event.occurred_at)
-        case ToolCalled():
-            folder.tool_called(event)
-        case ToolReturned() | ToolFailed():
-            if isinstance(event, ToolFailed):
-                folder.call_of_outcome(event)
-            folder.tool_ended(event)
-        case ToolRefused():
-            folder.tool_refused(event)
-        case TaskCompleted() | TaskFailed() | TaskCancelled():
-            if isinstance(event, TaskCompleted):
-                folder.call_of_outcome(event)
-            folder.task_ended(event)
-        case LlmRequested():
-            folder.llm_requested(event)
-        case LlmResponded():
-            folder.llm_responded(event)
-        case EvaluationRequested():
-            folder.evaluation_requested(event)
-        case EvaluationCompleted():
-            folder.evaluation_completed(event)
-        case MemoryStored() | MemoryCompacted():
-            folder.memory_mark(event)
-        case GoalPaused() | GoalResumed():
-            folder.pause(event)
-        case ApprovalRequested():
-            folder.approval_requested(event)
-        case ApprovalGranted() | ApprovalDenied():
-            folder.approval_decided(event)
-        case GoalCompleted():
-            folder.outcome(event, "completed", f"score {event.score:.2f}")
-        case GoalFailed() | GoalRejected() | GoalCancelled():
-            status = {GoalFailed: "failed", GoalRejected: "rejected"}.get(type(event), "cancelled")
-            folder.outcome(event, status, _clip(event.reason, 60))
-        case _:
-            pass
+def _goal_accepted(folder: _Folder, event: GoalAccepted) -> None:
+    folder.goal_facts["text"] = event.text
+    folder.open_plan_turn(event)
+
+
+def _task_started(folder: _Folder, event: TaskStarted) -> None:
+    folder.task_started((event.iteration, event.task_id), event.occurred_at)
+
+
+def _tool_failed(folder: _Folder, event: ToolFailed) -> None:
+    folder.call_of_outcome(event)
+    folder.tool_ended(event)
+
+
+def _task_completed(folder: _Folder, event: TaskCompleted) -> None:
+    folder.call_of_outcome(event)
+    folder.task_ended(event)
+
+
+def _goal_completed(folder: _Folder, event: GoalCompleted) -> None:
+    folder.outcome(event, "completed", f"score {event.score:.2f}")
+
+
+def _goal_ended(
+    status: str,
+) -> Callable[[_Folder, GoalFailed | GoalRejected | GoalCancelled], None]:
+    def ended(folder: _Folder, event: GoalFailed | GoalRejected | GoalCancelled) -> None:
+        folder.outcome(event, status, _clip(event.reason, 60))
+
+    return ended
+
+
+# What each type of event does to the fold, by its exact type: one dictionary look-up per
+# event (a ``match`` over twenty class patterns tried them one by one). Other types draw
+# nothing.
+_FOLDS: dict[type[Event], Callable[[_Folder, Any], None]] = {
+    GoalAccepted: _goal_accepted,
+    ContextRequested: _Folder.context_requested,
+    ContextProvided: _Folder.context_provided,
+    PlanCreated: _Folder.plan,
+    PlanRevised: _Folder.plan,
+    TaskScheduled: _Folder.open_task,
+    TaskStarted: _task_started,
+    ToolCalled: _Folder.tool_called,
+    ToolReturned: _Folder.tool_ended,
+    ToolFailed: _tool_failed,
+    ToolRefused: _Folder.tool_refused,
+    TaskCompleted: _task_completed,
+    TaskFailed: _Folder.task_ended,
+    TaskCancelled: _Folder.task_ended,
+    LlmRequested: _Folder.llm_requested,
+    LlmResponded: _Folder.llm_responded,
+    EvaluationRequested: _Folder.evaluation_requested,
+    EvaluationCompleted: _Folder.evaluation_completed,
+    MemoryStored: _Folder.memory_mark,
+    MemoryCompacted: _Folder.memory_mark,
+    GoalPaused: _Folder.pause,
+    GoalResumed: _Folder.pause,
+    ApprovalRequested: _Folder.approval_requested,
+    ApprovalGranted: _Folder.approval_decided,
+    ApprovalDenied: _Folder.approval_decided,
+    GoalCompleted: _goal_completed,
+    GoalFailed: _goal_ended("failed"),
+    GoalRejected: _goal_ended("rejected"),
+    GoalCancelled: _goal_ended("cancelled"),
+}
 
 
 def build_timeline(goal_id: str, events: Iterable[Event]) -> Timeline | None:
     """The goal's steps, from its events in stream order (None: it has none)."""
     folder = _Folder()
-    first: datetime | None = None
-    last: datetime | None = None
-    first_event_id = ""
-    for event in events:
-        if event.goal_id != goal_id:
-            continue
-        first_event_id = first_event_id or event.event_id
-        folder.events_by_id[event.event_id] = event
-        first = event.occurred_at if first is None else min(first, event.occurred_at)
-        last = event.occurred_at if last is None else max(last, event.occurred_at)
-        _fold(folder, event)
-    if first is None or last is None:
+    mine = [event for event in events if event.goal_id == goal_id]
+    if not mine:
         return None
+    first = last = mine[0].occurred_at
+    first_event_id = mine[0].event_id
+    events_by_id = folder.events_by_id
+    folds = _FOLDS
+    for event in mine:
+        events_by_id[event.event_id] = event
+        at = event.occurred_at
+        if at < first:
+            first = at
+        elif at > last:
+            last = at
+        fold = folds.get(type(event))
+        if fold is not None:
+            fold(folder, event)
     for turn in folder.turns.values():  # a turn that made model calls but no plan
         if turn.children and turn not in folder.bars:
             turn.end = max(turn.start, *(c.end for c in turn.children))

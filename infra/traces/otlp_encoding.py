@@ -36,7 +36,7 @@ _LOCAL_PARENT = b"\x85\x01" + struct.pack("<I", 0x100)  # Span.flags (16): HAS_I
 _REMOTE_PARENT = b"\x85\x01" + struct.pack("<I", 0x300)  # … | IS_REMOTE
 _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
-_CACHED_STRINGS = 20_000
+_CACHED_VALUES = 20_000
 
 
 def _varint(value: int) -> bytes:
@@ -52,7 +52,10 @@ def _varint(value: int) -> bytes:
 
 def _field(tag: int, payload: bytes) -> bytes:
     """A length-delimited field: ``tag`` is (number << 3) | 2, below 128."""
-    return bytes((tag,)) + _varint(len(payload)) + payload
+    size = len(payload)
+    if size < 0x80:  # most fields: their length is one byte
+        return bytes((tag, size)) + payload
+    return bytes((tag,)) + _varint(size) + payload
 
 
 def encode_attribute_value(value: object) -> bytes:
@@ -77,7 +80,8 @@ class SpanEncoder:
 
     def __init__(self, version: str, resource_attributes: Mapping[str, object]) -> None:
         self._keys: dict[str, bytes] = {}
-        self._strings: dict[tuple[str, str], bytes] = {}
+        self._values: dict[tuple[str, type, object], bytes] = {}
+        self._names: dict[str, bytes] = {}
         resource = b"".join(
             _field(0x0A, self._key_value(k, v)) for k, v in resource_attributes.items()
         )
@@ -94,16 +98,31 @@ class SpanEncoder:
         return prefix + _field(0x12, encode_attribute_value(value))
 
     def _span_attribute(self, key: str, value: object) -> bytes:
-        """``Span.attributes`` (9). Most string values recur (operation and agent names, a
-        goal's id on each of its spans), so their bytes are kept, a bounded number of them;
-        only strings: ``True == 1 == 1.0`` would share an entry."""
-        if type(value) is not str:
+        """``Span.attributes`` (9). Most values recur (operation and agent names, a goal's id
+        on each of its spans, zero tokens, iteration 1), so their bytes are kept, a bounded
+        number of them, by key, type and value (``True == 1 == 1.0`` must not share an
+        entry; a float by its bits, so ``-0.0`` is not ``0.0``); tuples are not kept."""
+        kind = type(value)
+        if kind is float:
+            index: object = _DOUBLE.pack(value)
+        elif kind is str or kind is int or kind is bool:
+            index = value
+        else:
             return _field(0x4A, self._key_value(key, value))
-        cached = self._strings.get((key, value))
+        cached = self._values.get((key, kind, index))
         if cached is None:
-            if len(self._strings) >= _CACHED_STRINGS:
-                self._strings.clear()
-            cached = self._strings[key, value] = _field(0x4A, self._key_value(key, value))
+            if len(self._values) >= _CACHED_VALUES:
+                self._values.clear()
+            cached = self._values[key, kind, index] = _field(0x4A, self._key_value(key, value))
+        return cached
+
+    def _name(self, name: str) -> bytes:
+        """``Span.name`` (5): names recur (``invoke_agent executor``), so their bytes are kept."""
+        cached = self._names.get(name)
+        if cached is None:
+            if len(self._names) >= _CACHED_VALUES:
+                self._names.clear()
+            cached = self._names[name] = _field(0x2A, name.encode())
         return cached
 
     def _span(self, record: SpanRecord, ours: set[int]) -> bytes:
@@ -116,7 +135,7 @@ class SpanEncoder:
         if record.parent_span_id is not None:
             parts += (b"\x22\x08", record.parent_span_id.to_bytes(8, "big"))
         parts += (
-            _field(0x2A, record.name.encode()),
+            self._name(record.name),
             _KINDS[record.kind],
             b"\x39",
             _FIXED64.pack((record.start - _EPOCH) // _MICROSECOND * 1000),

@@ -59,9 +59,9 @@ def test_an_attribute_that_otlp_cannot_carry_is_refused_by_name() -> None:
 
 
 def test_equal_values_of_other_types_keep_their_types() -> None:
-    # True == 1 == 1.0 and ("a", 1) == ("a", True): each span must carry its own type.
+    # True == 1 == 1.0, 0.0 == -0.0 and ("a", 1) == ("a", True): each span carries its own.
     base = goal_spans("r-llm", LLM_LOG)[0]
-    values: list[object] = [True, 1, 1.0, "1", ("a", 1), ("a", True), 1, True]
+    values: list[object] = [True, 1, 1.0, "1", ("a", 1), ("a", True), 1, True, 0.0, -0.0, 0, False]
     records = [
         replace(base, span_id=n + 1, attributes={"agora.x": v})  # type: ignore[dict-item]
         for n, v in enumerate(values)
