@@ -121,6 +121,11 @@ def follow_traces(
                 f"following from stream sequence {start}, exporting to "
                 f"{exporter.target.endpoint}; Ctrl-C stops"
             )
+            from infra.platform.runner import settle_long_lived_objects
+
+            # As a service does: the collector walked the SDK's and the CLI's modules at
+            # every full collection, a sixth of the follower's CPU.
+            settle_long_lived_objects()
             await exporter.follow(start, stop, _said)
         finally:
             exporter.target.close()
