@@ -29,8 +29,8 @@ from services.executor.decide import Backoff
 from services.executor.handler import execute_task, wake_cancelled_timers, wake_task
 from services.executor.manifest import MANIFEST
 from services.executor.netguard import AddressPolicy, guarded_http_client
-from services.executor.react import ReactConfig
 from services.executor.react_handler import execute_react, resume_react
+from services.executor.react_request import ReactConfig
 from services.executor.registry import RegisteredTool, ToolRegistry
 from services.executor.runner import ToolRunner
 from services.executor.sandbox import Sandbox, SandboxLimits

@@ -23,168 +23,62 @@ from its record. The model's earlier thinks are answered from the log, the appro
 once, and a denial is the model's observation of that call.
 
 :func:`next_react_action` is a pure function of the task, the turns so far and the task's
-recorded events. The adapter (``react_handler.py``) performs the action and asks again, so a
-redelivered task replays its thinks from the goal's recorded answers (no model call), reuses
-recorded tool outcomes, and counts a call that was announced but never returned as failed:
-a tool runs at most once per call, as plain tasks run at most once per attempt.
+recorded events (``react_record``); the think requests it asks for are built by
+``react_request``, the events it records by ``react_events``. The adapter
+(``react_handler.py``) performs the action and asks again, so a redelivered task replays its
+thinks from the goal's recorded answers (no model call), reuses recorded tool outcomes, and
+counts a call that was announced but never returned as failed: a tool runs at most once per
+call, as plain tasks run at most once per attempt.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import msgspec
 from pydantic import ValidationError
 
 from events.approval_commands import approval_id
 from events.approvals import approval_reason
-from events.catalog import (
-    ApprovalDenied,
-    ApprovalGranted,
-    ApprovalRequested,
-    TaskCompleted,
-    TaskFailed,
-    TaskScheduled,
-    TaskStarted,
-    ToolCalled,
-    ToolFailed,
-    ToolRefused,
-    ToolReturned,
-)
+from events.catalog import ApprovalRequested, TaskCompleted, TaskFailed, TaskScheduled, ToolCalled
 from events.errors import ToolError
 from events.model import Budget, Event, Stamp
-from events.tools import REACT_TOOL, ReactArgs, ToolSpec, argument_problems
+from events.tools import ReactArgs, ToolSpec, argument_problems
 from services.executor import decide
-from services.llm.messages import ChatMessage, LlmReply, LlmRequest, ToolCall, ToolDefinition
-from services.llm.templates import PromptTemplate
+from services.executor.react_events import (
+    call_key,
+    react_called,
+    react_completed,
+    react_failed,
+    react_refused,
+    react_tool_failed,
+)
+from services.executor.react_record import Observation, ReactRecord, Spend, Turn
+from services.executor.react_request import (
+    ReactConfig,
+    build_request,
+    granted_tools,
+)
+from services.llm.messages import LlmRequest
 
 __all__ = [
     "BUDGET_EXCEEDED",
-    "REACT_ATTEMPT",
     "AlreadyFinished",
     "AskApproval",
     "AwaitApproval",
     "CallTool",
     "Finish",
-    "Observation",
     "Observe",
     "ReactAction",
-    "ReactConfig",
-    "ReactRecord",
-    "Spend",
     "Think",
-    "Turn",
-    "build_request",
-    "fold_react",
-    "granted_tools",
     "next_react_action",
-    "observation_message",
-    "react_called",
-    "react_completed",
-    "react_failed",
-    "react_returned",
-    "react_tool_failed",
 ]
 
-# A ReAct task is one attempt: a failing tool is an observation for the model, not a retry.
-REACT_ATTEMPT = 1
 # The prefix of a task_failed error when the goal's LLM budget ran out (the planner maps it
 # to goal_failed with reason budget_exceeded).
 BUDGET_EXCEEDED = "budget_exceeded"
-
-# What the model is shown about one call: its outcome, its refusal, or a person's denial.
-Observation = ToolReturned | ToolFailed | ToolRefused | ApprovalDenied
-
-
-@dataclass(frozen=True, slots=True)
-class ReactConfig:
-    """What ReAct decisions need besides the record: the registry's tool specs (names,
-    descriptions, argument schemas), the prompt template and the step limit."""
-
-    tools: Mapping[str, ToolSpec]
-    prompt: PromptTemplate
-    max_steps: int = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    """One think: the model's reply and the observations of the calls it asked for so far."""
-
-    step: int
-    reply: LlmReply
-    observations: tuple[Observation, ...] = ()
-
-    @property
-    def pending(self) -> bool:
-        return len(self.observations) < len(self.reply.tool_calls)
-
-    def observed(self, observation: Observation) -> Turn:
-        return replace(self, observations=(*self.observations, observation))
-
-
-@dataclass(frozen=True, slots=True)
-class Spend:
-    tokens: int = 0
-    cost_usd: float = 0.0
-
-    @classmethod
-    def of(cls, turns: Iterable[Turn]) -> Spend:
-        replies = [turn.reply for turn in turns]
-        return cls(
-            tokens=sum(r.tokens_in + r.tokens_out for r in replies),
-            cost_usd=sum(r.cost_usd for r in replies),
-        )
-
-
-# -- the record of one ReAct task --------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ReactRecord:
-    started: bool = False
-    finished: bool = False
-    called: frozenset[tuple[int, int]] = frozenset()  # (step, call) announced by tool_called
-    outcomes: Mapping[tuple[int, int], Observation] = field(default_factory=dict)
-    asked: frozenset[tuple[int, int]] = frozenset()  # (step, call) whose approval was requested
-    granted: Mapping[tuple[int, int], ApprovalGranted] = field(default_factory=dict)
-
-
-def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRecord:
-    """What the log holds about ReAct task ``task_id`` of ``iteration``, in stream order."""
-    started = finished = False
-    called: set[tuple[int, int]] = set()
-    outcomes: dict[tuple[int, int], Observation] = {}
-    asked: set[tuple[int, int]] = set()
-    granted: dict[tuple[int, int], ApprovalGranted] = {}
-    for event in events:
-        if getattr(event, "iteration", None) != iteration:
-            continue
-        if getattr(event, "task_id", None) != task_id:
-            continue
-        match event:
-            case TaskStarted():
-                started = True
-            case TaskCompleted() | TaskFailed():
-                finished = True
-            case ToolCalled(step=step, call=call) if step > 0:
-                called.add((step, call))
-            case ToolReturned() | ToolFailed() | ToolRefused() | ApprovalDenied() if event.step:
-                outcomes.setdefault((event.step, event.call), event)
-            case ApprovalRequested(step=step, call=call) if step > 0:
-                asked.add((step, call))
-            case ApprovalGranted(step=step, call=call) if step > 0:
-                granted.setdefault((step, call), event)
-    return ReactRecord(
-        started=started,
-        finished=finished,
-        called=frozenset(called),
-        outcomes=outcomes,
-        asked=frozenset(asked),
-        granted=granted,
-    )
 
 
 # -- what to do next ---------------------------------------------------------------------
@@ -322,7 +216,7 @@ def _next_call(
         reason = (
             f"tool {call.name!r} not granted to this task (granted: {listed}); the call was not run"
         )
-        return Observe(_refused(task, turn, number, reason, stamp), publish=True)
+        return Observe(react_refused(task, turn, number, reason, stamp), publish=True)
     return _checked_call(task, turn, number, record, spec=config.tools[call.name], stamp=stamp)
 
 
@@ -341,7 +235,7 @@ def _checked_call(
     key = (turn.step, number)
     args = _validated(spec, call.name, call.arguments)
     if isinstance(args, str):
-        return Observe(_refused(task, turn, number, args, stamp), publish=True)
+        return Observe(react_refused(task, turn, number, args, stamp), publish=True)
     why = approval_reason(task.approval, call.name, args, spec)
     if why is not None:
         if key not in record.asked:
@@ -354,7 +248,7 @@ def _checked_call(
         # It runs with the arguments the person approved (their edit, if any).
         args = _validated(spec, call.name, answer.args)
         if isinstance(args, str):
-            return Observe(_refused(task, turn, number, args, stamp), publish=True)
+            return Observe(react_refused(task, turn, number, args, stamp), publish=True)
     return CallTool(
         step=turn.step,
         call=number,
@@ -390,7 +284,7 @@ def _approval_request(
     policy = task.approval
     assert policy is not None  # only a policy names a call
     return ApprovalRequested(
-        **stamp.envelope("approval_requested", *_key(task, turn.step, number)),
+        **stamp.envelope("approval_requested", *call_key(task, turn.step, number)),
         approval_id=_approval_id(task, turn.step, number),
         iteration=task.iteration,
         task_id=task.task_id,
@@ -403,15 +297,6 @@ def _approval_request(
         step=turn.step,
         call=number,
     )
-
-
-def granted_tools(task: TaskScheduled, config: ReactConfig) -> tuple[str, ...]:
-    """The task's ``allowed_tools`` that exist, in plan order; never ``react`` itself."""
-    granted: list[str] = []
-    for name in task.allowed_tools:
-        if name in config.tools and name != REACT_TOOL and name not in granted:
-            granted.append(name)
-    return tuple(granted)
 
 
 # -- budgets -----------------------------------------------------------------------------
@@ -457,204 +342,9 @@ def _remaining_tokens(budget: Budget | None, spent: Spend) -> int | None:
     return budget.max_tokens - spent.tokens
 
 
-# -- the request -------------------------------------------------------------------------
-
-
-def build_request(
-    task: TaskScheduled,
-    instruction: str,
-    turns: tuple[Turn, ...],
-    config: ReactConfig,
-    *,
-    max_tokens: int | None = None,
-    approved: Mapping[tuple[int, int], ApprovalGranted] | None = None,
-) -> LlmRequest:
-    """The think request for the step after ``turns``: system prompt, the instruction, then
-    every earlier reply and its observations as role=tool messages. ``approved``: the grants
-    of calls that waited for approval, by (step, call); an edited one shows what ran."""
-    granted = granted_tools(task, config)
-    system = config.prompt.render(
-        tools=", ".join(granted) or "none (answer directly)", max_steps=str(config.max_steps)
-    )
-    # The iteration makes every attempt at a task its own request: a revised plan that runs
-    # the same task again gets a fresh answer, recorded under its own hash.
-    heading = f"Task {task.task_id} (iteration {task.iteration}): {task.description}"
-    messages = [
-        ChatMessage(role="system", content=system),
-        ChatMessage(role="user", content=f"{heading}\n\n{instruction}"),
-    ]
-    for turn in turns:
-        calls = tuple(
-            _with_id(call, turn.step, n) for n, call in enumerate(turn.reply.tool_calls, 1)
-        )
-        messages.append(ChatMessage(role="assistant", content=turn.reply.content, tool_calls=calls))
-        for number, (call, observation) in enumerate(
-            zip(calls, turn.observations, strict=False), 1
-        ):
-            grant = (approved or {}).get((turn.step, number))
-            edit = grant.args if grant is not None and grant.edited else None
-            messages.append(observation_message(call, observation, edited_args=edit))
-    return LlmRequest(
-        purpose="react",
-        messages=tuple(messages),
-        tools=tuple(_definition(config.tools[name]) for name in granted),
-        max_tokens=max_tokens,
-    )
-
-
-def observation_message(
-    call: ToolCall, observation: Observation, *, edited_args: dict[str, Any] | None = None
-) -> ChatMessage:
-    """The result of ``call`` as the model sees it: JSON-quoted data in a role=tool message,
-    so nothing inside it can pose as a message, a role or a tool call. ``edited_args``: the
-    arguments a person approved the call with instead of the model's (what really ran)."""
-    payload: dict[str, Any]
-    match observation:
-        case ToolReturned(output=output):
-            payload = {"tool": call.name, "status": "returned", "output": output}
-        case ToolFailed(error=error):
-            payload = {"tool": call.name, "status": "failed", "error": error}
-        case ToolRefused(reason=reason):
-            payload = {"tool": call.name, "status": "refused", "error": reason}
-        case ApprovalDenied(reason=reason):
-            payload = {"tool": call.name, "status": "denied", "error": f"approval denied: {reason}"}
-    if edited_args is not None:
-        payload["approved_args"] = edited_args
-    return ChatMessage(
-        role="tool", tool_call_id=call.id, content=msgspec.json.encode(payload).decode()
-    )
-
-
-def _with_id(call: ToolCall, step: int, number: int) -> ToolCall:
-    # Some servers leave tool call ids empty; a tool message must name the call it answers.
-    return (
-        call
-        if call.id
-        else ToolCall(id=f"s{step}c{number}", name=call.name, arguments=call.arguments)
-    )
-
-
-def _definition(spec: ToolSpec) -> ToolDefinition:
-    return ToolDefinition(
-        name=spec.name, description=spec.description, parameters=spec.json_schema()
-    )
-
-
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(part) for part in error["loc"]) or "arguments"
         problems.append(f"{where}: {error['msg']}")
     return "; ".join(problems)
-
-
-# -- the events a ReAct task records -----------------------------------------------------
-
-
-def _key(task: TaskScheduled, step: int, call: int) -> tuple[object, ...]:
-    return (task.iteration, task.task_id, REACT_ATTEMPT, step, call)
-
-
-def react_called(
-    task: TaskScheduled, *, step: int, call: int, tool: str, args: dict[str, Any], stamp: Stamp
-) -> ToolCalled:
-    return ToolCalled(
-        **stamp.envelope("tool_called", *_key(task, step, call)),
-        iteration=task.iteration,
-        task_id=task.task_id,
-        tool=tool,
-        attempt=REACT_ATTEMPT,
-        args=args,
-        step=step,
-        call=call,
-    )
-
-
-def react_returned(
-    task: TaskScheduled,
-    *,
-    step: int,
-    call: int,
-    tool: str,
-    output: str,
-    duration_ms: float,
-    stamp: Stamp,
-    structured: dict[str, Any] | None = None,
-) -> ToolReturned:
-    return ToolReturned(
-        **stamp.envelope("tool_returned", *_key(task, step, call)),
-        iteration=task.iteration,
-        task_id=task.task_id,
-        tool=tool,
-        attempt=REACT_ATTEMPT,
-        output=output,
-        duration_ms=duration_ms,
-        step=step,
-        call=call,
-        structured=structured,
-    )
-
-
-def react_tool_failed(
-    task: TaskScheduled,
-    *,
-    step: int,
-    call: int,
-    tool: str,
-    error: ToolError,
-    stamp: Stamp,
-    duration_ms: float = 0.0,
-) -> ToolFailed:
-    return ToolFailed(
-        **stamp.envelope("tool_failed", *_key(task, step, call)),
-        iteration=task.iteration,
-        task_id=task.task_id,
-        tool=tool,
-        attempt=REACT_ATTEMPT,
-        error=str(error),
-        transient=error.transient,
-        duration_ms=duration_ms,
-        step=step,
-        call=call,
-    )
-
-
-def _refused(
-    task: TaskScheduled, turn: Turn, number: int, reason: str, stamp: Stamp
-) -> ToolRefused:
-    step, call = turn.step, turn.reply.tool_calls[number - 1]
-    return ToolRefused(
-        **stamp.envelope("tool_refused", task.iteration, task.task_id, step, number),
-        iteration=task.iteration,
-        task_id=task.task_id,
-        tool=call.name,
-        step=step,
-        call=number,
-        args=call.arguments,
-        reason=reason,
-    )
-
-
-def _duration_ms(turns: tuple[Turn, ...]) -> float:
-    """Time the task spent in the model and in its tools, from the record (so a task
-    finished after a redelivery reports the same duration)."""
-    thinking = sum(turn.reply.latency_ms for turn in turns)
-    acting = sum(
-        o.duration_ms
-        for turn in turns
-        for o in turn.observations
-        if isinstance(o, ToolReturned | ToolFailed)
-    )
-    return thinking + acting
-
-
-def react_completed(
-    task: TaskScheduled, answer: str, turns: tuple[Turn, ...], stamp: Stamp
-) -> TaskCompleted:
-    return decide.completed(task, answer, REACT_ATTEMPT, _duration_ms(turns), stamp)
-
-
-def react_failed(
-    task: TaskScheduled, error: str, turns: tuple[Turn, ...], stamp: Stamp
-) -> TaskFailed:
-    return decide.failed(task, error, REACT_ATTEMPT, _duration_ms(turns), stamp)

@@ -29,7 +29,7 @@ from events.catalog import ApprovalDenied, ApprovalGranted, TaskScheduled
 from events.errors import LlmError, LlmNotRecordedError, LlmResponseError, ToolError
 from events.model import Event, Stamp
 from events.tools import REACT_TOOL
-from services.executor import decide, react
+from services.executor import decide, react, react_events, react_record, react_request
 from services.executor.cancellations import CANCELLED, Cancellations, unless_cancelled
 from services.executor.ports import GoalEvents
 from services.executor.runner import ToolRunner
@@ -45,7 +45,7 @@ async def execute_react(
     task: TaskScheduled,
     *,
     redelivered: bool,
-    config: react.ReactConfig,
+    config: react_request.ReactConfig,
     runner: ToolRunner,
     llm: LlmPort | None,
     log: GoalEvents,
@@ -88,7 +88,7 @@ async def execute_react(
         spent_ms = (monotonic() - began) * 1000
         reason = (cancellations or Cancellations()).reason(task.goal_id, task.iteration)
         await publish(
-            [decide.cancelled(task, react.REACT_ATTEMPT, spent_ms, stamp(), reason=reason)]
+            [decide.cancelled(task, react_events.REACT_ATTEMPT, spent_ms, stamp(), reason=reason)]
         )
 
 
@@ -96,7 +96,7 @@ async def _react(
     task: TaskScheduled,
     *,
     redelivered: bool,
-    config: react.ReactConfig,
+    config: react_request.ReactConfig,
     runner: ToolRunner,
     llm: LlmPort | None,
     log: GoalEvents,
@@ -111,7 +111,7 @@ async def _react(
     if record is None:
         return
     recorded = answers_in(history)
-    turns: list[react.Turn] = []
+    turns: list[react_record.Turn] = []
     while True:
         match react.next_react_action(task, tuple(turns), record, config, stamp()):
             case react.AlreadyFinished() | react.AwaitApproval():
@@ -129,9 +129,9 @@ async def _react(
                     )
                 except LlmError as error:
                     reason = _llm_failure(error, step, configured=llm is not None)
-                    await publish([react.react_failed(task, reason, tuple(turns), stamp())])
+                    await publish([react_events.react_failed(task, reason, tuple(turns), stamp())])
                     return
-                turns.append(react.Turn(step=step, reply=reply))
+                turns.append(react_record.Turn(step=step, reply=reply))
             case react.Observe(observation=observation, publish=must_publish):
                 if must_publish:
                     await publish([observation])
@@ -145,18 +145,18 @@ async def _react(
 
 async def _begin(
     task: TaskScheduled, history: Sequence[Event], publish: Publish, stamp: Callable[[], Stamp]
-) -> react.ReactRecord | None:
+) -> react_record.ReactRecord | None:
     """The task's record, once it is known to go on (``task_started`` recorded); None when it
     ended already, or ends now because its goal was cancelled or its iteration interrupted."""
-    record = react.fold_react(history, task.iteration, task.task_id)
+    record = react_record.fold_react(history, task.iteration, task.task_id)
     if record.finished or decide.fold_task(history, task.iteration, task.task_id).finished:
         return None
     stop = decide.stop_of(history, task.iteration)
     if stop is not None:
-        await publish([decide.stopped(task, stop, react.REACT_ATTEMPT, 0.0, stamp())])
+        await publish([decide.stopped(task, stop, react_events.REACT_ATTEMPT, 0.0, stamp())])
         return None
     if not record.started:
-        await publish([decide.started(task, react.REACT_ATTEMPT, stamp())])
+        await publish([decide.started(task, react_events.REACT_ATTEMPT, stamp())])
     return record
 
 
@@ -197,13 +197,13 @@ async def _run(
     runner: ToolRunner,
     stamp: Callable[[], Stamp],
     monotonic: Callable[[], float],
-) -> react.Observation:
+) -> react_record.Observation:
     began = monotonic()
     try:
         result = await runner.invoke(action.tool, action.args, task.timeout_s)
     except ToolError as error:
         duration_ms = (monotonic() - began) * 1000
-        return react.react_tool_failed(
+        return react_events.react_tool_failed(
             task,
             step=action.step,
             call=action.call,
@@ -213,7 +213,7 @@ async def _run(
             stamp=stamp(),
         )
     duration_ms = (monotonic() - began) * 1000
-    return react.react_returned(
+    return react_events.react_returned(
         task,
         step=action.step,
         call=action.call,

@@ -40,8 +40,8 @@ from events.errors import LlmNotRecordedError, ToolError
 from events.model import Event
 from events.tools import REACT_TOOL, ToolSpec
 from services.executor.handler import execute_task, wake_task
-from services.executor.react import ReactConfig
 from services.executor.react_handler import execute_react
+from services.executor.react_request import ReactConfig
 from services.executor.runner import ToolRunner, grant_refusal
 from services.executor.tools.context import ToolResult
 from services.llm.messages import LlmReply, LlmRequest, request_hash

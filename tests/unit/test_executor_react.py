@@ -33,7 +33,7 @@ from events.catalog import (
 )
 from events.errors import LlmUnavailableError
 from events.model import Budget, Event, Stamp, event_type
-from services.executor import decide, react
+from services.executor import decide, react, react_events, react_record, react_request
 from services.executor.react_handler import execute_react
 from services.executor.registry import ToolRegistry
 from services.executor.runner import ToolRunner
@@ -156,8 +156,10 @@ async def runner(tmp_path: Path) -> AsyncIterator[ToolRunner]:
         yield ToolRunner(ToolRegistry.builtin(), ToolContext(workspace=tmp_path, http=http))
 
 
-def config(runner: ToolRunner, max_steps: int = 4) -> react.ReactConfig:
-    return react.ReactConfig(tools=runner.registry.specs(), prompt=PROMPT, max_steps=max_steps)
+def config(runner: ToolRunner, max_steps: int = 4) -> react_request.ReactConfig:
+    return react_request.ReactConfig(
+        tools=runner.registry.specs(), prompt=PROMPT, max_steps=max_steps
+    )
 
 
 async def run(
@@ -494,15 +496,15 @@ def test_fold_reads_only_this_tasks_react_steps() -> None:
     s = stamp()
     events: list[Event] = [
         decide.started(task, 1, s),
-        react.react_called(task, step=1, call=1, tool="echo", args={"text": "a"}, stamp=s),
-        react.react_called(task, step=1, call=2, tool="echo", args={"text": "b"}, stamp=s),
-        react.react_returned(
+        react_events.react_called(task, step=1, call=1, tool="echo", args={"text": "a"}, stamp=s),
+        react_events.react_called(task, step=1, call=2, tool="echo", args={"text": "b"}, stamp=s),
+        react_events.react_returned(
             task, step=1, call=1, tool="echo", output="a", duration_ms=1.0, stamp=s
         ),
         TaskStarted(**s.envelope("x"), iteration=2, task_id="r1", tool="react", attempt=1),
     ]
 
-    record = react.fold_react(events, 1, "r1")
+    record = react_record.fold_react(events, 1, "r1")
 
     assert record.started
     assert not record.finished
@@ -648,8 +650,8 @@ async def test_an_edit_the_tool_refuses_is_refused_and_never_runs(runner: ToolRu
 
 def test_a_task_without_a_policy_asks_nothing(runner: ToolRunner) -> None:
     task = react_task(("write_file",))
-    turn = react.Turn(step=1, reply=reply(("write_file", {"path": "a", "content": "b"})))
+    turn = react_record.Turn(step=1, reply=reply(("write_file", {"path": "a", "content": "b"})))
     action = react.next_react_action(
-        task, (turn,), react.ReactRecord(started=True), config(runner), stamp()
+        task, (turn,), react_record.ReactRecord(started=True), config(runner), stamp()
     )
     assert isinstance(action, react.CallTool)
