@@ -17,6 +17,8 @@ from nats.aio.client import Client as NatsClient
 
 from events.subjects import EVENTS_STREAM
 from infra.clients.goals import AgoraClient
+from infra.platform.embedded import EmbeddedNats
+from infra.platform.runner import SERVICES
 from infra.settings import Settings
 from tests.support import wait_until
 
@@ -26,6 +28,7 @@ __all__ = [
     "count_finished",
     "fault_settings",
     "goal_command",
+    "kill_everything_and_restart",
     "submit_all",
     "wait_all_finished",
 ]
@@ -143,3 +146,15 @@ class ServiceProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def kill_everything_and_restart(services: ServiceProcesses, server: EmbeddedNats) -> None:
+    """Every agora process and nats-server, SIGKILLed; then all of it started again."""
+    for key in list(services.procs):
+        services.kill(key)
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGKILL)
+    server.stop()
+    server.start()
+    for name in SERVICES:
+        services.start(name)

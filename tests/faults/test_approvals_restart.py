@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,13 @@ from infra.platform.embedded import EmbeddedNats
 from infra.platform.runner import SERVICES
 from infra.settings import Settings
 from tests.faults.conftest import report
-from tests.faults.harness import CALLS_DIR, ServiceProcesses, fault_settings, submit_all
+from tests.faults.harness import (
+    CALLS_DIR,
+    ServiceProcesses,
+    fault_settings,
+    kill_everything_and_restart,
+    submit_all,
+)
 from tests.support import all_events, wait_until
 
 DEADLINE_GOAL = "ap-deadline"
@@ -114,15 +119,7 @@ async def test_waiting_goals_survive_every_process_and_the_server_killed_then_an
 
         await wait_until(all_asked, timeout_s=60 + goals * 0.5, what="every approval requested")
 
-        # Every agora process and nats-server, SIGKILLed; then all of it started again.
-        for key in list(services.procs):
-            services.kill(key)
-        assert server.pid is not None
-        os.kill(server.pid, signal.SIGKILL)
-        server.stop()
-        server.start()
-        for name in SERVICES:
-            services.start(name)
+        kill_everything_and_restart(services, server)
 
         answerable = {f"{g}/1/s1" for g in ids}
 

@@ -7,8 +7,6 @@ its call waited ends with its task cancelled and nothing of it run."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,13 @@ from infra.dashboard.queries import waiting_approvals_statement
 from infra.platform.embedded import EmbeddedNats
 from infra.platform.runner import SERVICES
 from tests.faults.conftest import report
-from tests.faults.harness import CALLS_DIR, ServiceProcesses, fault_settings, submit_all
+from tests.faults.harness import (
+    CALLS_DIR,
+    ServiceProcesses,
+    fault_settings,
+    kill_everything_and_restart,
+    submit_all,
+)
 from tests.integration.test_react_approvals import agora, asks_for, observations
 from tests.llm_servers import ReceivedRequest, Scripted, ScriptedLlmServer, llm_settings
 from tests.llm_servers import openai_reply as reply
@@ -131,15 +135,7 @@ async def test_react_calls_waiting_for_approval_survive_a_full_kill_then_run_onc
             await wait_until(all_listed, timeout_s=60, what="agora approvals to list every call")
             assert thinks_by_goal(llm) == dict.fromkeys(GOALS, 1)
 
-            # Every agora process and nats-server, SIGKILLed; then all of it started again.
-            for key in list(services.procs):
-                services.kill(key)
-            assert server.pid is not None
-            os.kill(server.pid, signal.SIGKILL)
-            server.stop()
-            server.start()
-            for name in SERVICES:
-                services.start(name)
+            kill_everything_and_restart(services, server)
             await wait_until(all_listed, timeout_s=60, what="the waits listed after the restart")
             code, said = await agora(settings, "approvals", "--format", "json")
             assert code == 0, said
