@@ -156,6 +156,20 @@ async def test_react_calls_waiting_for_approval_survive_a_full_kill_then_run_onc
 
             await wait_until(all_ended, timeout_s=60, what="every goal to end")
             log = await all_events(nc)
+
+            async def cancelled_in_the_views() -> bool:
+                # The cancelled goal's ReAct task and its call, as the views show them.
+                rows = await ask(
+                    nc,
+                    "SELECT t.status, a.status, a.answered_by FROM tasks AS t JOIN approvals "
+                    "AS a USING (goal_id) WHERE goal_id = ?",
+                    params=(cancelled,),
+                    timeout_s=2,
+                )
+                return rows.rows == [["cancelled", "denied", "_cancel"]]
+
+            await wait_until(cancelled_in_the_views, timeout_s=30, what="the views of the cancel")
+            assert waits[cancelled] not in await _waiting(nc)
         finally:
             services.stop_all()
             await nc.close()
