@@ -8,6 +8,7 @@ acceptance is decided by ``services.planner.decide``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,8 +30,7 @@ __all__ = [
     "Tools",
     "accept_goal",
     "context_request",
-    "normalize_steps",
-    "step_problems",
+    "plan_steps",
 ]
 
 CONTEXT_K = 5
@@ -105,13 +105,13 @@ def _decide(
         return [_rejection(stamp, parsed.command_id, "; ".join(problems), command.text)]
     steps = None
     if command.steps:
-        problems = step_problems(command.steps, tools, granted=command.allowed_tools)
-        if problems:
-            reason = "invalid steps: " + "; ".join(problems[:_MAX_PROBLEMS_REPORTED])
-            if len(problems) > _MAX_PROBLEMS_REPORTED:
-                reason += f"; and {len(problems) - _MAX_PROBLEMS_REPORTED} more"
+        planned = plan_steps(command.steps, tools, granted=command.allowed_tools)
+        if isinstance(planned, list):
+            reason = "invalid steps: " + "; ".join(planned[:_MAX_PROBLEMS_REPORTED])
+            if len(planned) > _MAX_PROBLEMS_REPORTED:
+                reason += f"; and {len(planned) - _MAX_PROBLEMS_REPORTED} more"
             return [_rejection(stamp, parsed.command_id, reason, command.text)]
-        steps = normalize_steps(command.steps, tools, granted=command.allowed_tools)
+        steps = planned
     accepted = GoalAccepted(
         **stamp.envelope("goal_accepted", "accepted"),
         command_id=parsed.command_id,
@@ -130,12 +130,11 @@ def _decide(
 
 
 def _grant_problems(granted: tuple[str, ...], tools: Tools) -> list[str]:
+    unknown = [name for name in granted if name not in tools]
+    if not unknown:
+        return []
     known = ", ".join(sorted(tools))
-    return [
-        f"allowed_tools names unknown tool {name!r}; known tools: {known}"
-        for name in granted
-        if name not in tools
-    ]
+    return [f"allowed_tools names unknown tool {name!r}; known tools: {known}" for name in unknown]
 
 
 def _accept_fork(
@@ -195,51 +194,70 @@ def context_request(stamp: Stamp, goal: GoalAccepted) -> ContextRequested:
     )
 
 
-def _is_dag(steps: tuple[StepCommand, ...]) -> bool:
-    return any(step.id is not None or step.depends_on is not None for step in steps)
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Explicit steps' ids and dependencies, worked out once for validation and the plan.
+
+    ``ordered``: no step names an id or dependencies, so each runs after the one before.
+    Such a chain needs none of the graph checks: its ids ``s1``… are unique, each depends on
+    the step before it, and it cannot form a cycle.
+    """
+
+    ids: list[str]
+    dependencies: list[tuple[str, ...]]
+    ordered: bool
 
 
-def _step_ids(steps: tuple[StepCommand, ...]) -> list[str]:
+def _layout(steps: tuple[StepCommand, ...]) -> _Layout:
     # A step without an id is named after its position, so "{{steps.s2.output}}" works
     # for plain ordered steps too.
-    return [step.id or f"s{position}" for position, step in enumerate(steps, start=1)]
+    ids = [step.id or f"s{position}" for position, step in enumerate(steps, start=1)]
+    if not any(step.id is not None or step.depends_on is not None for step in steps):
+        return _Layout(ids, [(ids[index - 1],) if index else () for index in range(len(ids))], True)
+    return _Layout(ids, [tuple(dict.fromkeys(step.depends_on or ())) for step in steps], False)
 
 
-def _dependencies(steps: tuple[StepCommand, ...]) -> list[tuple[str, ...]]:
-    ids = _step_ids(steps)
-    if not _is_dag(steps):
-        return [(ids[index - 1],) if index > 0 else () for index in range(len(steps))]
-    return [tuple(dict.fromkeys(step.depends_on or ())) for step in steps]
-
-
-def step_problems(
+def plan_steps(
     steps: tuple[StepCommand, ...], tools: Tools, *, granted: tuple[str, ...] = ()
-) -> list[str]:
-    """Everything wrong with explicit steps, each phrased as what to fix. Empty when valid.
+) -> tuple[TaskSpec, ...] | list[str]:
+    """Explicit steps as the plan's tasks, or everything wrong with them, each phrased as
+    what to fix (see ``_step_problems`` and ``_tasks``).
 
     ``granted``: the untrusted tools the whole goal may use, beside each step's own grants.
     """
-    ids = _step_ids(steps)
-    dependencies = _dependencies(steps)
+    layout = _layout(steps)
+    problems = _step_problems(steps, layout, tools, granted)
+    return problems if problems else _tasks(steps, layout, tools, granted)
+
+
+def _step_problems(
+    steps: tuple[StepCommand, ...], layout: _Layout, tools: Tools, granted: tuple[str, ...]
+) -> list[str]:
+    ids, dependencies = layout.ids, layout.dependencies
+    # Which steps refer to earlier outputs: only those are checked for references, and their
+    # arguments are checked by name only (the values are known at scheduling time).
+    marked = [contains_reference_marker(step.args) for step in steps]
     problems: list[str] = []
-    problems += _duplicate_id_problems(steps, ids)
-    for step_id, step in zip(ids, steps, strict=True):
-        problems += _tool_problems(step_id, step, tools, granted)
-    known = set(ids)
-    for step_id, deps in zip(ids, dependencies, strict=True):
-        problems += [
-            f"step {step_id} depends on unknown step {dep!r}; known steps: {', '.join(ids)}"
-            for dep in deps
-            if dep not in known
-        ]
+    for step_id, step, refers in zip(ids, steps, marked, strict=True):
+        problems += _tool_problems(step_id, step, tools, granted, refers=refers)
+    if not layout.ordered:
+        problems = _duplicate_id_problems(steps, ids) + problems
+        known = set(ids)
+        for step_id, deps in zip(ids, dependencies, strict=True):
+            problems += [
+                f"step {step_id} depends on unknown step {dep!r}; known steps: {', '.join(ids)}"
+                for dep in deps
+                if dep not in known
+            ]
     if problems:
         return problems
     graph = dict(zip(ids, dependencies, strict=True))
-    cycle = _cycle_in(graph)
+    cycle = [] if layout.ordered else _cycle_in(graph)
     if cycle:
         return [f"steps form a cycle ({' -> '.join(cycle)}); remove one of these depends_on"]
-    for step_id, step in zip(ids, steps, strict=True):
-        problems += _reference_problems(step_id, step, graph)
+    for step_id, step, refers in zip(ids, steps, marked, strict=True):
+        if refers:
+            problems += _reference_problems(step_id, step, graph)
     return problems
 
 
@@ -258,7 +276,7 @@ def _duplicate_id_problems(steps: tuple[StepCommand, ...], ids: list[str]) -> li
 
 
 def _tool_problems(
-    step_id: str, step: StepCommand, tools: Tools, granted: tuple[str, ...]
+    step_id: str, step: StepCommand, tools: Tools, granted: tuple[str, ...], *, refers: bool
 ) -> list[str]:
     spec = tools.get(step.tool)
     if spec is None:
@@ -270,7 +288,7 @@ def _tool_problems(
             f"{prefix}: {step.tool} is untrusted ({spec.origin}); grant it to the step with "
             f'"allowed_tools": ["{step.tool}"]'
         ]
-    if contains_reference_marker(step.args):
+    if refers:
         # Values become known only at scheduling time; the names must already be right.
         names = spec.argument_names()
         unknown = sorted(set(step.args) - set(names))
@@ -343,11 +361,11 @@ def _reference_problems(
     return problems
 
 
-def normalize_steps(
-    steps: tuple[StepCommand, ...], tools: Tools, *, granted: tuple[str, ...] = ()
+def _tasks(
+    steps: tuple[StepCommand, ...], layout: _Layout, tools: Tools, granted: tuple[str, ...]
 ) -> tuple[TaskSpec, ...]:
-    """Valid explicit steps (see ``step_problems``) as the plan's tasks. A task's
-    ``allowed_tools`` are its step's grants, and its own tool when the goal granted it."""
+    """Valid explicit steps as the plan's tasks. A task's ``allowed_tools`` are its step's
+    grants, and its own tool when the goal granted it."""
     return tuple(
         TaskSpec(
             task_id=step_id,
@@ -359,12 +377,14 @@ def normalize_steps(
             max_attempts=DEFAULT_MAX_ATTEMPTS,
             allowed_tools=_task_grants(step, granted),
         )
-        for step_id, step, deps in zip(_step_ids(steps), steps, _dependencies(steps), strict=True)
+        for step_id, step, deps in zip(layout.ids, steps, layout.dependencies, strict=True)
     )
 
 
 def _task_grants(step: StepCommand, granted: tuple[str, ...]) -> tuple[str, ...]:
     own = (step.tool,) if step.tool in granted else ()
+    if not own and not step.allowed_tools:
+        return ()  # the common case, without building a dict
     return tuple(dict.fromkeys((*step.allowed_tools, *own)))
 
 

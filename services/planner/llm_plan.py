@@ -32,7 +32,7 @@ from events.model import TaskSpec
 from events.tools import REACT_TOOL, ReactArgs, ToolSpec
 from events.untrusted_json import decode_json, strip_code_fence
 from services.llm.messages import ChatMessage, LlmRequest, request_hash
-from services.planner.intake import Tools, normalize_steps, step_problems
+from services.planner.intake import Tools, plan_steps
 from services.planner.state import PlannerState, iteration_outcomes
 from services.planner.templates import PromptTemplates
 
@@ -197,11 +197,11 @@ def parse_plan(
         except msgspec.ValidationError as exc:
             problems.append(f"task {position} ({task.id!r}): {exc}")
         problems += _allowed_tools_problems(task, tools)
-    if not problems:
-        problems = step_problems(tuple(steps), with_react, granted=granted)
     if problems:
         return problems[:_MAX_PROBLEMS]
-    specs = normalize_steps(tuple(steps), with_react, granted=granted)
+    specs = plan_steps(tuple(steps), with_react, granted=granted)
+    if isinstance(specs, list):
+        return specs[:_MAX_PROBLEMS]
     return tuple(
         replace_struct(spec, allowed_tools=tuple(dict.fromkeys(task.allowed_tools)))
         if task.tool == REACT_TOOL

@@ -49,7 +49,18 @@ def _strings(value: object) -> Iterator[str]:
 
 
 def contains_reference_marker(args: Mapping[str, Any]) -> bool:
-    return any(REFERENCE_MARKER in text for text in _strings(args))
+    return any(_has_marker(value) for value in args.values())
+
+
+def _has_marker(value: object) -> bool:
+    # Checked for every step of every goal at intake: plain recursion, no generator chain.
+    if isinstance(value, str):
+        return REFERENCE_MARKER in value
+    if isinstance(value, Mapping):
+        return any(_has_marker(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_marker(item) for item in value)
+    return False
 
 
 def referenced_step_ids(args: Mapping[str, Any]) -> tuple[str, ...]:
