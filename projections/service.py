@@ -33,7 +33,7 @@ from projections.protocol import (
 )
 from projections.store import ProjectionStore
 
-__all__ = ["Projector", "build", "database_path"]
+__all__ = ["Projector", "build", "database_path", "linger_after"]
 
 log = get_logger("agora.projector")
 MAX_CONCURRENT_QUERIES = 4
@@ -43,6 +43,16 @@ MAX_CONCURRENT_QUERIES = 4
 # of events kept the projector busy ~40% of a core. 0.5 s bounds that to two batches a second;
 # views trail the log by up to half a second more. A backlog is read in full batches, unslowed.
 TAIL_LINGER_S = 0.5
+# Under load (a batch that gathered this many events) the fixed cost is still most of a
+# batch's CPU, so the next batch gathers twice as long: half the batches a second, views
+# trailing by up to a second. A trickle keeps the short linger.
+BUSY_BATCH_EVENTS = 2_500
+BUSY_LINGER_S = 1.0
+
+
+def linger_after(events: int) -> float:
+    """How long the next tailing batch gathers, after one of ``events`` events."""
+    return BUSY_LINGER_S if events >= BUSY_BATCH_EVENTS else TAIL_LINGER_S
 
 
 def database_path(settings: Settings) -> Path:
@@ -92,6 +102,7 @@ class Projector:
             unflushed = False
             while not stop.is_set() and not self._rebuild.is_set():
                 batch = await reader.next_batch(wait=True)
+                reader.linger_s = linger_after(len(batch))
                 # The views hold large outputs themselves, as if written inline.
                 payloads = await self.ctx.outputs.inline_payloads(batch.payloads)
                 await applier.submit(batch.seqs, payloads)
