@@ -213,11 +213,18 @@ class McpConnection(ConnectionBase[Client]):
             self._in_background(lambda: self._list(client), alone=True)
 
     async def _drop(self) -> None:
-        holder, stop = self._holder, self._stop
+        holder, stop, session = self._holder, self._stop, self._client
         self._client = self._holder = self._stop = None
         if stop is not None:
             stop.set()
         if holder is None:
+            return
+        if session is None:
+            # The handshake never completed (a server that says nothing): there is no session
+            # to close politely, and waiting for one only delays shutdown by the close timeout.
+            holder.cancel()
+            with suppress(BaseException):
+                await holder
             return
         try:
             # The session closes (a stdio server's process is ended) as the holder leaves it.
