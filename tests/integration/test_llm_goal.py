@@ -32,7 +32,6 @@ from events.catalog import (
     LlmResponded,
     PlanCreated,
     PlanRevised,
-    TaskScheduled,
     ToolCalled,
 )
 from events.codec import encode
@@ -260,9 +259,12 @@ async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_com
     assert (executed.inputs, executed.llm_answers_reused) == (3, 3)  # tasks; ReAct thinks
     # A task asking for a call the record cannot answer is reported, and nothing runs.
     history = await all_events(nc, f"agora.events.{submitted.goal_id}.>")
+    # A ReAct step's call is recorded by its own tool_called (a plain calculator task's call
+    # is recorded by the task itself, so only a changed model answer can ask for another).
+    asked_other = ({"id": "call_0", "name": "calculator", "arguments": {"expression": "17*24"}},)
     tampered = [
-        replace_struct(e, args={"expression": "17*24"})
-        if isinstance(e, TaskScheduled) and e.tool == "calculator"
+        replace_struct(e, tool_calls=asked_other)
+        if isinstance(e, LlmResponded) and [c["name"] for c in e.tool_calls] == ["calculator"]
         else e
         for e in history
     ]
@@ -272,8 +274,10 @@ async def test_a_free_text_goal_is_planned_reacts_is_judged_revised_once_and_com
         react_prompt=load_prompt("executor", "react", 1),
     )
     drifted = await rerun_executor(tampered, options, datetime.now(UTC))
-    assert [d.kind for d in drifted.differences] == ["tool_call_new"]
-    assert "17*24" in drifted.differences[0].detail
+    # The refused call's observation makes the next think a request the record lacks too.
+    assert [d.kind for d in drifted.differences] == ["llm_request_new", "tool_call_new"]
+    assert "17*24" in drifted.differences[1].detail
+    assert drifted.llm_calls == 0
     assert len(openai_server.requests) == before
 
     # A changed revision prompt: the revision request is new, and reported.
