@@ -178,6 +178,10 @@ def decide_next(
         if after == state:  # a decision the fold ignores would otherwise repeat forever
             break
         state = after
+        if isinstance(batch[0], TaskScheduled | ApprovalRequested):
+            # The ready tasks, scheduled or waiting for approval, are the last decision due:
+            # none is finished yet, so no other task became ready and the iteration is not done.
+            break
     return Decision(decided, state=state)
 
 
