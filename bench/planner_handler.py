@@ -24,14 +24,12 @@ import msgspec
 from bench.platform import standard_goal
 from events.catalog import EvaluationCompleted, EvaluationRequested, TaskCompleted, TaskScheduled
 from events.model import Event, Stamp
-from events.tools import BUILTIN_TOOLS
-from services.planner.handler import GoalIntake, GoalPlanner
-
-PRODUCER = "planner@bench"
+from tests.unit.planner_harness import handler_pair
 
 
 class _Log:
-    """The ports: appends kept per goal, and the decisions the last call appended."""
+    """The ports: the events the last handling appended, nothing else kept (the unit tests'
+    log keeps every event and looks each append up in it, which grows with the run)."""
 
     def __init__(self) -> None:
         self.appended: list[Event] = []
@@ -87,21 +85,8 @@ def _answers(decided: list[Event], now: datetime) -> list[Event]:
 async def _run(bodies: list[bytes]) -> int:
     now = datetime.now(UTC)
     log = _Log()
-    intake = GoalIntake(
-        append_new_goal=log.append_new_goal,
-        fork_origin=log.fork_origin,
-        tools=BUILTIN_TOOLS,
-        producer=PRODUCER,
-        now=lambda: now,
-        max_bytes=256 * 1024,
-    )
-    planner = GoalPlanner(
-        record=log.record,
-        append=log.append,
-        tools=BUILTIN_TOOLS,
-        producer=PRODUCER,
-        now=lambda: now,
-    )
+    # The unit tests' wiring of the two handlers, over this log's ports (the same methods).
+    intake, planner = handler_pair(log)  # type: ignore[arg-type]
     handled = 0
     for n, body in enumerate(bodies):
         await intake.admit(body, fallback_command_id=f"c-{n}")
