@@ -508,7 +508,9 @@ class TimerStarted(Event, frozen=True, kw_only=True, tag="timer_started"):
     """A task's attempt waits for a durable timer (a ``sleep`` longer than the executor's
     threshold, a ``wait_until`` further away: ``purpose`` names the tool) instead of holding a
     process: nats-server wakes it at ``due_at`` (a scheduled message named by ``timer_id``,
-    this event's id). Written with the attempt's ``tool_called``, before the timer is armed."""
+    this event's id). Written with the attempt's ``tool_called``, before the timer is armed.
+    A ReAct task's call that waits names its think ``step`` and ``call`` (from 1), as its
+    ``tool_called`` does; a plain task's timer has step 0, call 0."""
 
     iteration: int
     task_id: str
@@ -518,12 +520,15 @@ class TimerStarted(Event, frozen=True, kw_only=True, tag="timer_started"):
     due_at: datetime
     seconds: float
     purpose: str = "sleep"
+    step: int = 0
+    call: int = 0
 
 
 class TimerFired(Event, frozen=True, kw_only=True, tag="timer_fired"):
-    """The timer of ``timer_started`` woke its task (written with the task's outcome).
-    ``late_ms``: how long after ``due_at`` the wake-up was handled (a restart while the timer
-    fell due shows here)."""
+    """The timer of ``timer_started`` woke its task (written with the task's outcome, or with
+    the ``tool_returned`` of the ReAct call that waited). ``late_ms``: how long after
+    ``due_at`` the wake-up was handled (a restart while the timer fell due shows here).
+    ``step``, ``call``: the ReAct call that waited, as on its timer."""
 
     iteration: int
     task_id: str
@@ -532,6 +537,8 @@ class TimerFired(Event, frozen=True, kw_only=True, tag="timer_fired"):
     timer_id: str
     due_at: datetime
     late_ms: float
+    step: int = 0
+    call: int = 0
 
 
 class TaskFailed(Event, frozen=True, kw_only=True, tag="task_failed"):

@@ -137,7 +137,7 @@ WHERE NOT decodable"""
 
 _TASK_TYPES = (
     "'task_scheduled', 'task_started', 'tool_called', 'tool_returned', 'tool_failed', "
-    "'task_completed', 'task_failed', 'task_cancelled', 'timer_started'"
+    "'task_completed', 'task_failed', 'task_cancelled', 'timer_started', 'timer_fired'"
 )
 _TASK_ENDS = "'task_completed', 'task_failed', 'task_cancelled'"
 _APPROVAL_EVENTS = frozenset({"approval_requested", "approval_granted", "approval_denied"})
@@ -303,6 +303,8 @@ WITH changes AS (
                      WHEN 'tool_called' THEN 'running'
                      WHEN 'tool_failed' THEN 'running'
                      WHEN 'timer_started' THEN 'waiting'
+                     -- a plain task's outcome is written right after it; a ReAct task thinks on
+                     WHEN 'timer_fired' THEN 'running'
                      WHEN 'task_completed' THEN 'completed'
                      WHEN 'task_failed' THEN 'failed'
                      WHEN 'task_cancelled' THEN 'cancelled'

@@ -17,7 +17,9 @@ different outcomes. Writes of other tasks of the goal only cause a retry.
 A ``sleep`` longer than the timers' threshold (or a ``wait_until`` further away) runs no tool
 here: its attempt records ``timer_started`` beside its ``tool_called``, arms a durable timer and
 returns, so the delivery is acked; ``wake_task`` finishes it when the timer's wake-up comes
-(services/executor/waits.py).
+(services/executor/waits.py). The wake-up of a timer a ReAct task's call waits on is decided
+here too (services/executor/react_waits.py): it records the call's result, and the executor
+resumes the task on that ``timer_fired``.
 
 A cancelled goal's task runs nothing more: ``goal_cancelled`` stops a tool call that runs
 (services/executor/cancellations.py), and a write refused because it came after the
@@ -40,7 +42,8 @@ import structlog
 from events.catalog import TaskScheduled
 from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError, ToolError
 from events.model import Event, Stamp
-from services.executor import decide, waits
+from events.tools import REACT_TOOL
+from services.executor import decide, react_record, react_waits, waits
 from services.executor.cancellations import CANCELLED, Cancellations, Stopped, unless_cancelled
 from services.executor.ports import GoalLog, Publish, Timers
 from services.executor.runner import ToolRunner
@@ -447,7 +450,7 @@ async def wake_task(
         return Stamp.caused_by(timer, producer=producer, now=now())
 
     stamp = stamped()
-    match waits.on_wakeup(task, record, timer_id, stamp):
+    match _wake_decision(task, writer.history, record, timer_id, stamp):
         case waits.Ignore(reason=reason):
             _log.info("wakeup_ignored", goal_id=goal_id, timer_id=timer_id, reason=reason)
         case waits.Rearm(timer=early):
@@ -470,6 +473,19 @@ async def wake_task(
             if not await writer.write(events):
                 # Another copy of this wake-up wrote the task's end, or the goal was cancelled.
                 await writer.give_way(record.attempts_made, record.tool_duration_ms, stamp)
+
+
+def _wake_decision(
+    task: TaskScheduled,
+    history: Sequence[Event],
+    record: decide.TaskRecord,
+    timer_id: str,
+    stamp: Stamp,
+) -> waits.WakeDecision:
+    if task.tool == REACT_TOOL:
+        calls = react_record.fold_react(history, task.iteration, task.task_id)
+        return react_waits.on_call_wakeup(task, calls, record.stop, timer_id, stamp)
+    return waits.on_wakeup(task, record, timer_id, stamp)
 
 
 async def wake_cancelled_timers(goal_id: str, *, log: GoalLog, timers: Timers) -> None:

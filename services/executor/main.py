@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as CoreSubscription
 from nats.js.api import PubAck
 
-from events.catalog import ApprovalDenied, ApprovalGranted, TaskScheduled
+from events.catalog import ApprovalDenied, ApprovalGranted, TaskScheduled, TimerFired
 from events.codec import decode_event
 from events.errors import DecodeError
 from events.model import Event
@@ -75,6 +75,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
         tools=registry.specs(),
         prompt=react_prompt(),
         max_steps=ctx.settings.react_max_steps,
+        timer_threshold_s=settings.timer_threshold_s,
     )
 
     history = GoalHistory(ctx.nc, outputs=ctx.outputs)
@@ -121,16 +122,17 @@ def build(ctx: ServiceContext) -> ServiceParts:
             now=ctx.now,
             producer=ctx.producer,
             cancellations=cancellations,
+            timers=timers,
             history=history,
         )
 
-    async def resume_waiting_call(answer: Event, _delivery: Delivery) -> None:
-        assert isinstance(answer, ApprovalGranted | ApprovalDenied)
+    async def resume_waiting_call(ended: Event, _delivery: Delivery) -> None:
+        assert isinstance(ended, ApprovalGranted | ApprovalDenied | TimerFired)
 
         async def resume(task: TaskScheduled, history: Sequence[Event]) -> None:
             await run_react(task, redelivered=True, history=history)
 
-        await resume_react(answer, log=ctx.goal_log, resume=resume)
+        await resume_react(ended, log=ctx.goal_log, resume=resume)
 
     async def run_task(task: Event, delivery: Delivery) -> None:
         assert isinstance(task, TaskScheduled)
@@ -177,6 +179,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
                         TaskScheduled: run_task,
                         ApprovalGranted: resume_waiting_call,
                         ApprovalDenied: resume_waiting_call,
+                        TimerFired: resume_waiting_call,
                     },
                 ),
                 ctx.settings.executor_concurrency,

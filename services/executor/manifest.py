@@ -33,8 +33,9 @@ MANIFEST = ServiceManifest(
     inputs=(
         Input(
             EVENTS_STREAM,
-            "executor: tasks to run, and answers that resume a ReAct task's waiting call",
-            events=(TaskScheduled, ApprovalGranted, ApprovalDenied),
+            "executor: tasks to run, and the answers and timers that resume a ReAct task's "
+            "waiting call",
+            events=(TaskScheduled, ApprovalGranted, ApprovalDenied, TimerFired),
         ),
         # Durable timers that fell due: nats-server republishes each to agora.intake.wakeup.
         Input(INTAKE_STREAM, "executor: durable timers that fell due", commands=(INTAKE_WAKEUP,)),
@@ -48,7 +49,7 @@ MANIFEST = ServiceManifest(
         TaskFailed,
         ToolRefused,
         TaskCancelled,  # its goal was cancelled: the running call stopped, or never began
-        TimerStarted,  # a long sleep waits as a durable timer, holding no process
+        TimerStarted,  # a long sleep (a ReAct task's call too) waits as a durable timer
         TimerFired,
         LlmRequested,
         LlmResponded,

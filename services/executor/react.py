@@ -22,6 +22,14 @@ arguments to run, possibly edited, or ``approval_denied``); the executor then re
 from its record. The model's earlier thinks are answered from the log, the approved call runs
 once, and a denial is the model's observation of that call.
 
+A call of ``sleep`` or ``wait_until`` that would wait longer than the timers' threshold
+(``ReactConfig.timer_threshold_s``, as a plain task's would: ``waits.durable_call_wait``) runs
+nothing in process either: the task records ``tool_called`` and ``timer_started`` (with the
+call's ``step`` and ``call``), the timer is armed and the task stops, holding nothing. The
+timer's wake-up records ``timer_fired`` and the call's ``tool_returned`` (the tool's normal
+result, services/executor/react_waits.py), and the executor resumes the task from its record,
+as after an approval's answer.
+
 :func:`next_react_action` is a pure function of the task, the turns so far and the task's
 recorded events (``react_record``); the think requests it asks for are built by
 ``react_request``, the events it records by ``react_events``. The adapter
@@ -42,11 +50,18 @@ from pydantic import ValidationError
 
 from events.approval_commands import approval_id
 from events.approvals import approval_reason
-from events.catalog import ApprovalRequested, TaskCompleted, TaskFailed, TaskScheduled, ToolCalled
+from events.catalog import (
+    ApprovalRequested,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TimerStarted,
+    ToolCalled,
+)
 from events.errors import ToolError
 from events.model import Budget, Event, Stamp
 from events.tools import ReactArgs, ToolSpec, argument_problems
-from services.executor import decide
+from services.executor import decide, waits
 from services.executor.react_events import (
     call_key,
     react_called,
@@ -68,11 +83,13 @@ __all__ = [
     "AlreadyFinished",
     "AskApproval",
     "AwaitApproval",
+    "AwaitTimer",
     "CallTool",
     "Finish",
     "Observe",
     "ReactAction",
     "Think",
+    "WaitDurably",
     "next_react_action",
 ]
 
@@ -86,7 +103,7 @@ BUDGET_EXCEEDED = "budget_exceeded"
 
 @dataclass(frozen=True, slots=True)
 class AlreadyFinished:
-    """task_completed or task_failed is recorded: nothing to do."""
+    """task_completed, task_failed or task_cancelled is recorded: nothing to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +141,23 @@ class AwaitApproval:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitDurably:
+    """Publish ``announce`` and ``timer`` (durably), arm the timer and stop: the call waits on
+    it, and the task holds nothing until its wake-up resumes it."""
+
+    announce: ToolCalled
+    timer: TimerStarted
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitTimer:
+    """The next call waits on its recorded durable timer, not woken yet: arm it again
+    (harmless if it is armed; a crash may have come between recording and arming) and stop."""
+
+    timer: TimerStarted
+
+
+@dataclass(frozen=True, slots=True)
 class Observe:
     """The next call's observation is known without running anything: recorded already
     (``publish`` False), or a refusal / an interrupted call to record now (``publish`` True)."""
@@ -139,7 +173,17 @@ class Finish:
     events: tuple[Event, ...]
 
 
-ReactAction = AlreadyFinished | Think | CallTool | AskApproval | AwaitApproval | Observe | Finish
+ReactAction = (
+    AlreadyFinished
+    | Think
+    | CallTool
+    | AskApproval
+    | AwaitApproval
+    | WaitDurably
+    | AwaitTimer
+    | Observe
+    | Finish
+)
 
 
 def next_react_action(
@@ -203,6 +247,10 @@ def _next_call(
     recorded = record.outcomes.get(key)
     if recorded is not None:
         return Observe(recorded, publish=False)
+    timer = record.timers.get(key)
+    if timer is not None:
+        # Announced and waiting on its timer: not an interrupted call.
+        return AwaitTimer(timer)
     if key in record.called:
         # Announced but never answered: the tool may have acted, so it is not run again.
         interrupted = ToolError(decide.INTERRUPTED_ERROR, transient=True)
@@ -217,7 +265,7 @@ def _next_call(
             f"tool {call.name!r} not granted to this task (granted: {listed}); the call was not run"
         )
         return Observe(react_refused(task, turn, number, reason, stamp), publish=True)
-    return _checked_call(task, turn, number, record, spec=config.tools[call.name], stamp=stamp)
+    return _checked_call(task, turn, number, record, config=config, stamp=stamp)
 
 
 def _checked_call(
@@ -226,12 +274,14 @@ def _checked_call(
     number: int,
     record: ReactRecord,
     *,
-    spec: ToolSpec,
+    config: ReactConfig,
     stamp: Stamp,
 ) -> ReactAction:
     """Granted call ``number`` of ``turn``: refused if its arguments do not fit the tool; if the
-    goal's approval policy names it, asked about, waiting, then run as approved; else run."""
+    goal's approval policy names it, asked about, waiting, then run as approved; else run (or,
+    a long wait, left to a durable timer)."""
     call = turn.reply.tool_calls[number - 1]
+    spec = config.tools[call.name]
     key = (turn.step, number)
     args = _validated(spec, call.name, call.arguments)
     if isinstance(args, str):
@@ -249,15 +299,28 @@ def _checked_call(
         args = _validated(spec, call.name, answer.args)
         if isinstance(args, str):
             return Observe(react_refused(task, turn, number, args, stamp), publish=True)
-    return CallTool(
-        step=turn.step,
-        call=number,
-        tool=call.name,
-        args=args,
-        announce=react_called(
-            task, step=turn.step, call=number, tool=call.name, args=args, stamp=stamp
-        ),
+    announce = react_called(
+        task, step=turn.step, call=number, tool=call.name, args=args, stamp=stamp
     )
+    wait = _durable_wait(call.name, args, config, stamp)
+    if wait is not None:
+        timer = waits.call_timer(
+            task, step=turn.step, call=number, tool=call.name, wait=wait, stamp=stamp
+        )
+        return WaitDurably(announce=announce, timer=timer)
+    return CallTool(step=turn.step, call=number, tool=call.name, args=args, announce=announce)
+
+
+def _durable_wait(
+    tool: str, args: dict[str, Any], config: ReactConfig, stamp: Stamp
+) -> waits.DurableWait | None:
+    """The durable timer the call waits on instead of running, if it is a long enough wait.
+    The task's timeout bounds each call that runs; a timer runs nothing, so it does not bound
+    a sleep the model asked for (``sleep`` itself allows an hour at most)."""
+    threshold_s = config.timer_threshold_s
+    if threshold_s is None:
+        return None
+    return waits.durable_call_wait(tool, args, None, threshold_s, stamp.occurred_at)
 
 
 def _validated(spec: ToolSpec, name: str, arguments: Mapping[str, Any]) -> dict[str, Any] | str:

@@ -12,9 +12,12 @@ model configured) fails the task with a readable reason; nothing is left stuck.
 A cancelled goal stops the task wherever it is (a think or a tool call): ``task_cancelled``.
 
 A call that needs a person's approval is recorded as ``approval_requested`` and the delivery
-ends there: nothing waits in this process. :func:`resume_react` takes the answer
-(``approval_granted`` / ``approval_denied`` of a ReAct step, decided by the planner), finds the
-task in the goal's log and runs the same loop from the record.
+ends there: nothing waits in this process. A long ``sleep`` or far ``wait_until`` likewise:
+``tool_called`` and ``timer_started`` are recorded, the durable timer is armed, and the
+delivery ends. :func:`resume_react` takes what ends the wait (``approval_granted`` /
+``approval_denied`` of a ReAct step, decided by the planner; the ``timer_fired`` of a call's
+timer, written with the call's result by its wake-up), finds the task in the goal's log and
+runs the same loop from the record.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from datetime import datetime
 
 import structlog
 
-from events.catalog import ApprovalDenied, ApprovalGranted, TaskScheduled
+from events.catalog import ApprovalDenied, ApprovalGranted, TaskScheduled, TimerFired
 from events.errors import LlmError, LlmNotRecordedError, LlmResponseError, ToolError
 from events.model import Event, Stamp
 from events.tools import REACT_TOOL
 from services.executor import decide, react, react_events, react_record, react_request
 from services.executor.cancellations import CANCELLED, Cancellations, unless_cancelled
-from services.executor.ports import GoalEvents
+from services.executor.ports import GoalEvents, Timers
 from services.executor.runner import ToolRunner
 from services.llm.port import LlmPort
 from services.llm.recording import Publish, answers_in, recorded_call
@@ -53,11 +56,13 @@ async def execute_react(
     now: Callable[[], datetime],
     producer: str,
     cancellations: Cancellations | None = None,
+    timers: Timers | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     history: Sequence[Event] | None = None,
 ) -> None:
     """Run ReAct task ``task`` to task_completed or task_failed, publishing every step; to
-    task_cancelled once its goal is cancelled; or until a call waits for approval.
+    task_cancelled once its goal is cancelled; or until a call waits for approval or on a
+    durable timer (``timers``, needed once ``config`` has a timer threshold).
 
     On a first delivery nothing can be recorded yet, so the log read is skipped; ``history``,
     when given, is the goal's log already read. Raises only if publishing or the log fails;
@@ -79,6 +84,7 @@ async def execute_react(
                 log=log,
                 publish=publish,
                 stamp=stamp,
+                timers=timers,
                 monotonic=monotonic,
                 history=history,
             ),
@@ -102,6 +108,7 @@ async def _react(
     log: GoalEvents,
     publish: Publish,
     stamp: Callable[[], Stamp],
+    timers: Timers | None,
     monotonic: Callable[[], float],
     history: Sequence[Event] | None,
 ) -> None:
@@ -119,8 +126,8 @@ async def _react(
             case react.Finish(events=events):
                 await publish(events)
                 return
-            case react.AskApproval(request=request):
-                await publish([request])  # acknowledged: the answer resumes the task
+            case react.AskApproval() | react.WaitDurably() | react.AwaitTimer() as waiting:
+                await _let_go(waiting, publish, timers)
                 return
             case react.Think(step=step, request=request):
                 try:
@@ -143,13 +150,30 @@ async def _react(
                 turns[-1] = turns[-1].observed(observation)
 
 
+async def _let_go(
+    waiting: react.AskApproval | react.WaitDurably | react.AwaitTimer,
+    publish: Publish,
+    timers: Timers | None,
+) -> None:
+    """The next call waits for a person or on a durable timer: record (and arm) what it waits
+    for; the task then holds nothing until the answer or the wake-up resumes it."""
+    if isinstance(waiting, react.AskApproval):
+        await publish([waiting.request])  # acknowledged: the answer resumes the task
+        return
+    assert timers is not None, "a call waits on a timer, but timers are not wired"
+    if isinstance(waiting, react.WaitDurably):
+        # Recorded before it is armed: a crash in between re-arms it on the redelivery.
+        await publish([waiting.announce, waiting.timer])
+    await timers.arm(waiting.timer)  # its wake-up records the result and resumes the task
+
+
 async def _begin(
     task: TaskScheduled, history: Sequence[Event], publish: Publish, stamp: Callable[[], Stamp]
 ) -> react_record.ReactRecord | None:
     """The task's record, once it is known to go on (``task_started`` recorded); None when it
     ended already, or ends now because its goal was cancelled or its iteration interrupted."""
     record = react_record.fold_react(history, task.iteration, task.task_id)
-    if record.finished or decide.fold_task(history, task.iteration, task.task_id).finished:
+    if record.finished:
         return None
     stop = decide.stop_of(history, task.iteration)
     if stop is not None:
@@ -161,19 +185,22 @@ async def _begin(
 
 
 async def resume_react(
-    answer: ApprovalGranted | ApprovalDenied,
+    ended: ApprovalGranted | ApprovalDenied | TimerFired,
     *,
     log: GoalEvents,
     resume: Callable[[TaskScheduled, Sequence[Event]], Awaitable[None]],
 ) -> None:
-    """Go on with the ReAct task whose call ``answer`` decided (nothing for a plain task's
-    answer: the planner schedules or fails that task itself)."""
-    if not answer.step:
+    """Go on with the ReAct task whose call's wait ``ended``: a person answered it, or its
+    timer fired. Nothing for a plain task's: the planner schedules or fails a task that waited
+    for approval itself, and a plain task's wake-up finished or ran it already."""
+    if not ended.step:
         return
-    history = await log.load(answer.goal_id)
-    task = _react_task(history, answer.iteration, answer.task_id)
+    history = await log.load(ended.goal_id)
+    task = _react_task(history, ended.iteration, ended.task_id)
     if task is None:
-        _log.warning("approval_for_unknown_react_task", approval_id=answer.approval_id)
+        _log.warning(
+            "resume_for_unknown_react_task", event_id=ended.event_id, task_id=ended.task_id
+        )
         return
     await resume(task, history)
 

@@ -2,8 +2,9 @@
 
 A *turn* is one think: the model's reply and the observations of the calls it asked for. The
 record is what the log already holds about the task: whether it started or finished, which
-calls were announced (``tool_called``), their outcomes, and which calls' approvals were asked
-for and granted. ``services.executor.react`` decides the next action from both.
+calls were announced (``tool_called``), their outcomes, which calls' approvals were asked
+for and granted, and which calls wait on a durable timer (``timer_started``).
+``services.executor.react`` decides the next action from both.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from events.catalog import (
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskStarted,
+    TimerStarted,
     ToolCalled,
     ToolFailed,
     ToolRefused,
@@ -73,6 +76,8 @@ class ReactRecord:
     outcomes: Mapping[tuple[int, int], Observation] = field(default_factory=dict)
     asked: frozenset[tuple[int, int]] = frozenset()  # (step, call) whose approval was requested
     granted: Mapping[tuple[int, int], ApprovalGranted] = field(default_factory=dict)
+    # (step, call) -> the durable timer the call waits on (a long sleep, a far wait_until).
+    timers: Mapping[tuple[int, int], TimerStarted] = field(default_factory=dict)
 
 
 def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRecord:
@@ -82,6 +87,7 @@ def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRe
     outcomes: dict[tuple[int, int], Observation] = {}
     asked: set[tuple[int, int]] = set()
     granted: dict[tuple[int, int], ApprovalGranted] = {}
+    timers: dict[tuple[int, int], TimerStarted] = {}
     for event in events:
         if getattr(event, "iteration", None) != iteration:
             continue
@@ -90,7 +96,7 @@ def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRe
         match event:
             case TaskStarted():
                 started = True
-            case TaskCompleted() | TaskFailed():
+            case TaskCompleted() | TaskFailed() | TaskCancelled():
                 finished = True
             case ToolCalled(step=step, call=call) if step > 0:
                 called.add((step, call))
@@ -100,6 +106,8 @@ def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRe
                 asked.add((step, call))
             case ApprovalGranted(step=step, call=call) if step > 0:
                 granted.setdefault((step, call), event)
+            case TimerStarted(step=step, call=call) if step > 0:
+                timers.setdefault((step, call), event)
     return ReactRecord(
         started=started,
         finished=finished,
@@ -107,4 +115,5 @@ def fold_react(events: Iterable[Event], iteration: int, task_id: str) -> ReactRe
         outcomes=outcomes,
         asked=frozenset(asked),
         granted=granted,
+        timers=timers,
     )

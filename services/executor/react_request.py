@@ -28,11 +28,14 @@ __all__ = ["ReactConfig", "build_request", "granted_tools", "observation_message
 @dataclass(frozen=True, slots=True)
 class ReactConfig:
     """What ReAct decisions need besides the record: the registry's tool specs (names,
-    descriptions, argument schemas), the prompt template and the step limit."""
+    descriptions, argument schemas), the prompt template, the step limit, and the timers'
+    threshold: a call's wait longer than it is a durable timer (None: every call runs in
+    process)."""
 
     tools: Mapping[str, ToolSpec]
     prompt: PromptTemplate
     max_steps: int = 8
+    timer_threshold_s: float | None = None
 
 
 def granted_tools(task: TaskScheduled, config: ReactConfig) -> tuple[str, ...]:

@@ -16,9 +16,10 @@ reason, for the log line); a cancelled goal's task ends with ``task_cancelled``;
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -34,6 +35,7 @@ from services.executor.decide import (
     fold_task,
     stopped,
 )
+from services.executor.react_events import REACT_ATTEMPT
 from services.executor.tools.wait_until import reached
 
 __all__ = [
@@ -44,12 +46,16 @@ __all__ = [
     "Rearm",
     "Retry",
     "WakeDecision",
+    "call_timer",
+    "durable_call_wait",
     "durable_wait",
     "on_wakeup",
     "pending_timers",
     "retry_timer",
     "start_timer",
+    "timer_fired",
     "timer_of",
+    "waited_output",
 ]
 
 # A wake-up at most this much before the due time counts as on time (the server fires on
@@ -66,24 +72,38 @@ class DurableWait:
 
 
 def durable_wait(task: TaskScheduled, threshold_s: float, now: datetime) -> DurableWait | None:
-    """The durable timer ``task`` waits for, decided at ``now``, or None to run it in process.
+    """The durable timer ``task`` waits for, decided at ``now``, or None to run it in process
+    (:func:`durable_call_wait` of the task's tool and arguments)."""
+    return durable_call_wait(task.tool, task.args, task.timeout_s, threshold_s, now)
 
-    A valid ``sleep`` longer than ``threshold_s`` and within its timeout (one longer than its
-    timeout times out in process, as it always did); a valid ``wait_until`` whose time is more
-    than ``threshold_s`` away (its timeout bounds a call that runs, and a timer runs nothing).
-    Bad arguments run in process, where the call reports them.
+
+def durable_call_wait(
+    tool: str,
+    args: Mapping[str, Any],
+    timeout_s: float | None,
+    threshold_s: float,
+    now: datetime,
+) -> DurableWait | None:
+    """The durable timer a call of ``tool`` with ``args`` waits for, decided at ``now``, or
+    None to run it in process (a plain task's call, or a call a ReAct task's model asked for).
+
+    A valid ``sleep`` longer than ``threshold_s`` and within its ``timeout_s`` if it has one (a
+    plain step's sleep longer than its timeout times out in process, as it always did); a
+    valid ``wait_until`` whose time is more than ``threshold_s`` away (a timeout bounds a call
+    that runs, and a timer runs nothing). Bad arguments run in process, where the call
+    reports them.
     """
-    if task.tool == "sleep":
+    if tool == "sleep":
         try:
-            seconds = SleepArgs.model_validate(task.args).seconds
+            seconds = SleepArgs.model_validate(args).seconds
         except ValidationError:
             return None
-        if seconds <= threshold_s or seconds >= task.timeout_s:
+        if seconds <= threshold_s or (timeout_s is not None and seconds >= timeout_s):
             return None
         return DurableWait(now + timedelta(seconds=seconds), float(seconds))
-    if task.tool == "wait_until":
+    if tool == "wait_until":
         try:
-            moment = WaitUntilArgs.model_validate(task.args).moment
+            moment = WaitUntilArgs.model_validate(args).moment
         except ValidationError:
             return None
         seconds = (moment - now).total_seconds()
@@ -94,37 +114,61 @@ def durable_wait(task: TaskScheduled, threshold_s: float, now: datetime) -> Dura
 def start_timer(task: TaskScheduled, attempt: int, wait: DurableWait, stamp: Stamp) -> TimerStarted:
     """The attempt's timer (its purpose is the tool's: ``sleep``, ``wait_until``); its id is
     the event's."""
-    return _timer(task, attempt, wait, stamp, task.tool)
+    return _timer(task, attempt, wait, stamp, purpose=task.tool, tool=task.tool)
+
+
+def call_timer(
+    task: TaskScheduled, *, step: int, call: int, tool: str, wait: DurableWait, stamp: Stamp
+) -> TimerStarted:
+    """The timer call ``call`` of think ``step`` of ReAct task ``task`` waits for (a ``sleep``
+    or ``wait_until`` the model asked for; the purpose is the tool's)."""
+    return _timer(task, REACT_ATTEMPT, wait, stamp, purpose=tool, tool=tool, step=step, call=call)
 
 
 def retry_timer(task: TaskScheduled, attempt: int, seconds: float, stamp: Stamp) -> TimerStarted:
     """The backoff ``attempt`` waits for before it runs, due ``seconds`` after ``stamp``'s
     time (written with the failure of the attempt before it)."""
     wait = DurableWait(stamp.occurred_at + timedelta(seconds=seconds), seconds)
-    return _timer(task, attempt, wait, stamp, RETRY)
+    return _timer(task, attempt, wait, stamp, purpose=RETRY, tool=task.tool)
 
 
 def _timer(
-    task: TaskScheduled, attempt: int, wait: DurableWait, stamp: Stamp, purpose: str
+    task: TaskScheduled,
+    attempt: int,
+    wait: DurableWait,
+    stamp: Stamp,
+    *,
+    purpose: str,
+    tool: str,
+    step: int = 0,
+    call: int = 0,
 ) -> TimerStarted:
-    envelope = stamp.envelope("timer_started", *_timer_key(task, attempt, purpose))
+    key = _timer_key(task, attempt, purpose, step, call)
+    envelope = stamp.envelope("timer_started", *key)
     return TimerStarted(
         **envelope,
         iteration=task.iteration,
         task_id=task.task_id,
-        tool=task.tool,
+        tool=tool,
         attempt=attempt,
         timer_id=envelope["event_id"],
         due_at=wait.due_at,
         seconds=wait.seconds,
         purpose=purpose,
+        step=step,
+        call=call,
     )
 
 
-def _timer_key(task: TaskScheduled, attempt: int, purpose: str) -> tuple[object, ...]:
-    # An attempt may wait for its backoff and then, as a long sleep, for its own timer.
+def _timer_key(
+    task: TaskScheduled, attempt: int, purpose: str, step: int = 0, call: int = 0
+) -> tuple[object, ...]:
+    # An attempt may wait for its backoff and then, as a long sleep, for its own timer; a
+    # ReAct task's one attempt for the timers of several calls, keyed as the calls' events.
     key: tuple[object, ...] = (task.iteration, task.task_id, attempt)
-    return (*key, RETRY) if purpose == RETRY else key
+    if purpose == RETRY:
+        return (*key, RETRY)
+    return (*key, step, call) if step else key
 
 
 def timer_of(events: Iterable[Event], timer_id: str) -> tuple[TaskScheduled, TimerStarted] | None:
@@ -216,22 +260,13 @@ def _fire(
     now = stamp.occurred_at
     spent_ms = record.tool_duration_ms
     waited_ms = max(0.0, (now - timer.occurred_at).total_seconds() * 1000)
-    fired = TimerFired(
-        **stamp.envelope("timer_fired", *_timer_key(task, timer.attempt, timer.purpose)),
-        iteration=task.iteration,
-        task_id=task.task_id,
-        tool=task.tool,
-        attempt=timer.attempt,
-        timer_id=timer.timer_id,
-        due_at=timer.due_at,
-        late_ms=max(0.0, (now - timer.due_at).total_seconds() * 1000),
-    )
+    fired = timer_fired(task, timer, stamp)
     if timer.purpose == RETRY:
         # The wait was no tool's: the attempts' tool time stays what it was.
         return Retry(Run(first_attempt=timer.attempt, prelude=(fired,), tool_duration_ms=spent_ms))
     done = completed(
         task,
-        _output(timer),
+        waited_output(timer),
         timer.attempt,
         spent_ms + waited_ms,
         stamp,
@@ -240,7 +275,24 @@ def _fire(
     return Finish((fired, done))
 
 
-def _output(timer: TimerStarted) -> str:
+def timer_fired(task: TaskScheduled, timer: TimerStarted, stamp: Stamp) -> TimerFired:
+    """``timer`` of ``task`` woke it at ``stamp``'s time."""
+    key = _timer_key(task, timer.attempt, timer.purpose, timer.step, timer.call)
+    return TimerFired(
+        **stamp.envelope("timer_fired", *key),
+        iteration=task.iteration,
+        task_id=task.task_id,
+        tool=timer.tool,
+        attempt=timer.attempt,
+        timer_id=timer.timer_id,
+        due_at=timer.due_at,
+        late_ms=max(0.0, (stamp.occurred_at - timer.due_at).total_seconds() * 1000),
+        step=timer.step,
+        call=timer.call,
+    )
+
+
+def waited_output(timer: TimerStarted) -> str:
     """What the waiting tool returns, the same as it would have in process."""
     if timer.purpose == "wait_until":
         return reached(timer.due_at)

@@ -8,8 +8,9 @@ is a difference, and that task is not compared further. A ReAct task's thinks ar
 from the recorded ``llm_responded`` events by request hash, like every re-run. A call of a
 ReAct task that waited for approval is answered by the person's recorded answer
 (``approval_granted`` / ``approval_denied``): the current code asks, is answered, and resumes
-the task from what it decided so far, as the live executor does. Timings (``duration_ms``) are
-measurements, not decisions, and are not compared.
+the task from what it decided so far, as the live executor does. A call that waited on a
+durable timer is woken when due by the current code and the task resumed likewise. Timings
+(``duration_ms``) are measurements, not decisions, and are not compared.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from events.catalog import (
     ApprovalRequested,
     LlmRequested,
     LlmResponded,
+    TaskCancelled,
     TaskCompleted,
     TaskScheduled,
     TimerStarted,
@@ -39,6 +41,7 @@ from events.catalog import (
 from events.errors import LlmNotRecordedError, ToolError
 from events.model import Event
 from events.tools import REACT_TOOL, ToolSpec
+from services.executor import decide
 from services.executor.handler import execute_task, wake_task
 from services.executor.react_handler import execute_react
 from services.executor.react_request import ReactConfig
@@ -237,17 +240,34 @@ async def _rerun_react(
     now: datetime,
 ) -> None:
     """Re-run one ReAct task; each time it stops at an approval request the record answered,
-    resume it from what it decided so far with that answer, as the executor does live."""
+    or at a call's durable timer, resume it from what it decided so far with that answer or
+    that timer's wake-up, as the executor does live."""
     assert options.react_prompt is not None
+    recorded = _task_events(history, task)
+    waited = [e for e in recorded if isinstance(e, TimerStarted) and e.step]
+    # A call waits on a timer exactly when one did (the threshold is a setting, not in the
+    # log), decided at the time the first one was: how long a wait_until waits depends on it.
+    timers = _RecordedTimers(0.0 if waited else math.inf)
+    clock = waited[0].occurred_at if waited else now
     config = ReactConfig(
-        tools=options.react_tools, prompt=options.react_prompt, max_steps=options.react_max_steps
+        tools=options.react_tools,
+        prompt=options.react_prompt,
+        max_steps=options.react_max_steps,
+        timer_threshold_s=timers.threshold_s,
     )
     answered = {
         e.approval_id: e
-        for e in _task_events(history, task)
+        for e in recorded
         if isinstance(e, ApprovalGranted | ApprovalDenied) and e.step
     }
     given: list[Event] = []
+    woken: set[str] = set()
+    # What the wake-ups read besides the task's events: the cancel (or interruption) that
+    # ended it, when one did (re-run hears none while a task runs).
+    stop = decide.stop_of(history, task.iteration)
+    stops = (
+        [stop] if stop is not None and any(isinstance(e, TaskCancelled) for e in recorded) else []
+    )
     while True:
         decided = _task_events(collector.decided, task)
         await execute_react(
@@ -260,14 +280,33 @@ async def _rerun_react(
             llm=model,
             log=_Answers([*answers.answers, *decided, *given]),
             publish=collector.steps,
-            now=lambda: now,
+            now=partial(_at, clock),
             producer=options.producer,
+            timers=timers,
         )
+        if model.new:
+            return
+        if timers.armed:
+            timer = timers.armed.pop(0)
+            if timer.timer_id in woken:
+                return  # woken once already and still waiting: nothing more to decide
+            woken.add(timer.timer_id)
+            await wake_task(
+                task.goal_id,
+                timer.timer_id,
+                log=_TaskLog([task, *_task_events(collector.decided, task), *stops]),
+                publish=collector,
+                timers=timers,
+                now=partial(_at, timer.due_at),
+                producer=options.producer,
+                runner=tools,
+            )
+            continue
         asked = [
             e for e in _task_events(collector.decided, task) if isinstance(e, ApprovalRequested)
         ]
         answer = answered.pop(asked[-1].approval_id, None) if asked else None
-        if answer is None or model.new:
+        if answer is None:
             return
         given.append(answer)
 

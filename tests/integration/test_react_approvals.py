@@ -252,13 +252,19 @@ async def test_react_calls_wait_for_approval_through_a_restart_edit_deny_and_dea
 
     # Re-run over the record, the current executor code asks the same, is answered by the
     # recorded answers, and decides the same, with no model asked.
+    await assert_reruns_identically(server, answered, timed_out)
+
+
+async def assert_reruns_identically(server: ScriptedLlmServer, *histories: list[Event]) -> None:
+    """Each goal's ``history`` re-run through the current executor code decides what was
+    recorded, answered from the record alone: the model ``server`` is not asked."""
     options = RerunOptions(
         planning=None,
         producer=producer_name("executor"),
         react_prompt=load_prompt("executor", "react", 1),
     )
     asked_before = len(server.requests)
-    for history in (answered, timed_out):
+    for history in histories:
         report = await rerun_executor(history, options, datetime.now(UTC))
         assert report.identical, report.differences
     assert len(server.requests) == asked_before
