@@ -47,12 +47,15 @@ from events.catalog import (
     TaskFailed,
     TaskScheduled,
     TaskStarted,
+    TimerFired,
+    TimerStarted,
     ToolCalled,
     ToolFailed,
     ToolRefused,
     ToolReturned,
 )
 from events.codec import encode
+from events.instants import utc_text
 from events.model import Event
 
 __all__ = ["OPEN_STATUSES", "Bar", "BarKind", "Timeline", "build_timeline", "service_of"]
@@ -263,6 +266,27 @@ class _Folder:
             call.facts["output"] = event.output
         call.tool_ms = event.duration_ms
 
+    def timer_started(self, event: TimerStarted) -> None:
+        """A call waits on a durable timer (a plain task's long sleep, a ReAct model's): it and
+        its task are ``waiting`` until it fires. A retry's backoff waits for no call yet."""
+        key = (event.iteration, event.task_id)
+        call = self.calls.get((key, event.attempt, event.step, event.call))
+        task = self.tasks.get(key)
+        if call is None or task is None or event.purpose == "retry":
+            return
+        call.status = task.status = "waiting"
+        call.detail = f"waits until {utc_text(event.due_at)}"
+
+    def timer_fired(self, event: TimerFired) -> None:
+        key = (event.iteration, event.task_id)
+        call = self.calls.get((key, event.attempt, event.step, event.call))
+        task = self.tasks.get(key)
+        for bar in (call, task):
+            if bar is not None and bar.status == "waiting":
+                bar.status = "running"
+        if call is not None:
+            call.detail = ""
+
     def task_ended(self, event: TaskCompleted | TaskFailed | TaskCancelled) -> None:
         key = (event.iteration, event.task_id)
         task = self.tasks.get(key)
@@ -272,7 +296,7 @@ class _Folder:
             task.start = event.occurred_at
         task.end = max(task.start, event.occurred_at)
         for call in task.children:  # a plain task's last call ends with the task
-            if call.kind == "tool" and call.status == "running":
+            if call.kind == "tool" and call.status in ("running", "waiting"):
                 call.end = task.end
                 call.status = "completed" if isinstance(event, TaskCompleted) else "failed"
                 if isinstance(event, TaskCompleted) and event.attempt_duration_ms is not None:
@@ -535,6 +559,8 @@ _FOLDS: dict[type[Event], Callable[[_Folder, Any], None]] = {
     ToolReturned: _Folder.tool_ended,
     ToolFailed: _tool_failed,
     ToolRefused: _Folder.tool_refused,
+    TimerStarted: _Folder.timer_started,
+    TimerFired: _Folder.timer_fired,
     TaskCompleted: _task_completed,
     TaskFailed: _Folder.task_ended,
     TaskCancelled: _Folder.task_ended,

@@ -34,6 +34,8 @@ from events.catalog import (
     TaskFailed,
     TaskScheduled,
     TaskStarted,
+    TimerFired,
+    TimerStarted,
     ToolCalled,
     ToolFailed,
     ToolReturned,
@@ -209,6 +211,56 @@ def test_task_events_fold_into_one_task_row(store: ProjectionStore, per_event: b
         '{"text":"hi"}',
         3,
     )
+
+
+def call_of(n: int, task_id: str, tool: str, **fields: Any) -> dict[str, Any]:
+    """The fields of an executor event of ``task_id``'s call of ``tool`` (a ReAct task's
+    passes ``step`` and ``call``)."""
+    return {**task(n, LATER), "task_id": task_id, "tool": tool, "attempt": 1, **fields}
+
+
+@pytest.mark.parametrize("per_event", [False, True])
+def test_a_task_waits_on_its_timer_and_runs_again_or_ends_when_it_fires(
+    store: ProjectionStore, per_event: bool
+) -> None:
+    """A plain task's timer fires with its completion; a ReAct task's call's timer fires with
+    the call's result, and the task thinks on: running, not waiting."""
+    react_call = {"step": 1, "call": 1}
+    timer = {"due_at": LATER, "seconds": 5.0}
+    waiting: list[Event] = [
+        TaskScheduled(
+            **task(1), description="nap", args={"seconds": 5}, timeout_s=60.0, max_attempts=1
+        ),
+        ToolCalled(**call_of(2, "s1", "echo"), args={"seconds": 5}),
+        TimerStarted(**call_of(3, "s1", "echo"), timer_id="e-3", **timer),
+        TaskScheduled(
+            **{**task(4), "task_id": "r1", "tool": "react"},
+            description="rest",
+            args={"instruction": "rest"},
+            timeout_s=60.0,
+            max_attempts=1,
+        ),
+        ToolCalled(**call_of(5, "r1", "sleep", **react_call), args={"seconds": 5}),
+        TimerStarted(**call_of(6, "r1", "sleep", **react_call), timer_id="e-6", **timer),
+    ]
+    woken: list[Event] = [
+        TimerFired(**call_of(7, "s1", "echo"), timer_id="e-3", due_at=LATER, late_ms=0.0),
+        TaskCompleted(**task(8, LATER), output="slept 5s", attempts=1, duration_ms=5.0),
+        TimerFired(
+            **call_of(9, "r1", "sleep", **react_call), timer_id="e-6", due_at=LATER, late_ms=0.0
+        ),
+        ToolReturned(
+            **call_of(10, "r1", "sleep", **react_call), output="slept 5s", duration_ms=5.0
+        ),
+    ]
+    statuses = "SELECT task_id, status FROM tasks ORDER BY task_id"
+    for events, expected in (
+        (waiting, [("r1", "waiting"), ("s1", "waiting")]),
+        (woken, [("r1", "running"), ("s1", "completed")]),
+    ):
+        for batch in ([e] for e in events) if per_event else [events]:
+            apply(store, *batch)
+        assert store.connection.execute(statuses).fetchall() == expected
 
 
 @pytest.mark.parametrize("per_event", [False, True])

@@ -13,7 +13,9 @@ import httpx
 import msgspec
 import pytest
 
+from events.approvals import ApprovalPolicy, ApprovalRule
 from events.catalog import (
+    ApprovalRequested,
     GoalCancelled,
     TaskCancelled,
     TaskCompleted,
@@ -23,6 +25,7 @@ from events.catalog import (
     ToolReturned,
 )
 from events.model import Stamp
+from projections.timeline import build_timeline
 from services.executor import decide, react_record, react_request, react_waits, waits
 from services.executor.react_handler import execute_react
 from services.executor.registry import ToolRegistry
@@ -34,6 +37,7 @@ from tests.unit.test_executor_react import (
     PROMPT,
     ScriptedModel,
     Stream,
+    answer,
     by_observations,
     react_task,
     reply,
@@ -67,7 +71,8 @@ async def runner(tmp_path: Path) -> AsyncIterator[ToolRunner]:
 
 def sleeper() -> TaskScheduled:
     # Its timeout (5 s) bounds each call that runs, not a call that waits on a timer.
-    return react_task(("sleep", "echo"), args={"instruction": "rest an hour, then say so"})
+    granted = ("sleep", "wait_until", "echo")
+    return react_task(granted, args={"instruction": "rest an hour, then say so"})
 
 
 async def run(
@@ -106,6 +111,15 @@ def wake(
     return react_waits.on_call_wakeup(task, record, stop, timer.timer_id, stamp)
 
 
+def drawn(task: TaskScheduled, stream: Stream) -> tuple[str, list[tuple[str, str, str]]]:
+    """The ReAct task's bar on the goal's timeline: its status, and its calls'."""
+    timeline = build_timeline(task.goal_id, [task, *stream.events])
+    assert timeline is not None
+    (task,) = [bar for bar in timeline.bars if bar.kind == "task"]
+    calls = [(c.label, c.status, c.detail) for c in task.children if c.kind == "tool"]
+    return task.status, calls
+
+
 async def test_a_long_sleep_the_model_asks_for_waits_on_a_timer_and_resumes_on_its_wakeup(
     runner: ToolRunner,
 ) -> None:
@@ -126,6 +140,11 @@ async def test_a_long_sleep_the_model_asks_for_waits_on_a_timer_and_resumes_on_i
     assert (timer.step, timer.call, timer.tool, timer.purpose) == (1, 1, "sleep", "sleep")
     assert timer.due_at == NOW + timedelta(seconds=3600)
     assert timers.armed == [timer]
+    # The timeline shows the call, and its task, waiting on the timer.
+    assert drawn(task, stream) == (
+        "waiting",
+        [("sleep (step 1)", "waiting", "waits until 2026-01-01T13:00:00Z")],
+    )
 
     # A redelivery of the task meanwhile arms the same timer again and asks nothing.
     await run(task, stream, runner, model, timers, redelivered=True, seconds=5)
@@ -146,6 +165,7 @@ async def test_a_long_sleep_the_model_asks_for_waits_on_a_timer_and_resumes_on_i
     assert isinstance(again, waits.Finish)
     assert [e.event_id for e in again.events] == [e.event_id for e in decision.events]
     await stream.publish(decision.events)
+    assert drawn(task, stream) == ("running", [("sleep (step 1)", "completed", "3600.40 s")])
 
     # Resumed from the record: the first think is answered from the log, the model sees the
     # sleep's result in the second.
@@ -197,3 +217,43 @@ async def test_a_sleep_within_the_threshold_runs_in_process(runner: ToolRunner) 
     assert [r.output for r in stream.of(ToolReturned)] == ["slept 0s"]
     assert timers.armed == []
     assert len(stream.of(TaskCompleted)) == 1
+
+
+async def test_a_far_wait_until_waits_for_its_time_and_returns_what_it_does_in_process(
+    runner: ToolRunner,
+) -> None:
+    task, stream, timers = sleeper(), Stream(), ArmedTimers()
+    until = reply(("wait_until", {"at": "2026-01-01T14:00:00Z"}))  # two hours after NOW
+    await run(task, stream, runner, ScriptedModel(by_observations(until, DONE)), timers)
+
+    (timer,) = timers.armed
+    assert (timer.purpose, timer.due_at, timer.seconds) == (
+        "wait_until",
+        NOW + timedelta(hours=2),
+        7200.0,
+    )
+    decision = wake(task, stream, timer, seconds=7200)
+    assert isinstance(decision, waits.Finish)
+    _, returned = decision.events
+    assert isinstance(returned, ToolReturned)
+    assert returned.output == "waited until 2026-01-01T14:00:00Z"
+
+
+async def test_a_sleep_that_needs_approval_waits_for_the_answer_then_on_its_timer(
+    runner: ToolRunner,
+) -> None:
+    policy = ApprovalPolicy(rules=(ApprovalRule(tool="sleep"),), deadline_s=60.0)
+    task = msgspec.structs.replace(sleeper(), approval=policy)
+    stream, timers = Stream(), ArmedTimers()
+    model = ScriptedModel(by_observations(HOUR, DONE))
+
+    await run(task, stream, runner, model, timers)
+    (request,) = stream.of(ApprovalRequested)
+    assert timers.armed == []  # nothing waits on a timer before a person approved the call
+
+    await stream.publish([answer(request)])
+    await run(task, stream, runner, model, timers, redelivered=True, seconds=20)
+    (timer,) = timers.armed
+    assert (timer.step, timer.call) == (request.step, request.call)
+    assert timer.due_at == NOW + timedelta(seconds=3620)
+    assert len(model.requests) == 1
