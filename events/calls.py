@@ -1,12 +1,13 @@
 """A plain task's tool call as an event: recorded before it ran, or implied by its outcome.
 
-An attempt of a tool that has side effects or takes time is recorded as ``tool_called`` before
-the tool runs. An attempt of an instant tool without side effects (``echo``, ``calculator``)
-is not: its outcome (``task_completed`` or ``tool_failed``) carries ``called_at`` and is the
-call's whole record. Readers that show calls (the timeline and traces, AG-UI, re-run, the
-fault checker) fold such an outcome as the ``tool_called`` it stands for, followed by itself:
-``implied_call`` builds it, with the very event id the executor gives a recorded call, so
-both kinds of log show a call the same way. Pure: no I/O.
+An attempt of a tool that has side effects is recorded as ``tool_called`` before the tool runs;
+one of a tool without side effects that takes time, only if it runs past a short grace (while
+it runs). An attempt of an instant tool without side effects (``echo``, ``calculator``), or one
+that ended within its grace, is not: its outcome (``task_completed`` or ``tool_failed``)
+carries ``called_at`` and is the call's whole record. Readers that show calls (the timeline
+and traces, AG-UI, re-run, the fault checker) fold such an outcome as the ``tool_called`` it
+stands for, followed by itself: ``implied_call`` builds it, with the very event id the executor
+gives a recorded call, so both kinds of log show a call the same way. Pure: no I/O.
 """
 
 from __future__ import annotations

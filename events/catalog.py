@@ -422,10 +422,12 @@ class TaskStarted(Event, frozen=True, kw_only=True, tag="task_started"):
 
 
 class ToolCalled(Event, frozen=True, kw_only=True, tag="tool_called"):
-    """An attempt is about to run its tool, durably recorded first. For a plain tool task the
-    first attempt's ``tool_called`` is also the task's start (``task_started`` is written only
-    for ReAct tasks). A plain task of a tool that is instant and has no side effects
-    (``ToolSpec.records_call_first``) writes none: its outcome carries ``called_at``."""
+    """An attempt calls its tool: durably recorded before it runs (a tool with side effects, a
+    ReAct step), or while it runs (a plain task's tool without side effects that takes time,
+    once it ran past its grace: ``CallRecord.WHILE_RUNNING``); ``occurred_at`` is when the call
+    began. For a plain tool task the first attempt's ``tool_called`` is also the task's start
+    (``task_started`` is written only for ReAct tasks). A plain task's call recorded by nothing
+    else writes none: its outcome carries ``called_at``."""
 
     iteration: int
     task_id: str
@@ -463,7 +465,7 @@ class ToolFailed(Event, frozen=True, kw_only=True, tag="tool_failed"):
     step: int = 0
     call: int = 0
     # When the attempt's tool was called, set only when no tool_called recorded the call (a
-    # plain task of an instant tool without side effects): this event is then its whole record.
+    # plain task's tool without side effects): this event is then its whole record.
     called_at: datetime | None = None
 
 
@@ -473,7 +475,7 @@ class TaskCompleted(Event, frozen=True, kw_only=True, tag="task_completed"):
     ``attempt_duration_ms`` its own tool time, ``duration_ms`` the sum over every attempt.
     ``attempt_duration_ms`` is None when the attempt's return is a ``tool_returned`` of its own
     (ReAct tasks, older logs): then this event only closes the task. ``called_at`` is set when
-    no ``tool_called`` recorded the attempt's call (an instant tool without side effects):
+    no ``tool_called`` recorded the attempt's call (a tool without side effects):
     this event is then the call's whole record, started at ``called_at``."""
 
     iteration: int

@@ -8,6 +8,7 @@ with ``jsonschema`` (see ``argument_problems``). Implementations live in
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = [
     "REACT_TOOL",
     "AppendLineArgs",
     "CalculatorArgs",
+    "CallRecord",
     "EchoArgs",
     "HttpGetArgs",
     "PythonArgs",
@@ -105,6 +107,25 @@ class AppendLineArgs(_Args):
 BUILTIN_ORIGIN = "builtin"
 
 
+class CallRecord(enum.Enum):
+    """When the executor stores an attempt's ``tool_called``.
+
+    ``BEFORE_RUN``: stored (acknowledged) before the tool runs, so that a crash between running
+    a tool that acts on the world and recording its outcome never runs it again unseen.
+    ``WHILE_RUNNING``: the tool starts at once; only if it is still running after a short grace
+    is ``tool_called`` stored, while it runs (for the views and as the attempt's claim), and a
+    refused claim stops the call and drops its result. One that ends within the grace is
+    recorded by its outcome alone. For tools without side effects that take time: running one
+    again is harmless, so nothing need be stored before it runs.
+    ``BY_OUTCOME``: never; the outcome (``task_completed`` or ``tool_failed``, ``called_at``
+    set) is the call's whole record. For instant tools without side effects.
+    """
+
+    BEFORE_RUN = "before_run"
+    WHILE_RUNNING = "while_running"
+    BY_OUTCOME = "by_outcome"
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     """A tool as planners and the executor know it.
@@ -116,7 +137,7 @@ class ToolSpec:
     (``allowed_tools``).
 
     ``side_effects`` and ``instant`` decide how the executor records a call
-    (``records_call_first``).
+    (``call_record``).
     """
 
     name: str
@@ -133,13 +154,12 @@ class ToolSpec:
     instant: bool = False
 
     @property
-    def records_call_first(self) -> bool:
-        """Whether each attempt's ``tool_called`` is stored before the tool runs, so that a
-        crash between running it and recording its outcome never runs it again unseen. A tool
-        that is instant and has no side effects needs none: running it again after a crash
-        changes nothing and costs nothing, so its outcome (``task_completed`` or
-        ``tool_failed``, with ``called_at`` set) is the call's whole record."""
-        return self.side_effects or not self.instant
+    def call_record(self) -> CallRecord:
+        """How each attempt of this tool is recorded (``CallRecord``): a tool with side effects
+        before it runs; an instant one without by its outcome alone; any other while it runs."""
+        if self.side_effects:
+            return CallRecord.BEFORE_RUN
+        return CallRecord.BY_OUTCOME if self.instant else CallRecord.WHILE_RUNNING
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON Schema of the tool's arguments."""

@@ -158,6 +158,14 @@ class Environment(BaseSettings):
         "client ([architecture.md](architecture.md#the-hot-path-connection-infrabuswirepy)); "
         "`off`: over nats-py, as they also do under TLS",
     )
+    call_announce_after_s: Seconds = Field(
+        0.05,
+        description="a call of a tool without side effects that takes time (`sleep`, "
+        "`http_get`, `read_file`, `python`) starts at once; only one still running after this "
+        "long stores its `tool_called` (shown as running, and the attempt's claim), while it "
+        "runs; one that ends sooner is recorded by its outcome alone "
+        "([events.md](events.md#what-a-goal-writes))",
+    )
     timer_threshold_s: Seconds = Field(
         30.0,
         description="a `sleep` longer than this, a `wait_until` further away, or a backoff "

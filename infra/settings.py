@@ -160,6 +160,7 @@ class Settings:
     sandbox_memory_mb: int = _DEFAULTS.sandbox_memory_mb
     sandbox_processes: int = _DEFAULTS.sandbox_processes
     sandbox_wall_s: float = _DEFAULTS.sandbox_wall_s
+    call_announce_after_s: float = _DEFAULTS.call_announce_after_s
     timer_threshold_s: float = _DEFAULTS.timer_threshold_s
     retry_backoff_s: float = _DEFAULTS.retry_backoff_s
     retry_backoff_max_s: float = _DEFAULTS.retry_backoff_max_s

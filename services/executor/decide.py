@@ -16,10 +16,11 @@ A plain task writes ``tool_called`` (its first one is the task's start) and then
 with purpose ``retry``, written with the ``tool_failed``: that attempt then waits for it); or,
 once its goal is cancelled or its iteration interrupted by a message (``goal_cancelled`` /
 ``iteration_interrupted`` in the record), ``task_cancelled``, and nothing more runs. A task
-of an instant tool without side effects (``ToolSpec.records_call_first`` false) writes no
-``tool_called``: running it again after a crash is harmless, so its attempts are recorded by
-their outcomes alone (``called_at`` set), and a redelivery that finds neither an outcome nor a
-call simply runs it. Logs written by older executors also hold ``task_started`` and
+of a tool without side effects writes no ``tool_called`` before it runs
+(``ToolSpec.call_record``: an instant one none at all, one that takes time only once it ran
+past a short grace): running it again after a crash is harmless, so such attempts are recorded
+by their outcomes alone (``called_at`` set), and a redelivery that finds neither an outcome nor
+a call simply runs it. Logs written by older executors also hold ``task_started`` and
 ``tool_returned``, and a ``tool_called`` for every attempt; they fold the same.
 
 Event ids come from ``Stamp.envelope(tag, iteration, task_id[, attempt])``: the same decision

@@ -1,10 +1,12 @@
 """Executes one ``task_scheduled``: the imperative shell around ``decide``.
 
-Every attempt is announced (``tool_called``) and durably acknowledged BEFORE the tool runs, and
-its outcome is published before the next step, so after a crash the goal's log tells a
-redelivery exactly where to resume (see ``decide.plan_execution``). The exception is a tool
-that declares running it again harmless (instant, no side effects: ``echo``, ``calculator``):
-its attempt is recorded by its outcome alone, so a crash before that outcome runs it again.
+An attempt of a tool with side effects is announced (``tool_called``) and durably acknowledged
+BEFORE the tool runs, and its outcome is published before the next step, so after a crash the
+goal's log tells a redelivery exactly where to resume (see ``decide.plan_execution``). A tool
+without side effects declares running it again harmless (``events.tools.CallRecord``): an
+instant one (``echo``, ``calculator``) is recorded by its outcome alone; one that takes time
+starts at once, and only if it still runs after a short grace is its ``tool_called`` written,
+while it runs. A crash before such a call's outcome runs it again.
 
 Several executor replicas share one durable consumer, and a replica that stalls past the ack
 wait (a long GC pause, SIGSTOP) loses its delivery to another one while it still believes it
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +45,7 @@ import structlog
 from events.catalog import TaskScheduled
 from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError, ToolError
 from events.model import Event, Stamp
-from events.tools import REACT_TOOL
+from events.tools import REACT_TOOL, CallRecord
 from services.executor import decide, react_record, react_waits, waits
 from services.executor.cancellations import CANCELLED, Cancellations, Stopped, unless_cancelled
 from services.executor.ports import GoalLog, Publish, Timers
@@ -296,9 +299,9 @@ async def _run_attempts(
     monotonic: Callable[[], float],
 ) -> None:
     """Call the tool (``call``: the attempt's result, or ``CANCELLED`` when its goal was
-    cancelled first) attempt after attempt, each recorded: announced (``tool_called``) before
-    it runs, unless the tool declares that running it again is harmless (an instant tool
-    without side effects), then by its outcome alone, which says when it was called."""
+    cancelled first) attempt after attempt, each recorded as the tool's ``CallRecord`` says:
+    announced (``tool_called``) before it runs, or while it runs once past its grace, or by its
+    outcome alone, which then says when it was called."""
     attempt = run.first_attempt
     spent_ms = run.tool_duration_ms
     refusal = runner.permits(task.tool, task.allowed_tools)
@@ -310,30 +313,42 @@ async def _run_attempts(
         return
     # A plain task's start is its first tool_called: no task_started of its own.
     announcements: list[Event] = list(run.prelude)
-    records_call = runner.records_call_first(task.tool)
     while True:
         calling = stamp()
-        if records_call:
-            announcements.append(decide.called(task, attempt, task.args, calling))
-        # Without a call to announce, only an earlier attempt's interruption (a log of an
-        # older executor) is written first.
+        recording = runner.call_record(task.tool)
+        # The attempt's tool_called, built only when it is written.
+        announce = functools.partial(decide.called, task, attempt, task.args, calling)
+        if recording is CallRecord.BEFORE_RUN:
+            announcements.append(announce())
+        # Without a call to announce first, only an earlier attempt's interruption (a log of
+        # an older executor) is written first.
         if announcements and not await writer.write(announcements):
             # The attempt is someone else's, or the goal was cancelled: never run its tool.
             await writer.give_way(attempt - 1, spent_ms, stamp())
             return
         announcements = []
-        # Set on the outcome of a call no tool_called recorded: when it began.
-        called_at = None if records_call else calling.occurred_at
         began = monotonic()
-        try:
-            result = await call()
-        except ToolError as error:
-            duration_ms = (monotonic() - began) * 1000
-            spent_ms += duration_ms
+        called = await _call_recorded(
+            call,
+            recording,
+            announce,
+            writer=writer,
+            grace_s=runner.announce_after_s,
+        )
+        if called is None:
+            # The claim was refused: the call was stopped, its result is dropped.
+            await writer.give_way(attempt - 1, spent_ms, stamp())
+            return
+        result, announced = called
+        # Set on the outcome of a call no tool_called recorded: when it began.
+        called_at = None if announced else calling.occurred_at
+        duration_ms = (monotonic() - began) * 1000
+        spent_ms += duration_ms
+        if isinstance(result, ToolError):
             if not await _after_failure(
                 task,
                 attempt,
-                error,
+                result,
                 duration_ms,
                 spent_ms,
                 writer=writer,
@@ -344,12 +359,11 @@ async def _run_attempts(
                 return
             attempt += 1
             continue
-        duration_ms = (monotonic() - began) * 1000
-        spent_ms += duration_ms
         if result is CANCELLED:
-            # An attempt no tool_called recorded was not called at all: it does not count.
-            called = attempt if records_call else attempt - 1
-            await writer.record_stop(called, spent_ms, stamp(), why_stopped())
+            # An attempt no tool_called recorded does not count: as far as the log goes, it
+            # was not called.
+            counted = attempt if announced else attempt - 1
+            await writer.record_stop(counted, spent_ms, stamp(), why_stopped())
             return
         assert isinstance(result, ToolResult)
         # The attempt's return and the task's completion are one event for a plain task.
@@ -378,6 +392,66 @@ async def _run_attempts(
             # cancelled meanwhile. Either way the result is dropped.
             await writer.give_way(attempt, spent_ms, stamp())
         return
+
+
+async def _call_recorded(
+    call: Callable[[], Awaitable[ToolResult | Stopped]],
+    recording: CallRecord,
+    announce: Callable[[], Event],
+    *,
+    writer: _TaskWriter,
+    grace_s: float,
+) -> tuple[ToolResult | Stopped | ToolError, bool] | None:
+    """One attempt's call, its announcement (``announce()``: ``tool_called``) written already
+    if ``recording`` is ``BEFORE_RUN``, or while it runs if it is ``WHILE_RUNNING``: its result
+    (the tool's error, if it failed) and whether a ``tool_called`` records it; None if the
+    announcement written while it ran was refused."""
+    if recording is not CallRecord.WHILE_RUNNING:
+        announced = recording is CallRecord.BEFORE_RUN
+        try:
+            return await call(), announced
+        except ToolError as error:
+            return error, announced
+    ran = await _call_announced_while_running(call(), announce, writer=writer, grace_s=grace_s)
+    if ran is None:
+        return None
+    finished, announced = ran
+    try:
+        return finished.result(), announced
+    except ToolError as error:
+        return error, announced
+
+
+async def _call_announced_while_running(
+    work: Awaitable[ToolResult | Stopped],
+    announce: Callable[[], Event],
+    *,
+    writer: _TaskWriter,
+    grace_s: float,
+) -> tuple[asyncio.Future[ToolResult | Stopped], bool] | None:
+    """Run ``work``, a call of a tool without side effects, at once; if it still runs after
+    ``grace_s``, store its announcement (``announce()``: ``tool_called``) while it runs. The
+    finished call and whether it was announced; None if the announcement was refused: the
+    call is then stopped.
+
+    The outcome's write is guarded on the goal's last sequence, which the announcement's
+    acknowledgement gives, so a call that ends within the grace goes without one: its outcome
+    alone records it, in one write instead of two in a row (docs/performance.md)."""
+    running = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({running}, timeout=grace_s)
+        if done:
+            return running, False
+        if not await writer.write([announce()]):
+            return None
+        await asyncio.wait({running})
+        return running, True
+    finally:
+        if not running.done():
+            running.cancel()
+            # The tool's own clean-up (a sandboxed program killed) finishes before we go on.
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
 
 
 async def _after_failure(

@@ -70,7 +70,7 @@ def build(ctx: ServiceContext) -> ServiceParts:
     tools = ToolContext(workspace=workspace, http=http, sandbox=sandbox)
     registry = ToolRegistry.builtin()
     mcp = connected_tools(ctx, registry)
-    runner = ToolRunner(registry, tools)
+    runner = ToolRunner(registry, tools, announce_after_s=settings.call_announce_after_s)
     react_config = ReactConfig(
         tools=registry.specs(),
         prompt=react_prompt(),

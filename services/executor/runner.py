@@ -17,12 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from events.errors import ToolError
-from events.tools import ToolSpec
+from events.tools import CallRecord, ToolSpec
 from services.executor.breaker import DEFAULT_MAX_DESTINATIONS, BreakerBoard, CircuitBreaker
 from services.executor.registry import ToolRegistry, validated_args
 from services.executor.tools.context import ToolContext, ToolImplementation, ToolResult
 
 __all__ = [
+    "DEFAULT_ANNOUNCE_AFTER_S",
     "DEFAULT_MAX_OUTPUT_BYTES",
     "ToolRunner",
     "cap_result",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024
+DEFAULT_ANNOUNCE_AFTER_S = 0.05
 
 
 class ToolRunner:
@@ -44,8 +46,12 @@ class ToolRunner:
         breaker_threshold: int = 5,
         breaker_cooldown_s: float = 30.0,
         max_breakers: int = DEFAULT_MAX_DESTINATIONS,
+        announce_after_s: float = DEFAULT_ANNOUNCE_AFTER_S,
     ) -> None:
         self.registry = registry
+        # How long a call recorded while it runs (CallRecord.WHILE_RUNNING) may run before its
+        # tool_called is stored.
+        self.announce_after_s = announce_after_s
         self._ctx = ctx
         self._max_output_bytes = max_output_bytes
         self.breakers = BreakerBoard(
@@ -69,11 +75,11 @@ class ToolRunner:
         registered = self.registry.find(tool)
         return registered is not None and registered.instant
 
-    def records_call_first(self, tool: str) -> bool:
-        """Whether an attempt of ``tool`` is recorded (``tool_called``) before it runs
-        (``ToolSpec.records_call_first``); an unknown tool's call is, and fails."""
+    def call_record(self, tool: str) -> CallRecord:
+        """When an attempt of ``tool`` is recorded (``ToolSpec.call_record``); an unknown tool's
+        call is recorded before it runs, and fails."""
         registered = self.registry.find(tool)
-        return registered is None or registered.spec.records_call_first
+        return CallRecord.BEFORE_RUN if registered is None else registered.spec.call_record
 
     async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> str:
         """The tool's output text (at most ``max_output_bytes``), or a ``ToolError``."""

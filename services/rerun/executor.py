@@ -40,7 +40,7 @@ from events.catalog import (
 )
 from events.errors import LlmNotRecordedError, ToolError
 from events.model import Event
-from events.tools import REACT_TOOL, ToolSpec
+from events.tools import REACT_TOOL, CallRecord, ToolSpec
 from services.executor import decide
 from services.executor.handler import execute_task, wake_task
 from services.executor.react_handler import execute_react
@@ -76,6 +76,8 @@ class _RecordedTools(ToolRunner):
     ) -> None:
         # Deliberately not ToolRunner.__init__: no registry, no workspace, no HTTP client.
         self._calls = deque(calls)
+        # Never used: a call is answered at once, recorded as the record says (call_record).
+        self.announce_after_s = 0.0
         self._tools = tools
         self.unrecorded: list[str] = []
 
@@ -87,10 +89,17 @@ class _RecordedTools(ToolRunner):
         del tool
         return True  # answered from the record at once: nothing waits, nothing to watch
 
-    def records_call_first(self, tool: str) -> bool:
-        # As the live executor records it, by the tool's declaration.
+    def call_record(self, tool: str) -> CallRecord:
+        # As the live executor records it, by the tool's declaration; a call recorded while it
+        # ran has a tool_called only if it ran past the grace, and the record says whether.
         spec = self._tools.get(tool)
-        return spec is None or spec.records_call_first
+        declared = CallRecord.BEFORE_RUN if spec is None else spec.call_record
+        if declared is not CallRecord.WHILE_RUNNING or not self._calls:
+            return declared
+        _, outcome = self._calls[0]
+        if isinstance(outcome, ToolReturned) or outcome.called_at is None:
+            return CallRecord.BEFORE_RUN
+        return CallRecord.BY_OUTCOME
 
     async def invoke(self, tool: str, args: dict[str, Any], timeout_s: float) -> ToolResult:
         del timeout_s

@@ -22,7 +22,7 @@ from events.catalog import ToolCalled
 from events.codec import decode_event
 from events.model import Event
 from events.subjects import EVENTS_STREAM
-from events.tools import BUILTIN_TOOLS
+from events.tools import BUILTIN_TOOLS, CallRecord
 from projections.replay import replay_into
 from projections.store import ProjectionStore
 from services.evaluator.main import judge_prompt
@@ -123,7 +123,7 @@ async def test_every_recorded_goal_reruns_through_the_current_code(
             for e in history
             if isinstance(e, ToolCalled)
             and e.step == 0  # a ReAct step's calls are recorded first, whichever the tool
-            and not BUILTIN_TOOLS[e.tool].records_call_first
+            and BUILTIN_TOOLS[e.tool].call_record is CallRecord.BY_OUTCOME
         }
         unexpected = [
             d

@@ -77,9 +77,10 @@ async def test_a_redrive_after_the_window_resumes_the_task_from_the_log(
             {
                 "goal_id": GOAL,
                 "text": "pause",
-                # sleep records each call before it runs (calculator would not: its outcome
-                # alone records it), so the log holds one attempt per delivery.
-                "steps": [{"tool": "sleep", "args": {"seconds": 0}}],
+                # write_file has side effects: each call is recorded before it runs (a tool
+                # without would not be, as its outcome records it), so the log holds one
+                # attempt per delivery.
+                "steps": [{"tool": "write_file", "args": {"path": "redrive.txt", "content": "x"}}],
             }
         )
 

@@ -23,7 +23,7 @@ from services.executor.handler import execute_task
 from services.executor.registry import ToolRegistry
 from services.executor.runner import ToolRunner
 from services.executor.tools.context import ToolContext
-from tests.unit.test_executor_handler import NOW, PRODUCER, Stream, scheduled
+from tests.unit.test_executor_handler import NOW, PRODUCER, Gate, Stream, scheduled
 
 
 def goal_cancelled(goal_id: str = "g-1") -> GoalCancelled:
@@ -38,24 +38,6 @@ def goal_cancelled(goal_id: str = "g-1") -> GoalCancelled:
     )
 
 
-class Gate:
-    """A tool that runs until it is let go (or cancelled); says when it started."""
-
-    def __init__(self) -> None:
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
-        self.stopped = False
-
-    async def __call__(self, args: EchoArgs, _ctx: ToolContext) -> str:
-        self.started.set()
-        try:
-            await self.release.wait()
-        except asyncio.CancelledError:
-            self.stopped = True
-            raise
-        return args.text
-
-
 @pytest.fixture
 async def ctx(tmp_path: Path) -> AsyncIterator[ToolContext]:
     async with httpx.AsyncClient() as http:
@@ -64,7 +46,8 @@ async def ctx(tmp_path: Path) -> AsyncIterator[ToolContext]:
 
 def gated_runner(ctx: ToolContext, gate: Gate) -> ToolRunner:
     registry = ToolRegistry.builtin()
-    registry.register(ToolSpec("gated", "runs until released", EchoArgs), gate)
+    # Side effects: each call is stored before it runs (CallRecord.BEFORE_RUN).
+    registry.register(ToolSpec("gated", "runs until released", EchoArgs, side_effects=True), gate)
     return ToolRunner(registry, ctx)
 
 

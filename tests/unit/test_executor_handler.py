@@ -6,6 +6,7 @@ the executor records, and how often the tool really ran.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -129,7 +130,8 @@ async def ctx(tmp_path: Path) -> AsyncIterator[ToolContext]:
 def runner_with(ctx: ToolContext, tool: CountingTool | None = None) -> ToolRunner:
     registry = ToolRegistry.builtin()
     if tool is not None:
-        registry.register(ToolSpec("counting", "scripted", EchoArgs), tool)
+        # Side effects: each call is stored before it runs (CallRecord.BEFORE_RUN).
+        registry.register(ToolSpec("counting", "scripted", EchoArgs, side_effects=True), tool)
     return ToolRunner(registry, ctx)
 
 
@@ -470,3 +472,108 @@ async def test_writes_of_other_tasks_of_the_goal_only_cause_a_retry(ctx: ToolCon
         "tool_called:1",
         "task_completed:-",
     ]
+
+
+class Gate:
+    """A tool that runs until it is let go (or cancelled); says when it started."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.stopped = False
+
+    async def __call__(self, args: EchoArgs, _ctx: ToolContext) -> str:
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.stopped = True
+            raise
+        return args.text
+
+
+class HeldTool(Gate):
+    """A tool without side effects that takes time (a ``Gate``); on start it lets ``appended``
+    into the goal's log, as other writers would while it runs."""
+
+    def __init__(self, stream: Stream, *appended: Event) -> None:
+        super().__init__()
+        self.stream = stream
+        self.appended = appended
+        self.log_sizes_at_call: list[int] = []
+
+    async def __call__(self, args: EchoArgs, _ctx: ToolContext) -> str:
+        self.log_sizes_at_call.append(len(self.stream.events))
+        self.stream.events.extend(self.appended)
+        return await super().__call__(args, _ctx)
+
+
+class AnnouncingStream(Stream):
+    """Releases ``tool`` once a ``tool_called`` is stored: the call ran past its grace."""
+
+    def __init__(self, events: Sequence[Event] = ()) -> None:
+        super().__init__(events)
+        self.tool: HeldTool | None = None
+
+    async def publish(self, events: Sequence[Event], *, expected_last_seq: int) -> list[Ack]:
+        acks = await super().publish(events, expected_last_seq=expected_last_seq)
+        if self.tool is not None and any(isinstance(e, ToolCalled) for e in events):
+            self.tool.release.set()
+        return acks
+
+
+def held_runner(ctx: ToolContext, tool: HeldTool, *, grace_s: float) -> ToolRunner:
+    registry = ToolRegistry.builtin()
+    registry.register(ToolSpec("held", "runs until released", EchoArgs), tool)
+    return ToolRunner(registry, ctx, announce_after_s=grace_s)
+
+
+async def test_a_call_without_side_effects_that_ends_within_its_grace_is_recorded_by_its_outcome(
+    ctx: ToolContext,
+) -> None:
+    stream = Stream()
+    tool = HeldTool(stream)
+    tool.release.set()  # ends at once
+
+    await deliver(
+        scheduled(tool="held"), stream, held_runner(ctx, tool, grace_s=5.0), redelivered=False
+    )
+
+    assert stream.tags() == ["task_completed:-"]
+    assert tool.log_sizes_at_call == [0]  # it ran before anything was stored
+    assert only(stream, TaskCompleted).called_at == NOW
+
+
+async def test_a_call_without_side_effects_still_running_after_its_grace_is_announced_meanwhile(
+    ctx: ToolContext,
+) -> None:
+    stream = AnnouncingStream()
+    tool = HeldTool(stream)
+    stream.tool = tool  # released only once its tool_called is stored
+
+    await deliver(
+        scheduled(tool="held"), stream, held_runner(ctx, tool, grace_s=0.0), redelivered=False
+    )
+
+    assert stream.tags() == ["tool_called:1", "task_completed:-"]
+    assert tool.log_sizes_at_call == [0]  # started before its tool_called was stored
+    called, completed = stream.events
+    assert isinstance(called, ToolCalled)
+    assert called.occurred_at == NOW
+    assert isinstance(completed, TaskCompleted)
+    assert completed.called_at is None
+
+
+async def test_a_refused_announcement_stops_the_running_call_and_drops_its_result(
+    ctx: ToolContext,
+) -> None:
+    task = scheduled(tool="held")
+    stream = AnnouncingStream([task])
+    # While it runs, another replica (it took the delivery over) records attempt 1 as its own.
+    tool = HeldTool(stream, decide.called(task, 1, task.args, other_replica(task)))
+
+    with pytest.raises(TaskTakenOverError):
+        await deliver(task, stream, held_runner(ctx, tool, grace_s=0.0), redelivered=False)
+
+    assert tool.stopped
+    assert stream.tags() == ["task_scheduled:-", "tool_called:1"]  # the other replica's

@@ -13,7 +13,7 @@ import msgspec
 from events.calls import implied_call
 from events.catalog import TaskCompleted, TaskScheduled, ToolCalled
 from events.model import Event
-from events.tools import BUILTIN_TOOLS
+from events.tools import BUILTIN_TOOLS, CallRecord
 from infra.agui_server.mapping import map_run
 from projections.spans import goal_spans
 from projections.timeline import build_timeline
@@ -30,7 +30,7 @@ def _as_written_now(log: list[Event]) -> list[Event]:
         for e in log
         if isinstance(e, ToolCalled)
         and e.step == 0
-        and not BUILTIN_TOOLS[e.tool].records_call_first
+        and BUILTIN_TOOLS[e.tool].call_record is CallRecord.BY_OUTCOME
     }
     rewritten: list[Event] = []
     for event in log:
