@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from events.catalog import TaskCompleted, TaskScheduled, ToolCalled, ToolFailed
+from events.ids import derive_id
 from events.model import Stamp
 
-__all__ = ["implied_call", "plain_call"]
+__all__ = ["implied_call", "plain_call", "plain_call_id"]
 
 
 def plain_call(task: TaskScheduled, attempt: int, args: dict[str, Any], stamp: Stamp) -> ToolCalled:
@@ -30,6 +31,12 @@ def plain_call(task: TaskScheduled, attempt: int, args: dict[str, Any], stamp: S
         attempt=attempt,
         args=args,
     )
+
+
+def plain_call_id(producer: str, goal_id: str, iteration: int, task_id: str, attempt: int) -> str:
+    """The event id of attempt ``attempt`` of a plain task's call, recorded or implied: what
+    ``plain_call`` stamps it with, for readers that do not build the event itself."""
+    return derive_id(producer.split("@", 1)[0], goal_id, "tool_called", iteration, task_id, attempt)
 
 
 def implied_call(outcome: TaskCompleted | ToolFailed, task: TaskScheduled) -> ToolCalled | None:

@@ -51,7 +51,10 @@ def decode_event(data: bytes) -> Event:
 
 
 def _upcast(data: bytes) -> Event | None:
-    raw = _raw_decoder.decode(data)
+    try:
+        raw = _raw_decoder.decode(data)
+    except msgspec.ValidationError:  # valid JSON, but no object: nothing to upcast
+        return None
     kind, version = raw.get("type"), raw.get("schema_version", 1)
     changed = False
     while isinstance(kind, str) and isinstance(version, int) and (kind, version) in UPCASTERS:

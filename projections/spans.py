@@ -32,9 +32,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
+
+import msgspec
 
 from events.catalog import GoalAccepted, GoalRejected
 from events.model import Event
@@ -86,6 +88,10 @@ ERROR_TYPE = "error.type"
 # agora's own: what the conventions have no name for.
 COST = "agora.usage.cost_usd"
 GOAL_STATUS = "agora.goal.status"
+# The statuses of a step that make its span an error.
+_ERRORS = ("failed", "refused", "cancelled")
+# The steps that are an agent's turn, by kind, and the agent's name.
+_AGENTS = {"plan": "planner", "task": "executor", "evaluation": "evaluator"}
 # The facts of a step that its invoke_agent span carries, and their attribute names.
 _AGENT_FACTS = tuple(
     (fact, f"agora.{fact}")
@@ -93,9 +99,11 @@ _AGENT_FACTS = tuple(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SpanRecord:
-    """One span, as the SDK will be told it: ids are ints (128-bit trace, 64-bit span)."""
+class SpanRecord(msgspec.Struct, frozen=True):
+    """One span, as the SDK will be told it: ids are ints (128-bit trace, 64-bit span).
+
+    A msgspec struct rather than a frozen dataclass: a goal makes about ten, and a frozen
+    dataclass's ``__init__`` costs several times as much."""
 
     trace_id: int
     span_id: int
@@ -104,7 +112,7 @@ class SpanRecord:
     kind: SpanKind
     start: datetime
     end: datetime
-    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    attributes: dict[str, AttributeValue] = {}
     status: StatusCode = "unset"
     status_message: str = ""
 
@@ -145,26 +153,31 @@ class _Mapper:
     def add(
         self,
         span_id: int,
-        parent: int | None,
+        parent: int,
         name: str,
-        bar: Bar | None,
+        bar: Bar,
         attributes: dict[str, AttributeValue],
         *,
         kind: SpanKind = "internal",
-        times: tuple[datetime, datetime] | None = None,
     ) -> None:
-        start, end = times if times is not None else (bar.start, bar.end) if bar else (None, None)
-        assert start is not None
-        assert end is not None
         status: StatusCode = "unset"
         message = ""
-        if bar is not None and bar.status in ("failed", "refused", "cancelled"):
+        if bar.status in _ERRORS:
             status, message = "error", bar.error or bar.status
             attributes[ERROR_TYPE] = "tool_refused" if bar.status == "refused" else bar.status
         attributes[CONVERSATION] = self.goal_id
         self.spans.append(
             SpanRecord(
-                self.trace_id, span_id, parent, name, kind, start, end, attributes, status, message
+                self.trace_id,
+                span_id,
+                parent,
+                name,
+                kind,
+                bar.start,
+                bar.end,
+                attributes,
+                status,
+                message,
             )
         )
 
@@ -253,10 +266,10 @@ class _Mapper:
         if bar.kind == "context":
             self.retrieval(bar, parent)
             return
-        names = {"plan": "planner", "task": "executor", "evaluation": "evaluator"}
-        if bar.kind not in names:
+        agent = _AGENTS.get(bar.kind)
+        if agent is None:
             return  # instants (memory writes, the outcome) and pauses are not spans
-        span_id = self.agent(bar, parent, names[bar.kind])
+        span_id = self.agent(bar, parent, agent)
         children = sorted(bar.children, key=lambda b: b.start)
         plain = bar.kind == "task" and not any(c.kind == "tool" for c in children)
         if plain and (bar.status != "cancelled" or bar.tool_ms):
@@ -281,7 +294,8 @@ def goal_spans(goal_id: str, events: Iterable[Event], *, content: bool = False) 
     timeline = build_timeline(goal_id, events)
     if timeline is None:
         return []
-    return timeline_spans(timeline, content=content, parent=client_trace(events))
+    mine = [event for event in events if event.goal_id == goal_id]
+    return timeline_spans(timeline, content=content, parent=client_trace(mine))
 
 
 def timeline_spans(
@@ -304,22 +318,28 @@ def timeline_spans(
         attributes[INPUT_MESSAGES] = _messages("user", _text(timeline.facts, "text"))
     if content and _text(timeline.facts, "result"):
         attributes[OUTPUT_MESSAGES] = _messages("assistant", _text(timeline.facts, "result"))
-    mapper.add(
-        root,
-        parent.span_id if parent is not None else None,
-        f"invoke_workflow {WORKFLOW_NAME}",
-        None,
-        attributes,
-        times=(timeline.start, timeline.end),
-    )
+    attributes[CONVERSATION] = timeline.goal_id
+    status: StatusCode = "unset"
+    message = ""
     if timeline.status in ("failed", "rejected", "cancelled"):
-        reason = _text(timeline.facts, "reason") or timeline.status
-        error = {**mapper.spans[0].attributes, ERROR_TYPE: f"goal_{timeline.status}"}
-        mapper.spans[0] = replace(
-            mapper.spans[0], attributes=error, status="error", status_message=reason
-        )
+        status, message = "error", _text(timeline.facts, "reason") or timeline.status
+        attributes[ERROR_TYPE] = f"goal_{timeline.status}"
     elif timeline.status == "completed":
-        mapper.spans[0] = replace(mapper.spans[0], status="ok")
+        status = "ok"
+    mapper.spans.append(
+        SpanRecord(
+            trace_id,
+            root,
+            parent.span_id if parent is not None else None,
+            f"invoke_workflow {WORKFLOW_NAME}",
+            "internal",
+            timeline.start,
+            timeline.end,
+            attributes,
+            status,
+            message,
+        )
+    )
     for bar in timeline.bars:
         mapper.step(bar, root)
     return mapper.spans

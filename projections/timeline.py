@@ -15,10 +15,10 @@ the decision that asked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from events.calls import implied_call
 from events.catalog import (
@@ -58,7 +58,18 @@ from events.codec import encode
 from events.instants import utc_text
 from events.model import Event
 
-__all__ = ["OPEN_STATUSES", "Bar", "BarKind", "Timeline", "build_timeline", "service_of"]
+__all__ = [
+    "OPEN_STATUSES",
+    "Bar",
+    "BarKind",
+    "Dated",
+    "Timeline",
+    "build_timeline",
+    "clip",
+    "fold_events",
+    "service_of",
+    "settle_steps",
+]
 
 BarKind = Literal[
     "plan",
@@ -169,7 +180,7 @@ def _ms(value: float) -> str:
     return f"{value / 1000:.2f} s"
 
 
-def _clip(text: str, width: int = 40) -> str:
+def clip(text: str, width: int = 40) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
@@ -258,7 +269,7 @@ class _Folder:
         call.end = max(call.start, event.occurred_at)
         if isinstance(event, ToolFailed):
             call.status = "failed"
-            call.detail = f"failed {_ms(event.duration_ms)}: {_clip(event.error)}"
+            call.detail = f"failed {_ms(event.duration_ms)}: {clip(event.error)}"
             call.error = event.error
         else:
             call.status = "completed"
@@ -310,9 +321,9 @@ class _Folder:
         if isinstance(event, TaskCompleted):
             task.status = "completed"
         elif isinstance(event, TaskFailed):
-            task.status, task.error = "failed", _clip(event.error)
+            task.status, task.error = "failed", clip(event.error)
         else:
-            task.status, task.error = "cancelled", _clip(event.reason)
+            task.status, task.error = "cancelled", clip(event.reason)
         task.detail = task.status
         if isinstance(event, TaskCompleted):
             task.facts["output"] = event.output
@@ -445,7 +456,7 @@ class _Folder:
             refused.event_id = event.event_id
             refused.error = event.reason
             refused.facts.update(tool=event.tool, args=encode(event.args).decode())
-            refused.detail = f"refused: {_clip(event.reason)}"
+            refused.detail = f"refused: {clip(event.reason)}"
             task.children.append(refused)
 
     def evaluation_requested(self, event: EvaluationRequested) -> None:
@@ -499,7 +510,7 @@ class _Folder:
             bar.detail = f"granted{by}{', edited' if event.edited else ''}"
         else:
             bar.status, bar.error = "denied", event.reason
-            bar.detail = f"denied{by}: {_clip(event.reason)}"
+            bar.detail = f"denied{by}: {clip(event.reason)}"
 
     def pause(self, event: GoalPaused | GoalResumed) -> None:
         if isinstance(event, GoalPaused):
@@ -539,7 +550,7 @@ def _goal_ended(
     status: str,
 ) -> Callable[[_Folder, GoalFailed | GoalRejected | GoalCancelled], None]:
     def ended(folder: _Folder, event: GoalFailed | GoalRejected | GoalCancelled) -> None:
-        folder.outcome(event, status, _clip(event.reason, 60))
+        folder.outcome(event, status, clip(event.reason, 60))
 
     return ended
 
@@ -588,30 +599,11 @@ def build_timeline(goal_id: str, events: Iterable[Event]) -> Timeline | None:
     mine = [event for event in events if event.goal_id == goal_id]
     if not mine:
         return None
-    first = last = mine[0].occurred_at
     first_event_id = mine[0].event_id
-    events_by_id = folder.events_by_id
-    folds = _FOLDS
-    for event in mine:
-        events_by_id[event.event_id] = event
-        at = event.occurred_at
-        if at < first:
-            first = at
-        elif at > last:
-            last = at
-        fold = folds.get(type(event))
-        if fold is not None:
-            fold(folder, event)
-    for turn in folder.turns.values():  # a turn that made model calls but no plan
-        if turn.children and turn not in folder.bars:
-            turn.end = max(turn.start, *(c.end for c in turn.children))
-            turn.status = "completed"
-            folder.bars.append(turn)
-    rows = [row for bar in folder.bars for row in _flatten(bar)]
-    end = max([last, *(row.end for row in rows)])
-    for row in rows:  # steps still open reach the latest event: they run on
+    first, last = fold_events(mine, folder, _FOLDS, folder.events_by_id)
+    rows, end = settle_steps(folder.bars, folder.turns.values(), last)
+    for row in rows:
         if row.status in OPEN_STATUSES:
-            row.end = max(row.end, last)
             row.detail = row.detail or row.status
     llm = [row for row in rows if row.kind == "llm"]
     return Timeline(
@@ -628,6 +620,63 @@ def build_timeline(goal_id: str, events: Iterable[Event]) -> Timeline | None:
         first_event_id=first_event_id,
         facts=folder.goal_facts,
     )
+
+
+class Dated(Protocol):
+    """What a fold needs of every event, however it was decoded."""
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+E = TypeVar("E", bound=Dated)
+S = TypeVar("S")
+
+
+def fold_events(
+    events: list[E],
+    state: S,
+    folds: Mapping[type[E], Callable[[S, Any], None]],
+    by_id: dict[str, E],
+) -> tuple[datetime, datetime]:
+    """Fold ``events`` (in stream order) into ``state``, each by the fold of its exact type
+    (one dictionary look-up per event; other types fold nothing), keeping every event by its
+    id in ``by_id`` for the folds to look causes up. The earliest and latest time of them."""
+    first = last = events[0].occurred_at
+    for event in events:
+        by_id[event.event_id] = event
+        at = event.occurred_at
+        if at < first:
+            first = at
+        elif at > last:
+            last = at
+        fold = folds.get(type(event))
+        if fold is not None:
+            fold(state, event)
+    return first, last
+
+
+def settle_steps(
+    bars: list[Bar], turns: Iterable[Bar], last: datetime
+) -> tuple[list[Bar], datetime]:
+    """The fold's last step, once every event is in: the planner's turns that made model calls
+    but no plan join ``bars``, and steps still open reach the latest event (``last``): they run
+    on. Every bar with its nested ones, in that order, and where the goal's time axis ends."""
+    placed = {id(bar) for bar in bars}
+    for turn in turns:
+        if turn.children and id(turn) not in placed:
+            turn.end = max(turn.start, *(c.end for c in turn.children))
+            turn.status = "completed"
+            bars.append(turn)
+    rows = [row for bar in bars for row in _flatten(bar)]
+    end = max([last, *(row.end for row in rows)])
+    for row in rows:
+        if row.status in OPEN_STATUSES:
+            row.end = max(row.end, last)
+    return rows, end
 
 
 def _flatten(bar: Bar) -> list[Bar]:

@@ -9,6 +9,10 @@ second time sends the very same spans.
 The live follower holds the events of the goals it saw begin, each up to a count and an age
 (``infra.traces.held``): a goal that runs on past either has its trace so far exported (its
 open steps end at its latest event) and its whole trace read and exported again when it ends.
+It reads the stream's events leanly (``projections.span_events``: only what spans need) and,
+without content, builds the spans straight from them (``projections.lean_spans``, the same
+spans as the timeline's); with content it holds the catalogue's events, whose outputs it
+resolves, and maps them through the timeline.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from nats.aio.client import Client as NatsClient
 
-from events.catalog import GoalAccepted, GoalCancelled, GoalCompleted, GoalFailed, GoalRejected
 from events.codec import decode_event
 from events.model import Event
 from events.subjects import EVENTS_STREAM, goal_events_filter
@@ -30,20 +34,32 @@ from infra.bus.reader import StreamReader
 from infra.settings import Settings
 from infra.traces.held import HeldGoals
 from infra.traces.otlp import TraceTarget
+from projections.lean_spans import lean_goal_spans
+from projections.span_events import (
+    LeanEvent,
+    LeanGoalAccepted,
+    LeanGoalCancelled,
+    LeanGoalCompleted,
+    LeanGoalFailed,
+    LeanGoalRejected,
+    decode_span_event,
+)
 from projections.spans import goal_spans
 
 __all__ = ["Exported", "TraceExporter"]
 
-_ENDS = (GoalCompleted, GoalFailed, GoalRejected, GoalCancelled)
+_ENDS = (LeanGoalCompleted, LeanGoalFailed, LeanGoalRejected, LeanGoalCancelled)
 # A goal's first event: from one of these on, the follower has seen all of its history.
-_BEGINNINGS = (GoalAccepted, GoalRejected)
+_BEGINNINGS = (LeanGoalAccepted, LeanGoalRejected)
 _ALL_EVENTS = "agora.events.>"
 # How long a pull waits for new events once caught up; under load it fills meanwhile, so the
 # follower reads few, large batches (a trace leaves at most this long after its goal ended).
 _LINGER_S = 0.5
 _DEFAULTS = Settings()  # the declared defaults (AGORA_TRACE_GOAL_MAX_*)
+# What the live follower holds of an event: the lean reading, or with content the catalogue's.
+_Held = LeanEvent | Event
 # A goal to export: its id, its events (None: read its whole history), and whether it ended.
-_ToExport = tuple[str, list[Event] | None, bool]
+_ToExport = tuple[str, list[_Held] | None, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +77,10 @@ class TraceExporter:
     # The most events the live follower holds for one running goal, and for how long.
     max_events: int = _DEFAULTS.trace_goal_max_events
     max_age_s: float = _DEFAULTS.trace_goal_max_age_s
-    held: HeldGoals = field(init=False)  # what the live follower holds right now
+    held: HeldGoals[_Held] = field(init=False)  # what the live follower holds right now
 
     def __post_init__(self) -> None:
-        self.held = HeldGoals(self.max_events, self.max_age_s)
+        self.held = HeldGoals[_Held](self.max_events, self.max_age_s)
 
     async def export_goal(self, goal_id: str) -> Exported:
         """Every span of ``goal_id``'s trace, from its whole history."""
@@ -91,7 +107,7 @@ class TraceExporter:
             while True:
                 batch = await reader.next_batch(wait=False)
                 for seq, payload in zip(batch.seqs, batch.payloads, strict=True):
-                    goal_id = decode_event(payload).goal_id
+                    goal_id = decode_span_event(payload).goal_id
                     if not goal_id.startswith("_"):
                         seen.setdefault(goal_id, None)
                     last = seq
@@ -136,6 +152,7 @@ class TraceExporter:
         ).open()  # its own connection: the follower reads the whole log, as the projector
         last = from_seq - 1
         held = self.held
+        content = self.content
         try:
             while not stop.is_set():
                 batch = await reader.next_batch(wait=True)
@@ -143,13 +160,13 @@ class TraceExporter:
                 goals: list[_ToExport] = []
                 for seq, payload in zip(batch.seqs, batch.payloads, strict=True):
                     last = seq
-                    event = decode_event(payload)
+                    event = decode_span_event(payload)
                     goal_id = event.goal_id
                     if goal_id.startswith("_"):
                         continue  # the platform's own records
                     if isinstance(event, _BEGINNINGS):
                         held.begin(goal_id, now)
-                    let_go = held.add(event)
+                    let_go = held.add(goal_id, decode_event(payload) if content else event)
                     if isinstance(event, _ENDS):
                         let_go = let_go or held.end(goal_id)
                         goals.append((goal_id, let_go[1] if let_go else None, True))
@@ -178,9 +195,12 @@ class TraceExporter:
                         self.nc, goal_events_filter(goal_id), resolve=self.content
                     )
                 ]
-            else:
-                events = await store.resolve_all(history) if store is not None else history
-            records = goal_spans(goal_id, events, content=self.content)
+                records = goal_spans(goal_id, events, content=self.content)
+            elif store is not None:  # content: the catalogue's events, outputs resolved
+                events = await store.resolve_all(cast("list[Event]", history))
+                records = goal_spans(goal_id, events, content=True)
+            else:  # without content the follower holds lean events only
+                records = lean_goal_spans(goal_id, cast("list[LeanEvent]", history))
             spans += records
             exported.append(Exported(goal_id, len(records), ended))
         await asyncio.to_thread(self.target.export, spans)

@@ -11,27 +11,27 @@ the caller's monotonic time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from events.model import Event
+from typing import Generic, TypeVar
 
 __all__ = ["HeldGoals", "LetGo"]
 
-LetGo = tuple[str, list[Event]]  # a goal id and the events held for it
+E = TypeVar("E")  # an event, as the follower reads it
+LetGo = tuple[str, list[E]]  # a goal id and the events held for it
 
 
 @dataclass(slots=True)
-class _Held:
+class _Held(Generic[E]):
     since: float  # when the follower began holding the goal
-    events: list[Event] = field(default_factory=list)
+    events: list[E] = field(default_factory=list)
 
 
 @dataclass
-class HeldGoals:
+class HeldGoals(Generic[E]):
     """Goals by id, in the order they began (so the oldest are first)."""
 
     max_events: int
     max_age_s: float
-    _goals: dict[str, _Held] = field(default_factory=dict)
+    _goals: dict[str, _Held[E]] = field(default_factory=dict)
     _total: int = 0
 
     def __len__(self) -> int:
@@ -45,21 +45,21 @@ class HeldGoals:
     def begin(self, goal_id: str, now: float) -> None:
         """Hold ``goal_id``'s events from now on (a goal already held is left as it is)."""
         if goal_id not in self._goals:
-            self._goals[goal_id] = _Held(now)
+            self._goals[goal_id] = _Held[E](now)
 
-    def add(self, event: Event) -> LetGo | None:
+    def add(self, goal_id: str, event: E) -> LetGo[E] | None:
         """Hold ``event`` if its goal is held; the goal's events when this one reaches the
         count, its goal then let go."""
-        held = self._goals.get(event.goal_id)
+        held = self._goals.get(goal_id)
         if held is None:
             return None
         held.events.append(event)
         self._total += 1
         if len(held.events) < self.max_events:
             return None
-        return self.end(event.goal_id)
+        return self.end(goal_id)
 
-    def end(self, goal_id: str) -> LetGo | None:
+    def end(self, goal_id: str) -> LetGo[E] | None:
         """Stop holding ``goal_id``: its events (None: it was not held)."""
         held = self._goals.pop(goal_id, None)
         if held is None:
@@ -67,7 +67,7 @@ class HeldGoals:
         self._total -= len(held.events)
         return goal_id, held.events
 
-    def overdue(self, now: float) -> list[LetGo]:
+    def overdue(self, now: float) -> list[LetGo[E]]:
         """Let go of every goal held for ``max_age_s`` or longer: their events."""
         old = []
         for goal_id, held in self._goals.items():  # oldest first: stop at the first young one

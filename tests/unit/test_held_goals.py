@@ -27,22 +27,22 @@ def _step(goal_id: str, n: int) -> TaskStarted:
 
 
 def test_a_goal_that_reaches_the_count_is_let_go_with_its_events() -> None:
-    held = HeldGoals(max_events=3, max_age_s=60)
+    held = HeldGoals[Event](max_events=3, max_age_s=60)
     held.begin("g", now=0)
     events: list[Event] = [_accepted("g"), _step("g", 1)]
-    assert [held.add(e) for e in events] == [None, None]
+    assert [held.add("g", e) for e in events] == [None, None]
     third = _step("g", 2)
-    assert held.add(third) == ("g", [*events, third])
+    assert held.add("g", third) == ("g", [*events, third])
     assert (len(held), held.events) == (0, 0)
-    assert held.add(_step("g", 3)) is None  # let go: nothing more is kept
+    assert held.add("g", _step("g", 3)) is None  # let go: nothing more is kept
     assert held.events == 0
 
 
 def test_goals_held_too_long_are_let_go_oldest_first_and_the_young_stay() -> None:
-    held = HeldGoals(max_events=100, max_age_s=10)
+    held = HeldGoals[Event](max_events=100, max_age_s=10)
     for n, goal_id in enumerate(("old", "older-than-young", "young")):
         held.begin(goal_id, now=n * 4)  # begun at 0, 4 and 8
-        held.add(_accepted(goal_id))
+        held.add(goal_id, _accepted(goal_id))
     assert held.overdue(now=9) == []
     let_go = held.overdue(now=14.5)  # 14.5 - 4 >= 10
     assert [goal_id for goal_id, _ in let_go] == ["old", "older-than-young"]
@@ -53,10 +53,10 @@ def test_goals_held_too_long_are_let_go_oldest_first_and_the_young_stay() -> Non
 
 
 def test_events_of_goals_not_begun_are_not_held_and_a_second_begin_keeps_the_first() -> None:
-    held = HeldGoals(max_events=5, max_age_s=10)
-    assert held.add(_step("unseen", 1)) is None
+    held = HeldGoals[Event](max_events=5, max_age_s=10)
+    assert held.add("unseen", _step("unseen", 1)) is None
     held.begin("g", now=0)
-    held.add(_accepted("g"))
+    held.add("g", _accepted("g"))
     held.begin("g", now=100)
     assert held.events == 1
     assert [g for g, _ in held.overdue(now=10)] == ["g"]  # still held from 0

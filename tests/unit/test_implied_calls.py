@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from events.calls import implied_call
-from events.catalog import TaskCompleted, TaskScheduled, ToolCalled
+from events.catalog import TaskCompleted, TaskScheduled, ToolCalled, ToolFailed
 from events.model import Event
 from events.tools import BUILTIN_TOOLS, CallRecord
 from infra.agui_server.mapping import map_run
@@ -24,7 +24,8 @@ GOAL = "r-llm"
 
 
 def _as_written_now(log: list[Event]) -> list[Event]:
-    """``log`` without the tool_called of plain calls of tools that no longer record one."""
+    """``log`` without the tool_called of plain calls of tools that no longer record one: the
+    call's outcome (``task_completed``, ``tool_failed``) carries ``called_at`` instead."""
     calls = {
         (e.iteration, e.task_id, e.attempt): e
         for e in log
@@ -34,11 +35,11 @@ def _as_written_now(log: list[Event]) -> list[Event]:
     }
     rewritten: list[Event] = []
     for event in log:
-        call = (
-            calls.get((event.iteration, event.task_id, event.attempts))
-            if isinstance(event, TaskCompleted)
-            else None
-        )
+        call = None
+        if isinstance(event, TaskCompleted):
+            call = calls.get((event.iteration, event.task_id, event.attempts))
+        elif isinstance(event, ToolFailed):
+            call = calls.get((event.iteration, event.task_id, event.attempt))
         if call is not None:
             rewritten.append(msgspec.structs.replace(event, called_at=call.occurred_at))
         elif not (isinstance(event, ToolCalled) and event in calls.values()):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+import msgspec
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -63,7 +62,7 @@ def test_equal_values_of_other_types_keep_their_types() -> None:
     base = goal_spans("r-llm", LLM_LOG)[0]
     values: list[object] = [True, 1, 1.0, "1", ("a", 1), ("a", True), 1, True, 0.0, -0.0, 0, False]
     records = [
-        replace(base, span_id=n + 1, attributes={"agora.x": v})  # type: ignore[dict-item]
+        msgspec.structs.replace(base, span_id=n + 1, attributes={"agora.x": v})  # type: ignore[dict-item]
         for n, v in enumerate(values)
     ]
     resource = agora_resource("0.1.0")
