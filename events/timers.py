@@ -67,14 +67,16 @@ def due_pattern(due_at: datetime) -> str:
     return f"@at {utc_text(whole)}"
 
 
-def timer_headers(timer_id: str, due_at: datetime) -> dict[str, str]:
+def timer_headers(timer_id: str, due_at: datetime, *, copy: str = "") -> dict[str, str]:
     """The headers of a timer's scheduled message. ``Nats-Msg-Id`` is the timer's id, so
-    arming the same timer again within the duplicate window stores nothing new. ``Nats-TTL:
-    never`` keeps it past the intake stream's age limit (a ``wait_until`` may lie weeks ahead);
-    the server purges it once it fired. A due time already past fires at once."""
+    arming the same timer again within the duplicate window stores nothing new; ``copy`` names
+    a new copy of a timer that fired already (woke too early), which that window must not
+    drop. ``Nats-TTL: never`` keeps it past the intake stream's age limit (a ``wait_until``
+    may lie weeks ahead); the server purges it once it fired. A due time already past fires at
+    once."""
     return {
         _SCHEDULE: due_pattern(due_at),
         _TARGET: INTAKE_WAKEUP,
-        _MSG_ID: timer_id,
+        _MSG_ID: f"{timer_id}-{copy}" if copy else timer_id,
         _TTL: "never",
     }

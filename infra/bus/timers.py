@@ -26,12 +26,12 @@ class ScheduledTimers:
     # Waits longer than this become durable timers (AGORA_TIMER_THRESHOLD_S).
     threshold_s: float
 
-    async def arm(self, timer: TimerStarted) -> None:
+    async def arm(self, timer: TimerStarted, *, copy: str = "") -> None:
         wakeup = Wakeup(goal_id=timer.goal_id, timer_id=timer.timer_id)
         await self.js.publish(
             timer_subject(timer.timer_id),
             wakeup.encode(),
-            headers=timer_headers(timer.timer_id, timer.due_at),
+            headers=timer_headers(timer.timer_id, timer.due_at, copy=copy),
         )
 
     async def wake_now(self, timer: TimerStarted) -> None:

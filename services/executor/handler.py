@@ -529,7 +529,9 @@ async def wake_task(
             _log.info("wakeup_ignored", goal_id=goal_id, timer_id=timer_id, reason=reason)
         case waits.Rearm(timer=early):
             _log.info("wakeup_early", goal_id=goal_id, timer_id=timer_id, due_at=str(early.due_at))
-            await timers.arm(early)
+            # A new copy: the one that fired has the timer's own id, and arming under that id
+            # again within the duplicate window would store nothing, so nothing would wake it.
+            await timers.arm(early, copy=f"early-{stamp.occurred_at.timestamp():.6f}")
         case waits.Retry(run=run):
             # Another copy of this wake-up running the same attempt loses the guarded write of
             # its tool_called and stands down: the attempt runs once.

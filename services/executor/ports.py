@@ -63,8 +63,10 @@ class Timers(Protocol):
     @property
     def threshold_s(self) -> float: ...
 
-    def arm(self, timer: TimerStarted) -> Awaitable[None]:
-        """Store ``timer``'s scheduled wake-up; arming the same timer again is harmless."""
+    def arm(self, timer: TimerStarted, *, copy: str = "") -> Awaitable[None]:
+        """Store ``timer``'s scheduled wake-up; arming the same timer again is harmless.
+        ``copy`` names a new copy of a timer that fired already, stored however recently the
+        first copy was (a wake-up that came early arms one)."""
         ...
 
     def wake_now(self, timer: TimerStarted) -> Awaitable[None]:

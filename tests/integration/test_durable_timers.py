@@ -28,6 +28,7 @@ from events.catalog import (
 )
 from events.subjects import EVENTS_STREAM, INTAKE_STREAM, INTAKE_WAKEUP
 from events.timers import Wakeup
+from infra.bus.timers import ScheduledTimers
 from infra.clients.goals import AgoraClient
 from infra.platform.embedded import EmbeddedNats
 from infra.settings import Settings
@@ -307,3 +308,42 @@ async def test_a_retry_backoff_waits_on_a_durable_timer_through_a_restart_and_ru
         await platform.stop()
         httpd.shutdown()
         httpd.server_close()
+
+
+async def test_a_timer_that_fired_and_is_armed_again_as_a_new_copy_wakes_again(
+    nc: NatsClient,
+) -> None:
+    """The early wake-up's re-arm: the fired copy's id is still in the duplicate window, so
+    the new copy must carry its own or nats-server stores nothing and nothing wakes the task."""
+    now = datetime.now(UTC)
+    timer = TimerStarted(
+        event_id="t-rearm",
+        goal_id="g-rearm",
+        occurred_at=now,
+        causation_id=None,
+        correlation_id="g-rearm",
+        producer="test",
+        iteration=1,
+        task_id="s1",
+        tool="sleep",
+        attempt=1,
+        timer_id="t-rearm",
+        due_at=now,  # due: fires at once
+        seconds=0.0,
+    )
+    timers = ScheduledTimers(nc.jetstream(), threshold_s=1.0)
+    js = nc.jetstream()
+
+    async def wakeups() -> int:
+        info = await js.stream_info(INTAKE_STREAM, subjects_filter=INTAKE_WAKEUP)
+        return int((info.state.subjects or {}).get(INTAKE_WAKEUP, 0))
+
+    async def woken(times: int) -> bool:
+        return await wakeups() == times
+
+    await timers.arm(timer)
+    await wait_until(lambda: woken(1), timeout_s=10, what="the timer's wake-up")
+    await timers.arm(timer)  # the same copy again: a duplicate, stored no second time
+    await timers.arm(timer, copy="early-1")
+    await wait_until(lambda: woken(2), timeout_s=10, what="the new copy's wake-up")
+    assert await wakeups() == 2
