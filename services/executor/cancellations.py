@@ -20,15 +20,23 @@ import asyncio
 import contextlib
 import sys
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Final, TypeVar, overload
 
 from events.catalog import GoalCancelled, IterationInterrupted
 from events.model import Event
 from services.executor.decide import CANCELLED_REASON, interrupted_reason
 
-__all__ = ["CANCELLED", "Cancellations", "Stopped", "unless_cancelled"]
+__all__ = [
+    "CANCELLED",
+    "DECLINED",
+    "Cancellations",
+    "Declined",
+    "Grace",
+    "Stopped",
+    "unless_cancelled",
+]
 
 T = TypeVar("T")
 
@@ -41,6 +49,25 @@ class Stopped:
 
 
 CANCELLED: Final = Stopped()
+
+
+class Declined:
+    """The work was stopped because what was to happen once it ran past its grace refused."""
+
+    def __repr__(self) -> str:
+        return "DECLINED"
+
+
+DECLINED: Final = Declined()
+
+
+@dataclass(frozen=True, slots=True)
+class Grace:
+    """What happens once work has run ``seconds``: ``then()``, awaited while the work goes on;
+    False from it stops the work."""
+
+    seconds: float
+    then: Callable[[], Awaitable[bool]]
 
 
 @dataclass
@@ -122,17 +149,41 @@ class Cancellations:
         return len({goal_id for goal_id, _ in self._watches})
 
 
-async def unless_cancelled(work: Awaitable[T], signal: asyncio.Event) -> T | Stopped:
+@overload
+async def unless_cancelled(work: Awaitable[T], signal: asyncio.Event) -> T | Stopped: ...
+
+
+@overload
+async def unless_cancelled(
+    work: Awaitable[T], signal: asyncio.Event, grace: Grace
+) -> T | Stopped | Declined: ...
+
+
+async def unless_cancelled(
+    work: Awaitable[T], signal: asyncio.Event, grace: Grace | None = None
+) -> T | Stopped | Declined:
     """``work``'s result, or ``CANCELLED`` once ``signal`` is set first (``work`` is then
-    cancelled and awaited, so a tool has stopped when this returns)."""
+    cancelled and awaited, so a tool has stopped when this returns). With ``grace``: once
+    ``work`` has run ``grace.seconds``, ``grace.then()`` is awaited while it goes on, and
+    ``DECLINED`` if that refused (``work`` stopped the same way)."""
     if signal.is_set():
         if asyncio.iscoroutine(work):
             work.close()  # never started
         return CANCELLED
     running = asyncio.ensure_future(work)
     waiting = asyncio.ensure_future(signal.wait())
+    either = {running, waiting}
     try:
-        await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if grace is None:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            done, _ = await asyncio.wait(
+                either, timeout=grace.seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                if not await grace.then():
+                    return DECLINED
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiting.cancel()
         if not running.done():

@@ -47,7 +47,14 @@ from events.errors import AgoraError, ConcurrentWriteError, EventTooLargeError, 
 from events.model import Event, Stamp
 from events.tools import REACT_TOOL, CallRecord
 from services.executor import decide, react_record, react_waits, waits
-from services.executor.cancellations import CANCELLED, Cancellations, Stopped, unless_cancelled
+from services.executor.cancellations import (
+    CANCELLED,
+    Cancellations,
+    Declined,
+    Grace,
+    Stopped,
+    unless_cancelled,
+)
 from services.executor.ports import GoalLog, Publish, Timers
 from services.executor.runner import ToolRunner
 from services.executor.tools.context import ToolResult
@@ -241,16 +248,23 @@ async def _run_watched(
         )
 
 
+# What calls a task's tool once; with a grace, a call still running past it runs ``then()``.
+_ToolCall = Callable[[Grace | None], Awaitable[ToolResult | Stopped | Declined]]
+
+
 @contextlib.contextmanager
 def _tool_calls(
     task: TaskScheduled, runner: ToolRunner, heard: Cancellations
-) -> Iterator[Callable[[], Awaitable[ToolResult | Stopped]]]:
+) -> Iterator[_ToolCall]:
     """What calls ``task``'s tool once: its result, or ``CANCELLED`` when the goal is heard
-    cancelled (or the iteration interrupted) first, which stops a running call."""
+    cancelled (or the iteration interrupted) first, which stops a running call; or
+    ``DECLINED`` when its grace's ``then()`` refused, which stops it too."""
     goal_id, iteration = task.goal_id, task.iteration
     if runner.is_instant(task.tool):
-        # Nothing could stop it midway: whether to run it at all is all there is to check.
-        async def call_instant() -> ToolResult | Stopped:
+        # Nothing could stop it midway: whether to run it at all is all there is to check; it
+        # never runs past a grace.
+        async def call_instant(grace: Grace | None) -> ToolResult | Stopped | Declined:
+            del grace
             if heard.stops(goal_id, iteration):
                 return CANCELLED
             return await runner.invoke(task.tool, task.args, task.timeout_s)
@@ -259,8 +273,11 @@ def _tool_calls(
         return
     with heard.watch(goal_id, iteration) as cancelled:
 
-        def call() -> Awaitable[ToolResult | Stopped]:
-            return unless_cancelled(runner.invoke(task.tool, task.args, task.timeout_s), cancelled)
+        async def call(grace: Grace | None) -> ToolResult | Stopped | Declined:
+            invoked = runner.invoke(task.tool, task.args, task.timeout_s)
+            if grace is None:
+                return await unless_cancelled(invoked, cancelled)
+            return await unless_cancelled(invoked, cancelled, grace)
 
         yield call
 
@@ -290,7 +307,7 @@ async def _run_attempts(
     task: TaskScheduled,
     run: decide.Run,
     *,
-    call: Callable[[], Awaitable[ToolResult | Stopped]],
+    call: _ToolCall,
     runner: ToolRunner,
     writer: _TaskWriter,
     stamp: Callable[[], Stamp],
@@ -395,7 +412,7 @@ async def _run_attempts(
 
 
 async def _call_recorded(
-    call: Callable[[], Awaitable[ToolResult | Stopped]],
+    call: _ToolCall,
     recording: CallRecord,
     announce: Callable[[], Event],
     *,
@@ -403,55 +420,28 @@ async def _call_recorded(
     grace_s: float,
 ) -> tuple[ToolResult | Stopped | ToolError, bool] | None:
     """One attempt's call, its announcement (``announce()``: ``tool_called``) written already
-    if ``recording`` is ``BEFORE_RUN``, or while it runs if it is ``WHILE_RUNNING``: its result
-    (the tool's error, if it failed) and whether a ``tool_called`` records it; None if the
-    announcement written while it ran was refused."""
-    if recording is not CallRecord.WHILE_RUNNING:
-        announced = recording is CallRecord.BEFORE_RUN
-        try:
-            return await call(), announced
-        except ToolError as error:
-            return error, announced
-    ran = await _call_announced_while_running(call(), announce, writer=writer, grace_s=grace_s)
-    if ran is None:
-        return None
-    finished, announced = ran
-    try:
-        return finished.result(), announced
-    except ToolError as error:
-        return error, announced
-
-
-async def _call_announced_while_running(
-    work: Awaitable[ToolResult | Stopped],
-    announce: Callable[[], Event],
-    *,
-    writer: _TaskWriter,
-    grace_s: float,
-) -> tuple[asyncio.Future[ToolResult | Stopped], bool] | None:
-    """Run ``work``, a call of a tool without side effects, at once; if it still runs after
-    ``grace_s``, store its announcement (``announce()``: ``tool_called``) while it runs. The
-    finished call and whether it was announced; None if the announcement was refused: the
-    call is then stopped.
+    if ``recording`` is ``BEFORE_RUN``, or while it runs if it is ``WHILE_RUNNING`` and it runs
+    past ``grace_s``: its result (the tool's error, if it failed) and whether a ``tool_called``
+    records it; None if that announcement was refused (the call is then stopped).
 
     The outcome's write is guarded on the goal's last sequence, which the announcement's
     acknowledgement gives, so a call that ends within the grace goes without one: its outcome
     alone records it, in one write instead of two in a row (docs/performance.md)."""
-    running = asyncio.ensure_future(work)
+    announced = recording is CallRecord.BEFORE_RUN
+
+    async def announce_now() -> bool:
+        nonlocal announced
+        announced = await writer.write([announce()])
+        return announced
+
+    grace = Grace(grace_s, announce_now) if recording is CallRecord.WHILE_RUNNING else None
     try:
-        done, _ = await asyncio.wait({running}, timeout=grace_s)
-        if done:
-            return running, False
-        if not await writer.write([announce()]):
-            return None
-        await asyncio.wait({running})
-        return running, True
-    finally:
-        if not running.done():
-            running.cancel()
-            # The tool's own clean-up (a sandboxed program killed) finishes before we go on.
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
+        result = await call(grace)
+    except ToolError as error:
+        return error, announced
+    if isinstance(result, Declined):
+        return None
+    return result, announced
 
 
 async def _after_failure(
