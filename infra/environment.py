@@ -142,7 +142,11 @@ class Environment(BaseSettings):
     concurrency: Count = Field(
         64, description="messages in flight per consumer (planner, memory, evaluator)"
     )
-    executor_concurrency: Count = Field(512, description="tasks in flight per executor process")
+    executor_concurrency: Count = Field(
+        1024,
+        description="tasks in flight per executor process; a task waiting in the executor (a "
+        "`sleep` below `AGORA_TIMER_THRESHOLD_S`, a backoff) holds its place while it waits",
+    )
     drain_timeout_s: Seconds = Field(
         10.0, description="how long a stopping service lets in-flight work finish"
     )
