@@ -59,8 +59,12 @@ __all__ = [
 ]
 
 
-class LeanEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """The envelope: what every event is read for (its goal, its place in time, its cause)."""
+class LeanEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
+    """The envelope: what every event is read for (its goal, its place in time, its cause).
+
+    Not tracked by the garbage collector (``gc=False``): a lean event holds strings, numbers,
+    times and undecoded bytes, never a reference back, so it can be in no cycle; the follower
+    holds thousands of them, which the collector would otherwise walk."""
 
     event_id: str
     goal_id: str
