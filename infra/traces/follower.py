@@ -48,9 +48,18 @@ from projections.spans import goal_spans
 
 __all__ = ["Exported", "TraceExporter"]
 
-_ENDS = (LeanGoalCompleted, LeanGoalFailed, LeanGoalRejected, LeanGoalCancelled)
-# A goal's first event: from one of these on, the follower has seen all of its history.
-_BEGINNINGS = (LeanGoalAccepted, LeanGoalRejected)
+# What an event is to a goal's trace, by its exact type: its beginning (from there on the
+# follower has seen all of its history), its end, or both (a rejection); other types 0. One
+# dictionary look-up per event: two isinstance checks against tuples of classes cost 0.005 ms
+# a goal, nearly what decoding its events leanly does (0.006).
+_BEGINS, _ENDS = 1, 2
+_ROLES: dict[type[LeanEvent], int] = {
+    LeanGoalAccepted: _BEGINS,
+    LeanGoalRejected: _BEGINS | _ENDS,
+    LeanGoalCompleted: _ENDS,
+    LeanGoalFailed: _ENDS,
+    LeanGoalCancelled: _ENDS,
+}
 _ALL_EVENTS = "agora.events.>"
 # How long a pull waits for new events once caught up; under load it fills meanwhile, so the
 # follower reads few, large batches (a trace leaves at most this long after its goal ended).
@@ -153,6 +162,7 @@ class TraceExporter:
         last = from_seq - 1
         held = self.held
         content = self.content
+        roles = _ROLES
         try:
             while not stop.is_set():
                 batch = await reader.next_batch(wait=True)
@@ -164,10 +174,11 @@ class TraceExporter:
                     goal_id = event.goal_id
                     if goal_id.startswith("_"):
                         continue  # the platform's own records
-                    if isinstance(event, _BEGINNINGS):
+                    role = roles.get(type(event), 0)
+                    if role & _BEGINS:
                         held.begin(goal_id, now)
                     let_go = held.add(goal_id, decode_event(payload) if content else event)
-                    if isinstance(event, _ENDS):
+                    if role & _ENDS:
                         let_go = let_go or held.end(goal_id)
                         goals.append((goal_id, let_go[1] if let_go else None, True))
                     elif let_go is not None:
