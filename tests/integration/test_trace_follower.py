@@ -58,15 +58,23 @@ def _spans(receiver: OtlpReceiver, goal_id: str) -> set[bytes]:
     }
 
 
+@pytest.mark.parametrize("content", [False, True], ids=["lean", "with content"])
 async def test_the_follower_sends_the_spans_a_one_off_export_sends(
-    client: AgoraClient, nc: NatsClient, platform: InProcessPlatform, receiver: OtlpReceiver
+    client: AgoraClient,
+    nc: NatsClient,
+    platform: InProcessPlatform,
+    receiver: OtlpReceiver,
+    content: bool,
 ) -> None:
+    """Without content the follower builds spans from its lean reading of the events, with
+    content from the catalogue's events and their outputs; a one-off export always reads the
+    goal's history in full through the timeline."""
     earlier = await client.submit({"text": "before the follower", "steps": STEPS})
     assert (await client.wait(earlier.goal_id, timeout_s=30)).completed
     # The follower starts after the earlier goal's first event, before its end.
     seqs = [s async for s, _ in read_events(nc, goal_events_filter(earlier.goal_id))]
     target = TraceTarget("test", Settings.from_env().otlp)
-    follower = TraceExporter(nc, target)
+    follower = TraceExporter(nc, target, content=content)
     exported: list[Exported] = []
     stop = asyncio.Event()
     following = asyncio.ensure_future(follower.follow(seqs[1], stop, exported.append))
@@ -83,6 +91,13 @@ async def test_the_follower_sends_the_spans_a_one_off_export_sends(
         await following
     followed = {g: _spans(receiver, g) for g in (earlier.goal_id, later.goal_id)}
     assert all(len(spans) >= 4 for spans in followed.values())  # root, turns, tasks, calls
+    results = [
+        a.value.string_value
+        for span in receiver.spans()
+        for a in span.attributes
+        if a.key == "gen_ai.tool.call.result"
+    ]
+    assert sorted(results) == (["42", "42", "42", "42"] if content else [])
 
     receiver.traces.clear()
     for goal_id in followed:
