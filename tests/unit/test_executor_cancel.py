@@ -18,7 +18,13 @@ from events.catalog import GoalCancelled, TaskCancelled, TaskScheduled
 from events.model import Event, Stamp
 from events.tools import EchoArgs, ToolSpec
 from services.executor import decide
-from services.executor.cancellations import CANCELLED, Cancellations, unless_cancelled
+from services.executor.cancellations import (
+    CANCELLED,
+    DECLINED,
+    Cancellations,
+    Grace,
+    unless_cancelled,
+)
 from services.executor.handler import execute_task
 from services.executor.registry import ToolRegistry
 from services.executor.runner import ToolRunner
@@ -202,3 +208,39 @@ def test_a_goal_heard_cancelled_before_its_call_is_watched_is_signalled_at_once(
 
 def _stamp(task: TaskScheduled) -> Stamp:
     return Stamp.caused_by(task, producer=PRODUCER, now=NOW)
+
+
+async def test_past_its_grace_the_work_goes_on_while_then_runs_and_stops_when_it_refuses() -> None:
+    release, signal = asyncio.Event(), asyncio.Event()
+    stopped: list[str] = []
+
+    async def held(name: str) -> str:
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            stopped.append(name)
+            raise
+        return name
+
+    async def refuses() -> bool:
+        return False
+
+    assert await unless_cancelled(held("refused"), signal, Grace(0.0, refuses)) is DECLINED
+
+    async def hears_a_cancellation() -> bool:
+        signal.set()
+        return True
+
+    # A cancellation heard while then() runs stops the work, though then() agreed.
+    cancelled = await unless_cancelled(held("cancelled"), signal, Grace(0.0, hears_a_cancellation))
+    assert cancelled is CANCELLED
+    assert stopped == ["refused", "cancelled"]  # each had stopped when the answer came back
+
+    async def lets_it_finish() -> bool:
+        release.set()  # the work goes on while then() runs
+        await asyncio.sleep(0)
+        return True
+
+    assert await unless_cancelled(held("done"), asyncio.Event(), Grace(0.0, lets_it_finish)) == (
+        "done"
+    )
