@@ -9,8 +9,9 @@ without building it.
 
 Each field here is the catalogue's field of the same name, with the same type and default
 (a unit test holds them to it), so an event reads the same either way; every other type of
-the catalogue decodes to its envelope alone. A payload the catalogue cannot decode is refused
-here too (``DecodeError``). No upcaster exists yet; the day one does, this reading must apply
+the catalogue decodes to its envelope alone, and so does an event of a type the catalogue lacks
+(a newer producer's). Any other payload the catalogue cannot decode is refused here too
+(``DecodeError``). No upcaster exists yet; the day one does, this reading must apply
 it as well (a unit test says so).
 """
 
@@ -291,9 +292,47 @@ _LEAN_UNION: Any = functools.reduce(operator.or_, (*_READ, *_ENVELOPES))
 _decoder: msgspec.json.Decoder[LeanEvent] = msgspec.json.Decoder(_LEAN_UNION)
 
 
+class _Unknown(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as far as every event is known: its type and envelope."""
+
+    type: str
+    event_id: str
+    goal_id: str
+    occurred_at: datetime
+    causation_id: str | None
+    producer: str
+
+
+_unknown_decoder = msgspec.json.Decoder(_Unknown)
+
+
 def decode_span_event(data: bytes) -> LeanEvent:
-    """The event in ``data``, as spans read it."""
+    """The event in ``data``, as spans read it. An event of a type this version does not know
+    (a newer producer's) reads as its envelope, which no span is built from: a tolerant
+    reader, so a newer producer does not stop the trace follower's lean reading."""
     try:
         return _decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # ValidationError included
+    except msgspec.ValidationError as exc:
+        unknown = _newer(data)
+        if unknown is None:
+            raise DecodeError(f"not a valid agora event: {exc}") from exc
+        return unknown
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not a valid agora event: {exc}") from exc
+
+
+def _newer(data: bytes) -> LeanEvent | None:
+    """The envelope of an event whose type the catalogue lacks (None: it is no such event)."""
+    try:
+        event = _unknown_decoder.decode(data)
+    except msgspec.ValidationError:
+        return None
+    if event.type in EVENT_TYPES:
+        return None  # a known type that does not validate: refused, as the catalogue does
+    return LeanEvent(
+        event_id=event.event_id,
+        goal_id=event.goal_id,
+        occurred_at=event.occurred_at,
+        causation_id=event.causation_id,
+        producer=event.producer,
+    )

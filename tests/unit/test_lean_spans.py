@@ -279,12 +279,35 @@ def test_no_upcaster_is_left_out() -> None:
     assert UPCASTERS == {}
 
 
+def _completed_without(field: bytes) -> bytes:
+    payload = next(p for p in LLM if b'"task_completed"' in p)
+    return payload.replace(b'"' + field + b'"', b'"not_' + field + b'"')
+
+
+def test_an_event_of_a_type_this_version_lacks_reads_as_its_envelope_and_makes_no_span() -> None:
+    """A newer producer's event does not stop the lean reading: it is read as its envelope
+    only (the catalogue refuses it)."""
+    goal = [p for p in LLM if decode_span_event(p).goal_id == "r-llm"]
+    newer = json.loads(goal[5])
+    newer.update(type="goal_pondered", event_id="newer", thoughts=[{"deep": True}])
+    with pytest.raises(DecodeError):
+        decode_event(json.dumps(newer).encode())
+    read = decode_span_event(json.dumps(newer).encode())
+    assert type(read) is LeanEvent
+    assert (read.event_id, read.goal_id) == ("newer", "r-llm")
+    with_it = [*goal[:6], json.dumps(newer).encode(), *goal[6:]]
+    lean = lean_goal_spans("r-llm", [decode_span_event(p) for p in with_it])
+    assert _shape(lean) == _shape(goal_spans("r-llm", _events(goal)))
+
+
 @pytest.mark.parametrize(
     "payload",
     [
         b"{not json",
-        b'{"type": "no_such_event", "event_id": "e"}',
+        b'{"type": "no_such_event", "event_id": "e"}',  # no envelope
         LLM[0].replace(b'"goal_id"', b'"goal"'),  # a required field missing
+        _completed_without(b"attempts"),  # a field of a known type missing
+        _completed_without(b"type"),  # no type at all
         b"[" * 10_000,
         b"\xff\xfe",
     ],
